@@ -1,0 +1,272 @@
+"""One account's ledger (sans-IO): balances, locks, holds and open-order reservations.
+
+Terms
+    balance   atoms the account owns of an asset (available + locked + held)
+    locked    atoms reserved by resting orders, journaled (part of the state hash)
+    held      atoms reserved by commands still in flight to a market; live-only,
+              never journaled, always zero once the engine is idle. A hold turns
+              into a lock when the market's ``OrderPlaced`` comes back, or is
+              released when the market refuses. After a crash holds vanish with
+              the commands that made them, which were never acknowledged.
+
+Invariants (``Venue.check_invariants``)
+    0 <= locked[a] and locked[a] + held[a] <= balance[a] for every asset;
+    locked[a] == sum of the locks of open orders on asset a;
+    each open order's lock equals what its remaining quantity needs.
+
+Settlement applies whole ``OrderPlaced`` events: the taker part when the order is
+this account's, the maker part for every fill against this account's orders,
+and the fee part when this is the fee account. Apply never decides: it only adds
+and subtracts the amounts the event carries or implies.
+"""
+
+from __future__ import annotations
+
+from engine.messages import (
+    BID, FEE_ACCOUNT_ID, LIMIT, NO_CLIENT_ID, AmendOrder, Deposit, Deposited,
+    OrderAmended, OrderCancelled, OrderPlaced, PlaceOrder, Rejection, Transfer, Transferred,
+    Withdraw, Withdrawn,
+)
+from engine.spec import MarketSpec
+from engine.units import MAX_AMOUNT, format_units
+
+
+class OpenOrder:
+    """The account's side of a resting order: what it reserves."""
+
+    __slots__ = ("symbol", "side", "price_ticks", "lock", "client_id", "asset")
+
+    def __init__(self, symbol: str, side: str, price_ticks: int, lock: int, client_id: int, asset: str) -> None:
+        self.symbol = symbol
+        self.asset = asset  # what the lock is denominated in
+        self.side = side
+        self.price_ticks = price_ticks
+        self.lock = lock
+        self.client_id = client_id
+
+
+class Account:
+    __slots__ = (
+        "account_id", "parent_id", "country", "category", "created_us", "api_keys",
+        "balances", "locked", "held", "holds", "orders", "client_ids", "pending_client_ids",
+        "net_deposits",
+    )
+
+    def __init__(self, account_id: int, parent_id: int, country: str, category: str, created_us: int) -> None:
+        self.account_id = account_id
+        self.parent_id = parent_id  # -1 for a main account
+        self.country = country
+        self.category = category
+        self.created_us = created_us
+        self.api_keys: list[str] = []
+        self.balances: dict[str, int] = {}
+        self.locked: dict[str, int] = {}
+        self.held: dict[str, int] = {}  # live-only, see module doc
+        self.holds: dict[int, tuple[str, int]] = {}  # order_id -> (asset, atoms), live-only
+        self.orders: dict[int, OpenOrder] = {}
+        self.client_ids: dict[int, int] = {}  # client_id -> order_id of open orders
+        self.pending_client_ids: set[int] = set()  # client ids of orders in flight, live-only
+        self.net_deposits: dict[str, int] = {}  # deposits - withdrawals, for conservation
+
+    # --- reads ---------------------------------------------------------------
+
+    def available(self, asset: str) -> int:
+        return self.balances.get(asset, 0) - self.locked.get(asset, 0) - self.held.get(asset, 0)
+
+    # --- decisions -------------------------------------------------------------
+
+    def decide_place(self, cmd: PlaceOrder, spec: MarketSpec) -> tuple[str, int] | Rejection:
+        """Check funds and client id; return the (asset, atoms) to hold, or why not."""
+        cid = cmd.client_id
+        if cid != NO_CLIENT_ID and (cid in self.client_ids or cid in self.pending_client_ids):
+            return Rejection("INVALID_ORDER", f"Order with client ID already exists: {cid}")
+        bid = cmd.side == BID
+        asset = spec.quote if bid else spec.base
+        available = self.available(asset)
+        if cmd.order_type == LIMIT:
+            need = (cmd.price_ticks * cmd.qty_steps * spec.quote_per_tick_step) if bid else cmd.qty_steps * spec.base_per_step
+        elif bid:
+            need = cmd.quote_qty if cmd.quote_qty else available  # by quantity: hold all, release the rest
+        else:
+            need = cmd.qty_steps * spec.base_per_step if cmd.qty_steps else available
+        if need <= 0 or need > available:
+            decimals = spec.quote_decimals if bid else spec.base_decimals
+            return Rejection(
+                "INSUFFICIENT_FUNDS",
+                f"Insufficient funds: the order needs {format_units(max(need, 1), decimals)} {asset}, "
+                f"available {format_units(available, decimals)} {asset}",
+            )
+        return asset, need
+
+    def hold(self, order_id: int, asset: str, atoms: int, client_id: int) -> None:
+        self.holds[order_id] = (asset, atoms)
+        self.held[asset] = self.held.get(asset, 0) + atoms
+        if client_id != NO_CLIENT_ID:
+            self.pending_client_ids.add(client_id)
+
+    def release_hold(self, order_id: int, client_id: int = NO_CLIENT_ID) -> None:
+        hold = self.holds.pop(order_id, None)
+        if hold is not None:
+            self.held[hold[0]] -= hold[1]
+        self.pending_client_ids.discard(client_id)
+
+    def decide_amend_hold(self, cmd: AmendOrder, spec: MarketSpec) -> tuple[str, int] | Rejection:
+        """Worst-case extra atoms an amendment may need (assuming nothing executed)."""
+        order = self.orders.get(cmd.order_id)
+        if order is None:
+            return Rejection("RESOURCE_NOT_FOUND", "Order not found")
+        price = cmd.price_ticks or order.price_ticks
+        if order.side == BID:
+            asset = spec.quote
+            total = cmd.qty_steps or _steps_of(order, spec)
+            need = price * total * spec.quote_per_tick_step - order.lock
+        else:
+            asset = spec.base
+            total = cmd.qty_steps or _steps_of(order, spec)
+            need = total * spec.base_per_step - order.lock
+        need = max(need, 0)
+        if need > self.available(asset):
+            return Rejection("INSUFFICIENT_FUNDS", f"Insufficient funds to amend: needs {need} more atoms of {asset}")
+        return asset, need
+
+    def decide_withdraw(self, cmd: Withdraw, now_us: int, decimals: int) -> Withdrawn | Rejection:
+        available = self.available(cmd.asset)
+        if cmd.amount > available:
+            return Rejection(
+                "INSUFFICIENT_FUNDS",
+                f"Insufficient funds: withdrawal of {format_units(cmd.amount, decimals)} {cmd.asset} "
+                f"exceeds available {format_units(available, decimals)} {cmd.asset}",
+            )
+        return Withdrawn(self.account_id, cmd.asset, cmd.amount, now_us)
+
+    def decide_deposit(self, cmd: Deposit, now_us: int) -> Deposited | Rejection:
+        if self.balances.get(cmd.asset, 0) + cmd.amount >= MAX_AMOUNT:
+            return Rejection("INVALID_QUANTITY", "Deposit would exceed the largest balance the ledger holds")
+        return Deposited(self.account_id, cmd.asset, cmd.amount, now_us)
+
+    def decide_transfer(self, cmd: Transfer, other_parent: int, now_us: int, decimals: int) -> Transferred | Rejection:
+        related = self.parent_id == cmd.to_account_id or other_parent == self.account_id
+        if not related:
+            return Rejection("FORBIDDEN", "Transfers are only allowed between a main account and its sub-accounts")
+        available = self.available(cmd.asset)
+        if cmd.amount > available:
+            return Rejection(
+                "INSUFFICIENT_FUNDS",
+                f"Insufficient funds: transfer of {format_units(cmd.amount, decimals)} {cmd.asset} "
+                f"exceeds available {format_units(available, decimals)} {cmd.asset}",
+            )
+        return Transferred(self.account_id, cmd.to_account_id, cmd.asset, cmd.amount, now_us)
+
+    # --- apply -----------------------------------------------------------------
+
+    def _add(self, asset: str, atoms: int) -> None:
+        self.balances[asset] = self.balances.get(asset, 0) + atoms
+
+    def apply_deposited(self, e: Deposited) -> None:
+        self._add(e.asset, e.amount)
+        self.net_deposits[e.asset] = self.net_deposits.get(e.asset, 0) + e.amount
+
+    def apply_withdrawn(self, e: Withdrawn) -> None:
+        self._add(e.asset, -e.amount)
+        self.net_deposits[e.asset] = self.net_deposits.get(e.asset, 0) - e.amount
+
+    def apply_transferred(self, e: Transferred) -> None:
+        if e.from_account_id == self.account_id:
+            self._add(e.asset, -e.amount)
+        if e.to_account_id == self.account_id:
+            self._add(e.asset, e.amount)
+
+    def apply_placed(self, e: OrderPlaced, spec: MarketSpec) -> None:
+        if e.account_id == self.account_id:
+            self._apply_taker(e, spec)
+        elif self.account_id == FEE_ACCOUNT_ID:
+            self._apply_fees(e, spec)
+        else:
+            self._apply_maker(e, spec)
+
+    def _apply_taker(self, e: OrderPlaced, spec: MarketSpec) -> None:
+        bps, qpts = spec.base_per_step, spec.quote_per_tick_step
+        bid = e.side == BID
+        pay_asset, get_asset = (spec.quote, spec.base) if bid else (spec.base, spec.quote)
+        paid = received = executed = 0
+        for f in e.fills:
+            base = f.qty_steps * bps
+            quote = f.price_ticks * f.qty_steps * qpts
+            if bid:
+                paid += quote
+                received += base - f.taker_fee
+            else:
+                paid += base
+                received += quote - f.taker_fee
+            executed += f.qty_steps
+        balances = self.balances
+        balances[pay_asset] = balances.get(pay_asset, 0) - paid
+        balances[get_asset] = balances.get(get_asset, 0) + received
+        for order_id in e.stp_cancelled:
+            self._close(order_id)
+        remaining = e.qty_steps - executed
+        if e.status == "New" or e.status == "PartiallyFilled":
+            lock = e.price_ticks * remaining * qpts if bid else remaining * bps
+            self.orders[e.order_id] = OpenOrder(e.symbol, e.side, e.price_ticks, lock, e.client_id, pay_asset)
+            if e.client_id != NO_CLIENT_ID:
+                self.client_ids[e.client_id] = e.order_id
+        else:
+            lock = 0
+        # locked grows by what stays reserved: the order's lock less what it paid and released
+        self.locked[pay_asset] = self.locked.get(pay_asset, 0) + lock
+
+    def _apply_maker(self, e: OrderPlaced, spec: MarketSpec) -> None:
+        bps, qpts = spec.base_per_step, spec.quote_per_tick_step
+        me = self.account_id
+        for f in e.fills:
+            if f.maker_account_id != me:
+                continue
+            order = self.orders[f.maker_order_id]
+            base = f.qty_steps * bps
+            quote = f.price_ticks * f.qty_steps * qpts
+            if order.side == BID:
+                pay_asset, paid, get_asset, got = spec.quote, quote, spec.base, base - f.maker_fee
+            else:
+                pay_asset, paid, get_asset, got = spec.base, base, spec.quote, quote - f.maker_fee
+            self.balances[pay_asset] -= paid
+            self.locked[pay_asset] -= paid
+            self._add(get_asset, got)
+            order.lock -= paid
+            if order.lock == 0:
+                self._forget(f.maker_order_id, order)
+
+    def _apply_fees(self, e: OrderPlaced, spec: MarketSpec) -> None:
+        taker_asset, maker_asset = (spec.base, spec.quote) if e.side == BID else (spec.quote, spec.base)
+        taker_fees = maker_fees = 0
+        for f in e.fills:
+            taker_fees += f.taker_fee
+            maker_fees += f.maker_fee
+        self._add(taker_asset, taker_fees)
+        self._add(maker_asset, maker_fees)
+
+    def apply_cancelled(self, e: OrderCancelled) -> None:
+        self._close(e.order_id)
+
+    def apply_amended(self, e: OrderAmended, spec: MarketSpec) -> None:
+        order = self.orders[e.order_id]
+        self.locked[order.asset] += e.lock - order.lock
+        order.lock = e.lock
+        order.price_ticks = e.price_ticks
+
+    def _close(self, order_id: int) -> None:
+        order = self.orders[order_id]
+        self.locked[order.asset] -= order.lock
+        self._forget(order_id, order)
+
+    def _forget(self, order_id: int, order: OpenOrder) -> None:
+        del self.orders[order_id]
+        if order.client_id != NO_CLIENT_ID:
+            self.client_ids.pop(order.client_id, None)
+
+
+def _steps_of(order: OpenOrder, spec: MarketSpec) -> int:
+    """Remaining steps implied by an open order's lock."""
+    if order.side == BID:
+        return order.lock // (order.price_ticks * spec.quote_per_tick_step)
+    return order.lock // spec.base_per_step
+

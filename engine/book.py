@@ -1,0 +1,265 @@
+"""Price-time priority limit order book, in ticks and steps.
+
+Layout
+    ``bids``/``asks`` map price_ticks -> level, a dict order_id -> Order kept in
+    arrival order (dicts preserve insertion order), so the level is a FIFO with
+    O(1) removal of any order. ``bid_prices`` is sorted ascending and
+    ``ask_keys`` holds negated ask prices sorted ascending, so the best price of
+    either side is the *last* element and removing an emptied best level is a
+    ``pop()``. ``level_steps`` keeps each level's total for depth and FOK checks.
+
+Invariants (checked by ``check``)
+    every resting order has remaining_steps > 0 and sits in exactly one level
+    and in ``orders``; level totals equal the sum of their orders; a price is in
+    the sorted list iff its level is non-empty; at rest best bid < best ask.
+
+Matching is split the engine's way: ``walk`` reads the book and returns what an
+incoming order would trade (no mutation); ``take``/``rest``/``remove`` apply
+those decisions. Replay calls only the mutators.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections.abc import Iterator
+from typing import Final
+
+from engine.messages import ASK, BID, REJECT_BOTH, REJECT_MAKER, REJECT_TAKER
+
+
+class Order:
+    """A resting limit order (market-owned)."""
+
+    __slots__ = (
+        "order_id", "account_id", "side", "price_ticks", "qty_steps", "remaining_steps",
+        "executed_quote", "client_id", "post_only", "stp", "created_us",
+    )
+
+    def __init__(
+        self, order_id: int, account_id: int, side: str, price_ticks: int, qty_steps: int,
+        remaining_steps: int, executed_quote: int, client_id: int, post_only: bool, stp: str,
+        created_us: int,
+    ) -> None:
+        self.order_id = order_id
+        self.account_id = account_id
+        self.side = side
+        self.price_ticks = price_ticks
+        self.qty_steps = qty_steps  # original total quantity
+        self.remaining_steps = remaining_steps
+        self.executed_quote = executed_quote  # quote atoms traded so far
+        self.client_id = client_id
+        self.post_only = post_only
+        self.stp = stp
+        self.created_us = created_us
+
+
+class Walk:
+    """What an incoming order would do against the book (the output of ``walk``)."""
+
+    __slots__ = ("fills", "filled_steps", "spent_quote", "stp_cancelled", "stp_stopped", "quote_bound")
+
+    def __init__(self) -> None:
+        self.fills: list[tuple[Order, int]] = []  # (maker, steps) in match order
+        self.filled_steps = 0
+        self.spent_quote = 0  # sum of price*steps*quote_per_tick_step
+        self.stp_cancelled: list[int] = []  # own resting orders cancelled by STP
+        self.stp_stopped = False  # the taker hit its own order and must stop
+        self.quote_bound = False  # stopped because one more step would exceed max_quote
+
+
+UNLIMITED: Final = 1 << 62
+
+
+class OrderBook:
+    __slots__ = ("bids", "asks", "bid_prices", "ask_keys", "level_steps", "orders")
+
+    def __init__(self) -> None:
+        self.bids: dict[int, dict[int, Order]] = {}
+        self.asks: dict[int, dict[int, Order]] = {}
+        self.bid_prices: list[int] = []  # ascending; best bid last
+        self.ask_keys: list[int] = []  # negated ask prices ascending; best ask last
+        self.level_steps: dict[tuple[str, int], int] = {}
+        self.orders: dict[int, Order] = {}
+
+    # --- reads -------------------------------------------------------------
+
+    def best_bid(self) -> int:
+        """Best bid in ticks, 0 when there is none."""
+        return self.bid_prices[-1] if self.bid_prices else 0
+
+    def best_ask(self) -> int:
+        """Best ask in ticks, 0 when there is none."""
+        return -self.ask_keys[-1] if self.ask_keys else 0
+
+    def crosses(self, side: str, price_ticks: int) -> bool:
+        """Would a limit order at this price trade on arrival?"""
+        if side is BID or side == BID:
+            return bool(self.ask_keys) and -self.ask_keys[-1] <= price_ticks
+        return bool(self.bid_prices) and self.bid_prices[-1] >= price_ticks
+
+    def levels(self, side: str) -> Iterator[tuple[int, dict[int, Order]]]:
+        """Levels of one side, best first."""
+        if side == BID:
+            book = self.bids
+            for price in reversed(self.bid_prices):
+                yield price, book[price]
+        else:
+            book = self.asks
+            for key in reversed(self.ask_keys):
+                yield -key, book[-key]
+
+    def depth(self, side: str, limit: int) -> list[tuple[int, int]]:
+        """Up to ``limit`` (price_ticks, total_steps) levels, best first."""
+        out: list[tuple[int, int]] = []
+        for price, _ in self.levels(side):
+            if len(out) == limit:
+                break
+            out.append((price, self.level_steps[side, price]))
+        return out
+
+    def walk(
+        self, side: str, limit_ticks: int, max_steps: int, max_quote: int,
+        quote_per_tick_step: int, account_id: int, stp: str,
+    ) -> Walk:
+        """Match an incoming order read-only.
+
+        ``side`` is the taker's side; ``limit_ticks`` 0 means a market order;
+        ``max_steps``/``max_quote`` bound the base quantity and the quote notional
+        (either may be UNLIMITED). Self-trades follow the taker's ``stp`` mode.
+        """
+        result = Walk()
+        fills = result.fills
+        steps_left = max_steps
+        quote_left = max_quote
+        opposite = ASK if side == BID else BID
+        for price, level in self.levels(opposite):
+            if limit_ticks and (price > limit_ticks if side == BID else price < limit_ticks):
+                break
+            unit = price * quote_per_tick_step
+            for maker in level.values():
+                if maker.account_id == account_id:
+                    if stp == REJECT_TAKER:
+                        result.stp_stopped = True
+                        return self._close(result, steps_left, max_steps, quote_left, max_quote)
+                    result.stp_cancelled.append(maker.order_id)
+                    if stp == REJECT_BOTH:
+                        result.stp_stopped = True
+                        return self._close(result, steps_left, max_steps, quote_left, max_quote)
+                    continue
+                take = maker.remaining_steps
+                if take > steps_left:
+                    take = steps_left
+                if take * unit > quote_left:
+                    take = quote_left // unit
+                    if take == 0:
+                        result.quote_bound = True
+                        return self._close(result, steps_left, max_steps, quote_left, max_quote)
+                fills.append((maker, take))
+                steps_left -= take
+                quote_left -= take * unit
+                if steps_left == 0:
+                    return self._close(result, steps_left, max_steps, quote_left, max_quote)
+                if quote_left < unit:
+                    result.quote_bound = True
+                    return self._close(result, steps_left, max_steps, quote_left, max_quote)
+        return self._close(result, steps_left, max_steps, quote_left, max_quote)
+
+    @staticmethod
+    def _close(result: Walk, steps_left: int, max_steps: int, quote_left: int, max_quote: int) -> Walk:
+        result.filled_steps = max_steps - steps_left
+        result.spent_quote = max_quote - quote_left
+        return result
+
+    # --- mutations (apply) ---------------------------------------------------
+
+    def rest(self, order: Order) -> None:
+        """Put an order at the back of its price level."""
+        price = order.price_ticks
+        side = order.side
+        if side == BID:
+            level = self.bids.get(price)
+            if level is None:
+                level = self.bids[price] = {}
+                insort(self.bid_prices, price)
+        else:
+            level = self.asks.get(price)
+            if level is None:
+                level = self.asks[price] = {}
+                insort(self.ask_keys, -price)
+        level[order.order_id] = order
+        key = (side, price)
+        self.level_steps[key] = self.level_steps.get(key, 0) + order.remaining_steps
+        self.orders[order.order_id] = order
+
+    def take(self, order_id: int, steps: int, quote: int) -> Order:
+        """A maker traded ``steps`` (worth ``quote`` atoms); drop it when done."""
+        order = self.orders[order_id]
+        order.remaining_steps -= steps
+        order.executed_quote += quote
+        key = (order.side, order.price_ticks)
+        self.level_steps[key] -= steps
+        if order.remaining_steps == 0:
+            self._unlink(order)
+        elif order.remaining_steps < 0:
+            raise AssertionError(f"order {order_id} overfilled")
+        return order
+
+    def remove(self, order_id: int) -> Order:
+        """Take an order off the book (cancel, STP, amend)."""
+        order = self.orders[order_id]
+        self.level_steps[order.side, order.price_ticks] -= order.remaining_steps
+        self._unlink(order)
+        return order
+
+    def _unlink(self, order: Order) -> None:
+        del self.orders[order.order_id]
+        price = order.price_ticks
+        if order.side == BID:
+            level = self.bids[price]
+            del level[order.order_id]
+            if not level:
+                del self.bids[price]
+                del self.level_steps[BID, price]
+                _remove_sorted(self.bid_prices, price)
+        else:
+            level = self.asks[price]
+            del level[order.order_id]
+            if not level:
+                del self.asks[price]
+                del self.level_steps[ASK, price]
+                _remove_sorted(self.ask_keys, -price)
+
+    # --- invariants ----------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise AssertionError if any structural invariant is broken."""
+        seen = 0
+        for side, book, prices in ((BID, self.bids, self.bid_prices), (ASK, self.asks, [-k for k in self.ask_keys])):
+            assert sorted(book) == sorted(prices), f"{side} price index out of sync"
+            assert len(set(prices)) == len(prices), f"{side} duplicate price"
+            for price, level in book.items():
+                assert level, f"empty {side} level {price}"
+                total = 0
+                for oid, order in level.items():
+                    assert oid == order.order_id and order.side == side and order.price_ticks == price
+                    assert order.remaining_steps > 0, f"order {oid} rests with nothing left"
+                    assert self.orders.get(oid) is order, f"order {oid} missing from index"
+                    total += order.remaining_steps
+                    seen += 1
+                assert self.level_steps[side, price] == total, f"{side} level {price} total wrong"
+        assert seen == len(self.orders), "index holds orders not in any level"
+        assert len(self.level_steps) == len(self.bids) + len(self.asks), "stale level totals"
+        if self.bid_prices and self.ask_keys:
+            assert self.best_bid() < self.best_ask(), "book crossed at rest"
+
+
+def _remove_sorted(prices: list[int], value: int) -> None:
+    """Remove ``value`` from a sorted list; the best (last) element is the common case."""
+    if prices[-1] == value:
+        prices.pop()
+        return
+    from bisect import bisect_left
+
+    i = bisect_left(prices, value)
+    assert prices[i] == value
+    del prices[i]

@@ -1,0 +1,238 @@
+"""Venue configuration: TOML -> frozen attrs classes, validated with key paths.
+
+A bad config never starts the daemon: every problem is reported with the dotted
+key that holds it (``markets.SOL_USDC.tick_size: ...``). Unknown keys are errors,
+so a typo cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import cattrs
+import orjson
+import tomli_w
+
+from engine.units import DecimalError, parse_units, ratio, scale_of
+
+MARKET_STATES: Final = ("Open", "Closed", "CancelOnly", "LimitOnly", "PostOnly")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the key and the problem."""
+
+
+@attrs.frozen
+class AssetConfig:
+    decimals: int
+    display_name: str
+
+
+@attrs.frozen
+class MarketConfig:
+    base: str
+    quote: str
+    tick_size: str
+    step_size: str
+    min_quantity: str
+    min_notional: str
+    price_band_min_multiplier: str = "0.75"
+    price_band_max_multiplier: str = "1.25"
+    maker_fee_bps: int = 2
+    taker_fee_bps: int = 5
+    state: str = "Open"
+
+
+@attrs.frozen
+class JournalConfig:
+    dir: str = "./var"
+    segment_bytes: int = 64 * 1024 * 1024
+
+
+@attrs.frozen
+class AdminConfig:
+    # Empty means "<journal.dir>/admin.sock".
+    socket: str = ""
+
+
+@attrs.frozen
+class ListenConfig:
+    listen: str
+
+
+@attrs.frozen
+class AdaptersConfig:
+    rest: ListenConfig = ListenConfig("127.0.0.1:8400")
+    websocket: ListenConfig = ListenConfig("127.0.0.1:8401")
+    fix: ListenConfig = ListenConfig("127.0.0.1:8402")
+
+
+@attrs.frozen
+class PluginsConfig:
+    enabled: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class VenueConfig:
+    name: str = "satchel"
+
+
+@attrs.frozen
+class Config:
+    assets: dict[str, AssetConfig]
+    markets: dict[str, MarketConfig]
+    venue: VenueConfig = VenueConfig()
+    journal: JournalConfig = JournalConfig()
+    admin: AdminConfig = AdminConfig()
+    adapters: AdaptersConfig = AdaptersConfig()
+    plugins: PluginsConfig = PluginsConfig()
+
+    def journal_dir(self, base: Path | None = None) -> Path:
+        path = Path(self.journal.dir)
+        return path if path.is_absolute() or base is None else base / path
+
+    def fingerprint(self) -> str:
+        """Stable hash of the effective config, pinned by the journal's genesis record."""
+        return hashlib.blake2b(canonical_json(self), digest_size=32).hexdigest()
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def canonical_json(config: Config) -> bytes:
+    return orjson.dumps(_converter.unstructure(config), option=orjson.OPT_SORT_KEYS)
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    """Structure and validate a TOML document; raises ConfigError naming the key."""
+    try:
+        config = _converter.structure(data, Config)
+    except cattrs.BaseValidationError as exc:
+        problems = cattrs.transform_error(exc, path="config")
+        raise ConfigError("; ".join(p.replace("@ $.", "@ ") for p in problems)) from None
+    _validate(config)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(data)
+
+
+def _validate(config: Config) -> None:
+    if not config.assets:
+        raise ConfigError("assets: at least one asset is required")
+    for symbol, asset in config.assets.items():
+        if not symbol.isalnum() or not symbol.isupper():
+            raise ConfigError(f"assets.{symbol}: asset symbols are upper-case letters and digits")
+        if not 0 <= asset.decimals <= 12:
+            raise ConfigError(f"assets.{symbol}.decimals: must be between 0 and 12, got {asset.decimals}")
+    for symbol, market in config.markets.items():
+        from engine.spec import MarketSpec  # spec depends on config types
+
+        MarketSpec.build(symbol, market, config.assets)
+    if config.journal.segment_bytes < 4096:
+        raise ConfigError("journal.segment_bytes: must be at least 4096")
+    for name in ("rest", "websocket", "fix"):
+        listen = getattr(config.adapters, name).listen
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"adapters.{name}.listen: expected HOST:PORT, got {listen!r}")
+
+
+def check_decimal(key: str, text: str, scale: int) -> int:
+    try:
+        return parse_units(text, scale, what=key)
+    except DecimalError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def check_ratio(key: str, text: str) -> tuple[int, int]:
+    try:
+        return ratio(text, what=key)
+    except DecimalError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def check_scale(key: str, text: str) -> int:
+    try:
+        return scale_of(text, what=key)
+    except DecimalError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------
+# The embedded default venue, written by `satchel init` and shipped as config.toml.
+
+DEFAULT: Final[dict[str, Any]] = {
+    "venue": {"name": "satchel-local"},
+    "journal": {"dir": "./var", "segment_bytes": 64 * 1024 * 1024},
+    "admin": {"socket": ""},
+    "assets": {
+        "USDC": {"decimals": 6, "display_name": "USD Coin"},
+        "SOL": {"decimals": 9, "display_name": "Solana"},
+        "BTC": {"decimals": 8, "display_name": "Bitcoin"},
+        "ETH": {"decimals": 8, "display_name": "Ethereum"},
+    },
+    "markets": {
+        "SOL_USDC": {
+            "base": "SOL", "quote": "USDC", "tick_size": "0.01", "step_size": "0.01",
+            "min_quantity": "0.01", "min_notional": "1",
+            "price_band_min_multiplier": "0.75", "price_band_max_multiplier": "1.25",
+            "maker_fee_bps": 2, "taker_fee_bps": 5, "state": "Open",
+        },
+        "BTC_USDC": {
+            "base": "BTC", "quote": "USDC", "tick_size": "0.1", "step_size": "0.00001",
+            "min_quantity": "0.00001", "min_notional": "1",
+            "price_band_min_multiplier": "0.75", "price_band_max_multiplier": "1.25",
+            "maker_fee_bps": 2, "taker_fee_bps": 5, "state": "Open",
+        },
+        "ETH_USDC": {
+            "base": "ETH", "quote": "USDC", "tick_size": "0.01", "step_size": "0.0001",
+            "min_quantity": "0.0001", "min_notional": "1",
+            "price_band_min_multiplier": "0.75", "price_band_max_multiplier": "1.25",
+            "maker_fee_bps": 2, "taker_fee_bps": 5, "state": "Open",
+        },
+    },
+    "adapters": {
+        "rest": {"listen": "127.0.0.1:8400"},
+        "websocket": {"listen": "127.0.0.1:8401"},
+        "fix": {"listen": "127.0.0.1:8402"},
+    },
+    "plugins": {"enabled": []},
+}
+
+_COMMENTS: Final[dict[str, str]] = {
+    "venue": "The venue's name, pinned in the journal's first record.",
+    "journal": "Where the append-only journal lives. Everything the venue knows is rebuilt from it.",
+    "admin": 'Operator socket; "" means <journal.dir>/admin.sock (owner-only, token-authenticated).',
+    "assets": "Assets: `decimals` is the ledger's atomic unit (amounts are integers of 10^-decimals).",
+    "markets": (
+        "Spot markets. tick_size/step_size/min_quantity/min_notional are decimal strings;\n"
+        "# price_band_*_multiplier bound limit prices around the active price (median of\n"
+        "# best bid, best ask, last trade); fees are in basis points of the received asset;\n"
+        "# state is one of Open, Closed, CancelOnly, LimitOnly, PostOnly."
+    ),
+    "adapters": "Listen addresses for the protocol adapters (REST, WebSocket, FIX 4.4).",
+    "plugins": "Jurisdiction plugins to enable, by name.",
+}
+
+
+def render_default() -> str:
+    """The default config as commented TOML text."""
+    parts = ["# Satchel venue configuration (generated by `satchel init`).\n"]
+    for section, body in DEFAULT.items():
+        parts.append(f"\n# {_COMMENTS[section]}\n")
+        parts.append(tomli_w.dumps({section: body}))
+    return "".join(parts)

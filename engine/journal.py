@@ -1,0 +1,213 @@
+"""The append-only journal: framing, hash chain, segments, torn-tail recovery.
+
+Record layout (little-endian)::
+
+    u32 payload_len | u32 crc32 | u64 seq | 32-byte prev_hash | payload
+
+* ``crc32`` covers seq, prev_hash and payload, so a torn or flipped record is
+  caught before it is parsed.
+* ``hash(record) = blake2b-256("satchel/journal/rec/v1" | seq | prev_hash | payload)``
+  and each record stores its predecessor's hash, so editing any record (even
+  with a recomputed CRC) breaks every later link. The first record's prev_hash
+  is all zeros and its payload pins the venue config and plugin set.
+* ``seq`` starts at 1 and has no gaps. A record holds the events one actor
+  journaled together; replay applies records in seq order.
+* Segments are files ``<first seq, 20 digits>.seg``; a new one starts once the
+  current one passes ``segment_bytes``. Creating one fsyncs the directory.
+
+Recovery rules (etcd's): a record cut short at the end of the *last* segment,
+or whose CRC fails and which ends exactly at EOF, is a torn write and is
+truncated away (the cut bytes are saved to ``<segment>.broken`` first). Any other
+bad CRC, seq gap or broken link refuses to start, naming segment, offset and
+seq. A failed fsync is never retried: the error propagates and the daemon stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import attrs
+
+log = logging.getLogger("satchel.journal")
+
+HEADER: Final = struct.Struct("<IIQ32s")
+HASH_DOMAIN: Final = b"satchel/journal/rec/v1"
+ZERO_HASH: Final = bytes(32)
+MAX_PAYLOAD: Final = 256 * 1024 * 1024
+SEGMENT_SUFFIX: Final = ".seg"
+
+
+class JournalCorrupt(Exception):
+    """The journal is damaged somewhere other than a torn tail; the daemon refuses to start."""
+
+    def __init__(self, segment: Path, offset: int, seq: int, problem: str) -> None:
+        super().__init__(f"journal corrupt in {segment.name} at offset {offset} (seq {seq}): {problem}")
+        self.segment = segment
+        self.offset = offset
+        self.seq = seq
+
+
+def record_hash(seq: int, prev_hash: bytes, payload: bytes) -> bytes:
+    h = hashlib.blake2b(HASH_DOMAIN, digest_size=32)
+    h.update(seq.to_bytes(8, "little"))
+    h.update(prev_hash)
+    h.update(payload)
+    return h.digest()
+
+
+def frame(seq: int, prev_hash: bytes, payload: bytes) -> tuple[bytes, bytes]:
+    """(record bytes, this record's hash)."""
+    body = seq.to_bytes(8, "little") + prev_hash
+    crc = zlib.crc32(payload, zlib.crc32(body))
+    return HEADER.pack(len(payload), crc, seq, prev_hash) + payload, record_hash(seq, prev_hash, payload)
+
+
+@attrs.frozen
+class Record:
+    seq: int
+    prev_hash: bytes
+    hash: bytes
+    payload: bytes
+    segment: Path
+    offset: int
+
+
+def segments(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob(f"*{SEGMENT_SUFFIX}") if p.stem.isdigit())
+
+
+def read_records(directory: Path, *, repair: bool = True) -> Iterator[Record]:
+    """Yield every valid record in order; repair a torn tail if ``repair``.
+
+    Raises JournalCorrupt for anything that is not a torn tail.
+    """
+    files = segments(directory)
+    seq, prev = 0, ZERO_HASH
+    for index, path in enumerate(files):
+        data = path.read_bytes()
+        last_file = index == len(files) - 1
+        if int(path.stem) != seq + 1:
+            raise JournalCorrupt(path, 0, seq + 1, f"segment starts at seq {int(path.stem)}, expected {seq + 1}")
+        offset = 0
+        while offset < len(data):
+            torn = _torn_reason(data, offset)
+            if torn is not None:
+                if not last_file:
+                    raise JournalCorrupt(path, offset, seq + 1, torn)
+                _truncate(path, data, offset, torn, repair)
+                return
+            length, crc, rec_seq, rec_prev = HEADER.unpack_from(data, offset)
+            start = offset + HEADER.size
+            payload = data[start:start + length]
+            if zlib.crc32(payload, zlib.crc32(data[offset + 8:start])) != crc:
+                if last_file and start + length == len(data):
+                    _truncate(path, data, offset, "last record fails its CRC (torn write)", repair)
+                    return
+                raise JournalCorrupt(path, offset, rec_seq, "CRC mismatch")
+            if rec_seq != seq + 1:
+                raise JournalCorrupt(path, offset, rec_seq, f"sequence gap: expected seq {seq + 1}")
+            if rec_prev != prev:
+                raise JournalCorrupt(path, offset, rec_seq, "hash chain broken: prev_hash does not match the previous record")
+            digest = record_hash(rec_seq, rec_prev, payload)
+            yield Record(rec_seq, rec_prev, digest, payload, path, offset)
+            seq, prev = rec_seq, digest
+            offset = start + length
+
+
+def _torn_reason(data: bytes, offset: int) -> str | None:
+    if len(data) - offset < HEADER.size:
+        return "record header cut short"
+    length = int.from_bytes(data[offset:offset + 4], "little")
+    if length > MAX_PAYLOAD:
+        return f"record length {length} is implausible"
+    if offset + HEADER.size + length > len(data):
+        return "record payload cut short"
+    return None
+
+
+def _truncate(path: Path, data: bytes, offset: int, reason: str, repair: bool) -> None:
+    if not repair:
+        raise JournalCorrupt(path, offset, -1, f"torn tail ({reason}); run the daemon once to repair it")
+    log.warning("journal %s: torn tail at offset %d (%s); truncating %d bytes", path.name, offset, reason, len(data) - offset)
+    path.with_suffix(".broken").write_bytes(data[offset:])
+    with open(path, "r+b") as f:
+        f.truncate(offset)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class JournalWriter:
+    """Appends framed records and makes them durable. Blocking; run it off the event loop.
+
+    One writer per directory; ``open`` positions it after the last valid record.
+    """
+
+    def __init__(self, directory: Path, segment_bytes: int, last_seq: int, last_hash: bytes) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.seq = last_seq
+        self.hash = last_hash
+        self._fd = -1
+        self._size = 0
+        files = segments(directory)
+        if files:
+            self._fd = os.open(files[-1], os.O_WRONLY | os.O_APPEND)
+            self._size = os.fstat(self._fd).st_size
+
+    def frame_batch(self, payloads: list[bytes]) -> tuple[bytes, int, bytes]:
+        """Frame payloads as the next records: (bytes, last seq, last hash). No I/O."""
+        seq, prev = self.seq, self.hash
+        parts = []
+        for payload in payloads:
+            seq += 1
+            data, prev = frame(seq, prev, payload)
+            parts.append(data)
+        return b"".join(parts), seq, prev
+
+    def write_and_sync(self, data: bytes, first_seq: int, last_seq: int, last_hash: bytes) -> None:
+        """Write framed records and fdatasync them. Any OSError is fatal to the caller."""
+        if self._fd < 0 or self._size >= self.segment_bytes:
+            self._roll(first_seq)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fdatasync(self._fd)
+        self._size += len(data)
+        self.seq, self.hash = last_seq, last_hash
+
+    def append(self, payloads: list[bytes]) -> int:
+        """Frame, write and sync in one call; returns the last seq."""
+        data, last_seq, last_hash = self.frame_batch(payloads)
+        self.write_and_sync(data, self.seq + 1, last_seq, last_hash)
+        return last_seq
+
+    def _roll(self, first_seq: int) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+        path = self.directory / f"{first_seq:020d}{SEGMENT_SUFFIX}"
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        self._size = 0
+        fsync_dir(self.directory)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1

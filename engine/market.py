@@ -1,0 +1,281 @@
+"""One spot market: its book, state, last price and trade ids (sans-IO).
+
+``decide_*`` read the state and return an event or a ``Rejection``; ``apply``
+mutates. Replay calls only ``apply``, so every number a decision produced
+(fills, fees, trade ids, final status) is in the event.
+
+Rules enforced here, in this order, for a new order:
+    market state (Closed / CancelOnly reject; LimitOnly rejects market orders;
+    PostOnly rejects market orders and expires crossing limits with
+    PostOnlyMode) -> limit-price band around the active price (expire
+    PriceOutOfBounds) -> post-only taker (expire PostOnlyTaker) -> match with
+    self-trade prevention -> FOK all-or-nothing -> rest (GTC) or expire the rest.
+
+Fees are charged on the asset each side receives, rounded up to a whole atom, so
+the venue never credits more than was traded.
+"""
+
+from __future__ import annotations
+
+from engine.book import UNLIMITED, Order, OrderBook, Walk
+from engine.messages import (
+    BID, CANCEL_ONLY, CLOSED, EXPIRED, FILLED, FOK, GTC, IOC, LIMIT, LIMIT_ONLY, MARKET,
+    NEW, PARTIALLY_FILLED, POST_ONLY, R_FILL_OR_KILL, R_IMMEDIATE_OR_CANCEL,
+    R_INSUFFICIENT_FUNDS, R_INSUFFICIENT_LIQUIDITY, R_POST_ONLY_MODE, R_POST_ONLY_TAKER,
+    R_PRICE_OUT_OF_BOUNDS, R_SELF_TRADE, AmendOrder, CancelOrder, Fill, MarketStateChanged,
+    OrderAmended, OrderCancelled, OrderPlaced, OrderView, PlaceOrder, Rejection, SetMarketState,
+)
+from engine.spec import MarketSpec
+
+RESTING = (NEW, PARTIALLY_FILLED)
+
+
+def fee(amount: int, bps: int) -> int:
+    """Fee in atoms on ``amount`` atoms, rounded up."""
+    return -(-amount * bps // 10_000)
+
+
+class Market:
+    __slots__ = ("spec", "state", "book", "last_price", "next_trade_id")
+
+    def __init__(self, spec: MarketSpec) -> None:
+        self.spec = spec
+        self.state = spec.initial_state
+        self.book = OrderBook()
+        self.last_price = 0  # ticks of the last trade, 0 before the first
+        self.next_trade_id = 1
+
+    # --- new orders ----------------------------------------------------------
+
+    def decide_place(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced | Rejection:
+        state = self.state
+        if state != "Open":
+            refusal = self._state_refusal(cmd, state)
+            if refusal is not None:
+                return refusal
+        limit = cmd.price_ticks
+        book = self.book
+        if cmd.order_type == LIMIT:
+            if not self._in_band(limit):
+                return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
+            if (cmd.post_only or state == POST_ONLY) and book.crosses(cmd.side, limit):
+                return self._expired(cmd, now_us, R_POST_ONLY_TAKER if cmd.post_only else R_POST_ONLY_MODE)
+        max_steps, max_quote = self._bounds(cmd)
+        walk = book.walk(
+            cmd.side, limit, max_steps, max_quote, self.spec.quote_per_tick_step, cmd.account_id, cmd.stp
+        )
+        if cmd.tif == FOK and (walk.stp_stopped or walk.filled_steps < cmd.qty_steps):
+            return self._expired(cmd, now_us, R_FILL_OR_KILL)
+        status, reason = self._outcome(cmd, walk, max_steps)
+        return OrderPlaced(
+            cmd.order_id, cmd.account_id, cmd.symbol, cmd.side, cmd.order_type, cmd.tif,
+            limit, cmd.qty_steps, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
+            cmd.lock, now_us, status, reason, self._fills(cmd.side, walk), walk.stp_cancelled,
+        )
+
+    def _state_refusal(self, cmd: PlaceOrder, state: str) -> Rejection | None:
+        sym = self.spec.symbol
+        if state == CLOSED:
+            return Rejection("TRADING_PAUSED", f"Market {sym} is closed")
+        if state == CANCEL_ONLY:
+            return Rejection("TRADING_PAUSED", f"Market {sym} is in cancel-only mode")
+        if cmd.order_type == MARKET and state in (LIMIT_ONLY, POST_ONLY):
+            mode = "limit-only" if state == LIMIT_ONLY else "post-only"
+            return Rejection("INVALID_ORDER", f"Market {sym} is in {mode} mode: market orders are not accepted")
+        return None
+
+    def _bounds(self, cmd: PlaceOrder) -> tuple[int, int]:
+        """(max base steps, max quote atoms) the order may trade."""
+        if cmd.order_type == LIMIT:
+            return cmd.qty_steps, UNLIMITED
+        if cmd.side == BID:  # the lock is quote: either quoteQuantity or all held quote
+            return (cmd.qty_steps or UNLIMITED), cmd.lock
+        if cmd.qty_steps:
+            return cmd.qty_steps, UNLIMITED
+        return cmd.lock // self.spec.base_per_step, cmd.quote_qty  # sell for quote, held base caps it
+
+    def _outcome(self, cmd: PlaceOrder, walk: Walk, max_steps: int) -> tuple[str, str]:
+        if walk.stp_stopped:
+            return EXPIRED, R_SELF_TRADE
+        if cmd.order_type == LIMIT:
+            if walk.filled_steps == cmd.qty_steps:
+                return FILLED, ""
+            if cmd.tif == IOC:
+                return EXPIRED, R_IMMEDIATE_OR_CANCEL
+            return (PARTIALLY_FILLED if walk.filled_steps else NEW), ""
+        if cmd.qty_steps:  # market order sized in base
+            if walk.filled_steps == cmd.qty_steps:
+                return FILLED, ""
+            if walk.quote_bound:  # the held quote ran out before the quantity
+                return EXPIRED, R_INSUFFICIENT_FUNDS
+            return EXPIRED, R_INSUFFICIENT_LIQUIDITY
+        # market order sized in quote: done once the rest cannot buy a step at the next price
+        if walk.quote_bound:
+            return FILLED, ""
+        if cmd.side != BID and walk.filled_steps == max_steps:
+            return EXPIRED, R_INSUFFICIENT_FUNDS
+        return EXPIRED, R_INSUFFICIENT_LIQUIDITY
+
+    def _fills(self, side: str, walk: Walk) -> list[Fill]:
+        spec = self.spec
+        bps, qpts = spec.base_per_step, spec.quote_per_tick_step
+        maker_bps, taker_bps = spec.maker_fee_bps, spec.taker_fee_bps
+        trade_id = self.next_trade_id
+        fills = []
+        for maker, steps in walk.fills:
+            base = steps * bps
+            quote = maker.price_ticks * steps * qpts
+            if side == BID:  # taker receives base, maker receives quote
+                taker_fee, maker_fee = fee(base, taker_bps), fee(quote, maker_bps)
+            else:
+                taker_fee, maker_fee = fee(quote, taker_bps), fee(base, maker_bps)
+            fills.append(Fill(trade_id, maker.order_id, maker.account_id, maker.price_ticks, steps, maker_fee, taker_fee))
+            trade_id += 1
+        return fills
+
+    def _expired(self, cmd: PlaceOrder, now_us: int, reason: str) -> OrderPlaced:
+        return OrderPlaced(
+            cmd.order_id, cmd.account_id, cmd.symbol, cmd.side, cmd.order_type, cmd.tif,
+            cmd.price_ticks, cmd.qty_steps, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
+            cmd.lock, now_us, EXPIRED, reason, [], [],
+        )
+
+    def active_price(self) -> tuple[int, int] | None:
+        """Median of best bid, best ask and last trade as (numerator, denominator)."""
+        values = sorted(v for v in (self.book.best_bid(), self.book.best_ask(), self.last_price) if v)
+        if not values:
+            return None
+        if len(values) == 2:
+            return values[0] + values[1], 2
+        return values[len(values) // 2], 1
+
+    def _in_band(self, price_ticks: int) -> bool:
+        active = self.active_price()
+        if active is None:
+            return True
+        a_num, a_den = active
+        lo_num, lo_den = self.spec.band_min
+        hi_num, hi_den = self.spec.band_max
+        # lo * active <= price <= hi * active, in integers
+        return (
+            lo_num * a_num <= price_ticks * a_den * lo_den
+            and price_ticks * a_den * hi_den <= hi_num * a_num
+        )
+
+    # --- cancels, amends, state ------------------------------------------------
+
+    def decide_cancel(self, cmd: CancelOrder, now_us: int) -> OrderCancelled | Rejection:
+        if self.state == CLOSED:
+            return Rejection("TRADING_PAUSED", f"Market {self.spec.symbol} is closed")
+        order = self.book.orders.get(cmd.order_id)
+        if order is None or order.account_id != cmd.account_id:
+            return Rejection("RESOURCE_NOT_FOUND", "Order not found")
+        return OrderCancelled(order.order_id, order.account_id, self.spec.symbol, now_us)
+
+    def decide_cancel_all(self, account_id: int, now_us: int) -> list[OrderCancelled]:
+        if self.state == CLOSED:
+            return []
+        sym = self.spec.symbol
+        return [
+            OrderCancelled(o.order_id, account_id, sym, now_us)
+            for o in self.book.orders.values() if o.account_id == account_id
+        ]
+
+    def decide_amend(self, cmd: AmendOrder, now_us: int) -> OrderAmended | Rejection:
+        sym = self.spec.symbol
+        if self.state in (CLOSED, CANCEL_ONLY):
+            return Rejection("TRADING_PAUSED", f"Market {sym} does not accept amendments now ({self.state})")
+        order = self.book.orders.get(cmd.order_id)
+        if order is None or order.account_id != cmd.account_id:
+            return Rejection("RESOURCE_NOT_FOUND", "Order not found")
+        price = cmd.price_ticks or order.price_ticks
+        total = cmd.qty_steps or order.qty_steps
+        executed = order.qty_steps - order.remaining_steps
+        if total <= executed:
+            return Rejection("INVALID_QUANTITY", f"New quantity must exceed the executed quantity {self.spec.format_qty(executed)}")
+        if price != order.price_ticks:
+            if not self._in_band(price):
+                return Rejection("INVALID_PRICE", "Amended price is outside the price band")
+            if self.book.crosses(order.side, price):
+                return Rejection("INVALID_PRICE", "Amended price would cross the book; cancel and place a new order")
+        remaining = total - executed
+        lock = self.lock_for(order.side, price, remaining)
+        old = self.lock_for(order.side, order.price_ticks, order.remaining_steps)
+        if lock - old > cmd.hold:
+            return Rejection("INSUFFICIENT_FUNDS", "Insufficient funds for the amended order")
+        return OrderAmended(order.order_id, order.account_id, sym, price, total, lock, cmd.hold, now_us)
+
+    def decide_state(self, cmd: SetMarketState, now_us: int) -> MarketStateChanged | Rejection:
+        if cmd.state == self.state:
+            return Rejection("PRECONDITION_FAILED", f"Market {self.spec.symbol} is already {self.state}")
+        return MarketStateChanged(self.spec.symbol, cmd.state, now_us)
+
+    def lock_for(self, side: str, price_ticks: int, steps: int) -> int:
+        """Atoms a resting order of ``steps`` at ``price_ticks`` must have locked."""
+        if side == BID:
+            return price_ticks * steps * self.spec.quote_per_tick_step
+        return steps * self.spec.base_per_step
+
+    # --- apply ------------------------------------------------------------------
+
+    def apply_placed(self, e: OrderPlaced) -> None:
+        book = self.book
+        qpts = self.spec.quote_per_tick_step
+        executed = executed_quote = 0
+        for f in e.fills:
+            quote = f.price_ticks * f.qty_steps * qpts
+            book.take(f.maker_order_id, f.qty_steps, quote)
+            executed += f.qty_steps
+            executed_quote += quote
+        for order_id in e.stp_cancelled:
+            book.remove(order_id)
+        if e.fills:
+            self.last_price = e.fills[-1].price_ticks
+            self.next_trade_id = e.fills[-1].trade_id + 1
+        if e.status in RESTING:
+            book.rest(Order(
+                e.order_id, e.account_id, e.side, e.price_ticks, e.qty_steps, e.qty_steps - executed,
+                executed_quote, e.client_id, e.post_only, e.stp, e.ts_us,
+            ))
+
+    def apply_cancelled(self, e: OrderCancelled) -> None:
+        self.book.remove(e.order_id)
+
+    def apply_amended(self, e: OrderAmended) -> None:
+        order = self.book.orders[e.order_id]
+        executed = order.qty_steps - order.remaining_steps
+        remaining = e.qty_steps - executed
+        keeps_priority = e.price_ticks == order.price_ticks and remaining <= order.remaining_steps
+        if keeps_priority:
+            self.book.level_steps[order.side, order.price_ticks] -= order.remaining_steps - remaining
+            order.remaining_steps = remaining
+            order.qty_steps = e.qty_steps
+            return
+        self.book.remove(e.order_id)
+        order.price_ticks = e.price_ticks
+        order.qty_steps = e.qty_steps
+        order.remaining_steps = remaining
+        self.book.rest(order)
+
+    def apply_state(self, e: MarketStateChanged) -> None:
+        self.state = e.state
+
+    # --- views ---------------------------------------------------------------------
+
+    def view(self, order: Order) -> OrderView:
+        return OrderView(
+            order.order_id, order.account_id, self.spec.symbol, order.side, LIMIT, GTC,
+            order.price_ticks, order.qty_steps, 0, order.qty_steps - order.remaining_steps,
+            order.executed_quote, NEW if order.remaining_steps == order.qty_steps else PARTIALLY_FILLED,
+            "", order.post_only, order.stp, order.client_id, order.created_us,
+        )
+
+    def view_placed(self, e: OrderPlaced) -> OrderView:
+        qpts = self.spec.quote_per_tick_step
+        steps = sum(f.qty_steps for f in e.fills)
+        quote = sum(f.price_ticks * f.qty_steps * qpts for f in e.fills)
+        return OrderView(
+            e.order_id, e.account_id, e.symbol, e.side, e.order_type, e.tif, e.price_ticks,
+            e.qty_steps, e.quote_qty, steps, quote, e.status, e.expiry_reason, e.post_only,
+            e.stp, e.client_id, e.ts_us,
+        )

@@ -1,0 +1,536 @@
+"""The engine in one trio nursery: recovery, actors, and the in-process client API.
+
+Adapters, the admin socket and tests all talk to the venue through ``Engine``:
+``place_order``/``cancel_order``/``cancel_all``/``amend_order`` and the funds
+and registry commands return a ``Result`` once the journal has made its events
+durable. ``submit`` is the non-waiting form for adapters that pipeline: the
+result goes to a ``Sink`` later, and a full inbox is refused at once.
+
+Intake validates syntax against the market's static spec (tick, step, minimum
+size and notional, field combinations) and refuses with Backpack's error codes
+before anything is queued; everything that depends on state is decided by the
+owning actor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import orjson
+import pluggy
+import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from engine.actors import CMD, AccountActor, JournalActor, MarketActor, Sink
+from engine.codec import CodecError, decode_events
+from engine.config import Config, _converter
+from engine.journal import ZERO_HASH, JournalCorrupt, JournalWriter, read_records
+from engine.messages import (
+    CLIENT_ID_MAX, LIMIT, MARKET, MARKET_STATES, NO_CLIENT_ID, ORDER_TYPES, SIDES, STP_MODES,
+    TIME_IN_FORCE, AccountCreated, AmendOrder, ApiKeyAdded, CancelAllOrders, CancelOrder,
+    Deposit, OrderView, PlaceOrder, Rejection, SetMarketState, Transfer, Withdraw, GTC,
+    REJECT_TAKER,
+)
+from engine.plugin_api import AccountProfile, manifest, plugin_manager
+from engine.results import Result
+from engine.spec import MarketSpec
+from engine.units import MAX_AMOUNT, DecimalError, parse_units
+from engine.venue import Venue
+
+log = logging.getLogger("satchel.engine")
+
+JOURNAL_FORMAT: Final = 1
+CATEGORIES: Final = ("retail", "professional", "eligible_counterparty")
+DRAIN_TIMEOUT_S: Final = 10.0
+
+
+class StartupError(Exception):
+    """The engine cannot start from this journal and config; the message says why."""
+
+
+class Reply:
+    """A one-shot sink an in-process caller awaits."""
+
+    __slots__ = ("_done", "value")
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self.value: Result | None = None
+
+    def set(self, value: Result) -> None:
+        self.value = value
+        self._done.set()
+
+    async def wait(self) -> Result:
+        await self._done.wait()
+        assert self.value is not None
+        return self.value
+
+
+def wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Engine:
+    def __init__(
+        self, config: Config, directory: Path, *, clock: Callable[[], int] = wall_clock_us,
+        plugins: pluggy.PluginManager | None = None,
+    ) -> None:
+        self.config = config
+        self.directory = directory
+        self.clock = clock
+        self.pm = plugins if plugins is not None else plugin_manager(config.plugins.enabled)
+        self._gates = bool(self.pm.hook.satchel_order_gate.get_hookimpls())
+        self.venue = Venue(config)
+        self.journal: JournalActor
+        self.market_actors: dict[str, MarketActor] = {}
+        self.account_actors: dict[int, AccountActor] = {}
+        self.pending = 0  # actor messages queued or being handled
+        self.inflight = 0  # commands whose result has not been delivered
+        self.accepting = False
+        self.next_order_id = 1
+        self._nursery: trio.Nursery
+        self._stop = trio.Event()
+        self._writer: JournalWriter | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED) -> None:
+        """Recover, start the actors, report ready, and serve until ``stop()``."""
+        writer = self._writer = self._recover()
+        self.journal = JournalActor(writer, self.deliver)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self.journal.run)
+                for symbol, market in self.venue.markets.items():
+                    self.market_actors[symbol] = actor = MarketActor(self, market)
+                    nursery.start_soon(actor.run)
+                for account in self.venue.accounts.values():
+                    self._start_account(account)
+                self.accepting = True
+                task_status.started(self)
+                await self._stop.wait()
+                with trio.move_on_after(DRAIN_TIMEOUT_S):
+                    await self.wait_idle()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                writer.close()  # final fsync; issue 3 adds the signed checkpoint here
+
+    def stop(self) -> None:
+        """Stop intake now; ``run`` drains what is in flight, syncs and returns."""
+        self.accepting = False
+        self._stop.set()
+
+    def idle(self) -> bool:
+        return (
+            self.pending == 0 and self.inflight == 0 and not self.journal.busy
+            and self.journal.rx.statistics().current_buffer_used == 0
+        )
+
+    async def wait_idle(self) -> None:
+        """Wait until every command has its result and every actor has applied its events."""
+        while not self.idle():
+            await trio.sleep(0.0005)
+
+    def _start_account(self, account: Any) -> None:
+        actor = AccountActor(self, account)
+        self.account_actors[account.account_id] = actor
+        self._nursery.start_soon(actor.run)
+
+    # --- recovery ----------------------------------------------------------------
+
+    def _recover(self) -> JournalWriter:
+        directory = self.directory
+        directory.mkdir(parents=True, exist_ok=True)
+        seq, last_hash = 0, ZERO_HASH
+        venue = self.venue
+        started = time.monotonic()
+        for record in read_records(directory):
+            if record.seq == 1:
+                self._check_genesis(record.payload)
+            else:
+                try:
+                    events = decode_events(record.payload)
+                except CodecError as exc:
+                    raise JournalCorrupt(record.segment, record.offset, record.seq, str(exc)) from None
+                for event in events:
+                    venue.apply(event)
+            seq, last_hash = record.seq, record.hash
+        writer = JournalWriter(directory, self.config.journal.segment_bytes, seq, last_hash)
+        if seq == 0:
+            writer.append([self._genesis()])
+        venue.check_invariants()
+        self.next_order_id = venue.next_order_id
+        log.info("recovered %d journal records in %.2fs", seq, time.monotonic() - started)
+        return writer
+
+    def _genesis(self) -> bytes:
+        return orjson.dumps({
+            "format": JOURNAL_FORMAT,
+            "venue": self.config.venue.name,
+            "config_hash": self.config.fingerprint(),
+            "config": _converter.unstructure(self.config),
+            "plugins": manifest(self.pm),
+        }, option=orjson.OPT_SORT_KEYS)
+
+    def _check_genesis(self, payload: bytes) -> None:
+        genesis = orjson.loads(payload)
+        if genesis.get("format") != JOURNAL_FORMAT:
+            raise StartupError(f"journal format {genesis.get('format')} is not supported (expected {JOURNAL_FORMAT})")
+        if genesis["config_hash"] != self.config.fingerprint():
+            raise StartupError(
+                f"the config differs from the one pinned in the journal at {self.directory} "
+                f"(journal {genesis['config_hash'][:16]}, config {self.config.fingerprint()[:16]}); "
+                "start with the config the journal was written with, or a new journal dir"
+            )
+        if genesis["plugins"] != manifest(self.pm):
+            raise StartupError(f"enabled plugins {manifest(self.pm)} differ from the journal's {genesis['plugins']}")
+
+    # --- delivery ---------------------------------------------------------------------
+
+    def deliver(self, sink: Sink, value: Result) -> None:
+        self.inflight -= 1
+        sink.set(value)
+
+    def gate_order(self, account: Any, spec: MarketSpec, cmd: PlaceOrder) -> Rejection | None:
+        if not self._gates:
+            return None
+        profile = AccountProfile(account.account_id, account.parent_id, account.country, account.category)
+        for reason in self.pm.hook.satchel_order_gate(account=profile, market=spec, order=cmd):
+            if reason:
+                return Rejection("FORBIDDEN", str(reason))
+        return None
+
+    # --- intake ----------------------------------------------------------------------------
+
+    def submit(self, account_id: int, command: Any, sink: Sink) -> Rejection | None:
+        """Queue a command for its account without waiting; the result goes to ``sink``."""
+        if not self.accepting:
+            return Rejection("MAINTENANCE", "Satchel is not accepting commands (starting or shutting down)")
+        actor = self.account_actors.get(account_id)
+        if actor is None:
+            return Rejection("RESOURCE_NOT_FOUND", f"Account {account_id} not found")
+        try:
+            actor.tx.send_nowait((CMD, command, sink))
+        except trio.WouldBlock:
+            return Rejection("TOO_MANY_REQUESTS", f"Engine overloaded: account {account_id} has too many commands in flight")
+        self.pending += 1
+        self.inflight += 1
+        return None
+
+    async def _call(self, account_id: int, command: Any) -> Result:
+        reply = Reply()
+        refused = self.submit(account_id, command, reply)
+        if refused is not None:
+            return Result(rejection=refused)
+        return await reply.wait()
+
+    def build_order(
+        self, account_id: int, symbol: str, side: str, order_type: str, *,
+        quantity: str | None = None, quote_quantity: str | None = None, price: str | None = None,
+        time_in_force: str | None = None, post_only: bool = False,
+        self_trade_prevention: str | None = None, client_id: int | None = None,
+    ) -> PlaceOrder | Rejection:
+        """Validate a new order against its market's filters; allocate its id."""
+        spec = self.venue.specs.get(symbol)
+        if spec is None:
+            return Rejection("INVALID_CLIENT_REQUEST", f"Invalid market symbol: {symbol!r}")
+        tif = time_in_force or GTC
+        stp = self_trade_prevention or REJECT_TAKER
+        problem = _enum_problem(side, order_type, tif, stp, client_id)
+        if problem is not None:
+            return problem
+        if type(post_only) is not bool:
+            return Rejection("INVALID_CLIENT_REQUEST", "postOnly must be true or false")
+        try:
+            if order_type == LIMIT:
+                if price is None or quantity is None:
+                    return Rejection("INVALID_ORDER", "Limit orders require price and quantity")
+                if quote_quantity is not None:
+                    return Rejection("INVALID_ORDER", "quoteQuantity is only for market orders")
+                if post_only and tif != GTC:
+                    return Rejection("INVALID_ORDER", "postOnly orders must be GTC")
+                price_ticks, qty_steps, quote = _price(spec, price), _qty(spec, quantity), 0
+                notional = spec.notional(price_ticks, qty_steps)
+            else:
+                if price is not None:
+                    return Rejection("INVALID_ORDER", "Market orders take no price")
+                if post_only:
+                    return Rejection("INVALID_ORDER", "Market orders cannot be postOnly")
+                if (quantity is None) == (quote_quantity is None):
+                    return Rejection("INVALID_ORDER", "Market orders need exactly one of quantity or quoteQuantity")
+                price_ticks = 0
+                qty_steps = _qty(spec, quantity) if quantity is not None else 0
+                quote = _quote(spec, quote_quantity) if quote_quantity is not None else 0
+                notional = quote or spec.min_notional_quote
+        except _Invalid as bad:
+            return bad.rejection
+        if qty_steps and qty_steps < spec.min_qty_steps:
+            return Rejection("INVALID_QUANTITY", f"Quantity is below the minimum {spec.format_qty(spec.min_qty_steps)}")
+        if notional < spec.min_notional_quote:
+            return Rejection(
+                "INVALID_ORDER",
+                f"Order value {spec.format_quote(notional)} {spec.quote} is below the minimum notional "
+                f"{spec.format_quote(spec.min_notional_quote)} {spec.quote}",
+            )
+        if notional >= MAX_AMOUNT or qty_steps * spec.base_per_step >= MAX_AMOUNT:
+            return Rejection("INVALID_QUANTITY", "Order is too large")
+        order_id = self.next_order_id
+        self.next_order_id += 1
+        return PlaceOrder(
+            order_id, account_id, symbol, side, order_type, tif, price_ticks, qty_steps, quote,
+            post_only, stp, NO_CLIENT_ID if client_id is None else client_id,
+        )
+
+    # --- client API: orders --------------------------------------------------------------
+
+    async def place_order(self, account_id: int, symbol: str, side: str, order_type: str, **fields: Any) -> Result:
+        """Place an order (Backpack semantics); fields as in ``build_order``."""
+        built = self.build_order(account_id, symbol, side, order_type, **fields)
+        if isinstance(built, Rejection):
+            return Result(rejection=built)
+        return await self._call(account_id, built)
+
+    async def cancel_order(
+        self, account_id: int, symbol: str, *, order_id: int | None = None, client_id: int | None = None
+    ) -> Result:
+        if symbol not in self.venue.specs:
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"Invalid market symbol: {symbol!r}"))
+        target = _target(order_id, client_id)
+        if isinstance(target, Rejection):
+            return Result(rejection=target)
+        return await self._call(account_id, CancelOrder(account_id, symbol, *target))
+
+    async def cancel_all(self, account_id: int, symbol: str) -> Result:
+        if symbol not in self.venue.specs:
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"Invalid market symbol: {symbol!r}"))
+        return await self._call(account_id, CancelAllOrders(account_id, symbol))
+
+    async def amend_order(
+        self, account_id: int, symbol: str, *, order_id: int | None = None, client_id: int | None = None,
+        price: str | None = None, quantity: str | None = None,
+    ) -> Result:
+        """Change a resting order's price and/or total quantity.
+
+        Priority is kept only when the price is unchanged and the quantity does not grow.
+        """
+        spec = self.venue.specs.get(symbol)
+        if spec is None:
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"Invalid market symbol: {symbol!r}"))
+        target = _target(order_id, client_id)
+        if isinstance(target, Rejection):
+            return Result(rejection=target)
+        if price is None and quantity is None:
+            return Result(rejection=Rejection("INVALID_ORDER", "Amend needs a new price or quantity"))
+        try:
+            price_ticks = _price(spec, price) if price is not None else 0
+            qty_steps = _qty(spec, quantity) if quantity is not None else 0
+        except _Invalid as bad:
+            return Result(rejection=bad.rejection)
+        if qty_steps and qty_steps < spec.min_qty_steps:
+            return Result(rejection=Rejection("INVALID_QUANTITY", f"Quantity is below the minimum {spec.format_qty(spec.min_qty_steps)}"))
+        return await self._call(account_id, AmendOrder(account_id, symbol, target[0], target[1], price_ticks, qty_steps))
+
+    def open_orders(self, account_id: int, symbol: str | None = None) -> list[OrderView]:
+        account = self.venue.accounts.get(account_id)
+        if account is None:
+            return []
+        views = []
+        for order_id, open_order in account.orders.items():
+            if symbol is None or open_order.symbol == symbol:
+                market = self.venue.markets[open_order.symbol]
+                views.append(market.view(market.book.orders[order_id]))
+        return sorted(views, key=lambda v: v.order_id)
+
+    def get_order(self, account_id: int, symbol: str, *, order_id: int | None = None, client_id: int | None = None) -> OrderView | None:
+        account = self.venue.accounts.get(account_id)
+        if account is None:
+            return None
+        if order_id is None and client_id is not None:
+            order_id = account.client_ids.get(client_id)
+        open_order = account.orders.get(order_id) if order_id is not None else None
+        if open_order is None or open_order.symbol != symbol:
+            return None
+        market = self.venue.markets[symbol]
+        return market.view(market.book.orders[order_id])  # type: ignore[index]
+
+    # --- client API: funds, accounts, markets --------------------------------------------------
+
+    async def deposit(self, account_id: int, asset: str, amount: str) -> Result:
+        parsed = self._amount(asset, amount)
+        if isinstance(parsed, Rejection):
+            return Result(rejection=parsed)
+        return await self._call(account_id, Deposit(account_id, asset, parsed))
+
+    async def withdraw(self, account_id: int, asset: str, amount: str) -> Result:
+        parsed = self._amount(asset, amount)
+        if isinstance(parsed, Rejection):
+            return Result(rejection=parsed)
+        return await self._call(account_id, Withdraw(account_id, asset, parsed))
+
+    async def transfer(self, from_account_id: int, to_account_id: int, asset: str, amount: str) -> Result:
+        parsed = self._amount(asset, amount)
+        if isinstance(parsed, Rejection):
+            return Result(rejection=parsed)
+        if to_account_id not in self.venue.accounts:
+            return Result(rejection=Rejection("RESOURCE_NOT_FOUND", f"Account {to_account_id} not found"))
+        if to_account_id == from_account_id:
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", "Cannot transfer to the same account"))
+        return await self._call(from_account_id, Transfer(from_account_id, to_account_id, asset, parsed))
+
+    def _amount(self, asset: str, amount: str) -> int | Rejection:
+        spec = self.venue.assets.get(asset)
+        if spec is None:
+            return Rejection("INVALID_ASSET", f"Unknown asset {asset!r}")
+        try:
+            value = parse_units(amount, spec.decimals, what="amount")
+        except DecimalError as exc:
+            return Rejection("INVALID_QUANTITY", str(exc))
+        if value <= 0:
+            return Rejection("INVALID_QUANTITY", "amount must be positive")
+        return value
+
+    async def create_account(self, *, country: str = "", category: str = "retail", parent_id: int | None = None) -> Result:
+        if not self.accepting:
+            return Result(rejection=Rejection("MAINTENANCE", "Satchel is not accepting commands"))
+        country = country.upper()
+        if country and (len(country) != 2 or not country.isalpha()):
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"country must be an ISO 3166 alpha-2 code, got {country!r}"))
+        if category not in CATEGORIES:
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"category must be one of {', '.join(CATEGORIES)}"))
+        parent = -1 if parent_id is None else parent_id
+        if parent_id is not None:
+            owner = self.venue.accounts.get(parent_id)
+            if owner is None or parent_id == 0:
+                return Result(rejection=Rejection("RESOURCE_NOT_FOUND", f"Parent account {parent_id} not found"))
+            if owner.parent_id >= 0:
+                return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"Account {parent_id} is itself a sub-account"))
+        for reason in self.pm.hook.satchel_account_opening(country=country, category=category, parent_id=parent):
+            if reason:
+                return Result(rejection=Rejection("FORBIDDEN", str(reason)))
+        event = AccountCreated(self.venue.next_account_id, parent, country, category, self.clock())
+        account = self.venue.apply_account_created(event)
+        self._start_account(account)
+        return await self._journal_call([event], Result(events=[event], value=event.account_id))
+
+    async def add_api_key(self, account_id: int, public_key: str) -> Result:
+        if account_id not in self.venue.accounts or account_id == 0:
+            return Result(rejection=Rejection("RESOURCE_NOT_FOUND", f"Account {account_id} not found"))
+        try:
+            raw = base64.b64decode(public_key, validate=True)
+            Ed25519PublicKey.from_public_bytes(raw)
+        except (binascii.Error, ValueError):
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", "public key must be 32 bytes of Ed25519 public key in base64"))
+        key = base64.b64encode(raw).decode()
+        if key in self.venue.api_keys:
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", "API key is already registered"))
+        event = ApiKeyAdded(account_id, key, self.clock())
+        self.venue.apply_key_added(event)
+        return await self._journal_call([event], Result(events=[event]))
+
+    async def set_market_state(self, symbol: str, state: str) -> Result:
+        actor = self.market_actors.get(symbol)
+        if actor is None:
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"Invalid market symbol: {symbol!r}"))
+        if state not in MARKET_STATES:
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"state must be one of {', '.join(MARKET_STATES)}"))
+        reply = Reply()
+        try:
+            actor.tx.send_nowait([(SetMarketState(symbol, state), reply)])
+        except trio.WouldBlock:
+            return Result(rejection=Rejection("TOO_MANY_REQUESTS", f"Engine overloaded: market {symbol} is busy"))
+        self.pending += 1
+        self.inflight += 1
+        return await reply.wait()
+
+    async def _journal_call(self, events: list[Any], result: Result) -> Result:
+        reply = Reply()
+        self.inflight += 1
+        await self.journal.submit(events, [(reply, result)])
+        return await reply.wait()
+
+    # --- reads -------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        markets = {}
+        for symbol, market in self.venue.markets.items():
+            spec = market.spec
+            book = market.book
+            markets[symbol] = {
+                "state": market.state,
+                "bestBid": spec.format_price(book.best_bid()) if book.best_bid() else None,
+                "bestAsk": spec.format_price(book.best_ask()) if book.best_ask() else None,
+                "lastPrice": spec.format_price(market.last_price) if market.last_price else None,
+                "restingOrders": len(book.orders),
+            }
+        return {
+            "ready": self.accepting,
+            "venue": self.config.venue.name,
+            "markets": markets,
+            "accounts": len(self.venue.accounts) - 1,
+            "journal": {"dir": str(self.directory), "durableSeq": self.journal.durable_seq},
+        }
+
+
+class _Invalid(Exception):
+    def __init__(self, rejection: Rejection) -> None:
+        self.rejection = rejection
+
+
+def _price(spec: MarketSpec, text: Any) -> int:
+    try:
+        return spec.price_ticks(text)
+    except DecimalError as exc:
+        raise _Invalid(Rejection("INVALID_PRICE", str(exc))) from None
+
+
+def _qty(spec: MarketSpec, text: Any) -> int:
+    try:
+        return spec.qty_steps(text)
+    except DecimalError as exc:
+        raise _Invalid(Rejection("INVALID_QUANTITY", str(exc))) from None
+
+
+def _quote(spec: MarketSpec, text: Any) -> int:
+    try:
+        return spec.quote_amount(text)
+    except DecimalError as exc:
+        raise _Invalid(Rejection("INVALID_QUANTITY", str(exc))) from None
+
+
+def _enum_problem(side: str, order_type: str, tif: str, stp: str, client_id: Any) -> Rejection | None:
+    if side not in SIDES:
+        return Rejection("INVALID_ORDER", f"Invalid side {side!r}: expected Bid or Ask")
+    if order_type not in ORDER_TYPES:
+        return Rejection("INVALID_ORDER", f"Invalid orderType {order_type!r}: expected Limit or Market")
+    if tif not in TIME_IN_FORCE:
+        return Rejection("INVALID_ORDER", f"Invalid timeInForce {tif!r}: expected GTC, IOC or FOK")
+    if stp not in STP_MODES:
+        return Rejection("INVALID_ORDER", f"Invalid selfTradePrevention {stp!r}: expected RejectTaker, RejectMaker or RejectBoth")
+    if client_id is not None and (type(client_id) is not int or not 0 <= client_id <= CLIENT_ID_MAX):
+        return Rejection("INVALID_CLIENT_REQUEST", "clientId must be an unsigned 32-bit integer")
+    return None
+
+
+def _target(order_id: Any, client_id: Any) -> tuple[int, int] | Rejection:
+    if (order_id is None) == (client_id is None):
+        return Rejection("INVALID_CLIENT_REQUEST", "Give exactly one of orderId or clientId")
+    if order_id is not None:
+        if type(order_id) is not int or order_id <= 0:
+            return Rejection("INVALID_CLIENT_REQUEST", "orderId must be a positive integer")
+        return order_id, NO_CLIENT_ID
+    if type(client_id) is not int or not 0 <= client_id <= CLIENT_ID_MAX:
+        return Rejection("INVALID_CLIENT_REQUEST", "clientId must be an unsigned 32-bit integer")
+    return -1, client_id
+
+
+__all__ = ["MARKET", "Engine", "Reply", "StartupError", "attrs"]

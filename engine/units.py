@@ -1,0 +1,74 @@
+"""Exact decimal strings <-> integer atomic units.
+
+Money never passes through float. A decimal string is parsed against a fixed
+scale (number of decimals); more decimals than the scale allows is an error the
+user sees ("decimal too long"), never a silent rounding.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_DECIMAL: Final = re.compile(r"([0-9]+)(?:\.([0-9]+))?|\.([0-9]+)")
+
+#: orjson carries 64-bit integers; every journaled amount stays below this.
+MAX_AMOUNT: Final = 2**62
+
+
+class DecimalError(ValueError):
+    """A decimal string that cannot be represented exactly at the requested scale."""
+
+
+def parse_units(text: object, scale: int, *, what: str = "amount") -> int:
+    """Parse a non-negative decimal string into an integer count of 10**-scale units.
+
+    >>> parse_units("1.25", 2)
+    125
+    """
+    if not isinstance(text, str):
+        raise DecimalError(f"{what} must be a decimal string, got {type(text).__name__}")
+    m = _DECIMAL.fullmatch(text.strip())
+    if m is None:
+        raise DecimalError(f"{what} is not a decimal number: {text!r}")
+    whole, frac = (m.group(1) or "0"), (m.group(2) or m.group(3) or "")
+    frac = frac.rstrip("0")
+    if len(frac) > scale:
+        raise DecimalError(f"{what} decimal too long: {text!r} has more than {scale} decimals")
+    value = int(whole) * 10**scale + (int(frac) * 10 ** (scale - len(frac)) if frac else 0)
+    if value >= MAX_AMOUNT:
+        raise DecimalError(f"{what} too large: {text!r}")
+    return value
+
+
+def format_units(value: int, scale: int) -> str:
+    """Format an integer count of 10**-scale units as a plain decimal string.
+
+    >>> format_units(125, 2)
+    '1.25'
+    >>> format_units(100, 2)
+    '1'
+    """
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 10**scale)
+    if scale == 0 or frac == 0:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{str(frac).rjust(scale, '0').rstrip('0')}"
+
+
+def ratio(text: str, *, what: str) -> tuple[int, int]:
+    """A non-negative decimal string as an exact fraction (numerator, denominator)."""
+    m = _DECIMAL.fullmatch(text.strip())
+    if m is None:
+        raise DecimalError(f"{what} is not a decimal number: {text!r}")
+    frac = m.group(2) or m.group(3) or ""
+    den = 10 ** len(frac)
+    return int(m.group(1) or "0") * den + (int(frac) if frac else 0), den
+
+
+def scale_of(text: str, *, what: str) -> int:
+    """Number of decimals needed to write a decimal string exactly ("0.010" -> 2)."""
+    m = _DECIMAL.fullmatch(text.strip())
+    if m is None:
+        raise DecimalError(f"{what} is not a decimal number: {text!r}")
+    return len((m.group(2) or m.group(3) or "").rstrip("0"))

@@ -1,0 +1,223 @@
+"""The whole venue's state as one sans-IO object: registry, accounts, markets.
+
+The runtime splits this state among actors (each market and each account is
+owned by one task), but every part's ``apply`` is the same method here and
+there. ``Venue.apply`` routes one event to every owner it touches; replay,
+the stateful tests and ``satchel verify`` drive the venue through it alone.
+
+``state_hash`` covers everything journaled (not live-only holds).
+``check_invariants`` is the executable form of ARCHITECTURE.md §3.7 for spot:
+conservation per asset, no unexplained negative balance, locks equal open-order
+needs, books well formed and never crossed at rest, books and accounts agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from engine.account import Account
+from engine.config import Config
+from engine.market import Market
+from engine.messages import (
+    FEE_ACCOUNT_ID, AccountCreated, ApiKeyAdded, Deposited, Event, MarketStateChanged,
+    OrderAmended, OrderCancelled, OrderPlaced, Transferred, Withdrawn,
+)
+from engine.spec import AssetSpec, MarketSpec
+
+
+class InvariantViolation(AssertionError):
+    """State that must never exist. The engine stops rather than continue from it."""
+
+
+class Venue:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.assets = {s: AssetSpec(s, a.decimals, a.display_name) for s, a in config.assets.items()}
+        self.specs = {s: MarketSpec.build(s, m, config.assets) for s, m in config.markets.items()}
+        self.markets = {s: Market(spec) for s, spec in self.specs.items()}
+        self.accounts: dict[int, Account] = {FEE_ACCOUNT_ID: Account(FEE_ACCOUNT_ID, -1, "", "venue", 0)}
+        self.api_keys: dict[str, int] = {}  # public key (base64) -> account id
+        self.next_account_id = 1
+        self.next_order_id = 1
+
+    # --- apply -----------------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        t = type(event)
+        if t is OrderPlaced:
+            self.apply_placed(event)  # type: ignore[arg-type]
+        elif t is OrderCancelled:
+            self.markets[event.symbol].apply_cancelled(event)  # type: ignore[union-attr, arg-type]
+            self.accounts[event.account_id].apply_cancelled(event)  # type: ignore[union-attr, arg-type]
+        elif t is OrderAmended:
+            spec = self.specs[event.symbol]  # type: ignore[union-attr]
+            self.markets[spec.symbol].apply_amended(event)  # type: ignore[arg-type]
+            self.accounts[event.account_id].apply_amended(event, spec)  # type: ignore[union-attr, arg-type]
+        elif t is Deposited:
+            self.accounts[event.account_id].apply_deposited(event)  # type: ignore[union-attr, arg-type]
+        elif t is Withdrawn:
+            self.accounts[event.account_id].apply_withdrawn(event)  # type: ignore[union-attr, arg-type]
+        elif t is Transferred:
+            self.accounts[event.from_account_id].apply_transferred(event)  # type: ignore[union-attr, arg-type]
+            self.accounts[event.to_account_id].apply_transferred(event)  # type: ignore[union-attr, arg-type]
+        elif t is AccountCreated:
+            self.apply_account_created(event)  # type: ignore[arg-type]
+        elif t is ApiKeyAdded:
+            self.apply_key_added(event)  # type: ignore[arg-type]
+        elif t is MarketStateChanged:
+            self.markets[event.symbol].apply_state(event)  # type: ignore[union-attr, arg-type]
+        else:
+            raise InvariantViolation(f"no owner for event {event!r}")
+
+    def apply_placed(self, e: OrderPlaced) -> None:
+        spec = self.specs[e.symbol]
+        self.markets[e.symbol].apply_placed(e)
+        for account_id in placed_parties(e):
+            self.accounts[account_id].apply_placed(e, spec)
+        if e.order_id >= self.next_order_id:
+            self.next_order_id = e.order_id + 1
+
+    def apply_own(self, account: Account, e: Deposited | Withdrawn | Transferred) -> None:
+        """The deciding account's own part of a funds event (a transfer's debit side)."""
+        if type(e) is Deposited:
+            account.apply_deposited(e)
+        elif type(e) is Withdrawn:
+            account.apply_withdrawn(e)
+        else:
+            account.apply_transferred(e)  # type: ignore[arg-type]
+
+    def apply_account_created(self, e: AccountCreated) -> Account:
+        account = Account(e.account_id, e.parent_id, e.country, e.category, e.ts_us)
+        self.accounts[e.account_id] = account
+        self.next_account_id = max(self.next_account_id, e.account_id + 1)
+        return account
+
+    def apply_key_added(self, e: ApiKeyAdded) -> None:
+        self.accounts[e.account_id].api_keys.append(e.public_key)
+        self.api_keys[e.public_key] = e.account_id
+
+    # --- hashing -----------------------------------------------------------------
+
+    def state_hash(self) -> str:
+        h = hashlib.blake2b(digest_size=32)
+        h.update(orjson.dumps([self.next_account_id, sorted(self.api_keys.items())]))
+        for account_id in sorted(self.accounts):
+            h.update(orjson.dumps(_account_state(self.accounts[account_id])))
+        for symbol in sorted(self.markets):
+            h.update(orjson.dumps(_market_state(self.markets[symbol])))
+        return h.hexdigest()
+
+    # --- invariants ------------------------------------------------------------------
+
+    def check_invariants(self, *, idle: bool = True) -> None:
+        """Raise InvariantViolation naming the first broken rule.
+
+        ``idle`` means no command is in flight, so live-only holds must be zero.
+        """
+        try:
+            self._check(idle)
+        except AssertionError as exc:
+            raise InvariantViolation(str(exc)) from None
+
+    def _check(self, idle: bool) -> None:
+        totals: dict[str, int] = {}
+        external: dict[str, int] = {}
+        for account in self.accounts.values():
+            _check_account(account, idle)
+            for asset, atoms in account.balances.items():
+                totals[asset] = totals.get(asset, 0) + atoms
+            for asset, atoms in account.net_deposits.items():
+                external[asset] = external.get(asset, 0) + atoms
+        for asset in set(totals) | set(external):
+            assert totals.get(asset, 0) == external.get(asset, 0), (
+                f"conservation broken for {asset}: balances {totals.get(asset, 0)} != net deposits {external.get(asset, 0)}"
+            )
+        booked: set[int] = set()
+        for market in self.markets.values():
+            market.book.check()
+            for order in market.book.orders.values():
+                owner = self.accounts.get(order.account_id)
+                assert owner is not None and order.order_id in owner.orders, f"order {order.order_id} has no owner"
+                need = market.lock_for(order.side, order.price_ticks, order.remaining_steps)
+                lock = owner.orders[order.order_id].lock
+                assert lock == need, f"order {order.order_id} locks {lock}, its remaining quantity needs {need}"
+                booked.add(order.order_id)
+        for account in self.accounts.values():
+            for order_id in account.orders:
+                assert order_id in booked, f"account {account.account_id} holds order {order_id} not on any book"
+
+    # --- views -------------------------------------------------------------------------
+
+    def balances(self, account_id: int) -> dict[str, dict[str, str]]:
+        """Backpack's capital shape: asset -> {available, locked, staked}, decimal strings."""
+        from engine.units import format_units
+
+        account = self.accounts[account_id]
+        out = {}
+        for asset in sorted(set(account.balances) | set(account.locked)):
+            decimals = self.assets[asset].decimals
+            locked = account.locked.get(asset, 0) + account.held.get(asset, 0)
+            out[asset] = {
+                "available": format_units(account.balances.get(asset, 0) - locked, decimals),
+                "locked": format_units(locked, decimals),
+                "staked": "0",
+            }
+        return out
+
+
+def placed_parties(e: OrderPlaced) -> list[int]:
+    """Accounts an ``OrderPlaced`` touches: the taker, each maker once, the fee account."""
+    parties = [e.account_id]
+    fees = False
+    for f in e.fills:
+        if f.maker_account_id not in parties:
+            parties.append(f.maker_account_id)
+        fees = fees or f.maker_fee > 0 or f.taker_fee > 0
+    if fees:
+        parties.append(FEE_ACCOUNT_ID)
+    return parties
+
+
+def _check_account(account: Account, idle: bool) -> None:
+    aid = account.account_id
+    need: dict[str, int] = {}
+    for order_id, order in account.orders.items():
+        assert order.lock > 0, f"account {aid} order {order_id} rests with no lock"
+        need[order.asset] = need.get(order.asset, 0) + order.lock
+        if order.client_id >= 0:
+            assert account.client_ids.get(order.client_id) == order_id, f"account {aid} client id map stale"
+    assert len(account.client_ids) == sum(1 for o in account.orders.values() if o.client_id >= 0)
+    for asset in set(account.balances) | set(account.locked) | set(need):
+        balance = account.balances.get(asset, 0)
+        locked = account.locked.get(asset, 0)
+        held = account.held.get(asset, 0)
+        assert balance >= 0, f"account {aid} {asset} balance negative: {balance}"
+        assert locked == need.get(asset, 0), f"account {aid} {asset} locked {locked} != open orders' needs {need.get(asset, 0)}"
+        assert 0 <= held and locked + held <= balance, f"account {aid} {asset} reserves {locked}+{held} exceed balance {balance}"
+        if idle:
+            assert held == 0, f"account {aid} {asset} still holds {held} with nothing in flight"
+
+
+def _account_state(a: Account) -> list[Any]:
+    return [
+        a.account_id, a.parent_id, a.country, a.category, a.created_us, a.api_keys,
+        sorted((k, v) for k, v in a.balances.items() if v),
+        sorted((k, v) for k, v in a.locked.items() if v),
+        sorted((k, v) for k, v in a.net_deposits.items() if v),
+        [[i, o.symbol, o.side, o.price_ticks, o.lock, o.client_id] for i, o in sorted(a.orders.items())],
+    ]
+
+
+def _market_state(m: Market) -> list[Any]:
+    levels = []
+    for side in ("Bid", "Ask"):
+        for price, level in m.book.levels(side):
+            levels.append([side, price, [
+                [o.order_id, o.account_id, o.qty_steps, o.remaining_steps, o.executed_quote,
+                 o.client_id, o.post_only, o.stp, o.created_us]
+                for o in level.values()
+            ]])
+    return [m.spec.symbol, m.state, m.last_price, m.next_trade_id, levels]
