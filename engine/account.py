@@ -23,9 +23,22 @@ and subtracts the amounts the event carries or implies.
 from __future__ import annotations
 
 from engine.messages import (
-    BID, FEE_ACCOUNT_ID, LIMIT, NO_CLIENT_ID, AmendOrder, Deposit, Deposited,
-    OrderAmended, OrderCancelled, OrderPlaced, PlaceOrder, Rejection, Transfer, Transferred,
-    Withdraw, Withdrawn,
+    BID,
+    FEE_ACCOUNT_ID,
+    LIMIT,
+    NO_CLIENT_ID,
+    AmendOrder,
+    Deposit,
+    Deposited,
+    OrderAmended,
+    OrderCancelled,
+    OrderPlaced,
+    PlaceOrder,
+    Rejection,
+    Transfer,
+    Transferred,
+    Withdraw,
+    Withdrawn,
 )
 from engine.spec import MarketSpec
 from engine.units import MAX_AMOUNT, format_units
@@ -34,7 +47,7 @@ from engine.units import MAX_AMOUNT, format_units
 class OpenOrder:
     """The account's side of a resting order: what it reserves."""
 
-    __slots__ = ("symbol", "side", "price_ticks", "lock", "client_id", "asset")
+    __slots__ = ("asset", "client_id", "lock", "price_ticks", "side", "symbol")
 
     def __init__(self, symbol: str, side: str, price_ticks: int, lock: int, client_id: int, asset: str) -> None:
         self.symbol = symbol
@@ -47,9 +60,20 @@ class OpenOrder:
 
 class Account:
     __slots__ = (
-        "account_id", "parent_id", "country", "category", "created_us", "api_keys",
-        "balances", "locked", "held", "holds", "orders", "client_ids", "pending_client_ids",
+        "account_id",
+        "api_keys",
+        "balances",
+        "category",
+        "client_ids",
+        "country",
+        "created_us",
+        "held",
+        "holds",
+        "locked",
         "net_deposits",
+        "orders",
+        "parent_id",
+        "pending_client_ids",
     )
 
     def __init__(self, account_id: int, parent_id: int, country: str, category: str, created_us: int) -> None:

@@ -27,8 +27,20 @@ import trio
 
 from engine.codec import encode_events
 from engine.messages import (
-    FEE_ACCOUNT_ID, AmendOrder, CancelAllOrders, CancelOrder, Deposit, Event, OrderAmended,
-    OrderCancelled, OrderPlaced, PlaceOrder, Rejection, SetMarketState, Transfer, Transferred,
+    FEE_ACCOUNT_ID,
+    AmendOrder,
+    CancelAllOrders,
+    CancelOrder,
+    Deposit,
+    Event,
+    OrderAmended,
+    OrderCancelled,
+    OrderPlaced,
+    PlaceOrder,
+    Rejection,
+    SetMarketState,
+    Transfer,
+    Transferred,
     Withdraw,
 )
 from engine.results import Result
@@ -141,7 +153,6 @@ class MarketActor:
 
     async def run(self) -> None:
         engine = self.engine
-        market = self.market
         clock = engine.clock
         async for first in self.rx:
             self.busy = True
@@ -222,10 +233,11 @@ class MarketActor:
         """Tell every account its share of the batch's facts (after journaling them)."""
         per_account: dict[int, list[Event]] = {}
         for e in events:
-            if type(e) is OrderPlaced:
+            t = type(e)
+            if t is OrderPlaced:
                 for account_id in placed_parties(e):  # type: ignore[arg-type]
                     per_account.setdefault(account_id, []).append(e)
-            else:
+            elif t is OrderCancelled or t is OrderAmended:
                 per_account.setdefault(e.account_id, []).append(e)  # type: ignore[union-attr]
         engine = self.engine
         for account_id, evs in per_account.items():

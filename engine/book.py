@@ -24,15 +24,24 @@ from bisect import insort
 from collections.abc import Iterator
 from typing import Final
 
-from engine.messages import ASK, BID, REJECT_BOTH, REJECT_MAKER, REJECT_TAKER
+from engine.messages import ASK, BID, REJECT_BOTH, REJECT_TAKER
 
 
 class Order:
     """A resting limit order (market-owned)."""
 
     __slots__ = (
-        "order_id", "account_id", "side", "price_ticks", "qty_steps", "remaining_steps",
-        "executed_quote", "client_id", "post_only", "stp", "created_us",
+        "account_id",
+        "client_id",
+        "created_us",
+        "executed_quote",
+        "order_id",
+        "post_only",
+        "price_ticks",
+        "qty_steps",
+        "remaining_steps",
+        "side",
+        "stp",
     )
 
     def __init__(
@@ -56,7 +65,7 @@ class Order:
 class Walk:
     """What an incoming order would do against the book (the output of ``walk``)."""
 
-    __slots__ = ("fills", "filled_steps", "spent_quote", "stp_cancelled", "stp_stopped", "quote_bound")
+    __slots__ = ("filled_steps", "fills", "quote_bound", "spent_quote", "stp_cancelled", "stp_stopped")
 
     def __init__(self) -> None:
         self.fills: list[tuple[Order, int]] = []  # (maker, steps) in match order
@@ -71,7 +80,7 @@ UNLIMITED: Final = 1 << 62
 
 
 class OrderBook:
-    __slots__ = ("bids", "asks", "bid_prices", "ask_keys", "level_steps", "orders")
+    __slots__ = ("ask_keys", "asks", "bid_prices", "bids", "level_steps", "orders")
 
     def __init__(self) -> None:
         self.bids: dict[int, dict[int, Order]] = {}
@@ -237,6 +246,8 @@ class OrderBook:
         for side, book, prices in ((BID, self.bids, self.bid_prices), (ASK, self.asks, [-k for k in self.ask_keys])):
             assert sorted(book) == sorted(prices), f"{side} price index out of sync"
             assert len(set(prices)) == len(prices), f"{side} duplicate price"
+            stored = self.bid_prices if side == BID else self.ask_keys
+            assert stored == sorted(stored), f"{side} price index not sorted"
             for price, level in book.items():
                 assert level, f"empty {side} level {price}"
                 total = 0

@@ -13,8 +13,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from engine.messages import PlaceOrder
-    from engine.spec import MarketSpec
     from engine.plugin_api import AccountProfile
+    from engine.spec import MarketSpec
 
 hookspec = pluggy.HookspecMarker("satchel")
 hookimpl = pluggy.HookimplMarker("satchel")

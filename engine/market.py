@@ -19,11 +19,39 @@ from __future__ import annotations
 
 from engine.book import UNLIMITED, Order, OrderBook, Walk
 from engine.messages import (
-    BID, CANCEL_ONLY, CLOSED, EXPIRED, FILLED, FOK, GTC, IOC, LIMIT, LIMIT_ONLY, MARKET,
-    NEW, PARTIALLY_FILLED, POST_ONLY, R_FILL_OR_KILL, R_IMMEDIATE_OR_CANCEL,
-    R_INSUFFICIENT_FUNDS, R_INSUFFICIENT_LIQUIDITY, R_POST_ONLY_MODE, R_POST_ONLY_TAKER,
-    R_PRICE_OUT_OF_BOUNDS, R_SELF_TRADE, AmendOrder, CancelOrder, Fill, MarketStateChanged,
-    OrderAmended, OrderCancelled, OrderPlaced, OrderView, PlaceOrder, Rejection, SetMarketState,
+    BID,
+    CANCEL_ONLY,
+    CLOSED,
+    EXPIRED,
+    FILLED,
+    FOK,
+    GTC,
+    IOC,
+    LIMIT,
+    LIMIT_ONLY,
+    MARKET,
+    NEW,
+    PARTIALLY_FILLED,
+    POST_ONLY,
+    R_FILL_OR_KILL,
+    R_IMMEDIATE_OR_CANCEL,
+    R_INSUFFICIENT_FUNDS,
+    R_INSUFFICIENT_LIQUIDITY,
+    R_POST_ONLY_MODE,
+    R_POST_ONLY_TAKER,
+    R_PRICE_OUT_OF_BOUNDS,
+    R_SELF_TRADE,
+    AmendOrder,
+    CancelOrder,
+    Fill,
+    MarketStateChanged,
+    OrderAmended,
+    OrderCancelled,
+    OrderPlaced,
+    OrderView,
+    PlaceOrder,
+    Rejection,
+    SetMarketState,
 )
 from engine.spec import MarketSpec
 
@@ -36,7 +64,7 @@ def fee(amount: int, bps: int) -> int:
 
 
 class Market:
-    __slots__ = ("spec", "state", "book", "last_price", "next_trade_id")
+    __slots__ = ("book", "last_price", "next_trade_id", "spec", "state")
 
     def __init__(self, spec: MarketSpec) -> None:
         self.spec = spec

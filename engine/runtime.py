@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-import attrs
 import orjson
 import pluggy
 import trio
@@ -33,10 +34,28 @@ from engine.codec import CodecError, decode_events
 from engine.config import Config, _converter
 from engine.journal import ZERO_HASH, JournalCorrupt, JournalWriter, read_records
 from engine.messages import (
-    CLIENT_ID_MAX, LIMIT, MARKET, MARKET_STATES, NO_CLIENT_ID, ORDER_TYPES, SIDES, STP_MODES,
-    TIME_IN_FORCE, AccountCreated, AmendOrder, ApiKeyAdded, CancelAllOrders, CancelOrder,
-    Deposit, OrderView, PlaceOrder, Rejection, SetMarketState, Transfer, Withdraw, GTC,
+    CLIENT_ID_MAX,
+    GTC,
+    LIMIT,
+    MARKET_STATES,
+    NO_CLIENT_ID,
+    ORDER_TYPES,
     REJECT_TAKER,
+    SIDES,
+    STP_MODES,
+    TIME_IN_FORCE,
+    AccountCreated,
+    AmendOrder,
+    ApiKeyAdded,
+    CancelAllOrders,
+    CancelOrder,
+    Deposit,
+    OrderView,
+    PlaceOrder,
+    Rejection,
+    SetMarketState,
+    Transfer,
+    Withdraw,
 )
 from engine.plugin_api import AccountProfile, manifest, plugin_manager
 from engine.results import Result
@@ -98,13 +117,18 @@ class Engine:
         self.next_order_id = 1
         self._nursery: trio.Nursery
         self._stop = trio.Event()
-        self._writer: JournalWriter | None = None
+        self._lock_fd = -1
 
     # --- lifecycle -------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED) -> None:
         """Recover, start the actors, report ready, and serve until ``stop()``."""
-        writer = self._writer = self._recover()
+        try:
+            writer = self._recover()
+        except BaseException:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+            raise
         self.journal = JournalActor(writer, self.deliver)
         try:
             async with trio.open_nursery() as nursery:
@@ -122,8 +146,10 @@ class Engine:
                     await self.wait_idle()
                 nursery.cancel_scope.cancel()
         finally:
-            with trio.CancelScope(shield=True):
-                writer.close()  # final fsync; issue 3 adds the signed checkpoint here
+            # Final fsync (synchronous, so no cancellation can cut it); issue 3 adds
+            # the signed checkpoint here.
+            writer.close()
+            os.close(self._lock_fd)
 
     def stop(self) -> None:
         """Stop intake now; ``run`` drains what is in flight, syncs and returns."""
@@ -138,7 +164,7 @@ class Engine:
 
     async def wait_idle(self) -> None:
         """Wait until every command has its result and every actor has applied its events."""
-        while not self.idle():
+        while not self.idle():  # noqa: ASYNC110 - idleness spans many actors; polling is the simple honest check
             await trio.sleep(0.0005)
 
     def _start_account(self, account: Any) -> None:
@@ -148,9 +174,20 @@ class Engine:
 
     # --- recovery ----------------------------------------------------------------
 
+    def _lock(self) -> None:
+        """One engine per journal directory: a second writer would fork the history."""
+        self._lock_fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise StartupError(f"journal dir {self.directory} is in use by another Satchel process") from None
+
     def _recover(self) -> JournalWriter:
         directory = self.directory
         directory.mkdir(parents=True, exist_ok=True)
+        self._lock()
         seq, last_hash = 0, ZERO_HASH
         venue = self.venue
         started = time.monotonic()
@@ -532,5 +569,3 @@ def _target(order_id: Any, client_id: Any) -> tuple[int, int] | Rejection:
         return Rejection("INVALID_CLIENT_REQUEST", "clientId must be an unsigned 32-bit integer")
     return -1, client_id
 
-
-__all__ = ["MARKET", "Engine", "Reply", "StartupError", "attrs"]

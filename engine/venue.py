@@ -22,8 +22,17 @@ from engine.account import Account
 from engine.config import Config
 from engine.market import Market
 from engine.messages import (
-    FEE_ACCOUNT_ID, AccountCreated, ApiKeyAdded, Deposited, Event, MarketStateChanged,
-    OrderAmended, OrderCancelled, OrderPlaced, Transferred, Withdrawn,
+    FEE_ACCOUNT_ID,
+    AccountCreated,
+    ApiKeyAdded,
+    Deposited,
+    Event,
+    MarketStateChanged,
+    OrderAmended,
+    OrderCancelled,
+    OrderPlaced,
+    Transferred,
+    Withdrawn,
 )
 from engine.spec import AssetSpec, MarketSpec
 
@@ -196,7 +205,7 @@ def _check_account(account: Account, idle: bool) -> None:
         held = account.held.get(asset, 0)
         assert balance >= 0, f"account {aid} {asset} balance negative: {balance}"
         assert locked == need.get(asset, 0), f"account {aid} {asset} locked {locked} != open orders' needs {need.get(asset, 0)}"
-        assert 0 <= held and locked + held <= balance, f"account {aid} {asset} reserves {locked}+{held} exceed balance {balance}"
+        assert held >= 0 and locked + held <= balance, f"account {aid} {asset} reserves {locked}+{held} exceed balance {balance}"
         if idle:
             assert held == 0, f"account {aid} {asset} still holds {held} with nothing in flight"
 

@@ -1,0 +1,247 @@
+"""The operator's local admin interface: a Unix socket speaking JSON lines.
+
+Authentication is two-fold: the socket file is owner-only (0600) and every
+request carries the token stored in ``admin.token`` next to the journal (0600,
+created on first start). A request is one line
+``{"token": ..., "command": ..., "args": {...}}``; the answer is one line
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"code", "message"}}``.
+A malformed or unauthenticated request gets an error answer and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import socket as stdsocket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+import trio
+
+from engine.messages import OrderView
+from engine.results import Result
+from engine.runtime import Engine
+from engine.views import order_json
+
+log = logging.getLogger("satchel.admin")
+
+MAX_REQUEST_BYTES: Final = 64 * 1024
+REQUEST_TIMEOUT_S: Final = 30.0
+STATES: Final = {
+    "halt": "Closed", "resume": "Open", "cancel-only": "CancelOnly",
+    "post-only": "PostOnly", "limit-only": "LimitOnly",
+}
+
+
+class AdminError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def ensure_token(path: Path) -> str:
+    """Read the admin token, creating it (0600) on first use."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        token = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+
+
+class AdminServer:
+    def __init__(self, engine: Engine, socket_path: Path, token: str) -> None:
+        self.engine = engine
+        self.socket_path = socket_path
+        self.token = token
+        self.handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
+            "status": self._status,
+            "account.create": self._account_create,
+            "key.add": self._key_add,
+            "deposit": self._deposit,
+            "withdraw": self._withdraw,
+            "transfer": self._transfer,
+            "balances": self._balances,
+            "orders": self._orders,
+            "order.place": self._order_place,
+            "order.cancel": self._order_cancel,
+            "order.cancel-all": self._order_cancel_all,
+            "order.amend": self._order_amend,
+            "market": self._market,
+        }
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        path = self.socket_path
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        sock = trio.socket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            await sock.bind(str(path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        sock.listen(64)
+        listener = trio.SocketListener(sock)
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                await trio.serve_listeners(self._connection, [listener], handler_nursery=nursery)
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            buffer = b""
+            with trio.move_on_after(REQUEST_TIMEOUT_S):
+                while b"\n" not in buffer and len(buffer) <= MAX_REQUEST_BYTES:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        break
+                    buffer += chunk
+            answer = await self.handle(buffer.split(b"\n", 1)[0])
+            with trio.move_on_after(REQUEST_TIMEOUT_S):
+                await stream.send_all(orjson.dumps(answer) + b"\n")
+
+    async def handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            if len(line) > MAX_REQUEST_BYTES:
+                raise AdminError("INVALID_CLIENT_REQUEST", "request too large")
+            try:
+                request = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise AdminError("INVALID_CLIENT_REQUEST", "request is not valid JSON") from None
+            if not isinstance(request, dict):
+                raise AdminError("INVALID_CLIENT_REQUEST", "request must be a JSON object")
+            token = request.get("token")
+            if not isinstance(token, str) or not hmac.compare_digest(token, self.token):
+                raise AdminError("UNAUTHORIZED", "bad or missing admin token")
+            handler = self.handlers.get(request.get("command"))  # type: ignore[arg-type]
+            if handler is None:
+                raise AdminError("INVALID_CLIENT_REQUEST", f"unknown command {request.get('command')!r}")
+            args = request.get("args") or {}
+            if not isinstance(args, dict):
+                raise AdminError("INVALID_CLIENT_REQUEST", "args must be an object")
+            return {"ok": True, "result": await handler(args)}
+        except AdminError as exc:
+            return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+        except (KeyError, TypeError, ValueError) as exc:
+            return {"ok": False, "error": {"code": "INVALID_CLIENT_REQUEST", "message": f"bad arguments: {exc}"}}
+
+    # --- handlers -----------------------------------------------------------------
+
+    def _account(self, args: dict[str, Any], key: str = "account_id") -> int:
+        value = args.get(key)
+        if type(value) is not int or value not in self.engine.venue.accounts or value == 0:
+            raise AdminError("RESOURCE_NOT_FOUND", f"Account {value} not found")
+        return value
+
+    def _unwrap(self, result: Result) -> Result:
+        if result.rejection is not None:
+            raise AdminError(result.rejection.code, result.rejection.message)
+        return result
+
+    def _order(self, view: OrderView | None) -> dict[str, Any] | None:
+        if view is None:
+            return None
+        return order_json(view, self.engine.venue.specs[view.symbol])
+
+    async def _status(self, args: dict[str, Any]) -> Any:
+        return self.engine.status()
+
+    async def _account_create(self, args: dict[str, Any]) -> Any:
+        result = self._unwrap(await self.engine.create_account(
+            country=args.get("country") or "", category=args.get("category") or "retail",
+            parent_id=args.get("parent"),
+        ))
+        return {"account_id": result.value}
+
+    async def _key_add(self, args: dict[str, Any]) -> Any:
+        account_id = self._account(args)
+        self._unwrap(await self.engine.add_api_key(account_id, str(args.get("public_key"))))
+        return {"account_id": account_id, "public_key": args["public_key"]}
+
+    async def _deposit(self, args: dict[str, Any]) -> Any:
+        account_id = self._account(args)
+        self._unwrap(await self.engine.deposit(account_id, args["asset"], args["amount"]))
+        return self.engine.venue.balances(account_id)
+
+    async def _withdraw(self, args: dict[str, Any]) -> Any:
+        account_id = self._account(args)
+        self._unwrap(await self.engine.withdraw(account_id, args["asset"], args["amount"]))
+        return self.engine.venue.balances(account_id)
+
+    async def _transfer(self, args: dict[str, Any]) -> Any:
+        source = self._account(args, "from")
+        target = self._account(args, "to")
+        self._unwrap(await self.engine.transfer(source, target, args["asset"], args["amount"]))
+        return {"from": self.engine.venue.balances(source), "to": self.engine.venue.balances(target)}
+
+    async def _balances(self, args: dict[str, Any]) -> Any:
+        return self.engine.venue.balances(self._account(args))
+
+    async def _orders(self, args: dict[str, Any]) -> Any:
+        account_id = self._account(args)
+        return [self._order(v) for v in self.engine.open_orders(account_id, args.get("symbol"))]
+
+    async def _order_place(self, args: dict[str, Any]) -> Any:
+        account_id = self._account(args)
+        fields = {k: args[k] for k in (
+            "quantity", "quote_quantity", "price", "time_in_force", "post_only",
+            "self_trade_prevention", "client_id",
+        ) if args.get(k) is not None}
+        result = self._unwrap(await self.engine.place_order(
+            account_id, args["symbol"], args["side"], args["order_type"], **fields
+        ))
+        return self._order(result.order)
+
+    async def _order_cancel(self, args: dict[str, Any]) -> Any:
+        account_id = self._account(args)
+        result = self._unwrap(await self.engine.cancel_order(
+            account_id, args["symbol"], order_id=args.get("order_id"), client_id=args.get("client_id")
+        ))
+        return self._order(result.order)
+
+    async def _order_cancel_all(self, args: dict[str, Any]) -> Any:
+        account_id = self._account(args)
+        result = self._unwrap(await self.engine.cancel_all(account_id, args["symbol"]))
+        return [self._order(v) for v in result.orders]
+
+    async def _order_amend(self, args: dict[str, Any]) -> Any:
+        account_id = self._account(args)
+        result = self._unwrap(await self.engine.amend_order(
+            account_id, args["symbol"], order_id=args.get("order_id"), client_id=args.get("client_id"),
+            price=args.get("price"), quantity=args.get("quantity"),
+        ))
+        return self._order(result.order)
+
+    async def _market(self, args: dict[str, Any]) -> Any:
+        action = args.get("action")
+        state = STATES.get(action)  # type: ignore[arg-type]
+        if state is None:
+            raise AdminError("INVALID_CLIENT_REQUEST", f"market action must be one of {', '.join(STATES)}")
+        self._unwrap(await self.engine.set_market_state(args["symbol"], state))
+        return {"symbol": args["symbol"], "state": state}
+
+
+def request(socket_path: Path, token: str, command: str, args: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
+    """Blocking client: send one request, return the decoded answer."""
+    with stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        sock.connect(str(socket_path))
+        sock.sendall(orjson.dumps({"token": token, "command": command, "args": args}) + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    answer: dict[str, Any] = orjson.loads(data)
+    return answer
