@@ -32,6 +32,7 @@ from engine.messages import (
     CancelAllOrders,
     CancelOrder,
     Deposit,
+    Deposited,
     Event,
     OrderAmended,
     OrderCancelled,
@@ -42,6 +43,7 @@ from engine.messages import (
     Transfer,
     Transferred,
     Withdraw,
+    Withdrawn,
 )
 from engine.results import Result
 from engine.venue import placed_parties
@@ -209,23 +211,23 @@ class MarketActor:
             deliveries.append((sink, Result(orders=views, events=list(cancelled))))  # type: ignore[arg-type]
             return
         if t is AmendOrder:
-            decided = market.decide_amend(cmd, now)
-            if type(decided) is OrderAmended:
-                market.apply_amended(decided)
-                events.append(decided)
-                deliveries.append((sink, Result(order=market.view(market.book.orders[decided.order_id]), events=[decided])))  # type: ignore[arg-type]
+            amended = market.decide_amend(cmd, now)
+            if isinstance(amended, OrderAmended):
+                market.apply_amended(amended)
+                events.append(amended)
+                deliveries.append((sink, Result(order=market.view(market.book.orders[amended.order_id]), events=[amended])))  # type: ignore[arg-type]
             else:
                 refused.setdefault(cmd.account_id, []).append((cmd.order_id, -1))
-                deliveries.append((sink, Result(rejection=decided)))  # type: ignore[arg-type]
+                deliveries.append((sink, Result(rejection=amended)))  # type: ignore[arg-type]
             return
         if t is SetMarketState:
-            decided = market.decide_state(cmd, now)
-            if type(decided) is not Rejection:
-                market.apply_state(decided)  # type: ignore[arg-type]
-                events.append(decided)  # type: ignore[arg-type]
-                deliveries.append((sink, Result(events=[decided])))  # type: ignore[arg-type, list-item]
+            changed = market.decide_state(cmd, now)
+            if isinstance(changed, Rejection):
+                deliveries.append((sink, Result(rejection=changed)))  # type: ignore[arg-type]
             else:
-                deliveries.append((sink, Result(rejection=decided)))  # type: ignore[arg-type]
+                market.apply_state(changed)
+                events.append(changed)
+                deliveries.append((sink, Result(events=[changed])))  # type: ignore[arg-type]
             return
         raise AssertionError(f"market actor got {cmd!r}")
 
@@ -350,6 +352,7 @@ class AccountActor:
         venue = self.engine.venue
         t = type(cmd)
         decimals = venue.assets[cmd.asset].decimals
+        decided: Deposited | Withdrawn | Transferred | Rejection
         if t is Deposit:
             decided = account.decide_deposit(cmd, now)
         elif t is Withdraw:
@@ -359,12 +362,12 @@ class AccountActor:
             decided = account.decide_transfer(cmd, other.parent_id, now, decimals)
         else:
             raise AssertionError(f"account actor got {cmd!r}")
-        if type(decided) is Rejection:
+        if isinstance(decided, Rejection):
             deliveries.append((sink, Result(rejection=decided)))  # type: ignore[arg-type]
             return
-        venue.apply_own(account, decided)  # type: ignore[arg-type]
-        events.append(decided)  # type: ignore[arg-type]
-        deliveries.append((sink, Result(events=[decided])))  # type: ignore[arg-type, list-item]
+        venue.apply_own(account, decided)
+        events.append(decided)
+        deliveries.append((sink, Result(events=[decided])))  # type: ignore[arg-type]
 
     def _forward(self, symbol: str, items: list[tuple[Any, Sink | None]]) -> None:
         engine = self.engine

@@ -166,10 +166,12 @@ class OrderBook:
                 fills.append((maker, take))
                 steps_left -= take
                 quote_left -= take * unit
-                if steps_left == 0:
-                    return self._close(result, steps_left, max_steps, quote_left, max_quote)
+                # quote first: an order that used up its quote is bound by it even
+                # if its base ran out on the same fill (a sell for exactly quoteQuantity)
                 if quote_left < unit:
                     result.quote_bound = True
+                    return self._close(result, steps_left, max_steps, quote_left, max_quote)
+                if steps_left == 0:
                     return self._close(result, steps_left, max_steps, quote_left, max_quote)
         return self._close(result, steps_left, max_steps, quote_left, max_quote)
 

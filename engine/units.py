@@ -35,7 +35,7 @@ def parse_units(text: object, scale: int, *, what: str = "amount") -> int:
     frac = frac.rstrip("0")
     if len(frac) > scale:
         raise DecimalError(f"{what} decimal too long: {text!r} has more than {scale} decimals")
-    value = int(whole) * 10**scale + (int(frac) * 10 ** (scale - len(frac)) if frac else 0)
+    value: int = int(whole) * 10**scale + (int(frac) * 10 ** (scale - len(frac)) if frac else 0)
     if value >= MAX_AMOUNT:
         raise DecimalError(f"{what} too large: {text!r}")
     return value

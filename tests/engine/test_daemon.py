@@ -151,7 +151,7 @@ def test_sigkill_under_load_loses_no_acknowledged_order(config: Path) -> None:
             daemon.call("deposit", account_id=account, asset="SOL", amount="1000")
         stop = threading.Event()
 
-        def trade(account: int, seed: int) -> None:
+        def trade(account: int, seed: int, daemon: Daemon = daemon, stop: threading.Event = stop) -> None:
             r = random.Random(seed)
             while not stop.is_set():
                 args = {"account_id": account, "symbol": "SOL_USDC", "side": r.choice(["Bid", "Ask"]),

@@ -162,7 +162,7 @@ async def test_overload_is_answered_at_once(engine: Engine) -> None:
                 Count.n += 1
 
         refused = None
-        for i in range(ACCOUNT_INBOX_SIZE + 2):  # no checkpoint: the account actor cannot drain
+        for i in range(ACCOUNT_INBOX_SIZE + 2):  # noqa: B007 - no checkpoint: the account actor cannot drain
             order = engine.build_order(buyer, "SOL_USDC", "Bid", "Limit", price="1", quantity="1")
             refused = engine.submit(buyer, order, Count())
             if refused is not None:
