@@ -123,15 +123,29 @@ class Account:
         return asset, need
 
     def hold(self, order_id: int, asset: str, atoms: int, client_id: int) -> None:
-        self.holds[order_id] = (asset, atoms)
+        """Reserve atoms for a command in flight to a market (several may share an order id)."""
+        _, held = self.holds.get(order_id, (asset, 0))
+        self.holds[order_id] = (asset, held + atoms)
         self.held[asset] = self.held.get(asset, 0) + atoms
         if client_id != NO_CLIENT_ID:
             self.pending_client_ids.add(client_id)
 
-    def release_hold(self, order_id: int, client_id: int = NO_CLIENT_ID) -> None:
-        hold = self.holds.pop(order_id, None)
+    def release_hold(self, order_id: int, client_id: int = NO_CLIENT_ID, atoms: int | None = None) -> None:
+        """Drop ``atoms`` (default: all) of an order's hold once its market answered.
+
+        Releasing by amount keeps two commands in flight for one order (two amends,
+        say) exact whatever order their answers come back in.
+        """
+        hold = self.holds.get(order_id)
         if hold is not None:
-            self.held[hold[0]] -= hold[1]
+            asset, held = hold
+            release = held if atoms is None else atoms
+            assert 0 <= release <= held, f"account {self.account_id} releases {release} of a {held} hold"
+            self.held[asset] -= release
+            if release == held:
+                del self.holds[order_id]
+            else:
+                self.holds[order_id] = (asset, held - release)
         self.pending_client_ids.discard(client_id)
 
     def decide_amend_hold(self, cmd: AmendOrder, spec: MarketSpec) -> tuple[str, int] | Rejection:
@@ -150,7 +164,12 @@ class Account:
             need = total * spec.base_per_step - order.lock
         need = max(need, 0)
         if need > self.available(asset):
-            return Rejection("INSUFFICIENT_FUNDS", f"Insufficient funds to amend: needs {need} more atoms of {asset}")
+            decimals = spec.quote_decimals if order.side == BID else spec.base_decimals
+            return Rejection(
+                "INSUFFICIENT_FUNDS",
+                f"Insufficient funds to amend: needs up to {format_units(need, decimals)} {asset} more, "
+                f"available {format_units(self.available(asset), decimals)} {asset}",
+            )
         return asset, need
 
     def decide_withdraw(self, cmd: Withdraw, now_us: int, decimals: int) -> Withdrawn | Rejection:

@@ -28,6 +28,7 @@ import trio
 from engine.codec import encode_events
 from engine.messages import (
     FEE_ACCOUNT_ID,
+    NO_CLIENT_ID,
     AmendOrder,
     CancelAllOrders,
     CancelOrder,
@@ -65,7 +66,7 @@ BATCH_MAX: Final = 2048
 # account inbox message kinds
 CMD: Final = 0  # (CMD, command, sink)
 EVENTS: Final = 1  # (EVENTS, [event, ...], None): facts decided elsewhere to apply
-REFUSED: Final = 2  # (REFUSED, (order_id, client_id), None): a market refused; drop the hold
+REFUSED: Final = 2  # (REFUSED, [(order_id, client_id, atoms)], None): a market refused; drop the holds
 
 
 class Sink(Protocol):
@@ -162,7 +163,7 @@ class MarketActor:
             now = clock()
             events: list[Event] = []
             deliveries: list[Delivery] = []
-            refused: dict[int, list[tuple[int, int]]] = {}
+            refused: dict[int, list[tuple[int, int, int]]] = {}
             for items in batches:
                 for cmd, sink in items:
                     self._handle(cmd, sink, now, events, deliveries, refused)
@@ -173,7 +174,7 @@ class MarketActor:
 
     def _handle(
         self, cmd: Any, sink: Sink | None, now: int, events: list[Event],
-        deliveries: list[Delivery], refused: dict[int, list[tuple[int, int]]],
+        deliveries: list[Delivery], refused: dict[int, list[tuple[int, int, int]]],
     ) -> None:
         market = self.market
         t = type(cmd)
@@ -185,7 +186,7 @@ class MarketActor:
                 if sink is not None:
                     deliveries.append((sink, Result(order=market.view_placed(placed), events=[placed])))
                 return
-            refused.setdefault(cmd.account_id, []).append((cmd.order_id, cmd.client_id))
+            refused.setdefault(cmd.account_id, []).append((cmd.order_id, cmd.client_id, cmd.lock))
             if sink is not None:
                 deliveries.append((sink, Result(rejection=placed)))  # type: ignore[arg-type]
             return
@@ -217,7 +218,7 @@ class MarketActor:
                 events.append(amended)
                 deliveries.append((sink, Result(order=market.view(market.book.orders[amended.order_id]), events=[amended])))  # type: ignore[arg-type]
             else:
-                refused.setdefault(cmd.account_id, []).append((cmd.order_id, -1))
+                refused.setdefault(cmd.account_id, []).append((cmd.order_id, NO_CLIENT_ID, cmd.hold))
                 deliveries.append((sink, Result(rejection=amended)))  # type: ignore[arg-type]
             return
         if t is SetMarketState:
@@ -231,7 +232,7 @@ class MarketActor:
             return
         raise AssertionError(f"market actor got {cmd!r}")
 
-    async def _forward(self, events: list[Event], refused: dict[int, list[tuple[int, int]]]) -> None:
+    async def _forward(self, events: list[Event], refused: dict[int, list[tuple[int, int, int]]]) -> None:
         """Tell every account its share of the batch's facts (after journaling them)."""
         per_account: dict[int, list[Event]] = {}
         for e in events:
@@ -274,8 +275,8 @@ class AccountActor:
                     for e in payload:
                         self._settle(e)
                 elif kind == REFUSED:
-                    for order_id, client_id in payload:
-                        account.release_hold(order_id, client_id)
+                    for order_id, client_id, atoms in payload:
+                        account.release_hold(order_id, client_id, atoms)
                 else:
                     self._command(payload, sink, now, events, deliveries, forwards)
             if events or deliveries:
@@ -294,12 +295,12 @@ class AccountActor:
         t = type(e)
         if t is OrderPlaced:
             if e.account_id == account.account_id:  # type: ignore[union-attr]
-                account.release_hold(e.order_id, e.client_id)  # type: ignore[union-attr]
+                account.release_hold(e.order_id, e.client_id, e.lock)  # type: ignore[union-attr]
             account.apply_placed(e, self.engine.venue.specs[e.symbol])  # type: ignore[arg-type, union-attr]
         elif t is OrderCancelled:
             account.apply_cancelled(e)  # type: ignore[arg-type]
         elif t is OrderAmended:
-            account.release_hold(e.order_id)  # type: ignore[union-attr]
+            account.release_hold(e.order_id, NO_CLIENT_ID, e.hold)  # type: ignore[union-attr]
             account.apply_amended(e, self.engine.venue.specs[e.symbol])  # type: ignore[arg-type, union-attr]
         elif t is Transferred:
             account.apply_transferred(e)  # type: ignore[arg-type]
@@ -378,9 +379,9 @@ class AccountActor:
             overloaded = Rejection("TOO_MANY_REQUESTS", f"Engine overloaded: market {symbol} is busy, retry later")
             for cmd, sink in items:
                 if type(cmd) is PlaceOrder:
-                    self.account.release_hold(cmd.order_id, cmd.client_id)
+                    self.account.release_hold(cmd.order_id, cmd.client_id, cmd.lock)
                 elif type(cmd) is AmendOrder:
-                    self.account.release_hold(cmd.order_id)
+                    self.account.release_hold(cmd.order_id, NO_CLIENT_ID, cmd.hold)
                 if sink is not None:
                     engine.deliver(sink, Result(rejection=overloaded))
 

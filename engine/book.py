@@ -137,6 +137,8 @@ class OrderBook:
         (either may be UNLIMITED). Self-trades follow the taker's ``stp`` mode.
         """
         result = Walk()
+        if max_steps <= 0:  # e.g. a sell by quoteQuantity holding less than one step: no zero-size fills
+            return result
         fills = result.fills
         steps_left = max_steps
         quote_left = max_quote
@@ -254,7 +256,9 @@ class OrderBook:
                 assert level, f"empty {side} level {price}"
                 total = 0
                 for oid, order in level.items():
-                    assert oid == order.order_id and order.side == side and order.price_ticks == price
+                    assert oid == order.order_id and order.side == side and order.price_ticks == price, (
+                        f"order {oid} filed under the wrong id, side or price"
+                    )
                     assert order.remaining_steps > 0, f"order {oid} rests with nothing left"
                     assert self.orders.get(oid) is order, f"order {oid} missing from index"
                     total += order.remaining_steps

@@ -62,6 +62,8 @@ def _decoder(cls: type) -> Callable[[list[Any]], Any]:
                 raise CodecError(f"{cls.__name__}.{field.name}: expected {expected.__name__}")
         if fills_at >= 0:
             args[fills_at] = [_decode_fill(f) for f in args[fills_at]]
+            if any(type(v) is not int for v in args[fills_at + 1]):
+                raise CodecError(f"{cls.__name__}.stp_cancelled: expected an array of integers")
         return cls(*args)
 
     return decode

@@ -103,6 +103,28 @@ class Config:
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
+def _strict(kind: type) -> Any:
+    """A structure hook that accepts exactly ``kind`` (cattrs would coerce 2.7 to 2, "9" to 9)."""
+
+    def check(value: Any, _: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        return value
+
+    return check
+
+
+def _names(value: Any, _: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or any(type(v) is not str for v in value):
+        raise TypeError(f"expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+for _kind in (int, str, bool):
+    _converter.register_structure_hook(_kind, _strict(_kind))
+_converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _names)
+
+
 def canonical_json(config: Config) -> bytes:
     return orjson.dumps(_converter.unstructure(config), option=orjson.OPT_SORT_KEYS)
 

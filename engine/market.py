@@ -37,6 +37,7 @@ from engine.messages import (
     R_IMMEDIATE_OR_CANCEL,
     R_INSUFFICIENT_FUNDS,
     R_INSUFFICIENT_LIQUIDITY,
+    R_INVALID_QUANTITY,
     R_POST_ONLY_MODE,
     R_POST_ONLY_TAKER,
     R_PRICE_OUT_OF_BOUNDS,
@@ -139,7 +140,7 @@ class Market:
             return EXPIRED, R_INSUFFICIENT_LIQUIDITY
         # market order sized in quote: done once the rest cannot buy a step at the next price
         if walk.quote_bound:
-            return FILLED, ""
+            return (FILLED, "") if walk.filled_steps else (EXPIRED, R_INVALID_QUANTITY)
         if cmd.side != BID and walk.filled_steps == max_steps:
             return EXPIRED, R_INSUFFICIENT_FUNDS
         return EXPIRED, R_INSUFFICIENT_LIQUIDITY

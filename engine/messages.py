@@ -63,6 +63,7 @@ R_SELF_TRADE: Final = "SelfTradePrevention"
 R_FILL_OR_KILL: Final = "FillOrKill"
 R_IMMEDIATE_OR_CANCEL: Final = "ImmediateOrCancel"
 R_PRICE_OUT_OF_BOUNDS: Final = "PriceOutOfBounds"
+R_INVALID_QUANTITY: Final = "InvalidQuantity"  # e.g. a quoteQuantity too small for one step
 
 FEE_ACCOUNT_ID: Final = 0
 CLIENT_ID_MAX: Final = 2**32 - 1

@@ -12,6 +12,9 @@ from typing import Final
 
 _DECIMAL: Final = re.compile(r"([0-9]+)(?:\.([0-9]+))?|\.([0-9]+)")
 
+#: Longer input is refused before it is parsed (int() of huge digit strings is slow and capped).
+MAX_DECIMAL_CHARS: Final = 64
+
 #: orjson carries 64-bit integers; every journaled amount stays below this.
 MAX_AMOUNT: Final = 2**62
 
@@ -28,6 +31,8 @@ def parse_units(text: object, scale: int, *, what: str = "amount") -> int:
     """
     if not isinstance(text, str):
         raise DecimalError(f"{what} must be a decimal string, got {type(text).__name__}")
+    if len(text) > MAX_DECIMAL_CHARS:
+        raise DecimalError(f"{what} is too long ({len(text)} characters)")
     m = _DECIMAL.fullmatch(text.strip())
     if m is None:
         raise DecimalError(f"{what} is not a decimal number: {text!r}")
@@ -58,6 +63,8 @@ def format_units(value: int, scale: int) -> str:
 
 def ratio(text: str, *, what: str) -> tuple[int, int]:
     """A non-negative decimal string as an exact fraction (numerator, denominator)."""
+    if len(text) > MAX_DECIMAL_CHARS:
+        raise DecimalError(f"{what} is too long ({len(text)} characters)")
     m = _DECIMAL.fullmatch(text.strip())
     if m is None:
         raise DecimalError(f"{what} is not a decimal number: {text!r}")
@@ -68,6 +75,8 @@ def ratio(text: str, *, what: str) -> tuple[int, int]:
 
 def scale_of(text: str, *, what: str) -> int:
     """Number of decimals needed to write a decimal string exactly ("0.010" -> 2)."""
+    if len(text) > MAX_DECIMAL_CHARS:
+        raise DecimalError(f"{what} is too long ({len(text)} characters)")
     m = _DECIMAL.fullmatch(text.strip())
     if m is None:
         raise DecimalError(f"{what} is not a decimal number: {text!r}")

@@ -169,6 +169,8 @@ class Venue:
         for asset in sorted(set(account.balances) | set(account.locked)):
             decimals = self.assets[asset].decimals
             locked = account.locked.get(asset, 0) + account.held.get(asset, 0)
+            if not account.balances.get(asset, 0) and not locked:
+                continue
             out[asset] = {
                 "available": format_units(account.balances.get(asset, 0) - locked, decimals),
                 "locked": format_units(locked, decimals),
@@ -198,7 +200,9 @@ def _check_account(account: Account, idle: bool) -> None:
         need[order.asset] = need.get(order.asset, 0) + order.lock
         if order.client_id >= 0:
             assert account.client_ids.get(order.client_id) == order_id, f"account {aid} client id map stale"
-    assert len(account.client_ids) == sum(1 for o in account.orders.values() if o.client_id >= 0)
+    assert len(account.client_ids) == sum(1 for o in account.orders.values() if o.client_id >= 0), (
+        f"account {aid} client id map holds ids of closed orders"
+    )
     for asset in set(account.balances) | set(account.locked) | set(need):
         balance = account.balances.get(asset, 0)
         locked = account.locked.get(asset, 0)

@@ -1,0 +1,242 @@
+"""Price-time priority order book (engine/book.py), driven directly with ticks and steps."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import pytest
+
+from engine.book import UNLIMITED, Order, OrderBook
+from engine.messages import ASK, BID, REJECT_BOTH, REJECT_MAKER, REJECT_TAKER
+
+QPTS = 100  # quote atoms per tick*step, as on SOL_USDC
+
+
+def order(order_id: int, side: str, price: int, qty: int, account_id: int = 1, remaining: int | None = None) -> Order:
+    return Order(order_id, account_id, side, price, qty, qty if remaining is None else remaining, 0, -1, False, REJECT_TAKER, 0)
+
+
+def book_with(*orders: Order) -> OrderBook:
+    book = OrderBook()
+    for o in orders:
+        book.rest(o)
+    book.check()
+    return book
+
+
+def snapshot(book: OrderBook) -> tuple[object, ...]:
+    """Everything observable about a book, by value."""
+    return (
+        [(s, [(p, [(o.order_id, o.remaining_steps, o.executed_quote) for o in lvl.values()]) for p, lvl in book.levels(s)])
+         for s in (BID, ASK)],
+        list(book.bid_prices), list(book.ask_keys), dict(book.level_steps), sorted(book.orders),
+    )
+
+
+def walk(book: OrderBook, side: str, limit: int, qty: int = UNLIMITED, quote: int = UNLIMITED,
+         account_id: int = 99, stp: str = REJECT_TAKER):
+    return book.walk(side, limit, qty, quote, QPTS, account_id, stp)
+
+
+def test_empty_book() -> None:
+    book = OrderBook()
+    assert (book.best_bid(), book.best_ask()) == (0, 0)
+    assert book.depth(BID, 10) == [] and book.depth(ASK, 10) == []
+    assert not book.crosses(BID, 1_000_000) and not book.crosses(ASK, 1)
+    result = walk(book, BID, 0, qty=5)
+    assert result.fills == [] and result.filled_steps == 0 and result.spent_quote == 0
+    book.check()
+
+
+def test_best_prices_and_depth_are_best_first_with_level_totals() -> None:
+    book = book_with(
+        order(1, BID, 99, 5), order(2, BID, 101, 3), order(3, BID, 100, 4), order(4, BID, 101, 2),
+        order(5, ASK, 105, 1), order(6, ASK, 103, 7), order(7, ASK, 104, 2), order(8, ASK, 103, 1),
+    )
+    assert book.best_bid() == 101 and book.best_ask() == 103
+    assert book.depth(BID, 10) == [(101, 5), (100, 4), (99, 5)]
+    assert book.depth(ASK, 10) == [(103, 8), (104, 2), (105, 1)]
+    assert book.depth(ASK, 2) == [(103, 8), (104, 2)]
+    assert book.depth(BID, 0) == []
+    assert book.crosses(BID, 103) and not book.crosses(BID, 102)
+    assert book.crosses(ASK, 101) and not book.crosses(ASK, 102)
+
+
+def test_fifo_within_a_level_and_price_priority_across_levels() -> None:
+    book = book_with(order(1, ASK, 101, 2), order(2, ASK, 100, 3), order(3, ASK, 100, 4), order(4, ASK, 102, 1))
+    result = walk(book, BID, 101, qty=8)
+    assert [(m.order_id, steps) for m, steps in result.fills] == [(2, 3), (3, 4), (1, 1)]
+    assert result.filled_steps == 8
+    assert result.spent_quote == (100 * 3 + 100 * 4 + 101 * 1) * QPTS
+
+
+def test_walk_stops_at_the_limit_price() -> None:
+    book = book_with(order(1, BID, 100, 2), order(2, BID, 99, 2), order(3, BID, 98, 2))
+    result = walk(book, ASK, 99, qty=10)
+    assert [(m.order_id, s) for m, s in result.fills] == [(1, 2), (2, 2)]
+    assert result.filled_steps == 4
+
+
+def test_market_walk_has_no_price_limit() -> None:
+    book = book_with(order(1, ASK, 100, 2), order(2, ASK, 5000, 2))
+    result = walk(book, BID, 0, qty=3)
+    assert [(m.order_id, s) for m, s in result.fills] == [(1, 2), (2, 1)]
+
+
+def test_walk_by_quote_buys_whole_steps_only() -> None:
+    book = book_with(order(1, ASK, 100, 2), order(2, ASK, 150, 10))
+    # 2 steps at 100 cost 20_000, then 3 steps at 150 cost 45_000; 10_000 left buys none at 15_000
+    result = walk(book, BID, 0, quote=75_000)
+    assert [(m.order_id, s) for m, s in result.fills] == [(1, 2), (2, 3)]
+    assert result.spent_quote == 65_000 and result.quote_bound
+    exact = walk(book, BID, 0, quote=20_000)
+    assert [(m.order_id, s) for m, s in exact.fills] == [(1, 2)] and exact.quote_bound
+    too_little = walk(book, BID, 0, quote=9_999)
+    assert too_little.fills == [] and too_little.quote_bound
+
+
+def test_walk_with_no_steps_to_trade_makes_no_fills() -> None:
+    book = book_with(order(1, BID, 100, 5))
+    result = walk(book, ASK, 0, qty=0, quote=1_000_000)
+    assert (result.fills, result.filled_steps, result.spent_quote) == ([], 0, 0)
+
+
+def test_walk_is_read_only() -> None:
+    book = book_with(order(1, ASK, 100, 2), order(2, ASK, 100, 3, account_id=99), order(3, ASK, 101, 4),
+                     order(4, BID, 98, 1))
+    before = snapshot(book)
+    for stp in (REJECT_TAKER, REJECT_MAKER, REJECT_BOTH):
+        walk(book, BID, 0, qty=8, stp=stp)
+        walk(book, BID, 101, qty=UNLIMITED, quote=70_000, stp=stp)
+    walk(book, ASK, 0, qty=1)
+    assert snapshot(book) == before
+    book.check()
+
+
+@pytest.mark.parametrize(
+    ("stp", "fills", "cancelled", "stopped"),
+    [
+        (REJECT_TAKER, [(1, 2)], [], True),
+        (REJECT_BOTH, [(1, 2)], [2], True),
+        (REJECT_MAKER, [(1, 2), (3, 4)], [2], False),
+    ],
+)
+def test_self_trade_prevention_modes(stp: str, fills: list[tuple[int, int]], cancelled: list[int], stopped: bool) -> None:
+    book = book_with(order(1, ASK, 100, 2), order(2, ASK, 100, 3, account_id=99), order(3, ASK, 101, 4))
+    result = walk(book, BID, 101, qty=10, stp=stp)
+    assert [(m.order_id, s) for m, s in result.fills] == fills
+    assert result.stp_cancelled == cancelled
+    assert result.stp_stopped is stopped
+
+
+def test_take_partial_then_full_fill_drops_order_and_empty_level() -> None:
+    book = book_with(order(1, ASK, 100, 5), order(2, ASK, 100, 1), order(3, ASK, 102, 1))
+    taken = book.take(1, 2, 2 * 100 * QPTS)
+    assert taken.remaining_steps == 3 and taken.executed_quote == 20_000
+    assert book.depth(ASK, 5) == [(100, 4), (102, 1)]
+    book.check()
+    book.take(1, 3, 3 * 100 * QPTS)
+    assert 1 not in book.orders
+    assert book.depth(ASK, 5) == [(100, 1), (102, 1)]
+    book.take(2, 1, 100 * QPTS)
+    assert book.best_ask() == 102 and book.depth(ASK, 5) == [(102, 1)]
+    assert (ASK, 100) not in book.level_steps
+    book.check()
+
+
+def test_take_more_than_remaining_is_an_error() -> None:
+    book = book_with(order(1, BID, 100, 2))
+    with pytest.raises(AssertionError, match="order 1 overfilled"):
+        book.take(1, 3, 0)
+
+
+def test_partially_filled_order_keeps_its_place_in_the_queue() -> None:
+    book = book_with(order(1, BID, 100, 5), order(2, BID, 100, 5))
+    book.take(1, 4, 0)
+    result = walk(book, ASK, 100, qty=3)
+    assert [(m.order_id, s) for m, s in result.fills] == [(1, 1), (2, 2)]
+
+
+def test_remove_from_the_middle_of_a_level_and_non_best_levels() -> None:
+    book = book_with(order(1, BID, 100, 1), order(2, BID, 100, 2), order(3, BID, 100, 3),
+                     order(4, BID, 90, 1), order(5, BID, 95, 1))
+    removed = book.remove(2)
+    assert removed.order_id == 2
+    assert list(book.bids[100]) == [1, 3] and book.depth(BID, 1) == [(100, 4)]
+    book.remove(5)  # a level that is neither best nor worst
+    assert book.bid_prices == [90, 100]
+    book.remove(1)
+    book.remove(3)
+    assert book.best_bid() == 90 and book.depth(BID, 5) == [(90, 1)]
+    book.check()
+    with pytest.raises(KeyError):
+        book.remove(2)
+
+
+def test_rest_after_remove_goes_to_the_back() -> None:
+    book = book_with(order(1, ASK, 100, 1), order(2, ASK, 100, 1))
+    again = book.remove(1)
+    book.rest(again)
+    assert list(book.asks[100]) == [2, 1]
+    book.check()
+
+
+def _corrupt_level_total(b: OrderBook) -> None:
+    b.level_steps[BID, 100] += 1
+
+
+def _corrupt_zero_remaining(b: OrderBook) -> None:
+    b.orders[1].remaining_steps = 0
+    b.level_steps[BID, 100] -= 3
+
+
+def _corrupt_index(b: OrderBook) -> None:
+    del b.orders[3]
+
+
+def _corrupt_price_list(b: OrderBook) -> None:
+    b.bid_prices.append(97)
+
+
+def _corrupt_ask_order(b: OrderBook) -> None:
+    b.ask_keys.reverse()  # best ask no longer last
+
+
+def _corrupt_bid_order(b: OrderBook) -> None:
+    b.bid_prices.reverse()
+
+
+def _corrupt_crossed(b: OrderBook) -> None:
+    b.rest(order(9, BID, 110, 1))
+
+
+def _corrupt_wrong_side(b: OrderBook) -> None:
+    b.asks[110][4].side = BID
+
+
+def _corrupt_stale_total(b: OrderBook) -> None:
+    b.level_steps[ASK, 500] = 0
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (_corrupt_level_total, "Bid level 100 total wrong"),
+        (_corrupt_zero_remaining, "order 1 rests with nothing left"),
+        (_corrupt_index, "order 3 missing from index"),
+        (_corrupt_price_list, "Bid price index out of sync"),
+        (_corrupt_ask_order, "Ask price index not sorted"),
+        (_corrupt_bid_order, "Bid price index not sorted"),
+        (_corrupt_crossed, "book crossed at rest"),
+        (_corrupt_wrong_side, "order 4 filed under the wrong id, side or price"),
+        (_corrupt_stale_total, "stale level totals"),
+    ],
+)
+def test_check_detects_corruption(corrupt: Callable[[OrderBook], None], message: str) -> None:
+    book = book_with(order(1, BID, 100, 3), order(2, BID, 99, 1), order(3, ASK, 105, 2), order(4, ASK, 110, 2))
+    pristine = copy.deepcopy(book)
+    pristine.check()
+    corrupt(book)
+    with pytest.raises(AssertionError, match=message):
+        book.check()
