@@ -24,7 +24,7 @@ from bisect import insort
 from collections.abc import Iterator
 from typing import Final
 
-from engine.messages import ASK, BID, REJECT_BOTH, REJECT_TAKER
+from engine.messages import ASK, BID, REJECT_MAKER, REJECT_TAKER
 
 
 class Order:
@@ -135,27 +135,34 @@ class OrderBook:
         ``side`` is the taker's side; ``limit_ticks`` 0 means a market order;
         ``max_steps``/``max_quote`` bound the base quantity and the quote notional
         (either may be UNLIMITED). Self-trades follow the taker's ``stp`` mode.
+        Written as flat loops: this is the hottest code in the engine.
         """
         result = Walk()
-        if max_steps <= 0:  # e.g. a sell by quoteQuantity holding less than one step: no zero-size fills
+        if side == BID:
+            keys, levels, sign = self.ask_keys, self.asks, -1
+        else:
+            keys, levels, sign = self.bid_prices, self.bids, 1
+        if max_steps <= 0 or not keys:  # nothing to trade, or nothing to trade against
             return result
+        if limit_ticks and (sign * keys[-1] > limit_ticks if sign < 0 else keys[-1] < limit_ticks):
+            return result  # does not cross: the common case for resting flow
         fills = result.fills
         steps_left = max_steps
         quote_left = max_quote
-        opposite = ASK if side == BID else BID
-        for price, level in self.levels(opposite):
-            if limit_ticks and (price > limit_ticks if side == BID else price < limit_ticks):
+        stopped = False
+        i = len(keys) - 1
+        while i >= 0 and not stopped:
+            price = sign * keys[i]
+            if limit_ticks and (price > limit_ticks if sign < 0 else price < limit_ticks):
                 break
             unit = price * quote_per_tick_step
-            for maker in level.values():
+            for maker in levels[price].values():
                 if maker.account_id == account_id:
-                    if stp == REJECT_TAKER:
-                        result.stp_stopped = True
-                        return self._close(result, steps_left, max_steps, quote_left, max_quote)
-                    result.stp_cancelled.append(maker.order_id)
-                    if stp == REJECT_BOTH:
-                        result.stp_stopped = True
-                        return self._close(result, steps_left, max_steps, quote_left, max_quote)
+                    if stp != REJECT_TAKER:
+                        result.stp_cancelled.append(maker.order_id)
+                    if stp != REJECT_MAKER:
+                        result.stp_stopped = stopped = True
+                        break
                     continue
                 take = maker.remaining_steps
                 if take > steps_left:
@@ -163,22 +170,20 @@ class OrderBook:
                 if take * unit > quote_left:
                     take = quote_left // unit
                     if take == 0:
-                        result.quote_bound = True
-                        return self._close(result, steps_left, max_steps, quote_left, max_quote)
+                        result.quote_bound = stopped = True
+                        break
                 fills.append((maker, take))
                 steps_left -= take
                 quote_left -= take * unit
                 # quote first: an order that used up its quote is bound by it even
                 # if its base ran out on the same fill (a sell for exactly quoteQuantity)
                 if quote_left < unit:
-                    result.quote_bound = True
-                    return self._close(result, steps_left, max_steps, quote_left, max_quote)
+                    result.quote_bound = stopped = True
+                    break
                 if steps_left == 0:
-                    return self._close(result, steps_left, max_steps, quote_left, max_quote)
-        return self._close(result, steps_left, max_steps, quote_left, max_quote)
-
-    @staticmethod
-    def _close(result: Walk, steps_left: int, max_steps: int, quote_left: int, max_quote: int) -> Walk:
+                    stopped = True
+                    break
+            i -= 1
         result.filled_steps = max_steps - steps_left
         result.spent_quote = max_quote - quote_left
         return result

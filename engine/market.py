@@ -87,7 +87,15 @@ class Market:
         if cmd.order_type == LIMIT:
             if not self._in_band(limit):
                 return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
-            if (cmd.post_only or state == POST_ONLY) and book.crosses(cmd.side, limit):
+            if not book.crosses(cmd.side, limit):  # rests untouched: the common case, no walk
+                return OrderPlaced(
+                    cmd.order_id, cmd.account_id, cmd.symbol, cmd.side, LIMIT, cmd.tif, limit,
+                    cmd.qty_steps, 0, cmd.post_only, cmd.stp, cmd.client_id, cmd.lock, now_us,
+                    NEW if cmd.tif == GTC else EXPIRED,
+                    "" if cmd.tif == GTC else (R_FILL_OR_KILL if cmd.tif == FOK else R_IMMEDIATE_OR_CANCEL),
+                    [], [],
+                )
+            if cmd.post_only or state == POST_ONLY:
                 return self._expired(cmd, now_us, R_POST_ONLY_TAKER if cmd.post_only else R_POST_ONLY_MODE)
         max_steps, max_quote = self._bounds(cmd)
         walk = book.walk(
@@ -170,13 +178,17 @@ class Market:
         )
 
     def active_price(self) -> tuple[int, int] | None:
-        """Median of best bid, best ask and last trade as (numerator, denominator)."""
-        values = sorted(v for v in (self.book.best_bid(), self.book.best_ask(), self.last_price) if v)
-        if not values:
+        """Median of best bid, best ask and last trade (those that exist) as (numerator, denominator)."""
+        book = self.book
+        bid = book.bid_prices[-1] if book.bid_prices else 0
+        ask = -book.ask_keys[-1] if book.ask_keys else 0
+        last = self.last_price
+        if bid and ask and last:
+            return bid + ask + last - max(bid, ask, last) - min(bid, ask, last), 1
+        present = [v for v in (bid, ask, last) if v]
+        if not present:
             return None
-        if len(values) == 2:
-            return values[0] + values[1], 2
-        return values[len(values) // 2], 1
+        return sum(present), len(present)  # one value, or the mean of two
 
     def _in_band(self, price_ticks: int) -> bool:
         active = self.active_price()

@@ -1,0 +1,126 @@
+"""Matching microbenchmarks on the shared workload: the bare book, the market layer, and a PyPI peer.
+
+Each run uses a fresh book; only the order loop is timed. Per-library
+conversion happens inside the loop where the library's API requires it
+(reference/performance.md §8.7).
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.workload import EXPECTED_FILLS, Order
+from engine.book import UNLIMITED, OrderBook
+from engine.book import Order as BookOrder
+from engine.messages import BID, NO_CLIENT_ID, REJECT_TAKER, PlaceOrder
+
+
+def run_book(orders: list[Order]) -> tuple[float, int, int]:
+    """Drive engine.book.OrderBook as engine/market.py does: a limit that cannot cross rests at
+    once; otherwise walk, take each fill, rest the rest.
+
+    Every order has its own account id, so self-trade prevention never triggers.
+    Returns (seconds, fills, resting orders).
+    """
+    book = OrderBook()
+    walk, take, rest, crosses = book.walk, book.take, book.rest, book.crosses
+    qpts = 1  # quote atoms per tick*step; any constant leaves matching unchanged
+    stp = REJECT_TAKER
+    fills = 0
+    t0 = time.perf_counter()
+    for oid, (side, price, qty) in enumerate(orders, 1):
+        if not crosses(side, price):  # Market.decide_place's fast path: rests untouched
+            rest(BookOrder(oid, oid, side, price, qty, qty, 0, NO_CLIENT_ID, False, stp, 0))
+            continue
+        w = walk(side, price, qty, UNLIMITED, qpts, oid, stp)
+        executed_quote = 0
+        for maker, steps in w.fills:
+            quote = maker.price_ticks * steps * qpts
+            take(maker.order_id, steps, quote)
+            executed_quote += quote
+        fills += len(w.fills)
+        if w.filled_steps < qty:
+            rest(BookOrder(oid, oid, side, price, qty, qty - w.filled_steps, executed_quote, NO_CLIENT_ID, False, stp, 0))
+    elapsed = time.perf_counter() - t0
+    return elapsed, fills, len(book.orders)
+
+
+def run_market(orders: list[Order]) -> tuple[float, int, int]:
+    """One level up: Market.decide_place + apply_placed (band check, fees, Fill and OrderPlaced objects).
+
+    Commands are built outside the timed loop (that is the engine's intake, measured separately).
+    """
+    from engine.config import DEFAULT, parse_config
+    from engine.market import Market
+    from engine.venue import Venue
+
+    venue = Venue(parse_config(DEFAULT))
+    market: Market = venue.markets["SOL_USDC"]
+    cmds = [
+        PlaceOrder(oid, oid, "SOL_USDC", side, "Limit", "GTC", price, qty, 0, False, REJECT_TAKER, NO_CLIENT_ID,
+                   price * qty * market.spec.quote_per_tick_step if side == BID else qty * market.spec.base_per_step)
+        for oid, (side, price, qty) in enumerate(orders, 1)
+    ]
+    decide, apply = market.decide_place, market.apply_placed
+    fills = 0
+    t0 = time.perf_counter()
+    for cmd in cmds:
+        placed = decide(cmd, 0)
+        apply(placed)  # type: ignore[arg-type]
+        fills += len(placed.fills)  # type: ignore[union-attr]
+    elapsed = time.perf_counter() - t0
+    return elapsed, fills, len(market.book.orders)
+
+
+def run_lightmatchingengine(orders: list[Order]) -> tuple[float, int, int]:
+    """lightmatchingengine 2019.1.4: add_order(instmt, price, qty, side) per order.
+
+    Its comparisons (``price >= best_price``, ``price == 0.0``) work on ints, so the
+    integer ticks are passed as they are (no float conversion). The engine's side
+    string is mapped to its ``Side`` constant inside the loop. It reports one
+    aggressive trade per price level plus one passive trade per maker; the fills
+    counted here are the passive trades (one per maker matched), which is the
+    same unit as the other books' fills.
+    """
+    from lightmatchingengine.lightmatchingengine import LightMatchingEngine, Side
+
+    lme = LightMatchingEngine()
+    buy, sell = Side.BUY, Side.SELL
+    add = lme.add_order
+    fills = 0
+    t0 = time.perf_counter()
+    for side, price, qty in orders:
+        order, trades = add("SOL_USDC", price, qty, buy if side is BID else sell)
+        if trades:
+            taker_id = order.order_id
+            for trade in trades:
+                if trade.order_id != taker_id:
+                    fills += 1
+    elapsed = time.perf_counter() - t0
+    book = lme.order_books["SOL_USDC"]
+    resting = sum(len(level) for level in book.bids.values()) + sum(len(level) for level in book.asks.values())
+    return elapsed, fills, resting
+
+
+def repeat(fn: Callable[[list[Order]], tuple[float, int, int]], orders: list[Order], runs: int) -> dict[str, Any]:
+    """Run ``fn`` ``runs`` times after one warm-up; orders/s median and best, fills checked each run."""
+    fn(orders)  # warm-up
+    rates = []
+    fills = resting = 0
+    for _ in range(runs):
+        gc.collect()
+        elapsed, fills, resting = fn(orders)
+        if fills != EXPECTED_FILLS:
+            raise AssertionError(f"{fn.__name__}: {fills} fills, expected {EXPECTED_FILLS}")
+        rates.append(len(orders) / elapsed)
+    return {
+        "median": statistics.median(rates),
+        "best": max(rates),
+        "runs": [round(r) for r in rates],
+        "fills": fills,
+        "resting": resting,
+    }
