@@ -15,11 +15,19 @@ journal never wait on markets).
 
 Replies and published events leave only through the journal actor after the
 fsync that covers them (durable before visible).
+
+Idle fast path: when an account actor has nothing queued and no batch in
+progress, intake (``admit``) and markets (``settle_now``/``release_now``) call
+its handlers directly instead of queueing a one-message batch. Nothing can run
+in between (no await), so the result is exactly what the actor would have done,
+without a task switch per order; anything queued keeps FIFO order by going
+through the inbox. Only the account actor's own methods touch its state.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -184,7 +192,7 @@ class MarketActor:
                 market.apply_placed(placed)
                 events.append(placed)
                 if sink is not None:
-                    deliveries.append((sink, Result(order=market.view_placed(placed), events=[placed])))
+                    deliveries.append((sink, Result(events=[placed], view=partial(market.view_placed, placed))))
                 return
             refused.setdefault(cmd.account_id, []).append((cmd.order_id, cmd.client_id, cmd.lock))
             if sink is not None:
@@ -243,12 +251,15 @@ class MarketActor:
             elif t is OrderCancelled or t is OrderAmended:
                 per_account.setdefault(e.account_id, []).append(e)  # type: ignore[union-attr]
         engine = self.engine
+        accounts = engine.account_actors
         for account_id, evs in per_account.items():
-            engine.pending += 1
-            await send(engine.account_actors[account_id].tx, (EVENTS, evs, None))
+            actor = accounts[account_id]
+            if not actor.settle_now(evs):
+                await actor.post((EVENTS, evs, None))
         for account_id, orders in refused.items():
-            engine.pending += 1
-            await send(engine.account_actors[account_id].tx, (REFUSED, orders, None))
+            actor = accounts[account_id]
+            if not actor.release_now(orders):
+                await actor.post((REFUSED, orders, None))
 
 
 class AccountActor:
@@ -258,7 +269,55 @@ class AccountActor:
         self.engine = engine
         self.account = account
         self.tx, self.rx = trio.open_memory_channel[tuple[int, Any, Sink | None]](ACCOUNT_INBOX_SIZE)
-        self.busy = False
+        self.busy = False  # between taking a batch and finishing it (including its awaits)
+        self.queued = 0  # messages in the inbox not yet taken
+
+    def post_nowait(self, item: tuple[int, Any, Sink | None]) -> None:
+        """Queue a message; raises trio.WouldBlock when the inbox is full."""
+        self.tx.send_nowait(item)
+        self.queued += 1
+        self.engine.pending += 1
+
+    async def post(self, item: tuple[int, Any, Sink | None]) -> None:
+        """Queue a message, waiting for room (only markets and accounts, never intake)."""
+        self.queued += 1
+        self.engine.pending += 1
+        await send(self.tx, item)
+
+    def admit(self, cmd: Any, sink: Sink) -> bool:
+        """Handle an order command at once when nothing is queued or in progress here.
+
+        Equivalent to the actor taking it as a one-message batch (no await runs in
+        between, so nothing can interleave), minus a task switch per order.
+        Order commands make no journal events at the account (holds are live-only),
+        so there is nothing to journal before forwarding.
+        """
+        if self.busy or self.queued:
+            return False
+        deliveries: list[Delivery] = []
+        forwards: dict[str, list[tuple[Any, Sink | None]]] = {}
+        self._command(cmd, sink, 0, [], deliveries, forwards)
+        for target, value in deliveries:
+            self.engine.deliver(target, value)
+        for symbol, items in forwards.items():
+            self._forward(symbol, items)
+        return True
+
+    def settle_now(self, events: list[Event]) -> bool:
+        """Apply another actor's facts at once when this actor is idle (see ``admit``)."""
+        if self.busy or self.queued:
+            return False
+        for e in events:
+            self._settle(e)
+        return True
+
+    def release_now(self, refused: list[tuple[int, int, int]]) -> bool:
+        """Drop holds of refused commands at once when this actor is idle."""
+        if self.busy or self.queued:
+            return False
+        for order_id, client_id, atoms in refused:
+            self.account.release_hold(order_id, client_id, atoms)
+        return True
 
     async def run(self) -> None:
         engine = self.engine
@@ -266,6 +325,7 @@ class AccountActor:
         async for first in self.rx:
             self.busy = True
             batch = drain(self.rx, first)
+            self.queued -= len(batch)
             now = engine.clock()
             events: list[Event] = []
             deliveries: list[Delivery] = []
@@ -283,8 +343,7 @@ class AccountActor:
                 await engine.journal.submit(events, deliveries)
             for e in events:
                 if type(e) is Transferred and e.to_account_id != account.account_id:
-                    engine.pending += 1
-                    await send(engine.account_actors[e.to_account_id].tx, (EVENTS, [e], None))
+                    await engine.account_actors[e.to_account_id].post((EVENTS, [e], None))
             for symbol, items in forwards.items():
                 self._forward(symbol, items)
             engine.pending -= len(batch)

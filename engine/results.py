@@ -2,28 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
-
-import attrs
 
 from engine.messages import Event, OrderView, Rejection
 
 
-@attrs.define(slots=True)
 class Result:
     """The outcome of one command: a rejection, or the state it produced and the events behind it.
 
     ``order`` is the order's state after the command (place, cancel, amend);
     ``orders`` lists several (cancel-all); ``value`` carries other answers
     (a new account id). ``events`` are the journaled facts, already durable.
+
+    A placed order's view is built on first access (``view``): pipelined callers
+    that only count acknowledgements never pay for it.
     """
 
-    rejection: Rejection | None = None
-    order: OrderView | None = None
-    orders: list[OrderView] = attrs.Factory(list)
-    events: list[Event] = attrs.Factory(list)
-    value: Any = None
+    __slots__ = ("_order", "_view", "events", "orders", "rejection", "value")
+
+    def __init__(
+        self, rejection: Rejection | None = None, order: OrderView | None = None,
+        orders: list[OrderView] | None = None, events: list[Event] | None = None, value: Any = None,
+        view: Callable[[], OrderView] | None = None,
+    ) -> None:
+        self.rejection = rejection
+        self._order = order
+        self._view = view
+        self.orders = orders if orders is not None else []
+        self.events = events if events is not None else []
+        self.value = value
 
     @property
     def ok(self) -> bool:
         return self.rejection is None
+
+    @property
+    def order(self) -> OrderView | None:
+        if self._order is None and self._view is not None:
+            self._order = self._view()
+        return self._order
+
+    def __repr__(self) -> str:
+        if self.rejection is not None:
+            return f"Result(rejection={self.rejection!r})"
+        return f"Result(order={self.order!r}, orders={self.orders!r}, events={self.events!r}, value={self.value!r})"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine.actors import ACCOUNT_INBOX_SIZE
+from engine.actors import ACCOUNT_INBOX_SIZE, MARKET_INBOX_SIZE
 from engine.codec import decode_events
 from engine.config import DEFAULT, parse_config
 from engine.journal import read_records
-from engine.messages import OrderPlaced
+from engine.messages import OrderPlaced, Rejection
 from engine.results import Result
 from engine.runtime import Engine, StartupError
 
@@ -152,27 +152,32 @@ async def test_results_are_released_only_after_their_events_are_on_disk(engine: 
 
 
 async def test_overload_is_answered_at_once(engine: Engine) -> None:
+    """Flooding without yielding: the excess is refused synchronously, inside submit()."""
     with trio.fail_after(20):
         buyer, _ = await funded(engine)
+        answers: list[Result] = []
 
-        class Count:
-            n = 0
-
+        class Collect:
             def set(self, value: Result) -> None:
-                Count.n += 1
+                answers.append(value)
 
-        refused = None
-        for i in range(ACCOUNT_INBOX_SIZE + 2):  # noqa: B007 - no checkpoint: the account actor cannot drain
+        flood = MARKET_INBOX_SIZE + 10  # the market inbox fills first; 10 USDC of funds to spare
+        refused_at_once = 0
+        for _ in range(flood):  # no checkpoint in this loop: no actor can drain
             order = engine.build_order(buyer, "SOL_USDC", "Bid", "Limit", price="1", quantity="1")
-            refused = engine.submit(buyer, order, Count())
-            if refused is not None:
-                break
-        assert refused is not None and refused.code == "TOO_MANY_REQUESTS"
-        # the buffer holds ACCOUNT_INBOX_SIZE; the actor already waiting takes one more directly
-        assert i == ACCOUNT_INBOX_SIZE + 1
+            assert not isinstance(order, Rejection)
+            before = len(answers)
+            refused = engine.submit(buyer, order, Collect())
+            if refused is not None or len(answers) > before:
+                refused_at_once += 1
+                code = refused.code if refused is not None else answers[-1].rejection.code  # type: ignore[union-attr]
+                assert code == "TOO_MANY_REQUESTS"
+        assert refused_at_once > 0
         await engine.wait_idle()
-        assert Count.n == i
-        engine.venue.check_invariants()
+        accepted = [a for a in answers if a.ok]
+        assert len(accepted) == flood - refused_at_once
+        assert len(engine.open_orders(buyer)) == len(accepted)
+        engine.venue.check_invariants()  # every refused order's hold was released
 
 
 async def test_restart_rebuilds_the_same_state(tmp_path: Path) -> None:
