@@ -27,8 +27,8 @@ through the inbox. Only the account actor's own methods touch its state.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine.actors import ACCOUNT_INBOX_SIZE, MARKET_INBOX_SIZE
+from engine.actors import MARKET_INBOX_SIZE
 from engine.codec import decode_events
 from engine.config import DEFAULT, parse_config
 from engine.journal import read_records
