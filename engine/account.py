@@ -250,6 +250,8 @@ class Account:
         remaining = e.qty_steps - executed
         if e.status == "New" or e.status == "PartiallyFilled":
             lock = e.price_ticks * remaining * qpts if bid else remaining * bps
+            if lock == e.lock:
+                lock = e.lock  # share the event's int object: one allocation less per resting order
             self.orders[e.order_id] = OpenOrder(e.symbol, e.side, e.price_ticks, lock, e.client_id, pay_asset)
             if e.client_id != NO_CLIENT_ID:
                 self.client_ids[e.client_id] = e.order_id

@@ -274,8 +274,10 @@ class Market:
             self.last_price = e.fills[-1].price_ticks
             self.next_trade_id = e.fills[-1].trade_id + 1
         if e.status in RESTING:
+            # reuse the event's int when nothing executed: one object less per resting order
+            remaining = e.qty_steps - executed if executed else e.qty_steps
             book.rest(Order(
-                e.order_id, e.account_id, e.side, e.price_ticks, e.qty_steps, e.qty_steps - executed,
+                e.order_id, e.account_id, e.side, e.price_ticks, e.qty_steps, remaining,
                 executed_quote, e.client_id, e.post_only, e.stp, e.ts_us,
             ))
 
