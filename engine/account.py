@@ -151,7 +151,7 @@ class Account:
     def decide_amend_hold(self, cmd: AmendOrder, spec: MarketSpec) -> tuple[str, int] | Rejection:
         """Worst-case extra atoms an amendment may need (assuming nothing executed)."""
         order = self.orders.get(cmd.order_id)
-        if order is None:
+        if order is None or order.symbol != cmd.symbol:
             return Rejection("RESOURCE_NOT_FOUND", "Order not found")
         price = cmd.price_ticks or order.price_ticks
         if order.side == BID:
