@@ -553,36 +553,30 @@ _ticks_cache: dict[tuple[str, object], int] = {}
 _steps_cache: dict[tuple[str, object], int] = {}
 
 
-def _price(spec: MarketSpec, text: Any) -> int:
+def _parse_cached(
+    cache: dict[tuple[str, object], int], parse: Callable[[Any], int], code: str, spec: MarketSpec, text: Any
+) -> int:
     key = (spec.symbol, text)
     try:
-        return _ticks_cache[key]
-    except (KeyError, TypeError):  # TypeError: unhashable input, refused below
+        return cache[key]
+    except (KeyError, TypeError):  # TypeError: unhashable input, refused by parse below
         pass
     try:
-        ticks = spec.price_ticks(text)
+        value = parse(text)
     except DecimalError as exc:
-        raise _Invalid(Rejection("INVALID_PRICE", str(exc))) from None
-    if len(_ticks_cache) >= _PARSE_CACHE_MAX:
-        _ticks_cache.clear()
-    _ticks_cache[key] = ticks
-    return ticks
+        raise _Invalid(Rejection(code, str(exc))) from None
+    if len(cache) >= _PARSE_CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _price(spec: MarketSpec, text: Any) -> int:
+    return _parse_cached(_ticks_cache, spec.price_ticks, "INVALID_PRICE", spec, text)
 
 
 def _qty(spec: MarketSpec, text: Any) -> int:
-    key = (spec.symbol, text)
-    try:
-        return _steps_cache[key]
-    except (KeyError, TypeError):
-        pass
-    try:
-        steps = spec.qty_steps(text)
-    except DecimalError as exc:
-        raise _Invalid(Rejection("INVALID_QUANTITY", str(exc))) from None
-    if len(_steps_cache) >= _PARSE_CACHE_MAX:
-        _steps_cache.clear()
-    _steps_cache[key] = steps
-    return steps
+    return _parse_cached(_steps_cache, spec.qty_steps, "INVALID_QUANTITY", spec, text)
 
 
 def _quote(spec: MarketSpec, text: Any) -> int:
