@@ -124,7 +124,8 @@ class Account:
 
     def hold(self, order_id: int, asset: str, atoms: int, client_id: int) -> None:
         """Reserve atoms for a command in flight to a market (several may share an order id)."""
-        _, held = self.holds.get(order_id, (asset, 0))
+        held_asset, held = self.holds.get(order_id, (asset, 0))
+        assert held_asset == asset, f"account {self.account_id} order {order_id} holds {held_asset}, not {asset}"
         self.holds[order_id] = (asset, held + atoms)
         self.held[asset] = self.held.get(asset, 0) + atoms
         if client_id != NO_CLIENT_ID:
