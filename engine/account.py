@@ -155,13 +155,12 @@ class Account:
         if order is None or order.symbol != cmd.symbol:
             return Rejection("RESOURCE_NOT_FOUND", "Order not found")
         price = cmd.price_ticks or order.price_ticks
+        total = cmd.qty_steps or _steps_of(order, spec)
         if order.side == BID:
             asset = spec.quote
-            total = cmd.qty_steps or _steps_of(order, spec)
             need = price * total * spec.quote_per_tick_step - order.lock
         else:
             asset = spec.base
-            total = cmd.qty_steps or _steps_of(order, spec)
             need = total * spec.base_per_step - order.lock
         need = max(need, 0)
         if need > self.available(asset):
@@ -173,14 +172,21 @@ class Account:
             )
         return asset, need
 
+    def _short_of(self, what: str, asset: str, amount: int, decimals: int) -> Rejection | None:
+        """The rejection for moving more than is available, or None."""
+        available = self.available(asset)
+        if amount <= available:
+            return None
+        return Rejection(
+            "INSUFFICIENT_FUNDS",
+            f"Insufficient funds: {what} of {format_units(amount, decimals)} {asset} "
+            f"exceeds available {format_units(available, decimals)} {asset}",
+        )
+
     def decide_withdraw(self, cmd: Withdraw, now_us: int, decimals: int) -> Withdrawn | Rejection:
-        available = self.available(cmd.asset)
-        if cmd.amount > available:
-            return Rejection(
-                "INSUFFICIENT_FUNDS",
-                f"Insufficient funds: withdrawal of {format_units(cmd.amount, decimals)} {cmd.asset} "
-                f"exceeds available {format_units(available, decimals)} {cmd.asset}",
-            )
+        short = self._short_of("withdrawal", cmd.asset, cmd.amount, decimals)
+        if short is not None:
+            return short
         return Withdrawn(self.account_id, cmd.asset, cmd.amount, now_us)
 
     def decide_deposit(self, cmd: Deposit, now_us: int) -> Deposited | Rejection:
@@ -192,13 +198,9 @@ class Account:
         related = self.parent_id == cmd.to_account_id or other_parent == self.account_id
         if not related:
             return Rejection("FORBIDDEN", "Transfers are only allowed between a main account and its sub-accounts")
-        available = self.available(cmd.asset)
-        if cmd.amount > available:
-            return Rejection(
-                "INSUFFICIENT_FUNDS",
-                f"Insufficient funds: transfer of {format_units(cmd.amount, decimals)} {cmd.asset} "
-                f"exceeds available {format_units(available, decimals)} {cmd.asset}",
-            )
+        short = self._short_of("transfer", cmd.asset, cmd.amount, decimals)
+        if short is not None:
+            return short
         return Transferred(self.account_id, cmd.to_account_id, cmd.asset, cmd.amount, now_us)
 
     # --- apply -----------------------------------------------------------------

@@ -35,6 +35,7 @@ from engine.messages import (
     Withdrawn,
 )
 from engine.spec import AssetSpec, MarketSpec
+from engine.units import format_units
 
 
 class InvariantViolation(AssertionError):
@@ -162,8 +163,6 @@ class Venue:
 
     def balances(self, account_id: int) -> dict[str, dict[str, str]]:
         """Backpack's capital shape: asset -> {available, locked, staked}, decimal strings."""
-        from engine.units import format_units
-
         account = self.accounts[account_id]
         out = {}
         for asset in sorted(set(account.balances) | set(account.locked)):
