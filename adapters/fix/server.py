@@ -47,7 +47,10 @@ class FixServer:
         self.address = (sockname[0], sockname[1])
         log.info("FIX acceptor listening on %s:%d", *self.address)
         task_status.started(self.address)
-        await trio.serve_listeners(self._handle, listeners)
+        try:
+            await trio.serve_listeners(self._handle, listeners)
+        finally:
+            self.acceptor.close()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         if self.connections >= MAX_CONNECTIONS:

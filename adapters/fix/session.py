@@ -99,6 +99,11 @@ class Acceptor:
         self.sessions = {(s.config.target_comp_id, s.config.sender_comp_id): s for s in sessions}
         self.authenticate = authenticate
 
+    def close(self) -> None:
+        """Flush and close every session's store (the server is stopping)."""
+        for session in self.sessions.values():
+            session.store.close()
+
     def find(self, sender: str | None, target: str | None) -> Session | None:
         return self.sessions.get((sender or "", target or ""))
 

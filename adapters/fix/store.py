@@ -112,16 +112,18 @@ class FileStore(MemoryStore):
     def record_sent(self, seq: int, raw: bytes | None) -> None:
         super().record_sent(seq, raw)
         if raw is None:
-            self._file.write(b"A %d\n" % seq)
+            self._write(b"A %d\n" % seq)
         else:
-            self._file.write(b"S %d %d\n" % (seq, len(raw)))
-            self._file.write(raw)
-        self.records += 1
+            self._write(b"S %d %d\n%s" % (seq, len(raw), raw))
 
     def set_next_target(self, value: int) -> None:
         super().set_next_target(value)
-        self._file.write(b"T %d\n" % value)
-        self.records += 1
+        self._write(b"T %d\n" % value)
+
+    def _write(self, record: bytes) -> None:
+        if not self._file.closed:  # after close (shutdown) the session is memory-only
+            self._file.write(record)
+            self.records += 1
 
     def reset(self) -> None:
         super().reset()
@@ -145,10 +147,13 @@ class FileStore(MemoryStore):
         self.records = len(self.messages) + 3
 
     def flush(self) -> None:
+        if self._file.closed:
+            return
         self._file.flush()
         if self.records > COMPACT_RECORDS:
             self._compact()
 
     def close(self) -> None:
-        self._file.flush()
-        self._file.close()
+        if not self._file.closed:
+            self._file.flush()
+            self._file.close()
