@@ -31,7 +31,6 @@ import trio
 from engine import por, snapshot
 from engine.audit import Replayer, checkpoint_body, checkpoint_payload, liabilities
 from engine.journal import JournalReader
-from engine.messages import FEE_ACCOUNT_ID
 from engine.results import Result
 from engine.venue import Venue
 
@@ -152,15 +151,9 @@ class Checkpointer:
         self.replayer = Replayer(venue, self.key.public, apply_from=base)
 
     def _build_por(self, venue: Venue, seq: int) -> dict[str, Any]:
-        assets = sorted(venue.assets)
-        secret = self.key.secret(b"satchel/por/salt")
-        leaves = []
-        for account_id, account in venue.accounts.items():
-            if account_id == FEE_ACCOUNT_ID:
-                continue
-            leaves.append((account_id, por.salt_for(secret, seq, account_id),
-                           [account.balances.get(a, 0) for a in assets]))
-        tree = por.SumTree(assets, leaves)
+        tree = por.venue_tree(venue, self.key.secret(b"satchel/por/salt"), seq)
+        assets = tree.assets
+        leaves = tree.leaves
         totals = liabilities(venue)
         assert tree.totals == [totals[a] for a in assets]
         doc = {"scheme": por.SCHEME, "seq": seq, "root": tree.root.hex(), "assets": assets,

@@ -28,7 +28,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+from engine.messages import FEE_ACCOUNT_ID
+
+if TYPE_CHECKING:
+    from engine.venue import Venue
 
 LEAF: Final = b"satchel/por/leaf/v1"
 NODE: Final = b"satchel/por/node/v1"
@@ -144,6 +149,18 @@ class SumTree:
             "balances": [str(v) for v in atoms], "path": path,
             "root": self.root.hex(), "totals": [str(v) for v in self.totals],
         }
+
+
+def venue_tree(venue: Venue, secret: bytes, seq: int) -> SumTree:
+    """The tree over every user account of ``venue`` (exactly the state at ``seq``)."""
+    assets = sorted(venue.assets)
+    leaves = []
+    for account_id, account in venue.accounts.items():
+        if account_id == FEE_ACCOUNT_ID:
+            continue
+        balances = account.balances
+        leaves.append((account_id, salt_for(secret, seq, account_id), [balances.get(a, 0) for a in assets]))
+    return SumTree(assets, leaves)
 
 
 def verify_proof(proof: dict[str, Any], root_hex: str) -> dict[str, Any]:
