@@ -157,7 +157,7 @@ class AdminServer:
         return order_json(view, self.engine.venue.specs[view.symbol])
 
     async def _status(self, args: dict[str, Any]) -> Any:
-        return self.engine.status()
+        return self.engine.status(state_hash=bool(args.get("state_hash")))
 
     async def _account_create(self, args: dict[str, Any]) -> Any:
         result = self._unwrap(await self.engine.create_account(

@@ -248,6 +248,15 @@ def liabilities(venue: Venue) -> dict[str, int]:
 
 def verify_journal(directory: Path, pubkey: str | None = None, *, progress: bool = True,
                    stream: IO[str] | None = None) -> dict[str, Any]:
+    """Check a journal offline (see ``_verify``); any damage is an AuditError naming its position."""
+    try:
+        return _verify(directory, pubkey, progress, stream)
+    except JournalCorrupt as exc:
+        raise AuditError(f"journal corrupt: {exc.problem}",
+                         segment=exc.segment, offset=exc.offset, seq=exc.seq) from None
+
+
+def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str] | None) -> dict[str, Any]:
     """Check a journal offline and rebuild its state; raise AuditError at the first bad position.
 
     Two passes: the first checks CRCs, the chain and every checkpoint signature and
@@ -268,11 +277,7 @@ def verify_journal(directory: Path, pubkey: str | None = None, *, progress: bool
 
     total = journal_bytes(directory)
     first = Replayer(None, public, on_checkpoint=collect)
-    try:
-        replay_records(directory, first, repair=False,
-                       progress=Progress("verify: chain", total, stream) if progress else None)
-    except JournalCorrupt as exc:
-        raise AuditError(exc.args[0]) from None
+    replay_records(directory, first, repair=False, progress=Progress("verify: chain", total, stream) if progress else None)
     snapshots = []
     for path in snapshot.snapshot_files(directory):
         try:

@@ -75,10 +75,13 @@ class Checkpointer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         journal = self.engine.journal
+        journal.on_watermark = self.wake.set
         while True:
+            journal.watermark = self.covered + self.every_records
             with trio.move_on_after(POLL_S):
                 await self.wake.wait()
             self.wake = trio.Event()
+            journal.on_watermark = self.wake.set
             target = journal.durable_seq
             requests, self.requests = self.requests, []
             due = bool(requests) or target - self.covered >= self.every_records or (

@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("path")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    sub.add_parser("status", parents=[_COMMON], help="readiness, markets and journal position")
+    status = sub.add_parser("status", parents=[_COMMON], help="readiness, markets and journal position")
+    status.add_argument("--state-hash", action="store_true", help="include the live state hash (when idle)")
     account = sub.add_parser("account", parents=[_COMMON], help="accounts").add_subparsers(dest="action", required=True)
     create = account.add_parser("create", parents=[_COMMON], help="create an account (or a sub-account with --parent)")
     create.add_argument("--country", default="")
@@ -149,7 +150,7 @@ def _run(config_path: Path) -> int:
     from engine.daemon import serve
     from engine.journal import JournalCorrupt
     from engine.plugin_api import PluginError
-    from engine.runtime import EngineHalted, StartupError
+    from engine.runtime import EngineHalted, StartupError, first_leaf
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -163,6 +164,12 @@ def _run(config_path: Path) -> int:
         return 1
     except EngineHalted as exc:
         print(f"satchel: stopped: {exc}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as group:
+        known = group.subgroup((EngineHalted, StartupError, JournalCorrupt))
+        if known is None:
+            raise
+        print(f"satchel: stopped: {first_leaf(known)}", file=sys.stderr)
         return 1
     return 0
 
@@ -282,7 +289,7 @@ def _operate(args: argparse.Namespace) -> int:
 def _request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     c = args.command
     if c == "status":
-        return "status", {}
+        return "status", {"state_hash": args.state_hash}
     if c == "account":
         return "account.create", {"country": args.country, "category": args.category, "parent": args.parent}
     if c == "key":

@@ -57,6 +57,7 @@ class JournalCorrupt(Exception):
 
     def __init__(self, segment: Path, offset: int, seq: int, problem: str) -> None:
         super().__init__(f"journal corrupt in {segment.name} at offset {offset} (seq {seq}): {problem}")
+        self.problem = problem
         self.segment = segment
         self.offset = offset
         self.seq = seq

@@ -78,6 +78,13 @@ class _SnapshotMismatch(Exception):
     """The newest snapshot does not belong to this journal; recovery falls back to genesis."""
 
 
+def first_leaf(group: BaseException) -> BaseException:
+    """The first plain exception inside (possibly nested) exception groups."""
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group
+
+
 class EngineHalted(Exception):
     """The engine stopped itself (disk full) rather than run on with state the journal lacks."""
 
@@ -165,8 +172,13 @@ class Engine:
                     await self.wait_idle()
                 clean = self.idle()
                 nursery.cancel_scope.cancel()
-        except DiskFull as exc:
+        except BaseExceptionGroup as group:
+            full = group.subgroup(DiskFull)
+            if full is None:
+                raise
             self.accepting = False
+            exc = first_leaf(full)
+            assert isinstance(exc, DiskFull)
             raise EngineHalted(
                 f"{exc.strerror}; intake stopped. Every acknowledged command is on disk; "
                 "free space and restart the daemon."
@@ -583,7 +595,7 @@ class Engine:
 
     # --- reads -------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self, *, state_hash: bool = False) -> dict[str, Any]:
         markets = {}
         for symbol, market in self.venue.markets.items():
             spec = market.spec
@@ -595,13 +607,18 @@ class Engine:
                 "lastPrice": spec.format_price(market.last_price) if market.last_price else None,
                 "restingOrders": len(book.orders),
             }
-        return {
+        out = {
             "ready": self.accepting,
             "venue": self.config.venue.name,
             "markets": markets,
             "accounts": len(self.venue.accounts) - 1,
             "journal": {"dir": str(self.directory), "durableSeq": self.journal.durable_seq},
+            "venueKey": self.key.public_b64,
         }
+        if state_hash:
+            # Live state equals the journal's only when nothing is in flight.
+            out["stateHash"] = self.venue.state_hash() if self.idle() else None
+        return out
 
 
 def _tune_interpreter() -> None:
