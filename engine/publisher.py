@@ -246,6 +246,7 @@ class Publisher:
         self._funds_seq = 0
         self._histories: dict[int, _Histories] = {}
         self._rx: trio.MemoryReceiveChannel[list[Event]] | None = None
+        self._sent_balances: dict[tuple[int, str], tuple[int, int]] = {}  # only changes are published
         self._reset(venue)
 
     def _reset(self, venue: Venue) -> None:
@@ -454,7 +455,10 @@ class Publisher:
                 continue
             account = self.venue.accounts[account_id]
             locked = account.locked.get(asset, 0)
-            updates.append(BalanceUpdate(account_id, asset, account.balances.get(asset, 0) - locked, locked, ts_us))
+            now = (account.balances.get(asset, 0) - locked, locked)
+            if self._sent_balances.get((account_id, asset), (0, 0)) != now:
+                self._sent_balances[account_id, asset] = now
+                updates.append(BalanceUpdate(account_id, asset, now[0], now[1], ts_us))
 
     def _history(self, account_id: int) -> _Histories:
         history = self._histories.get(account_id)
