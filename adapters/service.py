@@ -8,6 +8,7 @@ publisher seed itself from the engine's state (see ``engine.publisher``).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import trio
@@ -21,7 +22,7 @@ from engine.runtime import Engine
 
 async def serve_backpack(
     engine: Engine, *, rest_listen: str | None = None, ws_listen: str | None = None,
-    rate_per_minute: int | None = None, task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
+    rate_per_minute: int | None = None, ws_options: dict[str, Any] | None = None, task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until cancelled; report ``{"rest": host:port, "websocket": host:port}``."""
     adapters = engine.config.adapters
@@ -31,5 +32,5 @@ async def serve_backpack(
     async with trio.open_nursery() as nursery:
         await nursery.start(publisher.run, engine)
         rest = await nursery.start(serve_rest, api, rest_listen or adapters.rest.listen)
-        ws = await nursery.start(serve_websocket, api, ws_listen or adapters.websocket.listen)
+        ws = await nursery.start(partial(serve_websocket, api, ws_listen or adapters.websocket.listen, **(ws_options or {})))
         task_status.started({"rest": rest, "websocket": ws, "publisher": publisher, "api": api})

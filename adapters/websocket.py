@@ -86,8 +86,9 @@ def envelope(stream: str, data: dict[str, Any]) -> bytes:
 class Connection:
     """One client: its subscriptions, its bounded outbox and the task that drains it."""
 
-    def __init__(self, ws: WebSocketConnection, clock: Callable[[], float]) -> None:
+    def __init__(self, ws: WebSocketConnection, clock: Callable[[], float], outbox_max: int = OUTBOX_MAX) -> None:
         self.ws = ws
+        self.outbox_max = outbox_max
         self.streams: set[str] = set()
         self.account_id = 0
         self.outbox: deque[bytes] = deque()
@@ -100,8 +101,8 @@ class Connection:
     def push(self, frame: bytes) -> None:
         if self.close_reason:
             return
-        if len(self.outbox) >= OUTBOX_MAX:
-            self.kill(f"slow consumer: {OUTBOX_MAX} messages queued")
+        if len(self.outbox) >= self.outbox_max:
+            self.kill(f"slow consumer: {self.outbox_max} messages queued")
             return
         self.outbox.append(frame)
         self.wake.set()
@@ -129,9 +130,10 @@ class StreamServer:
 
     def __init__(
         self, api: BackpackApi, *, ping_interval_s: float = PING_INTERVAL_S, pong_timeout_s: float = PONG_TIMEOUT_S,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, outbox_max: int = OUTBOX_MAX,
     ) -> None:
         self.api = api
+        self.outbox_max = outbox_max
         self.specs = api.engine.venue.specs
         self.ping_interval_s = ping_interval_s
         self.pong_timeout_s = pong_timeout_s
@@ -279,7 +281,7 @@ class StreamServer:
 
     async def handle(self, request: WebSocketRequest) -> None:
         ws = await request.accept()
-        conn = Connection(ws, self.clock)
+        conn = Connection(ws, self.clock, self.outbox_max)
         self.connections.add(conn)
         try:
             with conn.scope:
@@ -427,11 +429,11 @@ class StreamServer:
 
 async def serve_websocket(
     api: BackpackApi, listen: str, *, ping_interval_s: float = PING_INTERVAL_S, pong_timeout_s: float = PONG_TIMEOUT_S,
-    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    outbox_max: int = OUTBOX_MAX, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; reports the bound ``host:port``."""
     host, _, port = listen.rpartition(":")
-    server = StreamServer(api, ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s)
+    server = StreamServer(api, ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s, outbox_max=outbox_max)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.ticker_loop)
         ws = await nursery.start(partial(_serve_ws, server.handle, host, int(port), None, max_message_size=MAX_MESSAGE_BYTES))

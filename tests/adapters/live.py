@@ -101,7 +101,7 @@ class LiveVenue:
                 with adapters:
                     await serve_backpack(
                         self.engine, rest_listen="127.0.0.1:0", ws_listen="127.0.0.1:0",
-                        rate_per_minute=self.rate_per_minute, task_status=task_status, **self.ws_kwargs,
+                        rate_per_minute=self.rate_per_minute, ws_options=self.ws_kwargs, task_status=task_status,
                     )
 
             self.info = await nursery.start(adapters_task)
