@@ -47,6 +47,11 @@ async def receive(ws: WebSocketConnection, stream: str | None = None) -> dict[st
             return dict(message)
 
 
+async def drain_forever(ws: WebSocketConnection) -> None:
+    while True:
+        await ws.get_message()
+
+
 def signature(t: Trader, instruction: str = "subscribe", params: Any = None) -> list[str]:
     h = t.headers(instruction, params or {})
     return [h["X-API-Key"], h["X-Signature"], h["X-Timestamp"], h["X-Window"]]
@@ -134,8 +139,7 @@ async def test_slow_consumer_is_closed_with_a_reason(venue: LiveVenue) -> None:
             buy = {"symbol": SOL, "side": "Bid", "orderType": "Market", "quantity": "1.2"}
             assert (await rest(venue, taker, "POST", "/api/v1/order", "orderExecute", buy))[0] == 200
             with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    await ws.get_message()
+                await drain_forever(ws)
             assert closed.value.reason is not None and closed.value.reason.code == 1008
             assert "slow consumer" in (closed.value.reason.reason or "")
 
