@@ -68,6 +68,9 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
     code, out = cli(path, "init", str(path))
     assert code == 0 and out == {"written": str(path)}
+    # free ports for the REST and WebSocket adapters, so parallel runs never collide
+    text = path.read_text().replace('"127.0.0.1:8400"', '"127.0.0.1:0"').replace('"127.0.0.1:8401"', '"127.0.0.1:0"')
+    path.write_text(text)
     return path
 
 
