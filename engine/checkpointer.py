@@ -119,10 +119,17 @@ class Checkpointer:
         value: dict[str, Any] = {"seq": target, "state_hash": state_hash}
         reason = INTERVAL
         if SNAPSHOT in kinds or self.replayer.events - self.events_at_snapshot >= self.snapshot_every:
-            path = snapshot.write(self.directory, venue, target, chain, state_hash, now_us)
             self.events_at_snapshot = self.replayer.events
-            value["snapshot"] = str(path)
-            reason = SNAPSHOT
+            try:
+                path = snapshot.write(self.directory, venue, target, chain, state_hash, now_us)
+            except OSError as exc:
+                # A snapshot is a cache: failing to write one (a full disk) costs recovery
+                # time, never history. Say so and carry on with the checkpoint.
+                log.error("snapshot at seq %d not written: %s", target, exc)
+                value["snapshot_error"] = str(exc)
+            else:
+                value["snapshot"] = str(path)
+                reason = SNAPSHOT
         por_doc = None
         if POR in kinds:
             por_doc = self._build_por(venue, target)

@@ -264,7 +264,7 @@ class Engine:
             base = header.seq
         replayer = Replayer(self.venue, self.key.public, apply_from=base)
         directory = self.directory
-        progress = audit.Progress("recovery", audit.journal_bytes(directory)) if sys.stderr.isatty() else None
+        progress = audit.Progress("recovery", audit.journal_bytes(directory), min_s=2.0)
         done = 0
         try:
             for record in read_records(directory):
@@ -274,12 +274,14 @@ class Engine:
                 if record.seq == base and found is not None and record.hash.hex() != found[0].chain_hash:
                     raise _SnapshotMismatch(f"snapshot {found[0].path.name} does not match the journal at seq {base}")
                 done += len(record.payload) + 48
-                if progress is not None and not record.seq & 1023:
+                if not record.seq & 1023:
                     progress.update(done, record.seq)
         except AuditError as exc:
             if exc.segment is None:
                 raise StartupError(str(exc)) from None
             raise JournalCorrupt(exc.segment, exc.offset, exc.seq, exc.problem) from None
+        if progress.shown:
+            progress.update(done, replayer.records, final=True)
         if found is not None and (replayer.last is None or replayer.last.seq < base):
             raise _SnapshotMismatch(f"snapshot {found[0].path.name} is ahead of the journal")
         return replayer

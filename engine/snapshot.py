@@ -113,7 +113,11 @@ def write(directory: Path, venue: Venue, seq: int, chain_hash: bytes, state_hash
             while view:
                 view = view[os.write(fd, view):]
         os.fsync(fd)
-    finally:
+    except OSError:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    else:
         os.close(fd)
     os.replace(tmp, final)
     fsync_dir(folder)
