@@ -55,14 +55,19 @@ def public_b64(key: Ed25519PublicKey) -> str:
     return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
-def load_public(text: str) -> Ed25519PublicKey:
+def _key_bytes(text: str, what: str) -> bytes:
+    """32 bytes from base64, or a KeyError_ naming ``what`` is wrong."""
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise KeyError_(f"public key {text!r} is not base64") from None
+        raise KeyError_(f"{what} is not base64") from None
     if len(raw) != 32:
-        raise KeyError_(f"public key must be 32 bytes, got {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)
+        raise KeyError_(f"{what} must hold 32 bytes, got {len(raw)}")
+    return raw
+
+
+def load_public(text: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(_key_bytes(text, f"public key {text!r}"))
 
 
 def verify(public: Ed25519PublicKey, purpose: str, message: bytes, signature: str) -> bool:
@@ -88,12 +93,7 @@ def load_or_create(path: Path, *, create: bool = True) -> VenueKey:
         if not create:
             raise KeyError_(f"no venue signing key at {path}") from None
         return _create(path)
-    try:
-        seed = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyError_(f"venue signing key {path} is not base64") from None
-    if len(seed) != 32:
-        raise KeyError_(f"venue signing key {path} must hold a 32-byte Ed25519 seed, got {len(seed)} bytes")
+    seed = _key_bytes(text, f"venue signing key {path} (an Ed25519 seed)")
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise KeyError_(f"venue signing key {path} is readable by others (mode {mode:o}); chmod 600 it")
