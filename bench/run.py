@@ -7,7 +7,7 @@ Values are medians: the machine is noisy, so best-of figures are kept beside
 them, and the ``platform_*`` figures printed first say how fast and how
 quiet this box was during the run.
 
-``--only GROUP[,GROUP]`` runs a subset: platform, book, peer, engine, latency, rss.
+``--only GROUP[,GROUP]`` runs a subset: platform, book, peer, engine, latency, rss, journal.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import trio
 from bench import book_bench, engine_bench, platform_bench
 from bench.workload import EXPECTED_CROSSING, EXPECTED_FILLS, EXPECTED_RESTING, N_ORDERS, SEED, generate
 
-GROUPS = ("platform", "book", "peer", "engine", "latency", "rss")
+GROUPS = ("platform", "book", "peer", "engine", "latency", "rss", "journal")
 REFERENCE_HEAP_BOOK = 2_000_000  # performance.md §2.3/§4: plain heap book, 1.96-2.14 M orders/s on the reference VM
 
 
@@ -161,6 +161,37 @@ def run_rss(n: int) -> None:
     )
 
 
+def run_journal(base_dir: str | None, n_events: int, n_accounts: int, runs: int) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from bench import journal_bench
+
+    with tempfile.TemporaryDirectory(dir=base_dir) as tmp:
+        base = Path(tmp)
+        appends = [journal_bench.append_events_per_s(base) for _ in range(runs)]
+        value = statistics.median(appends)
+        emit("journal_append_events_per_s", round(value), "events/s", median_of=runs, best=round(max(appends)),
+             runs=[round(v) for v in appends], how="JournalActor group commit (write + fdatasync in a worker thread); "
+             "8 producer tasks submitting 4 OrderPlaced (1 fill) per message, 300k events", **at_least(value, 300_000))
+        timings = [journal_bench.replay_and_recovery(base, n_events, n_events * 9 // 10) for _ in range(max(1, runs - 1))]
+        made = timings[0]["made"]
+        replay = statistics.median(made["events"] / t["replay_s"] for t in timings)
+        emit("replay_events_per_s", round(replay), "events/s", median_of=len(timings),
+             runs=[round(made["events"] / t["replay_s"]) for t in timings], events=made["events"], records=made["records"],
+             journal_bytes=made["bytes"], how="Engine._recover from genesis (CRC, chain, decode, Venue.apply, invariants); "
+             f"{journal_bench.EVENTS_PER_RECORD} events per record", **at_least(replay, 200_000))
+        recovery = statistics.median(t["recovery_s"] for t in timings)
+        emit("recovery_s_for_1m_events", round(recovery, 3), "s", median_of=len(timings),
+             runs=[round(t["recovery_s"], 3) for t in timings], events=made["events"],
+             how="Engine._recover with a snapshot at 90% of the events: load + self-check the snapshot, chain-check "
+                 "every record, replay the tail", **at_most(recovery, 2.0))
+    seconds, _ = journal_bench.por_build_s(n_accounts)
+    emit("por_build_s_for_1m_accounts", round(seconds, 3), "s", accounts=n_accounts,
+         how="por.venue_tree: salt + leaf hash per account, Merkle sum tree over 3 of 4 assets non-zero",
+         **at_most(seconds, 10.0))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(GROUPS), help="comma-separated groups: " + ", ".join(GROUPS))
@@ -170,6 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--latency-rates", default="20000,2000", help="offered rates; 20000 gives the headline figures")
     parser.add_argument("--rss-orders", type=int, default=1_000_000)
+    parser.add_argument("--journal-events", type=int, default=1_000_000)
+    parser.add_argument("--por-accounts", type=int, default=1_000_000)
+    parser.add_argument("--journal-runs", type=int, default=3)
     parser.add_argument("--journal-dir", default=os.environ.get("SATCHEL_BENCH_DIR"),
                         help="where the temporary journals go (default: the system temp dir; must be a real disk)")
     args = parser.parse_args(argv)
@@ -192,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
             run_latency(orders, args.latency_runs, args.journal_dir, rate, args.latency_seconds)
     if "rss" in groups:
         run_rss(args.rss_orders)
+    if "journal" in groups:
+        run_journal(args.journal_dir, args.journal_events, args.por_accounts, args.journal_runs)
     if "platform" in groups:
         stall = platform_bench.stalls(1.0)
         emit(

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import trio
 
 from engine.codec import encode_events
+from engine.journal import DiskFull
 from engine.messages import (
     FEE_ACCOUNT_ID,
     NO_CLIENT_ID,
@@ -110,12 +111,17 @@ class JournalActor:
     def __init__(self, writer: JournalWriter, deliver: Callable[[Sink, Result], None]) -> None:
         self.writer = writer
         self.deliver = deliver
-        self.tx, self.rx = trio.open_memory_channel[tuple[list[Event], list[Delivery]]](JOURNAL_INBOX_SIZE)
+        self.tx, self.rx = trio.open_memory_channel[tuple[list[Event] | bytes, list[Delivery]]](JOURNAL_INBOX_SIZE)
         self.subscribers: list[trio.MemorySendChannel[list[Event]]] = []
         self.durable_seq = writer.seq
+        self.durable_event_seq = writer.seq  # the last record holding events (not a checkpoint)
         self.busy = False
+        # the checkpointer's wake-up: called once durable_seq reaches ``watermark``
+        self.watermark = 1 << 62
+        self.on_watermark: Callable[[], None] = lambda: None
 
-    async def submit(self, events: list[Event], deliveries: list[Delivery]) -> None:
+    async def submit(self, events: list[Event] | bytes, deliveries: list[Delivery]) -> None:
+        """Queue events (or one ready control-record payload) and the replies they release."""
         await send(self.tx, (events, deliveries))
 
     def subscribe(self) -> trio.MemoryReceiveChannel[list[Event]]:
@@ -129,20 +135,35 @@ class JournalActor:
         async for first in self.rx:
             self.busy = True
             batch = drain(self.rx, first)
-            payloads = [encode_events(events) for events, _ in batch if events]
+            payloads, events = _records(batch)
             if payloads:
                 data, last_seq, last_hash = self.writer.frame_batch(payloads)
-                with trio.CancelScope(shield=True):  # never cut a write+fsync in half
-                    await trio.to_thread.run_sync(
-                        self.writer.write_and_sync, data, self.writer.seq + 1, last_seq, last_hash
-                    )
+                try:
+                    with trio.CancelScope(shield=True):  # never cut a write+fsync in half
+                        await trio.to_thread.run_sync(
+                            self.writer.write_and_sync, data, self.writer.seq + 1, last_seq, last_hash
+                        )
+                except DiskFull as exc:
+                    self._refuse_all(batch, str(exc))
+                    raise
                 self.durable_seq = last_seq
+                if events:
+                    self.durable_event_seq = last_seq
+                if last_seq >= self.watermark:
+                    self.on_watermark()
             for _, deliveries in batch:
                 for sink, value in deliveries:
                     self.deliver(sink, value)
-            if payloads and self.subscribers:
-                self._publish([e for events, _ in batch for e in events])
+            if events and self.subscribers:
+                self._publish(events)
             self.busy = False
+
+    def _refuse_all(self, batch: list[tuple[list[Event] | bytes, list[Delivery]]], why: str) -> None:
+        """The batch is not on disk: tell everyone waiting on it (and anyone queued) it did not happen."""
+        refusal = Result(rejection=Rejection("SERVER_ERROR", f"{why}; not recorded, intake stopped"))
+        for _, deliveries in batch + _drain_all(self.rx):
+            for sink, _ in deliveries:
+                self.deliver(sink, refusal)
 
     def _publish(self, events: list[Event]) -> None:
         for tx in list(self.subscribers):
@@ -151,6 +172,37 @@ class JournalActor:
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 self.subscribers.remove(tx)
                 tx.close()  # slow or gone: the subscriber sees the end of its stream
+
+
+def _drain_all(rx: trio.MemoryReceiveChannel[Any]) -> list[Any]:
+    out = []
+    while True:
+        try:
+            out.append(rx.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return out
+
+
+def _records(batch: list[tuple[list[Event] | bytes, list[Delivery]]]) -> tuple[list[bytes], list[Event]]:
+    """One record for all the events of a group commit; control payloads keep their place.
+
+    A record per batch (not per actor message) is what makes framing, hashing and
+    replay cost per fsync rather than per order.
+    """
+    payloads: list[bytes] = []
+    events: list[Event] = []
+    start = 0
+    for item, _ in batch:
+        if type(item) is bytes:
+            if len(events) > start:
+                payloads.append(encode_events(events[start:]))
+                start = len(events)
+            payloads.append(item)
+        else:
+            events.extend(item)  # type: ignore[arg-type]
+    if len(events) > start:
+        payloads.append(encode_events(events[start:]))
+    return payloads, events
 
 
 class MarketActor:

@@ -75,6 +75,9 @@ class AdminServer:
             "order.cancel-all": self._order_cancel_all,
             "order.amend": self._order_amend,
             "market": self._market,
+            "checkpoint": self._checkpoint,
+            "snapshot": self._snapshot,
+            "por.publish": self._por_publish,
         }
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -154,7 +157,7 @@ class AdminServer:
         return order_json(view, self.engine.venue.specs[view.symbol])
 
     async def _status(self, args: dict[str, Any]) -> Any:
-        return self.engine.status()
+        return self.engine.status(state_hash=bool(args.get("state_hash")))
 
     async def _account_create(self, args: dict[str, Any]) -> Any:
         result = self._unwrap(await self.engine.create_account(
@@ -229,6 +232,15 @@ class AdminServer:
             raise AdminError("INVALID_CLIENT_REQUEST", f"market action must be one of {', '.join(STATES)}")
         self._unwrap(await self.engine.set_market_state(args["symbol"], state))
         return {"symbol": args["symbol"], "state": state}
+
+    async def _checkpoint(self, args: dict[str, Any]) -> Any:
+        return self._unwrap(await self.engine.checkpoint("checkpoint")).value
+
+    async def _snapshot(self, args: dict[str, Any]) -> Any:
+        return self._unwrap(await self.engine.checkpoint("snapshot")).value
+
+    async def _por_publish(self, args: dict[str, Any]) -> Any:
+        return self._unwrap(await self.engine.checkpoint("por")).value
 
 
 def request(socket_path: Path, token: str, command: str, args: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:

@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         return _init(Path(args.path), args.force)
     if args.command == "run":
         return _run(Path(args.config))
+    offline = _OFFLINE.get(args.command)
+    if offline is not None and (args.command != "por" or args.action != "publish"):
+        return offline(args)
     return _operate(args)
 
 
@@ -46,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("path")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    sub.add_parser("status", parents=[_COMMON], help="readiness, markets and journal position")
+    status = sub.add_parser("status", parents=[_COMMON], help="readiness, markets and journal position")
+    status.add_argument("--state-hash", action="store_true", help="include the live state hash (when idle)")
     account = sub.add_parser("account", parents=[_COMMON], help="accounts").add_subparsers(dest="action", required=True)
     create = account.add_parser("create", parents=[_COMMON], help="create an account (or a sub-account with --parent)")
     create.add_argument("--country", default="")
@@ -75,7 +79,31 @@ def _parser() -> argparse.ArgumentParser:
     market.add_argument("action", choices=["halt", "resume", "cancel-only", "post-only", "limit-only"])
     market.add_argument("symbol")
     _order_parsers(sub)
+    _audit_parsers(sub)
     return p
+
+
+def _audit_parsers(sub: Any) -> None:
+    sub.add_parser("pubkey", parents=[_COMMON], help="print the venue's Ed25519 public key (base64)")
+    sub.add_parser("checkpoint", parents=[_COMMON], help="write a signed checkpoint now")
+    sub.add_parser("snapshot", parents=[_COMMON], help="write a snapshot (and its signed checkpoint) now")
+    verify = sub.add_parser("verify", parents=[_COMMON], help="check a journal offline and rebuild its state")
+    verify.add_argument("dir")
+    verify.add_argument("--pubkey", help="the venue key you expect (base64); default: the one in the journal")
+    journal = sub.add_parser("journal", parents=[_COMMON], help="journal tools").add_subparsers(dest="action", required=True)
+    dump = journal.add_parser("dump", parents=[_COMMON], help="events as JSON lines")
+    dump.add_argument("dir")
+    dump.add_argument("--from", dest="start", type=int, default=1)
+    dump.add_argument("--to", dest="stop", type=int)
+    por = sub.add_parser("por", parents=[_COMMON], help="proof of reserves").add_subparsers(dest="action", required=True)
+    por.add_parser("publish", parents=[_COMMON], help="build the Merkle sum tree now and sign its root")
+    proof = por.add_parser("proof", parents=[_COMMON], help="an account's inclusion proof (JSON)")
+    proof.add_argument("account_id", type=int)
+    proof.add_argument("--seq", type=int, help="publication seq (default: the newest)")
+    proof.add_argument("--dir", help="journal dir (default: from the config)")
+    check = por.add_parser("verify", parents=[_COMMON], help="check an inclusion proof against a published root")
+    check.add_argument("proof")
+    check.add_argument("--root", required=True)
 
 
 def _order_parsers(sub: Any) -> None:
@@ -122,7 +150,7 @@ def _run(config_path: Path) -> int:
     from engine.daemon import serve
     from engine.journal import JournalCorrupt
     from engine.plugin_api import PluginError
-    from engine.runtime import StartupError
+    from engine.runtime import EngineHalted, StartupError, first_leaf
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -134,7 +162,101 @@ def _run(config_path: Path) -> int:
     except (StartupError, JournalCorrupt) as exc:
         print(f"satchel: cannot start: {exc}", file=sys.stderr)
         return 1
+    except EngineHalted as exc:
+        print(f"satchel: stopped: {exc}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as group:
+        known = group.subgroup((EngineHalted, StartupError, JournalCorrupt))
+        if known is None:
+            raise
+        print(f"satchel: stopped: {first_leaf(known)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _journal_dir(args: argparse.Namespace) -> Path:
+    config_path = Path(getattr(args, "config", "config.toml"))
+    config = load_config(config_path)
+    return config.journal_dir(config_path.resolve().parent)
+
+
+def _pubkey(args: argparse.Namespace) -> int:
+    from engine import signing
+
+    try:
+        config_path = Path(getattr(args, "config", "config.toml"))
+        config = load_config(config_path)
+        path = signing.key_path(_journal_dir(args), config.journal.signing_key)
+        _print({"venue_key": signing.load_or_create(path, create=False).public_b64, "path": str(path)})
+    except ConfigError as exc:
+        print(f"satchel: config error: {exc}", file=sys.stderr)
+        return 2
+    except signing.KeyError_ as exc:
+        _print({"code": "RESOURCE_NOT_FOUND", "message": f"{exc} (the daemon creates it on first start)"})
+        return 1
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from engine.audit import AuditError, verify_journal
+    from engine.signing import KeyError_
+
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        summary = verify_journal(Path(args.dir), args.pubkey)
+    except (AuditError, KeyError_) as exc:
+        failure: dict[str, Any] = {"ok": False, "error": str(exc)}
+        if isinstance(exc, AuditError) and exc.segment is not None:
+            failure.update(segment=exc.segment.name, offset=exc.offset, seq=exc.seq)
+        _print(failure)
+        return 1
+    _print(summary)
+    return 0
+
+
+def _journal_dump(args: argparse.Namespace) -> int:
+    from engine.audit import AuditError, dump_journal
+    from engine.journal import JournalCorrupt
+
+    out = sys.stdout.buffer
+    try:
+        for row in dump_journal(Path(args.dir), args.start, args.stop):
+            out.write(orjson.dumps(row) + b"\n")
+    except (AuditError, JournalCorrupt) as exc:
+        out.flush()
+        print(f"satchel: journal dump stopped: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    out.flush()
+    return 0
+
+
+def _por(args: argparse.Namespace) -> int:
+    from engine.checkpointer import load_tree
+    from engine.por import PorError, verify_proof
+
+    try:
+        if args.action == "verify":
+            try:
+                proof = orjson.loads(Path(args.proof).read_bytes())
+            except (OSError, orjson.JSONDecodeError) as exc:
+                raise PorError(f"cannot read proof {args.proof}: {exc}") from None
+            _print(verify_proof(proof, args.root))
+            return 0
+        directory = Path(args.dir) if args.dir else _journal_dir(args)
+        seq, tree = load_tree(directory, args.seq)
+        _print(tree.proof(args.account_id, seq))
+        return 0
+    except ConfigError as exc:
+        print(f"satchel: config error: {exc}", file=sys.stderr)
+        return 2
+    except PorError as exc:
+        _print({"ok": False, "error": str(exc)})
+        return 1
+
+
+_OFFLINE = {"pubkey": _pubkey, "verify": _verify, "journal": _journal_dump, "por": _por}
 
 
 def _operate(args: argparse.Namespace) -> int:
@@ -167,7 +289,7 @@ def _operate(args: argparse.Namespace) -> int:
 def _request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     c = args.command
     if c == "status":
-        return "status", {}
+        return "status", {"state_hash": args.state_hash}
     if c == "account":
         return "account.create", {"country": args.country, "category": args.category, "parent": args.parent}
     if c == "key":
@@ -182,6 +304,10 @@ def _request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "orders", {"account_id": args.account_id, "symbol": args.symbol}
     if c == "market":
         return "market", {"action": args.action, "symbol": args.symbol}
+    if c in ("checkpoint", "snapshot"):
+        return c, {}
+    if c == "por":
+        return "por.publish", {}
     payload = {k: v for k, v in vars(args).items() if k not in ("command", "action", "config", "socket")}
     if args.action == "place" and not payload.get("post_only"):
         payload.pop("post_only", None)

@@ -20,6 +20,7 @@ import tomli_w
 from engine.units import DecimalError, parse_units, ratio, scale_of
 
 MARKET_STATES: Final = ("Open", "Closed", "CancelOnly", "LimitOnly", "PostOnly")
+PINNED_SECTIONS: Final = ("venue", "assets", "markets", "plugins")
 
 
 class ConfigError(ValueError):
@@ -51,6 +52,11 @@ class MarketConfig:
 class JournalConfig:
     dir: str = "./var"
     segment_bytes: int = 64 * 1024 * 1024
+    # Ed25519 venue key; "" means <dir>/venue.key, generated (0600) on first start.
+    signing_key: str = ""
+    checkpoint_every_records: int = 1000
+    checkpoint_every_s: int = 60
+    snapshot_every_events: int = 1_000_000
 
 
 @attrs.frozen
@@ -121,8 +127,14 @@ class Config:
         return path if path.is_absolute() or base is None else base / path
 
     def fingerprint(self) -> str:
-        """Stable hash of the effective config, pinned by the journal's genesis record."""
-        return hashlib.blake2b(canonical_json(self), digest_size=32).hexdigest()
+        """Stable hash of what defines the venue's history, pinned by the journal's genesis record.
+
+        Assets, markets, the venue's name and the plugin set change what replay
+        means; journal tuning, the admin socket and adapter addresses do not, so an
+        operator may change those without a new journal.
+        """
+        venue = {k: v for k, v in _converter.unstructure(self).items() if k in PINNED_SECTIONS}
+        return hashlib.blake2b(orjson.dumps(venue, option=orjson.OPT_SORT_KEYS), digest_size=32).hexdigest()
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
@@ -200,6 +212,9 @@ def _validate(config: Config) -> None:
         MarketSpec.build(symbol, market, config.assets)
     if config.journal.segment_bytes < 4096:
         raise ConfigError("journal.segment_bytes: must be at least 4096")
+    for key in ("checkpoint_every_records", "checkpoint_every_s", "snapshot_every_events"):
+        if getattr(config.journal, key) < 1:
+            raise ConfigError(f"journal.{key}: must be at least 1")
     for name in ("rest", "websocket", "fix"):
         listen = getattr(config.adapters, name).listen
         host, _, port = listen.rpartition(":")
@@ -252,7 +267,10 @@ def check_scale(key: str, text: str) -> int:
 
 DEFAULT: Final[dict[str, Any]] = {
     "venue": {"name": "satchel-local"},
-    "journal": {"dir": "./var", "segment_bytes": 64 * 1024 * 1024},
+    "journal": {
+        "dir": "./var", "segment_bytes": 64 * 1024 * 1024, "signing_key": "",
+        "checkpoint_every_records": 1000, "checkpoint_every_s": 60, "snapshot_every_events": 1_000_000,
+    },
     "admin": {"socket": ""},
     "assets": {
         "USDC": {"decimals": 6, "display_name": "USD Coin"},
@@ -290,7 +308,13 @@ DEFAULT: Final[dict[str, Any]] = {
 
 _COMMENTS: Final[dict[str, str]] = {
     "venue": "The venue's name, pinned in the journal's first record.",
-    "journal": "Where the append-only journal lives. Everything the venue knows is rebuilt from it.",
+    "journal": (
+        "Where the append-only journal lives. Everything the venue knows is rebuilt from it.\n"
+        '# signing_key: the venue\'s Ed25519 key file ("" = <dir>/venue.key, created 0600 on first start).\n'
+        "# A signed checkpoint is written every checkpoint_every_records records or checkpoint_every_s\n"
+        "# seconds (when anything changed), on every snapshot and at shutdown; a snapshot every\n"
+        "# snapshot_every_events events."
+    ),
     "admin": 'Operator socket; "" means <journal.dir>/admin.sock (owner-only, token-authenticated).',
     "assets": "Assets: `decimals` is the ledger's atomic unit (amounts are integers of 10^-decimals).",
     "markets": (

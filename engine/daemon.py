@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from engine.admin import AdminServer, ensure_token
 from engine.config import Config
-from engine.runtime import Engine
+from engine.runtime import Engine, StartupError
 
 log = logging.getLogger("satchel.daemon")
 
@@ -43,11 +45,42 @@ async def serve(config: Config, base: Path) -> None:
                     await admin.serve(task_status=task_status)
 
             await nursery.start(run_admin)
+            services_scope = trio.CancelScope()
+            bound = await _start_services(nursery, engine, services_scope)
+            listening = "".join(f", {name} {address}" for name, address in bound.items())
             print(f"satchel ready: venue {config.venue.name}, journal {directory}, "
-                  f"admin socket {admin.socket_path}", file=sys.stderr, flush=True)
+                  f"admin socket {admin.socket_path}{listening}", file=sys.stderr, flush=True)
             async for signum in signals:
                 log.info("received %s: stopping intake, draining", signal.Signals(signum).name)
                 break
+            services_scope.cancel()
             admin_scope.cancel()
             engine.stop()
     print("satchel stopped cleanly", file=sys.stderr, flush=True)
+
+
+SERVICES_GROUP = "satchel.services"
+
+
+async def _start_services(nursery: trio.Nursery, engine: Engine, scope: trio.CancelScope) -> dict[str, str]:
+    """Start every ``satchel.services`` entry point (the protocol adapters) after the engine.
+
+    Found by entry point so ``engine`` never imports ``adapters``. Each service is
+    ``async def serve(engine, *, task_status)`` and reports a mapping of names to
+    bound addresses (string values are printed in the ready line, so a port of 0
+    in the config is discoverable).
+    """
+    bound: dict[str, str] = {}
+    for point in sorted(entry_points(group=SERVICES_GROUP), key=lambda p: p.name):
+        service = point.load()
+
+        async def run(service: Any = service, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await service(engine, task_status=task_status)
+
+        try:
+            info = await nursery.start(run)
+        except OSError as exc:
+            raise StartupError(f"service {point.name!r} cannot listen: {exc}") from None
+        bound.update({k: v for k, v in dict(info or {}).items() if isinstance(v, str)})
+    return bound

@@ -24,6 +24,7 @@ seq. A failed fsync is never retried: the error propagates and the daemon stops.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -44,11 +45,19 @@ MAX_PAYLOAD: Final = 256 * 1024 * 1024
 SEGMENT_SUFFIX: Final = ".seg"
 
 
+class DiskFull(OSError):
+    """The journal's disk is full (or over quota): the partial write was rolled back, intake stops."""
+
+
+DISK_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
 class JournalCorrupt(Exception):
     """The journal is damaged somewhere other than a torn tail; the daemon refuses to start."""
 
     def __init__(self, segment: Path, offset: int, seq: int, problem: str) -> None:
         super().__init__(f"journal corrupt in {segment.name} at offset {offset} (seq {seq}): {problem}")
+        self.problem = problem
         self.segment = segment
         self.offset = offset
         self.seq = seq
@@ -83,8 +92,8 @@ def segments(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob(f"*{SEGMENT_SUFFIX}") if p.stem.isdigit())
 
 
-def read_records(directory: Path, *, repair: bool = True) -> Iterator[Record]:
-    """Yield every valid record in order; repair a torn tail if ``repair``.
+def read_records(directory: Path, *, repair: bool = True, upto: int | None = None) -> Iterator[Record]:
+    """Yield every valid record in order (through seq ``upto`` if given); repair a torn tail if ``repair``.
 
     Raises JournalCorrupt for anything that is not a torn tail.
     """
@@ -117,6 +126,8 @@ def read_records(directory: Path, *, repair: bool = True) -> Iterator[Record]:
                 raise JournalCorrupt(path, offset, rec_seq, "hash chain broken: prev_hash does not match the previous record")
             digest = record_hash(rec_seq, rec_prev, payload)
             yield Record(rec_seq, rec_prev, digest, payload, path, offset)
+            if rec_seq == upto:
+                return
             seq, prev = rec_seq, digest
             offset = start + length
 
@@ -184,9 +195,18 @@ class JournalWriter:
         if self._fd < 0 or self._size >= self.segment_bytes:
             self._roll(first_seq)
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            if exc.errno not in DISK_FULL_ERRNOS:
+                raise
+            # Roll the partial write back so the file ends on a whole record; nothing
+            # in this batch was acknowledged, so nothing acknowledged is lost.
+            os.ftruncate(self._fd, self._size)
+            os.fsync(self._fd)
+            raise DiskFull(exc.errno, f"journal disk full writing {len(data)} bytes at seq {first_seq}: {exc.strerror}") from exc
         os.fdatasync(self._fd)
         self._size += len(data)
         self.seq, self.hash = last_seq, last_hash
@@ -211,3 +231,77 @@ class JournalWriter:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
+
+
+class JournalReader:
+    """Reads durable records incrementally from a position: the tail-follower's view.
+
+    ``read(upto)`` yields records ``seq+1 .. upto`` and remembers where it stopped,
+    checking CRC, sequence and chain exactly as recovery does. The caller only
+    asks for records it knows are durable, so a short record is corruption here,
+    never a torn tail.
+    """
+
+    def __init__(self, directory: Path, seq: int = 0, prev_hash: bytes = ZERO_HASH) -> None:
+        self.directory = directory
+        self.seq = seq
+        self.hash = prev_hash
+        self._path: Path | None = None
+        self._offset = 0
+        if seq:
+            self._seek(seq + 1)
+
+    def _seek(self, next_seq: int) -> None:
+        """Position at record ``next_seq`` (scanning its segment's headers)."""
+        files = segments(self.directory)
+        holder = [p for p in files if int(p.stem) <= next_seq]
+        if not holder:
+            raise JournalCorrupt(self.directory / "?", 0, next_seq, "no segment holds this seq")
+        path = holder[-1]
+        offset, seq = 0, int(path.stem) - 1
+        with open(path, "rb") as f:
+            while seq + 1 < next_seq:
+                head = f.read(HEADER.size)
+                if len(head) < HEADER.size:
+                    raise JournalCorrupt(path, offset, seq + 1, "segment ends before the expected record")
+                length, _, seq, _ = HEADER.unpack(head)
+                offset += HEADER.size + length
+                f.seek(offset)
+        self._path, self._offset = path, offset
+
+    def read(self, upto: int) -> Iterator[Record]:
+        while self.seq < upto:
+            path = self._path
+            if path is None or not path.exists():
+                path = self.directory / f"{self.seq + 1:020d}{SEGMENT_SUFFIX}"
+                self._path, self._offset = path, 0
+            with open(path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+            if not data:  # this segment is finished; the next record opens the next one
+                nxt = self.directory / f"{self.seq + 1:020d}{SEGMENT_SUFFIX}"
+                if nxt == path or not nxt.exists():
+                    raise JournalCorrupt(path, self._offset, self.seq + 1, "durable record missing")
+                self._path, self._offset = nxt, 0
+                continue
+            pos = 0
+            while pos < len(data) and self.seq < upto:
+                if _torn_reason(data, pos) is not None:
+                    break  # the rest is still being written; reread from here
+                length, crc, rec_seq, rec_prev = HEADER.unpack_from(data, pos)
+                start = pos + HEADER.size
+                payload = data[start:start + length]
+                offset = self._offset + pos
+                if zlib.crc32(payload, zlib.crc32(data[pos + 8:start])) != crc:
+                    raise JournalCorrupt(path, offset, rec_seq, "CRC mismatch")
+                if rec_seq != self.seq + 1:
+                    raise JournalCorrupt(path, offset, rec_seq, f"sequence gap: expected seq {self.seq + 1}")
+                if rec_prev != self.hash:
+                    raise JournalCorrupt(path, offset, rec_seq, "hash chain broken: prev_hash does not match the previous record")
+                digest = record_hash(rec_seq, rec_prev, payload)
+                yield Record(rec_seq, rec_prev, digest, payload, path, offset)
+                self.seq, self.hash = rec_seq, digest
+                pos = start + length
+            self._offset += pos
+            if pos == 0 and self.seq < upto:
+                raise JournalCorrupt(path, self._offset, self.seq + 1, "durable record cut short")

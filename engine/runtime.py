@@ -31,10 +31,12 @@ import pluggy
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from engine import audit, signing, snapshot
 from engine.actors import CMD, AccountActor, JournalActor, MarketActor, Sink
-from engine.codec import CodecError, decode_events
+from engine.audit import JOURNAL_FORMAT, AuditError, Replayer
+from engine.checkpointer import Checkpointer
 from engine.config import Config, _converter
-from engine.journal import ZERO_HASH, JournalCorrupt, JournalWriter, read_records
+from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, read_records
 from engine.messages import (
     CLIENT_ID_MAX,
     GTC,
@@ -67,10 +69,24 @@ from engine.venue import Venue
 
 log = logging.getLogger("satchel.engine")
 
-JOURNAL_FORMAT: Final = 1
 CATEGORIES: Final = ("retail", "professional", "eligible_counterparty")
 DRAIN_TIMEOUT_S: Final = 10.0
 ORDER_COMMANDS: Final = frozenset({PlaceOrder, CancelOrder, CancelAllOrders, AmendOrder})
+
+
+class _SnapshotMismatch(Exception):
+    """The newest snapshot does not belong to this journal; recovery falls back to genesis."""
+
+
+def first_leaf(group: BaseException) -> BaseException:
+    """The first plain exception inside (possibly nested) exception groups."""
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group
+
+
+class EngineHalted(Exception):
+    """The engine stopped itself (disk full) rather than run on with state the journal lacks."""
 
 
 class StartupError(Exception):
@@ -121,6 +137,9 @@ class Engine:
         self._nursery: trio.Nursery
         self._stop = trio.Event()
         self._lock_fd = -1
+        self.key: signing.VenueKey
+        self.checkpointer: Checkpointer
+        self.recovered_seq = 0
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -133,11 +152,14 @@ class Engine:
                 os.close(self._lock_fd)
             raise
         self.journal = JournalActor(writer, self.deliver)
+        self.checkpointer = Checkpointer(self, self.key)
         _tune_interpreter()
+        clean = False
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.journal.run)
+                await nursery.start(self.checkpointer.run)
                 for symbol, market in self.venue.markets.items():
                     self.market_actors[symbol] = actor = MarketActor(self, market)
                     nursery.start_soon(actor.run)
@@ -148,12 +170,28 @@ class Engine:
                 await self._stop.wait()
                 with trio.move_on_after(DRAIN_TIMEOUT_S):
                     await self.wait_idle()
+                clean = self.idle()
                 nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            full = group.subgroup(DiskFull)
+            if full is None:
+                raise
+            self.accepting = False
+            exc = first_leaf(full)
+            assert isinstance(exc, DiskFull)
+            raise EngineHalted(
+                f"{exc.strerror}; intake stopped. Every acknowledged command is on disk; "
+                "free space and restart the daemon."
+            ) from exc
         finally:
-            # Final fsync (synchronous, so no cancellation can cut it); issue 3 adds
-            # the signed checkpoint here.
-            writer.close()
-            os.close(self._lock_fd)
+            # Final signed checkpoint and fsync (synchronous, so no cancellation can cut
+            # them). Only after a clean drain: then live state is exactly the journal's.
+            try:
+                if clean:
+                    self._final_checkpoint(writer)
+            finally:
+                writer.close()
+                os.close(self._lock_fd)
 
     def stop(self) -> None:
         """Stop intake now; ``run`` drains what is in flight, syncs and returns."""
@@ -189,44 +227,89 @@ class Engine:
             raise StartupError(f"journal dir {self.directory} is in use by another Satchel process") from None
 
     def _recover(self) -> JournalWriter:
+        """Newest valid snapshot + replay of the tail; every record's CRC, chain and signature checked."""
         directory = self.directory
         directory.mkdir(parents=True, exist_ok=True)
         self._lock()
-        seq, last_hash = 0, ZERO_HASH
-        venue = self.venue
+        try:
+            self.key = signing.load_or_create(signing.key_path(directory, self.config.journal.signing_key))
+        except signing.KeyError_ as exc:
+            raise StartupError(str(exc)) from None
         started = time.monotonic()
-        for record in read_records(directory):
-            if record.seq == 1:
-                self._check_genesis(record.payload)
-            else:
-                try:
-                    events = decode_events(record.payload)
-                except CodecError as exc:
-                    raise JournalCorrupt(record.segment, record.offset, record.seq, str(exc)) from None
-                for event in events:
-                    venue.apply(event)
-            seq, last_hash = record.seq, record.hash
+        found = snapshot.newest_valid(directory, self.config)
+        try:
+            replayer = self._replay(found)
+        except _SnapshotMismatch as exc:
+            log.warning("%s; replaying from genesis instead", exc)
+            self.venue = Venue(self.config)
+            replayer = self._replay(None)
+        venue = self.venue
+        last = replayer.last
+        seq, last_hash = (last.seq, last.hash) if last is not None else (0, ZERO_HASH)
         writer = JournalWriter(directory, self.config.journal.segment_bytes, seq, last_hash)
         if seq == 0:
             writer.append([self._genesis()])
         venue.check_invariants()
         self.next_order_id = venue.next_order_id
-        log.info("recovered %d journal records in %.2fs", seq, time.monotonic() - started)
+        self.recovered_seq = writer.seq
+        base = f" from snapshot at seq {found[0].seq}" if found is not None and replayer.apply_from else ""
+        log.info("recovered %d journal records (%d events replayed%s) in %.2fs",
+                 writer.seq, replayer.events, base, time.monotonic() - started)
         return writer
+
+    def _replay(self, found: tuple[snapshot.SnapshotHeader, Venue] | None) -> Replayer:
+        base = 0
+        if found is not None:
+            header, self.venue = found
+            base = header.seq
+        replayer = Replayer(self.venue, self.key.public, apply_from=base)
+        directory = self.directory
+        progress = audit.Progress("recovery", audit.journal_bytes(directory), min_s=2.0)
+        done = 0
+        try:
+            for record in read_records(directory):
+                if record.seq == 1:
+                    self._check_genesis(record.payload)
+                replayer.feed(record)
+                if record.seq == base and found is not None and record.hash.hex() != found[0].chain_hash:
+                    raise _SnapshotMismatch(f"snapshot {found[0].path.name} does not match the journal at seq {base}")
+                done += len(record.payload) + 48
+                if not record.seq & 1023:
+                    progress.update(done, record.seq)
+        except AuditError as exc:
+            if exc.segment is None:
+                raise StartupError(str(exc)) from None
+            raise JournalCorrupt(exc.segment, exc.offset, exc.seq, exc.problem) from None
+        if progress.shown:
+            progress.update(done, replayer.records, final=True)
+        if found is not None and (replayer.last is None or replayer.last.seq < base):
+            raise _SnapshotMismatch(f"snapshot {found[0].path.name} is ahead of the journal")
+        return replayer
 
     def _genesis(self) -> bytes:
         return orjson.dumps({
+            "type": audit.GENESIS,
             "format": JOURNAL_FORMAT,
             "venue": self.config.venue.name,
             "config_hash": self.config.fingerprint(),
             "config": _converter.unstructure(self.config),
             "plugins": manifest(self.pm),
+            "venue_key": self.key.public_b64,
         }, option=orjson.OPT_SORT_KEYS)
+
+    def _final_checkpoint(self, writer: JournalWriter) -> None:
+        body = audit.checkpoint_body(writer.seq, writer.hash, self.venue.state_hash(), self.clock(), "shutdown")
+        writer.append([audit.checkpoint_payload(self.key, body)])
 
     def _check_genesis(self, payload: bytes) -> None:
         genesis = orjson.loads(payload)
         if genesis.get("format") != JOURNAL_FORMAT:
             raise StartupError(f"journal format {genesis.get('format')} is not supported (expected {JOURNAL_FORMAT})")
+        if genesis.get("venue_key") != self.key.public_b64:
+            raise StartupError(
+                f"the venue signing key ({self.key.public_b64}) is not the one pinned in the journal "
+                f"({genesis.get('venue_key')}); start with the journal's key"
+            )
         if genesis["config_hash"] != self.config.fingerprint():
             raise StartupError(
                 f"the config differs from the one pinned in the journal at {self.directory} "
@@ -503,9 +586,18 @@ class Engine:
         await self.journal.submit(events, [(reply, result)])
         return await reply.wait()
 
+    async def checkpoint(self, kind: str) -> Result:
+        """A signed checkpoint now; ``snapshot`` also writes a snapshot, ``por`` publishes a PoR root."""
+        if not self.accepting:
+            return Result(rejection=Rejection("MAINTENANCE", "Satchel is not accepting commands (starting or shutting down)"))
+        reply = Reply()
+        self.inflight += 1
+        self.checkpointer.request(kind, reply)
+        return await reply.wait()
+
     # --- reads -------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self, *, state_hash: bool = False) -> dict[str, Any]:
         markets = {}
         for symbol, market in self.venue.markets.items():
             spec = market.spec
@@ -517,13 +609,18 @@ class Engine:
                 "lastPrice": spec.format_price(market.last_price) if market.last_price else None,
                 "restingOrders": len(book.orders),
             }
-        return {
+        out = {
             "ready": self.accepting,
             "venue": self.config.venue.name,
             "markets": markets,
             "accounts": len(self.venue.accounts) - 1,
             "journal": {"dir": str(self.directory), "durableSeq": self.journal.durable_seq},
+            "venueKey": self.key.public_b64,
         }
+        if state_hash:
+            # Live state equals the journal's only when nothing is in flight.
+            out["stateHash"] = self.venue.state_hash() if self.idle() else None
+        return out
 
 
 def _tune_interpreter() -> None:

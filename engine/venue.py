@@ -115,9 +115,9 @@ class Venue:
         h = hashlib.blake2b(digest_size=32)
         h.update(orjson.dumps([self.next_account_id, sorted(self.api_keys.items())]))
         for account_id in sorted(self.accounts):
-            h.update(orjson.dumps(_account_state(self.accounts[account_id])))
+            h.update(orjson.dumps(account_state(self.accounts[account_id])))
         for symbol in sorted(self.markets):
-            h.update(orjson.dumps(_market_state(self.markets[symbol])))
+            h.update(orjson.dumps(market_state(self.markets[symbol])))
         return h.hexdigest()
 
     # --- invariants ------------------------------------------------------------------
@@ -213,7 +213,7 @@ def _check_account(account: Account, idle: bool) -> None:
             assert held == 0, f"account {aid} {asset} still holds {held} with nothing in flight"
 
 
-def _account_state(a: Account) -> list[Any]:
+def account_state(a: Account) -> list[Any]:
     return [
         a.account_id, a.parent_id, a.country, a.category, a.created_us, a.api_keys,
         sorted((k, v) for k, v in a.balances.items() if v),
@@ -223,7 +223,7 @@ def _account_state(a: Account) -> list[Any]:
     ]
 
 
-def _market_state(m: Market) -> list[Any]:
+def market_state(m: Market) -> list[Any]:
     levels = []
     for side in ("Bid", "Ask"):
         for price, level in m.book.levels(side):

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from engine import admin
-from engine.codec import decode_events
+from engine.audit import journal_events
 from engine.journal import read_records
 from engine.messages import OrderPlaced
 
@@ -33,10 +33,11 @@ def cli(config: Path, *args: str) -> tuple[int, Any]:
 
 
 class Daemon:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, preexec_fn: Any = None) -> None:
         self.config = config
         self.proc = subprocess.Popen(
-            [*SATCHEL, "run", "--config", str(config)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+            [*SATCHEL, "run", "--config", str(config)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            preexec_fn=preexec_fn,
         )
         deadline = time.monotonic() + 30
         assert self.proc.stderr is not None
@@ -67,6 +68,9 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
     code, out = cli(path, "init", str(path))
     assert code == 0 and out == {"written": str(path)}
+    # free ports for the REST and WebSocket adapters, so parallel runs never collide
+    text = path.read_text().replace('"127.0.0.1:8400"', '"127.0.0.1:0"').replace('"127.0.0.1:8401"', '"127.0.0.1:0"')
+    path.write_text(text)
     return path
 
 
@@ -140,33 +144,42 @@ def test_admin_socket_rejects_bad_requests_and_survives(config: Path) -> None:
         assert daemon.stop() == 0
 
 
+def load(daemon: Daemon, accounts: list[int], acknowledged: set[int], stop: threading.Event, seed: float) -> list[threading.Thread]:
+    """One thread per account placing crossing limit orders until ``stop`` or the daemon goes away."""
+
+    def trade(account: int, seed: float) -> None:
+        r = random.Random(seed)
+        while not stop.is_set():
+            args = {"account_id": account, "symbol": "SOL_USDC", "side": r.choice(["Bid", "Ask"]),
+                    "order_type": "Limit", "price": str(r.randint(95, 105)), "quantity": "0.5"}
+            try:
+                answer = admin.request(daemon.directory / "admin.sock", daemon.token, "order.place", args, 5)
+            except (OSError, ValueError):
+                return
+            if answer.get("ok"):
+                acknowledged.add(int(answer["result"]["id"]))
+
+    threads = [threading.Thread(target=trade, args=(a, seed + i)) for i, a in enumerate(accounts)]
+    for t in threads:
+        t.start()
+    return threads
+
+
 def test_sigkill_under_load_loses_no_acknowledged_order(config: Path) -> None:
+    # frequent checkpoints and snapshots, so kills land during them and recovery starts from snapshots
+    text = config.read_text().replace("checkpoint_every_records = 1000", "checkpoint_every_records = 15")
+    config.write_text(text.replace("snapshot_every_events = 1000000", "snapshot_every_events = 150"))
     rng = random.Random(7)
     acknowledged: set[int] = set()
-    for _ in range(3):
+    for _ in range(6):
         daemon = Daemon(config)
         accounts = [daemon.call("account.create")["account_id"] for _ in range(4)]
         for account in accounts:
             daemon.call("deposit", account_id=account, asset="USDC", amount="100000")
             daemon.call("deposit", account_id=account, asset="SOL", amount="1000")
         stop = threading.Event()
-
-        def trade(account: int, seed: int, daemon: Daemon = daemon, stop: threading.Event = stop) -> None:
-            r = random.Random(seed)
-            while not stop.is_set():
-                args = {"account_id": account, "symbol": "SOL_USDC", "side": r.choice(["Bid", "Ask"]),
-                        "order_type": "Limit", "price": str(r.randint(95, 105)), "quantity": "0.5"}
-                try:
-                    answer = admin.request(daemon.directory / "admin.sock", daemon.token, "order.place", args, 5)
-                except (OSError, ValueError):
-                    return
-                if answer.get("ok"):
-                    acknowledged.add(int(answer["result"]["id"]))
-
-        threads = [threading.Thread(target=trade, args=(a, rng.random())) for a in accounts]
-        for t in threads:
-            t.start()
-        time.sleep(rng.uniform(0.3, 1.2))
+        threads = load(daemon, accounts, acknowledged, stop, rng.random())
+        time.sleep(rng.uniform(0.3, 1.5))
         daemon.proc.kill()
         daemon.proc.wait()
         stop.set()
@@ -174,11 +187,90 @@ def test_sigkill_under_load_loses_no_acknowledged_order(config: Path) -> None:
             t.join(timeout=10)
         assert daemon.proc.stderr is not None
         daemon.proc.stderr.close()
-    assert len(acknowledged) > 50
-    survivor = Daemon(config)  # recovery replays and checks invariants before it reports ready
-    assert survivor.stop() == 0
-    journaled = set()
-    for record in read_records(config.parent / "var", repair=False):
-        if record.seq > 1:
-            journaled |= {e.order_id for e in decode_events(record.payload) if isinstance(e, OrderPlaced)}
+    assert len(acknowledged) > 100
+    survivor = Daemon(config)  # recovery (snapshot + tail) checks invariants before it reports ready
+    try:
+        live = survivor.call("status", state_hash=True)["stateHash"]
+    finally:
+        assert survivor.stop() == 0
+    directory = config.parent / "var"
+    assert list((directory / "snapshots").glob("*.snap")), "the run should have taken snapshots"
+    journaled = {e.order_id for _, e in journal_events(directory) if isinstance(e, OrderPlaced)}
     assert acknowledged <= journaled
+    code, summary = cli(config, "verify", str(directory))
+    assert code == 0 and summary["ok"] and summary["state_hash"] == live  # live state = offline replay
+    assert summary["claims_checked"] > 6
+
+
+def test_audit_commands_end_to_end(config: Path, tmp_path: Path) -> None:
+    assert cli(config, "pubkey")[0] == 1  # no key before the first start
+    daemon = Daemon(config)
+    try:
+        buyer, seller = (daemon.call("account.create")["account_id"] for _ in range(2))
+        daemon.call("deposit", account_id=buyer, asset="USDC", amount="500")
+        daemon.call("deposit", account_id=seller, asset="SOL", amount="7")
+        code, snap = cli(config, "snapshot")
+        assert code == 0 and Path(snap["snapshot"]).exists()
+        code, published = cli(config, "por", "publish")
+        assert code == 0 and published["por"]["totals"] == ["0", "0", "7000000000", "500000000"]
+        root = published["por"]["root"]
+        code, key = cli(config, "pubkey")
+        assert code == 0 and key["venue_key"] == daemon.call("status")["venueKey"]
+    finally:
+        assert daemon.stop() == 0
+    code, proof = cli(config, "por", "proof", str(buyer))
+    assert code == 0 and proof["balances"] == ["0", "0", "0", "500000000"]
+    proof_file = tmp_path / "proof.json"
+    proof_file.write_text(json.dumps(proof))
+    code, checked = cli(config, "por", "verify", str(proof_file), "--root", root)
+    assert code == 0 and checked["ok"] and checked["account_id"] == buyer
+    proof["balances"][3] = "400000000"
+    proof_file.write_text(json.dumps(proof))
+    code, checked = cli(config, "por", "verify", str(proof_file), "--root", root)
+    assert code == 1 and not checked["ok"] and "not the published" in checked["error"]
+    directory = config.parent / "var"
+    code, summary = cli(config, "verify", str(directory), "--pubkey", key["venue_key"])
+    assert code == 0 and summary["liabilities"] == {"BTC": "0", "ETH": "0", "SOL": "7", "USDC": "500"}
+    proc = subprocess.run([*SATCHEL, "journal", "dump", str(directory), "--from", "2", "--to", "3"],
+                          capture_output=True, text=True, timeout=30)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert proc.returncode == 0 and [r["type"] for r in rows] == ["AccountCreated", "AccountCreated"]
+    victim = list(read_records(directory, repair=False))[3]
+    data = bytearray(victim.segment.read_bytes())
+    data[victim.offset + 48 + len(victim.payload) // 2] ^= 0x40
+    victim.segment.write_bytes(bytes(data))
+    code, failure = cli(config, "verify", str(directory))
+    assert code == 1 and not failure["ok"] and "CRC mismatch" in failure["error"]
+    assert (failure["segment"], failure["offset"], failure["seq"]) == (victim.segment.name, victim.offset, victim.seq)
+    proc = subprocess.run([*SATCHEL, "run", "--config", str(config)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and f"offset {victim.offset} (seq {victim.seq})" in proc.stderr
+
+
+def test_full_disk_stops_intake_and_loses_nothing_acknowledged(config: Path) -> None:
+    import resource
+
+    def small_disk() -> None:  # the journal's files may not grow past 256 KiB: writes fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, resource.RLIM_INFINITY))
+
+    daemon = Daemon(config, preexec_fn=small_disk)
+    accounts = [daemon.call("account.create")["account_id"] for _ in range(4)]
+    for account in accounts:
+        daemon.call("deposit", account_id=account, asset="USDC", amount="100000")
+        daemon.call("deposit", account_id=account, asset="SOL", amount="1000")
+    acknowledged: set[int] = set()
+    stop = threading.Event()
+    threads = load(daemon, accounts, acknowledged, stop, 3.0)
+    code = daemon.proc.wait(timeout=120)  # the load runs until the disk is full
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert daemon.proc.stderr is not None
+    err = daemon.proc.stderr.read()
+    daemon.proc.stderr.close()
+    assert code == 1 and "disk full" in err and "intake stopped" in err
+    assert acknowledged
+    survivor = Daemon(config)
+    assert survivor.stop() == 0
+    journaled = {e.order_id for _, e in journal_events(config.parent / "var") if isinstance(e, OrderPlaced)}
+    assert acknowledged <= journaled
+    assert cli(config, "verify", str(config.parent / "var"))[0] == 0

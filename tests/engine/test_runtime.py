@@ -10,9 +10,8 @@ import pytest
 import trio
 
 from engine.actors import MARKET_INBOX_SIZE
-from engine.codec import decode_events
+from engine.audit import journal_events
 from engine.config import DEFAULT, parse_config
-from engine.journal import read_records
 from engine.messages import OrderPlaced, Rejection
 from engine.results import Result
 from engine.runtime import Engine, StartupError
@@ -34,11 +33,7 @@ async def funded(engine: Engine) -> tuple[int, int]:
 
 
 def journaled_order_ids(directory: Path) -> set[int]:
-    ids = set()
-    for record in read_records(directory, repair=False):
-        if record.seq > 1:
-            ids |= {e.order_id for e in decode_events(record.payload) if isinstance(e, OrderPlaced)}
-    return ids
+    return {e.order_id for _, e in journal_events(directory) if isinstance(e, OrderPlaced)}
 
 
 @pytest.fixture

@@ -1,0 +1,517 @@
+"""Backpack's REST surface as a route table, shared by REST and WebSocket order entry.
+
+Each ``Route`` names its method and path, its signing instruction (empty for
+public routes), the fields it accepts and its handler. The HTTP app and the
+WebSocket adapter only find a route and call ``BackpackApi.dispatch``; adding
+margin, lending or perpetual endpoints later means adding rows, not branches.
+
+Order of checks (each failure changes nothing and says what was wrong):
+malformed JSON -> signature (headers, key, window, timestamp, signature) ->
+rate limit per API key -> unknown or missing fields -> values -> engine.
+
+Reads come from the ``Publisher`` (durable state only); writes go through the
+``Engine``'s client API, which answers once the journal has made them durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import attrs
+
+from adapters.backpack import wire
+from adapters.backpack.auth import RATE_PER_MINUTE, RateLimiter, Verifier, wall_ms
+from adapters.backpack.errors import ApiError, bad_request
+from engine.messages import CLIENT_ID_MAX, LIMIT, MARKET, PlaceOrder, Rejection
+from engine.publisher import INTERVALS, Publisher
+from engine.results import Result
+from engine.runtime import Engine, Reply
+from engine.spec import MarketSpec
+
+log = logging.getLogger("satchel.adapters.backpack")
+
+DEPTH_LIMITS: Final = (5, 10, 20, 50, 100, 500, 1000)
+HISTORY_LIMIT_MAX: Final = 1000
+BATCH_MAX: Final = 20
+ORDER_TYPES: Final = {"Limit": LIMIT, "Market": MARKET, "LIMIT": LIMIT, "MARKET": MARKET}
+ORDER_FIELDS: Final = frozenset({
+    "symbol", "side", "orderType", "price", "quantity", "quoteQuantity", "timeInForce", "postOnly",
+    "selfTradePrevention", "clientId", "reduceOnly", "brokerId", "autoLend", "autoLendRedeem", "autoBorrow",
+    "autoBorrowRepay", "triggerPrice", "triggerQuantity", "triggerBy", "takeProfitTriggerPrice",
+    "takeProfitLimitPrice", "takeProfitTriggerBy", "stopLossTriggerPrice", "stopLossLimitPrice",
+    "stopLossTriggerBy", "slippageTolerance", "slippageToleranceType",
+})
+NOT_YET: Final = {  # accepted names whose features come with later issues
+    "autoLend": "spot margin", "autoLendRedeem": "spot margin", "autoBorrow": "spot margin",
+    "autoBorrowRepay": "spot margin", "reduceOnly": "futures", "triggerPrice": "trigger orders",
+    "triggerQuantity": "trigger orders", "takeProfitTriggerPrice": "take-profit orders",
+    "stopLossTriggerPrice": "stop-loss orders", "slippageTolerance": "slippage limits",
+}
+HISTORY_FIELDS: Final = frozenset({"limit", "offset", "sortDirection", "sort_direction", "marketType", "symbol", "orderId"})
+
+
+@attrs.frozen
+class Call:
+    """One request as a handler sees it: who (0 for public) and the parameters."""
+
+    account_id: int
+    params: Any  # dict, or a list of dicts for batches
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@attrs.frozen
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    instruction: str = ""  # empty: public
+    fields: frozenset[str] = frozenset()
+    required: tuple[str, ...] = ()
+    batch: bool = False
+    text: bool = False  # body is plain text (ping, time)
+
+
+class BackpackApi:
+    def __init__(
+        self, engine: Engine, publisher: Publisher, *, clock_ms: Callable[[], int] = wall_ms,
+        rate_per_minute: int | None = RATE_PER_MINUTE,
+    ) -> None:
+        self.engine = engine
+        self.publisher = publisher
+        self.clock_ms = clock_ms
+        self.verifier = Verifier(publisher.account_for_key, clock_ms)
+        self.limiter = RateLimiter(rate_per_minute) if rate_per_minute else None
+        self.decimals = {s: a.decimals for s, a in engine.venue.assets.items()}
+        self.routes: dict[tuple[str, str], Route] = {}
+        self.by_instruction: dict[tuple[str, bool], Route] = {}
+        for route in self._table():
+            self.routes[route.method, route.path] = route
+            if route.instruction:
+                self.by_instruction.setdefault((route.instruction, route.batch), route)
+
+    # --- dispatch ------------------------------------------------------------------------
+
+    async def dispatch(
+        self, route: Route, params: Any, api_key: str | None = None, signature: str | None = None,
+        timestamp: str | None = None, window: str | None = None,
+    ) -> Any:
+        """Authenticate (signed routes), check fields, run the handler. Raises ``ApiError``."""
+        if route.batch != isinstance(params, list):
+            raise bad_request("this endpoint takes a JSON array of orders" if route.batch else "expected a JSON object")
+        account_id = 0
+        if route.instruction:
+            account_id = self.verifier.verify(route.instruction, params, api_key, signature, timestamp, window)
+            if self.limiter is not None:
+                self.limiter.take(api_key or "")
+        for item in params if route.batch else [params]:
+            if not isinstance(item, dict):
+                raise bad_request("each order must be a JSON object")
+            _check_fields(route, item)
+        try:
+            return await route.handler(Call(account_id, params))
+        except ApiError:
+            raise
+        except Exception:
+            log.exception("handler for %s %s failed", route.method, route.path)
+            raise ApiError("SERVER_ERROR", "Internal error; the request may not have been applied, check open orders") from None
+
+    def spec(self, params: dict[str, Any], required: bool = True) -> MarketSpec | None:
+        symbol = params.get("symbol")
+        if symbol is None:
+            if required:
+                raise bad_request("Missing required field: symbol")
+            return None
+        spec = self.engine.venue.specs.get(symbol) if isinstance(symbol, str) else None
+        if spec is None:
+            raise bad_request(f"Invalid market symbol: {symbol!r}")
+        return spec
+
+    # --- the table ---------------------------------------------------------------------------
+
+    def _table(self) -> list[Route]:
+        get, post, delete, patch = "GET", "POST", "DELETE", "PATCH"
+        v1, w1 = "/api/v1", "/wapi/v1"
+        return [
+            Route(get, f"{v1}/status", self.status),
+            Route(get, f"{v1}/ping", self.ping, text=True),
+            Route(get, f"{v1}/time", self.time, text=True),
+            Route(get, f"{v1}/assets", self.assets, fields=frozenset({"country"})),
+            Route(get, f"{v1}/markets", self.markets, fields=frozenset({"marketType"})),
+            Route(get, f"{v1}/market", self.market, fields=frozenset({"symbol"}), required=("symbol",)),
+            Route(get, f"{v1}/depth", self.depth, fields=frozenset({"symbol", "limit"}), required=("symbol",)),
+            Route(get, f"{v1}/ticker", self.ticker, fields=frozenset({"symbol", "interval"}), required=("symbol",)),
+            Route(get, f"{v1}/tickers", self.tickers, fields=frozenset({"interval"})),
+            Route(get, f"{v1}/klines", self.klines, fields=frozenset({"symbol", "interval", "startTime", "endTime", "priceType"}),
+                  required=("symbol", "interval", "startTime")),
+            Route(get, f"{v1}/trades", self.trades, fields=frozenset({"symbol", "limit"}), required=("symbol",)),
+            Route(get, f"{v1}/trades/history", self.trades, fields=frozenset({"symbol", "limit", "offset"}), required=("symbol",)),
+            Route(get, f"{v1}/securities", self.securities),
+            Route(get, f"{v1}/account", self.account, "accountQuery"),
+            Route(patch, f"{v1}/account", self.account_update, "accountUpdate",
+                  frozenset({"autoBorrowSettlements", "autoLend", "autoRepayBorrows", "leverageLimit"})),
+            Route(get, f"{v1}/capital", self.capital, "balanceQuery"),
+            Route(get, f"{v1}/order", self.order_query, "orderQuery", frozenset({"symbol", "orderId", "clientId"}), ("symbol",)),
+            Route(post, f"{v1}/order", self.order_execute, "orderExecute", ORDER_FIELDS, ("symbol", "side", "orderType")),
+            Route(delete, f"{v1}/order", self.order_cancel, "orderCancel", frozenset({"symbol", "orderId", "clientId"}), ("symbol",)),
+            Route(get, f"{v1}/orders", self.orders_query, "orderQueryAll", frozenset({"symbol", "marketType"})),
+            Route(post, f"{v1}/orders", self.orders_execute, "orderExecute", ORDER_FIELDS, ("symbol", "side", "orderType"), batch=True),
+            Route(delete, f"{v1}/orders", self.orders_cancel, "orderCancelAll", frozenset({"symbol", "orderType"}), ("symbol",)),
+            Route(get, f"{w1}/history/orders", self.order_history, "orderHistoryQueryAll", HISTORY_FIELDS),
+            Route(get, f"{w1}/history/fills", self.fill_history, "fillHistoryQueryAll",
+                  HISTORY_FIELDS | {"from", "to", "fillType", "strategyId"}),
+            Route(get, f"{w1}/capital/deposits", self.deposits, "depositQueryAll",
+                  frozenset({"from", "to", "limit", "offset", "excludePlatform"})),
+            Route(get, f"{w1}/capital/withdrawals", self.withdrawals, "withdrawalQueryAll",
+                  frozenset({"id", "clientId", "from", "to", "limit", "offset"})),
+            Route(post, f"{w1}/capital/withdrawals", self.withdraw, "withdraw",
+                  frozenset({"address", "blockchain", "clientId", "quantity", "symbol", "twoFactorToken", "autoBorrow",
+                             "autoLendRedeem", "recipientInformation"}), ("address", "blockchain", "quantity", "symbol")),
+        ]
+
+    # --- public ----------------------------------------------------------------------------
+
+    async def status(self, call: Call) -> Any:
+        if self.engine.accepting:
+            return {"status": "Ok", "message": None}
+        return {"status": "Maintenance", "message": "Satchel is starting or shutting down"}
+
+    async def ping(self, call: Call) -> Any:
+        return "pong"
+
+    async def time(self, call: Call) -> Any:
+        return str(self.clock_ms())
+
+    async def assets(self, call: Call) -> Any:
+        return [wire.asset_json(a) for a in self.engine.venue.assets.values()]
+
+    async def markets(self, call: Call) -> Any:
+        wanted = call.params.get("marketType", "SPOT")
+        types = {t.upper() for t in (wanted if isinstance(wanted, list) else [wanted])}
+        if not types <= {"SPOT", "PERP", "IPERP", "DATED", "PREDICTION", "RFQ"}:
+            raise bad_request(f"Invalid marketType {wanted!r}")
+        if "SPOT" not in types:
+            return []
+        return [self._market_json(spec) for spec in self.engine.venue.specs.values()]
+
+    async def market(self, call: Call) -> Any:
+        spec = self.spec(call.params)
+        assert spec is not None
+        return self._market_json(spec)
+
+    def _market_json(self, spec: MarketSpec) -> dict[str, Any]:
+        return wire.market_json(spec, self.engine.config.markets[spec.symbol], self.publisher.venue.markets[spec.symbol].state)
+
+    async def depth(self, call: Call) -> Any:
+        spec = self.spec(call.params)
+        assert spec is not None
+        limit = _int(call.params, "limit", 1000)
+        if limit not in DEPTH_LIMITS:
+            raise bad_request(f"Invalid limit {limit}: expected one of {', '.join(map(str, DEPTH_LIMITS))}")
+        bids, asks, update_id = self.publisher.depth(spec.symbol, limit)
+        return wire.depth_json(spec, bids, asks, update_id, self.clock_ms() * 1000)
+
+    async def ticker(self, call: Call) -> Any:
+        spec = self.spec(call.params)
+        assert spec is not None
+        window = _window(call.params)
+        return wire.ticker_json(spec, self.publisher.ticker(spec.symbol, self.clock_ms() * 1000, window))
+
+    async def tickers(self, call: Call) -> Any:
+        window = _window(call.params)
+        now_us = self.clock_ms() * 1000
+        return [wire.ticker_json(spec, self.publisher.ticker(s, now_us, window)) for s, spec in self.engine.venue.specs.items()]
+
+    async def klines(self, call: Call) -> Any:
+        spec = self.spec(call.params)
+        assert spec is not None
+        interval = call.params["interval"]
+        if interval not in INTERVALS:
+            raise bad_request(f"Invalid interval {interval!r}: expected one of {', '.join(INTERVALS)}")
+        price_type = call.params.get("priceType", "Last")
+        if price_type != "Last":
+            raise bad_request(f"priceType {price_type!r} is not available on spot markets (only Last)")
+        start_s = _int(call.params, "startTime", 0)
+        end_s = _int(call.params, "endTime", self.clock_ms() // 1000 + 1)
+        return [wire.kline_json(spec, c) for c in self.publisher.klines(spec.symbol, interval, start_s, end_s)]
+
+    async def trades(self, call: Call) -> Any:
+        spec = self.spec(call.params)
+        assert spec is not None
+        limit = _int(call.params, "limit", 100, 1, HISTORY_LIMIT_MAX)
+        offset = _int(call.params, "offset", 0, 0)
+        newest_first = self.publisher.trades(spec.symbol, limit, offset)
+        return [wire.trade_json(spec, t) for t in reversed(newest_first)]
+
+    async def securities(self, call: Call) -> Any:
+        return []
+
+    # --- account and capital -------------------------------------------------------------------
+
+    async def account(self, call: Call) -> Any:
+        specs = list(self.engine.venue.specs.values())
+        maker = min((s.maker_fee_bps for s in specs), default=0)
+        taker = min((s.taker_fee_bps for s in specs), default=0)
+        return {
+            "autoBorrowSettlements": False, "autoLend": False, "autoRealizePnl": False, "autoRepayBorrows": False,
+            "borrowLimit": "0", "futuresMakerFee": "0", "futuresTakerFee": "0", "leverageLimit": "1",
+            "limitOrders": len(self.publisher.open_orders(call.account_id)), "liquidating": False,
+            "positionLimit": "0", "spotMakerFee": str(maker), "spotTakerFee": str(taker), "triggerOrders": 0,
+        }
+
+    async def account_update(self, call: Call) -> Any:
+        spot_defaults = {"autoBorrowSettlements": False, "autoLend": False, "autoRepayBorrows": False, "leverageLimit": "1"}
+        changed = [k for k, v in call.params.items() if str(v).lower() != str(spot_defaults[k]).lower()]
+        if changed:
+            raise ApiError("NOT_IMPLEMENTED", f"{', '.join(sorted(changed))}: margin settings arrive with spot margin; "
+                                              "this venue trades spot only")
+        return None
+
+    async def capital(self, call: Call) -> Any:
+        out = {}
+        for asset, (available, locked) in self.publisher.balances(call.account_id).items():
+            decimals = self.decimals[asset]
+            out[asset] = {"available": wire.format_units(available, decimals),
+                          "locked": wire.format_units(locked, decimals), "staked": "0"}
+        return out
+
+    async def deposits(self, call: Call) -> Any:
+        return self._funds(call, "deposit")
+
+    async def withdrawals(self, call: Call) -> Any:
+        return self._funds(call, "withdrawal")
+
+    def _funds(self, call: Call, kind: str) -> Any:
+        records = self.publisher.funds(call.account_id, kind)
+        start, end = _int(call.params, "from", 0, 0), _int(call.params, "to", 2**63, 0)
+        records = [r for r in records if start <= r.ts_us // 1000 <= end]
+        records.reverse()
+        page = _page(call.params, records)
+        return [wire.funds_json(r, self.decimals[r.asset]) for r in page]
+
+    async def withdraw(self, call: Call) -> Any:
+        raise ApiError(
+            "NOT_IMPLEMENTED",
+            "Withdrawal requests are not queued by this venue yet: the operator withdraws on your behalf "
+            "(`satchel withdraw`); nothing was changed",
+        )
+
+    # --- orders -----------------------------------------------------------------------------------
+
+    async def order_query(self, call: Call) -> Any:
+        spec = self.spec(call.params)
+        assert spec is not None
+        order_id, client_id = _target(call.params)
+        view = self.publisher.open_order(call.account_id, spec.symbol, order_id, client_id)
+        if view is None:
+            raise ApiError("RESOURCE_NOT_FOUND", "Order not found (only resting orders are returned; see /wapi/v1/history/orders)")
+        return wire.order_json(view, spec)
+
+    async def orders_query(self, call: Call) -> Any:
+        spec = self.spec(call.params, required=False)
+        market_type = call.params.get("marketType", "SPOT")
+        if market_type != "SPOT":
+            return []
+        views = self.publisher.open_orders(call.account_id, spec.symbol if spec else None)
+        specs = self.engine.venue.specs
+        return [wire.order_json(v, specs[v.symbol]) for v in views]
+
+    async def order_execute(self, call: Call) -> Any:
+        cmd = self._build(call.account_id, call.params)
+        result = await self._submit_one(call.account_id, cmd)
+        return self._order_result(result, cmd.symbol)
+
+    async def _submit_one(self, account_id: int, cmd: PlaceOrder) -> Result:
+        reply = Reply()
+        refused = self.engine.submit(account_id, cmd, reply)
+        if refused is not None:
+            raise ApiError.of(refused)
+        return await reply.wait()
+
+    def _order_result(self, result: Result, symbol: str) -> Any:
+        if result.rejection is not None:
+            raise ApiError.of(result.rejection)
+        assert result.order is not None
+        return wire.order_json(result.order, self.engine.venue.specs[symbol])
+
+    async def orders_execute(self, call: Call) -> Any:
+        """Place up to 20 orders in order; each answers Ok or Err on its own."""
+        if not call.params or len(call.params) > BATCH_MAX:
+            raise bad_request(f"A batch holds 1 to {BATCH_MAX} orders")
+        pending: list[Reply | ApiError] = []
+        for item in call.params:
+            try:
+                cmd = self._build(call.account_id, item)
+            except ApiError as exc:
+                pending.append(exc)
+                continue
+            reply = Reply()
+            refused = self.engine.submit(call.account_id, cmd, reply)
+            pending.append(ApiError.of(refused) if refused is not None else reply)
+        out = []
+        for item, entry in zip(call.params, pending, strict=True):
+            if isinstance(entry, ApiError):
+                out.append({"operation": "Err", **entry.body()})
+                continue
+            result = await entry.wait()
+            if result.rejection is not None:
+                out.append({"operation": "Err", "code": result.rejection.code, "message": result.rejection.message})
+            else:
+                out.append({"operation": "Ok", **self._order_result(result, item["symbol"])})
+        return out
+
+    def _build(self, account_id: int, p: dict[str, Any]) -> PlaceOrder:
+        for name in sorted(p.keys() & NOT_YET.keys()):
+            if p[name] not in (None, False, "false"):
+                raise ApiError("NOT_IMPLEMENTED", f"{name}: {NOT_YET[name]} are not available on this venue yet")
+        self.spec(p)
+        order_type = ORDER_TYPES.get(p["orderType"]) if isinstance(p["orderType"], str) else None
+        if order_type is None:
+            raise ApiError("INVALID_ORDER", f"Invalid orderType {p['orderType']!r}: expected Limit or Market")
+        client_id = p.get("clientId")
+        if isinstance(client_id, str) and client_id.isdigit():
+            client_id = int(client_id)
+        if client_id is not None and (type(client_id) is not int or not 0 <= client_id <= CLIENT_ID_MAX):
+            raise bad_request("clientId must be an unsigned 32-bit integer")
+        built = self.engine.build_order(
+            account_id, p["symbol"], p["side"], order_type,
+            quantity=_decimal(p, "quantity"), quote_quantity=_decimal(p, "quoteQuantity"), price=_decimal(p, "price"),
+            time_in_force=p.get("timeInForce"), post_only=_bool(p, "postOnly"),
+            self_trade_prevention=p.get("selfTradePrevention"), client_id=client_id,
+        )
+        if isinstance(built, Rejection):
+            raise ApiError.of(built)
+        return built
+
+    async def order_cancel(self, call: Call) -> Any:
+        spec = self.spec(call.params)
+        assert spec is not None
+        order_id, client_id = _target(call.params)
+        result = await self.engine.cancel_order(call.account_id, spec.symbol, order_id=order_id, client_id=client_id)
+        return self._order_result(result, spec.symbol)
+
+    async def orders_cancel(self, call: Call) -> Any:
+        spec = self.spec(call.params)
+        assert spec is not None
+        kind = call.params.get("orderType", "RestingLimitOrder")
+        if kind == "ConditionalOrder":
+            return []
+        if kind != "RestingLimitOrder":
+            raise bad_request(f"Invalid orderType {kind!r}: expected RestingLimitOrder or ConditionalOrder")
+        result = await self.engine.cancel_all(call.account_id, spec.symbol)
+        if result.rejection is not None:
+            raise ApiError.of(result.rejection)
+        return [wire.order_json(v, spec) for v in result.orders]
+
+    # --- history ----------------------------------------------------------------------------------
+
+    async def order_history(self, call: Call) -> Any:
+        spec = self.spec(call.params, required=False)
+        order_id = _int(call.params, "orderId", 0, 0)
+        views = self.publisher.closed_orders(call.account_id) + self.publisher.open_orders(call.account_id)
+        views = [v for v in views if (spec is None or v.symbol == spec.symbol) and (not order_id or v.order_id == order_id)]
+        views.sort(key=lambda v: (v.created_us, v.order_id), reverse=_descending(call.params))
+        specs = self.engine.venue.specs
+        return [wire.history_order_json(v, specs[v.symbol]) for v in _page(call.params, views)]
+
+    async def fill_history(self, call: Call) -> Any:
+        spec = self.spec(call.params, required=False)
+        fill_type = call.params.get("fillType", "User")
+        if fill_type not in ("User", "BookLiquidation", "Adl", "Backstop", "Liquidation", "AllLiquidation",
+                             "CollateralConversion", "CollateralConversionAndSpotLiquidation"):
+            raise bad_request(f"Invalid fillType {fill_type!r}")
+        if fill_type != "User":
+            return []
+        order_id = _int(call.params, "orderId", 0, 0)
+        start, end = _int(call.params, "from", 0, 0), _int(call.params, "to", 2**63, 0)
+        fills = [
+            f for f in self.publisher.fills(call.account_id)
+            if (spec is None or f.symbol == spec.symbol) and (not order_id or f.order_id == order_id)
+            and start <= f.ts_us // 1000 <= end
+        ]
+        if _descending(call.params):
+            fills.reverse()
+        specs = self.engine.venue.specs
+        decimals = self.decimals
+        return [wire.fill_json(specs[f.symbol], decimals[f.fill.fee_asset], f) for f in _page(call.params, fills)]
+
+
+# --- parameter helpers ---------------------------------------------------------------------------
+
+
+def _check_fields(route: Route, params: dict[str, Any]) -> None:
+    unknown = sorted(set(params) - route.fields)
+    if unknown:
+        name = route.instruction or route.path
+        raise bad_request(f"Unknown field{'s' if len(unknown) > 1 else ''} for {name}: {', '.join(unknown)}")
+    missing = [f for f in route.required if params.get(f) in (None, "")]
+    if missing:
+        raise bad_request(f"Missing required field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+
+
+def _int(params: dict[str, Any], name: str, default: int, low: int | None = None, high: int | None = None) -> int:
+    value = params.get(name)
+    if value is None:
+        return default
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        value = int(value)
+    if type(value) is not int:
+        raise bad_request(f"{name} must be an integer, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise bad_request(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _decimal(params: dict[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if type(value) is int:
+        return str(value)
+    if not isinstance(value, str):
+        raise bad_request(f"{name} must be a decimal string, got {value!r}")
+    return value
+
+
+def _bool(params: dict[str, Any], name: str) -> bool:
+    value = params.get(name, False)
+    if value in (True, "true"):
+        return True
+    if value in (False, "false", None):
+        return False
+    raise bad_request(f"{name} must be true or false, got {value!r}")
+
+
+def _target(params: dict[str, Any]) -> tuple[int | None, int | None]:
+    order_id = params.get("orderId")
+    client_id = params.get("clientId")
+    if order_id is not None and client_id is not None:
+        raise bad_request("Give exactly one of orderId or clientId")
+    if order_id is None and client_id is None:
+        raise bad_request("Missing orderId or clientId")
+    if order_id is not None:
+        return _int(params, "orderId", 0, 1), None
+    return None, _int(params, "clientId", 0, 0, CLIENT_ID_MAX)
+
+
+def _window(params: dict[str, Any]) -> str:
+    interval = params.get("interval", "1d")
+    if interval not in ("1d", "1w"):
+        raise bad_request(f"Invalid interval {interval!r}: expected 1d or 1w")
+    return str(interval)
+
+
+def _descending(params: dict[str, Any]) -> bool:
+    direction = params.get("sortDirection", params.get("sort_direction", "Desc"))
+    if direction not in ("Asc", "Desc"):
+        raise bad_request(f"Invalid sortDirection {direction!r}: expected Asc or Desc")
+    return bool(direction == "Desc")
+
+
+def _page(params: dict[str, Any], rows: list[Any]) -> list[Any]:
+    limit = _int(params, "limit", 100, 1, HISTORY_LIMIT_MAX)
+    offset = _int(params, "offset", 0, 0)
+    return rows[offset:offset + limit]

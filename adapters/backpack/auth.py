@@ -1,0 +1,142 @@
+"""Backpack's Ed25519 request signing, verified server-side, and per-key rate limits.
+
+Signing string (reference/backpack-api.md §2.3-2.5): ``instruction=<name>``, then
+the request's parameters sorted by key as ``&k=v``, then
+``&timestamp=<X-Timestamp>&window=<X-Window>``. A batch (a JSON array) repeats
+``instruction=..&<sorted kv>`` per item and appends timestamp and window once.
+Booleans are ``true``/``false``. Clients disagree on percent-encoding (ccxt
+encodes values, Backpack's Rust SDK does not), so both forms are accepted.
+
+Every failure has its own error so a user can tell a clock problem from a key
+problem: missing headers, unknown key, bad window, stale timestamp, bad signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import quote
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from adapters.backpack.errors import ApiError
+
+DEFAULT_WINDOW_MS: Final = 5000
+MAX_WINDOW_MS: Final = 60_000
+RATE_PER_MINUTE: Final = 2000  # Backpack's documented limit per subaccount
+KEY_CACHE_MAX: Final = 65_536
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _scalar(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _pairs(params: dict[str, Any], encode: bool) -> str:
+    items = sorted(params.items())
+    if encode:
+        return "&".join(f"{quote(k, safe='')}={quote(_scalar(v), safe='')}" for k, v in items)
+    return "&".join(f"{k}={_scalar(v)}" for k, v in items)
+
+
+def signing_strings(instruction: str, params: dict[str, Any] | list[dict[str, Any]], timestamp: str, window: str) -> list[bytes]:
+    """The candidate signed messages: raw values first, then percent-encoded (ccxt)."""
+    tail = f"timestamp={timestamp}&window={window}"
+    out = []
+    for encode in (False, True):
+        if isinstance(params, list):
+            parts = [f"instruction={instruction}&{_pairs(p, encode)}" if p else f"instruction={instruction}" for p in params]
+            text = "&".join([*parts, tail])
+        else:
+            kv = _pairs(params, encode)
+            text = f"instruction={instruction}&{kv}&{tail}" if kv else f"instruction={instruction}&{tail}"
+        data = text.encode()
+        if data not in out:
+            out.append(data)
+    return out
+
+
+class Verifier:
+    """Checks one signed request: key registered, timestamp fresh, signature valid."""
+
+    def __init__(self, account_for_key: Callable[[str], int | None], clock_ms: Callable[[], int] = wall_ms) -> None:
+        self.account_for_key = account_for_key
+        self.clock_ms = clock_ms
+        self._keys: dict[str, Ed25519PublicKey] = {}
+
+    def verify(
+        self, instruction: str, params: dict[str, Any] | list[dict[str, Any]],
+        api_key: str | None, signature: str | None, timestamp: str | None, window: str | None,
+    ) -> int:
+        """Return the signer's account id, or raise the ``ApiError`` that says what is wrong."""
+        missing = [name for name, value in (("X-API-Key", api_key), ("X-Signature", signature), ("X-Timestamp", timestamp)) if not value]
+        if missing:
+            raise ApiError("UNAUTHORIZED", f"Missing {', '.join(missing)}: this endpoint needs a signed request")
+        assert api_key is not None and signature is not None and timestamp is not None
+        account_id = self.account_for_key(api_key)
+        if account_id is None:
+            raise ApiError("UNAUTHORIZED", "Unknown API key: register it with `satchel api-key add` first")
+        window_text = window if window else str(DEFAULT_WINDOW_MS)
+        if not window_text.isdigit() or not 0 < int(window_text) <= MAX_WINDOW_MS:
+            raise ApiError("INVALID_CLIENT_REQUEST", f"Invalid X-Window {window_text!r}: expected milliseconds, 1 to {MAX_WINDOW_MS}")
+        if not timestamp.isdigit():
+            raise ApiError("INVALID_CLIENT_REQUEST", f"Invalid X-Timestamp {timestamp!r}: expected Unix milliseconds")
+        skew = self.clock_ms() - int(timestamp)
+        if abs(skew) > int(window_text):
+            raise ApiError(
+                "INVALID_CLIENT_REQUEST",
+                f"Request has expired: X-Timestamp is {abs(skew)} ms {'behind' if skew > 0 else 'ahead of'} the server clock, "
+                f"outside the {window_text} ms window (check the client clock)",
+            )
+        try:
+            raw_signature = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError("INVALID_SIGNATURE", "X-Signature is not base64") from None
+        key = self._key(api_key)
+        for message in signing_strings(instruction, params, timestamp, window_text):
+            try:
+                key.verify(raw_signature, message)
+                return account_id
+            except InvalidSignature:
+                continue
+        raise ApiError("INVALID_SIGNATURE", f"Invalid signature for instruction {instruction!r}: the request or its signing string does not match")
+
+    def _key(self, api_key: str) -> Ed25519PublicKey:
+        key = self._keys.get(api_key)
+        if key is None:
+            if len(self._keys) >= KEY_CACHE_MAX:
+                self._keys.clear()
+            key = self._keys[api_key] = Ed25519PublicKey.from_public_bytes(base64.b64decode(api_key))
+        return key
+
+
+class RateLimiter:
+    """A token bucket per API key: ``per_minute`` requests, bursting up to the same number."""
+
+    def __init__(self, per_minute: int = RATE_PER_MINUTE, clock_s: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(per_minute)
+        self.refill_per_s = per_minute / 60.0
+        self.clock_s = clock_s
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, api_key: str) -> None:
+        now = self.clock_s()
+        tokens, since = self._buckets.get(api_key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - since) * self.refill_per_s)
+        if tokens < 1.0:
+            self._buckets[api_key] = (tokens, now)
+            raise ApiError("TOO_MANY_REQUESTS", f"Rate limit exceeded: {int(self.capacity)} requests per minute per API key")
+        self._buckets[api_key] = (tokens - 1.0, now)

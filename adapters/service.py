@@ -1,0 +1,36 @@
+"""The Backpack-format adapters as one daemon service: publisher, REST and WebSocket.
+
+``engine/daemon.py`` finds this through the ``satchel.services`` entry point (so
+``engine`` never imports ``adapters``) and starts it after the engine is ready
+and before any command is accepted from outside, which is what lets the
+publisher seed itself from the engine's state (see ``engine.publisher``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import trio
+
+from adapters.backpack.api import BackpackApi
+from adapters.rest import serve_rest
+from adapters.websocket import serve_websocket
+from engine.publisher import Publisher
+from engine.runtime import Engine
+
+
+async def serve_backpack(
+    engine: Engine, *, rest_listen: str | None = None, ws_listen: str | None = None,
+    rate_per_minute: int | None = None, ws_options: dict[str, Any] | None = None, task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until cancelled; report ``{"rest": host:port, "websocket": host:port}``."""
+    adapters = engine.config.adapters
+    publisher = Publisher.for_engine(engine)
+    kwargs = {} if rate_per_minute is None else {"rate_per_minute": rate_per_minute or None}
+    api = BackpackApi(engine, publisher, **kwargs)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(publisher.run, engine)
+        rest = await nursery.start(serve_rest, api, rest_listen or adapters.rest.listen)
+        ws = await nursery.start(partial(serve_websocket, api, ws_listen or adapters.websocket.listen, **(ws_options or {})))
+        task_status.started({"rest": rest, "websocket": ws, "publisher": publisher, "api": api})

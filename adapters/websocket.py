@@ -1,0 +1,440 @@
+"""Backpack-compatible WebSocket streams (trio-websocket), plus order entry as an extension.
+
+Protocol (reference/backpack-api.md §8)
+    ``{"method":"SUBSCRIBE"|"UNSUBSCRIBE","params":[stream, ...]}``; private
+    streams (``account.*``) need ``"signature":[key, sig, timestamp, window]``
+    signed over ``instruction=subscribe&timestamp=..&window=..``. Data frames
+    are ``{"stream","data"}`` with Backpack's short keys and µs timestamps.
+    Errors: ``{"id":null,"error":{"code":4006,"message":...}}``.
+
+Streams: ``depth.<s>``, ``depth.{200,600,1000}ms.<s>`` (merged over the
+interval, ``U``/``u`` spanning it), ``trade.<s>``, ``bookTicker.<s>``,
+``ticker.<s>`` (every second), ``kline.<interval>.<s>`` (each second the candle
+changed, and once with ``X: true`` when it closes), ``account.orderUpdate[.<s>]``,
+``account.balanceUpdate``. Depth ``U``/``u`` are the publisher's update ids, the
+counter REST ``/api/v1/depth`` reports as ``lastUpdateId``.
+
+Order entry (Satchel extension): ``{"id": <any>, "method": "<instruction>",
+"params": {...} | [...], "signature": [key, sig, timestamp, window]}`` where the
+instruction is one of the REST route table's (``orderExecute``, ``orderCancel``,
+``orderCancelAll``, ``orderQuery``, ``orderQueryAll``, ``balanceQuery``, ...)
+and the signature is exactly the REST one over ``params``. The answer is
+``{"id", "result"}`` with the REST payload, or ``{"id", "error": {"code","message"}}``.
+
+Flow control: every update is encoded once (JSON and WebSocket frame) however
+many connections receive it; each connection has a bounded outbox drained by one
+writer task that sends everything queued in one write. A connection whose outbox
+is full is closed with code 1008 and a reason; the engine never waits for it.
+The server pings every ``PING_INTERVAL_S`` and closes after ``PONG_TIMEOUT_S``
+without a pong.
+
+Known limit: the batched writer sends pre-built frames through trio-websocket's
+stream under its send lock (private attributes of the pinned 0.12.2; the server
+never negotiates compression, so frames are plain RFC 6455 text frames).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Final
+
+import orjson
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+from trio_websocket import serve_websocket as _serve_ws
+
+from adapters.backpack import wire
+from adapters.backpack.api import BackpackApi
+from adapters.backpack.errors import ApiError
+from engine.publisher import INTERVALS, BalanceUpdate, BookTop, DepthUpdate, OrderUpdate, TradeRecord, Update
+
+log = logging.getLogger("satchel.websocket")
+
+OUTBOX_MAX: Final = 4096  # frames queued per connection before it counts as slow
+WRITE_BATCH_MAX: Final = 512  # frames per socket write
+MAX_MESSAGE_BYTES: Final = 64 * 1024
+MAX_STREAMS: Final = 256  # subscriptions per connection
+MAX_INFLIGHT: Final = 64  # order-entry requests per connection
+PING_INTERVAL_S: Final = 60.0
+PONG_TIMEOUT_S: Final = 120.0
+AGGREGATES_MS: Final = (200, 600, 1000)
+TICK_S: Final = 0.2
+
+E_BAD_REQUEST: Final = 4000
+E_UNAUTHORIZED: Final = 4001
+E_INVALID_STREAM: Final = 4006
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, final RFC 6455 text frame (server to client)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+def envelope(stream: str, data: dict[str, Any]) -> bytes:
+    return text_frame(orjson.dumps({"stream": stream, "data": data}))
+
+
+class Connection:
+    """One client: its subscriptions, its bounded outbox and the task that drains it."""
+
+    def __init__(self, ws: WebSocketConnection, clock: Callable[[], float], outbox_max: int = OUTBOX_MAX) -> None:
+        self.ws = ws
+        self.outbox_max = outbox_max
+        self.streams: set[str] = set()
+        self.account_id = 0
+        self.outbox: deque[bytes] = deque()
+        self.wake = trio.Event()
+        self.scope = trio.CancelScope()
+        self.close_reason = ""
+        self.inflight = 0
+        self.last_pong = clock()
+
+    def push(self, frame: bytes) -> None:
+        if self.close_reason:
+            return
+        if len(self.outbox) >= self.outbox_max:
+            self.kill(f"slow consumer: {self.outbox_max} messages queued")
+            return
+        self.outbox.append(frame)
+        self.wake.set()
+
+    def kill(self, reason: str) -> None:
+        self.close_reason = reason
+        self.outbox.clear()
+        self.scope.cancel()
+
+    async def writer(self) -> None:
+        ws = self.ws
+        while True:
+            await self.wake.wait()
+            self.wake = trio.Event()
+            outbox = self.outbox
+            while outbox:
+                n = min(len(outbox), WRITE_BATCH_MAX)
+                data = b"".join([outbox.popleft() for _ in range(n)])
+                async with ws._stream_lock:
+                    await ws._stream.send_all(data)
+
+
+class StreamServer:
+    """Subscriptions across connections, fed by the publisher's listener."""
+
+    def __init__(
+        self, api: BackpackApi, *, ping_interval_s: float = PING_INTERVAL_S, pong_timeout_s: float = PONG_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic, outbox_max: int = OUTBOX_MAX,
+    ) -> None:
+        self.api = api
+        self.outbox_max = outbox_max
+        self.specs = api.engine.venue.specs
+        self.ping_interval_s = ping_interval_s
+        self.pong_timeout_s = pong_timeout_s
+        self.clock = clock
+        self.subs: dict[str, set[Connection]] = {}
+        self.private: dict[int, set[Connection]] = {}
+        self.connections: set[Connection] = set()
+        self._aggregates: dict[tuple[int, str], list[Any]] = {}
+        self._kline_sent: dict[str, tuple[int, int]] = {}
+        self.frames_sent = 0
+        api.publisher.listeners.append(self.on_updates)
+
+    # --- streams -----------------------------------------------------------------------------
+
+    def valid(self, stream: str) -> bool:
+        parts = stream.split(".")
+        kind, symbol = parts[0], parts[-1]
+        if kind == "account":
+            return stream in ("account.orderUpdate", "account.balanceUpdate") or (
+                len(parts) == 3 and parts[1] == "orderUpdate" and symbol in self.specs)
+        if symbol not in self.specs:
+            return False
+        if len(parts) == 2:
+            return kind in ("depth", "trade", "bookTicker", "ticker")
+        if len(parts) == 3:
+            if kind == "depth":
+                return parts[1] in {f"{ms}ms" for ms in AGGREGATES_MS}
+            return kind == "kline" and parts[1] in INTERVALS
+        return False
+
+    def _publish(self, stream: str, build: Callable[[], dict[str, Any]]) -> None:
+        subs = self.subs.get(stream)
+        if subs:
+            frame = envelope(stream, build())
+            for conn in subs:
+                conn.push(frame)
+            self.frames_sent += len(subs)
+
+    def on_updates(self, updates: list[Update]) -> None:
+        """Publisher listener: encode each update once per stream name, push to subscribers."""
+        now_us = time.time_ns() // 1000
+        specs = self.specs
+        for u in updates:
+            t = type(u)
+            if t is DepthUpdate:
+                spec = specs[u.symbol]  # type: ignore[union-attr]
+                self._publish(f"depth.{u.symbol}", lambda: wire.ws_depth(spec, u, now_us))  # type: ignore[arg-type, union-attr]  # noqa: B023
+                for ms in AGGREGATES_MS:
+                    if self.subs.get(f"depth.{ms}ms.{u.symbol}"):  # type: ignore[union-attr]
+                        self._aggregate(ms, u)  # type: ignore[arg-type]
+            elif t is TradeRecord:
+                spec = specs[u.symbol]  # type: ignore[union-attr]
+                self._publish(f"trade.{u.symbol}", lambda: wire.ws_trade(spec, u, now_us))  # type: ignore[arg-type, union-attr]  # noqa: B023
+            elif t is BookTop:
+                spec = specs[u.symbol]  # type: ignore[union-attr]
+                self._publish(f"bookTicker.{u.symbol}", lambda: wire.ws_book_ticker(spec, u, now_us))  # type: ignore[arg-type, union-attr]  # noqa: B023
+            elif t is OrderUpdate or t is BalanceUpdate:
+                conns = self.private.get(u.account_id)  # type: ignore[union-attr]
+                if conns:
+                    self._private(u, conns, now_us)  # type: ignore[arg-type]
+
+    def _private(self, u: OrderUpdate | BalanceUpdate, conns: set[Connection], now_us: int) -> None:
+        frames: dict[str, bytes] = {}
+        if type(u) is BalanceUpdate:
+            names = ["account.balanceUpdate"]
+        else:
+            names = ["account.orderUpdate", f"account.orderUpdate.{u.view.symbol}"]  # type: ignore[union-attr]
+        for conn in conns:
+            for name in names:
+                if name in conn.streams:
+                    frame = frames.get(name)
+                    if frame is None:
+                        frame = frames[name] = envelope(name, self._private_json(u, now_us))
+                    conn.push(frame)
+                    self.frames_sent += 1
+
+    def _private_json(self, u: OrderUpdate | BalanceUpdate, now_us: int) -> dict[str, Any]:
+        decimals = self.api.decimals
+        if type(u) is BalanceUpdate:
+            return wire.ws_balance(u, decimals[u.asset], now_us)
+        return wire.ws_order_update(self.specs[u.view.symbol], u, decimals, now_us)  # type: ignore[union-attr, arg-type]
+
+    def _aggregate(self, ms: int, u: DepthUpdate) -> None:
+        key = (ms, u.symbol)
+        entry = self._aggregates.get(key)
+        if entry is None:
+            entry = self._aggregates[key] = [u.first_id, u.last_id, {}, {}, u.ts_us]
+        entry[1], entry[4] = u.last_id, u.ts_us
+        entry[2].update(u.bids)
+        entry[3].update(u.asks)
+
+    async def ticker_loop(self) -> None:
+        """Aggregated depth every 200/600/1000 ms; tickers and klines every second."""
+        ticks = 0
+        while True:
+            await trio.sleep(TICK_S)
+            ticks += 1
+            now_us = time.time_ns() // 1000
+            elapsed_ms = round(ticks * TICK_S * 1000)
+            for ms in AGGREGATES_MS:
+                if elapsed_ms % ms == 0:
+                    self._flush_aggregates(ms, now_us)
+            if elapsed_ms % 1000 == 0:
+                self._periodic(now_us)
+
+    def _flush_aggregates(self, ms: int, now_us: int) -> None:
+        for (interval, symbol), entry in list(self._aggregates.items()):
+            if interval != ms:
+                continue
+            del self._aggregates[interval, symbol]
+            first, last, bids, asks, ts_us = entry
+            update = DepthUpdate(symbol, first, last, sorted(bids.items()), sorted(asks.items()), ts_us)
+            spec = self.specs[symbol]
+            self._publish(f"depth.{ms}ms.{symbol}", lambda: wire.ws_depth(spec, update, now_us))  # noqa: B023
+
+    def _periodic(self, now_us: int) -> None:
+        publisher = self.api.publisher
+        for stream, subs in list(self.subs.items()):
+            if not subs:
+                continue
+            parts = stream.split(".")
+            symbol = parts[-1]
+            spec = self.specs.get(symbol)
+            if spec is None:
+                continue
+            if parts[0] == "ticker":
+                stats = publisher.ticker(symbol, now_us)
+                if stats.last:
+                    self._publish(stream, lambda: wire.ws_ticker(spec, stats, now_us))  # noqa: B023
+            elif parts[0] == "kline":
+                self._kline(stream, parts[1], spec, now_us)
+
+    def _kline(self, stream: str, interval: str, spec: Any, now_us: int) -> None:
+        candle = self.api.publisher.current_candle(spec.symbol, interval)
+        if candle is None:
+            return
+        closed = now_us // 1_000_000 >= candle.end_s
+        mark = (candle.start_s, candle.trades * 2 + closed)
+        if self._kline_sent.get(stream) == mark:
+            return
+        self._kline_sent[stream] = mark
+        self._publish(stream, lambda: wire.ws_kline(spec, candle, closed, now_us))
+
+    # --- connections ---------------------------------------------------------------------------
+
+    async def handle(self, request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        conn = Connection(ws, self.clock, self.outbox_max)
+        self.connections.add(conn)
+        try:
+            with conn.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(conn.writer)
+                    nursery.start_soon(self._keepalive, conn, nursery)
+                    await self._reader(conn, nursery)
+                    nursery.cancel_scope.cancel()
+        except ConnectionClosed:
+            pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self._forget(conn)
+            if conn.close_reason:
+                with trio.move_on_after(1):
+                    await ws.aclose(1008, conn.close_reason[:120])
+            else:
+                with trio.move_on_after(1):
+                    await ws.aclose()
+
+    def _forget(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        for stream in conn.streams:
+            subs = self.subs.get(stream)
+            if subs is not None:
+                subs.discard(conn)
+        if conn.account_id:
+            conns = self.private.get(conn.account_id)
+            if conns is not None:
+                conns.discard(conn)
+
+    async def _keepalive(self, conn: Connection, nursery: trio.Nursery) -> None:
+        async def ping() -> None:
+            try:
+                await conn.ws.ping()
+            except ConnectionClosed:
+                return
+            conn.last_pong = self.clock()
+
+        while True:
+            await trio.sleep(self.ping_interval_s)
+            if self.clock() - conn.last_pong > self.pong_timeout_s:
+                conn.kill(f"no pong for {self.pong_timeout_s:g} s")
+                return
+            nursery.start_soon(ping)
+
+    async def _reader(self, conn: Connection, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                raw = await conn.ws.get_message()
+            except ConnectionClosed:
+                return
+            try:
+                message = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                self._error(conn, None, E_BAD_REQUEST, f"Malformed JSON: {exc}")
+                continue
+            if not isinstance(message, dict):
+                self._error(conn, None, E_BAD_REQUEST, "Expected a JSON object")
+                continue
+            method = message.get("method")
+            if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+                self._subscription(conn, message)
+            elif isinstance(method, str) and "id" in message:
+                if conn.inflight >= MAX_INFLIGHT:
+                    self._reply(conn, message["id"], error=ApiError("TOO_MANY_REQUESTS", f"More than {MAX_INFLIGHT} requests in flight on this connection"))
+                    continue
+                conn.inflight += 1
+                nursery.start_soon(self._request, conn, message)
+            else:
+                self._error(conn, message.get("id"), E_BAD_REQUEST, f"Unknown method {method!r}: expected SUBSCRIBE, UNSUBSCRIBE or a signed request with an id")
+
+    def _subscription(self, conn: Connection, message: dict[str, Any]) -> None:
+        params = message.get("params")
+        if not isinstance(params, list) or not params or not all(isinstance(p, str) for p in params):
+            self._error(conn, message.get("id"), E_BAD_REQUEST, "params must be a non-empty list of stream names")
+            return
+        bad = [p for p in params if not self.valid(p)]
+        if bad:
+            self._error(conn, message.get("id"), E_INVALID_STREAM, f"Invalid stream: {', '.join(bad)}")
+            return
+        if message["method"] == "UNSUBSCRIBE":
+            for stream in params:
+                conn.streams.discard(stream)
+                self.subs.get(stream, set()).discard(conn)
+            return
+        if any(p.startswith("account.") for p in params) and not self._authorize(conn, message):
+            return
+        if len(conn.streams | set(params)) > MAX_STREAMS:
+            self._error(conn, message.get("id"), E_BAD_REQUEST, f"At most {MAX_STREAMS} subscriptions per connection")
+            return
+        for stream in params:
+            conn.streams.add(stream)
+            self.subs.setdefault(stream, set()).add(conn)
+            self._kline_sent.pop(stream, None)
+
+    def _authorize(self, conn: Connection, message: dict[str, Any]) -> bool:
+        signature = message.get("signature")
+        if not isinstance(signature, list) or len(signature) != 4 or not all(isinstance(s, str) for s in signature):
+            self._error(conn, message.get("id"), E_UNAUTHORIZED, "Private streams need \"signature\": [apiKey, signature, timestamp, window]")
+            return False
+        key, sig, ts, window = signature
+        try:
+            account_id = self.api.verifier.verify("subscribe", {}, key, sig, ts, window)
+        except ApiError as exc:
+            self._error(conn, message.get("id"), E_UNAUTHORIZED, f"{exc.code}: {exc.message}")
+            return False
+        if conn.account_id and conn.account_id != account_id:
+            self._error(conn, message.get("id"), E_UNAUTHORIZED, "This connection is already signed in as another account")
+            return False
+        conn.account_id = account_id
+        self.private.setdefault(account_id, set()).add(conn)
+        return True
+
+    async def _request(self, conn: Connection, message: dict[str, Any]) -> None:
+        """Order entry: the REST route for the instruction, the same checks and payloads."""
+        request_id = message["id"]
+        try:
+            params = message.get("params", {})
+            route = self.api.by_instruction.get((message["method"], isinstance(params, list)))
+            if route is None:
+                raise ApiError("INVALID_CLIENT_REQUEST", f"Unknown instruction {message['method']!r}")
+            signature = message.get("signature")
+            if not isinstance(signature, list) or len(signature) != 4:
+                raise ApiError("UNAUTHORIZED", "Signed requests need \"signature\": [apiKey, signature, timestamp, window]")
+            key, sig, ts, window = (str(s) for s in signature)
+            result = await self.api.dispatch(route, params, key, sig, ts, window)
+            self._reply(conn, request_id, result=result)
+        except ApiError as exc:
+            self._reply(conn, request_id, error=exc)
+        finally:
+            conn.inflight -= 1
+
+    def _reply(self, conn: Connection, request_id: Any, *, result: Any = None, error: ApiError | None = None) -> None:
+        if error is not None:
+            body = {"id": request_id, "error": error.body(), "status": error.status}
+        else:
+            body = {"id": request_id, "result": result, "status": 200}
+        conn.push(text_frame(orjson.dumps(body)))
+
+    def _error(self, conn: Connection, request_id: Any, code: int, message: str) -> None:
+        conn.push(text_frame(orjson.dumps({"id": request_id, "error": {"code": code, "message": message}})))
+
+
+async def serve_websocket(
+    api: BackpackApi, listen: str, *, ping_interval_s: float = PING_INTERVAL_S, pong_timeout_s: float = PONG_TIMEOUT_S,
+    outbox_max: int = OUTBOX_MAX, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled; reports the bound ``host:port``."""
+    host, _, port = listen.rpartition(":")
+    server = StreamServer(api, ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s, outbox_max=outbox_max)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.ticker_loop)
+        ws = await nursery.start(partial(_serve_ws, server.handle, host, int(port), None, max_message_size=MAX_MESSAGE_BYTES))
+        task_status.started(f"{host}:{ws.port}")

@@ -1,0 +1,371 @@
+"""Reading history back: control records, replay, offline verification, dumps, progress.
+
+A record's payload is either a batch of events (a JSON array, see ``codec``) or a
+*control record* (a JSON object with sorted keys and a ``type``):
+
+* ``genesis`` (always seq 1): journal format, venue name, the pinned config and
+  its fingerprint, the plugin set, and the venue's public key.
+* ``checkpoint``: ``{"type":"checkpoint","body":{...},"signature":b64}``. The body
+  names the record it covers (``seq``, ``chain_hash`` = that record's hash), the
+  venue's ``state_hash`` after applying it, the wall time, why it was written and,
+  for a proof-of-reserves publication, the Merkle sum root and totals. The
+  signature is Ed25519 over the canonical body (sorted-key orjson) with the
+  domain ``satchel/checkpoint/v1``.
+
+``Replayer`` is the one loop that recovery, the checkpointer's replica and
+``satchel verify`` all drive: it checks every checkpoint's signature and chain
+hash as it passes, and applies event batches to a ``Venue``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, Final
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from engine import signing, snapshot
+from engine.codec import CodecError, decode_events, to_dict
+from engine.config import Config, ConfigError, parse_config
+from engine.journal import JournalCorrupt, Record, read_records, segments
+from engine.messages import FEE_ACCOUNT_ID
+from engine.units import format_units
+from engine.venue import InvariantViolation, Venue
+
+JOURNAL_FORMAT: Final = 2
+CHECKPOINT: Final = "checkpoint"
+GENESIS: Final = "genesis"
+CHAIN_WINDOW: Final = 1 << 20  # record hashes kept for checking the checkpoints that name them
+
+
+class AuditError(Exception):
+    """History that does not check out; names segment, offset and seq where it can."""
+
+    def __init__(self, message: str, *, segment: Path | None = None, offset: int = -1, seq: int = -1) -> None:
+        where = f" in {segment.name} at offset {offset} (seq {seq})" if segment is not None else ""
+        super().__init__(f"{message}{where}")
+        self.problem = message
+        self.segment = segment
+        self.offset = offset
+        self.seq = seq
+
+    @classmethod
+    def at(cls, record: Record | None, message: str) -> AuditError:
+        if record is None:
+            return cls(message)
+        return cls(message, segment=record.segment, offset=record.offset, seq=record.seq)
+
+
+def is_control(payload: bytes) -> bool:
+    return payload[:1] == b"{"
+
+
+def canonical(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def checkpoint_payload(key: signing.VenueKey, body: dict[str, Any]) -> bytes:
+    body = {"type": CHECKPOINT, **body}
+    return canonical({"type": CHECKPOINT, "body": body, "signature": key.sign(CHECKPOINT, canonical(body))})
+
+
+def checkpoint_body(seq: int, chain_hash: bytes, state_hash: str, time_us: int, reason: str,
+                    por: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"seq": seq, "chain_hash": chain_hash.hex(), "state_hash": state_hash,
+                            "time_us": time_us, "reason": reason}
+    if por is not None:
+        body["por"] = por
+    return body
+
+
+def genesis_config(genesis: dict[str, Any]) -> Config:
+    """The config a journal was written with, rebuilt from its genesis record."""
+    try:
+        config = parse_config(genesis["config"])
+    except (ConfigError, KeyError) as exc:
+        raise AuditError(f"genesis record's config is unusable: {exc}") from None
+    if config.fingerprint() != genesis.get("config_hash"):
+        raise AuditError("genesis record's config does not match its pinned fingerprint")
+    return config
+
+
+def read_genesis(directory: Path) -> dict[str, Any]:
+    files = segments(directory)
+    if not files:
+        raise AuditError(f"no journal segments in {directory}")
+    for record in read_records(directory, repair=False, upto=1):
+        genesis: dict[str, Any] = orjson.loads(record.payload)
+        if genesis.get("type") != GENESIS or genesis.get("format") != JOURNAL_FORMAT:
+            raise AuditError(f"record 1 is not a format-{JOURNAL_FORMAT} genesis record",
+                             segment=record.segment, offset=record.offset, seq=1)
+        return genesis
+    raise AuditError(f"journal in {directory} is empty")
+
+
+class Replayer:
+    """Feeds records, in order, to a venue; checks control records on the way.
+
+    ``apply_from``: event batches at seq <= this are only chain-checked (they are
+    already in the venue, e.g. from a snapshot). ``on_checkpoint`` sees every
+    verified checkpoint body (verify uses it to compare state hashes).
+    """
+
+    def __init__(self, venue: Venue | None, public: Ed25519PublicKey | None, *, apply_from: int = 0,
+                 on_checkpoint: Callable[[Record, dict[str, Any]], None] | None = None) -> None:
+        self.venue = venue
+        self.public = public
+        self.apply_from = apply_from
+        self.on_checkpoint = on_checkpoint
+        self.hashes: dict[int, bytes] = {}
+        self.records = 0
+        self.events = 0
+        self.checkpoints = 0
+        self.last: Record | None = None
+
+    def feed(self, record: Record) -> None:
+        payload = record.payload
+        if is_control(payload):
+            self._control(record)
+        elif record.seq > self.apply_from and self.venue is not None:
+            try:
+                events = decode_events(payload)
+            except CodecError as exc:
+                raise AuditError(str(exc), segment=record.segment, offset=record.offset, seq=record.seq) from None
+            apply = self.venue.apply
+            for event in events:
+                apply(event)
+            self.events += len(events)
+        hashes = self.hashes
+        hashes[record.seq] = record.hash
+        if len(hashes) > CHAIN_WINDOW:
+            del hashes[next(iter(hashes))]
+        self.records += 1
+        self.last = record
+
+    def _control(self, record: Record) -> None:
+        try:
+            doc = orjson.loads(record.payload)
+        except orjson.JSONDecodeError as exc:
+            raise AuditError(f"control record is not JSON: {exc}", segment=record.segment,
+                             offset=record.offset, seq=record.seq) from None
+        kind = doc.get("type")
+        if kind == GENESIS:
+            if record.seq != 1:
+                raise AuditError("a genesis record after seq 1", segment=record.segment, offset=record.offset, seq=record.seq)
+            return
+        if kind != CHECKPOINT:
+            raise AuditError(f"unknown control record type {kind!r}", segment=record.segment,
+                             offset=record.offset, seq=record.seq)
+        body, signature = doc.get("body"), doc.get("signature")
+        if type(body) is not dict or type(signature) is not str:
+            raise AuditError.at(record, "checkpoint record lacks its body or signature")
+        if self.public is not None and not signing.verify(self.public, CHECKPOINT, canonical(body), signature):
+            raise AuditError.at(record, "checkpoint signature does not verify with the venue key")
+        covered = body.get("seq")
+        if type(covered) is not int or not 0 < covered < record.seq:
+            raise AuditError.at(record, f"checkpoint names seq {covered!r}, which is not an earlier record")
+        known = self.hashes.get(covered)
+        if known is None:
+            raise AuditError.at(record, f"checkpoint names seq {covered}, older than the {CHAIN_WINDOW}-record audit window")
+        if known.hex() != body.get("chain_hash"):
+            raise AuditError.at(record, f"checkpoint's chain hash for seq {covered} differs from the journal's")
+        # hashes up to the covered seq are no longer needed: later checkpoints cover later seqs
+        for seq in [s for s in self.hashes if s < covered]:
+            del self.hashes[seq]
+        self.checkpoints += 1
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(record, body)
+
+
+# --- progress --------------------------------------------------------------------------
+
+
+class Progress:
+    """Records/s and ETA for long replays: a redrawn bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, label: str, total_bytes: int, stream: IO[str] | None = None, *, min_s: float = 1.0) -> None:
+        self.label = label
+        self.total = max(total_bytes, 1)
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = self.last = time.monotonic()
+        self.min_s = min_s if not self.tty else 0.2
+        self.shown = False
+
+    def update(self, done_bytes: int, records: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < self.min_s:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        frac = min(done_bytes / self.total, 1.0)
+        rate = records / elapsed
+        eta = elapsed * (1 - frac) / frac if frac > 0 else 0.0
+        if self.tty:
+            bar = "#" * int(frac * 30)
+            self.stream.write(f"\r{self.label} [{bar:<30}] {frac:6.1%} {records:,} records {rate:,.0f}/s ETA {eta:4.0f}s")
+            if final:
+                self.stream.write("\n")
+        else:
+            self.stream.write(f"{self.label}: {frac:.1%} {records} records {rate:.0f} records/s eta {eta:.0f}s\n")
+        self.stream.flush()
+        self.shown = True
+
+
+def journal_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in segments(directory))
+
+
+def replay_records(directory: Path, replayer: Replayer, *, repair: bool, progress: Progress | None = None,
+                   upto: int | None = None) -> None:
+    done = 0
+    for record in read_records(directory, repair=repair, upto=upto):
+        replayer.feed(record)
+        done += len(record.payload) + 48
+        if progress is not None and not replayer.records & 1023:
+            progress.update(done, replayer.records)
+    if progress is not None and (progress.shown or progress.tty):
+        progress.update(done, replayer.records, final=True)
+
+
+# --- verify -------------------------------------------------------------------------------
+
+
+def liabilities(venue: Venue) -> dict[str, int]:
+    """Per-asset total of every user account's balance (the fee account is the venue's own)."""
+    totals = dict.fromkeys(sorted(venue.assets), 0)
+    for account_id, account in venue.accounts.items():
+        if account_id == FEE_ACCOUNT_ID:
+            continue
+        for asset, atoms in account.balances.items():
+            totals[asset] += atoms
+    return totals
+
+
+def verify_journal(directory: Path, pubkey: str | None = None, *, progress: bool = True,
+                   stream: IO[str] | None = None) -> dict[str, Any]:
+    """Check a journal offline (see ``_verify``); any damage is an AuditError naming its position."""
+    try:
+        return _verify(directory, pubkey, progress, stream)
+    except JournalCorrupt as exc:
+        raise AuditError(f"journal corrupt: {exc.problem}",
+                         segment=exc.segment, offset=exc.offset, seq=exc.seq) from None
+
+
+def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str] | None) -> dict[str, Any]:
+    """Check a journal offline and rebuild its state; raise AuditError at the first bad position.
+
+    Two passes: the first checks CRCs, the chain and every checkpoint signature and
+    collects the positions checkpoints and snapshots claim; the second replays from
+    genesis and compares the state hash (and PoR totals) at each of them.
+    """
+    genesis = read_genesis(directory)
+    config = genesis_config(genesis)
+    venue_key = genesis.get("venue_key", "")
+    if pubkey is not None and pubkey.strip() != venue_key:
+        raise AuditError(f"journal was signed by venue key {venue_key}, not the given {pubkey.strip()}")
+    public = signing.load_public(venue_key)
+
+    claims: dict[int, list[tuple[str, dict[str, Any], Record | None]]] = {}
+
+    def collect(record: Record, body: dict[str, Any]) -> None:
+        claims.setdefault(body["seq"], []).append(("checkpoint", body, record))
+
+    total = journal_bytes(directory)
+    first = Replayer(None, public, on_checkpoint=collect)
+    replay_records(directory, first, repair=False, progress=Progress("verify: chain", total, stream) if progress else None)
+    snapshots = []
+    for path in snapshot.snapshot_files(directory):
+        try:
+            header, _ = snapshot.read(path, config)
+        except snapshot.SnapshotInvalid as exc:
+            raise AuditError(f"snapshot {exc}") from None
+        claims.setdefault(header.seq, []).append(("snapshot", {"state_hash": header.state_hash,
+                                                               "chain_hash": header.chain_hash, "path": path.name}, None))
+        snapshots.append(path.name)
+
+    venue = Venue(config)
+    second = Replayer(venue, None)
+    checked = 0
+    pending = sorted(claims)
+    prog = Progress("verify: replay", total, stream) if progress else None
+    done = 0
+    for record in read_records(directory, repair=False):
+        second.feed(record)
+        done += len(record.payload) + 48
+        if prog is not None and not second.records & 1023:
+            prog.update(done, second.records)
+        while pending and pending[0] == record.seq:
+            seq = pending.pop(0)
+            state_hash = venue.state_hash()
+            totals = None
+            for kind, claim, at in claims[seq]:
+                if claim["state_hash"] != state_hash:
+                    raise AuditError.at(at, f"{kind} {claim.get('path', '')} for seq {seq} claims state hash "
+                                        f"{claim['state_hash'][:16]}, replay gives {state_hash[:16]}".replace("  ", " "))
+                if claim["chain_hash"] != record.hash.hex():
+                    raise AuditError.at(at, f"{kind} for seq {seq} names a different chain hash")
+                por = claim.get("por")
+                if por is not None:
+                    totals = totals or liabilities(venue)
+                    if por.get("totals") != [str(totals[a]) for a in por.get("assets", [])]:
+                        raise AuditError.at(at, f"proof-of-reserves totals at seq {seq} differ from the replayed liabilities")
+                checked += 1
+            try:
+                venue.check_invariants()
+            except InvariantViolation as exc:
+                raise AuditError(f"invariant broken at seq {seq}: {exc}") from None
+    if prog is not None and (prog.shown or prog.tty):
+        prog.update(done, second.records, final=True)
+    try:
+        venue.check_invariants()
+    except InvariantViolation as exc:
+        raise AuditError(f"invariant broken at the end of the journal: {exc}") from None
+    last = second.last
+    owed = {a: format_units(v, venue.assets[a].decimals) for a, v in liabilities(venue).items()}
+    return {
+        "ok": True,
+        "records": second.records,
+        "events": second.events,
+        "last_seq": last.seq if last else 0,
+        "chain_hash": last.hash.hex() if last else "",
+        "state_hash": venue.state_hash(),
+        "checkpoints": first.checkpoints,
+        "claims_checked": checked,
+        "snapshots": snapshots,
+        "venue": genesis.get("venue"),
+        "venue_key": venue_key,
+        "accounts": len(venue.accounts) - 1,
+        "liabilities": owed,
+    }
+
+
+def journal_events(directory: Path) -> Iterator[tuple[int, Any]]:
+    """(seq, event) for every event in the journal, control records skipped. Read-only."""
+    for record in read_records(directory, repair=False):
+        if not is_control(record.payload):
+            for event in decode_events(record.payload):
+                yield record.seq, event
+
+
+# --- dump ------------------------------------------------------------------------------------
+
+
+def dump_journal(directory: Path, start: int = 1, stop: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every event (and control record) in [start, stop] as a named JSON object, for auditors."""
+    for record in read_records(directory, repair=False, upto=stop):
+        if record.seq < start:
+            continue
+        if is_control(record.payload):
+            yield {"seq": record.seq, "hash": record.hash.hex(), **orjson.loads(record.payload)}
+            continue
+        try:
+            events = decode_events(record.payload)
+        except CodecError as exc:
+            raise AuditError(str(exc), segment=record.segment, offset=record.offset, seq=record.seq) from None
+        for index, event in enumerate(events):
+            yield {"seq": record.seq, "index": index, **to_dict(event)}

@@ -1,0 +1,571 @@
+"""Market data and account updates, built only from durable events (ints in, ints out).
+
+The publisher keeps a *shadow* ``Venue``: a copy of the venue's state taken while
+the engine is idle (so it holds only durable facts), advanced afterwards solely
+by the batches ``JournalActor.subscribe()`` hands out after each fsync. It
+applies them with the same ``Venue.apply`` replay uses, so its books, balances
+and open orders are exactly the durable state, never ahead of it. Every read an
+adapter serves (depth, open orders, balances, fills) comes from here, which is
+how "durable before visible" holds for queries as well as for streams.
+
+What it derives, per batch, in journal order:
+    * per market, one ``DepthUpdate`` with absolute level sizes and the update
+      ids it covers: every event that changes a market's book takes the next
+      id of that market's counter, so ``first_id == previous last_id + 1`` and
+      ``depth(symbol)``'s ``update_id`` is on the same counter (a client syncs
+      snapshot + stream with no gap);
+    * ``TradeRecord`` per fill (bounded ring per market), klines for every
+      interval (bounded per interval), the inputs of a rolling 24 h ticker;
+    * ``BookTop`` when a market's best bid or ask changes;
+    * per account: ``OrderUpdate`` (accepted, fill, cancelled, expired,
+      modified), ``BalanceUpdate`` for each touched asset, and bounded histories
+      of fills, closed orders, deposits and withdrawals.
+
+Listeners (the WebSocket adapter, later FIX drop copies) get each batch's
+updates once, synchronously; they must not block. No sockets and no wire
+formats live here.
+
+Limits: histories, trades and klines start empty when the daemon starts (the
+shadow is seeded from state, not by re-reading the journal) and are bounded by
+the ``*_KEEP`` constants. If the journal drops the publisher for falling behind,
+it re-seeds at the next idle moment and every market's update id jumps, so
+streaming clients see a gap and re-sync, as Backpack's protocol intends.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import trio
+
+from engine.messages import (
+    ASK,
+    BID,
+    CANCELLED,
+    EXPIRED,
+    FEE_ACCOUNT_ID,
+    FILLED,
+    Deposited,
+    Event,
+    OrderAmended,
+    OrderCancelled,
+    OrderPlaced,
+    OrderView,
+    Transferred,
+    Withdrawn,
+)
+from engine.venue import Venue
+
+if TYPE_CHECKING:
+    from engine.book import Order
+    from engine.runtime import Engine
+
+log = logging.getLogger("satchel.publisher")
+
+TRADES_KEEP: Final = 10_000  # per market
+KLINES_KEEP: Final = 1_500  # candles per market and interval (1m covers the 24 h ticker)
+HISTORY_KEEP: Final = 10_000  # fills, closed orders, deposits, withdrawals per account
+
+# Kline intervals in seconds; "1month" is calendar months (0 marks it).
+INTERVALS: Final[dict[str, int]] = {
+    "1s": 1, "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
+    "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400, "3d": 259200, "1w": 604800,
+    "1month": 0,
+}
+_WEEK_OFFSET_S: Final = 4 * 86400  # 1970-01-01 was a Thursday; weeks start on Monday 00:00 UTC
+
+# OrderUpdate kinds (Backpack's event names are the most widely understood spelling)
+ACCEPTED: Final = "orderAccepted"
+FILL: Final = "orderFill"
+CANCELLED_KIND: Final = "orderCancelled"
+EXPIRED_KIND: Final = "orderExpired"
+MODIFIED: Final = "orderModified"
+
+
+# --- updates (protocol-neutral) -------------------------------------------------
+
+
+@attrs.define(slots=True)
+class DepthUpdate:
+    symbol: str
+    first_id: int
+    last_id: int
+    bids: list[tuple[int, int]]  # (price_ticks, qty_steps); qty 0 removes the level
+    asks: list[tuple[int, int]]
+    ts_us: int
+
+
+@attrs.define(slots=True)
+class TradeRecord:
+    symbol: str
+    trade_id: int
+    price_ticks: int
+    qty_steps: int
+    quote: int  # quote atoms
+    buyer_order_id: int
+    seller_order_id: int
+    is_buyer_maker: bool
+    ts_us: int
+
+
+@attrs.define(slots=True)
+class BookTop:
+    symbol: str
+    bid_ticks: int  # 0 when the side is empty
+    bid_steps: int
+    ask_ticks: int
+    ask_steps: int
+    update_id: int
+    ts_us: int
+
+
+@attrs.define(slots=True)
+class FillInfo:
+    trade_id: int
+    price_ticks: int
+    qty_steps: int
+    is_maker: bool
+    fee: int
+    fee_asset: str
+
+
+@attrs.define(slots=True)
+class OrderUpdate:
+    account_id: int
+    kind: str
+    view: OrderView
+    ts_us: int
+    fill: FillInfo | None = None
+
+
+@attrs.define(slots=True)
+class BalanceUpdate:
+    account_id: int
+    asset: str
+    available: int
+    locked: int
+    ts_us: int
+
+
+@attrs.define(slots=True)
+class FillRecord:
+    account_id: int
+    symbol: str
+    order_id: int
+    client_id: int
+    side: str
+    fill: FillInfo
+    ts_us: int
+
+
+@attrs.define(slots=True)
+class FundsRecord:
+    account_id: int
+    asset: str
+    amount: int
+    kind: str  # "deposit" | "withdrawal"
+    seq: int  # per-publisher running id
+    ts_us: int
+
+
+@attrs.define(slots=True)
+class Candle:
+    start_s: int
+    end_s: int
+    open: int
+    high: int
+    low: int
+    close: int
+    volume_steps: int = 0
+    quote: int = 0
+    trades: int = 0
+
+
+@attrs.define(slots=True)
+class TickerStats:
+    symbol: str
+    first: int  # ticks; 0 when the market never traded
+    last: int
+    high: int
+    low: int
+    volume_steps: int
+    quote: int
+    trades: int
+
+
+Update = DepthUpdate | TradeRecord | BookTop | OrderUpdate | BalanceUpdate
+Listener = Callable[[list[Update]], None]
+
+
+def bucket(ts_s: int, interval: str) -> tuple[int, int]:
+    """The [start, end) seconds of the candle of ``interval`` that contains ``ts_s``."""
+    seconds = INTERVALS[interval]
+    if seconds == 0:
+        day = datetime.fromtimestamp(ts_s, UTC)
+        first = datetime(day.year, day.month, 1, tzinfo=UTC)
+        after = datetime(day.year + day.month // 12, day.month % 12 + 1, 1, tzinfo=UTC)
+        return int(first.timestamp()), int(after.timestamp())
+    offset = _WEEK_OFFSET_S if interval == "1w" else 0
+    start = (ts_s - offset) // seconds * seconds + offset
+    return start, start + seconds
+
+
+class _MarketData:
+    """Per-market derived data the book itself does not keep."""
+
+    __slots__ = ("klines", "top", "trades", "update_id")
+
+    def __init__(self) -> None:
+        self.update_id = 0
+        self.trades: deque[TradeRecord] = deque(maxlen=TRADES_KEEP)
+        self.klines: dict[str, deque[Candle]] = {name: deque(maxlen=KLINES_KEEP) for name in INTERVALS}
+        self.top = (0, 0, 0, 0)
+
+
+class _Histories:
+    __slots__ = ("fills", "funds", "orders")
+
+    def __init__(self) -> None:
+        self.fills: deque[FillRecord] = deque(maxlen=HISTORY_KEEP)
+        self.orders: deque[OrderView] = deque(maxlen=HISTORY_KEEP)
+        self.funds: deque[FundsRecord] = deque(maxlen=HISTORY_KEEP)
+
+
+class Publisher:
+    """Derived, durable-only state plus fan-out to listeners. See the module docstring."""
+
+    def __init__(self, venue: Venue) -> None:
+        self.listeners: list[Listener] = []
+        self.resyncs = 0
+        self._funds_seq = 0
+        self._histories: dict[int, _Histories] = {}
+        self._rx: trio.MemoryReceiveChannel[list[Event]] | None = None
+        self._sent_balances: dict[tuple[int, str], tuple[int, int]] = {}  # only changes are published
+        self._reset(venue)
+
+    def _reset(self, venue: Venue) -> None:
+        old = getattr(self, "_data", {})
+        self.venue = venue
+        self._data: dict[str, _MarketData] = {}
+        for symbol, market in venue.markets.items():
+            data = old.get(symbol) or _MarketData()
+            data.update_id += 1_000_000 if symbol in old else 0  # a visible gap after a re-seed
+            book = market.book
+            data.top = _top(book)
+            self._data[symbol] = data
+
+    # --- running against an engine -------------------------------------------------
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> Publisher:
+        """Seed from an idle engine and subscribe in the same step; ``run`` keeps it current.
+
+        Idle means every applied event is durable, so the copy holds no fact the
+        subscription will deliver again.
+        """
+        if not engine.idle():
+            raise RuntimeError("the publisher must be seeded while the engine is idle (before intake opens)")
+        publisher = cls(copy.deepcopy(engine.venue))
+        publisher._rx = engine.journal.subscribe()
+        return publisher
+
+    async def run(self, engine: Engine, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Apply durable batches until cancelled; re-seed if the journal drops us."""
+        rx = self._rx
+        assert rx is not None, "use Publisher.for_engine(engine) to run against an engine"
+        task_status.started()
+        while True:
+            async with rx:
+                async for events in rx:
+                    self.apply_batch(events)
+            self.resyncs += 1
+            log.warning("publisher fell behind the journal; re-seeding from the next idle moment")
+            await engine.wait_idle()
+            self._reset(copy.deepcopy(engine.venue))
+            rx = engine.journal.subscribe()
+
+    # --- applying ----------------------------------------------------------------------
+
+    def apply_batch(self, events: Iterable[Event]) -> list[Update]:
+        """Apply one durable batch, notify listeners once, and return its updates."""
+        depth: dict[str, tuple[int, set[tuple[str, int]], int]] = {}
+        balances: dict[tuple[int, str], int] = {}
+        updates: list[Update] = []
+        for e in events:
+            t = type(e)
+            if t is OrderPlaced:
+                self._placed(e, depth, balances, updates)  # type: ignore[arg-type]
+            elif t is OrderCancelled:
+                self._cancelled(e, depth, balances, updates)  # type: ignore[arg-type]
+            elif t is OrderAmended:
+                self._amended(e, depth, balances, updates)  # type: ignore[arg-type]
+            else:
+                self.venue.apply(e)
+                self._funds(e, balances)
+        self._finish(depth, balances, updates)
+        if updates:
+            for listener in self.listeners:
+                listener(updates)
+        return updates
+
+    def _touch(self, depth: dict[str, tuple[int, set[tuple[str, int]], int]], symbol: str,
+               levels: Iterable[tuple[str, int]], ts_us: int) -> None:
+        """Record the levels an event changes; the event takes the market's next update id."""
+        data = self._data[symbol]
+        data.update_id += 1
+        entry = depth.get(symbol)
+        if entry is None:
+            depth[symbol] = (data.update_id, set(levels), ts_us)
+        else:
+            entry[1].update(levels)
+            depth[symbol] = (entry[0], entry[1], ts_us)
+
+    def _placed(self, e: OrderPlaced, depth: Any, balances: dict[tuple[int, str], int], updates: list[Update]) -> None:
+        market = self.venue.markets[e.symbol]
+        spec = market.spec
+        book = market.book
+        maker_side = ASK if e.side == BID else BID
+        makers = [book.orders[f.maker_order_id] for f in e.fills]
+        stp = [book.orders[order_id] for order_id in e.stp_cancelled]
+        levels = [(maker_side, f.price_ticks) for f in e.fills] + [(o.side, o.price_ticks) for o in stp]
+        rests = e.status not in (FILLED, EXPIRED, CANCELLED)
+        if rests:
+            levels.append((e.side, e.price_ticks))
+        self.venue.apply_placed(e)
+        if levels:
+            self._touch(depth, e.symbol, levels, e.ts_us)
+        taker_view = market.view_placed(e)
+        progress = attrs.evolve(taker_view, executed_steps=0, executed_quote=0, status="New")
+        updates.append(OrderUpdate(e.account_id, ACCEPTED, attrs.evolve(progress), e.ts_us))
+        data = self._data[e.symbol]
+        base, quote_asset = spec.base, spec.quote
+        for f, maker in zip(e.fills, makers, strict=True):
+            quote = f.price_ticks * f.qty_steps * spec.quote_per_tick_step
+            bid_is_taker = e.side == BID
+            trade = TradeRecord(
+                e.symbol, f.trade_id, f.price_ticks, f.qty_steps, quote,
+                e.order_id if bid_is_taker else f.maker_order_id,
+                f.maker_order_id if bid_is_taker else e.order_id,
+                not bid_is_taker, e.ts_us,
+            )
+            data.trades.append(trade)
+            updates.append(trade)
+            self._kline(data, f.price_ticks, f.qty_steps, quote, e.ts_us)
+            progress.executed_steps += f.qty_steps
+            progress.executed_quote += quote
+            progress.status = FILLED if progress.executed_steps == e.qty_steps else "PartiallyFilled"
+            taker_fill = FillInfo(f.trade_id, f.price_ticks, f.qty_steps, False, f.taker_fee,
+                                  base if e.side == BID else quote_asset)
+            self._fill(e.account_id, e.symbol, e.order_id, e.client_id, e.side, attrs.evolve(progress), taker_fill, e.ts_us, updates)
+            maker_view = market.view(maker)
+            if maker.remaining_steps == 0:
+                maker_view.status = FILLED
+                self._history(f.maker_account_id).orders.append(maker_view)
+            maker_fill = FillInfo(f.trade_id, f.price_ticks, f.qty_steps, True, f.maker_fee,
+                                  base if maker_side == BID else quote_asset)
+            self._fill(f.maker_account_id, e.symbol, f.maker_order_id, maker.client_id, maker_side, maker_view,
+                       maker_fill, e.ts_us, updates)
+            balances[f.maker_account_id, base] = balances[f.maker_account_id, quote_asset] = e.ts_us
+        for order in stp:
+            view = market.view(order)
+            view.status = CANCELLED
+            self._history(order.account_id).orders.append(view)
+            updates.append(OrderUpdate(order.account_id, CANCELLED_KIND, view, e.ts_us))
+        if e.status == EXPIRED:
+            updates.append(OrderUpdate(e.account_id, EXPIRED_KIND, taker_view, e.ts_us))
+        if not rests:
+            self._history(e.account_id).orders.append(taker_view)
+        balances[e.account_id, base] = balances[e.account_id, quote_asset] = e.ts_us
+
+    def _fill(self, account_id: int, symbol: str, order_id: int, client_id: int, side: str, view: OrderView,
+              fill: FillInfo, ts_us: int, updates: list[Update]) -> None:
+        updates.append(OrderUpdate(account_id, FILL, view, ts_us, fill))
+        self._history(account_id).fills.append(FillRecord(account_id, symbol, order_id, client_id, side, fill, ts_us))
+
+    def _cancelled(self, e: OrderCancelled, depth: Any, balances: dict[tuple[int, str], int], updates: list[Update]) -> None:
+        market = self.venue.markets[e.symbol]
+        order = market.book.orders[e.order_id]
+        view = market.view(order)
+        self.venue.apply(e)
+        self._touch(depth, e.symbol, [(order.side, order.price_ticks)], e.ts_us)
+        view.status = CANCELLED
+        self._history(e.account_id).orders.append(view)
+        updates.append(OrderUpdate(e.account_id, CANCELLED_KIND, view, e.ts_us))
+        spec = market.spec
+        balances[e.account_id, spec.quote if order.side == BID else spec.base] = e.ts_us
+
+    def _amended(self, e: OrderAmended, depth: Any, balances: dict[tuple[int, str], int], updates: list[Update]) -> None:
+        market = self.venue.markets[e.symbol]
+        order = market.book.orders[e.order_id]
+        old_price = order.price_ticks
+        self.venue.apply(e)
+        self._touch(depth, e.symbol, [(order.side, old_price), (order.side, order.price_ticks)], e.ts_us)
+        updates.append(OrderUpdate(e.account_id, MODIFIED, market.view(order), e.ts_us))
+        spec = market.spec
+        balances[e.account_id, spec.quote if order.side == BID else spec.base] = e.ts_us
+
+    def _funds(self, e: Event, balances: dict[tuple[int, str], int]) -> None:
+        t = type(e)
+        if t is Deposited or t is Withdrawn:
+            self._funds_seq += 1
+            kind = "deposit" if t is Deposited else "withdrawal"
+            record = FundsRecord(e.account_id, e.asset, e.amount, kind, self._funds_seq, e.ts_us)  # type: ignore[union-attr]
+            self._history(e.account_id).funds.append(record)  # type: ignore[union-attr]
+            balances[e.account_id, e.asset] = e.ts_us  # type: ignore[union-attr]
+        elif t is Transferred:
+            balances[e.from_account_id, e.asset] = e.ts_us  # type: ignore[union-attr]
+            balances[e.to_account_id, e.asset] = e.ts_us  # type: ignore[union-attr]
+
+    def _kline(self, data: _MarketData, price: int, steps: int, quote: int, ts_us: int) -> None:
+        ts_s = ts_us // 1_000_000
+        for name, candles in data.klines.items():
+            last = candles[-1] if candles else None
+            if last is None or ts_s >= last.end_s:
+                start, end = bucket(ts_s, name)
+                last = Candle(start, end, price, price, price, price)
+                candles.append(last)
+            last.high = max(last.high, price)
+            last.low = min(last.low, price)
+            last.close = price
+            last.volume_steps += steps
+            last.quote += quote
+            last.trades += 1
+
+    def _finish(self, depth: dict[str, tuple[int, set[tuple[str, int]], int]],
+                balances: dict[tuple[int, str], int], updates: list[Update]) -> None:
+        for symbol, (first_id, levels, ts_us) in depth.items():
+            market = self.venue.markets[symbol]
+            steps = market.book.level_steps
+            data = self._data[symbol]
+            bids = sorted((p, steps.get((BID, p), 0)) for side, p in levels if side == BID)
+            asks = sorted((p, steps.get((ASK, p), 0)) for side, p in levels if side == ASK)
+            updates.append(DepthUpdate(symbol, first_id, data.update_id, bids, asks, ts_us))
+            top = _top(market.book)
+            if top != data.top:
+                data.top = top
+                updates.append(BookTop(symbol, *top, data.update_id, ts_us))
+        for (account_id, asset), ts_us in balances.items():
+            if account_id == FEE_ACCOUNT_ID:
+                continue
+            account = self.venue.accounts[account_id]
+            locked = account.locked.get(asset, 0)
+            now = (account.balances.get(asset, 0) - locked, locked)
+            if self._sent_balances.get((account_id, asset), (0, 0)) != now:
+                self._sent_balances[account_id, asset] = now
+                updates.append(BalanceUpdate(account_id, asset, now[0], now[1], ts_us))
+
+    def _history(self, account_id: int) -> _Histories:
+        history = self._histories.get(account_id)
+        if history is None:
+            history = self._histories[account_id] = _Histories()
+        return history
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def depth(self, symbol: str, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
+        """Best ``limit`` levels per side (best first) and the update id they reflect."""
+        book = self.venue.markets[symbol].book
+        return book.depth(BID, limit), book.depth(ASK, limit), self._data[symbol].update_id
+
+    def update_id(self, symbol: str) -> int:
+        return self._data[symbol].update_id
+
+    def book_top(self, symbol: str) -> BookTop:
+        data = self._data[symbol]
+        return BookTop(symbol, *data.top, data.update_id, 0)
+
+    def trades(self, symbol: str, limit: int, offset: int = 0) -> list[TradeRecord]:
+        """Newest first, skipping ``offset`` newer trades."""
+        ring = self._data[symbol].trades
+        end = len(ring) - offset
+        return [ring[i] for i in range(end - 1, max(end - limit, 0) - 1, -1)] if end > 0 else []
+
+    def klines(self, symbol: str, interval: str, start_s: int, end_s: int) -> list[Candle]:
+        return [c for c in self._data[symbol].klines[interval] if start_s <= c.start_s < end_s]
+
+    def current_candle(self, symbol: str, interval: str) -> Candle | None:
+        candles = self._data[symbol].klines[interval]
+        return candles[-1] if candles else None
+
+    def ticker(self, symbol: str, now_us: int, window: str = "1d") -> TickerStats:
+        """Rolling statistics over the last day (1m candles) or week (1h candles)."""
+        interval, span_s = ("1h", 7 * 86400) if window == "1w" else ("1m", 86400)
+        since = now_us // 1_000_000 - span_s
+        last = self.venue.markets[symbol].last_price
+        stats = TickerStats(symbol, 0, last, 0, 0, 0, 0, 0)
+        for c in self._data[symbol].klines[interval]:
+            if c.end_s <= since:
+                continue
+            if not stats.trades:
+                stats.first, stats.high, stats.low = c.open, c.high, c.low
+            stats.high = max(stats.high, c.high)
+            stats.low = min(stats.low, c.low)
+            stats.volume_steps += c.volume_steps
+            stats.quote += c.quote
+            stats.trades += c.trades
+        if not stats.trades:
+            stats.first = stats.high = stats.low = last
+        return stats
+
+    def account_for_key(self, public_key: str) -> int | None:
+        """The account a durable API key belongs to."""
+        return self.venue.api_keys.get(public_key)
+
+    def balances(self, account_id: int) -> dict[str, tuple[int, int]]:
+        """asset -> (available, locked) atoms, for every asset the account ever held."""
+        account = self.venue.accounts.get(account_id)
+        if account is None:
+            return {}
+        out = {}
+        for asset in sorted(set(account.balances) | set(account.locked)):
+            locked = account.locked.get(asset, 0)
+            out[asset] = (account.balances.get(asset, 0) - locked, locked)
+        return out
+
+    def open_orders(self, account_id: int, symbol: str | None = None) -> list[OrderView]:
+        account = self.venue.accounts.get(account_id)
+        if account is None:
+            return []
+        views = []
+        for order_id, open_order in account.orders.items():
+            if symbol is None or open_order.symbol == symbol:
+                market = self.venue.markets[open_order.symbol]
+                views.append(market.view(market.book.orders[order_id]))
+        return sorted(views, key=lambda v: v.order_id)
+
+    def open_order(self, account_id: int, symbol: str, order_id: int | None, client_id: int | None) -> OrderView | None:
+        account = self.venue.accounts.get(account_id)
+        if account is None:
+            return None
+        if order_id is None and client_id is not None:
+            order_id = account.client_ids.get(client_id)
+        open_order = account.orders.get(order_id) if order_id is not None else None
+        if open_order is None or open_order.symbol != symbol:
+            return None
+        market = self.venue.markets[symbol]
+        order: Order = market.book.orders[order_id]  # type: ignore[index]
+        return market.view(order)
+
+    def fills(self, account_id: int) -> list[FillRecord]:
+        history = self._histories.get(account_id)
+        return list(history.fills) if history else []
+
+    def closed_orders(self, account_id: int) -> list[OrderView]:
+        history = self._histories.get(account_id)
+        return list(history.orders) if history else []
+
+    def funds(self, account_id: int, kind: str) -> list[FundsRecord]:
+        history = self._histories.get(account_id)
+        return [r for r in history.funds if r.kind == kind] if history else []
+
+
+def _top(book: Any) -> tuple[int, int, int, int]:
+    bid, ask = book.best_bid(), book.best_ask()
+    steps = book.level_steps
+    return (bid, steps.get((BID, bid), 0) if bid else 0, ask, steps.get((ASK, ask), 0) if ask else 0)

@@ -1,0 +1,133 @@
+"""engine/publisher.py driven by real events from the sans-IO venue (no trio)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+
+from engine.messages import ASK, BID, ApiKeyAdded, Deposited
+from engine.publisher import (
+    BalanceUpdate,
+    BookTop,
+    DepthUpdate,
+    OrderUpdate,
+    Publisher,
+    TradeRecord,
+    bucket,
+)
+from tests.engine.helpers import (
+    NOW_US,
+    atoms,
+    cancel,
+    fund,
+    limit,
+    make_venue,
+    market,
+    open_account,
+    place,
+    steps,
+    ticks,
+)
+
+
+def setup() -> tuple[object, Publisher, int, int]:
+    venue = make_venue()
+    maker, taker = open_account(venue), open_account(venue)
+    fund(venue, maker, "SOL", "100")
+    fund(venue, taker, "USDC", "10000")
+    return venue, Publisher(copy.deepcopy(venue)), maker, taker
+
+
+def test_shadow_state_matches_the_venue_and_depth_ids_are_gapless() -> None:
+    venue, pub, maker, taker = setup()
+    seen: list[DepthUpdate] = []
+    pub.listeners.append(lambda ups: seen.extend(u for u in ups if isinstance(u, DepthUpdate)))
+    snapshot_bids, snapshot_asks, snapshot_id = pub.depth("SOL_USDC", 100)
+    assert (snapshot_bids, snapshot_asks, snapshot_id) == ([], [], 0)
+    e1 = place(venue, limit(venue, maker, ASK, "101", "2"))
+    e2 = place(venue, limit(venue, maker, ASK, "102", "3"))
+    pub.apply_batch([e1, e2])  # two events, one update covering ids 1..2
+    e3 = place(venue, market(venue, taker, BID, qty="2.5"))
+    pub.apply_batch([e3])
+    assert pub.venue.state_hash() == venue.state_hash()
+    assert [(d.first_id, d.last_id) for d in seen] == [(1, 2), (3, 3)]
+    assert seen[0].asks == [(ticks(venue, "101"), steps(venue, "2")), (ticks(venue, "102"), steps(venue, "3"))]
+    # absolute sizes: 101 emptied, 102 has 2.5 left
+    assert seen[1].asks == [(ticks(venue, "101"), 0), (ticks(venue, "102"), steps(venue, "2.5"))]
+    bids, asks, update_id = pub.depth("SOL_USDC", 10)
+    assert update_id == 3 and asks == [(ticks(venue, "102"), steps(venue, "2.5"))] and bids == []
+
+
+def test_trades_klines_and_ticker() -> None:
+    venue, pub, maker, taker = setup()
+    pub.apply_batch([place(venue, limit(venue, maker, ASK, "100", "1"))])
+    pub.apply_batch([place(venue, limit(venue, maker, ASK, "110", "1"))])
+    ups = pub.apply_batch([place(venue, market(venue, taker, BID, qty="2"))])
+    trades = [u for u in ups if isinstance(u, TradeRecord)]
+    assert [(t.trade_id, t.price_ticks, t.is_buyer_maker) for t in trades] == [(1, ticks(venue, "100"), False), (2, ticks(venue, "110"), False)]
+    assert [t.trade_id for t in pub.trades("SOL_USDC", 10)] == [2, 1]
+    assert [t.trade_id for t in pub.trades("SOL_USDC", 10, offset=1)] == [1]
+    candle = pub.current_candle("SOL_USDC", "1m")
+    assert candle is not None and (candle.open, candle.high, candle.low, candle.close) == (10000, 11000, 10000, 11000)
+    assert candle.volume_steps == steps(venue, "2") and candle.trades == 2
+    assert candle.quote == atoms(venue, "USDC", "210")
+    stats = pub.ticker("SOL_USDC", NOW_US + 60_000_000)
+    assert (stats.first, stats.last, stats.high, stats.low, stats.trades) == (10000, 11000, 11000, 10000, 2)
+    later = pub.ticker("SOL_USDC", NOW_US + 2 * 86_400_000_000)
+    assert later.trades == 0 and later.first == later.last == 11000
+    tops = [u for u in ups if isinstance(u, BookTop)]
+    assert tops and tops[-1].ask_ticks == 0
+
+
+def test_order_and_balance_updates_for_taker_and_maker() -> None:
+    venue, pub, maker, taker = setup()
+    pub.apply_batch([place(venue, limit(venue, maker, ASK, "100", "1", client_id=7))])
+    ups = pub.apply_batch([place(venue, limit(venue, taker, BID, "100", "3"))])
+    orders = [(u.account_id, u.kind, u.view.status) for u in ups if isinstance(u, OrderUpdate)]
+    assert orders == [
+        (taker, "orderAccepted", "New"),
+        (taker, "orderFill", "PartiallyFilled"),
+        (maker, "orderFill", "Filled"),
+    ]
+    fill = next(u for u in ups if isinstance(u, OrderUpdate) and u.account_id == maker and u.fill)
+    assert fill.fill is not None and fill.fill.is_maker and fill.fill.fee_asset == "USDC" and fill.view.client_id == 7
+    balances = {(u.account_id, u.asset): (u.available, u.locked) for u in ups if isinstance(u, BalanceUpdate)}
+    assert balances[taker, "USDC"] == (atoms(venue, "USDC", "9700"), atoms(venue, "USDC", "200"))
+    assert pub.balances(taker)["USDC"] == balances[taker, "USDC"]
+    assert [f.fill.trade_id for f in pub.fills(taker)] == [1]
+    assert [v.status for v in pub.closed_orders(maker)] == ["Filled"]
+    resting = pub.open_orders(taker, "SOL_USDC")
+    assert len(resting) == 1 and resting[0].executed_steps == steps(venue, "1")
+    ups = pub.apply_batch([cancel(venue, taker, resting[0].order_id)])
+    assert [(u.kind, u.view.status) for u in ups if isinstance(u, OrderUpdate)] == [("orderCancelled", "Cancelled")]
+    assert pub.open_orders(taker) == [] and pub.balances(taker)["USDC"][1] == 0
+
+
+def test_expired_orders_and_deposits() -> None:
+    venue, pub, maker, taker = setup()
+    ups = pub.apply_batch([place(venue, market(venue, taker, BID, qty="1"))])  # empty book
+    assert [u.kind for u in ups if isinstance(u, OrderUpdate)] == ["orderAccepted", "orderExpired"]
+    assert not any(isinstance(u, DepthUpdate) for u in ups)
+    assert pub.closed_orders(taker)[0].expiry_reason == "InsufficientLiquidity"
+    deposit = Deposited(maker, "USDC", atoms(venue, "USDC", "5"), NOW_US)
+    venue.apply(deposit)
+    ups = pub.apply_batch([deposit])
+    assert ups == [BalanceUpdate(maker, "USDC", atoms(venue, "USDC", "5"), 0, NOW_US)]
+    assert [(r.kind, r.amount) for r in pub.funds(maker, "deposit")] == [("deposit", 5_000_000)]
+
+
+def test_buckets() -> None:
+    monday = int(datetime(2026, 11, 16, tzinfo=UTC).timestamp())
+    assert bucket(monday + 3 * 86400 + 5, "1w") == (monday, monday + 7 * 86400)
+    nov = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())
+    dec = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp())
+    assert bucket(nov + 12345, "1month") == (nov, dec)
+    assert bucket(dec + 5, "1month")[1] == int(datetime(2027, 1, 1, tzinfo=UTC).timestamp())
+    assert bucket(125, "1m") == (120, 180)
+
+
+def test_account_for_key_reads_durable_keys() -> None:
+    _venue, pub, maker, _ = setup()
+    assert pub.account_for_key("a2V5") is None
+    pub.apply_batch([ApiKeyAdded(maker, "a2V5", NOW_US)])
+    assert pub.account_for_key("a2V5") == maker

@@ -1,0 +1,150 @@
+"""REST adapter over real sockets: public market data, signed trading, and every refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.backpack.auth import RateLimiter
+from tests.adapters.live import Http, LiveVenue
+
+SOL = "SOL_USDC"
+
+
+@pytest.fixture(scope="module")
+def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveVenue]:
+    with LiveVenue(Path(tmp_path_factory.mktemp("rest"))) as live:
+        yield live
+
+
+@pytest.fixture
+def http(venue: LiveVenue) -> Iterator[Http]:
+    client = Http(venue)
+    yield client
+    client.conn.close()
+
+
+def test_public_endpoints(venue: LiveVenue, http: Http) -> None:
+    assert http.request("GET", "/api/v1/ping") == (200, "pong")
+    status, now = http.request("GET", "/api/v1/time")
+    assert status == 200 and now.isdigit()
+    assert http.request("GET", "/api/v1/status") == (200, {"status": "Ok", "message": None})
+    status, assets = http.request("GET", "/api/v1/assets")
+    assert {a["symbol"] for a in assets} == {"USDC", "SOL", "BTC", "ETH"}
+    status, markets = http.request("GET", "/api/v1/markets")
+    sol = next(m for m in markets if m["symbol"] == SOL)
+    assert sol["filters"]["price"]["tickSize"] == "0.01" and sol["filters"]["quantity"]["stepSize"] == "0.01"
+    assert sol["marketType"] == "SPOT" and sol["orderBookState"] == "Open"
+    assert http.request("GET", f"/api/v1/market?symbol={SOL}") == (200, sol)
+    assert http.request("GET", "/api/v1/securities") == (200, [])
+    status, depth = http.request("GET", f"/api/v1/depth?symbol={SOL}")
+    assert status == 200 and set(depth) == {"asks", "bids", "lastUpdateId", "timestamp"}
+    status, ticker = http.request("GET", f"/api/v1/ticker?symbol={SOL}")
+    assert status == 200 and ticker["symbol"] == SOL
+    status, tickers = http.request("GET", "/api/v1/tickers")
+    assert len(tickers) == 3
+
+
+def test_public_refusals(http: Http) -> None:
+    assert http.request("GET", "/api/v1/nope")[0] == 404
+    status, body = http.request("POST", "/api/v1/depth")
+    assert status == 405
+    status, body = http.request("GET", "/api/v1/depth?symbol=DOGE_USDC")
+    assert (status, body["code"]) == (400, "INVALID_CLIENT_REQUEST") and "DOGE_USDC" in body["message"]
+    status, body = http.request("GET", f"/api/v1/depth?symbol={SOL}&limit=7")
+    assert status == 400 and "limit" in body["message"]
+    status, body = http.request("GET", f"/api/v1/depth?symbol={SOL}&colour=red")
+    assert status == 400 and "Unknown field" in body["message"] and "colour" in body["message"]
+    status, body = http.request("GET", "/api/v1/klines?symbol=SOL_USDC")
+    assert status == 400 and "interval" in body["message"]
+
+
+def test_trading_cycle(venue: LiveVenue, http: Http) -> None:
+    maker = venue.trader(SOL="10")
+    taker = venue.trader(USDC="1000")
+    status, capital = http.signed(maker, "GET", "/api/v1/capital", "balanceQuery")
+    assert (status, capital["SOL"]) == (200, {"available": "10", "locked": "0", "staked": "0"})
+    order = {"symbol": SOL, "side": "Ask", "orderType": "Limit", "price": "100", "quantity": "2", "clientId": 9}
+    status, placed = http.signed(maker, "POST", "/api/v1/order", "orderExecute", order)
+    assert status == 200 and placed["status"] == "New" and placed["clientId"] == 9 and placed["price"] == "100"
+    venue.settle()
+    _, depth_before = http.request("GET", f"/api/v1/depth?symbol={SOL}")
+    assert depth_before["asks"] == [["100", "2"]]
+    status, got = http.signed(maker, "GET", "/api/v1/order", "orderQuery", {"symbol": SOL, "clientId": 9})
+    assert status == 200 and got["id"] == placed["id"]
+    buy = {"symbol": SOL, "side": "Bid", "orderType": "Market", "quoteQuantity": "150"}
+    status, filled = http.signed(taker, "POST", "/api/v1/order", "orderExecute", buy)
+    assert status == 200 and filled["status"] == "Filled" and filled["executedQuantity"] == "1.5"
+    venue.settle()
+    _, depth = http.request("GET", f"/api/v1/depth?symbol={SOL}&limit=5")
+    assert depth["asks"] == [["100", "0.5"]] and int(depth["lastUpdateId"]) > int(depth_before["lastUpdateId"])
+    _, trades = http.request("GET", f"/api/v1/trades?symbol={SOL}")
+    assert trades[-1]["price"] == "100" and trades[-1]["quantity"] == "1.5" and trades[-1]["isBuyerMaker"] is False
+    _, ticker = http.request("GET", f"/api/v1/ticker?symbol={SOL}")
+    assert ticker["lastPrice"] == "100" and ticker["volume"] == "1.5" and ticker["trades"] == "1"
+    _, klines = http.request("GET", f"/api/v1/klines?symbol={SOL}&interval=1m&startTime=0")
+    assert klines[-1]["close"] == "100" and klines[-1]["volume"] == "1.5"
+    status, fills = http.signed(taker, "GET", "/wapi/v1/history/fills", "fillHistoryQueryAll", {"symbol": SOL})
+    assert status == 200 and fills[0]["quantity"] == "1.5" and fills[0]["isMaker"] is False
+    status, history = http.signed(taker, "GET", "/wapi/v1/history/orders", "orderHistoryQueryAll")
+    assert history[0]["status"] == "Filled"
+    status, open_orders = http.signed(maker, "GET", "/api/v1/orders", "orderQueryAll", {"symbol": SOL})
+    assert [o["id"] for o in open_orders] == [placed["id"]]
+    status, cancelled = http.signed(maker, "DELETE", "/api/v1/order", "orderCancel", {"symbol": SOL, "orderId": placed["id"]})
+    assert status == 200 and cancelled["status"] == "Cancelled"
+    status, deposits = http.signed(maker, "GET", "/wapi/v1/capital/deposits", "depositQueryAll")
+    assert status == 200 and deposits[0]["quantity"] == "10" and deposits[0]["symbol"] == "SOL"
+
+
+def test_batch_and_cancel_all(venue: LiveVenue, http: Http) -> None:
+    trader = venue.trader(USDC="1000")
+    batch = [
+        {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "80", "quantity": "1"},
+        {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "51", "quantity": "1000"},
+        {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "82", "quantity": "1", "postOnly": True},
+    ]
+    status, results = http.signed(trader, "POST", "/api/v1/orders", "orderExecute", batch)
+    assert status == 200 and [r["operation"] for r in results] == ["Ok", "Err", "Ok"]
+    assert results[1]["code"] == "INSUFFICIENT_FUNDS"
+    status, cancelled = http.signed(trader, "DELETE", "/api/v1/orders", "orderCancelAll", {"symbol": SOL})
+    assert status == 200 and sorted(o["price"] for o in cancelled) == ["80", "82"]
+
+
+def test_auth_refusals_change_nothing(venue: LiveVenue, http: Http) -> None:
+    trader = venue.trader(USDC="1000")
+    order = {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "10", "quantity": "1"}
+    headers = trader.headers("orderExecute", order)
+    status, body = http.request("POST", "/api/v1/order", {**order, "price": "11"}, headers)
+    assert (status, body["code"]) == (401, "INVALID_SIGNATURE")
+    status, body = http.signed(trader, "POST", "/api/v1/order", "orderExecute", order, timestamp=1_600_000_000_000)
+    assert status == 400 and "expired" in body["message"]
+    status, body = http.signed(trader, "POST", "/api/v1/order", "orderExecute", order, window=60_001)
+    assert status == 400 and "X-Window" in body["message"]
+    stranger = venue.trader()
+    stranger.key = "A" * 43 + "="
+    status, body = http.signed(stranger, "POST", "/api/v1/order", "orderExecute", order)
+    assert (status, body["code"]) == (401, "UNAUTHORIZED") and "Unknown API key" in body["message"]
+    status, body = http.request("POST", "/api/v1/order", raw=b'{"symbol": ', headers=headers)
+    assert status == 400 and "Malformed JSON" in body["message"]
+    status, body = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**order, "leverage": "5"})
+    assert status == 400 and "Unknown field for orderExecute: leverage" in body["message"]
+    status, body = http.request("POST", "/api/v1/order", order)
+    assert status == 401 and "Missing" in body["message"]
+    status, body = http.signed(trader, "GET", "/api/v1/orders", "orderQueryAll")
+    assert (status, body) == (200, [])
+    _, capital = http.signed(trader, "GET", "/api/v1/capital", "balanceQuery")
+    assert capital["USDC"] == {"available": "1000", "locked": "0", "staked": "0"}
+
+
+def test_rate_limit_per_key(venue: LiveVenue, http: Http) -> None:
+    a, b = venue.trader(), venue.trader()
+    api = venue.info["api"]
+    saved, api.limiter = api.limiter, RateLimiter(3)
+    try:
+        codes = [http.signed(a, "GET", "/api/v1/capital", "balanceQuery")[0] for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        assert http.signed(b, "GET", "/api/v1/capital", "balanceQuery")[0] == 200
+    finally:
+        api.limiter = saved

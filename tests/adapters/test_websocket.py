@@ -1,0 +1,163 @@
+"""WebSocket adapter over real sockets with trio-websocket and a raw RFC 6455 client."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+
+from tests.adapters.live import Http, LiveVenue, Trader
+
+SOL = "SOL_USDC"
+
+
+@pytest.fixture(scope="module")
+def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveVenue]:
+    options = {"ping_interval_s": 0.2, "pong_timeout_s": 0.5, "outbox_max": 64}
+    with LiveVenue(Path(tmp_path_factory.mktemp("ws")), ws_kwargs=options) as live:
+        yield live
+
+
+async def trader(venue: LiveVenue, **deposits: str) -> Trader:
+    return await trio.to_thread.run_sync(lambda: venue.trader(**deposits))
+
+
+async def rest(venue: LiveVenue, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+    def call() -> tuple[int, Any]:
+        http = Http(venue)
+        try:
+            if len(args) == 2:
+                return http.request(*args, **kwargs)
+            return http.signed(*args, **kwargs)
+        finally:
+            http.conn.close()
+    return await trio.to_thread.run_sync(call)
+
+
+async def receive(ws: WebSocketConnection, stream: str | None = None) -> dict[str, Any]:
+    while True:
+        message = orjson.loads(await ws.get_message())
+        if stream is None or message.get("stream") == stream:
+            return dict(message)
+
+
+async def drain_forever(ws: WebSocketConnection) -> None:
+    while True:
+        await ws.get_message()
+
+
+def signature(t: Trader, instruction: str = "subscribe", params: Any = None) -> list[str]:
+    h = t.headers(instruction, params or {})
+    return [h["X-API-Key"], h["X-Signature"], h["X-Timestamp"], h["X-Window"]]
+
+
+async def test_depth_stream_continues_rest_update_ids(venue: LiveVenue) -> None:
+    maker = await trader(venue, SOL="20")
+    with trio.fail_after(10):
+        async with open_websocket_url(venue.ws_url) as ws:
+            await ws.send_message(orjson.dumps({"method": "SUBSCRIBE", "params": [f"depth.{SOL}", f"bookTicker.{SOL}"]}).decode())
+            await trio.sleep(0.1)
+            _, snapshot = await rest(venue, "GET", f"/api/v1/depth?symbol={SOL}")
+            last = int(snapshot["lastUpdateId"])
+            for price in ("120", "119"):
+                order = {"symbol": SOL, "side": "Ask", "orderType": "Limit", "price": price, "quantity": "1"}
+                assert (await rest(venue, maker, "POST", "/api/v1/order", "orderExecute", order))[0] == 200
+            seen = []
+            while len(seen) < 2:
+                seen.append((await receive(ws, f"depth.{SOL}"))["data"])
+            assert seen[0]["U"] == last + 1 and seen[1]["U"] == seen[0]["u"] + 1
+            assert seen[0]["a"] == [["120", "1"]] and seen[0]["e"] == "depth" and seen[0]["T"] > 10**15
+            top = (await receive(ws, f"bookTicker.{SOL}"))["data"]
+            assert top["a"] == "119" and top["A"] == "1"  # the 120 one went by while reading depth
+
+
+async def test_errors_and_private_streams(venue: LiveVenue) -> None:
+    owner = await trader(venue, USDC="500")
+    with trio.fail_after(10):
+        async with open_websocket_url(venue.ws_url) as ws:
+            await ws.send_message('{"method": "SUBSCRIBE", "params": ["depth.NOPE_USDC"]}')
+            assert (await receive(ws))["error"]["code"] == 4006
+            await ws.send_message('{"method": "SUBSCRIBE", "params": ["account.orderUpdate"]}')
+            error = (await receive(ws))["error"]
+            assert error["code"] == 4001 and "signature" in error["message"]
+            await ws.send_message("{nope")
+            assert "Malformed JSON" in (await receive(ws))["error"]["message"]
+            bad = signature(owner)
+            bad[1] = base64.b64encode(b"\0" * 64).decode()
+            await ws.send_message(orjson.dumps({"method": "SUBSCRIBE", "params": ["account.orderUpdate"], "signature": bad}).decode())
+            assert "INVALID_SIGNATURE" in (await receive(ws))["error"]["message"]
+            subscribe = {"method": "SUBSCRIBE", "params": [f"account.orderUpdate.{SOL}", "account.balanceUpdate"],
+                         "signature": signature(owner)}
+            await ws.send_message(orjson.dumps(subscribe).decode())
+            await trio.sleep(0.1)
+            order = {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "90", "quantity": "1", "clientId": 3}
+            await rest(venue, owner, "POST", "/api/v1/order", "orderExecute", order)
+            update = (await receive(ws, f"account.orderUpdate.{SOL}"))["data"]
+            assert update["e"] == "orderAccepted" and update["c"] == 3 and update["p"] == "90" and update["o"] == "LIMIT"
+            balance = (await receive(ws, "account.balanceUpdate"))["data"]
+            assert balance == {**balance, "a": "USDC", "A": "410", "L": "90"}
+
+
+async def test_order_entry_over_websocket(venue: LiveVenue) -> None:
+    owner = await trader(venue, USDC="500")
+    order = {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "95", "quantity": "2"}
+    with trio.fail_after(10):
+        async with open_websocket_url(venue.ws_url) as ws:
+            request = {"id": 7, "method": "orderExecute", "params": order, "signature": signature(owner, "orderExecute", order)}
+            await ws.send_message(orjson.dumps(request).decode())
+            reply = await receive(ws)
+            assert reply["id"] == 7 and reply["result"]["status"] == "New" and reply["result"]["price"] == "95"
+            query = {"symbol": SOL}
+            await ws.send_message(orjson.dumps({"id": "q", "method": "orderQueryAll", "params": query,
+                                                "signature": signature(owner, "orderQueryAll", query)}).decode())
+            reply = await receive(ws)
+            assert reply["id"] == "q" and [o["id"] for o in reply["result"]] == [str(reply["result"][0]["id"])]
+            stale = {"id": 8, "method": "orderExecute", "params": order, "signature": signature(owner, "orderExecute", {})}
+            await ws.send_message(orjson.dumps(stale).decode())
+            reply = await receive(ws)
+            assert reply["id"] == 8 and reply["error"]["code"] == "INVALID_SIGNATURE"
+
+
+async def test_slow_consumer_is_closed_with_a_reason(venue: LiveVenue) -> None:
+    makers = [await trader(venue, SOL="1") for _ in range(3)]
+    taker = await trader(venue, USDC="100000")
+    with trio.fail_after(10):
+        async with open_websocket_url(venue.ws_url) as ws:
+            await ws.send_message(orjson.dumps({"method": "SUBSCRIBE", "params": [f"trade.{SOL}"]}).decode())
+            await trio.sleep(0.1)
+            # one market order that fills 90 makers is one durable batch: 90 trades at once > outbox of 64
+            batch = [{"symbol": SOL, "side": "Ask", "orderType": "Limit", "price": "100", "quantity": "0.01"}] * 20
+            for maker in makers:
+                for _ in range(2):
+                    await rest(venue, maker, "POST", "/api/v1/orders", "orderExecute", batch)
+            buy = {"symbol": SOL, "side": "Bid", "orderType": "Market", "quantity": "1.2"}
+            assert (await rest(venue, taker, "POST", "/api/v1/order", "orderExecute", buy))[0] == 200
+            with pytest.raises(ConnectionClosed) as closed:
+                await drain_forever(ws)
+            assert closed.value.reason is not None and closed.value.reason.code == 1008
+            assert "slow consumer" in (closed.value.reason.reason or "")
+
+
+async def test_no_pong_closes_the_connection(venue: LiveVenue) -> None:
+    host, port = venue.info["websocket"].rsplit(":", 1)
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            key = base64.b64encode(b"0123456789abcdef").decode()
+            await stream.send_all(
+                f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+            data = b""
+            while True:  # never answer the pings
+                chunk = await stream.receive_some()
+                if not chunk:
+                    break
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 101")
+            assert b"\x89" in data and b"no pong" in data  # pings were sent, then a close with the reason

@@ -1,0 +1,351 @@
+"""The audit-grade journal on real files: torn tails, bit flips, forgeries, signatures, snapshots, verify."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from engine import signing, snapshot
+from engine.audit import AuditError, Progress, dump_journal, is_control, verify_journal
+from engine.config import DEFAULT, parse_config
+from engine.journal import JournalCorrupt, JournalWriter, Record, frame, read_records
+from engine.runtime import Engine, StartupError
+
+CONFIG = parse_config(DEFAULT)
+
+
+async def trade(engine: Engine, rounds: int = 3) -> tuple[int, int]:
+    buyer = (await engine.create_account(country="DE")).value
+    seller = (await engine.create_account(country="FR")).value
+    assert (await engine.deposit(buyer, "USDC", "10000")).ok
+    assert (await engine.deposit(seller, "SOL", "100")).ok
+    for i in range(rounds):
+        assert (await engine.place_order(seller, "SOL_USDC", "Ask", "Limit", price=str(20 + i), quantity="5")).ok
+        assert (await engine.place_order(buyer, "SOL_USDC", "Bid", "Limit", price=str(20 + i), quantity="2")).ok
+    return buyer, seller
+
+
+async def make_journal(directory: Path, *, snapshot_midway: bool = False, config=CONFIG) -> str:
+    """A journal with accounts, trades, optional snapshot, ending in a clean shutdown; the final state hash."""
+    async with trio.open_nursery() as nursery:
+        engine: Engine = await nursery.start(Engine(config, directory).run)
+        await trade(engine)
+        if snapshot_midway:
+            done = await engine.checkpoint("snapshot")
+            assert done.ok and "snapshot" in done.value
+            await trade(engine, rounds=2)
+        await engine.wait_idle()
+        state = engine.venue.state_hash()
+        engine.stop()
+    return state
+
+
+def recover(directory: Path) -> Engine:
+    """Run start-up recovery (the daemon's own code) and release the journal."""
+    engine = Engine(CONFIG, directory)
+    try:
+        writer = engine._recover()
+    except BaseException:
+        if engine._lock_fd >= 0:
+            os.close(engine._lock_fd)
+        raise
+    writer.close()
+    os.close(engine._lock_fd)
+    return engine
+
+
+def records(directory: Path) -> list[Record]:
+    return list(read_records(directory, repair=False))
+
+
+def splice(record: Record, new_bytes: bytes) -> None:
+    """Replace one record's bytes in its segment (sizes may differ)."""
+    data = record.segment.read_bytes()
+    end = record.offset + 48 + len(record.payload)
+    record.segment.write_bytes(data[:record.offset] + new_bytes + data[end:])
+
+
+def rechain(directory: Path, start_seq: int, edit: dict[int, bytes]) -> None:
+    """Rewrite the journal from ``start_seq`` with payload edits, recomputing every CRC and link (a forger's job)."""
+    recs = records(directory)
+    prev = recs[start_seq - 2].hash
+    path = recs[0].segment
+    data = path.read_bytes()[:recs[start_seq - 1].offset]
+    for rec in recs[start_seq - 1:]:
+        payload = edit.get(rec.seq, rec.payload)
+        framed, prev = frame(rec.seq, prev, payload)
+        data += framed
+    path.write_bytes(data)
+
+
+def refused(journal: Path, match: str) -> JournalCorrupt:
+    """Start-up refuses the journal and ``verify`` fails it, both for the reason ``match``."""
+    with pytest.raises(JournalCorrupt, match=match) as info:
+        recover(journal)
+    with pytest.raises(AuditError, match=match):
+        verify_journal(journal, progress=False)
+    return info.value
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Path:
+    directory = tmp_path / "journal"
+    trio.run(make_journal, directory)
+    return directory
+
+
+def test_genesis_pins_venue_key_and_key_file_is_private(journal: Path) -> None:
+    genesis = orjson.loads(records(journal)[0].payload)
+    key = signing.load_or_create(journal / "venue.key", create=False)
+    assert genesis["type"] == "genesis" and genesis["venue_key"] == key.public_b64
+    assert genesis["config_hash"] == CONFIG.fingerprint()
+    assert (journal / "venue.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_clean_shutdown_ends_in_a_signed_checkpoint(journal: Path) -> None:
+    last = records(journal)[-1]
+    doc = orjson.loads(last.payload)
+    assert doc["type"] == "checkpoint" and doc["body"]["reason"] == "shutdown"
+    key = signing.load_or_create(journal / "venue.key", create=False)
+    assert signing.verify(key.public, "checkpoint", orjson.dumps(doc["body"], option=orjson.OPT_SORT_KEYS), doc["signature"])
+    assert doc["body"]["seq"] == last.seq - 1 and doc["body"]["chain_hash"] == records(journal)[-2].hash.hex()
+
+
+async def test_verify_accepts_an_honest_journal_and_recovery_matches(tmp_path: Path) -> None:
+    directory = tmp_path / "j"
+    state = await make_journal(directory)
+    summary = verify_journal(directory, progress=False)
+    assert summary["ok"] and summary["state_hash"] == state
+    assert summary["claims_checked"] >= 1 and summary["checkpoints"] >= 1
+    assert summary["liabilities"]["USDC"] != "0" and summary["accounts"] == 2
+    assert recover(directory).venue.state_hash() == state
+
+
+def test_torn_last_record_is_cut_at_every_byte_offset(journal: Path, tmp_path: Path) -> None:
+    recs = records(journal)
+    # drop the shutdown checkpoint so the last record is an event batch, as after a crash mid-write
+    with open(recs[-1].segment, "r+b") as f:
+        f.truncate(recs[-1].offset)
+    last = recs[-2]
+    assert not is_control(last.payload)
+    size = 48 + len(last.payload)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(journal, pristine)
+    for cut in range(size):
+        work = tmp_path / f"cut{cut}"
+        shutil.copytree(pristine, work)
+        segment = work / last.segment.name
+        with open(segment, "r+b") as f:
+            f.truncate(last.offset + cut)
+        engine = recover(work)
+        assert engine.recovered_seq == last.seq - 1, cut
+        assert segment.stat().st_size == last.offset  # only the torn tail went
+        broken = segment.with_suffix(".broken")
+        assert (broken.read_bytes() if cut else b"") == (last.segment.read_bytes()[last.offset:last.offset + cut])
+        shutil.rmtree(work)
+    assert recover(pristine).recovered_seq == last.seq  # untouched, nothing is cut
+
+
+@pytest.mark.parametrize("where", ["payload", "seq", "prev_hash", "crc"])
+def test_flipped_bit_mid_journal_refuses_start_with_position(journal: Path, where: str) -> None:
+    recs = records(journal)
+    victim = recs[len(recs) // 2]
+    at = {"payload": 48 + len(victim.payload) // 2, "seq": 8, "prev_hash": 20, "crc": 5}[where]
+    data = bytearray(victim.segment.read_bytes())
+    data[victim.offset + at] ^= 0x10
+    victim.segment.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt) as info:
+        recover(journal)
+    assert info.value.offset == victim.offset and info.value.segment.name == victim.segment.name
+    assert "CRC mismatch" in str(info.value) and f"offset {victim.offset}" in str(info.value)
+    with pytest.raises(AuditError) as audit:
+        verify_journal(journal, progress=False)
+    assert f"offset {victim.offset}" in str(audit.value)
+
+
+def test_edited_payload_with_a_recomputed_crc_breaks_the_chain(journal: Path) -> None:
+    recs = records(journal)
+    deposit = next(r for r in recs if b'"Deposited"' in r.payload)
+    forged = deposit.payload.replace(b"10000000000", b"90000000000")  # same length: 10,000 -> 90,000 USDC
+    assert forged != deposit.payload
+    framed, _ = frame(deposit.seq, deposit.prev_hash, forged)
+    splice(deposit, framed)
+    after = recs[deposit.seq]  # the next record
+    error = refused(journal, "hash chain broken")
+    assert (error.seq, error.offset) == (after.seq, after.offset)
+
+
+def test_full_rechain_forgery_is_caught_by_the_signed_checkpoint(journal: Path) -> None:
+    recs = records(journal)
+    deposit = next(r for r in recs if b'"Deposited"' in r.payload)
+    rechain(journal, deposit.seq, {deposit.seq: deposit.payload.replace(b"10000000000", b"90000000000")})
+    refused(journal, "chain hash")
+
+
+def test_forger_who_also_edits_the_checkpoint_fails_its_signature(journal: Path) -> None:
+    recs = records(journal)
+    deposit = next(r for r in recs if b'"Deposited"' in r.payload)
+    rechain(journal, deposit.seq, {deposit.seq: deposit.payload.replace(b"10000000000", b"90000000000")})
+    recs = records(journal)
+    last = recs[-1]
+    doc = orjson.loads(last.payload)
+    doc["body"]["chain_hash"] = recs[-2].hash.hex()  # claim the forged history
+    splice(last, frame(last.seq, last.prev_hash, orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))[0])
+    refused(journal, "signature")
+
+
+def test_replaced_checkpoint_signature_is_caught(journal: Path) -> None:
+    last = records(journal)[-1]
+    doc = orjson.loads(last.payload)
+    other = Ed25519PrivateKey.generate()
+    body = orjson.dumps(doc["body"], option=orjson.OPT_SORT_KEYS)
+    doc["signature"] = base64.b64encode(other.sign(signing.domain("checkpoint") + body)).decode()
+    splice(last, frame(last.seq, last.prev_hash, orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))[0])
+    error = refused(journal, "signature")
+    assert (error.seq, error.offset) == (last.seq, last.offset)
+
+
+def test_verify_with_the_wrong_pubkey_fails(journal: Path) -> None:
+    stranger = signing.public_b64(Ed25519PrivateKey.generate().public_key())
+    with pytest.raises(AuditError, match="signed by venue key"):
+        verify_journal(journal, stranger, progress=False)
+    assert verify_journal(journal, signing.load_or_create(journal / "venue.key").public_b64, progress=False)["ok"]
+
+
+def test_a_swapped_signing_key_refuses_start(journal: Path) -> None:
+    (journal / "venue.key").unlink()
+    signing.load_or_create(journal / "venue.key")  # a new key, not the journal's
+    with pytest.raises(StartupError, match="not the one pinned"):
+        recover(journal)
+
+
+def test_a_key_readable_by_others_refuses_start(journal: Path) -> None:
+    os.chmod(journal / "venue.key", 0o644)
+    with pytest.raises(StartupError, match="readable by others"):
+        recover(journal)
+
+
+async def test_snapshot_plus_tail_equals_full_replay(tmp_path: Path) -> None:
+    directory = tmp_path / "j"
+    state = await make_journal(directory, snapshot_midway=True)
+    files = snapshot.snapshot_files(directory)
+    assert len(files) == 1
+    header, _ = snapshot.read(files[0], CONFIG)
+    assert 1 < header.seq < records(directory)[-1].seq
+    with_snapshot = recover(directory)
+    assert with_snapshot.venue.state_hash() == state
+    summary = verify_journal(directory, progress=False)
+    assert summary["state_hash"] == state and summary["snapshots"] == [files[0].name]
+    assert summary["claims_checked"] >= 3  # snapshot, its checkpoint, the shutdown checkpoint
+    shutil.move(str(directory / "snapshots"), str(tmp_path / "aside"))
+    assert recover(directory).venue.state_hash() == state
+
+
+async def test_a_damaged_snapshot_is_skipped_for_replay_from_genesis(tmp_path: Path) -> None:
+    directory = tmp_path / "j"
+    state = await make_journal(directory, snapshot_midway=True)
+    path = snapshot.snapshot_files(directory)[0]
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert recover(directory).venue.state_hash() == state
+    with pytest.raises(AuditError, match="digest"):
+        verify_journal(directory, progress=False)
+
+
+async def test_a_snapshot_from_another_history_is_not_used(tmp_path: Path) -> None:
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    state = await make_journal(mine)
+    await make_journal(other, snapshot_midway=True)
+    theirs = snapshot.snapshot_files(other)[0]
+    (mine / "snapshots").mkdir()
+    shutil.copy(theirs, mine / "snapshots" / theirs.name)
+    assert recover(mine).venue.state_hash() == state  # its chain hash does not match: replay from genesis
+
+
+async def test_periodic_checkpoints_cover_exact_positions(tmp_path: Path) -> None:
+    data = dict(DEFAULT)
+    data["journal"] = {**DEFAULT["journal"], "checkpoint_every_records": 3}
+    config = parse_config(data)
+    directory = tmp_path / "j"
+    async with trio.open_nursery() as nursery:
+        engine: Engine = await nursery.start(Engine(config, directory).run)
+        await trade(engine, rounds=6)
+        with trio.fail_after(10):
+            while not any(is_control(r.payload) and b'"interval"' in r.payload for r in records(directory)):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        engine.stop()
+    summary = verify_journal(directory, progress=False)
+    reasons = [orjson.loads(r.payload)["body"]["reason"] for r in records(directory) if r.seq > 1 and is_control(r.payload)]
+    assert "interval" in reasons and reasons[-1] == "shutdown"
+    assert summary["claims_checked"] == len(reasons)
+
+
+async def test_por_publication_is_signed_and_its_totals_are_verified(tmp_path: Path) -> None:
+    from engine.checkpointer import load_tree
+    from engine.por import verify_proof
+
+    directory = tmp_path / "j"
+    async with trio.open_nursery() as nursery:
+        engine: Engine = await nursery.start(Engine(CONFIG, directory).run)
+        buyer, seller = await trade(engine)
+        published = await engine.checkpoint("por")
+        engine.stop()
+    doc = published.value["por"]
+    public = orjson.loads(await trio.Path(doc["published"]).read_bytes())
+    key = signing.load_public(public["venue_key"])
+    assert signing.verify(key, "checkpoint", orjson.dumps(public["checkpoint"], option=orjson.OPT_SORT_KEYS), public["signature"])
+    assert public["checkpoint"]["por"]["root"] == public["root"] == doc["root"]
+    seq, tree = load_tree(directory)
+    assert seq == doc["seq"]
+    for account in (buyer, seller):
+        assert verify_proof(tree.proof(account, seq), doc["root"])["ok"]
+    assert verify_journal(directory, progress=False)["ok"]  # replayed liabilities equal the signed totals
+
+
+def test_dump_names_every_event_and_honours_the_range(journal: Path) -> None:
+    rows = list(dump_journal(journal))
+    assert rows[0]["type"] == "genesis" and rows[-1]["type"] == "checkpoint"
+    kinds = {r["type"] for r in rows}
+    assert {"AccountCreated", "Deposited", "OrderPlaced"} <= kinds
+    some = list(dump_journal(journal, 3, 4))
+    assert {r["seq"] for r in some} == {3, 4}
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal() -> None:
+    out = io.StringIO()
+    progress = Progress("verify", 1000, out, min_s=0)
+    progress.update(500, 10)
+    progress.update(1000, 20, final=True)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "50.0%" in lines[0] and "records/s" in lines[1] and "\r" not in out.getvalue()
+
+
+def test_disk_full_rolls_back_the_partial_write(tmp_path: Path) -> None:
+    import resource
+
+    directory = tmp_path / "j"
+    directory.mkdir()
+    writer = JournalWriter(directory, 1 << 20, 0, bytes(32))
+    writer.append([b"[]"])
+    size = (directory / f"{1:020d}.seg").stat().st_size
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, hard))
+    try:
+        from engine.journal import DiskFull
+
+        with pytest.raises(DiskFull, match="disk full"):
+            writer.append([b"[" + b"0," * 200 + b"0]"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert (directory / f"{1:020d}.seg").stat().st_size == size  # no half record left behind
+    writer.close()
+    assert [r.seq for r in read_records(directory, repair=False)] == [1]
