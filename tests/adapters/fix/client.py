@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from adapters.fix.codec import Framer, Message, Timestamps, decode, encode_body, frame_message
+from adapters.fix.codec import Field, Framer, Message, Timestamps, decode, encode_body, frame_message
 from adapters.fix.server import wall_clock_us
 
 OPEN: list[RawClient] = []
@@ -31,7 +31,7 @@ class RawClient:
     async def connect(cls, address: tuple[str, int], sender: str = "TW44", target: str = "ISLD") -> RawClient:
         return cls(await trio.open_tcp_stream(*address), sender, target)
 
-    def build(self, msg_type: str, body: list[tuple[int, str]] | None = None, *, seq: int | None = None,
+    def build(self, msg_type: str, body: list[Field] | None = None, *, seq: int | None = None,
               header: list[tuple[int, str]] | None = None) -> bytes:
         number = self.seq if seq is None else seq
         if seq is None:
@@ -39,7 +39,7 @@ class RawClient:
         head = [(34, str(number)), (49, self.sender), (52, self.times.millis(wall_clock_us())), (56, self.target)]
         return frame_message(msg_type, head + (header or []), encode_body(body or []))
 
-    async def send(self, msg_type: str, body: list[tuple[int, str]] | None = None, **kwargs: object) -> None:
+    async def send(self, msg_type: str, body: list[Field] | None = None, **kwargs: object) -> None:
         await self.stream.send_all(self.build(msg_type, body, **kwargs))  # type: ignore[arg-type]
 
     async def send_raw(self, data: bytes) -> None:
