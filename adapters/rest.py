@@ -56,6 +56,7 @@ class RestApp:
             body, headers = str(payload).encode(), TEXT_HEADERS
         else:
             body, headers = orjson.dumps(payload), JSON_HEADERS
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

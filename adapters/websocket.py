@@ -63,6 +63,7 @@ PING_INTERVAL_S: Final = 60.0
 PONG_TIMEOUT_S: Final = 120.0
 AGGREGATES_MS: Final = (200, 600, 1000)
 TICK_S: Final = 0.2
+CLOSE_GRACE_S: Final = 1.0
 
 E_BAD_REQUEST: Final = 4000
 E_UNAUTHORIZED: Final = 4001
@@ -108,13 +109,16 @@ class Connection:
         self.wake.set()
 
     def kill(self, reason: str) -> None:
+        """Stop reading and queueing; the writer finishes the frame it is on, then we close."""
         self.close_reason = reason
         self.outbox.clear()
+        self.wake.set()
         self.scope.cancel()
 
     async def writer(self) -> None:
+        """Send whatever is queued in one write; return once the connection is closing."""
         ws = self.ws
-        while True:
+        while not self.close_reason:
             await self.wake.wait()
             self.wake = trio.Event()
             outbox = self.outbox
@@ -284,23 +288,27 @@ class StreamServer:
         conn = Connection(ws, self.clock, self.outbox_max)
         self.connections.add(conn)
         try:
-            with conn.scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(conn.writer)
-                    nursery.start_soon(self._keepalive, conn, nursery)
-                    await self._reader(conn, nursery)
-                    nursery.cancel_scope.cancel()
+            async with trio.open_nursery() as outer:
+                outer.start_soon(conn.writer)
+                with conn.scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._keepalive, conn, nursery)
+                        await self._reader(conn, nursery)
+                        nursery.cancel_scope.cancel()
+                # a slow consumer's writer may be stuck in a send: give it a moment, no more
+                conn.close_reason = conn.close_reason or " "
+                conn.wake.set()
+                outer.cancel_scope.deadline = trio.current_time() + CLOSE_GRACE_S
         except ConnectionClosed:
             pass
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
             self._forget(conn)
-            if conn.close_reason:
-                with trio.move_on_after(1):
+            with trio.move_on_after(CLOSE_GRACE_S):
+                if conn.close_reason.strip():
                     await ws.aclose(1008, conn.close_reason[:120])
-            else:
-                with trio.move_on_after(1):
+                else:
                     await ws.aclose()
 
     def _forget(self, conn: Connection) -> None:

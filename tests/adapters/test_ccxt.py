@@ -10,11 +10,15 @@ import pytest
 
 from tests.adapters.live import LiveVenue, Trader
 
+_clients: list[ccxt.backpack] = []
+
 
 @pytest.fixture(scope="module")
 def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveVenue]:
     with LiveVenue(Path(tmp_path_factory.mktemp("ccxt"))) as live:
         yield live
+        for exchange in _clients:
+            exchange.session.close()
 
 
 def client(venue: LiveVenue, trader: Trader) -> ccxt.backpack:
@@ -22,6 +26,7 @@ def client(venue: LiveVenue, trader: Trader) -> ccxt.backpack:
         "apiKey": trader.key, "secret": trader.secret,
         "urls": {"api": {"public": venue.http_url, "private": venue.http_url}},
     })
+    _clients.append(exchange)
     exchange.load_markets()
     return exchange
 
@@ -97,5 +102,6 @@ def test_errors_map_to_ccxt_exceptions(venue: LiveVenue) -> None:
         ex.create_order("SOL/USDC", "limit", "buy", 1, 100)
     wrong = ccxt.backpack({"apiKey": trader.key, "secret": venue.trader().secret,
                            "urls": {"api": {"public": venue.http_url, "private": venue.http_url}}})
+    _clients.append(wrong)
     with pytest.raises(ccxt.AuthenticationError):
         wrong.fetch_balance()

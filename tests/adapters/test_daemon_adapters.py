@@ -49,9 +49,12 @@ def test_daemon_serves_rest_and_websocket_on_free_ports(tmp_path: Path) -> None:
             "apiKey": key, "secret": base64.b64encode(private.private_bytes_raw()).decode(),
             "urls": {"api": {"public": url, "private": url}},
         })
-        order = exchange.create_order("SOL/USDC", "limit", "buy", 1, 100)
-        assert order["status"] == "open"
-        assert exchange.fetch_balance()["USDC"]["used"] == 100.0
+        try:
+            order = exchange.create_order("SOL/USDC", "limit", "buy", 1, 100)
+            assert order["status"] == "open"
+            assert exchange.fetch_balance()["USDC"]["used"] == 100.0
+        finally:
+            exchange.session.close()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

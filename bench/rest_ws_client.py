@@ -1,0 +1,141 @@
+"""Bench clients in their own process (so they do not share the server's GIL): raw sockets, minimal parsing.
+
+``fanout HOST PORT N_CONNS STREAMS EXPECTED``: N WebSocket connections subscribe, count frames
+until each has EXPECTED; prints the elapsed seconds since the first frame.
+``orders HOST PORT FILE CONNS PIPELINE``: send the pre-signed HTTP requests in FILE (one per line,
+JSON list of [head, body]) over CONNS keep-alive connections, PIPELINE in flight each; prints
+elapsed seconds and the count of 200 answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import sys
+import threading
+import time
+
+import orjson
+
+
+def handshake(host: str, port: int) -> socket.socket:
+    sock = socket.create_connection((host, port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    assert data.startswith(b"HTTP/1.1 101"), data[:100]
+    return sock
+
+
+def masked(payload: bytes) -> bytes:
+    n = len(payload)
+    head = bytes((0x81, 0x80 | n)) if n < 126 else bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+    return head + b"\0\0\0\0" + payload  # a zero mask leaves the payload as is
+
+
+def count_frames(sock: socket.socket, expected: int, out: list[float]) -> None:
+    buf = b""
+    seen = 0
+    first = 0.0
+    while seen < expected:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        if not first:
+            first = time.perf_counter()
+        buf += chunk
+        pos = 0
+        while True:
+            if len(buf) - pos < 2:
+                break
+            n = buf[pos + 1] & 0x7F
+            head = 2
+            if n == 126:
+                if len(buf) - pos < 4:
+                    break
+                n, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif n == 127:
+                if len(buf) - pos < 10:
+                    break
+                n, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            if len(buf) - pos < head + n:
+                break
+            if buf[pos] & 0x0F == 1:
+                seen += 1
+            pos += head + n
+        buf = buf[pos:]
+    out.append(first)
+    out.append(time.perf_counter())
+    out.append(seen)
+
+
+def fanout(host: str, port: int, conns: int, streams: list[str], expected: int) -> None:
+    socks = [handshake(host, port) for _ in range(conns)]
+    for s in socks:
+        s.sendall(masked(orjson.dumps({"method": "SUBSCRIBE", "params": streams})))
+    print("subscribed", flush=True)
+    results: list[list[float]] = [[] for _ in socks]
+    threads = [threading.Thread(target=count_frames, args=(s, expected, r)) for s, r in zip(socks, results, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    start = min(r[0] for r in results if r[0])
+    end = max(r[1] for r in results)
+    total = sum(int(r[2]) for r in results)
+    print(orjson.dumps({"seconds": end - start, "frames": total}).decode(), flush=True)
+
+
+def orders(host: str, port: int, path: str, conns: int, pipeline: int) -> None:
+    with open(path, "rb") as f:
+        requests = [r for r in f.read().split(b"\0") if r]
+    shares = [requests[i::conns] for i in range(conns)]
+    oks = [0] * conns
+    errors: list[str] = []
+
+    def worker(i: int) -> None:
+        sock = socket.create_connection((host, port))
+        mine = shares[i]
+        sent = received = 0
+        buf = b""
+        while received < len(mine):
+            while sent < len(mine) and sent - received < pipeline:
+                sock.sendall(mine[sent])
+                sent += 1
+            buf += sock.recv(1 << 16)
+            while True:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    break
+                head = buf[:end].lower()
+                length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+                if len(buf) < end + 4 + length:
+                    break
+                if head.startswith(b"http/1.1 200"):
+                    oks[i] += 1
+                elif not errors:
+                    errors.append(buf[end + 4:end + 4 + length].decode(errors="replace"))
+                buf = buf[end + 4 + length:]
+                received += 1
+        sock.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(orjson.dumps({"seconds": time.perf_counter() - start, "ok": sum(oks), "sent": len(requests),
+                        "first_error": errors[0] if errors else None}).decode(), flush=True)
+
+
+if __name__ == "__main__":
+    mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if mode == "fanout":
+        fanout(host, port, int(sys.argv[4]), sys.argv[5].split(","), int(sys.argv[6]))
+    else:
+        orders(host, port, sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
