@@ -17,6 +17,8 @@ without yielding a message is reported as ``Overflow`` (the caller disconnects).
 
 from __future__ import annotations
 
+import calendar
+import datetime
 import time
 from collections.abc import Iterable, Sequence
 from typing import Final, Union
@@ -144,6 +146,29 @@ class Framer:
 
 def split_fields(data: bytes) -> list[tuple[int, str]]:
     """``tag=value SOH ...`` -> [(tag, value)]; data fields may contain SOH (length from the tag before)."""
+    text = data.decode("latin-1")
+    if not text.endswith("\x01"):
+        raise Garbled("field not terminated by SOH")
+    fields: list[tuple[int, str]] = []
+    append = fields.append
+    try:
+        for part in text[:-1].split("\x01"):
+            tag, sep, value = part.partition("=")
+            if not sep:
+                raise Garbled("field without '='")
+            if not tag.isdigit() and not (tag[:1] == "-" and tag[1:].isdigit()):
+                raise Garbled(f"tag {tag[:20]!r} is not a number")
+            number = int(tag)
+            if number in DATA_LENGTH_TAGS:
+                return _split_with_data(data)
+            append((number, value))
+    except ValueError:
+        raise Garbled("a tag is not a number") from None
+    return fields
+
+
+def _split_with_data(data: bytes) -> list[tuple[int, str]]:
+    """The slow path for messages carrying raw data fields (RawData 96 on a Logon...)."""
     fields: list[tuple[int, str]] = []
     pos, end = 0, len(data)
     data_len = -1
@@ -191,21 +216,21 @@ def decode(frame: bytes) -> Message:
     return Message(fields, frame)
 
 
-def _append(out: bytearray, fields: Iterable[Field]) -> None:
+def _text(fields: Iterable[Field]) -> str:
+    parts = []
     for tag, value in fields:
         if isinstance(value, str):
-            out += b"%d=%s\x01" % (tag, value.encode("latin-1"))
+            parts.append(f"{tag}={value}\x01")
         else:
-            out += b"%d=%d\x01" % (tag, len(value))
+            parts.append(f"{tag}={len(value)}\x01")
             for entry in value:
-                _append(out, entry)
+                parts.append(_text(entry))
+    return "".join(parts)
 
 
 def encode_body(fields: Sequence[Field]) -> bytes:
     """Body fields in ascending tag order (QuickFIX's layout); group entries keep their own order."""
-    out = bytearray()
-    _append(out, sorted(fields, key=_tag))
-    return bytes(out)
+    return _text(sorted(fields, key=_tag)).encode("latin-1")
 
 
 def _tag(field: Field) -> int:
@@ -214,12 +239,9 @@ def _tag(field: Field) -> int:
 
 def frame_message(msg_type: str, header: Sequence[tuple[int, str]], body: bytes) -> bytes:
     """Wrap header (sorted here) and an encoded body with 8, 9, 35 and 10."""
-    inner = bytearray(b"35=%s\x01" % msg_type.encode("latin-1"))
-    _append(inner, sorted(header, key=_tag))
-    inner += body
-    head = b"8=FIX.4.4\x019=%d\x01" % len(inner)
-    out = head + inner
-    return out + b"10=%03d\x01" % checksum(out)
+    inner = f"35={msg_type}\x01{_text(sorted(header, key=_tag))}".encode("latin-1") + body
+    out = b"8=FIX.4.4\x019=%d\x01%s" % (len(inner), inner)
+    return out + b"10=%03d\x01" % (sum(out) & 0xFF)
 
 
 class Timestamps:
@@ -240,24 +262,41 @@ class Timestamps:
         return f"{self._text}.{micros // 1000:03d}"
 
 
+_SECONDS_CACHE: dict[str, int] = {}
+_SECONDS_CACHE_MAX: Final = 4096
+
+
 def parse_utc_timestamp(text: str) -> int | None:
     """``YYYYMMDD-HH:MM:SS[.sss...]`` -> microseconds since the epoch, or None if malformed."""
-    if len(text) < 17 or text[8] != "-" or text[11] != ":" or text[14] != ":":
-        return None
-    date, clock = text[:8], text[9:17]
-    fraction = text[17:]
-    if not date.isdigit() or not clock[:2].isdigit() or not clock[3:5].isdigit() or not clock[6:8].isdigit():
-        return None
-    micros = 0
-    if fraction:
-        digits = fraction[1:]
-        if fraction[0] != "." or not digits.isdigit() or len(digits) > 9:
+    head = text[:17]
+    seconds = _SECONDS_CACHE.get(head)
+    if seconds is None:
+        seconds = _parse_seconds(head)
+        if seconds is None:
             return None
-        micros = int(digits.ljust(6, "0")[:6])
+        if len(_SECONDS_CACHE) >= _SECONDS_CACHE_MAX:
+            _SECONDS_CACHE.clear()
+        _SECONDS_CACHE[head] = seconds
+    fraction = text[17:]
+    if not fraction:
+        return seconds * 1_000_000
+    digits = fraction[1:]
+    if fraction[0] != "." or not digits.isdigit() or len(digits) > 9:
+        return None
+    return seconds * 1_000_000 + int(digits.ljust(6, "0")[:6])
+
+
+def _parse_seconds(text: str) -> int | None:
+    if len(text) != 17 or text[8] != "-" or text[11] != ":" or text[14] != ":":
+        return None
+    digits = text[:8] + text[9:11] + text[12:14] + text[15:17]
+    if not digits.isdigit() or not digits.isascii():
+        return None
     try:
-        parsed = time.strptime(date + clock, "%Y%m%d%H:%M:%S")
+        moment = datetime.datetime(
+            int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[12:14]), int(text[15:17]),
+            tzinfo=datetime.UTC,
+        )
     except ValueError:
         return None
-    import calendar
-
-    return calendar.timegm(parsed) * 1_000_000 + micros
+    return calendar.timegm(moment.utctimetuple())

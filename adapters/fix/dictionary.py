@@ -21,7 +21,7 @@ the venue accepts are listed in ``CUSTOM_FIELDS``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import attrs
@@ -389,13 +389,34 @@ def _top_level(body: Iterable[Field]) -> list[tuple[int, str]]:
     return flat
 
 
+def _checker(tag: int) -> Callable[[str], int] | None:
+    """A function value -> 0 (good), 6 (bad format) or 5 (not an allowed value), or None if anything goes."""
+    if tag not in FIELD_TYPES and tag not in CHAR_TAGS and tag not in ENUM_VALUES:
+        return None
+
+    def check(value: str) -> int:
+        if not check_format(tag, value):
+            return 6
+        if not check_value(tag, value):
+            return 5
+        return 0
+
+    return check
+
+
+_CHECKS: Final = {
+    tag: check for tag in range(-1, MAX_STANDARD_TAG + 1) if (check := _checker(tag)) is not None
+} | {tag: check for tag in CUSTOM_FIELDS if (check := _checker(tag)) is not None}
+
+
 def _check_value(tag: int, value: str) -> None:
-    if value == "":
+    if not value:
         raise reject(4, tag)
-    if not check_format(tag, value):
-        raise reject(6, tag)
-    if not check_value(tag, value):
-        raise reject(5, tag)
+    check = _CHECKS.get(tag)
+    if check is not None:
+        problem = check(value)
+        if problem:
+            raise reject(problem, tag)
 
 
 def _check_fields(fields: list[tuple[int, str]], layout: Layout | None, msg_type: str, *, in_body: bool) -> None:
