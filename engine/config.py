@@ -301,7 +301,7 @@ DEFAULT: Final[dict[str, Any]] = {
     "adapters": {
         "rest": {"listen": "127.0.0.1:8400"},
         "websocket": {"listen": "127.0.0.1:8401"},
-        "fix": {"listen": "127.0.0.1:8402", "application": "exchange", "sessions": []},
+        "fix": {"listen": "127.0.0.1:8402", "application": "exchange"},
     },
     "plugins": {"enabled": []},
 }
