@@ -453,7 +453,13 @@ class ExchangeApplication:
     # --- durable updates -> execution reports -------------------------------------------------------
 
     def on_updates(self, updates: list[Any]) -> None:
-        """Publisher listener: one durable batch, in journal order."""
+        """Publisher listener: one durable batch, in journal order (a failure is logged, never raised)."""
+        try:
+            self._on_updates(updates)
+        except Exception:
+            log.exception("FIX execution reports for a durable batch failed")
+
+    def _on_updates(self, updates: list[Any]) -> None:
         depth: list[DepthUpdate] = []
         trades: list[TradeRecord] = []
         for update in updates:

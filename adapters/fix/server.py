@@ -58,26 +58,13 @@ class FixServer:
             return
         self.connections += 1
         connection = Connection(self.acceptor, trio.current_time(), self.wall_us)
-        wake = trio.Event()
-
-        def wakeup() -> None:
-            wake.set()
-
-        connection.wakeup = wakeup
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read, stream, connection)
-                while True:
-                    await self._flush(stream, connection)
-                    if connection.closing:
-                        break
-                    with trio.move_on_at(connection.next_deadline()):
-                        await wake.wait()
-                    wake = trio.Event()
-                    connection.poll(trio.current_time())
+                await self._write(stream, connection)
                 nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        except Exception:  # a bug closes this connection, never the acceptor
+            log.exception("FIX connection failed")
         finally:
             log.info("FIX connection closed: %s", connection.close_reason)
             connection.disconnected()
@@ -85,6 +72,20 @@ class FixServer:
             with trio.move_on_after(CLOSE_TIMEOUT_S) as cleanup:
                 cleanup.shield = True
                 await stream.aclose()
+
+    async def _write(self, stream: trio.SocketStream, connection: Connection) -> None:
+        """Flush the outbox, run the timers, and stop when the session closes or the peer is gone."""
+        wake = _Wake()
+        connection.wakeup = wake.set
+        try:
+            while True:
+                await self._flush(stream, connection)
+                if connection.closing:
+                    return
+                await wake.wait_until(connection.next_deadline())
+                connection.poll(trio.current_time())
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            connection.close("peer gone")
 
     async def _read(self, stream: trio.SocketStream, connection: Connection) -> None:
         try:
@@ -107,3 +108,21 @@ class FixServer:
             if session is not None:
                 session.store.flush()
             await stream.send_all(connection.take_output())
+
+
+class _Wake:
+    """A resettable wake-up: ``set`` from anywhere in the trio thread, ``wait_until`` a deadline."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait_until(self, deadline: float) -> None:
+        with trio.move_on_at(deadline):
+            await self._event.wait()
+        if self._event.is_set():
+            self._event = trio.Event()

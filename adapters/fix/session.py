@@ -29,6 +29,7 @@ acceptance suite looks (reference/fix.md §2):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -50,6 +51,8 @@ from adapters.fix.codec import (
 )
 from adapters.fix.dictionary import SessionReject, Validated, validate
 from adapters.fix.store import MemoryStore
+
+log = logging.getLogger("satchel.fix")
 
 LOGON_TIMEOUT_S: Final = 10.0
 LOGOUT_TIMEOUT_S: Final = 2.0
@@ -348,7 +351,11 @@ class Session:
             return
         if self._verify(message, now, True, True):
             self.store.set_next_target(self.store.next_target + 1)
-            self.application.on_message(self, message, parts)
+            try:
+                self.application.on_message(self, message, parts)
+            except Exception:  # a bug in the application must not take the acceptor down
+                log.exception("FIX application failed on %s from %s", msg_type, self.name)
+                self.business_reject(message, 0, "Internal error processing the message")
 
     def _verify(self, message: Message, now: float, check_high: bool, check_low: bool) -> bool:
         """QuickFIX's ``Session::verify``: time, CompIDs, then the sequence number."""
