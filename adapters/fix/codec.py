@@ -20,7 +20,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, KeysView, Sequence
 from typing import Final, Union
 
 SOH: Final = b"\x01"
@@ -74,6 +74,10 @@ class Message:
 
     def has(self, tag: int) -> bool:
         return tag in self._index
+
+    def tags(self) -> KeysView[int]:
+        """Every tag present (first occurrences)."""
+        return self._index.keys()
 
     def seq_num(self) -> int:
         """MsgSeqNum, or 0 when absent or unparsable (validation reports those)."""

@@ -287,8 +287,60 @@ class Validated:
     body: list[Field]
 
 
+_GOOD_VALUES: dict[tuple[int, str], None] = {}  # (tag, value) pairs already checked, bounded
+_GOOD_VALUES_MAX: Final = 65_536
+
+
 def validate(message: Message) -> Validated:
-    """Check a decoded message against the dictionary; raise SessionReject or return its parts."""
+    """Check a decoded message against the dictionary; raise SessionReject or return its parts.
+
+    Most messages are valid and carry no repeating group, so one unordered pass
+    with remembered good values decides them; anything else takes the ordered
+    path that reports the same reject QuickFIX would.
+    """
+    fast = _fast(message)
+    if fast is not None:
+        return fast
+    return _ordered(message)
+
+
+def _fast(message: Message) -> Validated | None:
+    layout = LAYOUTS.get(message.msg_type)
+    if layout is None or layout.groups.keys() & message.tags():
+        return None
+    header: list[tuple[int, str]] = []
+    body: list[Field] = []
+    seen: set[int] = set()
+    good = _GOOD_VALUES
+    allowed = layout.allowed if layout.complete else None
+    for tag, value in message.fields[3:-1]:
+        if tag in seen:
+            return None
+        seen.add(tag)
+        if (tag, value) not in good:
+            check = _CHECKS.get(tag)
+            if not value or (check is not None and check(value)) or not known_tag(tag):
+                return None
+            if len(good) >= _GOOD_VALUES_MAX:
+                good.clear()
+            good[tag, value] = None
+        if tag in HEADER_TAGS:
+            if body:
+                return None
+            header.append((tag, value))
+        elif tag in TRAILER_TAGS or (allowed is not None and tag not in allowed):
+            return None
+        else:
+            body.append((tag, value))
+    if not seen.issuperset(_HEADER_REQUIRED_BODY) or not seen.issuperset(layout.required):
+        return None
+    return Validated(header, body)
+
+
+_HEADER_REQUIRED_BODY: Final = frozenset(HEADER_REQUIRED) - {8, 9, 35}
+
+
+def _ordered(message: Message) -> Validated:
     fields = message.fields[3:-1]  # without 8, 9, 35 and 10
     header, body, trailer = _split(fields)
     msg_type = message.msg_type
