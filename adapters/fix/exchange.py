@@ -74,6 +74,7 @@ from engine.units import DecimalError
 log = logging.getLogger("satchel.fix.exchange")
 
 MAX_CLORDIDS: Final = 100_000
+MAX_MD_SUBSCRIPTIONS: Final = 100
 AVG_PX_EXTRA_DECIMALS: Final = 4
 SIDES: Final = {"1": BID, "2": ASK}
 FIX_SIDE: Final = {BID: "1", ASK: "2"}
@@ -281,7 +282,7 @@ class ExchangeApplication:
 
     def _status(self, session: Session, m: Message, parts: Validated) -> None:
         account = session.config.account_id
-        view = self._find(account, m.get(55) or "", m.get(11) or "", m.get(37))
+        view = self._find(account, m.get(55) or "", m.get(11) or "", m.get(37)) or self._find_closed(account, m)
         if view is None:
             body: list[Field] = [
                 (37, m.get(37) or "NONE"), (11, m.get(11) or ""), (17, f"S{self.wall_us()}"), (150, "I"), (39, "8"),
@@ -293,6 +294,20 @@ class ExchangeApplication:
             return
         extra: list[Field] = [(790, m.get(790) or "")] if m.get(790) else []
         session.send("8", self._report(view, "I", f"{view.order_id}S{self.wall_us()}", extra))
+
+    def _find_closed(self, account: int, m: Message) -> OrderView | None:
+        """A filled, cancelled or expired order from the publisher's bounded history."""
+        wanted = m.get(37)
+        order_id = int(wanted) if wanted and wanted.isdigit() else None
+        if order_id is None:
+            known = self.cl_ord_ids.get(account)
+            order_id = known.get(m.get(11) or "") if known is not None else None
+        if order_id is None:
+            return None
+        for view in reversed(self.publisher.closed_orders(account)):
+            if view.order_id == order_id:
+                return view
+        return None
 
     def _mass_status(self, session: Session, m: Message, parts: Validated) -> None:
         account = session.config.account_id
@@ -389,6 +404,8 @@ class ExchangeApplication:
             problem = ("8", "Supported MDEntryType values are 0 (bid), 1 (offer) and 2 (trade)")
         elif kind == "1" and req_id in subs:
             problem = ("1", f"Duplicate MDReqID {req_id!r}")
+        elif kind == "1" and len(subs) >= MAX_MD_SUBSCRIPTIONS:
+            problem = ("2", f"At most {MAX_MD_SUBSCRIPTIONS} market data subscriptions per session")
         if problem is not None:
             session.send("Y", [(262, req_id), (281, problem[0]), (58, problem[1])])
             return

@@ -91,6 +91,8 @@ async def test_order_lifecycle_with_maker_fills_from_another_session(venue: FixV
         await maker.send("F", [(41, "m2"), (11, "m4"), (55, SOL), (54, "2"), (60, NOW), (38, "3")])
         reject = await maker.expect("9")
         assert fields(reject, 11, 41, 434, 102, 58) == ("m4", "m2", "1", "1", "Unknown order")
+        await maker.send("H", [(11, "m3"), (55, SOL), (54, "2")])
+        assert fields(await maker.expect("8"), 150, 39, 14, 151) == ("I", "4", "1.5", "0")
 
 
 async def test_rejections_carry_satchels_reason(venue: FixVenue) -> None:
