@@ -7,7 +7,7 @@ Values are medians: the machine is noisy, so best-of figures are kept beside
 them, and the ``platform_*`` figures printed first say how fast and how
 quiet this box was during the run.
 
-``--only GROUP[,GROUP]`` runs a subset: platform, book, peer, engine, latency, rss, journal, adapters.
+``--only GROUP[,GROUP]`` runs a subset: platform, book, peer, engine, latency, rss, journal, adapters, fix.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any
 import orjson
 import trio
 
-from bench import book_bench, engine_bench, platform_bench, rest_ws_bench
+from bench import book_bench, engine_bench, fix_bench, platform_bench, rest_ws_bench
 from bench.workload import EXPECTED_CROSSING, EXPECTED_FILLS, EXPECTED_RESTING, N_ORDERS, SEED, generate
 
-GROUPS = ("platform", "book", "peer", "engine", "latency", "rss", "journal", "adapters")
+GROUPS = ("platform", "book", "peer", "engine", "latency", "rss", "journal", "adapters", "fix")
 REFERENCE_HEAP_BOOK = 2_000_000  # performance.md §2.3/§4: plain heap book, 1.96-2.14 M orders/s on the reference VM
 
 
@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
         run_journal(args.journal_dir, args.journal_events, args.por_accounts, args.journal_runs)
     if "adapters" in groups:
         rest_ws_bench.run()
+    if "fix" in groups:
+        fix_bench.run()
     if "platform" in groups:
         stall = platform_bench.stalls(1.0)
         emit(

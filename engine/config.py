@@ -70,11 +70,36 @@ class ListenConfig:
     listen: str
 
 
+FIX_APPLICATIONS: Final = ("exchange", "echo")
+
+
+@attrs.frozen
+class FixSessionConfig:
+    """One FIX session: the peer's CompID (SenderCompID it sends) and the account it trades for."""
+
+    sender_comp_id: str  # the venue's CompID in this session
+    target_comp_id: str  # the client's CompID
+    account: int
+    heartbeat_min_s: int = 5
+    heartbeat_max_s: int = 60
+    reset_on_logon: bool = False
+    require_signature: bool = True  # Binance-style Ed25519 Logon (Username 553 + RawData 96)
+    drop_copy: bool = False  # receives a copy of every execution report of the account; cannot trade
+    cancel_on_disconnect: bool = False
+
+
+@attrs.frozen
+class FixConfig:
+    listen: str = "127.0.0.1:8402"
+    application: str = "exchange"  # "echo" only runs the QuickFIX acceptance suite
+    sessions: tuple[FixSessionConfig, ...] = ()
+
+
 @attrs.frozen
 class AdaptersConfig:
     rest: ListenConfig = ListenConfig("127.0.0.1:8400")
     websocket: ListenConfig = ListenConfig("127.0.0.1:8401")
-    fix: ListenConfig = ListenConfig("127.0.0.1:8402")
+    fix: FixConfig = FixConfig()
 
 
 @attrs.frozen
@@ -137,6 +162,15 @@ for _kind in (int, str, bool):
 _converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _names)
 
 
+def _fix_sessions(value: Any, _: Any) -> tuple[FixSessionConfig, ...]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list of session tables, got {value!r}")
+    return tuple(_converter.structure(item, FixSessionConfig) for item in value)
+
+
+_converter.register_structure_hook_func(lambda t: t == tuple[FixSessionConfig, ...], _fix_sessions)
+
+
 def canonical_json(config: Config) -> bytes:
     return orjson.dumps(_converter.unstructure(config), option=orjson.OPT_SORT_KEYS)
 
@@ -186,6 +220,25 @@ def _validate(config: Config) -> None:
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"adapters.{name}.listen: expected HOST:PORT, got {listen!r}")
+    _validate_fix(config.adapters.fix)
+
+
+def _validate_fix(fix: FixConfig) -> None:
+    if fix.application not in FIX_APPLICATIONS:
+        raise ConfigError(f"adapters.fix.application: must be one of {', '.join(FIX_APPLICATIONS)}, got {fix.application!r}")
+    seen = set()
+    for index, session in enumerate(fix.sessions):
+        key = f"adapters.fix.sessions[{index}]"
+        pair = (session.sender_comp_id, session.target_comp_id)
+        if not session.sender_comp_id or not session.target_comp_id:
+            raise ConfigError(f"{key}: sender_comp_id and target_comp_id must not be empty")
+        if pair in seen:
+            raise ConfigError(f"{key}: duplicate session {pair[0]} -> {pair[1]}")
+        seen.add(pair)
+        if session.account < 1:
+            raise ConfigError(f"{key}.account: must be a trading account id (>= 1)")
+        if not 1 <= session.heartbeat_min_s <= session.heartbeat_max_s <= 3600:
+            raise ConfigError(f"{key}: need 1 <= heartbeat_min_s <= heartbeat_max_s <= 3600")
 
 
 def check_decimal(key: str, text: str, scale: int) -> int:
@@ -248,7 +301,7 @@ DEFAULT: Final[dict[str, Any]] = {
     "adapters": {
         "rest": {"listen": "127.0.0.1:8400"},
         "websocket": {"listen": "127.0.0.1:8401"},
-        "fix": {"listen": "127.0.0.1:8402"},
+        "fix": {"listen": "127.0.0.1:8402", "application": "exchange"},
     },
     "plugins": {"enabled": []},
 }
@@ -270,7 +323,13 @@ _COMMENTS: Final[dict[str, str]] = {
         "# best bid, best ask, last trade); fees are in basis points of the received asset;\n"
         "# state is one of Open, Closed, CancelOnly, LimitOnly, PostOnly."
     ),
-    "adapters": "Listen addresses for the protocol adapters (REST, WebSocket, FIX 4.4).",
+    "adapters": (
+        "Listen addresses for the protocol adapters (REST, WebSocket, FIX 4.4).\n"
+        "# FIX: application is \"exchange\" (or \"echo\" for the QuickFIX acceptance suite); the\n"
+        "# acceptor starts when sessions are configured. Add one [[adapters.fix.sessions]] table per\n"
+        "# session: sender_comp_id (the venue's), target_comp_id (the client's), account, and optional\n"
+        "# heartbeat_min_s/heartbeat_max_s, reset_on_logon, require_signature, drop_copy, cancel_on_disconnect."
+    ),
     "plugins": "Jurisdiction plugins to enable, by name.",
 }
 

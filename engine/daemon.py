@@ -45,15 +45,16 @@ async def serve(config: Config, base: Path) -> None:
                     await admin.serve(task_status=task_status)
 
             await nursery.start(run_admin)
-            services_scope = trio.CancelScope()
-            bound = await _start_services(nursery, engine, services_scope)
+            services_scopes: list[trio.CancelScope] = []
+            bound = await _start_services(nursery, engine, services_scopes)
             listening = "".join(f", {name} {address}" for name, address in bound.items())
             print(f"satchel ready: venue {config.venue.name}, journal {directory}, "
                   f"admin socket {admin.socket_path}{listening}", file=sys.stderr, flush=True)
             async for signum in signals:
                 log.info("received %s: stopping intake, draining", signal.Signals(signum).name)
                 break
-            services_scope.cancel()
+            for scope in services_scopes:
+                scope.cancel()
             admin_scope.cancel()
             engine.stop()
     print("satchel stopped cleanly", file=sys.stderr, flush=True)
@@ -62,7 +63,7 @@ async def serve(config: Config, base: Path) -> None:
 SERVICES_GROUP = "satchel.services"
 
 
-async def _start_services(nursery: trio.Nursery, engine: Engine, scope: trio.CancelScope) -> dict[str, str]:
+async def _start_services(nursery: trio.Nursery, engine: Engine, scopes: list[trio.CancelScope]) -> dict[str, str]:
     """Start every ``satchel.services`` entry point (the protocol adapters) after the engine.
 
     Found by entry point so ``engine`` never imports ``adapters``. Each service is
@@ -73,8 +74,13 @@ async def _start_services(nursery: trio.Nursery, engine: Engine, scope: trio.Can
     bound: dict[str, str] = {}
     for point in sorted(entry_points(group=SERVICES_GROUP), key=lambda p: p.name):
         service = point.load()
+        scope = trio.CancelScope()  # one per service: a scope can enter only one ``with`` block
+        scopes.append(scope)
 
-        async def run(service: Any = service, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        async def run(
+            service: Any = service, scope: trio.CancelScope = scope, *,
+            task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+        ) -> None:
             with scope:
                 await service(engine, task_status=task_status)
 

@@ -1,0 +1,302 @@
+"""FIX tag=value framing, decoding and encoding (sans-IO, bytes in, bytes out).
+
+Framing follows QuickFIX's reader so the acceptance suite sees the same
+behaviour: find ``8=``, read ``9=N``, skip N bytes, then search forward for
+``SOH 10=`` and the SOH after it. A BodyLength that is too long therefore
+swallows the next message; both are then dropped as garbled. Garbled frames
+(bad length, bad checksum, first three tags not 8/9/35, a tag that is not an
+integer) are reported as ``Garbled`` and never consume a sequence number.
+
+Values are ``str`` decoded as latin-1 (one byte, one character), so any byte
+sequence round-trips and nothing here can raise on hostile input except the
+documented ``Garbled``.
+
+Bounds: a frame is at most ``MAX_MESSAGE_BYTES``; a buffer that grows past that
+without yielding a message is reported as ``Overflow`` (the caller disconnects).
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime
+import time
+from collections.abc import Iterable, Sequence
+from typing import Final, Union
+
+SOH: Final = b"\x01"
+BEGIN_STRING: Final = "FIX.4.4"
+MAX_MESSAGE_BYTES: Final = 64 * 1024
+
+# Tags whose value is raw data whose length is carried by the preceding tag;
+# such values may contain SOH.
+DATA_LENGTH_TAGS: Final[dict[int, int]] = {
+    90: 91, 93: 89, 95: 96, 212: 213, 348: 349, 350: 351, 352: 353, 354: 355, 356: 357,
+    358: 359, 360: 361, 362: 363, 364: 365, 445: 446, 618: 619, 621: 622,
+}
+
+GroupValue = list[list[tuple[int, "FieldValue"]]]
+FieldValue = Union[str, GroupValue]  # noqa: UP007 - recursive alias needs Union at runtime
+Field = tuple[int, FieldValue]
+
+
+class Garbled(Exception):
+    """A frame that is not a well-formed FIX message; the text says why."""
+
+
+class Overflow(Exception):
+    """The peer sent more than MAX_MESSAGE_BYTES without a complete message."""
+
+
+class Message:
+    """A decoded message: fields in wire order plus a first-occurrence index.
+
+    ``fields`` includes 8, 9, 35 and 10. Repeated tags are kept (validation
+    decides whether they are legal).
+    """
+
+    __slots__ = ("_index", "fields", "raw")
+
+    def __init__(self, fields: list[tuple[int, str]], raw: bytes = b"") -> None:
+        self.fields = fields
+        self.raw = raw
+        index: dict[int, str] = {}
+        for tag, value in fields:
+            if tag not in index:
+                index[tag] = value
+        self._index = index
+
+    @property
+    def msg_type(self) -> str:
+        return self._index.get(35, "")
+
+    def get(self, tag: int, default: str | None = None) -> str | None:
+        return self._index.get(tag, default)
+
+    def has(self, tag: int) -> bool:
+        return tag in self._index
+
+    def seq_num(self) -> int:
+        """MsgSeqNum, or 0 when absent or unparsable (validation reports those)."""
+        value = self._index.get(34, "")
+        return int(value) if value.isdigit() else 0
+
+    def __repr__(self) -> str:
+        return "Message(" + "|".join(f"{t}={v}" for t, v in self.fields) + ")"
+
+
+def checksum(data: bytes) -> int:
+    return sum(data) & 0xFF
+
+
+class Framer:
+    """Cuts a byte stream into candidate frames (QuickFIX ``Parser::readFixMessage``)."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def frames(self) -> Iterable[bytes]:
+        """Yield every complete frame now in the buffer; raise Overflow on runaway input."""
+        buffer = self._buffer
+        while True:
+            frame = self._next(buffer)
+            if frame is None:
+                if len(buffer) > MAX_MESSAGE_BYTES:
+                    buffer.clear()
+                    raise Overflow(f"no complete FIX message in {MAX_MESSAGE_BYTES} bytes")
+                return
+            yield frame
+
+    @staticmethod
+    def _next(buffer: bytearray) -> bytes | None:
+        start = buffer.find(b"8=")
+        if start < 0:
+            if len(buffer) > 1:
+                del buffer[:-1]  # keep a trailing '8' that may start the next message
+            return None
+        if start:
+            del buffer[:start]
+        length_at = buffer.find(b"\x019=")
+        if length_at < 0:
+            return None
+        length_end = buffer.find(SOH, length_at + 3)
+        if length_end < 0:
+            return None
+        text = bytes(buffer[length_at + 3:length_end])
+        if not text.isdigit() or int(text) > MAX_MESSAGE_BYTES:
+            del buffer[:length_end + 1]  # unusable length: drop what we have read, resync on next 8=
+            return b""
+        body_end = length_end + 1 + int(text)
+        if len(buffer) < body_end:
+            return None
+        trailer = buffer.find(b"\x0110=", body_end - 1)
+        if trailer < 0:
+            return None
+        end = buffer.find(SOH, trailer + 4)
+        if end < 0:
+            return None
+        frame = bytes(buffer[:end + 1])
+        del buffer[:end + 1]
+        return frame
+
+
+def split_fields(data: bytes) -> list[tuple[int, str]]:
+    """``tag=value SOH ...`` -> [(tag, value)]; data fields may contain SOH (length from the tag before)."""
+    text = data.decode("latin-1")
+    if not text.endswith("\x01"):
+        raise Garbled("field not terminated by SOH")
+    fields: list[tuple[int, str]] = []
+    append = fields.append
+    try:
+        for part in text[:-1].split("\x01"):
+            tag, sep, value = part.partition("=")
+            if not sep:
+                raise Garbled("field without '='")
+            if not tag.isdigit() and not (tag[:1] == "-" and tag[1:].isdigit()):
+                raise Garbled(f"tag {tag[:20]!r} is not a number")
+            number = int(tag)
+            if number in DATA_LENGTH_TAGS:
+                return _split_with_data(data)
+            append((number, value))
+    except ValueError:
+        raise Garbled("a tag is not a number") from None
+    return fields
+
+
+def _split_with_data(data: bytes) -> list[tuple[int, str]]:
+    """The slow path for messages carrying raw data fields (RawData 96 on a Logon...)."""
+    fields: list[tuple[int, str]] = []
+    pos, end = 0, len(data)
+    data_len = -1
+    data_tag = 0
+    while pos < end:
+        eq = data.find(b"=", pos)
+        if eq < 0:
+            raise Garbled("field without '='")
+        try:
+            tag = int(data[pos:eq])
+        except ValueError:
+            raise Garbled(f"tag {data[pos:eq][:20]!r} is not a number") from None
+        if tag == data_tag and data_len >= 0 and eq + 1 + data_len <= end and data[eq + 1 + data_len:eq + 2 + data_len] == SOH:
+            stop = eq + 1 + data_len
+        else:
+            stop = data.find(SOH, eq + 1)
+            if stop < 0:
+                raise Garbled("field not terminated by SOH")
+        value = data[eq + 1:stop].decode("latin-1")
+        fields.append((tag, value))
+        data_tag, data_len = 0, -1
+        if tag in DATA_LENGTH_TAGS and value.isdigit():
+            data_tag, data_len = DATA_LENGTH_TAGS[tag], int(value)
+        pos = stop + 1
+    return fields
+
+
+def decode(frame: bytes) -> Message:
+    """Check BodyLength, CheckSum and the 8/9/35 prefix; return the message or raise Garbled."""
+    if not frame:
+        raise Garbled("unreadable BodyLength")
+    fields = split_fields(frame)
+    if len(fields) < 4 or fields[0][0] != 8 or fields[1][0] != 9 or fields[2][0] != 35:
+        raise Garbled("the first three fields must be 8, 9 and 35")
+    if fields[-1][0] != 10:
+        raise Garbled("the last field must be CheckSum (10)")
+    body_start = frame.find(SOH) + 1
+    body_start = frame.find(SOH, body_start) + 1
+    trailer_at = frame.rfind(b"\x0110=") + 1
+    if str(trailer_at - body_start) != fields[1][1]:
+        raise Garbled(f"BodyLength {fields[1][1]} does not match {trailer_at - body_start}")
+    declared = fields[-1][1]
+    if len(declared) != 3 or not declared.isdigit() or int(declared) != checksum(frame[:trailer_at]):
+        raise Garbled(f"CheckSum {declared} does not match {checksum(frame[:trailer_at]):03d}")
+    return Message(fields, frame)
+
+
+def _text(fields: Iterable[Field]) -> str:
+    parts = []
+    for tag, value in fields:
+        if isinstance(value, str):
+            parts.append(f"{tag}={value}\x01")
+        else:
+            parts.append(f"{tag}={len(value)}\x01")
+            for entry in value:
+                parts.append(_text(entry))
+    return "".join(parts)
+
+
+def encode_body(fields: Sequence[Field]) -> bytes:
+    """Body fields in ascending tag order (QuickFIX's layout); group entries keep their own order."""
+    return _text(sorted(fields, key=_tag)).encode("latin-1")
+
+
+def _tag(field: Field) -> int:
+    return field[0]
+
+
+def frame_message(msg_type: str, header: Sequence[tuple[int, str]], body: bytes) -> bytes:
+    """Wrap header (sorted here) and an encoded body with 8, 9, 35 and 10."""
+    inner = f"35={msg_type}\x01{_text(sorted(header, key=_tag))}".encode("latin-1") + body
+    out = b"8=FIX.4.4\x019=%d\x01%s" % (len(inner), inner)
+    return out + b"10=%03d\x01" % (sum(out) & 0xFF)
+
+
+class Timestamps:
+    """UTC timestamps in FIX formats; the seconds part is cached (one strftime per second)."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def millis(self, wall_us: int) -> str:
+        """``YYYYMMDD-HH:MM:SS.sss`` (SendingTime as QuickFIX writes it)."""
+        second, micros = divmod(wall_us, 1_000_000)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(second))
+        return f"{self._text}.{micros // 1000:03d}"
+
+
+_SECONDS_CACHE: dict[str, int] = {}
+_SECONDS_CACHE_MAX: Final = 4096
+
+
+def parse_utc_timestamp(text: str) -> int | None:
+    """``YYYYMMDD-HH:MM:SS[.sss...]`` -> microseconds since the epoch, or None if malformed."""
+    head = text[:17]
+    seconds = _SECONDS_CACHE.get(head)
+    if seconds is None:
+        seconds = _parse_seconds(head)
+        if seconds is None:
+            return None
+        if len(_SECONDS_CACHE) >= _SECONDS_CACHE_MAX:
+            _SECONDS_CACHE.clear()
+        _SECONDS_CACHE[head] = seconds
+    fraction = text[17:]
+    if not fraction:
+        return seconds * 1_000_000
+    digits = fraction[1:]
+    if fraction[0] != "." or not digits.isdigit() or len(digits) > 9:
+        return None
+    return seconds * 1_000_000 + int(digits.ljust(6, "0")[:6])
+
+
+def _parse_seconds(text: str) -> int | None:
+    if len(text) != 17 or text[8] != "-" or text[11] != ":" or text[14] != ":":
+        return None
+    digits = text[:8] + text[9:11] + text[12:14] + text[15:17]
+    if not digits.isdigit() or not digits.isascii():
+        return None
+    try:
+        moment = datetime.datetime(
+            int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[12:14]), int(text[15:17]),
+            tzinfo=datetime.UTC,
+        )
+    except ValueError:
+        return None
+    return calendar.timegm(moment.utctimetuple())

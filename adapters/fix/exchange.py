@@ -1,0 +1,585 @@
+"""The exchange application behind FIX sessions: orders in, execution reports and market data out.
+
+Requests go to the engine with ``Engine.submit`` (non-blocking, FIFO per
+account, a full engine answers "overloaded" at once). Replies that change
+nothing (rejections) come from the command's result; every state change is
+reported from the durable events through ``engine.publisher.Publisher``, so an
+ExecutionReport never leaves before the journal has the fact, and fills of
+resting orders caused by other accounts (REST, another session) are reported
+like any other. Every report of an account goes to all its sessions, drop-copy
+sessions included; a session that is not connected keeps them in its store for
+a ResendRequest after it logs on again.
+
+Mapping: 54=1/2 -> Bid/Ask; 40=1/2 -> Market/Limit; 59=0/1 -> GTC, 3 -> IOC,
+4 -> FOK; ExecInst 18 containing 6 -> post-only; custom tag 7928 (1 RejectTaker,
+2 RejectMaker, 3 RejectBoth) -> self-trade prevention; OrderQty 38 or, for
+market orders, CashOrderQty 152. ExecIDs are derived from the facts
+(``<order>N``, ``<trade>T<order>``, ``<order>C``, ``<order>X``,
+``<order>R<time>``) so they stay unique across restarts.
+
+Limits: ClOrdIDs are remembered in memory (``MAX_CLORDIDS`` per account), so
+after a daemon restart orders are addressed by OrderID (37) or found by their
+Satchel client id; MarketDataIncrementalRefresh covers the whole book whatever
+MarketDepth says (265=0 gets full snapshots of the requested depth instead).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Final
+
+from adapters.fix.codec import Field, Message, Timestamps, encode_body
+from adapters.fix.dictionary import STP_TAG, Validated
+from adapters.fix.session import Session
+from engine.messages import (
+    ASK,
+    BID,
+    CANCELLED,
+    EXPIRED,
+    FILLED,
+    FOK,
+    GTC,
+    IOC,
+    LIMIT,
+    MARKET,
+    NO_CLIENT_ID,
+    PARTIALLY_FILLED,
+    REJECT_BOTH,
+    REJECT_MAKER,
+    REJECT_TAKER,
+    AmendOrder,
+    CancelAllOrders,
+    CancelOrder,
+    OrderView,
+    PlaceOrder,
+    Rejection,
+)
+from engine.publisher import (
+    ACCEPTED,
+    CANCELLED_KIND,
+    EXPIRED_KIND,
+    FILL,
+    MODIFIED,
+    DepthUpdate,
+    OrderUpdate,
+    Publisher,
+    TradeRecord,
+)
+from engine.results import Result
+from engine.spec import MarketSpec
+from engine.units import DecimalError
+
+log = logging.getLogger("satchel.fix.exchange")
+
+MAX_CLORDIDS: Final = 100_000
+AVG_PX_EXTRA_DECIMALS: Final = 4
+SIDES: Final = {"1": BID, "2": ASK}
+FIX_SIDE: Final = {BID: "1", ASK: "2"}
+TIFS: Final = {"0": GTC, "1": GTC, "3": IOC, "4": FOK}
+FIX_TIF: Final = {GTC: "1", IOC: "3", FOK: "4"}
+STP: Final = {"1": REJECT_TAKER, "2": REJECT_MAKER, "3": REJECT_BOTH}
+ORD_STATUS: Final = {"New": "0", PARTIALLY_FILLED: "1", FILLED: "2", CANCELLED: "4", EXPIRED: "C"}
+SUPPORTED: Final = frozenset({"D", "F", "G", "H", "q", "AF", "x", "V"})
+
+
+class _Sink:
+    """Receives an engine Result (synchronously, from the journal actor) and calls back."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[Result], None]) -> None:
+        self.callback = callback
+
+    def set(self, value: Result) -> None:
+        self.callback(value)
+
+
+class _Subscription:
+    """One MarketDataRequest with SubscriptionRequestType 1: what to stream to its session."""
+
+    __slots__ = ("depth", "full", "md_req_id", "symbols", "trades", "types")
+
+    def __init__(self, md_req_id: str, symbols: list[str], depth: int, types: set[str], full: bool) -> None:
+        self.md_req_id = md_req_id
+        self.symbols = symbols
+        self.depth = depth
+        self.types = types
+        self.trades = "2" in types
+        self.full = full
+
+
+class ExchangeApplication:
+    """FIX order entry, drop copy and market data on the engine's public API."""
+
+    def __init__(self, engine: Any, publisher: Publisher, *, wall_us: Callable[[], int]) -> None:
+        self.engine = engine
+        self.publisher = publisher
+        self.wall_us = wall_us
+        self.times = Timestamps()
+        self.sessions: dict[int, list[Session]] = {}
+        self.cl_ord_ids: dict[int, OrderedDict[str, int]] = {}  # account -> ClOrdID -> order id
+        self.order_cl_ord: dict[int, str] = {}  # order id -> current ClOrdID
+        self.pending: dict[int, tuple[str, str, str]] = {}  # order id -> (kind, new ClOrdID, orig ClOrdID)
+        self.md: dict[Session, dict[str, _Subscription]] = {}
+        self.rejects = 0
+        publisher.listeners.append(self.on_updates)
+
+    def register(self, session: Session) -> None:
+        self.sessions.setdefault(session.config.account_id, []).append(session)
+
+    # --- session callbacks -----------------------------------------------------------------
+
+    def on_logon(self, session: Session) -> None:
+        log.info("FIX session %s logged on (account %d)", session.name, session.config.account_id)
+
+    def on_disconnect(self, session: Session) -> None:
+        self.md.pop(session, None)
+        if session.config.cancel_on_disconnect and not session.config.drop_copy:
+            account = session.config.account_id
+            for symbol in sorted({v.symbol for v in self.publisher.open_orders(account)}):
+                self.engine.submit(account, CancelAllOrders(account, symbol), _Sink(lambda r: None))
+
+    def on_message(self, session: Session, message: Message, parts: Validated) -> None:
+        msg_type = message.msg_type
+        if msg_type not in SUPPORTED:
+            session.business_reject(message, 3, "Unsupported Message Type")
+            return
+        if session.config.drop_copy and msg_type not in ("x", "V", "H", "AF"):
+            session.business_reject(message, 6, "Drop-copy sessions cannot send orders")
+            return
+        _HANDLERS[msg_type](self, session, message, parts)
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    def _new_order(self, session: Session, m: Message, parts: Validated) -> None:
+        account = session.config.account_id
+        cl_ord_id = m.get(11) or ""
+        built = self._build(account, m)
+        if isinstance(built, Rejection):
+            self._reject_order(session, m, built.message, 1 if "symbol" in built.message else 99)
+            return
+        known = self.cl_ord_ids.setdefault(account, OrderedDict())
+        if cl_ord_id in known and self.publisher.open_order(account, built.symbol, known[cl_ord_id], None) is not None:
+            self._reject_order(session, m, f"Duplicate ClOrdID {cl_ord_id!r} of a live order", 6)
+            return
+        self._remember(account, cl_ord_id, built.order_id)
+        refused = self.engine.submit(account, built, _Sink(lambda r: self._placed(session, m, built, r)))
+        if refused is not None:
+            self._reject_order(session, m, refused.message, 99)
+
+    def _build(self, account: int, m: Message) -> PlaceOrder | Rejection:
+        side = SIDES.get(m.get(54) or "")
+        if side is None:
+            return Rejection("INVALID_ORDER", "Side (54) must be 1 (buy) or 2 (sell)")
+        ord_type = {"1": MARKET, "2": LIMIT}.get(m.get(40) or "")
+        if ord_type is None:
+            return Rejection("INVALID_ORDER", "OrdType (40) must be 1 (market) or 2 (limit)")
+        tif = TIFS.get(m.get(59) or "1")
+        if tif is None:
+            return Rejection("INVALID_ORDER", "TimeInForce (59) must be 0/1 (GTC), 3 (IOC) or 4 (FOK)")
+        stp = STP.get(m.get(STP_TAG) or "1")
+        post_only = "6" in (m.get(18) or "").split(" ")
+        built: PlaceOrder | Rejection = self.engine.build_order(
+            account, m.get(55) or "", side, ord_type, quantity=m.get(38), quote_quantity=m.get(152),
+            price=m.get(44), time_in_force=tif, post_only=post_only, self_trade_prevention=stp,
+        )
+        return built
+
+    def _placed(self, session: Session, m: Message, cmd: PlaceOrder, result: Result) -> None:
+        if result.rejection is not None:
+            self._forget(cmd.account_id, cmd.order_id)
+            self._reject_order(session, m, result.rejection.message, _ord_rej_reason(result.rejection))
+
+    def _reject_order(self, session: Session, m: Message, text: str, reason: int) -> None:
+        self.rejects += 1
+        body: list[Field] = [
+            (37, "NONE"), (11, m.get(11) or ""), (17, f"J{self.wall_us()}-{self.rejects}"), (150, "8"), (39, "8"),
+            (55, m.get(55) or ""), (54, m.get(54) or "1"), (151, "0"), (14, "0"), (6, "0"),
+            (103, str(reason)), (58, text), (60, self.times.millis(self.wall_us())),
+        ]
+        for tag in (38, 40, 44, 59):
+            value = m.get(tag)
+            if value:
+                body.append((tag, value))
+        session.send("8", body)
+
+    def _cancel(self, session: Session, m: Message, parts: Validated) -> None:
+        self._modify(session, m, replace=False)
+
+    def _replace(self, session: Session, m: Message, parts: Validated) -> None:
+        self._modify(session, m, replace=True)
+
+    def _modify(self, session: Session, m: Message, *, replace: bool) -> None:
+        account = session.config.account_id
+        symbol = m.get(55) or ""
+        orig = m.get(41) or ""
+        view = self._find(account, symbol, orig, m.get(37))
+        if view is None:
+            self._cancel_reject(session, m, "Unknown order", 1, replace)
+            return
+        spec = self.engine.venue.specs[symbol]
+        command: AmendOrder | CancelOrder
+        if replace:
+            amend = self._amend_command(account, spec, view, m)
+            if isinstance(amend, Rejection):
+                self._cancel_reject(session, m, amend.message, 99, replace, view)
+                return
+            command = amend
+        else:
+            command = CancelOrder(account, symbol, view.order_id, NO_CLIENT_ID)
+        self.pending[view.order_id] = ("G" if replace else "F", m.get(11) or "", self.order_cl_ord.get(view.order_id, orig))
+        refused = self.engine.submit(account, command, _Sink(lambda r: self._modified(session, m, view, replace, r)))
+        if refused is not None:
+            self.pending.pop(view.order_id, None)
+            self._cancel_reject(session, m, refused.message, 99, replace, view)
+
+    def _amend_command(self, account: int, spec: MarketSpec, view: OrderView, m: Message) -> AmendOrder | Rejection:
+        if (m.get(40) or "2") != "2":
+            return Rejection("INVALID_ORDER", "Only limit orders can be replaced (40=2)")
+        try:
+            price = spec.price_ticks(m.get(44)) if m.get(44) else 0
+            qty = spec.qty_steps(m.get(38)) if m.get(38) else 0
+        except DecimalError as exc:
+            return Rejection("INVALID_ORDER", str(exc))
+        if price == view.price_ticks:
+            price = 0
+        if qty == view.qty_steps:
+            qty = 0
+        if not price and not qty:
+            return Rejection("INVALID_ORDER", "Replace changes neither price (44) nor quantity (38)")
+        return AmendOrder(account, spec.symbol, view.order_id, NO_CLIENT_ID, price, qty)
+
+    def _modified(self, session: Session, m: Message, view: OrderView, replace: bool, result: Result) -> None:
+        if result.rejection is not None:
+            self.pending.pop(view.order_id, None)
+            reason = 1 if result.rejection.code == "RESOURCE_NOT_FOUND" else 99
+            self._cancel_reject(session, m, result.rejection.message, reason, replace, view)
+
+    def _cancel_reject(self, session: Session, m: Message, text: str, reason: int, replace: bool,
+                       view: OrderView | None = None) -> None:
+        status = ORD_STATUS.get(view.status, "0") if view is not None else "8"
+        body: list[Field] = [
+            (37, str(view.order_id) if view is not None else "NONE"), (11, m.get(11) or ""), (41, m.get(41) or ""),
+            (39, status), (434, "2" if replace else "1"), (102, str(reason)), (58, text),
+        ]
+        session.send("9", body)
+
+    def _find(self, account: int, symbol: str, cl_ord_id: str, order_id_text: str | None) -> OrderView | None:
+        if symbol not in self.engine.venue.specs:
+            return None
+        if order_id_text and order_id_text.isdigit():
+            return self.publisher.open_order(account, symbol, int(order_id_text), None)
+        known = self.cl_ord_ids.get(account)
+        order_id = known.get(cl_ord_id) if known is not None else None
+        if order_id is not None:
+            return self.publisher.open_order(account, symbol, order_id, None)
+        if cl_ord_id.isdigit():  # orders placed elsewhere with a Satchel client id
+            return self.publisher.open_order(account, symbol, None, int(cl_ord_id))
+        return None
+
+    def _status(self, session: Session, m: Message, parts: Validated) -> None:
+        account = session.config.account_id
+        view = self._find(account, m.get(55) or "", m.get(11) or "", m.get(37))
+        if view is None:
+            body: list[Field] = [
+                (37, m.get(37) or "NONE"), (11, m.get(11) or ""), (17, f"S{self.wall_us()}"), (150, "I"), (39, "8"),
+                (55, m.get(55) or ""), (54, m.get(54) or "1"), (151, "0"), (14, "0"), (6, "0"), (58, "Unknown order"),
+            ]
+            if m.get(790):
+                body.append((790, m.get(790) or ""))
+            session.send("8", body)
+            return
+        extra: list[Field] = [(790, m.get(790) or "")] if m.get(790) else []
+        session.send("8", self._report(view, "I", f"{view.order_id}S{self.wall_us()}", extra))
+
+    def _mass_status(self, session: Session, m: Message, parts: Validated) -> None:
+        account = session.config.account_id
+        symbol = m.get(55) if m.get(585) == "1" else None
+        views = self.publisher.open_orders(account, symbol)
+        req_id = m.get(584) or ""
+        if not views:
+            session.send("8", [
+                (37, "NONE"), (17, f"S{self.wall_us()}"), (150, "I"), (39, "8"), (55, symbol or "NONE"), (54, "1"),
+                (151, "0"), (14, "0"), (6, "0"), (584, req_id), (911, "0"), (912, "Y"), (58, "No open orders"),
+            ])
+            return
+        for index, view in enumerate(views, 1):
+            extra: list[Field] = [(584, req_id), (911, str(len(views)))]
+            if index == len(views):
+                extra.append((912, "Y"))
+            session.send("8", self._report(view, "I", f"{view.order_id}S{self.wall_us()}-{index}", extra))
+
+    def _mass_cancel(self, session: Session, m: Message, parts: Validated) -> None:
+        account = session.config.account_id
+        kind = m.get(530) or ""
+        if kind == "1":
+            symbols = [m.get(55) or ""]
+        elif kind == "7":
+            symbols = sorted({v.symbol for v in self.publisher.open_orders(account)})
+        else:
+            self._mass_cancel_report(session, m, "0", 0, "MassCancelRequestType must be 1 (by symbol) or 7 (all)")
+            return
+        if any(s not in self.engine.venue.specs for s in symbols):
+            self._mass_cancel_report(session, m, "0", 0, f"Unknown symbol {m.get(55)!r}")
+            return
+        if not symbols:
+            self._mass_cancel_report(session, m, kind, 0, None)
+            return
+        left = [len(symbols)]
+        affected = [0]
+        problems: list[str] = []
+
+        def done(result: Result) -> None:
+            left[0] -= 1
+            affected[0] += len(result.orders)
+            if result.rejection is not None:
+                problems.append(result.rejection.message)
+            if left[0] == 0:
+                problem = problems[0] if problems else None
+                self._mass_cancel_report(session, m, "0" if problem else kind, affected[0], problem)
+
+        for symbol in symbols:
+            refused = self.engine.submit(account, CancelAllOrders(account, symbol), _Sink(done))
+            if refused is not None:
+                done(Result(rejection=refused))
+
+    def _mass_cancel_report(self, session: Session, m: Message, response: str, affected: int, text: str | None) -> None:
+        body: list[Field] = [(11, m.get(11) or ""), (37, f"MC-{m.get(11) or ''}"), (530, m.get(530) or ""),
+                             (531, response), (533, str(affected))]
+        if m.get(55):
+            body.append((55, m.get(55) or ""))
+        if text:
+            body += [(532, "99"), (58, text)]
+        session.send("r", body)
+
+    # --- reference and market data ----------------------------------------------------------------
+
+    def _security_list(self, session: Session, m: Message, parts: Validated) -> None:
+        specs = self.engine.venue.specs
+        wanted = m.get(55) if m.get(559) == "0" else None
+        chosen = [specs[wanted]] if wanted in specs else [] if wanted else list(specs.values())
+        entries = [
+            [(55, spec.symbol), (15, spec.quote), (561, spec.format_step()), (562, spec.format_qty(spec.min_qty_steps)),
+             (58, f"tick_size={spec.format_tick()} step_size={spec.format_step()} min_notional={spec.format_quote(spec.min_notional_quote)} "
+                  f"base={spec.base} quote={spec.quote}")]
+            for spec in chosen
+        ]
+        body: list[Field] = [(320, m.get(320) or ""), (322, f"SL{self.wall_us()}"), (560, "0" if entries else "2"),
+                             (393, str(len(entries))), (893, "Y")]
+        if entries:
+            body.append((146, entries))  # type: ignore[arg-type]
+        session.send("y", body)
+
+    def _market_data(self, session: Session, m: Message, parts: Validated) -> None:
+        req_id = m.get(262) or ""
+        kind = m.get(263) or ""
+        subs = self.md.setdefault(session, {})
+        if kind == "2":
+            subs.pop(req_id, None)
+            return
+        symbols = _group_values(parts, 146, 55)
+        types = set(_group_values(parts, 267, 269))
+        unknown = [s for s in symbols if s not in self.engine.venue.specs]
+        problem = None
+        if unknown or not symbols:
+            problem = ("0", f"Unknown symbol {unknown[0]!r}" if unknown else "No symbol requested")
+        elif types - {"0", "1", "2"}:
+            problem = ("8", "Supported MDEntryType values are 0 (bid), 1 (offer) and 2 (trade)")
+        elif kind == "1" and req_id in subs:
+            problem = ("1", f"Duplicate MDReqID {req_id!r}")
+        if problem is not None:
+            session.send("Y", [(262, req_id), (281, problem[0]), (58, problem[1])])
+            return
+        depth = int(m.get(264) or "0")
+        sub = _Subscription(req_id, symbols, depth, types, m.get(265) == "0")
+        for symbol in symbols:
+            session.send("W", self._snapshot(sub, symbol))
+        if kind == "1":
+            subs[req_id] = sub
+
+    def _snapshot(self, sub: _Subscription, symbol: str) -> list[Field]:
+        types = sub.types
+        spec = self.engine.venue.specs[symbol]
+        bids, asks, _ = self.publisher.depth(symbol, sub.depth or 1_000_000)
+        entries: list[list[Field]] = []
+        if "0" in types:
+            entries += [[(269, "0"), (270, spec.format_price(p)), (271, spec.format_qty(q))] for p, q in bids]
+        if "1" in types:
+            entries += [[(269, "1"), (270, spec.format_price(p)), (271, spec.format_qty(q))] for p, q in asks]
+        if "2" in types:
+            entries += [[(269, "2"), (270, spec.format_price(t.price_ticks)), (271, spec.format_qty(t.qty_steps))]
+                        for t in self.publisher.trades(symbol, 1)]
+        return [(262, sub.md_req_id), (55, symbol), (268, entries)]  # type: ignore[list-item]
+
+    def _md_updates(self, depth: list[DepthUpdate], trades: list[TradeRecord]) -> None:
+        for session, subs in list(self.md.items()):
+            for sub in subs.values():
+                if sub.full:
+                    touched = {d.symbol for d in depth} | ({t.symbol for t in trades} if sub.trades else set())
+                    for symbol in sub.symbols:
+                        if symbol in touched:
+                            session.send("W", self._snapshot(sub, symbol))
+                    continue
+                entries = self._incremental(sub, depth, trades)
+                if entries:
+                    session.send("X", [(262, sub.md_req_id), (268, entries)])  # type: ignore[list-item]
+
+    def _incremental(self, sub: _Subscription, depth: list[DepthUpdate], trades: list[TradeRecord]) -> list[list[Field]]:
+        types = sub.types
+        entries: list[list[Field]] = []
+        for update in depth:
+            if update.symbol not in sub.symbols:
+                continue
+            spec = self.engine.venue.specs[update.symbol]
+            for entry_type, levels in (("0", update.bids), ("1", update.asks)):
+                if entry_type not in types:
+                    continue
+                for price, qty in levels:
+                    action = "2" if qty == 0 else "1"
+                    entry: list[Field] = [(279, action), (269, entry_type), (55, update.symbol), (270, spec.format_price(price))]
+                    if qty:
+                        entry.append((271, spec.format_qty(qty)))
+                    entries.append(entry)
+        if sub.trades:
+            for trade in trades:
+                if trade.symbol in sub.symbols:
+                    spec = self.engine.venue.specs[trade.symbol]
+                    entries.append([(279, "0"), (269, "2"), (55, trade.symbol), (270, spec.format_price(trade.price_ticks)),
+                                    (271, spec.format_qty(trade.qty_steps))])
+        return entries
+
+    # --- durable updates -> execution reports -------------------------------------------------------
+
+    def on_updates(self, updates: list[Any]) -> None:
+        """Publisher listener: one durable batch, in journal order."""
+        depth: list[DepthUpdate] = []
+        trades: list[TradeRecord] = []
+        for update in updates:
+            kind = type(update)
+            if kind is OrderUpdate:
+                sessions = self.sessions.get(update.account_id)
+                if sessions:
+                    self._execution_report(update, sessions)
+            elif kind is DepthUpdate:
+                depth.append(update)
+            elif kind is TradeRecord:
+                trades.append(update)
+        if self.md and (depth or trades):
+            self._md_updates(depth, trades)
+
+    def _execution_report(self, update: OrderUpdate, sessions: list[Session]) -> None:
+        view = update.view
+        order_id = view.order_id
+        kind = update.kind
+        extra: list[Field] = []
+        if kind == ACCEPTED:
+            exec_type, exec_id = "0", f"{order_id}N"
+        elif kind == FILL:
+            assert update.fill is not None
+            spec = self.engine.venue.specs[view.symbol]
+            exec_type, exec_id = "F", f"{update.fill.trade_id}T{order_id}"
+            extra = [(31, spec.format_price(update.fill.price_ticks)), (32, spec.format_qty(update.fill.qty_steps))]
+        elif kind == CANCELLED_KIND:
+            exec_type, exec_id = "4", f"{order_id}C"
+        elif kind == EXPIRED_KIND:
+            exec_type, exec_id = "C", f"{order_id}X"
+            extra = [(58, view.expiry_reason or "Expired")]
+        elif kind == MODIFIED:
+            exec_type, exec_id = "5", f"{order_id}R{update.ts_us}"
+        else:
+            return
+        pending = self.pending.get(order_id)
+        if pending is not None and ((kind == CANCELLED_KIND and pending[0] == "F") or (kind == MODIFIED and pending[0] == "G")):
+            del self.pending[order_id]
+            self._remember(view.account_id, pending[1], order_id)
+            extra.append((41, pending[2]))
+        body = self._report(view, exec_type, exec_id, extra, update.ts_us)
+        encoded = encode_body(body)
+        for session in sessions:
+            session.send_encoded("8", encoded)
+
+    def _report(self, view: OrderView, exec_type: str, exec_id: str, extra: list[Field], ts_us: int = 0) -> list[Field]:
+        spec = self.engine.venue.specs[view.symbol]
+        live = view.status in ("New", PARTIALLY_FILLED)
+        leaves = view.qty_steps - view.executed_steps if live else 0
+        status = ORD_STATUS.get(view.status, "0")
+        body: list[Field] = [
+            (1, str(view.account_id)), (6, _avg_px(spec, view)), (14, spec.format_qty(view.executed_steps)),
+            (17, exec_id), (37, str(view.order_id)), (39, status), (40, "2" if view.order_type == LIMIT else "1"),
+            (54, FIX_SIDE[view.side]), (55, view.symbol), (59, FIX_TIF.get(view.tif, "1")), (150, exec_type),
+            (151, spec.format_qty(leaves)), (60, self.times.millis(ts_us or self.wall_us())),
+        ]
+        cl_ord_id = self.order_cl_ord.get(view.order_id)
+        if cl_ord_id is None and view.client_id != NO_CLIENT_ID:
+            cl_ord_id = str(view.client_id)
+        if cl_ord_id:
+            body.append((11, cl_ord_id))
+        if view.qty_steps:
+            body.append((38, spec.format_qty(view.qty_steps)))
+        if view.order_type == LIMIT:
+            body.append((44, spec.format_price(view.price_ticks)))
+        if view.post_only:
+            body.append((18, "6"))
+        body.extend(extra)
+        return body
+
+    # --- ClOrdID memory ------------------------------------------------------------------------------
+
+    def _remember(self, account: int, cl_ord_id: str, order_id: int) -> None:
+        if not cl_ord_id:
+            return
+        known = self.cl_ord_ids.setdefault(account, OrderedDict())
+        known[cl_ord_id] = order_id
+        known.move_to_end(cl_ord_id)
+        self.order_cl_ord[order_id] = cl_ord_id
+        if len(known) > MAX_CLORDIDS:
+            _, old = known.popitem(last=False)
+            self.order_cl_ord.pop(old, None)
+
+    def _forget(self, account: int, order_id: int) -> None:
+        cl_ord_id = self.order_cl_ord.pop(order_id, None)
+        if cl_ord_id is not None:
+            self.cl_ord_ids.get(account, OrderedDict()).pop(cl_ord_id, None)
+
+
+def _avg_px(spec: MarketSpec, view: OrderView) -> str:
+    """Quantity-weighted average fill price, exact to the tick scale plus a few decimals (half-up)."""
+    if not view.executed_steps:
+        return "0"
+    scale = spec.tick_scale + AVG_PX_EXTRA_DECIMALS
+    # price units (10**-scale) = quote atoms / (steps * quote per tick-step) * tick_units * 10**extra
+    numerator = view.executed_quote * spec.tick_units * 10**AVG_PX_EXTRA_DECIMALS
+    denominator = view.executed_steps * spec.quote_per_tick_step
+    units = (2 * numerator + denominator) // (2 * denominator)
+    text = str(units).rjust(scale + 1, "0")
+    whole, frac = text[:-scale], text[-scale:].rstrip("0")
+    return f"{whole}.{frac}" if frac else whole
+
+
+def _ord_rej_reason(rejection: Rejection) -> int:
+    if rejection.code == "INSUFFICIENT_FUNDS":
+        return 0
+    if rejection.code in ("INVALID_QUANTITY",):
+        return 13
+    return 99
+
+
+def _group_values(parts: Validated, count_tag: int, tag: int) -> list[str]:
+    for field_tag, value in parts.body:
+        if field_tag == count_tag and not isinstance(value, str):
+            return [v for entry in value for t, v in entry if t == tag and isinstance(v, str)]
+    return []
+
+
+_HANDLERS: Final[dict[str, Callable[[ExchangeApplication, Session, Message, Validated], None]]] = {
+    "D": ExchangeApplication._new_order,
+    "F": ExchangeApplication._cancel,
+    "G": ExchangeApplication._replace,
+    "H": ExchangeApplication._status,
+    "q": ExchangeApplication._mass_cancel,
+    "AF": ExchangeApplication._mass_status,
+    "x": ExchangeApplication._security_list,
+    "V": ExchangeApplication._market_data,
+}

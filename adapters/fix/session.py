@@ -1,0 +1,614 @@
+"""The FIX 4.4 session layer as a sans-IO state machine (no sockets, no trio, no clock reads).
+
+``Acceptor`` knows the configured sessions; one ``Connection`` per TCP
+connection turns bytes into messages and, once a Logon is accepted, hands them
+to its ``Session``. A ``Session`` outlives connections: its sequence numbers
+and sent messages live in a store (``store.py``). Output is appended to the
+connection's ``outbox``; the I/O layer writes it, calls ``poll`` at
+``next_deadline()`` and closes the socket when ``closing`` is set.
+
+Behaviour follows QuickFIX's acceptor, byte for byte where the QuickFIX
+acceptance suite looks (reference/fix.md §2):
+
+* before Logon, anything but a valid Logon for a configured, idle session
+  closes the connection without a reply; a failed signature check answers with
+  a Logout naming the problem and changes nothing;
+* messages are validated against the dictionary first (session Reject with
+  SessionRejectReason); then SendingTime (±120 s) and CompIDs (Reject + Logout);
+  then the sequence number: too high queues the message and sends one
+  ResendRequest per gap, too low without PossDup logs out, too low with PossDup
+  is dropped (or rejected without OrigSendingTime / with OrigSendingTime later
+  than SendingTime);
+* ResendRequest and Logout skip the sequence checks; a ResendRequest is answered
+  from the store, admin messages replaced by SequenceReset-GapFill;
+* Heartbeat after HeartBtInt of silence, TestRequest ``TEST`` after 1.2 x
+  HeartBtInt without input, disconnect after 2.4 x; after our own Logout we wait
+  2 s for the peer's;
+* garbled frames are ignored and consume no sequence number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final, Protocol
+
+import attrs
+
+from adapters.fix.codec import (
+    BEGIN_STRING,
+    Field,
+    Framer,
+    Garbled,
+    Message,
+    Overflow,
+    Timestamps,
+    decode,
+    encode_body,
+    frame_message,
+    parse_utc_timestamp,
+    split_fields,
+)
+from adapters.fix.dictionary import SessionReject, Validated, validate
+from adapters.fix.store import MemoryStore
+
+LOGON_TIMEOUT_S: Final = 10.0
+LOGOUT_TIMEOUT_S: Final = 2.0
+MAX_LATENCY_US: Final = 120_000_000
+MAX_OUTBOX_BYTES: Final = 16 * 1024 * 1024
+MAX_QUEUED: Final = 10_000
+
+# Header fields the session writes itself; everything else in an echoed header is kept.
+SESSION_HEADER: Final = frozenset({8, 9, 35, 34, 43, 49, 52, 56, 122, 10})
+REVERSE_ROUTE: Final = ((115, 128), (116, 129), (144, 145), (128, 115), (129, 116), (145, 144))
+
+
+@attrs.frozen
+class SessionConfig:
+    """One FIX session: our CompID, the peer's, and the policies for it."""
+
+    sender_comp_id: str  # ours
+    target_comp_id: str  # the peer's
+    account_id: int = -1
+    heartbeat_min_s: int = 1
+    heartbeat_max_s: int = 300
+    reset_on_logon: bool = False
+    require_signature: bool = False
+    drop_copy: bool = False
+    cancel_on_disconnect: bool = False
+
+
+class Application(Protocol):
+    """What runs behind a session (QuickFIX's ``Application``)."""
+
+    def on_logon(self, session: Session) -> None: ...
+
+    def on_disconnect(self, session: Session) -> None: ...
+
+    def on_message(self, session: Session, message: Message, parts: Validated) -> None: ...
+
+
+Authenticator = Callable[[Message, SessionConfig], str | None]
+
+
+class Acceptor:
+    """The configured sessions and the application behind them."""
+
+    def __init__(
+        self, sessions: list[Session], *, authenticate: Authenticator | None = None,
+    ) -> None:
+        self.sessions = {(s.config.target_comp_id, s.config.sender_comp_id): s for s in sessions}
+        self.authenticate = authenticate
+
+    def close(self) -> None:
+        """Flush and close every session's store (the server is stopping)."""
+        for session in self.sessions.values():
+            session.store.close()
+
+    def find(self, sender: str | None, target: str | None) -> Session | None:
+        return self.sessions.get((sender or "", target or ""))
+
+
+class Connection:
+    """One TCP connection: framing, the pre-logon gate, and the session once bound."""
+
+    def __init__(self, acceptor: Acceptor, now: float, wall_us: Callable[[], int]) -> None:
+        self.acceptor = acceptor
+        self.framer = Framer()
+        self.session: Session | None = None
+        self.outbox: list[bytes] = []
+        self.outbox_bytes = 0
+        self.closing = False
+        self.close_reason = ""
+        self.opened = now
+        self.wall_us = wall_us
+        self.wakeup: Callable[[], None] = _nothing
+
+    # --- I/O entry points ----------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> None:
+        """Bytes from the socket; outputs land in ``outbox``."""
+        self.framer.feed(data)
+        try:
+            for frame in self.framer.frames():
+                if self.closing:
+                    return
+                if self.session is None:
+                    self._pre_logon(frame, now)
+                else:
+                    self.session.on_frame(frame, now)
+        except Overflow as exc:
+            self.close(str(exc))
+
+    def poll(self, now: float) -> None:
+        if self.session is not None:
+            self.session.poll(now)
+        elif now - self.opened >= LOGON_TIMEOUT_S:
+            self.close("no Logon")
+
+    def next_deadline(self) -> float:
+        if self.session is not None:
+            return self.session.next_deadline()
+        return self.opened + LOGON_TIMEOUT_S
+
+    def disconnected(self) -> None:
+        """The socket is gone (either side closed it)."""
+        self.closing = True
+        if self.session is not None:
+            session, self.session = self.session, None
+            session.detach()
+
+    def take_output(self) -> bytes:
+        data = b"".join(self.outbox)
+        self.outbox.clear()
+        self.outbox_bytes = 0
+        return data
+
+    # --- used by the session -----------------------------------------------------------
+
+    def emit(self, raw: bytes) -> None:
+        if self.closing:
+            return
+        self.outbox.append(raw)
+        self.outbox_bytes += len(raw)
+        if self.outbox_bytes > MAX_OUTBOX_BYTES:
+            self.close("slow consumer: outbox full")
+        self.wakeup()
+
+    def close(self, reason: str) -> None:
+        if not self.closing:
+            self.closing = True
+            self.close_reason = reason
+            self.wakeup()
+
+    # --- before Logon -------------------------------------------------------------------
+
+    def _pre_logon(self, frame: bytes, now: float) -> None:
+        try:
+            message = decode(frame)
+        except Garbled as exc:
+            self.close(f"garbled message before Logon: {exc}")
+            return
+        if message.get(8) != BEGIN_STRING or message.msg_type != "A":
+            self.close("first message is not a FIX.4.4 Logon")
+            return
+        session = self.acceptor.find(message.get(49), message.get(56))
+        if session is None:
+            self.close(f"unknown session {message.get(49)!r} -> {message.get(56)!r}")
+            return
+        if session.connection is not None:
+            self.close(f"session {session.name} is already logged on")
+            return
+        try:
+            validate(message)
+        except SessionReject as exc:
+            self.close(f"invalid Logon: {exc.text} ({exc.tag})")
+            return
+        sent = parse_utc_timestamp(message.get(52) or "")
+        if sent is None or abs(self.wall_us() - sent) > MAX_LATENCY_US:
+            self.close("Logon SendingTime is not within 120 s of ours")
+            return
+        if session.config.require_signature and self.acceptor.authenticate is not None:
+            problem = self.acceptor.authenticate(message, session.config)
+            if problem is not None:
+                self.emit(session.unsequenced_logout(problem))
+                self.close(problem)
+                return
+        self.session = session
+        session.attach(self, now)
+        session.on_logon(message, now)
+
+
+def _nothing() -> None:
+    return None
+
+
+class Session:
+    """A FIX session's state: sequence numbers (in the store) and the live connection's timers."""
+
+    def __init__(
+        self, config: SessionConfig, application: Application, *, store: MemoryStore | None = None,
+        wall_us: Callable[[], int], monotonic: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.application = application
+        self.store = store if store is not None else MemoryStore()
+        self.wall_us = wall_us
+        self.monotonic = monotonic
+        self.times = Timestamps()
+        self.name = f"{config.sender_comp_id}->{config.target_comp_id}"
+        self.connection: Connection | None = None
+        self._reset_connection_state()
+
+    def _reset_connection_state(self) -> None:
+        self.logged_on = False
+        self.heartbeat_s = 30.0
+        self.last_sent = 0.0
+        self.last_received = 0.0
+        self.test_requests = 0
+        self.logout_deadline: float | None = None
+        self.resend_range: tuple[int, int] | None = None
+        self.queue: dict[int, Message | None] = {}
+
+    # --- connection binding ------------------------------------------------------------
+
+    def attach(self, connection: Connection, now: float) -> None:
+        self.connection = connection
+        self._reset_connection_state()
+        self.last_sent = self.last_received = now
+
+    def detach(self) -> None:
+        was_logged_on = self.logged_on
+        self.connection = None
+        self._reset_connection_state()
+        self.store.flush()
+        if was_logged_on:
+            self.application.on_disconnect(self)
+
+    def _close(self, reason: str) -> None:
+        if self.connection is not None:
+            self.connection.close(reason)
+
+    # --- logon ---------------------------------------------------------------------------
+
+    def on_logon(self, message: Message, now: float) -> None:
+        heartbeat = int(message.get(108) or "0")
+        config = self.config
+        if not config.heartbeat_min_s <= heartbeat <= config.heartbeat_max_s:
+            assert self.connection is not None
+            self.connection.emit(self.unsequenced_logout(
+                f"HeartBtInt must be between {config.heartbeat_min_s} and {config.heartbeat_max_s} seconds"))
+            self._close("HeartBtInt out of bounds")
+            return
+        reset_requested = message.get(141) == "Y"
+        if config.reset_on_logon or reset_requested:
+            self.store.reset()
+        seq = message.seq_num()
+        if seq < self.store.next_target:
+            self._too_low_logout(seq)
+            return
+        self.logged_on = True
+        self.heartbeat_s = float(heartbeat)
+        body: list[Field] = [(98, "0"), (108, str(heartbeat))]
+        if reset_requested:
+            body.append((141, "Y"))
+        self.send("A", body)
+        if seq > self.store.next_target and not reset_requested:
+            self.queue[seq] = None
+            self._request_resend(seq)
+        else:
+            self.store.set_next_target(seq + 1)
+        self.application.on_logon(self)
+
+    def unsequenced_logout(self, text: str) -> bytes:
+        """A Logout sent before the session is established: it does not touch the store."""
+        header = [(34, str(self.store.next_sender)), (49, self.config.sender_comp_id),
+                  (52, self.times.millis(self.wall_us())), (56, self.config.target_comp_id)]
+        return frame_message("5", header, encode_body([(58, text)]))
+
+    # --- inbound -----------------------------------------------------------------------------
+
+    def on_frame(self, frame: bytes, now: float) -> None:
+        try:
+            message = decode(frame)
+        except Garbled:
+            return  # ignored; consumes no sequence number (the gap is found by the next message)
+        self._process(message, now)
+        self._drain_queue(now)
+
+    def _drain_queue(self, now: float) -> None:
+        while self.queue and self.connection is not None and not self.connection.closing:
+            expected = self.store.next_target
+            for stale in [seq for seq in self.queue if seq < expected]:
+                del self.queue[stale]
+            if expected not in self.queue:
+                return
+            queued = self.queue.pop(expected)
+            if queued is None or queued.msg_type in ("A", "2"):
+                self.store.set_next_target(expected + 1)
+            else:
+                self._process(queued, now)
+
+    def _process(self, message: Message, now: float) -> None:
+        msg_type = message.msg_type
+        if message.get(8) != BEGIN_STRING:
+            if msg_type == "5":
+                self._on_logout(message, now)
+                return
+            self.logout("Incorrect BeginString", now)
+            self.store.set_next_target(self.store.next_target + 1)
+            return
+        try:
+            parts = validate(message)
+        except SessionReject as exc:
+            self.reject(message, exc.reason, exc.tag, exc.text)
+            return
+        handler = _ADMIN_HANDLERS.get(msg_type)
+        if handler is not None:
+            handler(self, message, now)
+            return
+        if self._verify(message, now, True, True):
+            self.store.set_next_target(self.store.next_target + 1)
+            self.application.on_message(self, message, parts)
+
+    def _verify(self, message: Message, now: float, check_high: bool, check_low: bool) -> bool:
+        """QuickFIX's ``Session::verify``: time, CompIDs, then the sequence number."""
+        sent = parse_utc_timestamp(message.get(52) or "")
+        if sent is None or abs(self.wall_us() - sent) > MAX_LATENCY_US:
+            self.reject(message, 10, None, "SendingTime accuracy problem")
+            self.logout(None, now)
+            return False
+        if message.get(49) != self.config.target_comp_id or message.get(56) != self.config.sender_comp_id:
+            self.reject(message, 9, None, "CompID problem")
+            self.logout(None, now)
+            return False
+        seq = message.seq_num()
+        expected = self.store.next_target
+        if check_high and seq > expected:
+            if len(self.queue) < MAX_QUEUED:
+                self.queue[seq] = message
+            if self.resend_range is None or seq < self.resend_range[0]:
+                self._request_resend(seq)
+            return False
+        if check_low and seq < expected:
+            self._too_low(message, seq, now)
+            return False
+        if (check_high or check_low) and self.resend_range is not None and seq >= self.resend_range[1]:
+            self.resend_range = None
+        self.last_received = now
+        self.test_requests = 0
+        return True
+
+    def _too_low(self, message: Message, seq: int, now: float) -> None:
+        if message.get(43) != "Y":
+            self._too_low_logout(seq)
+            return
+        if message.msg_type == "4":
+            return
+        original = message.get(122)
+        if original is None:
+            self.reject(message, 1, 122, "Required tag missing")
+            return
+        original_us = parse_utc_timestamp(original)
+        sent_us = parse_utc_timestamp(message.get(52) or "")
+        if original_us is None or sent_us is None or original_us > sent_us:
+            self.reject(message, 10, None, "SendingTime accuracy problem")
+            self.logout(None, now)
+
+    def _too_low_logout(self, seq: int) -> None:
+        text = f"MsgSeqNum too low, expecting {self.store.next_target} but received {seq}"
+        self.send("5", [(58, text)])
+        self._close(text)
+
+    def _request_resend(self, seq: int) -> None:
+        begin = self.store.next_target
+        self.resend_range = (begin, seq - 1)
+        self.send("2", [(7, str(begin)), (16, "0")])
+
+    def _advance(self, message: Message) -> None:
+        if message.seq_num() == self.store.next_target:
+            self.store.set_next_target(self.store.next_target + 1)
+
+    # --- admin messages -------------------------------------------------------------------------
+
+    def _on_heartbeat(self, message: Message, now: float) -> None:
+        if self._verify(message, now, True, True):
+            self._advance(message)
+
+    def _on_test_request(self, message: Message, now: float) -> None:
+        if self._verify(message, now, True, True):
+            self.send("0", [(112, message.get(112) or "")])
+            self._advance(message)
+
+    def _on_resend_request(self, message: Message, now: float) -> None:
+        if not self._verify(message, now, False, False):
+            return
+        begin = int(message.get(7) or "0")
+        end = int(message.get(16) or "0")
+        self._resend(max(begin, 1), end)
+        self._advance(message)
+
+    def _on_reject(self, message: Message, now: float) -> None:
+        if self._verify(message, now, True, True):
+            self._advance(message)
+
+    def _on_sequence_reset(self, message: Message, now: float) -> None:
+        gap_fill = message.get(123) == "Y"
+        if not self._verify(message, now, gap_fill, gap_fill):
+            return
+        new_seq = int(message.get(36) or "0")
+        if new_seq > self.store.next_target:
+            self.store.set_next_target(new_seq)
+        elif new_seq < self.store.next_target:
+            self.reject(message, 5, None, "Value is incorrect (out of range) for this tag")
+
+    def _on_logout(self, message: Message, now: float) -> None:
+        if not self._verify(message, now, False, False):
+            return
+        if self.logout_deadline is None:
+            self.send("5", [])
+        self._advance(message)
+        self._close("Logout")
+
+    def _on_logon(self, message: Message, now: float) -> None:
+        if message.get(141) != "Y":
+            self._close("Logon on an established session")
+            return
+        self.store.reset()
+        self.queue.clear()
+        self.resend_range = None
+        self.send("A", [(98, "0"), (108, message.get(108) or "30"), (141, "Y")])
+        self.store.set_next_target(message.seq_num() + 1)
+        self.last_received = now
+
+    # --- outbound ------------------------------------------------------------------------------
+
+    def send(self, msg_type: str, body: list[Field], extra_header: list[tuple[int, str]] | None = None) -> int:
+        """Sequence, stamp, store and emit one message; returns its MsgSeqNum."""
+        return self.send_encoded(msg_type, encode_body(body), extra_header)
+
+    def send_encoded(self, msg_type: str, body: bytes, extra_header: list[tuple[int, str]] | None = None) -> int:
+        store = self.store
+        seq = store.next_sender
+        header = [(34, str(seq)), (49, self.config.sender_comp_id), (52, self.times.millis(self.wall_us())),
+                  (56, self.config.target_comp_id)]
+        if extra_header:
+            header.extend(extra_header)
+        raw = frame_message(msg_type, header, body)
+        store.record_sent(seq, None if msg_type in _ADMIN_TYPES else raw)
+        if self.connection is not None:
+            self.connection.emit(raw)
+            self.last_sent = self.monotonic()
+        return seq
+
+    def reject(self, message: Message, reason: int, tag: int | None, text: str) -> None:
+        """Session-level Reject (35=3) for ``message``."""
+        body: list[Field] = []
+        ref_seq = message.get(34)
+        if ref_seq:
+            body.append((45, ref_seq))
+        msg_type = message.msg_type
+        if msg_type:
+            body.append((372, msg_type))
+        body.append((373, str(reason)))
+        if tag is not None:
+            body.append((371, str(tag)))
+        body.append((58, text))
+        if msg_type not in ("A", "4") and message.seq_num() == self.store.next_target:
+            self.store.set_next_target(self.store.next_target + 1)
+        self.send("3", body, reverse_route(message))
+
+    def business_reject(self, message: Message, reason: int, text: str, ref_id: str | None = None) -> None:
+        """BusinessMessageReject (35=j) for an application message."""
+        body: list[Field] = [(45, message.get(34) or "0"), (372, message.msg_type), (380, str(reason)), (58, text)]
+        if ref_id:
+            body.append((379, ref_id))
+        self.send("j", body, reverse_route(message))
+
+    def logout(self, text: str | None, now: float) -> None:
+        """Start a Logout we initiate: wait up to 2 s for the peer's Logout, then disconnect."""
+        if self.logout_deadline is not None:
+            return
+        self.send("5", [(58, text)] if text else [])
+        self.logout_deadline = now + LOGOUT_TIMEOUT_S
+
+    def _resend(self, begin: int, end: int) -> None:
+        last = self.store.next_sender - 1
+        if end == 0 or end > last:
+            end = last
+        gap_start: int | None = None
+        for seq in range(begin, end + 1):
+            raw = self.store.get(seq)
+            if raw is None:
+                if gap_start is None:
+                    gap_start = seq
+                continue
+            if gap_start is not None:
+                self._gap_fill(gap_start, seq)
+                gap_start = None
+            self._resend_one(seq, raw)
+        if gap_start is not None:
+            self._gap_fill(gap_start, end + 1)
+
+    def _gap_fill(self, seq: int, new_seq: int) -> None:
+        now_text = self.times.millis(self.wall_us())
+        header = [(34, str(seq)), (43, "Y"), (49, self.config.sender_comp_id), (52, now_text),
+                  (56, self.config.target_comp_id), (122, now_text)]
+        self._emit_raw(frame_message("4", header, encode_body([(36, str(new_seq)), (123, "Y")])))
+
+    def _resend_one(self, seq: int, raw: bytes) -> None:
+        fields = split_fields(raw)
+        msg_type = fields[2][1]
+        original_time = next((value for tag, value in fields if tag == 52), "")
+        header = [(34, str(seq)), (43, "Y"), (49, self.config.sender_comp_id),
+                  (52, self.times.millis(self.wall_us())), (56, self.config.target_comp_id), (122, original_time)]
+        pos = raw.find(b"\x01", raw.find(b"\x0135=") + 1) + 1
+        for tag, value in fields[3:-1]:
+            if tag not in _ALL_HEADER:
+                break
+            if tag in _HEADER_EXTRA:
+                header.append((tag, value))
+            pos = raw.find(b"\x01", raw.find(b"=", pos)) + 1
+        body = raw[pos:raw.rfind(b"\x0110=") + 1]
+        self._emit_raw(frame_message(msg_type, header, body))
+
+    def _emit_raw(self, raw: bytes) -> None:
+        if self.connection is not None:
+            self.connection.emit(raw)
+            self.last_sent = self.monotonic()
+
+    # --- timers -----------------------------------------------------------------------------------
+
+    def poll(self, now: float) -> None:
+        if not self.logged_on:
+            return
+        if self.logout_deadline is not None and now >= self.logout_deadline:
+            self._close("no Logout reply")
+            return
+        heartbeat = self.heartbeat_s
+        # the same sums as next_deadline(), so a wake-up at exactly that instant acts (floats)
+        if now >= self.last_received + 2.4 * heartbeat:
+            self._close("timed out waiting for heartbeat")
+        elif now >= self.last_received + 1.2 * (self.test_requests + 1) * heartbeat:
+            self.send("1", [(112, "TEST")])
+            self.test_requests += 1
+        elif self.test_requests == 0 and now >= self.last_sent + heartbeat:
+            self.send("0", [])
+
+    def next_deadline(self) -> float:
+        if not self.logged_on:
+            return float("inf")
+        heartbeat = self.heartbeat_s
+        deadlines = [self.last_received + 2.4 * heartbeat,
+                     self.last_received + 1.2 * (self.test_requests + 1) * heartbeat]
+        if self.test_requests == 0:
+            deadlines.append(self.last_sent + heartbeat)
+        if self.logout_deadline is not None:
+            deadlines.append(self.logout_deadline)
+        return min(deadlines)
+
+
+def reverse_route(message: Message) -> list[tuple[int, str]]:
+    """OnBehalfOf* <-> DeliverTo* for a reply, skipping empty values (QuickFIX ``reverseRoute``)."""
+    out = []
+    for source, target in REVERSE_ROUTE:
+        value = message.get(source)
+        if value:
+            out.append((target, value))
+    return out
+
+
+_ADMIN_TYPES: Final = frozenset({"0", "1", "2", "3", "4", "5", "A"})
+_ALL_HEADER: Final = frozenset({
+    8, 9, 35, 49, 56, 115, 128, 90, 91, 34, 50, 142, 57, 143, 116, 144, 129, 145, 43, 97, 52, 122,
+    212, 213, 347, 369, 627, 628, 629, 630,
+})
+_HEADER_EXTRA: Final = _ALL_HEADER - SESSION_HEADER
+_ADMIN_HANDLERS: Final[dict[str, Callable[[Session, Message, float], None]]] = {
+    "0": Session._on_heartbeat,
+    "1": Session._on_test_request,
+    "2": Session._on_resend_request,
+    "3": Session._on_reject,
+    "4": Session._on_sequence_reset,
+    "5": Session._on_logout,
+    "A": Session._on_logon,
+}

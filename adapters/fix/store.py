@@ -1,0 +1,159 @@
+"""Per-session sequence numbers and the outbound message store (for ResendRequest).
+
+``MemoryStore`` keeps everything in memory; ``FileStore`` adds an append-only
+log so sequence numbers and sent application messages survive reconnects and
+daemon restarts. Records:
+
+    S <seq> <length>\\n<raw message>   an application message we sent
+    A <seq>\\n                         an admin message we sent (resent as gap fill)
+    T <next target>\\n                 the next MsgSeqNum we expect
+    R\\n                               both sequences reset to 1
+
+Writes are buffered and flushed by the server before the bytes they cover go
+on the wire (``flush``), so a crash of the process never loses a sequence
+number the peer has seen. No fsync: after a power loss the peer may see a
+sequence reset; FIX recovers from that with a ResendRequest or ResetSeqNumFlag.
+A torn last record is ignored on load.
+
+Bounds: at most ``MAX_STORED`` application messages are kept for resend; older
+ones are answered with a gap fill. The log is rewritten compactly when it holds
+more than ``COMPACT_RECORDS`` records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO, Final
+
+MAX_STORED: Final = 100_000
+COMPACT_RECORDS: Final = 1_000_000
+
+
+class MemoryStore:
+    """Sequence numbers and recent outbound application messages."""
+
+    def __init__(self) -> None:
+        self.next_sender = 1
+        self.next_target = 1
+        self.messages: dict[int, bytes] = {}
+
+    def record_sent(self, seq: int, raw: bytes | None) -> None:
+        self.next_sender = seq + 1
+        if raw is not None:
+            self.messages[seq] = raw
+            if len(self.messages) > MAX_STORED:
+                del self.messages[next(iter(self.messages))]
+
+    def set_next_target(self, value: int) -> None:
+        self.next_target = value
+
+    def reset(self) -> None:
+        self.next_sender = 1
+        self.next_target = 1
+        self.messages.clear()
+
+    def get(self, seq: int) -> bytes | None:
+        return self.messages.get(seq)
+
+    def flush(self) -> None:
+        """Nothing to persist."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class FileStore(MemoryStore):
+    """MemoryStore plus an append-only log replayed on start."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.records = 0
+        if path.exists():
+            self._load(path.read_bytes())
+        self._file: BinaryIO = open(path, "ab")  # noqa: SIM115 - held open for the session's life
+        if self.records > COMPACT_RECORDS:
+            self._compact()
+
+    def _load(self, data: bytes) -> None:
+        pos = 0
+        good = 0
+        while pos < len(data):
+            end = data.find(b"\n", pos)
+            if end < 0:
+                break
+            parts = data[pos:end].split(b" ")
+            kind = parts[0]
+            try:
+                if kind == b"S":
+                    seq, length = int(parts[1]), int(parts[2])
+                    if end + 1 + length > len(data):
+                        break
+                    MemoryStore.record_sent(self, seq, data[end + 1:end + 1 + length])
+                    end += length
+                elif kind == b"A":
+                    MemoryStore.record_sent(self, int(parts[1]), None)
+                elif kind == b"T":
+                    self.next_target = int(parts[1])
+                elif kind == b"R":
+                    MemoryStore.reset(self)
+                else:
+                    break
+            except (IndexError, ValueError):
+                break
+            pos = end + 1
+            good = pos
+            self.records += 1
+        if good < len(data):  # torn or foreign tail: keep what was whole
+            with open(self.path, "r+b") as handle:
+                handle.truncate(good)
+
+    def record_sent(self, seq: int, raw: bytes | None) -> None:
+        super().record_sent(seq, raw)
+        if raw is None:
+            self._write(b"A %d\n" % seq)
+        else:
+            self._write(b"S %d %d\n%s" % (seq, len(raw), raw))
+
+    def set_next_target(self, value: int) -> None:
+        super().set_next_target(value)
+        self._write(b"T %d\n" % value)
+
+    def _write(self, record: bytes) -> None:
+        if not self._file.closed:  # after close (shutdown) the session is memory-only
+            self._file.write(record)
+            self.records += 1
+
+    def reset(self) -> None:
+        super().reset()
+        self._file.close()
+        self._file = open(self.path, "wb")  # noqa: SIM115
+        self._file.write(b"R\n")
+        self.records = 1
+
+    def _compact(self) -> None:
+        self._file.close()
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as out:
+            out.write(b"R\n")
+            for seq, raw in self.messages.items():
+                out.write(b"S %d %d\n" % (seq, len(raw)))
+                out.write(raw)
+            out.write(b"A %d\n" % (self.next_sender - 1) if self.next_sender > 1 else b"")
+            out.write(b"T %d\n" % self.next_target)
+        tmp.replace(self.path)
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        self.records = len(self.messages) + 3
+
+    def flush(self) -> None:
+        if self._file.closed:
+            return
+        self._file.flush()
+        if self.records > COMPACT_RECORDS:
+            self._compact()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            self._file.close()

@@ -1,0 +1,118 @@
+"""`satchel run` with a FIX session on a free port: signed Logon, an order, and sequence numbers across a restart."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from adapters.fix.auth import sign_logon
+from adapters.fix.codec import Framer, Message, Timestamps, decode, encode_body, frame_message
+
+pytestmark = pytest.mark.slow
+SATCHEL = [sys.executable, "-m", "engine.cli"]
+SESSION = '''
+[[adapters.fix.sessions]]
+sender_comp_id = "SATCHEL"
+target_comp_id = "ACME"
+account = 1
+'''
+
+
+def cli(config: Path, *args: str) -> dict[str, object]:
+    proc = subprocess.run([*SATCHEL, "--config", str(config), *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout))
+
+
+class Daemon:
+    def __init__(self, config: Path) -> None:
+        self.proc = subprocess.Popen([*SATCHEL, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        ready = ""
+        for line in self.proc.stderr:
+            if "satchel ready" in line:
+                ready = line
+                break
+        found = re.search(r"fix (127\.0\.0\.1):(\d+)", ready)
+        assert found, ready
+        self.address = (found.group(1), int(found.group(2)))
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+        assert code == 0
+
+
+class Client:
+    def __init__(self, address: tuple[str, int], key: Ed25519PrivateKey, seq: int) -> None:
+        self.sock = socket.create_connection(address, timeout=10)
+        self.key = key
+        self.seq = seq
+        self.framer = Framer()
+        self.pending: list[bytes] = []
+
+    def send(self, msg_type: str, body: list[tuple[int, str]], extra: list[tuple[int, str]] | None = None) -> None:
+        now = Timestamps().millis(time.time_ns() // 1000)
+        header = [(34, str(self.seq)), (49, "ACME"), (52, now), (56, "SATCHEL")]
+        if msg_type == "A":
+            signature = sign_logon(self.key, "ACME", "SATCHEL", self.seq, now)
+            public = base64.b64encode(self.key.public_key().public_bytes_raw()).decode()
+            body = [*body, (95, str(len(signature))), (96, signature), (553, public)]
+        self.sock.sendall(frame_message(msg_type, header, encode_body(body)))
+        self.seq += 1
+
+    def read(self) -> Message:
+        while not self.pending:
+            data = self.sock.recv(65536)
+            assert data, "disconnected"
+            self.framer.feed(data)
+            self.pending.extend(self.framer.frames())
+        return decode(self.pending.pop(0))
+
+
+def test_daemon_fix_session_survives_a_restart(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    cli(config, "init", str(config))
+    config.write_text(config.read_text().replace(":8402", ":0") + SESSION)
+    daemon = Daemon(config)
+    try:
+        private = Ed25519PrivateKey.generate()
+        account = cli(config, "account", "create")["account_id"]
+        assert account == 1
+        cli(config, "key", "add", "1", base64.b64encode(private.public_key().public_bytes_raw()).decode())
+        cli(config, "deposit", "1", "USDC", "500")
+        client = Client(daemon.address, private, 1)
+        client.send("A", [(98, "0"), (108, "30")])
+        assert client.read().msg_type == "A"
+        client.send("D", [(11, "d1"), (55, "SOL_USDC"), (54, "1"), (60, "20240101-00:00:00"), (38, "1"), (40, "2"), (44, "100")])
+        report = client.read()
+        assert (report.msg_type, report.get(150), report.get(34)) == ("8", "0", "2")
+        client.send("5", [])
+        assert client.read().msg_type == "5"
+        client.sock.close()
+    finally:
+        daemon.stop()
+    daemon = Daemon(config)
+    try:
+        client = Client(daemon.address, private, 4)
+        client.send("A", [(98, "0"), (108, "30")])
+        logon = client.read()
+        assert (logon.msg_type, logon.get(34)) == ("A", "4")  # 1 Logon, 2 ExecutionReport, 3 Logout before the restart
+        client.send("2", [(7, "2"), (16, "2")])
+        resent = client.read()
+        assert (resent.msg_type, resent.get(43), resent.get(11), resent.get(150)) == ("8", "Y", "d1", "0")
+        client.sock.close()
+    finally:
+        daemon.stop()

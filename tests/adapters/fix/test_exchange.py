@@ -1,0 +1,158 @@
+"""The exchange application over real TCP: signed logon, orders, execution reports, market data."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from adapters.fix.codec import Message
+from tests.adapters.fix.client import RawClient, close_all
+from tests.adapters.fix.venue import FixVenue, signed_logon, start_venue
+
+SOL = "SOL_USDC"
+NOW = "20240101-00:00:00"
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    await close_all()
+
+
+@pytest.fixture
+async def venue(nursery: trio.Nursery, tmp_path: Path) -> FixVenue:
+    return await start_venue(nursery, tmp_path)
+
+
+def order(cl_ord_id: str, side: str, qty: str, price: str | None = None, **extra: str) -> list[tuple[int, str]]:
+    body = [(11, cl_ord_id), (55, SOL), (54, side), (60, NOW), (38, qty), (40, "2" if price else "1")]
+    if price:
+        body.append((44, price))
+    body += [(int(k[1:]), v) for k, v in extra.items()]
+    return body
+
+
+def fields(message: Message, *tags: int) -> tuple[str | None, ...]:
+    return tuple(message.get(tag) for tag in tags)
+
+
+async def test_logon_needs_a_valid_signature_of_the_accounts_key(venue: FixVenue) -> None:
+    with trio.fail_after(10):
+        maker = await venue.account(SOL="10")
+        other = await venue.account()
+        client = await RawClient.connect(venue.address, sender="MAKER", target="SATCHEL")
+        await client.send("A", [(98, "0"), (108, "30")])
+        logout = await client.expect("5")
+        assert "553" in (logout.get(58) or "")
+        assert await client.read() is None
+        client = await RawClient.connect(venue.address, sender="MAKER", target="SATCHEL")
+        await client.send_raw(signed_logon(client, venue.keys[other], venue.public_key(other)))
+        assert "does not belong" in ((await client.expect("5")).get(58) or "")
+        client = await RawClient.connect(venue.address, sender="MAKER", target="SATCHEL")
+        forged = signed_logon(client, venue.keys[other], venue.public_key(maker))
+        await client.send_raw(forged)
+        assert (await client.expect("5")).get(58) == "Invalid signature in RawData (96)"
+        session = venue.info["server"].acceptor.find("MAKER", "SATCHEL")
+        assert session.store.next_sender == 1 and session.store.next_target == 1  # nothing happened
+        good = await venue.logon("MAKER", maker)
+        assert good.seq == 2
+
+
+async def test_order_lifecycle_with_maker_fills_from_another_session(venue: FixVenue) -> None:
+    with trio.fail_after(20):
+        maker_id = await venue.account(SOL="10")
+        taker_id = await venue.account(USDC="1000")
+        maker = await venue.logon("MAKER", maker_id)
+        drop = await venue.logon("MAKERDC", maker_id)
+        taker = await venue.logon("TAKER", taker_id)
+        await maker.send("D", order("m1", "2", "2", "100", t18="6"))
+        new = await maker.expect("8")
+        assert fields(new, 150, 39, 11, 14, 151, 6, 38, 44, 18) == ("0", "0", "m1", "0", "2", "0", "2", "100", "6")
+        assert fields(await drop.expect("8"), 150, 11) == ("0", "m1")
+        await taker.send("D", order("t1", "1", "1.5", "101", t59="3"))
+        assert fields(await taker.expect("8"), 150, 39) == ("0", "0")
+        fill = await taker.expect("8")
+        assert fields(fill, 150, 39, 31, 32, 14, 151, 6) == ("F", "2", "100", "1.5", "1.5", "0", "100")
+        maker_fill = await maker.expect("8")
+        assert fields(maker_fill, 150, 39, 11, 31, 32, 14, 151, 6) == ("F", "1", "m1", "100", "1.5", "1.5", "0.5", "100")
+        assert maker_fill.get(17) != fill.get(17)
+        assert (await drop.expect("8")).get(17) == maker_fill.get(17)
+        await maker.send("G", [(41, "m1"), (11, "m2"), (55, SOL), (54, "2"), (60, NOW), (38, "3"), (40, "2"), (44, "102")])
+        replaced = await maker.expect("8")
+        assert fields(replaced, 150, 39, 11, 41, 38, 44, 14, 151) == ("5", "1", "m2", "m1", "3", "102", "1.5", "1.5")
+        await maker.send("H", [(11, "m2"), (55, SOL), (54, "2")])
+        assert fields(await maker.expect("8"), 150, 39, 11, 151) == ("I", "1", "m2", "1.5")
+        await maker.send("F", [(41, "m2"), (11, "m3"), (55, SOL), (54, "2"), (60, NOW), (38, "3")])
+        cancelled = await maker.expect("8")
+        assert fields(cancelled, 150, 39, 11, 41, 151, 14) == ("4", "4", "m3", "m2", "0", "1.5")
+        await maker.send("F", [(41, "m2"), (11, "m4"), (55, SOL), (54, "2"), (60, NOW), (38, "3")])
+        reject = await maker.expect("9")
+        assert fields(reject, 11, 41, 434, 102, 58) == ("m4", "m2", "1", "1", "Unknown order")
+
+
+async def test_rejections_carry_satchels_reason(venue: FixVenue) -> None:
+    with trio.fail_after(10):
+        account = await venue.account(USDC="10")
+        client = await venue.logon("MAKER", account)
+        await client.send("D", order("big", "1", "5", "100"))
+        rejected = await client.expect("8")
+        assert fields(rejected, 150, 39, 11, 103) == ("8", "8", "big", "0")
+        assert "nsufficient" in (rejected.get(58) or "")
+        await client.send("D", order("tick", "1", "0.1", "100.001"))
+        assert "100.001" in ((await client.expect("8")).get(58) or "")
+        await client.send("D", [(55, "DOGE_USDC") if tag == 55 else (tag, v) for tag, v in order("sym", "1", "1", "1")])
+        assert (await client.expect("8")).get(103) == "1"
+        await client.send("E", [(66, "list")])
+        assert fields(await client.expect("j"), 372, 380) == ("E", "3")
+
+
+async def test_mass_status_mass_cancel_and_cancel_on_disconnect(venue: FixVenue) -> None:
+    with trio.fail_after(10):
+        await venue.account()
+        account = await venue.account(USDC="1000")
+        client = await venue.logon("TAKER", account)
+        for n in range(3):
+            await client.send("D", order(f"o{n}", "1", "1", str(90 + n)))
+            await client.expect("8")
+        await client.send("AF", [(584, "ms"), (585, "7")])
+        reports = [await client.expect("8") for _ in range(3)]
+        assert [r.get(11) for r in reports] == ["o0", "o1", "o2"] and reports[-1].get(912) == "Y"
+        await client.send("q", [(11, "mc"), (530, "1"), (55, SOL), (60, NOW)])
+        got = [await client.read() for _ in range(4)]
+        report = next(m for m in got if m is not None and m.msg_type == "r")
+        assert fields(report, 530, 531, 533) == ("1", "1", "3")
+        await client.send("D", order("left", "1", "1", "95"))
+        await client.expect("8")
+        await client.aclose()
+        await trio.sleep(0.2)
+        await venue.engine.wait_idle()
+        assert venue.engine.open_orders(account) == []
+
+
+async def test_security_list_and_market_data(venue: FixVenue) -> None:
+    with trio.fail_after(10):
+        maker_id = await venue.account(SOL="10")
+        taker_id = await venue.account(USDC="1000")
+        maker = await venue.logon("MAKER", maker_id)
+        taker = await venue.logon("TAKER", taker_id)
+        await taker.send("x", [(320, "sl"), (559, "4")])
+        securities = await taker.expect("y")
+        assert securities.get(146) == "3" and securities.get(560) == "0"
+        await maker.send("D", order("a", "2", "2", "100"))
+        await maker.expect("8")
+        await taker.send("V", [(262, "md"), (263, "1"), (264, "0"), (267, [[(269, "0")], [(269, "1")], [(269, "2")]]),
+                               (146, [[(55, SOL)]])])
+        snapshot = await taker.expect("W")
+        assert "269=1\x01270=100\x01271=2\x01" in snapshot.raw.decode()
+        await taker.send("D", order("b", "1", "0.5", "100"))
+        messages = [await taker.expect("8"), await taker.expect("8")]
+        incremental = await taker.expect("X")
+        text = incremental.raw.decode()
+        assert "279=1\x01269=1\x0155=SOL_USDC\x01270=100\x01271=1.5\x01" in text
+        assert "279=0\x01269=2\x0155=SOL_USDC\x01270=100\x01271=0.5\x01" in text
+        assert messages[1].get(150) == "F"
+        await taker.send("V", [(262, "bad"), (263, "0"), (264, "0"), (267, [[(269, "0")]]), (146, [[(55, "NOPE")]])])
+        assert (await taker.expect("Y")).get(281) == "0"
