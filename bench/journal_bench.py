@@ -39,7 +39,7 @@ from engine.messages import (
     PlaceOrder,
     Rejection,
 )
-from engine.runtime import Engine
+from engine.runtime import Engine, _tune_interpreter
 from engine.venue import Venue
 
 EVENTS_PER_RECORD: Final = 128
@@ -171,6 +171,7 @@ async def _append(directory: Path, n_events: int, producers: int, per_message: i
     engine = Engine(config, directory)
     writer = engine._recover()
     journal = JournalActor(writer, lambda sink, value: None)
+    _tune_interpreter()  # the settings Engine.run applies before intake opens
 
     per_producer = n_events // producers // per_message
     # the events exist before the clock starts: this measures the journal, not event construction

@@ -236,13 +236,14 @@ class Engine:
         except signing.KeyError_ as exc:
             raise StartupError(str(exc)) from None
         started = time.monotonic()
-        found = snapshot.newest_valid(directory, self.config)
-        try:
-            replayer = self._replay(found)
-        except _SnapshotMismatch as exc:
-            log.warning("%s; replaying from genesis instead", exc)
-            self.venue = Venue(self.config)
-            replayer = self._replay(None)
+        with audit.collector_paused():
+            found = snapshot.newest_valid(directory, self.config)
+            try:
+                replayer = self._replay(found)
+            except _SnapshotMismatch as exc:
+                log.warning("%s; replaying from genesis instead", exc)
+                self.venue = Venue(self.config)
+                replayer = self._replay(None)
         venue = self.venue
         last = replayer.last
         seq, last_hash = (last.seq, last.hash) if last is not None else (0, ZERO_HASH)
