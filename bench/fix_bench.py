@@ -5,6 +5,10 @@
   process; each counts when its ExecutionReport (150=0, after the journal's
   fsync) arrives. Session store on disk, dictionary validation on.
 * ``fix_rtt_us_p50/p99``: one order in flight, send to ExecutionReport.
+* ``fix_quickfix_acceptor_*``: the same client against a QuickFIX C++ acceptor
+  (PyPI ``quickfix``) that answers each order with an ExecutionReport, as the
+  side-by-side anchor (no matching, no journal, so an upper bound for a FIX
+  engine driven from Python on this machine).
 """
 
 from __future__ import annotations
@@ -94,7 +98,97 @@ def run(runs: int = RUNS) -> None:
          target="<= 300", meets=statistics.median(p50s) <= 300, orders=RTT_ORDERS,
          how="one NewOrderSingle in flight: send to its ExecutionReport, including the journal's fsync")
     emit("fix_rtt_us_p99", round(statistics.median(p99s), 1), "us", median_of=runs, runs=[round(v, 1) for v in p99s])
+    run_quickfix()
 
 
 if __name__ == "__main__":
     run()
+
+
+# --- side-by-side anchor: a QuickFIX C++ acceptor (PyPI quickfix) answering D with an ExecutionReport ---
+
+QUICKFIX_ORDERS = 30_000
+
+
+def _quickfix_acceptor(tmp: Path, port: int) -> Any:
+    import quickfix as fix
+    import quickfix44 as fix44
+
+    class Echo(fix.Application):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def onCreate(self, session_id: Any) -> None:
+            return None
+
+        def onLogon(self, session_id: Any) -> None:
+            return None
+
+        def onLogout(self, session_id: Any) -> None:
+            return None
+
+        def toAdmin(self, message: Any, session_id: Any) -> None:
+            return None
+
+        def fromAdmin(self, message: Any, session_id: Any) -> None:
+            return None
+
+        def toApp(self, message: Any, session_id: Any) -> None:
+            return None
+
+        def fromApp(self, message: Any, session_id: Any) -> None:
+            self.n += 1
+            report = fix44.ExecutionReport()
+            for tag, value in ((37, str(self.n)), (17, f"e{self.n}"), (150, "0"), (39, "0"), (151, message.getField(38)),
+                               (14, "0"), (6, "0"), (11, message.getField(11)), (55, message.getField(55)),
+                               (54, message.getField(54))):
+                report.setField(fix.StringField(tag, value))
+            fix.Session.sendToTarget(report, session_id)
+
+    cfg = tmp / "acceptor.cfg"
+    dictionary = Path(sys.prefix) / "share" / "quickfix" / "FIX44.xml"
+    cfg.write_text(
+        "[DEFAULT]\nConnectionType=acceptor\nStartTime=00:00:00\nEndTime=00:00:00\nResetOnLogon=Y\n"
+        f"SocketAcceptPort={port}\nSocketAcceptHost=127.0.0.1\nUseDataDictionary=Y\nDataDictionary={dictionary}\n"
+        f"FileStorePath={tmp}/store\n\n[SESSION]\nBeginString=FIX.4.4\nSenderCompID=SATCHEL\nTargetCompID=BENCH\n"
+    )
+    app = Echo()
+    settings = fix.SessionSettings(str(cfg))
+    acceptor = fix.SocketAcceptor(app, fix.MemoryStoreFactory(), settings)
+    acceptor.start()
+    return acceptor, app
+
+
+def run_quickfix() -> None:
+    """The same client against QuickFIX C++'s acceptor (validation on, MemoryStore, no journal)."""
+    try:
+        import quickfix  # noqa: F401
+    except ImportError:
+        emit("fix_quickfix_acceptor_orders_per_s", 0, "orders/s", skipped="the quickfix package is not installed")
+        return
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    key = Ed25519PrivateKey.generate()
+    key_hex = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+    with tempfile.TemporaryDirectory() as tmp:
+        acceptor, _ = _quickfix_acceptor(Path(tmp), port)
+        try:
+            results = {}
+            for mode, n in (("pipelined", QUICKFIX_ORDERS), ("rtt", RTT_ORDERS)):
+                out = subprocess.run([*CLIENT, mode, "127.0.0.1", str(port), "BENCH", "SATCHEL", key_hex, "unused", str(n)],
+                                     capture_output=True, timeout=300, check=True)
+                results[mode] = orjson.loads(out.stdout)
+        finally:
+            acceptor.stop()
+    rate = results["pipelined"]["orders"] / results["pipelined"]["seconds"]
+    samples = sorted(results["rtt"]["rtt_us"])
+    emit("fix_quickfix_acceptor_orders_per_s", round(rate), "orders/s", window=100, orders=QUICKFIX_ORDERS,
+         how="side-by-side anchor: QuickFIX C++ 1.16.0 SocketAcceptor via the PyPI binding, data dictionary on, "
+             "MemoryStore, ExecutionReport built in a Python callback; no matching, no journal")
+    emit("fix_quickfix_acceptor_rtt_us_p50", round(samples[len(samples) // 2], 1), "us",
+         p99=round(samples[int(len(samples) * 0.99)], 1), orders=RTT_ORDERS)
