@@ -80,6 +80,8 @@ async def test_order_lifecycle_with_maker_fills_from_another_session(venue: FixV
         assert fields(maker_fill, 150, 39, 11, 31, 32, 14, 151, 6) == ("F", "1", "m1", "100", "1.5", "1.5", "0.5", "100")
         assert maker_fill.get(17) != fill.get(17)
         assert (await drop.expect("8")).get(17) == maker_fill.get(17)
+        await drop.send("D", order("dc", "2", "1", "100"))
+        assert fields(await drop.expect("j"), 372, 380) == ("D", "6")
         await maker.send("G", [(41, "m1"), (11, "m2"), (55, SOL), (54, "2"), (60, NOW), (38, "3"), (40, "2"), (44, "102")])
         replaced = await maker.expect("8")
         assert fields(replaced, 150, 39, 11, 41, 38, 44, 14, 151) == ("5", "1", "m2", "m1", "3", "102", "1.5", "1.5")

@@ -68,3 +68,14 @@ def test_a_flood_without_a_message_is_cut_off() -> None:
     for _ in range(70):
         connection.receive(b"y" * 1000, 1.0)
     assert connection.closing and "65536" in connection.close_reason
+
+
+def test_a_slow_consumer_is_disconnected_not_buffered_forever() -> None:
+    connection, session = logged_on()
+    body = [(58, "x" * 1000)]
+    for _ in range(20_000):
+        session.send("B", body)
+        if connection.closing:
+            break
+    assert connection.closing and connection.close_reason == "slow consumer: outbox full"
+    assert connection.outbox_bytes <= 16 * 1024 * 1024 + 2000
