@@ -30,6 +30,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final
 
+import attrs
+
 from adapters.fix.codec import Field, Message, Timestamps, encode_body
 from adapters.fix.dictionary import STP_TAG, Validated
 from adapters.fix.session import Session
@@ -125,6 +127,8 @@ class ExchangeApplication:
         self.pending: dict[int, tuple[str, str, str]] = {}  # order id -> (kind, new ClOrdID, orig ClOrdID)
         self.md: dict[Session, dict[str, _Subscription]] = {}
         self.rejects = 0
+        self.boot_us = wall_us()
+        self.reports = 0
         publisher.listeners.append(self.on_updates)
 
     def register(self, session: Session) -> None:
@@ -196,7 +200,7 @@ class ExchangeApplication:
     def _reject_order(self, session: Session, m: Message, text: str, reason: int) -> None:
         self.rejects += 1
         body: list[Field] = [
-            (37, "NONE"), (11, m.get(11) or ""), (17, f"J{self.wall_us()}-{self.rejects}"), (150, "8"), (39, "8"),
+            (37, "NONE"), (11, m.get(11) or ""), (17, f"J{self.boot_us}-{self.rejects}"), (150, "8"), (39, "8"),
             (55, m.get(55) or ""), (54, m.get(54) or "1"), (151, "0"), (14, "0"), (6, "0"),
             (103, str(reason)), (58, text), (60, self.times.millis(self.wall_us())),
         ]
@@ -285,7 +289,7 @@ class ExchangeApplication:
         view = self._find(account, m.get(55) or "", m.get(11) or "", m.get(37)) or self._find_closed(account, m)
         if view is None:
             body: list[Field] = [
-                (37, m.get(37) or "NONE"), (11, m.get(11) or ""), (17, f"S{self.wall_us()}"), (150, "I"), (39, "8"),
+                (37, m.get(37) or "NONE"), (11, m.get(11) or ""), (17, self._status_exec_id(0)), (150, "I"), (39, "8"),
                 (55, m.get(55) or ""), (54, m.get(54) or "1"), (151, "0"), (14, "0"), (6, "0"), (58, "Unknown order"),
             ]
             if m.get(790):
@@ -293,7 +297,12 @@ class ExchangeApplication:
             session.send("8", body)
             return
         extra: list[Field] = [(790, m.get(790) or "")] if m.get(790) else []
-        session.send("8", self._report(view, "I", f"{view.order_id}S{self.wall_us()}", extra))
+        session.send("8", self._report(view, "I", self._status_exec_id(view.order_id), extra))
+
+    def _status_exec_id(self, order_id: int) -> str:
+        """Unique within and across runs: the start time of this process and a counter."""
+        self.reports += 1
+        return f"{order_id}S{self.boot_us}-{self.reports}"
 
     def _find_closed(self, account: int, m: Message) -> OrderView | None:
         """A filled, cancelled or expired order from the publisher's bounded history."""
@@ -316,7 +325,7 @@ class ExchangeApplication:
         req_id = m.get(584) or ""
         if not views:
             session.send("8", [
-                (37, "NONE"), (17, f"S{self.wall_us()}"), (150, "I"), (39, "8"), (55, symbol or "NONE"), (54, "1"),
+                (37, "NONE"), (17, self._status_exec_id(0)), (150, "I"), (39, "8"), (55, symbol or "NONE"), (54, "1"),
                 (151, "0"), (14, "0"), (6, "0"), (584, req_id), (911, "0"), (912, "Y"), (58, "No open orders"),
             ])
             return
@@ -324,7 +333,7 @@ class ExchangeApplication:
             extra: list[Field] = [(584, req_id), (911, str(len(views)))]
             if index == len(views):
                 extra.append((912, "Y"))
-            session.send("8", self._report(view, "I", f"{view.order_id}S{self.wall_us()}-{index}", extra))
+            session.send("8", self._report(view, "I", self._status_exec_id(view.order_id), extra))
 
     def _mass_cancel(self, session: Session, m: Message, parts: Validated) -> None:
         account = session.config.account_id
@@ -479,11 +488,14 @@ class ExchangeApplication:
     def _on_updates(self, updates: list[Any]) -> None:
         depth: list[DepthUpdate] = []
         trades: list[TradeRecord] = []
-        for update in updates:
+        last_quote_fill = _last_quote_sized_fills(updates)
+        for index, update in enumerate(updates):
             kind = type(update)
             if kind is OrderUpdate:
                 sessions = self.sessions.get(update.account_id)
                 if sessions:
+                    if index in last_quote_fill:
+                        update = attrs.evolve(update, view=attrs.evolve(update.view, status=FILLED))
                     self._execution_report(update, sessions)
             elif kind is DepthUpdate:
                 depth.append(update)
@@ -526,7 +538,7 @@ class ExchangeApplication:
     def _report(self, view: OrderView, exec_type: str, exec_id: str, extra: list[Field], ts_us: int = 0) -> list[Field]:
         spec = self.engine.venue.specs[view.symbol]
         live = view.status in ("New", PARTIALLY_FILLED)
-        leaves = view.qty_steps - view.executed_steps if live else 0
+        leaves = max(view.qty_steps - view.executed_steps, 0) if live else 0
         status = ORD_STATUS.get(view.status, "0")
         body: list[Field] = [
             (1, str(view.account_id)), (6, _avg_px(spec, view)), (14, spec.format_qty(view.executed_steps)),
@@ -541,6 +553,8 @@ class ExchangeApplication:
             body.append((11, cl_ord_id))
         if view.qty_steps:
             body.append((38, spec.format_qty(view.qty_steps)))
+        elif view.quote_qty:
+            body.append((152, spec.format_quote(view.quote_qty)))
         if view.order_type == LIMIT:
             body.append((44, spec.format_price(view.price_ticks)))
         if view.post_only:
@@ -579,6 +593,24 @@ def _avg_px(spec: MarketSpec, view: OrderView) -> str:
     text = str(units).rjust(scale + 1, "0")
     whole, frac = text[:-scale], text[-scale:].rstrip("0")
     return f"{whole}.{frac}" if frac else whole
+
+
+def _last_quote_sized_fills(updates: list[Any]) -> set[int]:
+    """Indexes of the last fill of each market order sized by quote that did not expire.
+
+    Such an order has no base quantity, so its fills cannot say when it is done;
+    all updates of one placement arrive in one batch, so its last fill is known
+    here and reported as Filled (39=2).
+    """
+    last: dict[int, int] = {}
+    expired: set[int] = set()
+    for index, update in enumerate(updates):
+        if type(update) is OrderUpdate and update.view.qty_steps == 0:
+            if update.kind == FILL:
+                last[update.view.order_id] = index
+            elif update.kind == EXPIRED_KIND:
+                expired.add(update.view.order_id)
+    return {index for order_id, index in last.items() if order_id not in expired}
 
 
 def _ord_rej_reason(rejection: Rejection) -> int:

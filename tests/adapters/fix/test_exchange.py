@@ -160,3 +160,19 @@ async def test_security_list_and_market_data(venue: FixVenue) -> None:
         assert messages[1].get(150) == "F"
         await taker.send("V", [(262, "bad"), (263, "0"), (264, "0"), (267, [[(269, "0")]]), (146, [[(55, "NOPE")]])])
         assert (await taker.expect("Y")).get(281) == "0"
+
+
+async def test_market_order_sized_by_quote_ends_filled(venue: FixVenue) -> None:
+    with trio.fail_after(10):
+        maker_id = await venue.account(SOL="10")
+        taker_id = await venue.account(USDC="1000")
+        maker = await venue.logon("MAKER", maker_id)
+        taker = await venue.logon("TAKER", taker_id)
+        for n, price in enumerate(("100", "101")):
+            await maker.send("D", order(f"a{n}", "2", "1", price))
+            await maker.expect("8")
+        await taker.send("D", [(11, "mq"), (55, SOL), (54, "1"), (60, NOW), (152, "150.5"), (40, "1")])
+        reports = [await taker.expect("8") for _ in range(3)]
+        assert [fields(r, 150, 39) for r in reports] == [("0", "0"), ("F", "1"), ("F", "2")]
+        last = reports[-1]
+        assert fields(last, 14, 151, 152, 31, 32, 6) == ("1.5", "0", "150.5", "101", "0.5", "100.333333")
