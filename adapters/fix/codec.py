@@ -243,7 +243,12 @@ def _tag(field: Field) -> int:
 
 def frame_message(msg_type: str, header: Sequence[tuple[int, str]], body: bytes) -> bytes:
     """Wrap header (sorted here) and an encoded body with 8, 9, 35 and 10."""
-    inner = f"35={msg_type}\x01{_text(sorted(header, key=_tag))}".encode("latin-1") + body
+    return frame_text(f"35={msg_type}\x01{_text(sorted(header, key=_tag))}", body)
+
+
+def frame_text(head: str, body: bytes) -> bytes:
+    """``35=...`` and the header as text, plus the encoded body -> a complete message."""
+    inner = head.encode("latin-1") + body
     out = b"8=FIX.4.4\x019=%d\x01%s" % (len(inner), inner)
     return out + b"10=%03d\x01" % (sum(out) & 0xFF)
 

@@ -46,6 +46,7 @@ from adapters.fix.codec import (
     decode,
     encode_body,
     frame_message,
+    frame_text,
     parse_utc_timestamp,
     split_fields,
 )
@@ -476,11 +477,15 @@ class Session:
     def send_encoded(self, msg_type: str, body: bytes, extra_header: list[tuple[int, str]] | None = None) -> int:
         store = self.store
         seq = store.next_sender
-        header = [(34, str(seq)), (49, self.config.sender_comp_id), (52, self.times.millis(self.wall_us())),
-                  (56, self.config.target_comp_id)]
+        stamp = self.times.millis(self.wall_us())
         if extra_header:
-            header.extend(extra_header)
-        raw = frame_message(msg_type, header, body)
+            header = [(34, str(seq)), (49, self.config.sender_comp_id), (52, stamp), (56, self.config.target_comp_id),
+                      *extra_header]
+            raw = frame_message(msg_type, header, body)
+        else:  # the common case: the standard header is already in tag order
+            raw = frame_text(
+                f"35={msg_type}\x0134={seq}\x0149={self.config.sender_comp_id}\x0152={stamp}\x01"
+                f"56={self.config.target_comp_id}\x01", body)
         store.record_sent(seq, None if msg_type in _ADMIN_TYPES else raw)
         if self.connection is not None:
             self.connection.emit(raw)
