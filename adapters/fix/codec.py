@@ -82,10 +82,15 @@ class Message:
     def seq_num(self) -> int:
         """MsgSeqNum, or 0 when absent or unparsable (validation reports those)."""
         value = self._index.get(34, "")
-        return int(value) if value.isdigit() else 0
+        return int(value) if is_number(value) else 0
 
     def __repr__(self) -> str:
         return "Message(" + "|".join(f"{t}={v}" for t, v in self.fields) + ")"
+
+
+def is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts characters ``int()`` refuses (such as superscripts)."""
+    return text.isascii() and text.isdigit()
 
 
 def checksum(data: bytes) -> int:
@@ -160,7 +165,7 @@ def split_fields(data: bytes) -> list[tuple[int, str]]:
             tag, sep, value = part.partition("=")
             if not sep:
                 raise Garbled("field without '='")
-            if not tag.isdigit() and not (tag[:1] == "-" and tag[1:].isdigit()):
+            if not is_number(tag) and not (tag[:1] == "-" and is_number(tag[1:])):
                 raise Garbled(f"tag {tag[:20]!r} is not a number")
             number = int(tag)
             if number in DATA_LENGTH_TAGS:
@@ -194,7 +199,7 @@ def _split_with_data(data: bytes) -> list[tuple[int, str]]:
         value = data[eq + 1:stop].decode("latin-1")
         fields.append((tag, value))
         data_tag, data_len = 0, -1
-        if tag in DATA_LENGTH_TAGS and value.isdigit():
+        if tag in DATA_LENGTH_TAGS and is_number(value):
             data_tag, data_len = DATA_LENGTH_TAGS[tag], int(value)
         pos = stop + 1
     return fields
@@ -215,7 +220,7 @@ def decode(frame: bytes) -> Message:
     if str(trailer_at - body_start) != fields[1][1]:
         raise Garbled(f"BodyLength {fields[1][1]} does not match {trailer_at - body_start}")
     declared = fields[-1][1]
-    if len(declared) != 3 or not declared.isdigit() or int(declared) != checksum(frame[:trailer_at]):
+    if len(declared) != 3 or not is_number(declared) or int(declared) != checksum(frame[:trailer_at]):
         raise Garbled(f"CheckSum {declared} does not match {checksum(frame[:trailer_at]):03d}")
     return Message(fields, frame)
 
@@ -290,7 +295,7 @@ def parse_utc_timestamp(text: str) -> int | None:
     if not fraction:
         return seconds * 1_000_000
     digits = fraction[1:]
-    if fraction[0] != "." or not digits.isdigit() or len(digits) > 9:
+    if fraction[0] != "." or not is_number(digits) or len(digits) > 9:
         return None
     return seconds * 1_000_000 + int(digits.ljust(6, "0")[:6])
 

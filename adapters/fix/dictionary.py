@@ -26,7 +26,7 @@ from typing import Final
 
 import attrs
 
-from adapters.fix.codec import Field, GroupValue, Message
+from adapters.fix.codec import Field, GroupValue, Message, is_number
 from adapters.fix.fix44_extract import ENUMS, MESSAGES
 
 HEADER_TAGS: Final = frozenset({
@@ -163,12 +163,12 @@ EXTRA_ENUMS: Final[dict[int, tuple[str, ...]]] = {
     STP_TAG: ("1", "2", "3"),
 }
 
-_INT_RE: Final = re.compile(r"-?\d+\Z")
-_FLOAT_RE: Final = re.compile(r"-?(\d+\.?\d*|\.\d+)\Z")
-_TIMESTAMP_RE: Final = re.compile(r"\d{8}-\d{2}:\d{2}:\d{2}(\.\d{1,9})?\Z")
-_DATE_RE: Final = re.compile(r"\d{8}\Z")
-_MONTHYEAR_RE: Final = re.compile(r"\d{6}(\d{2}|w\d)?\Z")
-_TIMEONLY_RE: Final = re.compile(r"\d{2}:\d{2}:\d{2}(\.\d{1,9})?\Z")
+_INT_RE: Final = re.compile(r"-?[0-9]+\Z")
+_FLOAT_RE: Final = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)\Z")
+_TIMESTAMP_RE: Final = re.compile(r"[0-9]{8}-[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?\Z")
+_DATE_RE: Final = re.compile(r"[0-9]{8}\Z")
+_MONTHYEAR_RE: Final = re.compile(r"[0-9]{6}([0-9]{2}|w[0-9])?\Z")
+_TIMEONLY_RE: Final = re.compile(r"[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?\Z")
 
 
 @attrs.frozen
@@ -390,7 +390,7 @@ def _nest(body: list[tuple[int, str]], groups: dict[int, Group]) -> list[Field]:
         tag, value = body[pos]
         pos += 1
         group = groups.get(tag)
-        if group is None or not value.isdigit():
+        if group is None or not is_number(value):
             out.append((tag, value))
             continue
         entries, pos = _read_group(body, pos, group)
@@ -415,7 +415,7 @@ def _read_group(body: list[tuple[int, str]], pos: int, group: Group) -> tuple[Gr
                 raise reject(13, tag)
             seen.add(tag)
             inner = nested.get(tag)
-            if inner is not None and value.isdigit():
+            if inner is not None and is_number(value):
                 sub, pos = _read_group(body, pos, inner)
                 if len(sub) != int(value):
                     raise reject(16, tag)

@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import attrs
 
-from adapters.fix.codec import Field, Message, Timestamps, encode_body
+from adapters.fix.codec import Field, Message, Timestamps, encode_body, is_number
 from adapters.fix.dictionary import STP_TAG, Validated
 from adapters.fix.session import Session
 from engine.messages import (
@@ -274,13 +274,13 @@ class ExchangeApplication:
     def _find(self, account: int, symbol: str, cl_ord_id: str, order_id_text: str | None) -> OrderView | None:
         if symbol not in self.engine.venue.specs:
             return None
-        if order_id_text and order_id_text.isdigit():
+        if order_id_text and is_number(order_id_text):
             return self.publisher.open_order(account, symbol, int(order_id_text), None)
         known = self.cl_ord_ids.get(account)
         order_id = known.get(cl_ord_id) if known is not None else None
         if order_id is not None:
             return self.publisher.open_order(account, symbol, order_id, None)
-        if cl_ord_id.isdigit():  # orders placed elsewhere with a Satchel client id
+        if is_number(cl_ord_id):  # orders placed elsewhere with a Satchel client id
             return self.publisher.open_order(account, symbol, None, int(cl_ord_id))
         return None
 
@@ -307,7 +307,7 @@ class ExchangeApplication:
     def _find_closed(self, account: int, m: Message) -> OrderView | None:
         """A filled, cancelled or expired order from the publisher's bounded history."""
         wanted = m.get(37)
-        order_id = int(wanted) if wanted and wanted.isdigit() else None
+        order_id = int(wanted) if wanted and is_number(wanted) else None
         if order_id is None:
             known = self.cl_ord_ids.get(account)
             order_id = known.get(m.get(11) or "") if known is not None else None
