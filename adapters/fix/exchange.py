@@ -17,10 +17,12 @@ market orders, CashOrderQty 152. ExecIDs are derived from the facts
 (``<order>N``, ``<trade>T<order>``, ``<order>C``, ``<order>X``,
 ``<order>R<time>``) so they stay unique across restarts.
 
+SecurityListRequest and MarketDataRequest are served by ``market_data.py``
+from the same durable batches.
+
 Limits: ClOrdIDs are remembered in memory (``MAX_CLORDIDS`` per account), so
 after a daemon restart orders are addressed by OrderID (37) or found by their
-Satchel client id; MarketDataIncrementalRefresh covers the whole book whatever
-MarketDepth says (265=0 gets full snapshots of the requested depth instead).
+Satchel client id.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import attrs
 
 from adapters.fix.codec import Field, Message, Timestamps, encode_body, is_number
 from adapters.fix.dictionary import STP_TAG, Validated
+from adapters.fix.market_data import MarketData
 from adapters.fix.session import Session
 from engine.messages import (
     ASK,
@@ -76,7 +79,6 @@ from engine.units import DecimalError
 log = logging.getLogger("satchel.fix.exchange")
 
 MAX_CLORDIDS: Final = 100_000
-MAX_MD_SUBSCRIPTIONS: Final = 100
 AVG_PX_EXTRA_DECIMALS: Final = 4
 SIDES: Final = {"1": BID, "2": ASK}
 FIX_SIDE: Final = {BID: "1", ASK: "2"}
@@ -99,20 +101,6 @@ class _Sink:
         self.callback(value)
 
 
-class _Subscription:
-    """One MarketDataRequest with SubscriptionRequestType 1: what to stream to its session."""
-
-    __slots__ = ("depth", "full", "md_req_id", "symbols", "trades", "types")
-
-    def __init__(self, md_req_id: str, symbols: list[str], depth: int, types: set[str], full: bool) -> None:
-        self.md_req_id = md_req_id
-        self.symbols = symbols
-        self.depth = depth
-        self.types = types
-        self.trades = "2" in types
-        self.full = full
-
-
 class ExchangeApplication:
     """FIX order entry, drop copy and market data on the engine's public API."""
 
@@ -125,7 +113,7 @@ class ExchangeApplication:
         self.cl_ord_ids: dict[int, OrderedDict[str, int]] = {}  # account -> ClOrdID -> order id
         self.order_cl_ord: dict[int, str] = {}  # order id -> current ClOrdID
         self.pending: dict[int, tuple[str, str, str]] = {}  # order id -> (kind, new ClOrdID, orig ClOrdID)
-        self.md: dict[Session, dict[str, _Subscription]] = {}
+        self.market_data = MarketData(engine, publisher, wall_us)
         self.rejects = 0
         self.boot_us = wall_us()
         self.reports = 0
@@ -140,7 +128,7 @@ class ExchangeApplication:
         log.info("FIX session %s logged on (account %d)", session.name, session.config.account_id)
 
     def on_disconnect(self, session: Session) -> None:
-        self.md.pop(session, None)
+        self.market_data.drop(session)
         if session.config.cancel_on_disconnect and not session.config.drop_copy:
             account = session.config.account_id
             for symbol in sorted({v.symbol for v in self.publisher.open_orders(account)}):
@@ -378,104 +366,6 @@ class ExchangeApplication:
             body += [(532, "99"), (58, text)]
         session.send("r", body)
 
-    # --- reference and market data ----------------------------------------------------------------
-
-    def _security_list(self, session: Session, m: Message, parts: Validated) -> None:
-        specs = self.engine.venue.specs
-        wanted = m.get(55) if m.get(559) == "0" else None
-        chosen = [specs[wanted]] if wanted in specs else [] if wanted else list(specs.values())
-        entries = [
-            [(55, spec.symbol), (15, spec.quote), (561, spec.format_step()), (562, spec.format_qty(spec.min_qty_steps)),
-             (58, f"tick_size={spec.format_tick()} step_size={spec.format_step()} min_notional={spec.format_quote(spec.min_notional_quote)} "
-                  f"base={spec.base} quote={spec.quote}")]
-            for spec in chosen
-        ]
-        body: list[Field] = [(320, m.get(320) or ""), (322, f"SL{self.wall_us()}"), (560, "0" if entries else "2"),
-                             (393, str(len(entries))), (893, "Y")]
-        if entries:
-            body.append((146, entries))  # type: ignore[arg-type]
-        session.send("y", body)
-
-    def _market_data(self, session: Session, m: Message, parts: Validated) -> None:
-        req_id = m.get(262) or ""
-        kind = m.get(263) or ""
-        subs = self.md.setdefault(session, {})
-        if kind == "2":
-            subs.pop(req_id, None)
-            return
-        symbols = _group_values(parts, 146, 55)
-        types = set(_group_values(parts, 267, 269))
-        unknown = [s for s in symbols if s not in self.engine.venue.specs]
-        problem = None
-        if unknown or not symbols:
-            problem = ("0", f"Unknown symbol {unknown[0]!r}" if unknown else "No symbol requested")
-        elif types - {"0", "1", "2"}:
-            problem = ("8", "Supported MDEntryType values are 0 (bid), 1 (offer) and 2 (trade)")
-        elif kind == "1" and req_id in subs:
-            problem = ("1", f"Duplicate MDReqID {req_id!r}")
-        elif kind == "1" and len(subs) >= MAX_MD_SUBSCRIPTIONS:
-            problem = ("2", f"At most {MAX_MD_SUBSCRIPTIONS} market data subscriptions per session")
-        if problem is not None:
-            session.send("Y", [(262, req_id), (281, problem[0]), (58, problem[1])])
-            return
-        depth = int(m.get(264) or "0")
-        sub = _Subscription(req_id, symbols, depth, types, m.get(265) == "0")
-        for symbol in symbols:
-            session.send("W", self._snapshot(sub, symbol))
-        if kind == "1":
-            subs[req_id] = sub
-
-    def _snapshot(self, sub: _Subscription, symbol: str) -> list[Field]:
-        types = sub.types
-        spec = self.engine.venue.specs[symbol]
-        bids, asks, _ = self.publisher.depth(symbol, sub.depth or 1_000_000)
-        entries: list[list[Field]] = []
-        if "0" in types:
-            entries += [[(269, "0"), (270, spec.format_price(p)), (271, spec.format_qty(q))] for p, q in bids]
-        if "1" in types:
-            entries += [[(269, "1"), (270, spec.format_price(p)), (271, spec.format_qty(q))] for p, q in asks]
-        if "2" in types:
-            entries += [[(269, "2"), (270, spec.format_price(t.price_ticks)), (271, spec.format_qty(t.qty_steps))]
-                        for t in self.publisher.trades(symbol, 1)]
-        return [(262, sub.md_req_id), (55, symbol), (268, entries)]  # type: ignore[list-item]
-
-    def _md_updates(self, depth: list[DepthUpdate], trades: list[TradeRecord]) -> None:
-        for session, subs in list(self.md.items()):
-            for sub in subs.values():
-                if sub.full:
-                    touched = {d.symbol for d in depth} | ({t.symbol for t in trades} if sub.trades else set())
-                    for symbol in sub.symbols:
-                        if symbol in touched:
-                            session.send("W", self._snapshot(sub, symbol))
-                    continue
-                entries = self._incremental(sub, depth, trades)
-                if entries:
-                    session.send("X", [(262, sub.md_req_id), (268, entries)])  # type: ignore[list-item]
-
-    def _incremental(self, sub: _Subscription, depth: list[DepthUpdate], trades: list[TradeRecord]) -> list[list[Field]]:
-        types = sub.types
-        entries: list[list[Field]] = []
-        for update in depth:
-            if update.symbol not in sub.symbols:
-                continue
-            spec = self.engine.venue.specs[update.symbol]
-            for entry_type, levels in (("0", update.bids), ("1", update.asks)):
-                if entry_type not in types:
-                    continue
-                for price, qty in levels:
-                    action = "2" if qty == 0 else "1"
-                    entry: list[Field] = [(279, action), (269, entry_type), (55, update.symbol), (270, spec.format_price(price))]
-                    if qty:
-                        entry.append((271, spec.format_qty(qty)))
-                    entries.append(entry)
-        if sub.trades:
-            for trade in trades:
-                if trade.symbol in sub.symbols:
-                    spec = self.engine.venue.specs[trade.symbol]
-                    entries.append([(279, "0"), (269, "2"), (55, trade.symbol), (270, spec.format_price(trade.price_ticks)),
-                                    (271, spec.format_qty(trade.qty_steps))])
-        return entries
-
     # --- durable updates -> execution reports -------------------------------------------------------
 
     def on_updates(self, updates: list[Any]) -> None:
@@ -501,8 +391,8 @@ class ExchangeApplication:
                 depth.append(update)
             elif kind is TradeRecord:
                 trades.append(update)
-        if self.md and (depth or trades):
-            self._md_updates(depth, trades)
+        if depth or trades:
+            self.market_data.on_book(depth, trades)
 
     def _execution_report(self, update: OrderUpdate, sessions: list[Session]) -> None:
         view = update.view
@@ -621,13 +511,6 @@ def _ord_rej_reason(rejection: Rejection) -> int:
     return 99
 
 
-def _group_values(parts: Validated, count_tag: int, tag: int) -> list[str]:
-    for field_tag, value in parts.body:
-        if field_tag == count_tag and not isinstance(value, str):
-            return [v for entry in value for t, v in entry if t == tag and isinstance(v, str)]
-    return []
-
-
 _HANDLERS: Final[dict[str, Callable[[ExchangeApplication, Session, Message, Validated], None]]] = {
     "D": ExchangeApplication._new_order,
     "F": ExchangeApplication._cancel,
@@ -635,6 +518,6 @@ _HANDLERS: Final[dict[str, Callable[[ExchangeApplication, Session, Message, Vali
     "H": ExchangeApplication._status,
     "q": ExchangeApplication._mass_cancel,
     "AF": ExchangeApplication._mass_status,
-    "x": ExchangeApplication._security_list,
-    "V": ExchangeApplication._market_data,
+    "x": lambda app, session, m, parts: app.market_data.security_list(session, m),
+    "V": lambda app, session, m, parts: app.market_data.request(session, m, parts),
 }
