@@ -60,8 +60,9 @@ async def serve_fix(
             sessions.append(session)
             if publisher is not None:
                 exchange.register(session)
-        key_owner = publisher.account_for_key if publisher is not None else engine.venue.api_keys.get
-        acceptor = Acceptor(sessions, authenticate=make_authenticator(key_owner))
+        # the echo profile only runs the QuickFIX acceptance suite: no keys, no signatures
+        authenticate = make_authenticator(publisher.account_for_key) if publisher is not None else None
+        acceptor = Acceptor(sessions, authenticate=authenticate)
         server = FixServer(acceptor, host, int(port))
         address = await nursery.start(server.serve)
         task_status.started({"fix": f"{address[0]}:{address[1]}", "server": server, "application": application})

@@ -8,13 +8,19 @@ wall clock, as the definitions' ``<TIME>`` does.
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import pytest
 import trio
 import trio.testing
 
 from adapters.fix.echo import EchoApplication
 from adapters.fix.server import FixServer, wall_clock_us
+from adapters.fix.service import serve_fix
 from adapters.fix.session import Acceptor, Session, SessionConfig
+from engine.config import DEFAULT, parse_config
+from engine.runtime import Engine
 from tests.adapters.fix.conformance import DEFINITIONS, run_definition
 
 DEFINITION_FILES = sorted(p.name for p in DEFINITIONS.glob("*.def")) if DEFINITIONS.exists() else []
@@ -46,3 +52,18 @@ async def test_quickfix_acceptance(name: str, echo_server: tuple[str, int], auto
     host, port = echo_server
     with trio.fail_after(120):
         await run_definition(DEFINITIONS / name, host, port)
+
+
+async def test_the_echo_profile_from_config_passes_a_sample(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """``[adapters.fix] application = "echo"`` as the daemon starts it (no signatures in this profile)."""
+    data = copy.deepcopy(DEFAULT)
+    data["adapters"]["fix"] = {"listen": "127.0.0.1:0", "application": "echo", "sessions": [
+        {"sender_comp_id": "ISLD", "target_comp_id": peer, "account": 1, "heartbeat_min_s": 1, "reset_on_logon": True}
+        for peer in ("TW44", "TW")
+    ]}
+    engine = Engine(parse_config(data), tmp_path)
+    info = await nursery.start(lambda task_status: serve_fix(engine, task_status=task_status))
+    host, _, port = info["fix"].rpartition(":")
+    with trio.fail_after(60):
+        for name in ("1a_ValidLogonWithCorrectMsgSeqNum.def", "2r_UnregisteredMsgType.def", "14e_IncorrectEnumValue.def"):
+            await run_definition(DEFINITIONS / name, host, int(port))
