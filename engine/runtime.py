@@ -470,15 +470,7 @@ class Engine:
         return await self._call(account_id, AmendOrder(account_id, symbol, target[0], target[1], price_ticks, qty_steps))
 
     def open_orders(self, account_id: int, symbol: str | None = None) -> list[OrderView]:
-        account = self.venue.accounts.get(account_id)
-        if account is None:
-            return []
-        views = []
-        for order_id, open_order in account.orders.items():
-            if symbol is None or open_order.symbol == symbol:
-                market = self.venue.markets[open_order.symbol]
-                views.append(market.view(market.book.orders[order_id]))
-        return sorted(views, key=lambda v: v.order_id)
+        return self.venue.open_orders(account_id, symbol)
 
     def get_order(self, account_id: int, symbol: str, *, order_id: int | None = None, client_id: int | None = None) -> OrderView | None:
         account = self.venue.accounts.get(account_id)

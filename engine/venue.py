@@ -31,6 +31,7 @@ from engine.messages import (
     OrderAmended,
     OrderCancelled,
     OrderPlaced,
+    OrderView,
     Transferred,
     Withdrawn,
 )
@@ -160,6 +161,18 @@ class Venue:
                 assert order_id in booked, f"account {account.account_id} holds order {order_id} not on any book"
 
     # --- views -------------------------------------------------------------------------
+
+    def open_orders(self, account_id: int, symbol: str | None = None) -> list[OrderView]:
+        """An account's resting orders (in one market, or all), oldest id first."""
+        account = self.accounts.get(account_id)
+        if account is None:
+            return []
+        views = []
+        for order_id, open_order in account.orders.items():
+            if symbol is None or open_order.symbol == symbol:
+                market = self.markets[open_order.symbol]
+                views.append(market.view(market.book.orders[order_id]))
+        return sorted(views, key=lambda v: v.order_id)
 
     def balances(self, account_id: int) -> dict[str, dict[str, str]]:
         """Backpack's capital shape: asset -> {available, locked, staked}, decimal strings."""
