@@ -27,8 +27,15 @@ log = logging.getLogger("satchel.rest")
 
 MAX_BODY_BYTES: Final = 64 * 1024
 KEEP_ALIVE_S: Final = 75
-JSON_HEADERS: Final = [(b"content-type", b"application/json; charset=utf-8")]
-TEXT_HEADERS: Final = [(b"content-type", b"text/plain; charset=utf-8")]
+JSON_TYPE: Final = (b"content-type", b"application/json; charset=utf-8")
+TEXT_TYPE: Final = (b"content-type", b"text/plain; charset=utf-8")
+# The request headers the API reads (ASGI servers give names lowercased), keyed by their bytes
+# so the app never decodes the others.
+SIGNING_HEADERS: Final = {
+    b"x-api-key": "x-api-key", b"x-signature": "x-signature", b"x-timestamp": "x-timestamp",
+    b"x-window": "x-window", b"content-length": "content-length",
+}
+BODY_TOO_LARGE: Final = f"Body too large: limit is {MAX_BODY_BYTES} bytes"
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -53,11 +60,10 @@ class RestApp:
         except ApiError as exc:
             status, payload, text = exc.status, exc.body(), False
         if text:
-            body, headers = str(payload).encode(), TEXT_HEADERS
+            body, kind = str(payload).encode(), TEXT_TYPE
         else:
-            body, headers = orjson.dumps(payload), JSON_HEADERS
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+            body, kind = orjson.dumps(payload), JSON_TYPE
+        await send({"type": "http.response.start", "status": status, "headers": [kind, (b"content-length", b"%d" % len(body))]})
         await send({"type": "http.response.body", "body": body})
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, Any, bool]:
@@ -67,16 +73,16 @@ class RestApp:
             if path in self.paths:
                 raise ApiError("INVALID_CLIENT_REQUEST", f"Method {method} is not allowed on {path}", 405)
             raise ApiError("RESOURCE_NOT_FOUND", f"Unknown path {path}")
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = _signing_headers(scope["headers"])
         params: Any = _query(scope["query_string"])
-        body = await _read_body(receive, headers)
+        body = await _read_body(receive, headers.get("content-length"))
         if body.strip():
             try:
                 data = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 raise bad_request(f"Malformed JSON body: {exc}") from None
             if isinstance(data, dict):
-                params = {**params, **data}
+                params = {**params, **data} if params else data
             elif params:
                 raise bad_request("A JSON array body cannot be combined with query parameters")
             else:
@@ -86,6 +92,16 @@ class RestApp:
             headers.get("x-timestamp"), headers.get("x-window"),
         )
         return 200, payload, route.text
+
+
+def _signing_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The few headers the API reads, decoded; the first of a repeated header wins."""
+    out: dict[str, str] = {}
+    for name, value in raw:
+        key = SIGNING_HEADERS.get(name)
+        if key is not None and key not in out:
+            out[key] = value.decode("latin-1")
+    return out
 
 
 def _query(raw: bytes) -> dict[str, Any]:
@@ -105,10 +121,9 @@ def _query(raw: bytes) -> dict[str, Any]:
     return out
 
 
-async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes:
-    declared = headers.get("content-length", "0")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError("INVALID_CLIENT_REQUEST", f"Body too large: limit is {MAX_BODY_BYTES} bytes", 413)
+async def _read_body(receive: Receive, declared: str | None) -> bytes:
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError("INVALID_CLIENT_REQUEST", BODY_TOO_LARGE, 413)
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -117,11 +132,12 @@ async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise ApiError("INVALID_CLIENT_REQUEST", f"Body too large: limit is {MAX_BODY_BYTES} bytes", 413)
-        chunks.append(chunk)
+            raise ApiError("INVALID_CLIENT_REQUEST", BODY_TOO_LARGE, 413)
+        if chunk:
+            chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -140,6 +156,7 @@ def hypercorn_config(listen: str) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("satchel.rest.hypercorn")
     config.keep_alive_timeout = KEEP_ALIVE_S
+    config.include_server_header = False  # the Date header stays: HTTP requires it from a server with a clock
     config.h11_max_incomplete_size = MAX_BODY_BYTES
     config.graceful_timeout = 5
     return config

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from adapters.backpack.auth import RateLimiter
-from tests.adapters.live import Http, LiveVenue
+from tests.adapters.live import Http, LiveVenue, Trader
 
 SOL = "SOL_USDC"
 
@@ -148,3 +152,62 @@ def test_rate_limit_per_key(venue: LiveVenue, http: Http) -> None:
         assert http.signed(b, "GET", "/api/v1/capital", "balanceQuery")[0] == 200
     finally:
         api.limiter = saved
+
+
+def _raw_exchange(venue: LiveVenue, *pieces: bytes) -> tuple[bytes, bytes]:
+    """Send ``pieces`` as separate TCP writes on a fresh connection; return the answer's head and body."""
+    host, port = venue.rest.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        for piece in pieces:
+            sock.sendall(piece)
+            time.sleep(0.02)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += sock.recv(65536)
+    return head, body
+
+
+def _signed_request(venue: LiveVenue, trader: Trader, order: dict[str, Any], *, header_case: str = "title") -> tuple[bytes, bytes]:
+    body = orjson.dumps(order)
+    headers = trader.headers("orderExecute", order)
+    if header_case == "upper":
+        headers = {k.upper(): v for k, v in headers.items()}
+    elif header_case == "lower":
+        headers = {k.lower(): v for k, v in headers.items()}
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (f"POST /api/v1/order HTTP/1.1\r\nHost: {venue.rest}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{head}\r\n").encode(), body
+
+
+@pytest.mark.parametrize("header_case", ["title", "upper", "lower"])
+def test_signing_headers_in_any_case(venue: LiveVenue, header_case: str) -> None:
+    trader = venue.trader(USDC="100")
+    order = {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "10", "quantity": "1"}
+    head, body = _raw_exchange(venue, b"".join(_signed_request(venue, trader, order, header_case=header_case)))
+    assert head.startswith(b"HTTP/1.1 200"), body
+    assert orjson.loads(body)["side"] == "Bid"  # an order answer: the signature was found and checked
+
+
+def test_body_in_pieces_and_response_headers(venue: LiveVenue) -> None:
+    """A body split over TCP writes is read whole; answers carry length, type and date, no server banner."""
+    trader = venue.trader(USDC="100")
+    order = {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "10", "quantity": "1", "clientId": 77}
+    head, body = _signed_request(venue, trader, order)
+    answer_head, answer = _raw_exchange(venue, head, body[:10], body[10:])
+    assert answer_head.startswith(b"HTTP/1.1 200"), answer
+    assert orjson.loads(answer)["clientId"] == 77
+    fields = dict(line.split(b": ", 1) for line in answer_head.lower().split(b"\r\n")[1:])
+    assert fields[b"content-length"] == str(len(answer)).encode()
+    assert fields[b"content-type"] == b"application/json; charset=utf-8"
+    assert b"date" in fields and b"server" not in fields
+
+
+def test_body_too_large_is_refused_before_reading(venue: LiveVenue) -> None:
+    head, body = _raw_exchange(venue, b"POST /api/v1/order HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                      b"Content-Length: 70000\r\n\r\n{")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert orjson.loads(body) == {"code": "INVALID_CLIENT_REQUEST", "message": "Body too large: limit is 65536 bytes"}

@@ -1,0 +1,303 @@
+"""REST order-entry benchmark and the platform ceilings it is read against.
+
+``rest_orders_per_s``: ``POST /api/v1/order`` through the real REST adapter
+(hypercorn's trio worker, Ed25519 verification, the engine, the journal's
+fsync before the answer) from a client in another process over ``CONNS``
+keep-alive connections with ``PIPELINE`` requests in flight on each. Every
+request carries its own ``clientId``, so no two requests share a signed
+message or a signature; the bench signs them all before the clock starts
+(Ed25519 signing is deterministic and costs the client ~0.1-0.2 ms each, which
+would otherwise compete with the server for the same two cores).
+
+Two ceilings are measured in the same run with the same client, connections
+and request bytes, so the figure can be read against what the stack allows:
+
+* ``platform_rest_trivial_per_s``: hypercorn with an ASGI app that reads the
+  body and answers a fixed JSON (HTTP/1.1 on trio, nothing else).
+* ``platform_rest_verify_only_per_s``: the same plus parsing the JSON body,
+  building Backpack's signing string and verifying the Ed25519 signature:
+  the least any server of this spec on this stack does per order.
+
+Each figure is the median of ``rounds`` runs, interleaved (trivial, verify
+only, orders) so that load from other tenants hits all three alike. CPU
+seconds of both processes are reported (server: the whole process, engine
+and journal thread included; client: the load generator).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from hypercorn.trio import serve
+
+from adapters.backpack.auth import signing_string
+from adapters.rest import RestApp, hypercorn_config
+from adapters.service import serve_backpack
+from engine.config import DEFAULT, parse_config
+from engine.runtime import Engine
+
+CLIENT = [sys.executable, "-m", "bench.rest_ws_client"]
+CONNS = 64
+PIPELINE = 4
+WINDOW_MS = 60_000
+
+Asgi = Callable[[dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+def sign(private: Ed25519PrivateKey, instruction: str, params: dict[str, Any], ts: int, window: int = WINDOW_MS) -> str:
+    kv = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    text = f"instruction={instruction}&{kv}&timestamp={ts}&window={window}"
+    return base64.b64encode(private.sign(text.encode())).decode()
+
+
+def order_requests(private: Ed25519PrivateKey, key: str, host: str, n: int) -> list[bytes]:
+    """``n`` signed limit orders that rest (bids at 90, asks at 110), each with its own clientId."""
+    ts = time.time_ns() // 1_000_000
+    requests = []
+    for i in range(n):
+        params = {"clientId": i, "orderType": "Limit", "price": "90" if i % 2 else "110", "quantity": "0.02",
+                  "side": "Bid" if i % 2 else "Ask", "symbol": "SOL_USDC"}
+        body = orjson.dumps(params)
+        head = (f"POST /api/v1/order HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nX-API-Key: {key}\r\nX-Timestamp: {ts}\r\nX-Window: {WINDOW_MS}\r\n"
+                f"X-Signature: {sign(private, 'orderExecute', params, ts)}\r\n\r\n").encode()
+        requests.append(head + body)
+    return requests
+
+
+async def drive(host: str, port: str, requests: list[bytes]) -> dict[str, Any]:
+    """Send ``requests`` from the client process; adds this (server) process's CPU seconds meanwhile."""
+    with tempfile.NamedTemporaryFile(delete=False) as f:
+        f.write(b"\0".join(requests))
+    try:
+        cpu = time.process_time()
+        result = await trio.run_process([*CLIENT, "orders", host, port, f.name, str(CONNS), str(PIPELINE)], capture_stdout=True)
+        server_cpu = time.process_time() - cpu
+    finally:
+        os.unlink(f.name)
+    return {**orjson.loads(result.stdout), "server_cpu_s": server_cpu}
+
+
+# --- the platform apps ------------------------------------------------------------------------------
+
+OK_BODY = b'{"ok":true}'
+OK_HEADERS = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", b"%d" % len(OK_BODY))]
+
+
+async def _body(receive: Callable[[], Awaitable[Any]]) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _lifespan(receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def trivial_app(verify_with: Ed25519PublicKey | None) -> Asgi:
+    """Answer every request with a fixed JSON; with a key, first verify the request's signature."""
+
+    async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        body = await _body(receive)
+        if verify_with is not None:
+            headers = dict(scope["headers"])
+            params = orjson.loads(body)
+            message = signing_string("orderExecute", params, headers[b"x-timestamp"].decode(), headers[b"x-window"].decode())
+            verify_with.verify(base64.b64decode(headers[b"x-signature"]), message)
+        await send({"type": "http.response.start", "status": 200, "headers": OK_HEADERS})
+        await send({"type": "http.response.body", "body": OK_BODY})
+
+    return app
+
+
+async def platform_once(n: int, verify: bool) -> dict[str, Any]:
+    private = Ed25519PrivateKey.generate()
+    key = base64.b64encode(private.public_key().public_bytes_raw()).decode()
+    app = trivial_app(private.public_key() if verify else None)
+    stop = trio.Event()
+
+    async def server(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        await serve(app, hypercorn_config("127.0.0.1:0"), shutdown_trigger=stop.wait, task_status=task_status)  # type: ignore[arg-type]
+
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(server)
+        host, port = binds[0].removeprefix("http://").rsplit(":", 1)
+        try:
+            return await drive(host, port, order_requests(private, key, host, n))
+        finally:
+            stop.set()
+
+
+# --- the real adapter ---------------------------------------------------------------------------------
+
+
+async def trader(engine: Engine) -> tuple[Ed25519PrivateKey, str]:
+    private = Ed25519PrivateKey.generate()
+    key = base64.b64encode(private.public_key().public_bytes_raw()).decode()
+    account = (await engine.create_account()).value
+    await engine.add_api_key(account, key)
+    await engine.deposit(account, "USDC", "100000000")
+    await engine.deposit(account, "SOL", "1000000")
+    await engine.wait_idle()
+    await trio.sleep(0.05)  # the publisher applies the key
+    return private, key
+
+
+async def orders_once(n: int) -> dict[str, Any]:
+    """``n`` orders through the REST adapter's socket."""
+
+    async def body(engine: Engine, info: dict[str, Any]) -> dict[str, Any]:
+        private, key = await trader(engine)
+        host, port = info["rest"].rsplit(":", 1)
+        return await drive(host, port, order_requests(private, key, host, n))
+
+    return await with_venue(body)
+
+
+async def app_once(n: int) -> dict[str, Any]:
+    """``n`` orders through ``RestApp`` called in-process (no HTTP server): the adapter's own cost."""
+
+    async def body(engine: Engine, info: dict[str, Any]) -> dict[str, Any]:
+        private, key = await trader(engine)
+        scopes = [_scope(request) for request in order_requests(private, key, "127.0.0.1", n)]
+        app = RestApp(info["api"])
+        ok = 0
+
+        async def connection(mine: list[tuple[dict[str, Any], bytes]]) -> None:
+            nonlocal ok
+            for scope, payload in mine:
+                sent: list[Any] = []
+
+                async def receive(payload: bytes = payload) -> dict[str, Any]:
+                    return {"type": "http.request", "body": payload, "more_body": False}
+
+                async def send(message: Any, sent: list[Any] = sent) -> None:
+                    sent.append(message)
+
+                await app(scope, receive, send)
+                ok += sent[0]["status"] == 200
+
+        cpu, start = time.process_time(), time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for i in range(CONNS):
+                nursery.start_soon(connection, scopes[i::CONNS])
+        return {"seconds": time.perf_counter() - start, "server_cpu_s": time.process_time() - cpu, "cpu_s": 0.0,
+                "ok": ok, "sent": n, "first_error": None}
+
+    return await with_venue(body)
+
+
+def _scope(request: bytes) -> tuple[dict[str, Any], bytes]:
+    head, _, payload = request.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    method, target, _ = lines[0].split(b" ")
+    headers = [(name.strip().lower(), value.strip()) for name, _, value in (line.partition(b":") for line in lines[1:])]
+    return {"type": "http", "method": method.decode(), "path": target.decode(), "query_string": b"", "headers": headers}, payload
+
+
+async def with_venue(body: Callable[[Engine, dict[str, Any]], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """An engine on a temporary journal with the Backpack adapters on port 0, rate limits off."""
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine(parse_config(DEFAULT), Path(tmp))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
+            scope = trio.CancelScope()
+
+            async def adapters(*, task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED) -> None:
+                with scope:
+                    await serve_backpack(engine, rest_listen="127.0.0.1:0", ws_listen="127.0.0.1:0",
+                                         rate_per_minute=0, task_status=task_status)
+
+            info = await nursery.start(adapters)
+            try:
+                return await body(engine, info)
+            finally:
+                scope.cancel()
+                engine.stop()
+
+
+# --- the figures ----------------------------------------------------------------------------------------
+
+
+def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median rate over runs, with the CPU split per request (µs) of server and client."""
+    rates = [r["ok"] / r["seconds"] for r in results]
+    n = [r["sent"] for r in results]
+    return {
+        "value": round(statistics.median(rates)),
+        "runs": [round(r) for r in rates],
+        "server_cpu_us_per_request": round(statistics.median(r["server_cpu_s"] / k * 1e6 for r, k in zip(results, n, strict=True))),
+        "client_cpu_us_per_request": round(statistics.median(r["cpu_s"] / k * 1e6 for r, k in zip(results, n, strict=True))),
+        "ok": [r["ok"] for r in results], "sent": n[0],
+        "first_error": next((r["first_error"] for r in results if r["first_error"]), None),
+    }
+
+
+def measure(n: int = 6_000, rounds: int = 3) -> dict[str, dict[str, Any]]:
+    runs: dict[str, list[dict[str, Any]]] = {"trivial": [], "verify_only": [], "orders": []}
+    for _ in range(rounds):
+        runs["trivial"].append(trio.run(platform_once, n, False))
+        runs["verify_only"].append(trio.run(platform_once, n, True))
+        runs["orders"].append(trio.run(orders_once, n))
+    return {name: summary(results) for name, results in runs.items()}
+
+
+def verify_per_s(n: int = 2_000) -> float:
+    """Ed25519 verifications per second of one thread (cryptography holds the GIL while verifying)."""
+    private = Ed25519PrivateKey.generate()
+    message = b"instruction=orderExecute&clientId=1&orderType=Limit&price=90&quantity=0.02&side=Bid&symbol=SOL_USDC"
+    signature, public = private.sign(message), private.public_key()
+    start = time.process_time()
+    for _ in range(n):
+        public.verify(signature, message)
+    return n / (time.process_time() - start)
+
+
+def run(n: int = 6_000, rounds: int = 3) -> None:
+    from bench.run import at_least, emit
+
+    verifies = statistics.median(verify_per_s() for _ in range(3))
+    emit("platform_ed25519_verify_per_s", round(verifies), "verifies/s per core", median_of=3,
+         us_each=round(1e6 / verifies), how="cryptography's Ed25519PublicKey.verify in a loop, CPU time of this process")
+    figures = measure(n, rounds)
+    shape = f"{CONNS} keep-alive connections x {PIPELINE} pipelined (hypercorn answers one request per connection at a time)"
+    trivial, verify, orders = figures["trivial"], figures["verify_only"], figures["orders"]
+    ceiling = trivial.pop("value")
+    emit("platform_rest_trivial_per_s", ceiling, "requests/s", median_of=rounds, **trivial,
+         how=f"hypercorn trio worker, same config and client as rest_orders_per_s, app answers a fixed JSON; {shape}")
+    emit("platform_rest_verify_only_per_s", verify.pop("value"), "requests/s", median_of=rounds, **verify,
+         how="as platform_rest_trivial_per_s, plus JSON body parse, signing string and Ed25519 verify per request: "
+             "the floor of any server of this API on this stack")
+    value = orders.pop("value")
+    emit("rest_orders_per_s", value, "orders/s", median_of=rounds, **orders, of_trivial_ceiling=round(value / max(1, ceiling), 2),
+         how=f"signed POST /api/v1/order (unique clientId each) through the REST adapter, Ed25519 verified, "
+             f"durable before answered; {shape}; signed before the clock starts",
+         **at_least(value, 5_000))
+
+
+if __name__ == "__main__":
+    print(orjson.dumps(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 6_000,
+                               int(sys.argv[2]) if len(sys.argv) > 2 else 3), option=orjson.OPT_INDENT_2).decode())
