@@ -9,24 +9,29 @@ message or a signature; the bench signs them all before the clock starts
 (Ed25519 signing is deterministic and costs the client ~0.1-0.2 ms each, which
 would otherwise compete with the server for the same two cores).
 
-Two ceilings are measured in the same run with the same client, connections
-and request bytes, so the figure can be read against what the stack allows:
+Measured in the same run with the same client, connections and request
+bytes, so the figure can be read against what the stack allows:
 
 * ``platform_rest_trivial_per_s``: hypercorn with an ASGI app that reads the
-  body and answers a fixed JSON (HTTP/1.1 on trio, nothing else).
+  body and answers a fixed JSON (HTTP/1.1 on trio, nothing else): the ceiling.
 * ``platform_rest_verify_only_per_s``: the same plus parsing the JSON body,
   building Backpack's signing string and verifying the Ed25519 signature:
   the least any server of this spec on this stack does per order.
+* ``rest_app_orders_per_s``: the real orders through ``RestApp`` called
+  in-process, no HTTP server: the adapter's, verify's and engine's own cost.
+* ``platform_ed25519_verify_per_s`` / ``..._sign_per_s``: one core's rate.
 
-Each figure is the median of ``rounds`` runs, interleaved (trivial, verify
-only, orders) so that load from other tenants hits all three alike. CPU
-seconds of both processes are reported (server: the whole process, engine
-and journal thread included; client: the load generator).
+Each figure is the median of ``rounds`` runs, interleaved so that load from
+other tenants hits all of them alike; the platform servers run with the
+interpreter settings the engine applies (GC thresholds, switch interval).
+CPU per request of both processes is reported (server: the whole process,
+engine and journal thread included; client: the load generator).
 """
 
 from __future__ import annotations
 
 import base64
+import gc
 import os
 import statistics
 import sys
@@ -47,7 +52,7 @@ from adapters.service import serve_backpack
 from engine.config import DEFAULT, parse_config
 from engine.runtime import Engine
 
-CLIENT = [sys.executable, "-m", "bench.rest_ws_client"]
+CLIENT = [sys.executable, str(Path(__file__).with_name("rest_ws_client.py"))]  # stdlib + orjson only: runs from any directory
 CONNS = 64
 PIPELINE = 4
 WINDOW_MS = 60_000
@@ -76,13 +81,14 @@ def order_requests(private: Ed25519PrivateKey, key: str, host: str, n: int) -> l
     return requests
 
 
-async def drive(host: str, port: str, requests: list[bytes]) -> dict[str, Any]:
+async def drive(host: str, port: str, requests: list[bytes], conns: int | None = None, pipeline: int | None = None) -> dict[str, Any]:
     """Send ``requests`` from the client process; adds this (server) process's CPU seconds meanwhile."""
+    shape = [str(conns or CONNS), str(pipeline or PIPELINE)]
     with tempfile.NamedTemporaryFile(delete=False) as f:
         f.write(b"\0".join(requests))
     try:
         cpu = time.process_time()
-        result = await trio.run_process([*CLIENT, "orders", host, port, f.name, str(CONNS), str(PIPELINE)], capture_stdout=True)
+        result = await trio.run_process([*CLIENT, "orders", host, port, f.name, *shape], capture_stdout=True)
         server_cpu = time.process_time() - cpu
     finally:
         os.unlink(f.name)
@@ -133,7 +139,21 @@ def trivial_app(verify_with: Ed25519PublicKey | None) -> Asgi:
     return app
 
 
-async def platform_once(n: int, verify: bool) -> dict[str, Any]:
+def tune_like_the_engine() -> None:
+    """The interpreter settings ``Engine.run`` applies (engine/runtime.py ``_tune_interpreter``).
+
+    The platform servers run without an engine; without these they would pay the
+    default collector thresholds on hypercorn's per-request garbage and read slower
+    than the real adapter, which is no ceiling at all.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    sys.setswitchinterval(0.0005)
+
+
+async def platform_once(n: int, verify: bool, conns: int | None = None, pipeline: int | None = None) -> dict[str, Any]:
+    tune_like_the_engine()
     private = Ed25519PrivateKey.generate()
     key = base64.b64encode(private.public_key().public_bytes_raw()).decode()
     app = trivial_app(private.public_key() if verify else None)
@@ -146,7 +166,7 @@ async def platform_once(n: int, verify: bool) -> dict[str, Any]:
         binds = await nursery.start(server)
         host, port = binds[0].removeprefix("http://").rsplit(":", 1)
         try:
-            return await drive(host, port, order_requests(private, key, host, n))
+            return await drive(host, port, order_requests(private, key, host, n), conns, pipeline)
         finally:
             stop.set()
 
@@ -166,13 +186,13 @@ async def trader(engine: Engine) -> tuple[Ed25519PrivateKey, str]:
     return private, key
 
 
-async def orders_once(n: int) -> dict[str, Any]:
+async def orders_once(n: int, conns: int | None = None, pipeline: int | None = None) -> dict[str, Any]:
     """``n`` orders through the REST adapter's socket."""
 
     async def body(engine: Engine, info: dict[str, Any]) -> dict[str, Any]:
         private, key = await trader(engine)
         host, port = info["rest"].rsplit(":", 1)
-        return await drive(host, port, order_requests(private, key, host, n))
+        return await drive(host, port, order_requests(private, key, host, n), conns, pipeline)
 
     return await with_venue(body)
 
@@ -257,31 +277,39 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(n: int = 6_000, rounds: int = 3) -> dict[str, dict[str, Any]]:
-    runs: dict[str, list[dict[str, Any]]] = {"trivial": [], "verify_only": [], "orders": []}
+    runs: dict[str, list[dict[str, Any]]] = {"trivial": [], "verify_only": [], "orders": [], "app": []}
     for _ in range(rounds):
         runs["trivial"].append(trio.run(platform_once, n, False))
         runs["verify_only"].append(trio.run(platform_once, n, True))
         runs["orders"].append(trio.run(orders_once, n))
+        runs["app"].append(trio.run(app_once, n))
     return {name: summary(results) for name, results in runs.items()}
 
 
-def verify_per_s(n: int = 2_000) -> float:
-    """Ed25519 verifications per second of one thread (cryptography holds the GIL while verifying)."""
+def ed25519_per_s(n: int = 1_000) -> tuple[float, float]:
+    """Ed25519 (verifications, signatures) per CPU second of one thread; cryptography holds the GIL for both."""
     private = Ed25519PrivateKey.generate()
     message = b"instruction=orderExecute&clientId=1&orderType=Limit&price=90&quantity=0.02&side=Bid&symbol=SOL_USDC"
     signature, public = private.sign(message), private.public_key()
     start = time.process_time()
     for _ in range(n):
         public.verify(signature, message)
-    return n / (time.process_time() - start)
+    verify_s = time.process_time() - start
+    start = time.process_time()
+    for _ in range(n):
+        private.sign(message)
+    return n / verify_s, n / (time.process_time() - start)
 
 
 def run(n: int = 6_000, rounds: int = 3) -> None:
     from bench.run import at_least, emit
 
-    verifies = statistics.median(verify_per_s() for _ in range(3))
+    rates = [ed25519_per_s() for _ in range(3)]
+    verifies, signs = statistics.median(r[0] for r in rates), statistics.median(r[1] for r in rates)
     emit("platform_ed25519_verify_per_s", round(verifies), "verifies/s per core", median_of=3,
          us_each=round(1e6 / verifies), how="cryptography's Ed25519PublicKey.verify in a loop, CPU time of this process")
+    emit("platform_ed25519_sign_per_s", round(signs), "signatures/s per core", median_of=3, us_each=round(1e6 / signs),
+         how="cryptography's Ed25519PrivateKey.sign: what signing during the run would add to the client per request")
     figures = measure(n, rounds)
     shape = f"{CONNS} keep-alive connections x {PIPELINE} pipelined (hypercorn answers one request per connection at a time)"
     trivial, verify, orders = figures["trivial"], figures["verify_only"], figures["orders"]
@@ -291,6 +319,11 @@ def run(n: int = 6_000, rounds: int = 3) -> None:
     emit("platform_rest_verify_only_per_s", verify.pop("value"), "requests/s", median_of=rounds, **verify,
          how="as platform_rest_trivial_per_s, plus JSON body parse, signing string and Ed25519 verify per request: "
              "the floor of any server of this API on this stack")
+    app = figures["app"]
+    emit("rest_app_orders_per_s", app.pop("value"), "orders/s", median_of=rounds, runs=app["runs"],
+         server_cpu_us_per_request=app["server_cpu_us_per_request"], ok=app["ok"],
+         how=f"the same signed orders through RestApp called in-process by {CONNS} tasks, no HTTP server or socket: "
+             "what the adapter, Ed25519 verify, engine and journal cost without hypercorn")
     value = orders.pop("value")
     emit("rest_orders_per_s", value, "orders/s", median_of=rounds, **orders, of_trivial_ceiling=round(value / max(1, ceiling), 2),
          how=f"signed POST /api/v1/order (unique clientId each) through the REST adapter, Ed25519 verified, "
