@@ -41,6 +41,7 @@ from engine.messages import (
     CLIENT_ID_MAX,
     GTC,
     LIMIT,
+    MARKET,
     MARKET_STATES,
     NO_CLIENT_ID,
     ORDER_TYPES,
@@ -375,9 +376,11 @@ class Engine:
             return Rejection("INVALID_CLIENT_REQUEST", f"Invalid market symbol: {symbol!r}")
         tif = time_in_force or GTC
         stp = self_trade_prevention or REJECT_TAKER
-        if order_type == LIMIT and quote_quantity is None and (side, tif, stp) in _PLAIN_LIMIT and post_only is False and (
+        plain = _PLAIN_LIMIT.get((side, tif, stp)) if order_type == LIMIT and quote_quantity is None else None
+        if plain is not None and post_only is False and (
             client_id is None or (type(client_id) is int and 0 <= client_id <= CLIENT_ID_MAX)
         ):
+            side, tif, stp = plain  # the engine's own string objects, not the request's copies
             # the common case (a plain limit order): cached parses, no re-checks of what the set proved
             try:
                 price_ticks = _TICKS[symbol][price]
@@ -392,7 +395,7 @@ class Engine:
                     order_id = self.next_order_id
                     self.next_order_id = order_id + 1
                     return PlaceOrder(
-                        order_id, account_id, symbol, side, LIMIT, tif, price_ticks, qty_steps, 0,
+                        order_id, account_id, spec.symbol, side, LIMIT, tif, price_ticks, qty_steps, 0,
                         False, stp, NO_CLIENT_ID if client_id is None else client_id,
                     )
         return self._build_order_checked(
@@ -443,9 +446,10 @@ class Engine:
             return Rejection("INVALID_QUANTITY", "Order is too large")
         order_id = self.next_order_id
         self.next_order_id += 1
+        side, tif, stp = _PLAIN_LIMIT[side, tif, stp]
         return PlaceOrder(
-            order_id, account_id, symbol, side, order_type, tif, price_ticks, qty_steps, quote,
-            post_only, stp, NO_CLIENT_ID if client_id is None else client_id,
+            order_id, account_id, spec.symbol, side, LIMIT if order_type == LIMIT else MARKET, tif,
+            price_ticks, qty_steps, quote, post_only, stp, NO_CLIENT_ID if client_id is None else client_id,
         )
 
     # --- client API: orders --------------------------------------------------------------
@@ -670,7 +674,10 @@ class _Invalid(Exception):
 _PARSE_CACHE_MAX: Final = 65_536
 _TICKS: dict[str, dict[Any, int]] = {}
 _STEPS: dict[str, dict[Any, int]] = {}
-_PLAIN_LIMIT: Final = frozenset((s, t, p) for s in SIDES for t in TIME_IN_FORCE for p in STP_MODES)
+# valid (side, timeInForce, selfTradePrevention) -> the same values as the engine's constants:
+# a resting order keeps these strings for its lifetime, one shared object each instead of a
+# copy per request parsed off the wire
+_PLAIN_LIMIT: Final = {(s, t, p): (s, t, p) for s in SIDES for t in TIME_IN_FORCE for p in STP_MODES}
 
 
 def _parse_cached(
