@@ -42,6 +42,8 @@ class WithdrawalApi:
         self, account_id: int, asset: str, amount: str, address: str, blockchain: str, client_id: str | None = None,
     ) -> Result:
         """Queue a withdrawal request for operator approval; its amount is reserved at once."""
+        if not isinstance(asset, str):
+            return Result(rejection=Rejection("INVALID_ASSET", f"Unknown asset {asset!r}"))
         parsed = self._amount(asset, amount)
         if isinstance(parsed, Rejection):
             return Result(rejection=parsed)
