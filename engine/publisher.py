@@ -65,7 +65,6 @@ from engine.messages import (
     Withdrawn,
 )
 from engine.venue import Venue
-from engine.withdrawal_api import withdrawal_list
 from engine.withdrawals import WithdrawalRequest
 
 if TYPE_CHECKING:
@@ -562,7 +561,7 @@ class Publisher:
 
     def withdrawal_requests(self, account_id: int) -> list[WithdrawalRequest]:
         """The account's durable withdrawal requests (pending and decided), oldest first."""
-        return withdrawal_list(self.venue, account_id)
+        return self.venue.withdrawal_requests(account_id)
 
     def funds(self, account_id: int, kind: str) -> list[FundsRecord]:
         history = self._histories.get(account_id)

@@ -24,6 +24,7 @@ from engine.config import Config
 from engine.market import Market
 from engine.messages import (
     FEE_ACCOUNT_ID,
+    WITHDRAWAL_STATES,
     AccountCreated,
     ApiKeyAdded,
     Deposited,
@@ -42,6 +43,7 @@ from engine.messages import (
 )
 from engine.spec import AssetSpec, MarketSpec
 from engine.units import format_units
+from engine.withdrawals import WithdrawalRequest
 
 
 class InvariantViolation(AssertionError):
@@ -194,6 +196,18 @@ class Venue:
                 market = self.markets[open_order.symbol]
                 views.append(market.view(market.book.orders[order_id]))
         return sorted(views, key=lambda v: v.order_id)
+
+    def withdrawal_requests(self, account_id: int | None = None, status: str | None = None) -> list[WithdrawalRequest]:
+        """Withdrawal requests (of one account, or all), optionally in one status, oldest first."""
+        if status is not None and status not in WITHDRAWAL_STATES:
+            raise ValueError(f"status must be one of {', '.join(WITHDRAWAL_STATES)}, got {status!r}")
+        if account_id is None:
+            accounts = list(self.accounts.values())
+        else:
+            account = self.accounts.get(account_id)
+            accounts = [account] if account is not None else []
+        found = [r for a in accounts for r in a.withdrawals.values() if status is None or r.status == status]
+        return sorted(found, key=lambda r: r.request_id)
 
     def balances(self, account_id: int) -> dict[str, dict[str, str]]:
         """Backpack's capital shape: asset -> {available, locked, staked}, decimal strings."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from engine.messages import (
-    WITHDRAWAL_STATES,
     WITHDRAWAL_TEXT_MAX,
     ApproveWithdrawal,
     Rejection,
@@ -85,7 +84,7 @@ class WithdrawalApi:
 
         Live state: use the publisher's copy for anything shown to users (durable only).
         """
-        return withdrawal_list(self.venue, account_id, status)
+        return self.venue.withdrawal_requests(account_id, status)
 
     def _owner(self, request_id: Any) -> int | Rejection:
         if type(request_id) is not int or request_id <= 0:
@@ -94,19 +93,6 @@ class WithdrawalApi:
         if owner is None:
             return Rejection("RESOURCE_NOT_FOUND", f"Withdrawal {request_id} not found")
         return owner
-
-
-def withdrawal_list(venue: Venue, account_id: int | None = None, status: str | None = None) -> list[WithdrawalRequest]:
-    """A venue's requests (of one account, or all), optionally in one status, oldest first."""
-    if status is not None and status not in WITHDRAWAL_STATES:
-        raise ValueError(f"status must be one of {', '.join(WITHDRAWAL_STATES)}, got {status!r}")
-    if account_id is None:
-        accounts = list(venue.accounts.values())
-    else:
-        account = venue.accounts.get(account_id)
-        accounts = [account] if account is not None else []
-    found = [r for a in accounts for r in a.withdrawals.values() if status is None or r.status == status]
-    return sorted(found, key=lambda r: r.request_id)
 
 
 def _text_problem(name: str, value: Any, *, required: bool = False) -> str | None:
