@@ -33,11 +33,13 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
+from engine import withdrawals
 from engine.codec import encode_events
 from engine.journal import DiskFull
 from engine.messages import (
     FEE_ACCOUNT_ID,
     NO_CLIENT_ID,
+    WITHDRAWAL_COMMANDS,
     AmendOrder,
     CancelAllOrders,
     CancelOrder,
@@ -475,6 +477,8 @@ class AccountActor:
             account.hold(cmd.order_id, asset, atoms, -1)
             cmd.hold = atoms
             forwards.setdefault(cmd.symbol, []).append((cmd, sink))
+        elif t in WITHDRAWAL_COMMANDS:
+            self._withdrawal(cmd, sink, now, events, deliveries)
         else:
             self._funds(cmd, sink, now, events, deliveries)
 
@@ -499,6 +503,18 @@ class AccountActor:
         venue.apply_own(account, decided)
         events.append(decided)
         deliveries.append((sink, Result(events=[decided])))  # type: ignore[arg-type]
+
+    def _withdrawal(self, cmd: Any, sink: Sink | None, now: int, events: list[Event], deliveries: list[Delivery]) -> None:
+        """Request, approve or decline a queued withdrawal (engine/withdrawals.py decides)."""
+        venue = self.engine.venue
+        decided = withdrawals.decide(self.account, cmd, now, lambda asset: venue.assets[asset].decimals)
+        if isinstance(decided, Rejection):
+            deliveries.append((sink, Result(rejection=decided)))  # type: ignore[arg-type]
+            return
+        venue.apply_withdrawal(decided)
+        events.append(decided)
+        view = withdrawals.view(self.account, decided.request_id)  # as this fact left it
+        deliveries.append((sink, Result(events=[decided], value=view)))  # type: ignore[arg-type]
 
     def _forward(self, symbol: str, items: list[tuple[Any, Sink | None]]) -> None:
         engine = self.engine

@@ -19,7 +19,8 @@ What it derives, per batch, in journal order:
     * ``BookTop`` when a market's best bid or ask changes;
     * per account: ``OrderUpdate`` (accepted, fill, cancelled, expired,
       modified), ``BalanceUpdate`` for each touched asset, and bounded histories
-      of fills, closed orders, deposits and withdrawals.
+      of fills, closed orders, deposits and withdrawals. Amounts reserved by
+      pending withdrawal requests count as locked in balances.
 
 Listeners (the WebSocket adapter, later FIX drop copies) get each batch's
 updates once, synchronously; they must not block. No sockets and no wire
@@ -58,9 +59,13 @@ from engine.messages import (
     OrderPlaced,
     OrderView,
     Transferred,
+    WithdrawalApproved,
+    WithdrawalRejected,
+    WithdrawalRequested,
     Withdrawn,
 )
 from engine.venue import Venue
+from engine.withdrawals import WithdrawalRequest
 
 if TYPE_CHECKING:
     from engine.book import Order
@@ -421,6 +426,8 @@ class Publisher:
         elif t is Transferred:
             balances[e.from_account_id, e.asset] = e.ts_us  # type: ignore[union-attr]
             balances[e.to_account_id, e.asset] = e.ts_us  # type: ignore[union-attr]
+        elif t is WithdrawalRequested or t is WithdrawalApproved or t is WithdrawalRejected:
+            balances[e.account_id, e.asset] = e.ts_us  # type: ignore[union-attr]  # reserved counts as locked
 
     def _kline(self, data: _MarketData, price: int, steps: int, quote: int, ts_us: int) -> None:
         ts_s = ts_us // 1_000_000
@@ -454,7 +461,7 @@ class Publisher:
             if account_id == FEE_ACCOUNT_ID:
                 continue
             account = self.venue.accounts[account_id]
-            locked = account.locked.get(asset, 0)
+            locked = account.locked.get(asset, 0) + account.reserved.get(asset, 0)
             now = (account.balances.get(asset, 0) - locked, locked)
             if self._sent_balances.get((account_id, asset), (0, 0)) != now:
                 self._sent_balances[account_id, asset] = now
@@ -524,7 +531,7 @@ class Publisher:
             return {}
         out = {}
         for asset in sorted(set(account.balances) | set(account.locked)):
-            locked = account.locked.get(asset, 0)
+            locked = account.locked.get(asset, 0) + account.reserved.get(asset, 0)  # withdrawals count as locked
             out[asset] = (account.balances.get(asset, 0) - locked, locked)
         return out
 
@@ -551,6 +558,10 @@ class Publisher:
     def closed_orders(self, account_id: int) -> list[OrderView]:
         history = self._histories.get(account_id)
         return list(history.orders) if history else []
+
+    def withdrawal_requests(self, account_id: int) -> list[WithdrawalRequest]:
+        """The account's durable withdrawal requests (pending and decided), oldest first."""
+        return self.venue.withdrawal_requests(account_id)
 
     def funds(self, account_id: int, kind: str) -> list[FundsRecord]:
         history = self._histories.get(account_id)

@@ -67,6 +67,7 @@ from engine.results import Result
 from engine.spec import MarketSpec
 from engine.units import MAX_AMOUNT, DecimalError, parse_units
 from engine.venue import Venue
+from engine.withdrawal_api import WithdrawalApi
 
 log = logging.getLogger("satchel.engine")
 
@@ -117,7 +118,7 @@ def wall_clock_us() -> int:
     return time.time_ns() // 1000
 
 
-class Engine:
+class Engine(WithdrawalApi):
     def __init__(
         self, config: Config, directory: Path, *, clock: Callable[[], int] = wall_clock_us,
         plugins: pluggy.PluginManager | None = None,
@@ -135,6 +136,7 @@ class Engine:
         self.inflight = 0  # commands whose result has not been delivered
         self.accepting = False
         self.next_order_id = 1
+        self.next_withdrawal_id = 1
         self._nursery: trio.Nursery
         self._stop = trio.Event()
         self._lock_fd = -1
@@ -253,6 +255,7 @@ class Engine:
             writer.append([self._genesis()])
         venue.check_invariants()
         self.next_order_id = venue.next_order_id
+        self.next_withdrawal_id = venue.next_withdrawal_id
         self.recovered_seq = writer.seq
         base = f" from snapshot at seq {found[0].seq}" if found is not None and replayer.apply_from else ""
         log.info("recovered %d journal records (%d events replayed%s) in %.2fs",
