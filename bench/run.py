@@ -199,9 +199,12 @@ def run_publisher(base_dir: str | None, n_events: int) -> None:
     emit("publisher_rebuild_s_for_1m_events", round(out["rebuild_s"], 3), "s", events=out["events"],
          records=out["records"], events_per_s=round(out["events"] / out["rebuild_s"]),
          engine_recovery_s=round(out["recovery_s"], 3), trades_kept=out["trades_kept"],
+         state_save_s=round(out["state_save_s"], 3), state_load_s=round(out["state_load_s"], 3),
+         state_bytes=out["state_bytes"],
          how="Publisher.rebuild at start: every journal event from genesis through the publisher (state, trades, "
              "klines, fills and order histories), bulk in a worker thread, the exact boundary on the event loop; "
-             "engine_recovery_s is Engine._recover of the same journal from a snapshot at 90 %")
+             "engine_recovery_s is Engine._recover of the same journal from a snapshot at 90 %; state_save_s and "
+             "state_load_s: the publisher state written at a clean stop and loaded at the next start (no tail)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -53,7 +53,7 @@ import trio
 
 from engine.audit import collector_paused, is_control
 from engine.codec import decode_events
-from engine.journal import ZERO_HASH, JournalReader
+from engine.journal import ZERO_HASH, JournalCorrupt, JournalReader
 from engine.messages import (
     ASK,
     BID,
@@ -229,6 +229,10 @@ def bucket(ts_s: int, interval: str) -> tuple[int, int]:
     return start, start + seconds
 
 
+class PositionMismatch(Exception):
+    """The journal holds fewer events after a position than the publisher had applied there."""
+
+
 class _MarketData:
     """Per-market derived data the book itself does not keep."""
 
@@ -257,6 +261,7 @@ class Publisher:
         self.listeners: list[Listener] = []
         self.resyncs = 0
         self.events = 0  # applied in total (rebuild included)
+        self.source = ""  # how ``rebuild`` made it, for the log and tests
         self._base = (0, ZERO_HASH)  # journal position where the live subscription starts
         self._followed = 0  # events applied from the subscription since ``_base``
         self._funds_seq = 0
@@ -275,28 +280,48 @@ class Publisher:
 
     @classmethod
     async def rebuild(cls, engine: Engine) -> Publisher:
-        """Replay the engine's journal from genesis, then subscribe at the exact durable boundary.
+        """The state saved at the last clean stop plus the journal after it (or all of it), then subscribe.
 
-        The bulk is read in a worker thread (nothing else touches this publisher
-        yet, and it has no listeners), pass after pass while the engine keeps
-        writing; the last short stretch is read in the trio thread in the same
-        step as ``subscribe()``, so the first live batch is the one right after
-        the last record read: no gap, no duplicate.
+        See ``publisher_state`` for the saved state. The bulk is read in a
+        worker thread (nothing else touches this publisher yet, and it has no
+        listeners), pass after pass while the engine keeps writing; the last
+        short stretch is read in the trio thread in the same step as
+        ``subscribe()``, so the first live batch is the one right after the
+        last event read: no gap, no duplicate.
         """
-        publisher = cls(Venue(engine.config))
-        reader = JournalReader(engine.directory)
-        journal = engine.journal
+        from engine import publisher_state
+
         started = time.monotonic()
         with collector_paused():
-            for _ in range(MAX_THREADED_PASSES):
-                target = journal.durable_seq
-                if target - reader.seq <= SYNC_TAIL_RECORDS:
-                    break
-                await trio.to_thread.run_sync(partial(publisher.catch_up, reader, target, quiet=True))
-            publisher._follow(reader, journal, quiet=True)
-        log.info("publisher rebuilt from %d journal records (%d events) in %.2fs",
-                 reader.seq, publisher.events, time.monotonic() - started)
+            try:
+                loaded = publisher_state.load(engine.directory, engine.config)
+            except publisher_state.StateInvalid as exc:
+                log.warning("publisher state unusable (%s); replaying the journal from genesis", exc)
+                loaded = None
+            if loaded is not None:
+                publisher, seq, prev_hash, skip = loaded
+                try:
+                    await publisher._replay(engine, JournalReader(engine.directory, seq, prev_hash), skip)
+                except (JournalCorrupt, PositionMismatch) as exc:
+                    log.warning("publisher state does not fit this journal (%s); replaying from genesis", exc)
+                    loaded = None
+            if loaded is None:
+                publisher = cls(Venue(engine.config))
+                await publisher._replay(engine, JournalReader(engine.directory), 0)
+        publisher.source = "saved state + tail" if loaded is not None else "replayed from genesis"
+        log.info("publisher ready at journal seq %d (%d events, %s) in %.2fs", publisher._base[0], publisher.events,
+                 publisher.source, time.monotonic() - started)
         return publisher
+
+    async def _replay(self, engine: Engine, reader: JournalReader, skip: int) -> None:
+        journal = engine.journal
+        for _ in range(MAX_THREADED_PASSES):
+            target = journal.durable_seq
+            if target - reader.seq <= SYNC_TAIL_RECORDS:
+                break
+            await trio.to_thread.run_sync(partial(self.catch_up, reader, target, skip, quiet=True))
+            skip = 0
+        self._follow(reader, journal, skip, quiet=True)
 
     def catch_up(self, reader: JournalReader, upto: int, skip: int = 0, *, quiet: bool = False) -> None:
         """Apply the durable event records after ``reader``'s position through seq ``upto``.
@@ -317,7 +342,7 @@ class Publisher:
                 events, skip = events[skip:], 0
             apply(events)
         if skip:
-            raise RuntimeError(f"the journal through seq {upto} holds {skip} fewer events than the publisher applied")
+            raise PositionMismatch(f"the journal through seq {upto} holds {skip} fewer events than the publisher applied")
 
     def _follow(self, reader: JournalReader, journal: JournalActor, skip: int = 0, *, quiet: bool = False) -> None:
         """Read to the durable end and subscribe, with no await in between (the exact boundary)."""
@@ -712,7 +737,8 @@ async def serve_publisher(engine: Engine, *, share: bool = True,
     while it runs: the daemon starts it once before the services, so each
     durable event is applied to one shadow venue, not one per protocol. An
     adapter run on its own (tests, benchmarks) starts a private one instead,
-    so no adapter's lifetime decides another's.
+    so no adapter's lifetime decides another's. The shared one saves its state
+    when it stops (``publisher_state``), so the next start replays only the tail.
     """
     publisher = await Publisher.rebuild(engine)
     if share:
@@ -722,6 +748,21 @@ async def serve_publisher(engine: Engine, *, share: bool = True,
     finally:
         if _SHARED.get(engine) is publisher:
             del _SHARED[engine]
+            _save_state(publisher, engine)
+
+
+def _save_state(publisher: Publisher, engine: Engine) -> None:
+    """The shared publisher's state for the next start (synchronous: it runs while shutting down)."""
+    from engine import publisher_state
+
+    started = time.monotonic()
+    try:
+        path = publisher_state.save(publisher, engine.directory)
+    except OSError as exc:  # the next start replays from genesis instead; never fail a shutdown
+        log.warning("could not save the publisher state: %s", exc)
+        return
+    log.info("publisher state saved to %s at journal seq %d in %.2fs", path.name, publisher._base[0],
+             time.monotonic() - started)
 
 
 def shared(engine: Engine) -> Publisher | None:
