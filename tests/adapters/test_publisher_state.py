@@ -86,3 +86,38 @@ async def test_saved_state_plus_tail_equals_a_replay_from_genesis(tmp_path: Path
             assert fallback.source == "replayed from genesis"
             same(fallback, loaded, ids)
             engine.stop()
+
+
+async def test_a_dropped_publisher_catches_up_from_disk_without_gap_or_duplicate(tmp_path: Path) -> None:
+    from engine.publisher import ACCEPTED, OrderUpdate
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
+            ids = [(await engine.create_account()).value for _ in range(2)]
+            for account in ids:
+                await engine.deposit(account, "SOL", "100")
+                await engine.deposit(account, "USDC", "100000")
+            publisher: Publisher = await nursery.start(serve_publisher, engine)
+            accepted: list[int] = []
+            publisher.listeners.append(
+                lambda updates: accepted.extend(u.view.order_id for u in updates
+                                                if isinstance(u, OrderUpdate) and u.kind == ACCEPTED))
+            await trade(engine, *ids, rounds=4, start=0)
+            await engine.wait_idle()
+            await trio.sleep(0.01)
+            for tx in list(engine.journal.subscribers):  # what the journal does to a subscriber that fell behind
+                engine.journal.subscribers.remove(tx)
+                tx.close()
+            await trade(engine, *ids, rounds=4, start=4)  # written while the publisher is not subscribed
+            await engine.wait_idle()
+            await trio.sleep(0.01)
+            assert publisher.resyncs == 1
+            await trade(engine, *ids, rounds=2, start=8)
+            await engine.wait_idle()
+            await trio.sleep(0.01)
+            assert accepted == sorted(set(accepted)) and len(accepted) == 20  # every order once, in order
+            assert publisher.venue.state_hash() == engine.venue.state_hash()
+            same(publisher, await from_genesis(engine), ids)
+            engine.stop()
+            nursery.cancel_scope.cancel()
