@@ -234,20 +234,22 @@ class Account:
         bps, qpts = spec.base_per_step, spec.quote_per_tick_step
         bid = e.side == BID
         pay_asset, get_asset = (spec.quote, spec.base) if bid else (spec.base, spec.quote)
-        paid = received = executed = 0
-        for f in e.fills:
-            base = f.qty_steps * bps
-            quote = f.price_ticks * f.qty_steps * qpts
-            if bid:
-                paid += quote
-                received += base - f.taker_fee
-            else:
-                paid += base
-                received += quote - f.taker_fee
-            executed += f.qty_steps
-        balances = self.balances
-        balances[pay_asset] = balances.get(pay_asset, 0) - paid
-        balances[get_asset] = balances.get(get_asset, 0) + received
+        executed = 0
+        if e.fills:  # most orders rest untouched: no balance moves
+            paid = received = 0
+            for f in e.fills:
+                base = f.qty_steps * bps
+                quote = f.price_ticks * f.qty_steps * qpts
+                if bid:
+                    paid += quote
+                    received += base - f.taker_fee
+                else:
+                    paid += base
+                    received += quote - f.taker_fee
+                executed += f.qty_steps
+            balances = self.balances
+            balances[pay_asset] = balances.get(pay_asset, 0) - paid
+            balances[get_asset] = balances.get(get_asset, 0) + received
         for order_id in e.stp_cancelled:
             self._close(order_id)
         remaining = e.qty_steps - executed

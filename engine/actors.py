@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
@@ -211,6 +210,7 @@ class MarketActor:
     def __init__(self, engine: Engine, market: Market) -> None:
         self.engine = engine
         self.market = market
+        self.view_placed = market.view_placed  # one bound method for every Result, not one per order
         self.tx, self.rx = trio.open_memory_channel[list[tuple[Any, Sink | None]]](MARKET_INBOX_SIZE)
         self.busy = False
 
@@ -244,7 +244,7 @@ class MarketActor:
                 market.apply_placed(placed)
                 events.append(placed)
                 if sink is not None:
-                    deliveries.append((sink, Result(events=[placed], view=partial(market.view_placed, placed))))
+                    deliveries.append((sink, Result.placed(placed, self.view_placed)))
                 return
             refused.setdefault(cmd.account_id, []).append((cmd.order_id, cmd.client_id, cmd.lock))
             if sink is not None:
@@ -298,8 +298,11 @@ class MarketActor:
         for e in events:
             t = type(e)
             if t is OrderPlaced:
-                for account_id in placed_parties(e):  # type: ignore[arg-type]
-                    per_account.setdefault(account_id, []).append(e)
+                if e.fills:  # type: ignore[union-attr]
+                    for account_id in placed_parties(e):  # type: ignore[arg-type]
+                        per_account.setdefault(account_id, []).append(e)
+                else:  # rested or expired untouched: only the taker's account is involved
+                    per_account.setdefault(e.account_id, []).append(e)  # type: ignore[union-attr]
             elif t is OrderCancelled or t is OrderAmended:
                 per_account.setdefault(e.account_id, []).append(e)  # type: ignore[union-attr]
         engine = self.engine
