@@ -748,11 +748,14 @@ async def serve_publisher(engine: Engine, *, share: bool = True,
     finally:
         if _SHARED.get(engine) is publisher:
             del _SHARED[engine]
-            _save_state(publisher, engine)
+            # seconds for large histories: off the event loop, so the engine drains meanwhile;
+            # shielded, because it runs exactly when the services are being cancelled
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_save_state, publisher, engine)
 
 
 def _save_state(publisher: Publisher, engine: Engine) -> None:
-    """The shared publisher's state for the next start (synchronous: it runs while shutting down)."""
+    """The shared publisher's state for the next start (nothing applies batches to it any more)."""
     from engine import publisher_state
 
     started = time.monotonic()
