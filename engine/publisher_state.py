@@ -32,6 +32,7 @@ import attrs
 import orjson
 
 from engine import snapshot
+from engine.audit import collector_paused
 from engine.config import Config
 from engine.journal import fsync_dir
 from engine.messages import OrderView
@@ -55,6 +56,11 @@ def _row(cls: type) -> operator.attrgetter[Any]:
 
 def save(publisher: Publisher, directory: Path) -> Path:
     """Write ``publisher``'s state at its current journal position, durably."""
+    with collector_paused():  # millions of short-lived rows: collection passes would dominate
+        return _save(publisher, directory)
+
+
+def _save(publisher: Publisher, directory: Path) -> Path:
     from engine.publisher import Candle, FillInfo, FundsRecord, TradeRecord
 
     trade_row, candle_row, view_row = _row(TradeRecord), _row(Candle), _row(OrderView)

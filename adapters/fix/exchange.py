@@ -165,6 +165,7 @@ class ExchangeApplication:
         self.ids.remember(account, cl_ord_id, built.order_id)
         refused = self.engine.submit(account, built, _Sink(lambda r: self._placed(session, m, built, r)))
         if refused is not None:
+            self.ids.forget(account, built.order_id)
             self._reject_order(session, m, refused.message, 99)
 
     def _build(self, account: int, m: Message) -> PlaceOrder | Rejection:
