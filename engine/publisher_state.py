@@ -7,9 +7,9 @@ shared publisher writes what it derived when it stops
 (``<journal dir>/publisher.state``), naming the exact journal position it covers:
 the last record it read from disk (seq and hash) plus the number of events it has
 applied since from the live subscription. At start ``Publisher.rebuild`` loads it,
-positions a ``JournalReader`` there (the reader checks the hash chain from that
-record on, so a file from another journal is refused) and replays only what
-follows. A daemon that crashed uses the last clean stop's file and replays more;
+positions a ``JournalReader`` there and replays only what follows. A file from
+another journal is refused (it names the journal's genesis record hash, and the
+reader checks the hash chain from its position on). A daemon that crashed uses the last clean stop's file and replays more;
 a missing, damaged or foreign file means a replay from genesis. Either way the
 result is the same state.
 
@@ -34,7 +34,7 @@ import orjson
 from engine import snapshot
 from engine.audit import collector_paused
 from engine.config import Config
-from engine.journal import fsync_dir
+from engine.journal import HEADER, fsync_dir, record_hash, segments
 from engine.messages import OrderView
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ def _save(publisher: Publisher, directory: Path) -> Path:
     derived = orjson.dumps([markets, histories])
     seq, prev_hash = publisher._base
     header = orjson.dumps({
-        "format": STATE_FORMAT, "seq": seq, "hash": prev_hash.hex(), "skip": publisher._followed,
+        "format": STATE_FORMAT, "genesis": genesis_hash(directory), "seq": seq, "hash": prev_hash.hex(),
+        "skip": publisher._followed,
         "events": publisher.events, "funds_seq": publisher._funds_seq, "venue_bytes": len(venue),
         "derived_bytes": len(derived), "blake2b": _digest(venue, derived),
     }, option=orjson.OPT_SORT_KEYS)
@@ -109,6 +110,8 @@ def load(directory: Path, config: Config) -> tuple[Publisher, int, bytes, int] |
         header = orjson.loads(data[:newline])
         if header.get("format") != STATE_FORMAT:
             raise StateInvalid(f"format {header.get('format')} is not {STATE_FORMAT}")
+        if header.get("genesis") != genesis_hash(directory):
+            raise StateInvalid("it was written for another journal (genesis record differs)")
         start = newline + 1
         venue_body = data[start:start + header["venue_bytes"]]
         start += header["venue_bytes"] + 1
@@ -134,6 +137,19 @@ def load(directory: Path, config: Config) -> tuple[Publisher, int, bytes, int] |
         raise
     except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
         raise StateInvalid(f"malformed: {exc}") from None
+
+
+def genesis_hash(directory: Path) -> str:
+    """The hash of the journal's first record: which journal a state file belongs to."""
+    files = segments(directory)
+    if not files:
+        return ""
+    with open(files[0], "rb") as f:  # only the first record, not the whole segment
+        head = f.read(HEADER.size)
+        if len(head) < HEADER.size:
+            return ""
+        length, _, seq, prev_hash = HEADER.unpack(head)
+        return record_hash(seq, prev_hash, f.read(length)).hex()
 
 
 def _digest(venue: bytes, derived: bytes) -> str:

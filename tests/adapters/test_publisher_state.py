@@ -121,3 +121,26 @@ async def test_a_dropped_publisher_catches_up_from_disk_without_gap_or_duplicate
             same(publisher, await from_genesis(engine), ids)
             engine.stop()
             nursery.cancel_scope.cancel()
+
+
+async def test_a_state_file_from_another_journal_is_refused(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        for name in ("one", "two"):
+            async with trio.open_nursery() as nursery:
+                engine: Engine = await nursery.start(Engine(CONFIG, tmp_path / name).run)
+                created = await engine.create_account()
+                await engine.deposit(created.value, "USDC", "5" if name == "one" else "7")
+                await engine.wait_idle()
+                if name == "two":
+                    (tmp_path / "one" / STATE_FILE).replace(tmp_path / "two" / STATE_FILE)
+                scope = trio.CancelScope()
+
+                async def run_shared(*, task_status: trio.TaskStatus[Publisher] = trio.TASK_STATUS_IGNORED) -> None:
+                    with scope:
+                        await serve_publisher(engine, task_status=task_status)
+
+                publisher: Publisher = await nursery.start(run_shared)
+                assert publisher.source == "replayed from genesis"  # "two" got "one"'s file: not used
+                assert publisher.venue.state_hash() == engine.venue.state_hash()
+                scope.cancel()
+                engine.stop()
