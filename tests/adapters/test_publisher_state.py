@@ -123,6 +123,12 @@ async def test_a_dropped_publisher_catches_up_from_disk_without_gap_or_duplicate
             nursery.cancel_scope.cancel()
 
 
+async def run_shared(engine: Engine, scope: trio.CancelScope, *,
+                     task_status: trio.TaskStatus[Publisher] = trio.TASK_STATUS_IGNORED) -> None:
+    with scope:
+        await serve_publisher(engine, task_status=task_status)
+
+
 async def test_a_state_file_from_another_journal_is_refused(tmp_path: Path) -> None:
     with trio.fail_after(30):
         for name in ("one", "two"):
@@ -135,11 +141,7 @@ async def test_a_state_file_from_another_journal_is_refused(tmp_path: Path) -> N
                     (tmp_path / "one" / STATE_FILE).replace(tmp_path / "two" / STATE_FILE)
                 scope = trio.CancelScope()
 
-                async def run_shared(*, task_status: trio.TaskStatus[Publisher] = trio.TASK_STATUS_IGNORED) -> None:
-                    with scope:
-                        await serve_publisher(engine, task_status=task_status)
-
-                publisher: Publisher = await nursery.start(run_shared)
+                publisher: Publisher = await nursery.start(run_shared, engine, scope)
                 assert publisher.source == "replayed from genesis"  # "two" got "one"'s file: not used
                 assert publisher.venue.state_hash() == engine.venue.state_hash()
                 scope.cancel()
