@@ -1,9 +1,9 @@
 """The Backpack-format adapters as one daemon service: publisher, REST and WebSocket.
 
 ``engine/daemon.py`` finds this through the ``satchel.services`` entry point (so
-``engine`` never imports ``adapters``) and starts it after the engine is ready
-and before any command is accepted from outside, which is what lets the
-publisher seed itself from the engine's state (see ``engine.publisher``).
+``engine`` never imports ``adapters``) and starts it after the engine and the
+shared publisher (``engine.publisher.serve_publisher``, rebuilt from the
+journal); run on its own, the service starts a private publisher.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import trio
 from adapters.backpack.api import BackpackApi
 from adapters.rest import serve_rest
 from adapters.websocket import serve_websocket
-from engine.publisher import Publisher
+from engine.publisher import acquire
 from engine.runtime import Engine
 
 
@@ -26,11 +26,10 @@ async def serve_backpack(
 ) -> None:
     """Run until cancelled; report ``{"rest": host:port, "websocket": host:port}``."""
     adapters = engine.config.adapters
-    publisher = Publisher.for_engine(engine)
     kwargs = {} if rate_per_minute is None else {"rate_per_minute": rate_per_minute or None}
-    api = BackpackApi(engine, publisher, **kwargs)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
-        await nursery.start(publisher.run, engine)
+        publisher = await acquire(engine, nursery)
+        api = BackpackApi(engine, publisher, **kwargs)  # type: ignore[arg-type]
         rest = await nursery.start(serve_rest, api, rest_listen or adapters.rest.listen)
         ws = await nursery.start(partial(serve_websocket, api, ws_listen or adapters.websocket.listen, **(ws_options or {})))
         task_status.started({"rest": rest, "websocket": ws, "publisher": publisher, "api": api})

@@ -8,9 +8,13 @@ Terms
               into a lock when the market's ``OrderPlaced`` comes back, or is
               released when the market refuses. After a crash holds vanish with
               the commands that made them, which were never acknowledged.
+    reserved  atoms of pending withdrawal requests, journaled; they stay in the
+              balance (the venue still owes them) until an operator approves
+              (they leave) or declines (they are free again). See engine/withdrawals.py.
 
 Invariants (``Venue.check_invariants``)
-    0 <= locked[a] and locked[a] + held[a] <= balance[a] for every asset;
+    0 <= locked[a] and locked[a] + held[a] + reserved[a] <= balance[a] for every asset;
+    reserved[a] == sum of the amounts of pending withdrawal requests in asset a;
     locked[a] == sum of the locks of open orders on asset a;
     each open order's lock equals what its remaining quantity needs.
 
@@ -21,6 +25,8 @@ and subtracts the amounts the event carries or implies.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from engine.messages import (
     BID,
@@ -42,6 +48,9 @@ from engine.messages import (
 )
 from engine.spec import MarketSpec
 from engine.units import MAX_AMOUNT, format_units
+
+if TYPE_CHECKING:
+    from engine.withdrawals import WithdrawalRequest
 
 
 class OpenOrder:
@@ -74,6 +83,8 @@ class Account:
         "orders",
         "parent_id",
         "pending_client_ids",
+        "reserved",
+        "withdrawals",
     )
 
     def __init__(self, account_id: int, parent_id: int, country: str, category: str, created_us: int) -> None:
@@ -91,11 +102,14 @@ class Account:
         self.client_ids: dict[int, int] = {}  # client_id -> order_id of open orders
         self.pending_client_ids: set[int] = set()  # client ids of orders in flight, live-only
         self.net_deposits: dict[str, int] = {}  # deposits - withdrawals, for conservation
+        self.reserved: dict[str, int] = {}  # pending withdrawal requests, per asset
+        self.withdrawals: dict[int, WithdrawalRequest] = {}  # request id -> request (pending and decided)
 
     # --- reads ---------------------------------------------------------------
 
     def available(self, asset: str) -> int:
-        return self.balances.get(asset, 0) - self.locked.get(asset, 0) - self.held.get(asset, 0)
+        free = self.balances.get(asset, 0) - self.locked.get(asset, 0) - self.held.get(asset, 0)
+        return free - self.reserved.get(asset, 0) if self.reserved else free
 
     # --- decisions -------------------------------------------------------------
 
@@ -234,20 +248,22 @@ class Account:
         bps, qpts = spec.base_per_step, spec.quote_per_tick_step
         bid = e.side == BID
         pay_asset, get_asset = (spec.quote, spec.base) if bid else (spec.base, spec.quote)
-        paid = received = executed = 0
-        for f in e.fills:
-            base = f.qty_steps * bps
-            quote = f.price_ticks * f.qty_steps * qpts
-            if bid:
-                paid += quote
-                received += base - f.taker_fee
-            else:
-                paid += base
-                received += quote - f.taker_fee
-            executed += f.qty_steps
-        balances = self.balances
-        balances[pay_asset] = balances.get(pay_asset, 0) - paid
-        balances[get_asset] = balances.get(get_asset, 0) + received
+        executed = 0
+        if e.fills:  # most orders rest untouched: no balance moves
+            paid = received = 0
+            for f in e.fills:
+                base = f.qty_steps * bps
+                quote = f.price_ticks * f.qty_steps * qpts
+                if bid:
+                    paid += quote
+                    received += base - f.taker_fee
+                else:
+                    paid += base
+                    received += quote - f.taker_fee
+                executed += f.qty_steps
+            balances = self.balances
+            balances[pay_asset] = balances.get(pay_asset, 0) - paid
+            balances[get_asset] = balances.get(get_asset, 0) + received
         for order_id in e.stp_cancelled:
             self._close(order_id)
         remaining = e.qty_steps - executed

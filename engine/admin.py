@@ -22,10 +22,11 @@ from typing import Any, Final
 import orjson
 import trio
 
-from engine.messages import OrderView
+from engine.messages import WITHDRAWAL_STATES, OrderView
 from engine.results import Result
 from engine.runtime import Engine
-from engine.views import order_json
+from engine.views import iso_naive, order_json, withdrawal_json
+from engine.withdrawals import WithdrawalRequest
 
 log = logging.getLogger("satchel.admin")
 
@@ -78,6 +79,9 @@ class AdminServer:
             "checkpoint": self._checkpoint,
             "snapshot": self._snapshot,
             "por.publish": self._por_publish,
+            "withdrawals.list": self._withdrawals_list,
+            "withdrawals.approve": self._withdrawals_approve,
+            "withdrawals.reject": self._withdrawals_reject,
         }
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -241,6 +245,32 @@ class AdminServer:
 
     async def _por_publish(self, args: dict[str, Any]) -> Any:
         return self._unwrap(await self.engine.checkpoint("por")).value
+
+    # --- withdrawal requests (engine/withdrawals.py) ------------------------------------
+
+    def _withdrawal(self, r: WithdrawalRequest) -> dict[str, Any]:
+        """Backpack's withdrawal object plus what only the operator sees."""
+        return {
+            **withdrawal_json(r, self.engine.venue.assets[r.asset].decimals),
+            "accountId": r.account_id,
+            "decidedAt": iso_naive(r.decided_us) if r.decided_us else None,
+            "reason": r.reason or None,
+        }
+
+    async def _withdrawals_list(self, args: dict[str, Any]) -> Any:
+        account_id = self._account(args) if args.get("account_id") is not None else None
+        status = args.get("status")
+        if status is not None and status not in WITHDRAWAL_STATES:
+            raise AdminError("INVALID_CLIENT_REQUEST", f"status must be one of {', '.join(WITHDRAWAL_STATES)}")
+        return [self._withdrawal(r) for r in self.engine.withdrawals(account_id, status)]
+
+    async def _withdrawals_approve(self, args: dict[str, Any]) -> Any:
+        result = self._unwrap(await self.engine.approve_withdrawal(args["id"], args.get("tx_hash") or ""))
+        return self._withdrawal(result.value)
+
+    async def _withdrawals_reject(self, args: dict[str, Any]) -> Any:
+        result = self._unwrap(await self.engine.reject_withdrawal(args["id"], args.get("reason") or ""))
+        return self._withdrawal(result.value)
 
 
 def request(socket_path: Path, token: str, command: str, args: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:

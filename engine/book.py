@@ -6,7 +6,7 @@ Layout
     O(1) removal of any order. ``bid_prices`` is sorted ascending and
     ``ask_keys`` holds negated ask prices sorted ascending, so the best price of
     either side is the *last* element and removing an emptied best level is a
-    ``pop()``. ``level_steps`` keeps each level's total for depth and FOK checks.
+    ``pop()``. Each level (a ``Level``, a dict) carries its total steps for depth.
 
 Invariants (checked by ``check``)
     every resting order has remaining_steps > 0 and sits in exactly one level
@@ -62,6 +62,64 @@ class Order:
         self.created_us = created_us
 
 
+class Level(dict[int, Order]):
+    """One price level: order_id -> Order in arrival order, plus its total remaining steps.
+
+    Keeping the total on the level itself (not in a dict keyed by (side, price))
+    saves a tuple and a hash lookup on every rest and every fill.
+    """
+
+    __slots__ = ("steps",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps = 0
+
+
+class LevelSteps:
+    """Read view ``(side, price) -> total steps`` over the levels (depth, publishers, tests)."""
+
+    __slots__ = ("_book",)
+
+    def __init__(self, book: OrderBook) -> None:
+        self._book = book
+
+    def _level(self, key: tuple[str, int]) -> Level | None:
+        side, price = key
+        return (self._book.bids if side == BID else self._book.asks).get(price)
+
+    def get(self, key: tuple[str, int], default: int = 0) -> int:
+        level = self._level(key)
+        return default if level is None else level.steps
+
+    def __getitem__(self, key: tuple[str, int]) -> int:
+        level = self._level(key)
+        if level is None:
+            raise KeyError(key)
+        return level.steps
+
+    def __setitem__(self, key: tuple[str, int], steps: int) -> None:
+        level = self._level(key)
+        if level is None:
+            raise KeyError(key)
+        level.steps = steps
+
+    def __contains__(self, key: object) -> bool:
+        return type(key) is tuple and len(key) == 2 and self._level(key) is not None
+
+    def __len__(self) -> int:
+        return len(self._book.bids) + len(self._book.asks)
+
+    def keys(self) -> list[tuple[str, int]]:
+        return [(BID, p) for p in self._book.bids] + [(ASK, p) for p in self._book.asks]
+
+    def items(self) -> Iterator[tuple[tuple[str, int], int]]:
+        for price, level in self._book.bids.items():
+            yield (BID, price), level.steps
+        for price, level in self._book.asks.items():
+            yield (ASK, price), level.steps
+
+
 class Walk:
     """What an incoming order would do against the book (the output of ``walk``)."""
 
@@ -83,11 +141,11 @@ class OrderBook:
     __slots__ = ("ask_keys", "asks", "bid_prices", "bids", "level_steps", "orders")
 
     def __init__(self) -> None:
-        self.bids: dict[int, dict[int, Order]] = {}
-        self.asks: dict[int, dict[int, Order]] = {}
+        self.bids: dict[int, Level] = {}
+        self.asks: dict[int, Level] = {}
         self.bid_prices: list[int] = []  # ascending; best bid last
         self.ask_keys: list[int] = []  # negated ask prices ascending; best ask last
-        self.level_steps: dict[tuple[str, int], int] = {}
+        self.level_steps = LevelSteps(self)
         self.orders: dict[int, Order] = {}
 
     # --- reads -------------------------------------------------------------
@@ -106,7 +164,7 @@ class OrderBook:
             return bool(self.ask_keys) and -self.ask_keys[-1] <= price_ticks
         return bool(self.bid_prices) and self.bid_prices[-1] >= price_ticks
 
-    def levels(self, side: str) -> Iterator[tuple[int, dict[int, Order]]]:
+    def levels(self, side: str) -> Iterator[tuple[int, Level]]:
         """Levels of one side, best first."""
         if side == BID:
             book = self.bids
@@ -123,7 +181,7 @@ class OrderBook:
         for price, _ in self.levels(side):
             if len(out) == limit:
                 break
-            out.append((price, self.level_steps[side, price]))
+            out.append((price, _.steps))
         return out
 
     def walk(
@@ -193,39 +251,38 @@ class OrderBook:
     def rest(self, order: Order) -> None:
         """Put an order at the back of its price level."""
         price = order.price_ticks
-        side = order.side
-        if side == BID:
+        if order.side == BID:
             level = self.bids.get(price)
             if level is None:
-                level = self.bids[price] = {}
+                level = self.bids[price] = Level()
                 insort(self.bid_prices, price)
         else:
             level = self.asks.get(price)
             if level is None:
-                level = self.asks[price] = {}
+                level = self.asks[price] = Level()
                 insort(self.ask_keys, -price)
         level[order.order_id] = order
-        key = (side, price)
-        self.level_steps[key] = self.level_steps.get(key, 0) + order.remaining_steps
+        level.steps += order.remaining_steps
         self.orders[order.order_id] = order
 
     def take(self, order_id: int, steps: int, quote: int) -> Order:
         """A maker traded ``steps`` (worth ``quote`` atoms); drop it when done."""
         order = self.orders[order_id]
-        order.remaining_steps -= steps
-        order.executed_quote += quote
-        key = (order.side, order.price_ticks)
-        self.level_steps[key] -= steps
-        if order.remaining_steps == 0:
-            self._unlink(order)
-        elif order.remaining_steps < 0:
+        remaining = order.remaining_steps - steps
+        if remaining < 0:
             raise AssertionError(f"order {order_id} overfilled")
+        order.remaining_steps = remaining
+        order.executed_quote += quote
+        level = (self.bids if order.side == BID else self.asks)[order.price_ticks]
+        level.steps -= steps
+        if remaining == 0:
+            self._unlink(order)
         return order
 
     def remove(self, order_id: int) -> Order:
         """Take an order off the book (cancel, STP, amend)."""
         order = self.orders[order_id]
-        self.level_steps[order.side, order.price_ticks] -= order.remaining_steps
+        (self.bids if order.side == BID else self.asks)[order.price_ticks].steps -= order.remaining_steps
         self._unlink(order)
         return order
 
@@ -237,14 +294,12 @@ class OrderBook:
             del level[order.order_id]
             if not level:
                 del self.bids[price]
-                del self.level_steps[BID, price]
                 _remove_sorted(self.bid_prices, price)
         else:
             level = self.asks[price]
             del level[order.order_id]
             if not level:
                 del self.asks[price]
-                del self.level_steps[ASK, price]
                 _remove_sorted(self.ask_keys, -price)
 
     # --- invariants ----------------------------------------------------------
@@ -268,9 +323,8 @@ class OrderBook:
                     assert self.orders.get(oid) is order, f"order {oid} missing from index"
                     total += order.remaining_steps
                     seen += 1
-                assert self.level_steps[side, price] == total, f"{side} level {price} total wrong"
+                assert level.steps == total, f"{side} level {price} total wrong"
         assert seen == len(self.orders), "index holds orders not in any level"
-        assert len(self.level_steps) == len(self.bids) + len(self.asks), "stale level totals"
         if self.bid_prices and self.ask_keys:
             assert self.best_bid() < self.best_ask(), "book crossed at rest"
 

@@ -79,8 +79,23 @@ def _parser() -> argparse.ArgumentParser:
     market.add_argument("action", choices=["halt", "resume", "cancel-only", "post-only", "limit-only"])
     market.add_argument("symbol")
     _order_parsers(sub)
+    _withdrawal_parsers(sub)
     _audit_parsers(sub)
     return p
+
+
+def _withdrawal_parsers(sub: Any) -> None:
+    w = sub.add_parser("withdrawals", parents=[_COMMON], help="withdrawal requests waiting for (or given) approval")
+    actions = w.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", parents=[_COMMON], help="requests, oldest first")
+    listing.add_argument("--account", dest="account_id", type=int)
+    listing.add_argument("--status", choices=["pending", "confirmed", "declined"])
+    approve = actions.add_parser("approve", parents=[_COMMON], help="approve a pending request: its funds leave the account")
+    approve.add_argument("id", type=int)
+    approve.add_argument("--tx-hash", default="", help="the on-chain transaction that paid it out (shown to the user)")
+    reject = actions.add_parser("reject", parents=[_COMMON], help="decline a pending request: its funds are released")
+    reject.add_argument("id", type=int)
+    reject.add_argument("--reason", default="", help="why (kept in the journal and shown to operators)")
 
 
 def _audit_parsers(sub: Any) -> None:
@@ -308,6 +323,9 @@ def _request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return c, {}
     if c == "por":
         return "por.publish", {}
+    if c == "withdrawals":
+        payload = {k: v for k, v in vars(args).items() if k not in ("command", "action", "config", "socket")}
+        return f"withdrawals.{args.action}", payload
     payload = {k: v for k, v in vars(args).items() if k not in ("command", "action", "config", "socket")}
     if args.action == "place" and not payload.get("post_only"):
         payload.pop("post_only", None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable
+from sys import intern
 from typing import Any, Final
 
 import attrs
@@ -47,11 +48,37 @@ def _encoder(cls: type) -> Callable[[Any], list[Any]]:
     return lambda event: [tag, *getter(event)]
 
 
+# Replayed resting orders share their price ints, as live ones do
+# (the engine's parse caches hand out one int object per distinct text): a
+# million resting orders on a few thousand prices would otherwise hold a
+# million 32-byte ints for their prices. Bounded: cleared when full.
+_INTERN_MAX: Final = 65_536
+_interned: dict[int, int] = {}
+
+
+def _intern(value: int) -> int:
+    found = _interned.get(value)
+    if found is not None:
+        return found
+    if len(_interned) >= _INTERN_MAX:
+        _interned.clear()
+    _interned[value] = value
+    return value
+
+
 def _decoder(cls: type) -> Callable[[list[Any]], Any]:
     fields = attrs.fields(cls)
     types = tuple(_json_type(f.type) for f in fields)
     arity = len(fields)
     fills_at = next((i for i, f in enumerate(fields) if f.name == "fills"), -1)
+    # Strings that state keeps (symbols, sides, assets...) come from small sets: replayed
+    # state holds one object per distinct value instead of a fresh copy per event. On
+    # the replay path's hottest event only the fields a resting order keeps are shared.
+    if cls is OrderPlaced:
+        shared = [i for i, f in enumerate(fields) if f.name == "price_ticks"]
+        names = [i for i, f in enumerate(fields) if f.name in ("symbol", "side", "stp")]
+    else:
+        shared, names = [], [i for i, t in enumerate(types) if t is str]
 
     def decode(row: list[Any]) -> Any:
         args = row[1:]
@@ -65,6 +92,10 @@ def _decoder(cls: type) -> Callable[[list[Any]], Any]:
             args[fills_at] = [_decode_fill(f) for f in args[fills_at]]
             if any(type(v) is not int for v in args[fills_at + 1]):
                 raise CodecError(f"{cls.__name__}.stp_cancelled: expected an array of integers")
+        for i in shared:
+            args[i] = _intern(args[i])
+        for i in names:
+            args[i] = intern(args[i])
         return cls(*args)
 
     return decode

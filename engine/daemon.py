@@ -18,6 +18,7 @@ import trio
 
 from engine.admin import AdminServer, ensure_token
 from engine.config import Config
+from engine.publisher import serve_publisher
 from engine.runtime import Engine, StartupError
 
 log = logging.getLogger("satchel.daemon")
@@ -72,7 +73,17 @@ async def _start_services(nursery: trio.Nursery, engine: Engine, scopes: list[tr
     in the config is discoverable).
     """
     bound: dict[str, str] = {}
-    for point in sorted(entry_points(group=SERVICES_GROUP), key=lambda p: p.name):
+    points = sorted(entry_points(group=SERVICES_GROUP), key=lambda p: p.name)
+    if points:  # one publisher for every adapter, rebuilt from the journal (engine.publisher)
+        scope = trio.CancelScope()
+        scopes.append(scope)
+
+        async def run_publisher(*, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await serve_publisher(engine, task_status=task_status)
+
+        await nursery.start(run_publisher)
+    for point in points:
         service = point.load()
         scope = trio.CancelScope()  # one per service: a scope can enter only one ``with`` block
         scopes.append(scope)

@@ -59,6 +59,15 @@ from engine.spec import MarketSpec
 RESTING = (NEW, PARTIALLY_FILLED)
 
 
+def _median3(a: int, b: int, c: int) -> int:
+    """The middle one of three (comparisons only: cheaper than max+min calls on the hot path)."""
+    if a > b:
+        a, b = b, a
+    if c <= a:
+        return a
+    return b if c >= b else c
+
+
 def fee(amount: int, bps: int) -> int:
     """Fee in atoms on ``amount`` atoms, rounded up."""
     return -(-amount * bps // 10_000)
@@ -184,17 +193,22 @@ class Market:
         ask = -book.ask_keys[-1] if book.ask_keys else 0
         last = self.last_price
         if bid and ask and last:
-            return bid + ask + last - max(bid, ask, last) - min(bid, ask, last), 1
+            return _median3(bid, ask, last), 1
         present = [v for v in (bid, ask, last) if v]
         if not present:
             return None
         return sum(present), len(present)  # one value, or the mean of two
 
     def _in_band(self, price_ticks: int) -> bool:
-        active = self.active_price()
-        if active is None:
-            return True
-        a_num, a_den = active
+        book = self.book
+        last = self.last_price
+        if last and book.bid_prices and book.ask_keys:  # the usual case, without building a tuple
+            a_num, a_den = _median3(book.bid_prices[-1], -book.ask_keys[-1], last), 1
+        else:
+            active = self.active_price()
+            if active is None:
+                return True
+            a_num, a_den = active
         lo_num, lo_den = self.spec.band_min
         hi_num, hi_den = self.spec.band_max
         # lo * active <= price <= hi * active, in integers

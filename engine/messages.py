@@ -65,6 +65,15 @@ R_IMMEDIATE_OR_CANCEL: Final = "ImmediateOrCancel"
 R_PRICE_OUT_OF_BOUNDS: Final = "PriceOutOfBounds"
 R_INVALID_QUANTITY: Final = "InvalidQuantity"  # e.g. a quoteQuantity too small for one step
 
+# Withdrawal request states. "pending" and "confirmed" are Backpack's WithdrawalStatus;
+# that enum has no refused state, so a declined request uses DepositStatus' "declined"
+# (which ccxt's backpack client also maps to "declined").
+W_PENDING: Final = "pending"
+W_CONFIRMED: Final = "confirmed"
+W_DECLINED: Final = "declined"
+WITHDRAWAL_STATES: Final = (W_PENDING, W_CONFIRMED, W_DECLINED)
+WITHDRAWAL_TEXT_MAX: Final = 255  # address, blockchain, client id, reason, tx hash (Backpack's clientId limit)
+
 FEE_ACCOUNT_ID: Final = 0
 CLIENT_ID_MAX: Final = 2**32 - 1
 NO_CLIENT_ID: Final = -1
@@ -141,6 +150,33 @@ class Withdraw:
 
 
 @attrs.define(slots=True)
+class RequestWithdrawal:
+    """A user asks to withdraw; the amount is reserved until an operator decides."""
+
+    request_id: int
+    account_id: int
+    asset: str
+    amount: int
+    address: str
+    blockchain: str
+    client_ref: str  # Backpack's clientId (a string, unlike an order's); "" when absent
+
+
+@attrs.define(slots=True)
+class ApproveWithdrawal:
+    account_id: int
+    request_id: int
+    tx_hash: str  # "" when the operator gives none
+
+
+@attrs.define(slots=True)
+class RejectWithdrawal:
+    account_id: int
+    request_id: int
+    reason: str
+
+
+@attrs.define(slots=True)
 class Transfer:
     from_account_id: int
     to_account_id: int
@@ -154,7 +190,11 @@ class SetMarketState:
     state: str
 
 
-Command = PlaceOrder | CancelOrder | CancelAllOrders | AmendOrder | Deposit | Withdraw | Transfer | SetMarketState
+Command = (
+    PlaceOrder | CancelOrder | CancelAllOrders | AmendOrder | Deposit | Withdraw | Transfer | SetMarketState
+    | RequestWithdrawal | ApproveWithdrawal | RejectWithdrawal
+)
+WITHDRAWAL_COMMANDS: Final = frozenset({RequestWithdrawal, ApproveWithdrawal, RejectWithdrawal})
 
 
 # --- Events -----------------------------------------------------------------
@@ -268,6 +308,50 @@ class Withdrawn:
 
 
 @attrs.define(slots=True)
+class WithdrawalRequested:
+    """A withdrawal request was queued; ``amount`` is reserved (still in the balance) until decided."""
+
+    TAG: ClassVar[str] = "WithdrawalRequested"
+    request_id: int
+    account_id: int
+    asset: str
+    amount: int
+    address: str
+    blockchain: str
+    client_ref: str  # Backpack's clientId (a string, unlike an order's); "" when absent
+    ts_us: int
+
+
+@attrs.define(slots=True)
+class WithdrawalApproved:
+    """An operator approved a pending request: the reserved amount leaves the venue."""
+
+    TAG: ClassVar[str] = "WithdrawalApproved"
+    request_id: int
+    account_id: int
+    asset: str
+    amount: int
+    tx_hash: str
+    ts_us: int
+
+
+@attrs.define(slots=True)
+class WithdrawalRejected:
+    """An operator declined a pending request: the reservation is released, nothing leaves."""
+
+    TAG: ClassVar[str] = "WithdrawalRejected"
+    request_id: int
+    account_id: int
+    asset: str
+    amount: int
+    reason: str
+    ts_us: int
+
+
+WithdrawalEvent = WithdrawalRequested | WithdrawalApproved | WithdrawalRejected
+
+
+@attrs.define(slots=True)
 class Transferred:
     TAG: ClassVar[str] = "Transferred"
     from_account_id: int
@@ -288,11 +372,13 @@ class MarketStateChanged:
 Event = (
     OrderPlaced | OrderCancelled | OrderAmended | AccountCreated | ApiKeyAdded
     | Deposited | Withdrawn | Transferred | MarketStateChanged
+    | WithdrawalRequested | WithdrawalApproved | WithdrawalRejected
 )
 
 EVENT_TYPES: Final[tuple[type, ...]] = (
     OrderPlaced, OrderCancelled, OrderAmended, AccountCreated, ApiKeyAdded,
     Deposited, Withdrawn, Transferred, MarketStateChanged,
+    WithdrawalRequested, WithdrawalApproved, WithdrawalRejected,
 )
 
 

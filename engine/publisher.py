@@ -1,12 +1,16 @@
 """Market data and account updates, built only from durable events (ints in, ints out).
 
-The publisher keeps a *shadow* ``Venue``: a copy of the venue's state taken while
-the engine is idle (so it holds only durable facts), advanced afterwards solely
-by the batches ``JournalActor.subscribe()`` hands out after each fsync. It
-applies them with the same ``Venue.apply`` replay uses, so its books, balances
-and open orders are exactly the durable state, never ahead of it. Every read an
-adapter serves (depth, open orders, balances, fills) comes from here, which is
-how "durable before visible" holds for queries as well as for streams.
+The publisher keeps a *shadow* ``Venue`` that holds only durable facts. At
+start (``Publisher.rebuild``) it replays the journal from genesis through the
+same code as live batches, so trades, klines, tickers, fills and order
+histories (and every market's update id) are what they were before the
+restart; then it subscribes to ``JournalActor.subscribe()`` at exactly the
+record it stopped reading (see ``rebuild``). It applies events with the same
+``Venue.apply`` replay uses, so its books, balances and open orders are exactly
+the durable state, never ahead of it. Every read an adapter serves (depth, open
+orders, balances, fills) comes from here, which is how "durable before visible"
+holds for queries as well as for streams. One publisher serves every adapter of
+an engine (``serve_publisher``/``shared``).
 
 What it derives, per batch, in journal order:
     * per market, one ``DepthUpdate`` with absolute level sizes and the update
@@ -19,31 +23,38 @@ What it derives, per batch, in journal order:
     * ``BookTop`` when a market's best bid or ask changes;
     * per account: ``OrderUpdate`` (accepted, fill, cancelled, expired,
       modified), ``BalanceUpdate`` for each touched asset, and bounded histories
-      of fills, closed orders, deposits and withdrawals.
+      of fills, closed orders, deposits and withdrawals. Amounts reserved by
+      pending withdrawal requests count as locked in balances.
 
 Listeners (the WebSocket adapter, later FIX drop copies) get each batch's
 updates once, synchronously; they must not block. No sockets and no wire
 formats live here.
 
-Limits: histories, trades and klines start empty when the daemon starts (the
-shadow is seeded from state, not by re-reading the journal) and are bounded by
-the ``*_KEEP`` constants. If the journal drops the publisher for falling behind,
-it re-seeds at the next idle moment and every market's update id jumps, so
-streaming clients see a gap and re-sync, as Backpack's protocol intends.
+Limits: histories, trades and klines are bounded by the ``*_KEEP`` constants.
+The rebuild reads the whole journal (about as fast as recovery's replay from
+genesis; bench/publisher_bench.py), because no shorter tail is guaranteed to
+hold an account's newest ``HISTORY_KEEP`` fills. If the journal drops the
+publisher for falling behind, it catches up from disk from the exact event it
+had reached, so listeners see every update once and update ids never jump.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
+import time
+import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
 
+from engine.audit import collector_paused, is_control
+from engine.codec import decode_events
+from engine.journal import ZERO_HASH, JournalCorrupt, JournalReader
 from engine.messages import (
     ASK,
     BID,
@@ -58,11 +69,16 @@ from engine.messages import (
     OrderPlaced,
     OrderView,
     Transferred,
+    WithdrawalApproved,
+    WithdrawalRejected,
+    WithdrawalRequested,
     Withdrawn,
 )
 from engine.venue import Venue
+from engine.withdrawals import WithdrawalRequest
 
 if TYPE_CHECKING:
+    from engine.actors import JournalActor
     from engine.book import Order
     from engine.runtime import Engine
 
@@ -71,6 +87,8 @@ log = logging.getLogger("satchel.publisher")
 TRADES_KEEP: Final = 10_000  # per market
 KLINES_KEEP: Final = 1_500  # candles per market and interval (1m covers the 24 h ticker)
 HISTORY_KEEP: Final = 10_000  # fills, closed orders, deposits, withdrawals per account
+SYNC_TAIL_RECORDS: Final = 256  # at most this many records are read on the event loop at the boundary
+MAX_THREADED_PASSES: Final = 8  # then the boundary step reads whatever is left (the engine outran us)
 
 # Kline intervals in seconds; "1month" is calendar months (0 marks it).
 INTERVALS: Final[dict[str, int]] = {
@@ -216,6 +234,10 @@ def bucket(ts_s: int, interval: str) -> tuple[int, int]:
     return start, start + seconds
 
 
+class PositionMismatch(Exception):
+    """The journal holds fewer events after a position than the publisher had applied there."""
+
+
 class _MarketData:
     """Per-market derived data the book itself does not keep."""
 
@@ -243,6 +265,10 @@ class Publisher:
     def __init__(self, venue: Venue) -> None:
         self.listeners: list[Listener] = []
         self.resyncs = 0
+        self.events = 0  # applied in total (rebuild included)
+        self.source = ""  # how ``rebuild`` made it, for the log and tests
+        self._base = (0, ZERO_HASH)  # journal position where the live subscription starts
+        self._followed = 0  # events applied from the subscription since ``_base``
         self._funds_seq = 0
         self._histories: dict[int, _Histories] = {}
         self._rx: trio.MemoryReceiveChannel[list[Event]] | None = None
@@ -250,53 +276,192 @@ class Publisher:
         self._reset(venue)
 
     def _reset(self, venue: Venue) -> None:
-        old = getattr(self, "_data", {})
         self.venue = venue
-        self._data: dict[str, _MarketData] = {}
+        self._data: dict[str, _MarketData] = {symbol: _MarketData() for symbol in venue.markets}
         for symbol, market in venue.markets.items():
-            data = old.get(symbol) or _MarketData()
-            data.update_id += 1_000_000 if symbol in old else 0  # a visible gap after a re-seed
-            book = market.book
-            data.top = _top(book)
-            self._data[symbol] = data
+            self._data[symbol].top = _top(market.book)
 
     # --- running against an engine -------------------------------------------------
 
     @classmethod
-    def for_engine(cls, engine: Engine) -> Publisher:
-        """Seed from an idle engine and subscribe in the same step; ``run`` keeps it current.
+    async def rebuild(cls, engine: Engine) -> Publisher:
+        """The state saved at the last clean stop plus the journal after it (or all of it), then subscribe.
 
-        Idle means every applied event is durable, so the copy holds no fact the
-        subscription will deliver again.
+        See ``publisher_state`` for the saved state. The bulk is read in a
+        worker thread (nothing else touches this publisher yet, and it has no
+        listeners), pass after pass while the engine keeps writing; the last
+        short stretch is read in the trio thread in the same step as
+        ``subscribe()``, so the first live batch is the one right after the
+        last event read: no gap, no duplicate.
         """
-        if not engine.idle():
-            raise RuntimeError("the publisher must be seeded while the engine is idle (before intake opens)")
-        publisher = cls(copy.deepcopy(engine.venue))
-        publisher._rx = engine.journal.subscribe()
+        from engine import publisher_state
+
+        started = time.monotonic()
+        with collector_paused():
+            try:
+                loaded = publisher_state.load(engine.directory, engine.config)
+            except publisher_state.StateInvalid as exc:
+                log.warning("publisher state unusable (%s); replaying the journal from genesis", exc)
+                loaded = None
+            if loaded is not None:
+                publisher, seq, prev_hash, skip = loaded
+                try:
+                    await publisher._replay(engine, JournalReader(engine.directory, seq, prev_hash), skip)
+                except (JournalCorrupt, PositionMismatch) as exc:
+                    log.warning("publisher state does not fit this journal (%s); replaying from genesis", exc)
+                    loaded = None
+            if loaded is None:
+                publisher = cls(Venue(engine.config))
+                await publisher._replay(engine, JournalReader(engine.directory), 0)
+        publisher.source = "saved state + tail" if loaded is not None else "replayed from genesis"
+        log.info("publisher ready at journal seq %d (%d events, %s) in %.2fs", publisher._base[0], publisher.events,
+                 publisher.source, time.monotonic() - started)
         return publisher
 
-    async def run(self, engine: Engine, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Apply durable batches until cancelled; re-seed if the journal drops us."""
-        rx = self._rx
-        assert rx is not None, "use Publisher.for_engine(engine) to run against an engine"
-        task_status.started()
+    async def _replay(self, engine: Engine, reader: JournalReader, skip: int) -> None:
+        journal = engine.journal
+        for _ in range(MAX_THREADED_PASSES):
+            target = journal.durable_seq
+            if target - reader.seq <= SYNC_TAIL_RECORDS:
+                break
+            await trio.to_thread.run_sync(partial(self.catch_up, reader, target, skip, quiet=True))
+            skip = 0
+        self._follow(reader, journal, skip, quiet=True)
+
+    def catch_up(self, reader: JournalReader, upto: int, skip: int = 0, *, quiet: bool = False) -> None:
+        """Apply the durable event records after ``reader``'s position through seq ``upto``.
+
+        ``skip``: events at the start already applied (from the live subscription).
+        ``quiet``: state and histories only (``apply_quiet``), for the rebuild.
+        """
+        apply = self.apply_quiet if quiet else self.apply_batch
+        for record in reader.read(upto):
+            payload = record.payload
+            if is_control(payload):
+                continue
+            events = decode_events(payload)
+            if skip:
+                if skip >= len(events):
+                    skip -= len(events)
+                    continue
+                events, skip = events[skip:], 0
+            apply(events)
+        if skip:
+            raise PositionMismatch(f"the journal through seq {upto} holds {skip} fewer events than the publisher applied")
+
+    def _follow(self, reader: JournalReader, journal: JournalActor, skip: int = 0, *, quiet: bool = False) -> None:
+        """Read to the durable end and subscribe, with no await in between (the exact boundary)."""
+        self.catch_up(reader, journal.durable_seq, skip, quiet=quiet)
+        if quiet:
+            self.settle_tops()
+        self._base = (reader.seq, reader.hash)
+        self._followed = 0
+        self._rx = journal.subscribe()
+
+    async def run(self, engine: Engine, *, task_status: trio.TaskStatus[Publisher] = trio.TASK_STATUS_IGNORED) -> None:
+        """Apply durable batches until cancelled; if the journal drops us, catch up from disk.
+
+        Events applied since the last boundary are counted, so the catch-up
+        resumes exactly after them and listeners see every update once.
+        """
+        assert self._rx is not None, "use await Publisher.rebuild(engine) to run against an engine"
+        task_status.started(self)
         while True:
+            rx = self._rx
             async with rx:
                 async for events in rx:
                     self.apply_batch(events)
+                    self._followed += len(events)
             self.resyncs += 1
-            log.warning("publisher fell behind the journal; re-seeding from the next idle moment")
-            await engine.wait_idle()
-            self._reset(copy.deepcopy(engine.venue))
-            rx = engine.journal.subscribe()
+            log.warning("publisher fell behind the journal; catching up from disk")
+            seq, prev_hash = self._base
+            self._follow(JournalReader(engine.directory, seq, prev_hash), engine.journal, self._followed)
 
     # --- applying ----------------------------------------------------------------------
 
-    def apply_batch(self, events: Iterable[Event]) -> list[Update]:
+    def apply_quiet(self, events: Sequence[Event]) -> None:
+        """Apply a batch for state and histories only: no updates, no listeners (the rebuild).
+
+        Histories, trades, klines and update ids come out exactly as through
+        ``apply_batch`` (the rebuild test compares them); skipping the per-fill
+        order views and depth/balance diffs nobody is listening for makes a
+        rebuild about twice as fast. Call ``settle_tops`` afterwards.
+        """
+        self.events += len(events)
+        venue = self.venue
+        for e in events:
+            t = type(e)
+            if t is OrderPlaced:
+                self._placed_quiet(e)  # type: ignore[arg-type]
+            elif t is OrderCancelled:
+                market = venue.markets[e.symbol]  # type: ignore[union-attr]
+                view = market.view(market.book.orders[e.order_id])  # type: ignore[union-attr]
+                venue.apply(e)
+                self._data[e.symbol].update_id += 1  # type: ignore[union-attr]
+                view.status = CANCELLED
+                self._history(e.account_id).orders.append(view)  # type: ignore[union-attr]
+            elif t is OrderAmended:
+                venue.apply(e)
+                self._data[e.symbol].update_id += 1  # type: ignore[union-attr]
+            else:
+                venue.apply(e)
+                self._funds(e, {})
+
+    def _placed_quiet(self, e: OrderPlaced) -> None:
+        market = self.venue.markets[e.symbol]
+        orders = market.book.orders
+        fills = e.fills
+        makers = [orders[f.maker_order_id] for f in fills]
+        stp = [orders[order_id] for order_id in e.stp_cancelled]
+        rests = e.status not in (FILLED, EXPIRED, CANCELLED)
+        self.venue.apply_placed(e)
+        data = self._data[e.symbol]
+        if fills or stp or rests:
+            data.update_id += 1
+        if fills:
+            spec = market.spec
+            qpts = spec.quote_per_tick_step
+            bid_is_taker = e.side == BID
+            maker_side = ASK if bid_is_taker else BID
+            taker_asset, maker_asset = (spec.base, spec.quote) if bid_is_taker else (spec.quote, spec.base)
+            taker_fills = self._history(e.account_id).fills
+            for f, maker in zip(fills, makers, strict=True):
+                quote = f.price_ticks * f.qty_steps * qpts
+                data.trades.append(TradeRecord(
+                    e.symbol, f.trade_id, f.price_ticks, f.qty_steps, quote,
+                    e.order_id if bid_is_taker else f.maker_order_id,
+                    f.maker_order_id if bid_is_taker else e.order_id,
+                    not bid_is_taker, e.ts_us,
+                ))
+                self._kline(data, f.price_ticks, f.qty_steps, quote, e.ts_us)
+                taker_fill = FillInfo(f.trade_id, f.price_ticks, f.qty_steps, False, f.taker_fee, taker_asset)
+                taker_fills.append(FillRecord(e.account_id, e.symbol, e.order_id, e.client_id, e.side, taker_fill, e.ts_us))
+                history = self._history(f.maker_account_id)
+                if maker.remaining_steps == 0:
+                    view = market.view(maker)
+                    view.status = FILLED
+                    history.orders.append(view)
+                maker_fill = FillInfo(f.trade_id, f.price_ticks, f.qty_steps, True, f.maker_fee, maker_asset)
+                history.fills.append(FillRecord(f.maker_account_id, e.symbol, f.maker_order_id, maker.client_id,
+                                                maker_side, maker_fill, e.ts_us))
+        for order in stp:
+            view = market.view(order)
+            view.status = CANCELLED
+            self._history(order.account_id).orders.append(view)
+        if not rests:
+            self._history(e.account_id).orders.append(market.view_placed(e))
+
+    def settle_tops(self) -> None:
+        """Best bid/ask as of now, so the first live batch reports only real changes."""
+        for symbol, market in self.venue.markets.items():
+            self._data[symbol].top = _top(market.book)
+
+    def apply_batch(self, events: Sequence[Event]) -> list[Update]:
         """Apply one durable batch, notify listeners once, and return its updates."""
         depth: dict[str, tuple[int, set[tuple[str, int]], int]] = {}
         balances: dict[tuple[int, str], int] = {}
         updates: list[Update] = []
+        self.events += len(events)
         for e in events:
             t = type(e)
             if t is OrderPlaced:
@@ -421,17 +586,26 @@ class Publisher:
         elif t is Transferred:
             balances[e.from_account_id, e.asset] = e.ts_us  # type: ignore[union-attr]
             balances[e.to_account_id, e.asset] = e.ts_us  # type: ignore[union-attr]
+        elif t is WithdrawalRequested or t is WithdrawalApproved or t is WithdrawalRejected:
+            balances[e.account_id, e.asset] = e.ts_us  # type: ignore[union-attr]  # reserved counts as locked
 
     def _kline(self, data: _MarketData, price: int, steps: int, quote: int, ts_us: int) -> None:
         ts_s = ts_us // 1_000_000
-        for name, candles in data.klines.items():
+        klines = data.klines
+        newest = klines["1s"]
+        # the common case: inside the current 1s candle, hence inside every interval's current one
+        same = bool(newest) and newest[-1].start_s <= ts_s < newest[-1].end_s
+        for name, candles in klines.items():
             last = candles[-1] if candles else None
-            if last is None or ts_s >= last.end_s:
+            if not same and (last is None or ts_s >= last.end_s):
                 start, end = bucket(ts_s, name)
                 last = Candle(start, end, price, price, price, price)
                 candles.append(last)
-            last.high = max(last.high, price)
-            last.low = min(last.low, price)
+            assert last is not None
+            if price > last.high:
+                last.high = price
+            elif price < last.low:
+                last.low = price
             last.close = price
             last.volume_steps += steps
             last.quote += quote
@@ -454,7 +628,7 @@ class Publisher:
             if account_id == FEE_ACCOUNT_ID:
                 continue
             account = self.venue.accounts[account_id]
-            locked = account.locked.get(asset, 0)
+            locked = account.locked.get(asset, 0) + account.reserved.get(asset, 0)
             now = (account.balances.get(asset, 0) - locked, locked)
             if self._sent_balances.get((account_id, asset), (0, 0)) != now:
                 self._sent_balances[account_id, asset] = now
@@ -524,7 +698,7 @@ class Publisher:
             return {}
         out = {}
         for asset in sorted(set(account.balances) | set(account.locked)):
-            locked = account.locked.get(asset, 0)
+            locked = account.locked.get(asset, 0) + account.reserved.get(asset, 0)  # withdrawals count as locked
             out[asset] = (account.balances.get(asset, 0) - locked, locked)
         return out
 
@@ -552,9 +726,71 @@ class Publisher:
         history = self._histories.get(account_id)
         return list(history.orders) if history else []
 
+    def withdrawal_requests(self, account_id: int) -> list[WithdrawalRequest]:
+        """The account's durable withdrawal requests (pending and decided), oldest first."""
+        return self.venue.withdrawal_requests(account_id)
+
     def funds(self, account_id: int, kind: str) -> list[FundsRecord]:
         history = self._histories.get(account_id)
         return [r for r in history.funds if r.kind == kind] if history else []
+
+
+# --- one publisher per engine ----------------------------------------------------------------
+
+_SHARED: weakref.WeakKeyDictionary[Engine, Publisher] = weakref.WeakKeyDictionary()
+
+
+async def serve_publisher(engine: Engine, *, share: bool = True,
+                          task_status: trio.TaskStatus[Publisher] = trio.TASK_STATUS_IGNORED) -> None:
+    """Rebuild a publisher from the journal and keep it current until cancelled.
+
+    With ``share`` it is the engine's publisher for every adapter (``shared``)
+    while it runs: the daemon starts it once before the services, so each
+    durable event is applied to one shadow venue, not one per protocol. An
+    adapter run on its own (tests, benchmarks) starts a private one instead,
+    so no adapter's lifetime decides another's. The shared one saves its state
+    when it stops (``publisher_state``), so the next start replays only the tail.
+    """
+    publisher = await Publisher.rebuild(engine)
+    if share:
+        _SHARED[engine] = publisher
+    try:
+        await publisher.run(engine, task_status=task_status)
+    finally:
+        if _SHARED.get(engine) is publisher:
+            del _SHARED[engine]
+            # seconds for large histories: off the event loop, so the engine drains meanwhile;
+            # shielded, because it runs exactly when the services are being cancelled
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_save_state, publisher, engine)
+
+
+def _save_state(publisher: Publisher, engine: Engine) -> None:
+    """The shared publisher's state for the next start (nothing applies batches to it any more)."""
+    from engine import publisher_state
+
+    started = time.monotonic()
+    try:
+        path = publisher_state.save(publisher, engine.directory)
+    except OSError as exc:  # the next start replays from genesis instead; never fail a shutdown
+        log.warning("could not save the publisher state: %s", exc)
+        return
+    log.info("publisher state saved to %s at journal seq %d in %.2fs", path.name, publisher._base[0],
+             time.monotonic() - started)
+
+
+def shared(engine: Engine) -> Publisher | None:
+    """The publisher ``serve_publisher`` runs for ``engine``, if one is running."""
+    return _SHARED.get(engine)
+
+
+async def acquire(engine: Engine, nursery: trio.Nursery) -> Publisher:
+    """The engine's shared publisher, or a private one run in ``nursery`` when none is shared."""
+    found = shared(engine)
+    if found is not None:
+        return found
+    private: Publisher = await nursery.start(partial(serve_publisher, engine, share=False))
+    return private
 
 
 def _top(book: Any) -> tuple[int, int, int, int]:

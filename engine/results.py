@@ -15,8 +15,9 @@ class Result:
     ``orders`` lists several (cancel-all); ``value`` carries other answers
     (a new account id). ``events`` are the journaled facts, already durable.
 
-    A placed order's view is built on first access (``view``): pipelined callers
-    that only count acknowledgements never pay for it.
+    A placed order's view is built on first access (``view`` is called with
+    ``events[0]``): pipelined callers that only count acknowledgements never pay
+    for it, and the market passes one prebuilt callable instead of a closure per order.
     """
 
     __slots__ = ("_order", "_view", "events", "orders", "rejection", "value")
@@ -24,7 +25,7 @@ class Result:
     def __init__(
         self, rejection: Rejection | None = None, order: OrderView | None = None,
         orders: list[OrderView] | None = None, events: list[Event] | None = None, value: Any = None,
-        view: Callable[[], OrderView] | None = None,
+        view: Callable[[Any], OrderView] | None = None,
     ) -> None:
         self.rejection = rejection
         self._order = order
@@ -40,8 +41,13 @@ class Result:
     @property
     def order(self) -> OrderView | None:
         if self._order is None and self._view is not None:
-            self._order = self._view()
+            self._order = self._view(self.events[0])
         return self._order
+
+    @classmethod
+    def placed(cls, event: Event, view: Callable[[Any], OrderView]) -> Result:
+        """The hot path's result (one per order): positional, no keyword parsing."""
+        return cls(None, None, None, [event], None, view)
 
     def __repr__(self) -> str:
         if self.rejection is not None:

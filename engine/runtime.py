@@ -41,6 +41,7 @@ from engine.messages import (
     CLIENT_ID_MAX,
     GTC,
     LIMIT,
+    MARKET,
     MARKET_STATES,
     NO_CLIENT_ID,
     ORDER_TYPES,
@@ -66,6 +67,7 @@ from engine.results import Result
 from engine.spec import MarketSpec
 from engine.units import MAX_AMOUNT, DecimalError, parse_units
 from engine.venue import Venue
+from engine.withdrawal_api import WithdrawalApi
 
 log = logging.getLogger("satchel.engine")
 
@@ -116,7 +118,7 @@ def wall_clock_us() -> int:
     return time.time_ns() // 1000
 
 
-class Engine:
+class Engine(WithdrawalApi):
     def __init__(
         self, config: Config, directory: Path, *, clock: Callable[[], int] = wall_clock_us,
         plugins: pluggy.PluginManager | None = None,
@@ -134,6 +136,7 @@ class Engine:
         self.inflight = 0  # commands whose result has not been delivered
         self.accepting = False
         self.next_order_id = 1
+        self.next_withdrawal_id = 1
         self._nursery: trio.Nursery
         self._stop = trio.Event()
         self._lock_fd = -1
@@ -252,6 +255,7 @@ class Engine:
             writer.append([self._genesis()])
         venue.check_invariants()
         self.next_order_id = venue.next_order_id
+        self.next_withdrawal_id = venue.next_withdrawal_id
         self.recovered_seq = writer.seq
         base = f" from snapshot at seq {found[0].seq}" if found is not None and replayer.apply_from else ""
         log.info("recovered %d journal records (%d events replayed%s) in %.2fs",
@@ -375,6 +379,36 @@ class Engine:
             return Rejection("INVALID_CLIENT_REQUEST", f"Invalid market symbol: {symbol!r}")
         tif = time_in_force or GTC
         stp = self_trade_prevention or REJECT_TAKER
+        plain = _PLAIN_LIMIT.get((side, tif, stp)) if order_type == LIMIT and quote_quantity is None else None
+        if plain is not None and post_only is False and (
+            client_id is None or (type(client_id) is int and 0 <= client_id <= CLIENT_ID_MAX)
+        ):
+            side, tif, stp = plain  # the engine's own string objects, not the request's copies
+            # the common case (a plain limit order): cached parses, no re-checks of what the set proved
+            try:
+                price_ticks = _TICKS[symbol][price]
+                qty_steps = _STEPS[symbol][quantity]
+            except (KeyError, TypeError):  # not seen yet, or not a string: the full path parses and explains
+                pass
+            else:
+                notional = price_ticks * qty_steps * spec.quote_per_tick_step
+                if qty_steps >= spec.min_qty_steps and spec.min_notional_quote <= notional < MAX_AMOUNT and (
+                    qty_steps * spec.base_per_step < MAX_AMOUNT
+                ):
+                    order_id = self.next_order_id
+                    self.next_order_id = order_id + 1
+                    return PlaceOrder(
+                        order_id, account_id, spec.symbol, side, LIMIT, tif, price_ticks, qty_steps, 0,
+                        False, stp, NO_CLIENT_ID if client_id is None else client_id,
+                    )
+        return self._build_order_checked(
+            spec, account_id, symbol, side, order_type, tif, stp, quantity, quote_quantity, price, post_only, client_id
+        )
+
+    def _build_order_checked(
+        self, spec: MarketSpec, account_id: int, symbol: str, side: str, order_type: str, tif: str, stp: str,
+        quantity: str | None, quote_quantity: str | None, price: str | None, post_only: bool, client_id: int | None,
+    ) -> PlaceOrder | Rejection:
         problem = _enum_problem(side, order_type, tif, stp, client_id)
         if problem is not None:
             return problem
@@ -415,9 +449,10 @@ class Engine:
             return Rejection("INVALID_QUANTITY", "Order is too large")
         order_id = self.next_order_id
         self.next_order_id += 1
+        side, tif, stp = _PLAIN_LIMIT[side, tif, stp]
         return PlaceOrder(
-            order_id, account_id, symbol, side, order_type, tif, price_ticks, qty_steps, quote,
-            post_only, stp, NO_CLIENT_ID if client_id is None else client_id,
+            order_id, account_id, spec.symbol, side, LIMIT if order_type == LIMIT else MARKET, tif,
+            price_ticks, qty_steps, quote, post_only, stp, NO_CLIENT_ID if client_id is None else client_id,
         )
 
     # --- client API: orders --------------------------------------------------------------
@@ -638,35 +673,43 @@ class _Invalid(Exception):
 
 # Parsed prices and quantities, per market: order flow repeats the same few
 # thousand strings, and a dict hit costs ~0.1 us against ~2 us for parsing.
+# Only successful parses are cached, keyed by the exact input text.
 _PARSE_CACHE_MAX: Final = 65_536
-_ticks_cache: dict[tuple[str, object], int] = {}
-_steps_cache: dict[tuple[str, object], int] = {}
+_TICKS: dict[str, dict[Any, int]] = {}
+_STEPS: dict[str, dict[Any, int]] = {}
+# valid (side, timeInForce, selfTradePrevention) -> the same values as the engine's constants:
+# a resting order keeps these strings for its lifetime, one shared object each instead of a
+# copy per request parsed off the wire
+_PLAIN_LIMIT: Final = {(s, t, p): (s, t, p) for s in SIDES for t in TIME_IN_FORCE for p in STP_MODES}
 
 
 def _parse_cached(
-    cache: dict[tuple[str, object], int], parse: Callable[[Any], int], code: str, spec: MarketSpec, text: Any
+    caches: dict[str, dict[Any, int]], parse: Callable[[Any], int], code: str, spec: MarketSpec, text: Any
 ) -> int:
-    key = (spec.symbol, text)
+    cache = caches.get(spec.symbol)
+    if cache is None:
+        cache = caches[spec.symbol] = {}
     try:
-        return cache[key]
+        return cache[text]
     except (KeyError, TypeError):  # TypeError: unhashable input, refused by parse below
         pass
     try:
         value = parse(text)
     except DecimalError as exc:
         raise _Invalid(Rejection(code, str(exc))) from None
-    if len(cache) >= _PARSE_CACHE_MAX:
-        cache.clear()
-    cache[key] = value
+    if type(text) is str:  # never cache a non-string that happens to hash like one (1 == 1.0 == True)
+        if len(cache) >= _PARSE_CACHE_MAX:
+            cache.clear()
+        cache[text] = value
     return value
 
 
 def _price(spec: MarketSpec, text: Any) -> int:
-    return _parse_cached(_ticks_cache, spec.price_ticks, "INVALID_PRICE", spec, text)
+    return _parse_cached(_TICKS, spec.price_ticks, "INVALID_PRICE", spec, text)
 
 
 def _qty(spec: MarketSpec, text: Any) -> int:
-    return _parse_cached(_steps_cache, spec.qty_steps, "INVALID_QUANTITY", spec, text)
+    return _parse_cached(_STEPS, spec.qty_steps, "INVALID_QUANTITY", spec, text)
 
 
 def _quote(spec: MarketSpec, text: Any) -> int:

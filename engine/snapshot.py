@@ -27,6 +27,7 @@ from typing import Any, Final
 import attrs
 import orjson
 
+from engine import withdrawals
 from engine.account import Account, OpenOrder
 from engine.book import Order
 from engine.config import Config
@@ -69,7 +70,7 @@ def load(config: Config, body: bytes) -> Venue:
     venue = Venue(config)
     venue.next_account_id, venue.next_order_id = head
     for row in accounts:
-        account_id, parent_id, country, category, created_us, keys, balances, locked, net, orders = row
+        account_id, parent_id, country, category, created_us, keys, balances, locked, net, orders = row[:10]
         account = Account(account_id, parent_id, country, category, created_us)
         account.api_keys = list(keys)
         account.balances = dict(balances)
@@ -82,6 +83,8 @@ def load(config: Config, body: bytes) -> Venue:
             if client_id >= 0:
                 account.client_ids[client_id] = order_id
         venue.accounts[account_id] = account
+        if len(row) > 10:  # withdrawal requests (engine/withdrawals.py), present only when there are any
+            _restore_withdrawals(venue, account, row[10])
         for key in keys:
             venue.api_keys[key] = account_id
     for symbol, state, last_price, next_trade_id, levels in markets:
@@ -93,6 +96,13 @@ def load(config: Config, body: bytes) -> Venue:
                 book.rest(Order(order_id, account_id, side, price, qty, remaining, executed_quote,
                                 client_id, post_only, stp, created_us))
     return venue
+
+
+def _restore_withdrawals(venue: Venue, account: Account, rows: list[list[Any]]) -> None:
+    withdrawals.restore(account, rows)
+    for request_id in account.withdrawals:
+        venue.withdrawal_owner[request_id] = account.account_id
+        venue.next_withdrawal_id = max(venue.next_withdrawal_id, request_id + 1)
 
 
 def write(directory: Path, venue: Venue, seq: int, chain_hash: bytes, state_hash: str, time_us: int) -> Path:

@@ -18,11 +18,13 @@ from typing import Any
 
 import orjson
 
+from engine import withdrawals
 from engine.account import Account
 from engine.config import Config
 from engine.market import Market
 from engine.messages import (
     FEE_ACCOUNT_ID,
+    WITHDRAWAL_STATES,
     AccountCreated,
     ApiKeyAdded,
     Deposited,
@@ -33,10 +35,15 @@ from engine.messages import (
     OrderPlaced,
     OrderView,
     Transferred,
+    WithdrawalApproved,
+    WithdrawalEvent,
+    WithdrawalRejected,
+    WithdrawalRequested,
     Withdrawn,
 )
 from engine.spec import AssetSpec, MarketSpec
 from engine.units import format_units
+from engine.withdrawals import WithdrawalRequest
 
 
 class InvariantViolation(AssertionError):
@@ -53,6 +60,8 @@ class Venue:
         self.api_keys: dict[str, int] = {}  # public key (base64) -> account id
         self.next_account_id = 1
         self.next_order_id = 1
+        self.withdrawal_owner: dict[int, int] = {}  # withdrawal request id -> account id
+        self.next_withdrawal_id = 1
 
     # --- apply -----------------------------------------------------------------
 
@@ -80,6 +89,8 @@ class Venue:
             self.apply_key_added(event)  # type: ignore[arg-type]
         elif t is MarketStateChanged:
             self.markets[event.symbol].apply_state(event)  # type: ignore[union-attr, arg-type]
+        elif t is WithdrawalRequested or t is WithdrawalApproved or t is WithdrawalRejected:
+            self.apply_withdrawal(event)  # type: ignore[arg-type]
         else:
             raise InvariantViolation(f"no owner for event {event!r}")
 
@@ -99,6 +110,13 @@ class Venue:
             account.apply_withdrawn(e)
         else:
             account.apply_transferred(e)  # type: ignore[arg-type]
+
+    def apply_withdrawal(self, e: WithdrawalEvent) -> None:
+        """A withdrawal request's fact: the account's reservation or payout, and the id index."""
+        withdrawals.apply(self.accounts[e.account_id], e)
+        if type(e) is WithdrawalRequested:
+            self.withdrawal_owner[e.request_id] = e.account_id
+            self.next_withdrawal_id = max(self.next_withdrawal_id, e.request_id + 1)
 
     def apply_account_created(self, e: AccountCreated) -> Account:
         account = Account(e.account_id, e.parent_id, e.country, e.category, e.ts_us)
@@ -146,6 +164,11 @@ class Venue:
             assert totals.get(asset, 0) == external.get(asset, 0), (
                 f"conservation broken for {asset}: balances {totals.get(asset, 0)} != net deposits {external.get(asset, 0)}"
             )
+        for request_id, account_id in self.withdrawal_owner.items():
+            assert request_id in self.accounts[account_id].withdrawals, f"withdrawal {request_id} index is stale"
+        assert len(self.withdrawal_owner) == sum(len(a.withdrawals) for a in self.accounts.values()), (
+            "withdrawal index misses requests"
+        )
         booked: set[int] = set()
         for market in self.markets.values():
             market.book.check()
@@ -174,13 +197,25 @@ class Venue:
                 views.append(market.view(market.book.orders[order_id]))
         return sorted(views, key=lambda v: v.order_id)
 
+    def withdrawal_requests(self, account_id: int | None = None, status: str | None = None) -> list[WithdrawalRequest]:
+        """Withdrawal requests (of one account, or all), optionally in one status, oldest first."""
+        if status is not None and status not in WITHDRAWAL_STATES:
+            raise ValueError(f"status must be one of {', '.join(WITHDRAWAL_STATES)}, got {status!r}")
+        if account_id is None:
+            accounts = list(self.accounts.values())
+        else:
+            account = self.accounts.get(account_id)
+            accounts = [account] if account is not None else []
+        found = [r for a in accounts for r in a.withdrawals.values() if status is None or r.status == status]
+        return sorted(found, key=lambda r: r.request_id)
+
     def balances(self, account_id: int) -> dict[str, dict[str, str]]:
         """Backpack's capital shape: asset -> {available, locked, staked}, decimal strings."""
         account = self.accounts[account_id]
         out = {}
         for asset in sorted(set(account.balances) | set(account.locked)):
             decimals = self.assets[asset].decimals
-            locked = account.locked.get(asset, 0) + account.held.get(asset, 0)
+            locked = account.locked.get(asset, 0) + account.held.get(asset, 0) + account.reserved.get(asset, 0)
             if not account.balances.get(asset, 0) and not locked:
                 continue
             out[asset] = {
@@ -215,25 +250,35 @@ def _check_account(account: Account, idle: bool) -> None:
     assert len(account.client_ids) == sum(1 for o in account.orders.values() if o.client_id >= 0), (
         f"account {aid} client id map holds ids of closed orders"
     )
-    for asset in set(account.balances) | set(account.locked) | set(need):
+    withdrawals.check(account)
+    for asset in set(account.balances) | set(account.locked) | set(need) | set(account.reserved):
         balance = account.balances.get(asset, 0)
         locked = account.locked.get(asset, 0)
         held = account.held.get(asset, 0)
+        reserved = account.reserved.get(asset, 0)
         assert balance >= 0, f"account {aid} {asset} balance negative: {balance}"
         assert locked == need.get(asset, 0), f"account {aid} {asset} locked {locked} != open orders' needs {need.get(asset, 0)}"
-        assert held >= 0 and locked + held <= balance, f"account {aid} {asset} reserves {locked}+{held} exceed balance {balance}"
+        assert held >= 0 and locked + held + reserved <= balance, (
+            f"account {aid} {asset} reserves {locked}+{held} exceed balance {balance}"
+            + (f" less {reserved} reserved for withdrawals" if reserved else "")
+        )
         if idle:
             assert held == 0, f"account {aid} {asset} still holds {held} with nothing in flight"
 
 
 def account_state(a: Account) -> list[Any]:
-    return [
+    """An account's journaled state; withdrawal requests are appended only when there are any,
+    so the hash of a venue that never had one is what it was before requests existed."""
+    state = [
         a.account_id, a.parent_id, a.country, a.category, a.created_us, a.api_keys,
         sorted((k, v) for k, v in a.balances.items() if v),
         sorted((k, v) for k, v in a.locked.items() if v),
         sorted((k, v) for k, v in a.net_deposits.items() if v),
         [[i, o.symbol, o.side, o.price_ticks, o.lock, o.client_id] for i, o in sorted(a.orders.items())],
     ]
+    if a.withdrawals:
+        state.append(withdrawals.state(a))
+    return state
 
 
 def market_state(m: Market) -> list[Any]:

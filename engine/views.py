@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.messages import LIMIT, NO_CLIENT_ID, OrderView
 from engine.spec import MarketSpec
+from engine.units import format_units
+from engine.withdrawals import WithdrawalRequest
 
 
 def order_json(view: OrderView, spec: MarketSpec) -> dict[str, Any]:
@@ -36,3 +39,35 @@ def order_json(view: OrderView, spec: MarketSpec) -> dict[str, Any]:
     if view.expiry_reason:
         out["expiryReason"] = view.expiry_reason
     return out
+
+
+def iso_naive(ts_us: int) -> str:
+    """Backpack's history timestamps: ``2025-07-27T17:39:00.092`` (UTC, ms, no zone)."""
+    return datetime.fromtimestamp(ts_us / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+def withdrawal_json(r: WithdrawalRequest, decimals: int) -> dict[str, Any]:
+    """Backpack's ``Withdrawal`` object for one queued request (no fee: the venue charges none)."""
+    return {
+        "id": r.request_id,
+        "blockchain": r.blockchain,
+        "clientId": r.client_ref or None,
+        "identifier": r.tx_hash or None,
+        "quantity": format_units(r.amount, decimals),
+        "fee": "0",
+        "fiatFee": None,
+        "fiatState": None,
+        "fiatSymbol": None,
+        "providerId": None,
+        "symbol": r.asset,
+        "status": r.status,
+        "subaccountId": None,
+        "toAddress": r.address,
+        "transactionHash": r.tx_hash or None,
+        "createdAt": iso_naive(r.created_us),
+        "isInternal": False,
+        "bankName": None,
+        "bankIdentifier": None,
+        "accountIdentifier": None,
+        "triggerAt": None,
+    }

@@ -29,6 +29,7 @@ from engine.publisher import INTERVALS, Publisher
 from engine.results import Result
 from engine.runtime import Engine, Reply
 from engine.spec import MarketSpec
+from engine.views import withdrawal_json
 
 log = logging.getLogger("satchel.adapters.backpack")
 
@@ -282,7 +283,21 @@ class BackpackApi:
         return self._funds(call, "deposit")
 
     async def withdrawals(self, call: Call) -> Any:
-        return self._funds(call, "withdrawal")
+        """Queued requests (pending, confirmed, declined) and operator withdrawals, newest first."""
+        p = call.params
+        start, end = _int(p, "from", 0, 0), _int(p, "to", 2**63, 0)
+        wanted_id = _int(p, "id", 0, 0)
+        wanted_client = p.get("clientId")
+        decimals = self.decimals
+        rows = [(r.created_us, withdrawal_json(r, decimals[r.asset])) for r in self.publisher.withdrawal_requests(call.account_id)]
+        rows += [(r.ts_us, wire.funds_json(r, decimals[r.asset])) for r in self.publisher.funds(call.account_id, "withdrawal")]
+        rows = [
+            (ts_us, row) for ts_us, row in rows
+            if start <= ts_us // 1000 <= end and (not wanted_id or row["id"] == wanted_id)
+            and (wanted_client is None or row["clientId"] == str(wanted_client))
+        ]
+        rows.sort(key=lambda item: item[0], reverse=True)
+        return [row for _, row in _page(p, rows)]
 
     def _funds(self, call: Call, kind: str) -> Any:
         records = self.publisher.funds(call.account_id, kind)
@@ -293,11 +308,31 @@ class BackpackApi:
         return [wire.funds_json(r, self.decimals[r.asset]) for r in page]
 
     async def withdraw(self, call: Call) -> Any:
-        raise ApiError(
-            "NOT_IMPLEMENTED",
-            "Withdrawal requests are not queued by this venue yet: the operator withdraws on your behalf "
-            "(`satchel withdraw`); nothing was changed",
+        """Queue a withdrawal request; it answers ``pending`` and waits for the operator's decision.
+
+        ``twoFactorToken`` is accepted and ignored (Backpack documents it as disabled);
+        margin and fiat options are refused, since this venue has neither.
+        """
+        p = call.params
+        for name in ("autoBorrow", "autoLendRedeem"):
+            if p.get(name) not in (None, False, "false"):
+                raise ApiError("NOT_IMPLEMENTED", f"{name}: spot margin is not available on this venue yet; nothing was changed")
+        if p.get("recipientInformation") is not None:
+            raise ApiError("NOT_IMPLEMENTED", "recipientInformation: fiat withdrawals are not available on this venue")
+        symbol = p["symbol"]
+        if not isinstance(symbol, str) or symbol not in self.decimals:
+            raise ApiError("INVALID_ASSET", f"Unknown asset {symbol!r}")
+        client_id = p.get("clientId")
+        if type(client_id) is int:
+            client_id = str(client_id)
+        quantity = _decimal(p, "quantity")
+        assert quantity is not None  # a required field
+        result = await self.engine.request_withdrawal(
+            call.account_id, symbol, quantity, p["address"], p["blockchain"], client_id,
         )
+        if result.rejection is not None:
+            raise ApiError.of(result.rejection)
+        return withdrawal_json(result.value, self.decimals[symbol])
 
     # --- orders -----------------------------------------------------------------------------------
 

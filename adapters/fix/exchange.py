@@ -20,20 +20,20 @@ market orders, CashOrderQty 152. ExecIDs are derived from the facts
 SecurityListRequest and MarketDataRequest are served by ``market_data.py``
 from the same durable batches.
 
-Limits: ClOrdIDs are remembered in memory (``MAX_CLORDIDS`` per account), so
-after a daemon restart orders are addressed by OrderID (37) or found by their
-Satchel client id.
+ClOrdIDs are kept in ``cl_ord_ids.ClOrdIds`` (a file under the FIX store
+directory when the service runs), so an order placed before a daemon restart is
+still cancelled, replaced and queried by its ClOrdID after it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
 
+from adapters.fix.cl_ord_ids import ClOrdIds
 from adapters.fix.codec import Field, Message, Timestamps, encode_body, is_number
 from adapters.fix.dictionary import STP_TAG, Validated
 from adapters.fix.market_data import MarketData
@@ -78,7 +78,6 @@ from engine.units import DecimalError
 
 log = logging.getLogger("satchel.fix.exchange")
 
-MAX_CLORDIDS: Final = 100_000
 AVG_PX_EXTRA_DECIMALS: Final = 4
 SIDES: Final = {"1": BID, "2": ASK}
 FIX_SIDE: Final = {BID: "1", ASK: "2"}
@@ -104,20 +103,26 @@ class _Sink:
 class ExchangeApplication:
     """FIX order entry, drop copy and market data on the engine's public API."""
 
-    def __init__(self, engine: Any, publisher: Publisher, *, wall_us: Callable[[], int]) -> None:
+    def __init__(self, engine: Any, publisher: Publisher, *, wall_us: Callable[[], int],
+                 cl_ord_ids: ClOrdIds | None = None) -> None:
         self.engine = engine
         self.publisher = publisher
         self.wall_us = wall_us
         self.times = Timestamps()
         self.sessions: dict[int, list[Session]] = {}
-        self.cl_ord_ids: dict[int, OrderedDict[str, int]] = {}  # account -> ClOrdID -> order id
-        self.order_cl_ord: dict[int, str] = {}  # order id -> current ClOrdID
+        self.ids = cl_ord_ids if cl_ord_ids is not None else ClOrdIds()
         self.pending: dict[int, tuple[str, str, str]] = {}  # order id -> (kind, new ClOrdID, orig ClOrdID)
         self.market_data = MarketData(engine, publisher, wall_us)
         self.rejects = 0
         self.boot_us = wall_us()
         self.reports = 0
         publisher.listeners.append(self.on_updates)
+
+    def close(self) -> None:
+        """Stop following the publisher (it may be shared and outlive us) and close the ClOrdID file."""
+        if self.on_updates in self.publisher.listeners:
+            self.publisher.listeners.remove(self.on_updates)
+        self.ids.close()
 
     def register(self, session: Session) -> None:
         self.sessions.setdefault(session.config.account_id, []).append(session)
@@ -153,13 +158,14 @@ class ExchangeApplication:
         if isinstance(built, Rejection):
             self._reject_order(session, m, built.message, 1 if "symbol" in built.message else 99)
             return
-        known = self.cl_ord_ids.setdefault(account, OrderedDict())
-        if cl_ord_id in known and self.publisher.open_order(account, built.symbol, known[cl_ord_id], None) is not None:
+        known = self.ids.order_id(account, cl_ord_id)
+        if known is not None and self.publisher.open_order(account, built.symbol, known, None) is not None:
             self._reject_order(session, m, f"Duplicate ClOrdID {cl_ord_id!r} of a live order", 6)
             return
-        self._remember(account, cl_ord_id, built.order_id)
+        self.ids.remember(account, cl_ord_id, built.order_id)
         refused = self.engine.submit(account, built, _Sink(lambda r: self._placed(session, m, built, r)))
         if refused is not None:
+            self.ids.forget(account, built.order_id)
             self._reject_order(session, m, refused.message, 99)
 
     def _build(self, account: int, m: Message) -> PlaceOrder | Rejection:
@@ -182,7 +188,7 @@ class ExchangeApplication:
 
     def _placed(self, session: Session, m: Message, cmd: PlaceOrder, result: Result) -> None:
         if result.rejection is not None:
-            self._forget(cmd.account_id, cmd.order_id)
+            self.ids.forget(cmd.account_id, cmd.order_id)
             self._reject_order(session, m, result.rejection.message, _ord_rej_reason(result.rejection))
 
     def _reject_order(self, session: Session, m: Message, text: str, reason: int) -> None:
@@ -222,7 +228,7 @@ class ExchangeApplication:
             command = amend
         else:
             command = CancelOrder(account, symbol, view.order_id, NO_CLIENT_ID)
-        self.pending[view.order_id] = ("G" if replace else "F", m.get(11) or "", self.order_cl_ord.get(view.order_id, orig))
+        self.pending[view.order_id] = ("G" if replace else "F", m.get(11) or "", self.ids.cl_ord_id(view.order_id) or orig)
         refused = self.engine.submit(account, command, _Sink(lambda r: self._modified(session, m, view, replace, r)))
         if refused is not None:
             self.pending.pop(view.order_id, None)
@@ -264,8 +270,7 @@ class ExchangeApplication:
             return None
         if order_id_text and is_number(order_id_text):
             return self.publisher.open_order(account, symbol, int(order_id_text), None)
-        known = self.cl_ord_ids.get(account)
-        order_id = known.get(cl_ord_id) if known is not None else None
+        order_id = self.ids.order_id(account, cl_ord_id)
         if order_id is not None:
             return self.publisher.open_order(account, symbol, order_id, None)
         if is_number(cl_ord_id):  # orders placed elsewhere with a Satchel client id
@@ -297,8 +302,7 @@ class ExchangeApplication:
         wanted = m.get(37)
         order_id = int(wanted) if wanted and is_number(wanted) else None
         if order_id is None:
-            known = self.cl_ord_ids.get(account)
-            order_id = known.get(m.get(11) or "") if known is not None else None
+            order_id = self.ids.order_id(account, m.get(11) or "")
         if order_id is None:
             return None
         for view in reversed(self.publisher.closed_orders(account)):
@@ -393,6 +397,7 @@ class ExchangeApplication:
                 trades.append(update)
         if depth or trades:
             self.market_data.on_book(depth, trades)
+        self.ids.flush()  # ClOrdIDs these reports name are in the file before the reports leave
 
     def _execution_report(self, update: OrderUpdate, sessions: list[Session]) -> None:
         view = update.view
@@ -418,7 +423,7 @@ class ExchangeApplication:
         pending = self.pending.get(order_id)
         if pending is not None and ((kind == CANCELLED_KIND and pending[0] == "F") or (kind == MODIFIED and pending[0] == "G")):
             del self.pending[order_id]
-            self._remember(view.account_id, pending[1], order_id)
+            self.ids.remember(view.account_id, pending[1], order_id)
             extra.append((41, pending[2]))
         body = self._report(view, exec_type, exec_id, extra, update.ts_us)
         encoded = encode_body(body)
@@ -436,7 +441,7 @@ class ExchangeApplication:
             (54, FIX_SIDE[view.side]), (55, view.symbol), (59, FIX_TIF.get(view.tif, "1")), (150, exec_type),
             (151, spec.format_qty(leaves)), (60, self.times.millis(ts_us or self.wall_us())),
         ]
-        cl_ord_id = self.order_cl_ord.get(view.order_id)
+        cl_ord_id = self.ids.cl_ord_id(view.order_id)
         if cl_ord_id is None and view.client_id != NO_CLIENT_ID:
             cl_ord_id = str(view.client_id)
         if cl_ord_id:
@@ -451,25 +456,6 @@ class ExchangeApplication:
             body.append((18, "6"))
         body.extend(extra)
         return body
-
-    # --- ClOrdID memory ------------------------------------------------------------------------------
-
-    def _remember(self, account: int, cl_ord_id: str, order_id: int) -> None:
-        if not cl_ord_id:
-            return
-        known = self.cl_ord_ids.setdefault(account, OrderedDict())
-        known[cl_ord_id] = order_id
-        known.move_to_end(cl_ord_id)
-        self.order_cl_ord[order_id] = cl_ord_id
-        if len(known) > MAX_CLORDIDS:
-            _, old = known.popitem(last=False)
-            self.order_cl_ord.pop(old, None)
-
-    def _forget(self, account: int, order_id: int) -> None:
-        cl_ord_id = self.order_cl_ord.pop(order_id, None)
-        if cl_ord_id is not None:
-            self.cl_ord_ids.get(account, OrderedDict()).pop(cl_ord_id, None)
-
 
 def _avg_px(spec: MarketSpec, view: OrderView) -> str:
     """Quantity-weighted average fill price, exact to the tick scale plus a few decimals (half-up)."""

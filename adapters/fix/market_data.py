@@ -5,9 +5,17 @@ durable facts): a request gets a MarketDataSnapshotFullRefresh W at once and,
 with SubscriptionRequestType 1, MarketDataIncrementalRefresh X for every
 durable batch that touches its symbols (absolute level sizes: 279=1 with 271,
 or 279=2 when a level empties; trades as 279=0 269=2). With MDUpdateType 265=0
-the updates are full W snapshots of the requested MarketDepth instead.
-Limits: incremental updates cover the whole book whatever MarketDepth says;
-``MAX_MD_SUBSCRIPTIONS`` per session.
+the updates are full W snapshots instead.
+
+MarketDepth 264: 0 is the full book; N is the best N levels per side, in the
+snapshot and in the updates. For N the subscription remembers the levels it
+last reported and sends the difference: 279=2 for a level that left the top N
+(emptied, or pushed out by a better one), 279=0 for a level that entered it,
+279=1 for a new size; deletes come first, so a client keeping N levels never
+holds more. Full-refresh subscriptions with N get a W only when their top N or
+(if asked) the trades changed.
+
+Limits: ``MAX_MD_SUBSCRIPTIONS`` per session.
 """
 
 from __future__ import annotations
@@ -15,18 +23,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from adapters.fix.codec import Field, Message
+from adapters.fix.codec import Field, Message, is_number
 from adapters.fix.dictionary import Validated
 from adapters.fix.session import Session
 from engine.publisher import DepthUpdate, Publisher, TradeRecord
 
 MAX_MD_SUBSCRIPTIONS: Final = 100
+FULL_BOOK: Final = 1_000_000  # levels: "all of them" for MarketDepth 0
 
 
 class _Subscription:
     """One MarketDataRequest with SubscriptionRequestType 1: what to stream to its session."""
 
-    __slots__ = ("depth", "full", "md_req_id", "symbols", "trades", "types")
+    __slots__ = ("depth", "full", "md_req_id", "sent", "symbols", "trades", "types")
 
     def __init__(self, md_req_id: str, symbols: list[str], depth: int, types: set[str], full: bool) -> None:
         self.md_req_id = md_req_id
@@ -35,6 +44,8 @@ class _Subscription:
         self.types = types
         self.trades = "2" in types
         self.full = full
+        # depth > 0: per symbol, the (bids, asks) price -> size last reported, best first
+        self.sent: dict[str, tuple[dict[int, int], dict[int, int]]] = {}
 
 
 class MarketData:
@@ -63,7 +74,7 @@ class MarketData:
         body: list[Field] = [(320, m.get(320) or ""), (322, f"SL{self.wall_us()}"), (560, "0" if entries else "2"),
                              (393, str(len(entries))), (893, "Y")]
         if entries:
-            body.append((146, entries))  # type: ignore[arg-type]
+            body.append((146, entries))
         session.send("y", body)
 
     def request(self, session: Session, m: Message, parts: Validated) -> None:
@@ -82,6 +93,8 @@ class MarketData:
             problem = ("0", f"Unknown symbol {unknown[0]!r}" if unknown else "No symbol requested")
         elif types - {"0", "1", "2"}:
             problem = ("8", "Supported MDEntryType values are 0 (bid), 1 (offer) and 2 (trade)")
+        elif not is_number(m.get(264) or "0"):
+            problem = ("5", "MarketDepth (264) must be 0 (full book) or a number of levels")
         elif kind == "1" and req_id in subs:
             problem = ("1", f"Duplicate MDReqID {req_id!r}")
         elif kind == "1" and len(subs) >= MAX_MD_SUBSCRIPTIONS:
@@ -99,7 +112,9 @@ class MarketData:
     def _snapshot(self, sub: _Subscription, symbol: str) -> list[Field]:
         types = sub.types
         spec = self.engine.venue.specs[symbol]
-        bids, asks, _ = self.publisher.depth(symbol, sub.depth or 1_000_000)
+        bids, asks, _ = self.publisher.depth(symbol, sub.depth or FULL_BOOK)
+        if sub.depth:
+            sub.sent[symbol] = (dict(bids), dict(asks))
         entries: list[list[Field]] = []
         if "0" in types:
             entries += [[(269, "0"), (270, spec.format_price(p)), (271, spec.format_qty(q))] for p, q in bids]
@@ -108,21 +123,59 @@ class MarketData:
         if "2" in types:
             entries += [[(269, "2"), (270, spec.format_price(t.price_ticks)), (271, spec.format_qty(t.qty_steps))]
                         for t in self.publisher.trades(symbol, 1)]
-        return [(262, sub.md_req_id), (55, symbol), (268, entries)]  # type: ignore[list-item]
+        return [(262, sub.md_req_id), (55, symbol), (268, entries)]
 
     def on_book(self, depth: list[DepthUpdate], trades: list[TradeRecord]) -> None:
         """One durable batch's depth and trade updates -> W or X to every subscriber."""
         for session, subs in list(self.subscriptions.items()):
             for sub in subs.values():
                 if sub.full:
-                    touched = {d.symbol for d in depth} | ({t.symbol for t in trades} if sub.trades else set())
-                    for symbol in sub.symbols:
-                        if symbol in touched:
-                            session.send("W", self._snapshot(sub, symbol))
+                    self._refresh(session, sub, depth, trades)
                     continue
-                entries = self._incremental(sub, depth, trades)
+                entries = self._incremental_top(sub, depth, trades) if sub.depth else self._incremental(sub, depth, trades)
                 if entries:
-                    session.send("X", [(262, sub.md_req_id), (268, entries)])  # type: ignore[list-item]
+                    session.send("X", [(262, sub.md_req_id), (268, entries)])
+
+    def _refresh(self, session: Session, sub: _Subscription, depth: list[DepthUpdate], trades: list[TradeRecord]) -> None:
+        """Full-refresh subscription: a W per symbol whose (top N) book or, if asked, trades changed."""
+        traded = {t.symbol for t in trades} if sub.trades else set()
+        for symbol in sub.symbols:
+            if symbol in traded:
+                session.send("W", self._snapshot(sub, symbol))
+            elif any(d.symbol == symbol for d in depth):
+                if sub.depth:
+                    bids, asks, _ = self.publisher.depth(symbol, sub.depth)
+                    if sub.sent.get(symbol) == (dict(bids), dict(asks)):
+                        continue
+                session.send("W", self._snapshot(sub, symbol))
+
+    def _incremental_top(self, sub: _Subscription, depth: list[DepthUpdate], trades: list[TradeRecord]) -> list[list[Field]]:
+        """MarketDepth N: the change of each touched symbol's top N levels since the last report."""
+        entries: list[list[Field]] = []
+        touched = {d.symbol for d in depth}
+        for symbol in sub.symbols:
+            if symbol not in touched:
+                continue
+            spec = self.engine.venue.specs[symbol]
+            bids, asks, _ = self.publisher.depth(symbol, sub.depth)
+            now = (dict(bids), dict(asks))
+            before = sub.sent.get(symbol, ({}, {}))
+            for entry_type, old, new in (("0", before[0], now[0]), ("1", before[1], now[1])):
+                if entry_type in sub.types:
+                    entries += _level_changes(spec, symbol, entry_type, old, new)
+            sub.sent[symbol] = now
+        if sub.trades:
+            entries += self._trade_entries(sub, trades)
+        return entries
+
+    def _trade_entries(self, sub: _Subscription, trades: list[TradeRecord]) -> list[list[Field]]:
+        entries: list[list[Field]] = []
+        for trade in trades:
+            if trade.symbol in sub.symbols:
+                spec = self.engine.venue.specs[trade.symbol]
+                entries.append([(279, "0"), (269, "2"), (55, trade.symbol), (270, spec.format_price(trade.price_ticks)),
+                                (271, spec.format_qty(trade.qty_steps))])
+        return entries
 
     def _incremental(self, sub: _Subscription, depth: list[DepthUpdate], trades: list[TradeRecord]) -> list[list[Field]]:
         types = sub.types
@@ -141,12 +194,22 @@ class MarketData:
                         entry.append((271, spec.format_qty(qty)))
                     entries.append(entry)
         if sub.trades:
-            for trade in trades:
-                if trade.symbol in sub.symbols:
-                    spec = self.engine.venue.specs[trade.symbol]
-                    entries.append([(279, "0"), (269, "2"), (55, trade.symbol), (270, spec.format_price(trade.price_ticks)),
-                                    (271, spec.format_qty(trade.qty_steps))])
+            entries += self._trade_entries(sub, trades)
         return entries
+
+
+def _level_changes(spec: Any, symbol: str, entry_type: str, old: dict[int, int], new: dict[int, int]) -> list[list[Field]]:
+    """Deletes (left the top N) first, then new levels (279=0) and new sizes (279=1), best first."""
+    out: list[list[Field]] = [
+        [(279, "2"), (269, entry_type), (55, symbol), (270, spec.format_price(price))]
+        for price in old if price not in new
+    ]
+    for price, qty in new.items():
+        was = old.get(price)
+        if was != qty:
+            out.append([(279, "0" if was is None else "1"), (269, entry_type), (55, symbol),
+                        (270, spec.format_price(price)), (271, spec.format_qty(qty))])
+    return out
 
 
 def _group_values(parts: Validated, count_tag: int, tag: int) -> list[str]:

@@ -2,8 +2,11 @@
 
 Starts only when ``[adapters.fix]`` has sessions (or runs the echo profile), so
 a default config opens no FIX port. Sequence stores live in
-``<journal dir>/fix/<SenderCompID>-<TargetCompID>.log``. Reports
+``<journal dir>/fix/<SenderCompID>-<TargetCompID>.log``. ClOrdIDs
+in ``<journal dir>/fix/clordids.log`` (``cl_ord_ids``). Reports
 ``{"fix": "host:port"}`` so a port of 0 is discoverable from the ready line.
+The exchange application reads the daemon's shared publisher
+(``engine.publisher.acquire``).
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from typing import Any
 import trio
 
 from adapters.fix.auth import make_authenticator
+from adapters.fix.cl_ord_ids import ClOrdIds
 from adapters.fix.echo import EchoApplication
 from adapters.fix.exchange import ExchangeApplication
 from adapters.fix.server import FixServer, wall_clock_us
 from adapters.fix.session import Acceptor, Application, Session, SessionConfig
 from adapters.fix.store import FileStore
-from engine.publisher import Publisher
+from engine.publisher import Publisher, acquire
 from engine.runtime import Engine
+
+CL_ORD_IDS_FILE = "clordids.log"
 
 
 def session_configs(engine: Engine) -> list[SessionConfig]:
@@ -43,26 +49,31 @@ async def serve_fix(
         return
     host, _, port = (listen or fix.listen).rpartition(":")
     store_dir = engine.directory / "fix"
-    async with trio.open_nursery() as nursery:
-        publisher: Publisher | None = None
-        application: Application
-        if fix.application == "echo":
-            application = EchoApplication()
-        else:
-            await engine.wait_idle()
-            publisher = Publisher.for_engine(engine)
-            await nursery.start(publisher.run, engine)
-            application = exchange = ExchangeApplication(engine, publisher, wall_us=wall_clock_us)
-        sessions = []
-        for config in configs:
-            store = FileStore(store_dir / f"{config.sender_comp_id}-{config.target_comp_id}.log")
-            session = Session(config, application, store=store, wall_us=wall_clock_us, monotonic=trio.current_time)
-            sessions.append(session)
-            if publisher is not None:
-                exchange.register(session)
-        # the echo profile only runs the QuickFIX acceptance suite: no keys, no signatures
-        authenticate = make_authenticator(publisher.account_for_key) if publisher is not None else None
-        acceptor = Acceptor(sessions, authenticate=authenticate)
-        server = FixServer(acceptor, host, int(port))
-        address = await nursery.start(server.serve)
-        task_status.started({"fix": f"{address[0]}:{address[1]}", "server": server, "application": application})
+    exchange: ExchangeApplication | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            publisher: Publisher | None = None
+            application: Application
+            if fix.application == "echo":
+                application = EchoApplication()
+            else:
+                publisher = await acquire(engine, nursery)
+                application = exchange = ExchangeApplication(
+                    engine, publisher, wall_us=wall_clock_us, cl_ord_ids=ClOrdIds(store_dir / CL_ORD_IDS_FILE),
+                )
+            sessions = []
+            for config in configs:
+                store = FileStore(store_dir / f"{config.sender_comp_id}-{config.target_comp_id}.log")
+                session = Session(config, application, store=store, wall_us=wall_clock_us, monotonic=trio.current_time)
+                sessions.append(session)
+                if exchange is not None:
+                    exchange.register(session)
+            # the echo profile only runs the QuickFIX acceptance suite: no keys, no signatures
+            authenticate = make_authenticator(publisher.account_for_key) if publisher is not None else None
+            acceptor = Acceptor(sessions, authenticate=authenticate)
+            server = FixServer(acceptor, host, int(port))
+            address = await nursery.start(server.serve)
+            task_status.started({"fix": f"{address[0]}:{address[1]}", "server": server, "application": application})
+    finally:
+        if exchange is not None:
+            exchange.close()

@@ -12,7 +12,7 @@ import trio
 from engine.actors import MARKET_INBOX_SIZE
 from engine.audit import journal_events
 from engine.config import DEFAULT, parse_config
-from engine.messages import OrderPlaced, Rejection
+from engine.messages import BID, REJECT_MAKER, OrderPlaced, PlaceOrder, Rejection
 from engine.results import Result
 from engine.runtime import Engine, StartupError
 
@@ -144,6 +144,19 @@ async def test_results_are_released_only_after_their_events_are_on_disk(engine: 
         await engine.wait_idle()
         assert len(seen) == 20
         assert all(durable for _, durable in seen)
+
+
+async def test_built_orders_keep_the_engines_strings_not_the_requests(engine: Engine) -> None:
+    """A resting order lives long: it must not pin a copy of each string parsed off the wire."""
+    account = (await engine.create_account()).value
+    for fields in ({}, {"client_id": 7}, {"post_only": True}):
+        order = engine.build_order(
+            account, "".join(["SOL_", "USDC"]), "".join(["B", "id"]), "Limit",
+            price="20", quantity="1", self_trade_prevention="".join(["Reject", "Maker"]), **fields,
+        )
+        assert isinstance(order, PlaceOrder), order
+        assert order.symbol is engine.venue.specs["SOL_USDC"].symbol
+        assert order.side is BID and order.stp is REJECT_MAKER
 
 
 async def test_overload_is_answered_at_once(engine: Engine) -> None:

@@ -31,6 +31,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from engine import withdrawals
 from engine.codec import decode_events, encode_events
 from engine.config import parse_config
 from engine.messages import (
@@ -68,6 +69,7 @@ from engine.messages import (
     AccountCreated,
     AmendOrder,
     ApiKeyAdded,
+    ApproveWithdrawal,
     CancelOrder,
     Deposit,
     Deposited,
@@ -78,10 +80,15 @@ from engine.messages import (
     OrderPlaced,
     PlaceOrder,
     Rejection,
+    RejectWithdrawal,
+    RequestWithdrawal,
     SetMarketState,
     Transfer,
     Transferred,
     Withdraw,
+    WithdrawalApproved,
+    WithdrawalRejected,
+    WithdrawalRequested,
     Withdrawn,
 )
 from engine.venue import Venue
@@ -175,6 +182,8 @@ class Model:
         self.keys: dict[str, int] = {}
         self.held: dict[int, Counter[str]] = {FEE_ACCOUNT_ID: Counter()}  # in-flight holds
         self.pending_cids: set[tuple[int, int]] = set()
+        self.reserved: dict[int, Counter[str]] = {FEE_ACCOUNT_ID: Counter()}  # pending withdrawal requests
+        self.requests: dict[int, list[Any]] = {}  # request id -> [account, asset, amount, status]
 
     # --- reads ---------------------------------------------------------------------
 
@@ -193,7 +202,8 @@ class Model:
         return out
 
     def available(self, account_id: int, asset: str) -> int:
-        return self.balances[account_id][asset] - self.locked(account_id)[asset] - self.held[account_id][asset]
+        return (self.balances[account_id][asset] - self.locked(account_id)[asset] - self.held[account_id][asset]
+                - self.reserved[account_id][asset])
 
     def client_ids(self, account_id: int) -> dict[int, int]:
         return {o.client_id: o.order_id for o in self.orders.values() if o.account_id == account_id and o.client_id >= 0}
@@ -272,6 +282,7 @@ class Model:
             self.balances[e.account_id] = Counter()
             self.deposits[e.account_id] = Counter()
             self.held[e.account_id] = Counter()
+            self.reserved[e.account_id] = Counter()
         elif t is ApiKeyAdded:
             self.keys[e.public_key] = e.account_id
         elif t is Deposited:
@@ -298,8 +309,26 @@ class Model:
             o.price, o.qty, o.remaining = e.price_ticks, e.qty_steps, remaining
         elif t is MarketStateChanged:
             self.state[e.symbol] = e.state
+        elif t is WithdrawalRequested or t is WithdrawalApproved or t is WithdrawalRejected:
+            self._apply_withdrawal(e)
         else:
             raise AssertionError(f"unexpected event {e!r}")
+
+    def _apply_withdrawal(self, e: Any) -> None:
+        if type(e) is WithdrawalRequested:
+            self.requests[e.request_id] = [e.account_id, e.asset, e.amount, "pending"]
+            self.reserved[e.account_id][e.asset] += e.amount
+            return
+        request = self.requests[e.request_id]
+        assert request[3] == "pending"
+        self.reserved[e.account_id][e.asset] -= e.amount
+        if type(e) is WithdrawalApproved:
+            request[3] = "confirmed"
+            self.balances[e.account_id][e.asset] -= e.amount
+            self.deposits[e.account_id][e.asset] -= e.amount
+            self.external[e.asset] -= e.amount
+        else:
+            request[3] = "declined"
 
     def _apply_placed(self, e: OrderPlaced) -> None:
         spec = self.specs[e.symbol]
@@ -449,6 +478,33 @@ class VenueMachine(RuleBasedStateMachine):
             assert isinstance(decided, Rejection) and decided.code == "INSUFFICIENT_FUNDS", decided
             return
         assert decided == Withdrawn(account_id, asset, amount, self.now), (decided, available)
+        self.apply(decided)
+
+    def request_withdrawal_now(self, account_id: int, asset: str, amount: int) -> None:
+        available = self.model.available(account_id, asset)
+        request_id = len(self.model.requests) + 1
+        cmd = RequestWithdrawal(request_id, account_id, asset, amount, "addr", "Solana", "")
+        decided = withdrawals.decide(self.venue.accounts[account_id], cmd, self.tick(), lambda a: CONFIG.assets[a].decimals)
+        note_event(f"withdrawal request: {'refused' if amount > available else 'queued'}")
+        if amount > available:
+            assert isinstance(decided, Rejection) and decided.code == "INSUFFICIENT_FUNDS", decided
+            return
+        assert decided == WithdrawalRequested(request_id, account_id, asset, amount, "addr", "Solana", "", self.now), decided
+        self.apply(decided)
+
+    def decide_withdrawal_now(self, request_id: int, approve: bool) -> None:
+        account_id, asset, amount, status = self.model.requests[request_id]
+        cmd: ApproveWithdrawal | RejectWithdrawal = (
+            ApproveWithdrawal(account_id, request_id, "tx") if approve else RejectWithdrawal(account_id, request_id, "no")
+        )
+        decided = withdrawals.decide(self.venue.accounts[account_id], cmd, self.tick(), lambda a: 0)
+        note_event(f"withdrawal {'approve' if approve else 'decline'} of a {status} request")
+        if status != "pending":
+            assert isinstance(decided, Rejection) and decided.code == "INVALID_CLIENT_REQUEST", decided
+            return
+        expected = (WithdrawalApproved(request_id, account_id, asset, amount, "tx", self.now) if approve
+                    else WithdrawalRejected(request_id, account_id, asset, amount, "no", self.now))
+        assert decided == expected, decided
         self.apply(decided)
 
     def transfer_now(self, source: int, target: int, asset: str, amount: int) -> None:
@@ -881,7 +937,7 @@ class VenueMachine(RuleBasedStateMachine):
             self.apply(e)
 
     def do_funds(self, data: st.DataObject) -> None:
-        kind = data.draw(st.sampled_from(["deposit", "withdraw", "transfer"]), label="funds")
+        kind = data.draw(st.sampled_from(["deposit", "withdraw", "transfer", "request", "decide"]), label="funds")
         asset = data.draw(st.sampled_from(ASSETS), label="asset")
         users = self.users()
         if kind == "deposit":
@@ -890,6 +946,12 @@ class VenueMachine(RuleBasedStateMachine):
         elif kind == "withdraw":
             account_id = data.draw(st.sampled_from(users), label="account")
             self.withdraw_now(account_id, asset, self.draw_amount(data, account_id, asset))
+        elif kind == "request":
+            account_id = data.draw(st.sampled_from(users), label="account")
+            self.request_withdrawal_now(account_id, asset, self.draw_amount(data, account_id, asset))
+        elif kind == "decide" and self.model.requests:
+            request_id = data.draw(st.sampled_from(sorted(self.model.requests)), label="request")
+            self.decide_withdrawal_now(request_id, data.draw(st.booleans(), label="approve"))
         else:
             pairs = [(a, b) for a in users for b in users if self.model.parents[b] == a]
             pairs += [(b, a) for a, b in pairs]
@@ -946,6 +1008,10 @@ class VenueMachine(RuleBasedStateMachine):
             assert nz(account.net_deposits) == nz(model.deposits[account_id]), account_id
             assert nz(account.locked) == nz(model.locked(account_id)), (account_id, account.locked)
             assert nz(account.held) == nz(model.held[account_id]), (account_id, account.held, model.held[account_id])
+            assert nz(account.reserved) == nz(model.reserved[account_id]), (account_id, account.reserved)
+            assert {i: r.status for i, r in account.withdrawals.items()} == {
+                i: r[3] for i, r in model.requests.items() if r[0] == account_id
+            }, account_id
             if idle:
                 assert not account.holds and not account.pending_client_ids, (account_id, account.holds)
             assert account.client_ids == model.client_ids(account_id), account_id

@@ -347,6 +347,20 @@ def test_codec_encodes_positionally_with_nested_fills() -> None:
     assert to_dict(e)["type"] == "OrderPlaced" and to_dict(e)["fills"][0]["taker_fee"] == 500_000
 
 
+def test_replayed_orders_share_the_values_state_keeps() -> None:
+    """Decoded events hand state one object per distinct symbol, side, STP mode and price.
+
+    Without this, a million resting orders rebuilt by recovery held their own copies
+    (~190 bytes per order more than the live engine's).
+    """
+    rows = [OrderPlaced(i, 1, SOL_USDC, BID, "Limit", "GTC", 10_000, 150, 0, False, "RejectTaker", -1,
+                        150 * USDC, NOW_US, "New", "", [], []) for i in (1, 2)]
+    first, second = decode_events(encode_events(rows[:1]) + b"")[0], decode_events(encode_events(rows[1:]))[0]
+    assert first == rows[0] and second == rows[1]
+    for name in ("symbol", "side", "stp", "price_ticks"):
+        assert getattr(first, name) is getattr(second, name), name
+
+
 def test_codec_empty_payload() -> None:
     assert encode_events([]) == b"[]"
     assert decode_events(b"[]") == []

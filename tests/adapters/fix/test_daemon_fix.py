@@ -85,7 +85,11 @@ class Client:
 def test_daemon_fix_session_survives_a_restart(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     cli(config, "init", str(config))
-    config.write_text(config.read_text().replace(":8402", ":0") + SESSION)
+    # every port free (fixed REST/WebSocket ports collide with other test runs on the box)
+    text = config.read_text()
+    for port in (":8400", ":8401", ":8402"):
+        text = text.replace(port, ":0")
+    config.write_text(text + SESSION)
     daemon = Daemon(config)
     try:
         private = Ed25519PrivateKey.generate()

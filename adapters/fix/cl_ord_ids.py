@@ -1,0 +1,137 @@
+"""ClOrdID (11) <-> Satchel order id, per account, remembered across daemon restarts.
+
+A ClOrdID is the client's name for an order; Satchel's order ids are its own.
+FIX clients cancel, replace and ask for status by ClOrdID (41/11), often long
+after placing the order, so the mapping lives in an append-only file beside the
+session stores (``<journal dir>/fix/clordids.log``), one line per change:
+
+    + <account> <order id> <ClOrdID>\\n    the order's current ClOrdID
+    - <account> <order id>\\n              the order was refused: forget its ClOrdID
+
+ClOrdIDs are latin-1 text (as the codec decodes them) and run to the end of the
+line; the rare one holding a newline is kept in memory only.
+
+Writes are buffered; the exchange application flushes after each durable batch,
+before the execution reports that name the ClOrdID can leave (the same rule as
+the sequence store: the peer never sees a ClOrdID the file could lose in a
+crash of the process). No fsync, like the sequence store. A torn last line is
+ignored on load.
+
+Bounds: ``MAX_PER_ACCOUNT`` ClOrdIDs per account (the oldest are forgotten);
+the file is rewritten compactly at start and whenever it holds more than
+``COMPACT_FACTOR`` times the live entries.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import BinaryIO, Final
+
+MAX_PER_ACCOUNT: Final = 100_000
+COMPACT_FACTOR: Final = 4
+COMPACT_MIN_RECORDS: Final = 10_000
+
+
+class ClOrdIds:
+    """The mapping in memory, optionally backed by a file (``path=None``: memory only)."""
+
+    def __init__(self, path: Path | None = None, *, per_account: int = MAX_PER_ACCOUNT) -> None:
+        self.path = path
+        self.per_account = per_account
+        self.by_account: dict[int, OrderedDict[str, int]] = {}  # account -> ClOrdID -> order id
+        self.current: dict[int, str] = {}  # order id -> its current ClOrdID
+        self.records = 0
+        self._file: BinaryIO | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                self._load(path.read_bytes())
+            self._compact()
+
+    # --- queries -------------------------------------------------------------------------
+
+    def order_id(self, account: int, cl_ord_id: str) -> int | None:
+        known = self.by_account.get(account)
+        return known.get(cl_ord_id) if known is not None else None
+
+    def cl_ord_id(self, order_id: int) -> str | None:
+        return self.current.get(order_id)
+
+    # --- changes -------------------------------------------------------------------------
+
+    def remember(self, account: int, cl_ord_id: str, order_id: int) -> None:
+        """``cl_ord_id`` now names ``order_id`` (a new order, or a replace/cancel that took effect)."""
+        if not cl_ord_id:
+            return
+        self._set(account, cl_ord_id, order_id)
+        if "\n" not in cl_ord_id:
+            self._write(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
+
+    def forget(self, account: int, order_id: int) -> None:
+        """The order never happened (refused): its ClOrdID may be used again."""
+        cl_ord_id = self.current.pop(order_id, None)
+        if cl_ord_id is not None:
+            known = self.by_account.get(account)
+            if known is not None and known.get(cl_ord_id) == order_id:
+                del known[cl_ord_id]
+            self._write(b"- %d %d\n" % (account, order_id))
+
+    def _set(self, account: int, cl_ord_id: str, order_id: int) -> None:
+        known = self.by_account.setdefault(account, OrderedDict())
+        known[cl_ord_id] = order_id
+        known.move_to_end(cl_ord_id)
+        self.current[order_id] = cl_ord_id
+        if len(known) > self.per_account:
+            evicted, old = known.popitem(last=False)
+            if self.current.get(old) == evicted:  # an order renamed since keeps its newer name
+                del self.current[old]
+
+    # --- the file ------------------------------------------------------------------------------
+
+    def _load(self, data: bytes) -> None:
+        for line in data.split(b"\n")[:-1]:  # the part after the last newline is torn
+            try:
+                kind, account, order_id, *rest = line.split(b" ", 3)
+                if kind == b"+" and rest:
+                    self._set(int(account), rest[0].decode("latin-1"), int(order_id))
+                elif kind == b"-":
+                    self.forget(int(account), int(order_id))
+                else:
+                    continue
+            except ValueError:
+                continue  # a damaged line costs one mapping, never the service
+            self.records += 1
+
+    def _compact(self) -> None:
+        """Rewrite the file with the live mappings only (tmp -> rename)."""
+        assert self.path is not None
+        if self._file is not None:
+            self._file.close()
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as out:
+            for account, known in self.by_account.items():
+                for cl_ord_id, order_id in known.items():
+                    if "\n" not in cl_ord_id:
+                        out.write(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
+        tmp.replace(self.path)
+        self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the service's life
+        self.records = sum(len(known) for known in self.by_account.values())
+
+    def _write(self, record: bytes) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.write(record)
+            self.records += 1
+
+    def flush(self) -> None:
+        if self._file is None or self._file.closed:
+            return
+        self._file.flush()
+        live = sum(len(known) for known in self.by_account.values())
+        if self.records > max(COMPACT_FACTOR * live, COMPACT_MIN_RECORDS):
+            self._compact()
+
+    def close(self) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.flush()
+            self._file.close()

@@ -1,0 +1,160 @@
+"""The publisher's derived state in one file, so a clean restart replays only the journal's tail.
+
+Rebuilding trades, klines and per-account histories from genesis costs about as
+much as replaying the whole journal (bench/publisher_bench.py), and no shorter
+tail is guaranteed to hold an account's newest ``HISTORY_KEEP`` fills. So the
+shared publisher writes what it derived when it stops
+(``<journal dir>/publisher.state``), naming the exact journal position it covers:
+the last record it read from disk (seq and hash) plus the number of events it has
+applied since from the live subscription. At start ``Publisher.rebuild`` loads it,
+positions a ``JournalReader`` there and replays only what follows. A file from
+another journal is refused (it names the journal's genesis record hash, and the
+reader checks the hash chain from its position on). A daemon that crashed uses the last clean stop's file and replays more;
+a missing, damaged or foreign file means a replay from genesis. Either way the
+result is the same state.
+
+Layout: a JSON header line ``{"format", "seq", "hash", "skip", "events",
+"funds_seq", "venue_bytes", "derived_bytes", "blake2b"}``, then the shadow venue
+exactly as ``snapshot.dump`` writes it, then the derived data as JSON arrays.
+Written tmp -> fsync -> rename -> fsync dir, like snapshots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import operator
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import orjson
+
+from engine import snapshot
+from engine.audit import collector_paused
+from engine.config import Config
+from engine.journal import HEADER, fsync_dir, record_hash, segments
+from engine.messages import OrderView
+
+if TYPE_CHECKING:
+    from engine.publisher import Publisher
+
+log = logging.getLogger("satchel.publisher")
+
+STATE_FILE: Final = "publisher.state"
+STATE_FORMAT: Final = 1
+
+
+class StateInvalid(ValueError):
+    """The state file cannot be used; the message says why (the caller replays from genesis)."""
+
+
+def _row(cls: type) -> operator.attrgetter[Any]:
+    return operator.attrgetter(*(f.name for f in attrs.fields(cls)))
+
+
+def save(publisher: Publisher, directory: Path) -> Path:
+    """Write ``publisher``'s state at its current journal position, durably."""
+    with collector_paused():  # millions of short-lived rows: collection passes would dominate
+        return _save(publisher, directory)
+
+
+def _save(publisher: Publisher, directory: Path) -> Path:
+    from engine.publisher import Candle, FillInfo, FundsRecord, TradeRecord
+
+    trade_row, candle_row, view_row = _row(TradeRecord), _row(Candle), _row(OrderView)
+    info_row, funds_row = _row(FillInfo), _row(FundsRecord)
+    markets = {
+        symbol: [data.update_id, list(data.top), [trade_row(t) for t in data.trades],
+                 {name: [candle_row(c) for c in candles] for name, candles in data.klines.items()}]
+        for symbol, data in publisher._data.items()
+    }
+    histories = [
+        [account_id,
+         [(r.account_id, r.symbol, r.order_id, r.client_id, r.side, info_row(r.fill), r.ts_us) for r in h.fills],
+         [view_row(v) for v in h.orders], [funds_row(r) for r in h.funds]]
+        for account_id, h in publisher._histories.items()
+    ]
+    venue = snapshot.dump(publisher.venue)
+    derived = orjson.dumps([markets, histories])
+    seq, prev_hash = publisher._base
+    header = orjson.dumps({
+        "format": STATE_FORMAT, "genesis": genesis_hash(directory), "seq": seq, "hash": prev_hash.hex(),
+        "skip": publisher._followed,
+        "events": publisher.events, "funds_seq": publisher._funds_seq, "venue_bytes": len(venue),
+        "derived_bytes": len(derived), "blake2b": _digest(venue, derived),
+    }, option=orjson.OPT_SORT_KEYS)
+    final = directory / STATE_FILE
+    tmp = final.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        for part in (header, b"\n", venue, b"\n", derived):
+            out.write(part)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, final)
+    fsync_dir(directory)
+    return final
+
+
+def load(directory: Path, config: Config) -> tuple[Publisher, int, bytes, int] | None:
+    """(publisher, seq, hash, skip) from the state file, or None when there is none; StateInvalid if unusable."""
+    from engine.publisher import Candle, FillInfo, FillRecord, FundsRecord, Publisher, TradeRecord, _Histories
+
+    path = directory / STATE_FILE
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    try:
+        newline = data.index(b"\n")
+        header = orjson.loads(data[:newline])
+        if header.get("format") != STATE_FORMAT:
+            raise StateInvalid(f"format {header.get('format')} is not {STATE_FORMAT}")
+        if header.get("genesis") != genesis_hash(directory):
+            raise StateInvalid("it was written for another journal (genesis record differs)")
+        start = newline + 1
+        venue_body = data[start:start + header["venue_bytes"]]
+        start += header["venue_bytes"] + 1
+        derived = data[start:start + header["derived_bytes"]]
+        if len(derived) != header["derived_bytes"] or _digest(venue_body, derived) != header["blake2b"]:
+            raise StateInvalid("body does not match its digest (damaged or cut short)")
+        publisher = Publisher(snapshot.load(config, venue_body))
+        markets, histories = orjson.loads(derived)
+        for symbol, (update_id, top, trades, klines) in markets.items():
+            market = publisher._data[symbol]
+            market.update_id, market.top = update_id, tuple(top)
+            market.trades.extend(TradeRecord(*row) for row in trades)
+            for name, candles in klines.items():
+                market.klines[name].extend(Candle(*row) for row in candles)
+        for account_id, fills, orders, funds in histories:
+            history = publisher._histories[account_id] = _Histories()
+            history.fills.extend(FillRecord(a, s, o, c, side, FillInfo(*info), ts) for a, s, o, c, side, info, ts in fills)
+            history.orders.extend(OrderView(*row) for row in orders)
+            history.funds.extend(FundsRecord(*row) for row in funds)
+        publisher.events, publisher._funds_seq = header["events"], header["funds_seq"]
+        return publisher, int(header["seq"]), bytes.fromhex(header["hash"]), int(header["skip"])
+    except StateInvalid:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
+        raise StateInvalid(f"malformed: {exc}") from None
+
+
+def genesis_hash(directory: Path) -> str:
+    """The hash of the journal's first record: which journal a state file belongs to."""
+    files = segments(directory)
+    if not files:
+        return ""
+    with open(files[0], "rb") as f:  # only the first record, not the whole segment
+        head = f.read(HEADER.size)
+        if len(head) < HEADER.size:
+            return ""
+        length, _, seq, prev_hash = HEADER.unpack(head)
+        return record_hash(seq, prev_hash, f.read(length)).hex()
+
+
+def _digest(venue: bytes, derived: bytes) -> str:
+    h = hashlib.blake2b(venue, digest_size=32)
+    h.update(derived)
+    return h.hexdigest()
+
+

@@ -1,0 +1,97 @@
+"""MarketDepth (264) on FIX market data: the best N levels in the snapshot and in the incremental updates."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from adapters.fix.codec import Message
+from tests.adapters.fix.client import RawClient, close_all
+from tests.adapters.fix.venue import FixVenue, start_venue
+
+SOL = "SOL_USDC"
+NOW = "20240101-00:00:00"
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    await close_all()
+
+
+@pytest.fixture
+async def venue(nursery: trio.Nursery, tmp_path: Path) -> FixVenue:
+    return await start_venue(nursery, tmp_path)
+
+
+def order(cl_ord_id: str, side: str, qty: str, price: str) -> list[tuple[int, str]]:
+    return [(11, cl_ord_id), (55, SOL), (54, side), (60, NOW), (38, qty), (40, "2"), (44, price)]
+
+
+def entries(message: Message) -> list[tuple[str | None, ...]]:
+    """(action, type, price, size) per MDEntry, in order (the action is absent in a snapshot)."""
+    out: list[tuple[str | None, ...]] = []
+    current: dict[int, str] = {}
+    for tag, value in message.fields:
+        if tag in (279, 269) and (tag in current or (tag == 269 and 269 in current)):
+            out.append((current.get(279), current.get(269), current.get(270), current.get(271)))
+            current = {}
+        if tag in (279, 269, 270, 271):
+            current[tag] = value
+    if current:
+        out.append((current.get(279), current.get(269), current.get(270), current.get(271)))
+    return out
+
+
+async def next_of(client: RawClient, msg_type: str) -> Message:
+    while True:
+        message = await client.read()
+        assert message is not None
+        if message.msg_type == msg_type:
+            return message
+
+
+async def place(client: RawClient, *orders: list[tuple[int, str]]) -> None:
+    for body in orders:
+        await client.send("D", body)
+        while True:  # reports of earlier fills may come first
+            report = await next_of(client, "8")
+            if report.get(11) == body[0][1] and report.get(150) == "0":
+                break
+
+
+async def test_market_depth_limits_snapshot_and_updates_to_the_top_levels(venue: FixVenue) -> None:
+    with trio.fail_after(15):
+        maker = await venue.logon("MAKER", await venue.account(SOL="10", USDC="1000"))
+        taker = await venue.logon("TAKER", await venue.account(USDC="1000"))
+        await place(maker, order("a1", "2", "1", "100"), order("a2", "2", "1", "101"), order("a3", "2", "1", "102"),
+                    order("b1", "1", "1", "90"), order("b2", "1", "1", "89"))
+        await taker.send("V", [(262, "top2"), (263, "1"), (264, "2"), (267, [[(269, "0")], [(269, "1")]]),
+                               (146, [[(55, SOL)]])])
+        snapshot = await taker.expect("W")
+        assert entries(snapshot) == [(None, "0", "90", "1"), (None, "0", "89", "1"),
+                                     (None, "1", "100", "1"), (None, "1", "101", "1")]
+        await taker.send("D", order("t1", "1", "1", "100"))  # takes the 100 ask: 102 enters the top 2
+        update = await next_of(taker, "X")
+        assert entries(update) == [("2", "1", "100", None), ("0", "1", "102", "1")]
+        await place(maker, order("a4", "2", "1", "103"))  # outside the top 2: nothing to report
+        await place(maker, order("a5", "2", "0.5", "101"))  # a size change inside it
+        update = await next_of(taker, "X")
+        assert entries(update) == [("1", "1", "101", "1.5")]
+        await place(maker, order("b3", "1", "1", "91"))  # a better bid pushes 89 out
+        update = await next_of(taker, "X")
+        assert entries(update) == [("2", "0", "89", None), ("0", "0", "91", "1")]
+
+
+async def test_market_depth_zero_is_the_full_book_and_garbage_is_refused(venue: FixVenue) -> None:
+    with trio.fail_after(15):
+        maker = await venue.logon("MAKER", await venue.account(SOL="10"))
+        await place(maker, *(order(f"a{i}", "2", "1", str(100 + i)) for i in range(5)))
+        await maker.send("V", [(262, "all"), (263, "0"), (264, "0"), (267, [[(269, "1")]]), (146, [[(55, SOL)]])])
+        assert [e[2] for e in entries(await next_of(maker, "W"))] == ["100", "101", "102", "103", "104"]
+        await maker.send("V", [(262, "neg"), (263, "0"), (264, "-1"), (267, [[(269, "1")]]), (146, [[(55, SOL)]])])
+        refused = await next_of(maker, "Y")
+        assert (refused.get(262), refused.get(281)) == ("neg", "5")

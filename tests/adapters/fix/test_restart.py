@@ -1,0 +1,102 @@
+"""FIX across a daemon restart: orders are still found by their ClOrdID, histories by the rebuilt publisher."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from adapters.fix.cl_ord_ids import ClOrdIds
+from adapters.fix.codec import Message
+from tests.adapters.fix.client import RawClient, close_all
+from tests.adapters.fix.venue import FixVenue, signed_logon, start_venue
+
+SOL = "SOL_USDC"
+NOW = "20240101-00:00:00"
+
+
+@pytest.fixture
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    await close_all()
+
+
+def order(cl_ord_id: str, side: str, qty: str, price: str) -> list[tuple[int, str]]:
+    return [(11, cl_ord_id), (55, SOL), (54, side), (60, NOW), (38, qty), (40, "2"), (44, price)]
+
+
+def fields(message: Message, *tags: int) -> tuple[str | None, ...]:
+    return tuple(message.get(tag) for tag in tags)
+
+
+async def logon(venue: FixVenue, comp_id: str, account: int, seq: int) -> RawClient:
+    """Log on continuing the client's sequence numbers (both sides keep them across the restart)."""
+    client = await RawClient.connect(venue.address, sender=comp_id, target="SATCHEL")
+    client.seq = seq
+    await client.send_raw(signed_logon(client, venue.keys[account], venue.public_key(account)))
+    await client.expect("A")
+    return client
+
+
+@pytest.mark.usefixtures("_close_clients")
+async def test_orders_are_addressed_by_clordid_after_a_restart(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            venue = await start_venue(nursery, tmp_path)
+            maker_id = await venue.account(SOL="10")
+            taker_id = await venue.account(USDC="1000")
+            maker = await venue.logon("MAKER", maker_id)
+            await maker.send("D", order("r1", "2", "1", "100"))
+            await maker.send("D", order("r2", "2", "1", "105"))
+            await maker.send("D", order("r3", "2", "1", "110"))
+            for _ in range(3):
+                assert (await maker.expect("8")).get(150) == "0"
+            await maker.send("G", [(41, "r2"), (11, "r2b"), (55, SOL), (54, "2"), (60, NOW), (38, "1"), (40, "2"), (44, "106")])
+            assert fields(await maker.expect("8"), 150, 11, 41) == ("5", "r2b", "r2")
+            taker = await venue.logon("TAKER", taker_id)
+            await taker.send("D", order("t1", "1", "1", "100"))  # fills r1
+            assert (await maker.expect("8")).get(11) == "r1"
+            maker_seq, taker_seq, keys = maker.seq, taker.seq, venue.keys
+            venue.engine.stop()
+            nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            venue = await start_venue(nursery, tmp_path)
+            venue.keys = keys
+            maker = await logon(venue, "MAKER", maker_id, maker_seq)
+            await maker.send("H", [(11, "r2b"), (55, SOL), (54, "2")])
+            assert fields(await maker.expect("8"), 150, 39, 11, 44) == ("I", "0", "r2b", "106")
+            await maker.send("H", [(11, "r1"), (55, SOL), (54, "2")])  # closed before the restart
+            assert fields(await maker.expect("8"), 150, 39, 11, 14) == ("I", "2", "r1", "1")
+            await maker.send("F", [(41, "r2b"), (11, "r2c"), (55, SOL), (54, "2"), (60, NOW), (38, "1")])
+            assert fields(await maker.expect("8"), 150, 39, 11, 41) == ("4", "4", "r2c", "r2b")
+            taker = await logon(venue, "TAKER", taker_id, taker_seq)
+            await taker.send("D", order("t2", "1", "1", "110"))  # fills r3, placed before the restart
+            assert fields(await maker.expect("8"), 150, 39, 11) == ("F", "2", "r3")
+            venue.engine.stop()
+            nursery.cancel_scope.cancel()
+
+
+def test_clordid_file_survives_torn_lines_and_compacts(tmp_path: Path) -> None:
+    path = tmp_path / "clordids.log"
+    ids = ClOrdIds(path, per_account=3)
+    ids.remember(1, "a b", 10)  # spaces are part of a ClOrdID
+    ids.remember(1, "é", 11)
+    ids.remember(1, "refused", 12)
+    ids.forget(1, 12)
+    ids.remember(1, "a2", 10)  # replaced: the order's current name
+    ids.close()
+    with open(path, "ab") as f:
+        f.write(b"+ 1 13 torn-without-newline")
+    again = ClOrdIds(path, per_account=3)
+    assert again.order_id(1, "a b") == 10 and again.order_id(1, "é") == 11 and again.order_id(1, "a2") == 10
+    assert again.order_id(1, "refused") is None and again.cl_ord_id(10) == "a2"
+    assert again.order_id(1, "torn-without-newline") is None
+    again.remember(1, "x", 14)  # the oldest name ("a b") goes; order 10 keeps its newer name
+    assert again.order_id(1, "a b") is None and again.cl_ord_id(10) == "a2"
+    again.close()
+    last = ClOrdIds(path)
+    assert last.order_id(1, "x") == 14
+    last.close()

@@ -1,0 +1,148 @@
+"""The shared publisher saves its state when it stops; the next start loads it and replays only the tail."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import trio
+
+from engine.config import DEFAULT, parse_config
+from engine.journal import JournalReader
+from engine.messages import ASK, BID
+from engine.publisher import Publisher, serve_publisher
+from engine.publisher_state import STATE_FILE
+from engine.runtime import Engine
+from engine.venue import Venue
+
+CONFIG = parse_config(copy.deepcopy(DEFAULT))
+SOL = "SOL_USDC"
+
+
+async def trade(engine: Engine, a: int, b: int, rounds: int, start: int) -> None:
+    for i in range(start, start + rounds):
+        await engine.place_order(a, SOL, ASK, "Limit", price=str(100 + i % 3), quantity="1")
+        await engine.place_order(b, SOL, BID, "Limit", price=str(99 + i % 4), quantity="1.5", client_id=i)
+        if i % 3 == 0:
+            await engine.cancel_order(b, SOL, client_id=i)
+
+
+async def from_genesis(engine: Engine) -> Publisher:
+    publisher = Publisher(Venue(engine.config))
+    await publisher._replay(engine, JournalReader(engine.directory), 0)
+    return publisher
+
+
+def same(one: Publisher, other: Publisher, accounts: list[int]) -> None:
+    assert one.venue.state_hash() == other.venue.state_hash()
+    assert one.events == other.events
+    for account in accounts:
+        assert one.fills(account) == other.fills(account)
+        assert one.closed_orders(account) == other.closed_orders(account)
+        assert one.funds(account, "deposit") == other.funds(account, "deposit")
+    assert one.trades(SOL, 10_000) == other.trades(SOL, 10_000)
+    for interval in ("1s", "1m", "1d", "1month"):
+        assert one.klines(SOL, interval, 0, 1 << 40) == other.klines(SOL, interval, 0, 1 << 40)
+    assert one.update_id(SOL) == other.update_id(SOL) and one.book_top(SOL) == other.book_top(SOL)
+
+
+async def test_saved_state_plus_tail_equals_a_replay_from_genesis(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
+            scope, stopped = trio.CancelScope(), trio.Event()
+
+            async def run_shared(*, task_status: trio.TaskStatus[Publisher] = trio.TASK_STATUS_IGNORED) -> None:
+                with scope:
+                    await serve_publisher(engine, task_status=task_status)
+                stopped.set()
+
+            first: Publisher = await nursery.start(run_shared)
+            ids = [(await engine.create_account()).value for _ in range(2)]
+            for account in ids:
+                await engine.deposit(account, "SOL", "100")
+                await engine.deposit(account, "USDC", "100000")
+            await trade(engine, *ids, rounds=12, start=0)
+            await engine.wait_idle()
+            await trio.sleep(0.01)
+            assert first.source == "replayed from genesis" and first.events > 0
+            scope.cancel()  # the shared publisher saves its state as it stops
+            await stopped.wait()
+            assert (tmp_path / STATE_FILE).exists()
+            await trade(engine, *ids, rounds=5, start=12)  # the tail the saved state has not seen
+            engine.stop()
+
+        async with trio.open_nursery() as nursery:
+            engine = await nursery.start(Engine(CONFIG, tmp_path).run)
+            await engine.deposit(ids[0], "USDC", "1")  # and one more after the restart
+            await engine.wait_idle()
+            loaded = await Publisher.rebuild(engine)
+            assert loaded.source == "saved state + tail"
+            same(loaded, await from_genesis(engine), ids)
+            assert loaded.venue.state_hash() == engine.venue.state_hash()
+
+            (tmp_path / STATE_FILE).write_bytes(b'{"format":1}\ngarbage')  # damaged: replay from genesis
+            fallback = await Publisher.rebuild(engine)
+            assert fallback.source == "replayed from genesis"
+            same(fallback, loaded, ids)
+            engine.stop()
+
+
+async def test_a_dropped_publisher_catches_up_from_disk_without_gap_or_duplicate(tmp_path: Path) -> None:
+    from engine.publisher import ACCEPTED, OrderUpdate
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
+            ids = [(await engine.create_account()).value for _ in range(2)]
+            for account in ids:
+                await engine.deposit(account, "SOL", "100")
+                await engine.deposit(account, "USDC", "100000")
+            publisher: Publisher = await nursery.start(serve_publisher, engine)
+            accepted: list[int] = []
+            publisher.listeners.append(
+                lambda updates: accepted.extend(u.view.order_id for u in updates
+                                                if isinstance(u, OrderUpdate) and u.kind == ACCEPTED))
+            await trade(engine, *ids, rounds=4, start=0)
+            await engine.wait_idle()
+            await trio.sleep(0.01)
+            for tx in list(engine.journal.subscribers):  # what the journal does to a subscriber that fell behind
+                engine.journal.subscribers.remove(tx)
+                tx.close()
+            await trade(engine, *ids, rounds=4, start=4)  # written while the publisher is not subscribed
+            await engine.wait_idle()
+            await trio.sleep(0.01)
+            assert publisher.resyncs == 1
+            await trade(engine, *ids, rounds=2, start=8)
+            await engine.wait_idle()
+            await trio.sleep(0.01)
+            assert accepted == sorted(set(accepted)) and len(accepted) == 20  # every order once, in order
+            assert publisher.venue.state_hash() == engine.venue.state_hash()
+            same(publisher, await from_genesis(engine), ids)
+            engine.stop()
+            nursery.cancel_scope.cancel()
+
+
+async def run_shared(engine: Engine, scope: trio.CancelScope, *,
+                     task_status: trio.TaskStatus[Publisher] = trio.TASK_STATUS_IGNORED) -> None:
+    with scope:
+        await serve_publisher(engine, task_status=task_status)
+
+
+async def test_a_state_file_from_another_journal_is_refused(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        for name in ("one", "two"):
+            async with trio.open_nursery() as nursery:
+                engine: Engine = await nursery.start(Engine(CONFIG, tmp_path / name).run)
+                created = await engine.create_account()
+                await engine.deposit(created.value, "USDC", "5" if name == "one" else "7")
+                await engine.wait_idle()
+                if name == "two":
+                    (tmp_path / "one" / STATE_FILE).replace(tmp_path / "two" / STATE_FILE)
+                scope = trio.CancelScope()
+
+                publisher: Publisher = await nursery.start(run_shared, engine, scope)
+                assert publisher.source == "replayed from genesis"  # "two" got "one"'s file: not used
+                assert publisher.venue.state_hash() == engine.venue.state_hash()
+                scope.cancel()
+                engine.stop()
