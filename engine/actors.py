@@ -121,6 +121,8 @@ class JournalActor:
         self.durable_event_seq = writer.seq  # the last record holding events (not a checkpoint)
         self.busy = False
         self.inline_sync = True  # see run(): small batches sync on this thread while the disk is fast
+        # commands not yet answered, engine-wide (the engine sets this; unknown means "busy")
+        self.in_flight: Callable[[], int] = lambda: 1 << 62
         # the checkpointer's wake-up: called once durable_seq reaches ``watermark``
         self.watermark = 1 << 62
         self.on_watermark: Callable[[], None] = lambda: None
@@ -144,12 +146,16 @@ class JournalActor:
             if payloads:
                 data, last_seq, last_hash = self.writer.frame_batch(payloads)
                 try:
-                    if len(events) <= INLINE_SYNC_EVENTS and self.inline_sync:
-                        # a trickle: handing a tiny batch to a thread costs two wake-ups
-                        # (~100+ us here) for a ~200 us fdatasync, and there is little
-                        # work to overlap; anything that arrives meanwhile forms the next batch.
-                        # A disk that turns slow sends the next ones back to the thread, so
-                        # the event loop (timers, heartbeats, fan-out) never waits long on it.
+                    if (
+                        len(events) <= INLINE_SYNC_EVENTS and self.inline_sync
+                        and self.in_flight() <= sum(len(d) for _, d in batch)
+                    ):
+                        # Idle but for this batch: handing a tiny batch to a thread costs two
+                        # wake-ups (~100+ us here) for a ~200 us fdatasync, and there is no
+                        # other command to work on meanwhile. Under load (anything else in
+                        # flight) the thread lets matching overlap the fsync. A disk that turns
+                        # slow sends the next ones back to the thread, so the event loop
+                        # (timers, heartbeats, fan-out) never waits long on it.
                         started = time.perf_counter()
                         self.writer.write_and_sync(data, self.writer.seq + 1, last_seq, last_hash)
                         self.inline_sync = time.perf_counter() - started < INLINE_SYNC_MAX_S
