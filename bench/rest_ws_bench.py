@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,34 +22,12 @@ import trio
 import trio.lowlevel
 from trio_websocket import open_websocket_url
 
-from adapters.service import serve_backpack
 from bench import rest_bench
-from engine.config import DEFAULT, parse_config
 from engine.publisher import DepthUpdate, TradeRecord
 from engine.runtime import Engine
 
 SUBSCRIBERS = 100
 CLIENT = rest_bench.CLIENT
-
-
-async def _with_venue(body: Any) -> Any:
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(parse_config(DEFAULT), Path(tmp))
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.run)
-            scope = trio.CancelScope()
-
-            async def adapters(*, task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED) -> None:
-                with scope:
-                    await serve_backpack(engine, rest_listen="127.0.0.1:0", ws_listen="127.0.0.1:0",
-                                         rate_per_minute=0, task_status=task_status)
-
-            info = await nursery.start(adapters)
-            try:
-                return await body(engine, info)
-            finally:
-                scope.cancel()
-                engine.stop()
 
 
 async def _fanout(engine: Engine, info: dict[str, Any], updates: int) -> dict[str, Any]:
@@ -110,13 +86,13 @@ async def _ws_rtt(engine: Engine, info: dict[str, Any], n: int) -> list[float]:
 def run(fanout_updates: int = 20_000, rest_orders: int = 6_000, rtt_orders: int = 500) -> None:
     from bench.run import at_least, emit
 
-    fan = trio.run(_with_venue, lambda e, i: _fanout(e, i, fanout_updates))
+    fan = trio.run(rest_bench.with_venue, lambda e, i: _fanout(e, i, fanout_updates))
     rate = fan["frames"] / fan["seconds"]
     emit("ws_fanout_msgs_per_s", round(rate), "msgs/s", subscribers=SUBSCRIBERS, frames=fan["frames"],
          seconds=round(fan["seconds"], 3), how="depth+trade updates, encoded once, batched writes; raw-socket clients in another process",
          **at_least(rate, 50_000))
     rest_bench.run(rest_orders)
-    rtts = sorted(trio.run(_with_venue, lambda e, i: _ws_rtt(e, i, rtt_orders)))
+    rtts = sorted(trio.run(rest_bench.with_venue, lambda e, i: _ws_rtt(e, i, rtt_orders)))
     p50 = statistics.median(rtts)
     p99 = rtts[int(len(rtts) * 0.99) - 1]
     emit("ws_order_rtt_us_p50", round(p50), "us", orders=len(rtts), how="signed orderExecute over one WebSocket, one at a time, fsync included")
