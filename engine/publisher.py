@@ -79,7 +79,6 @@ from engine.withdrawals import WithdrawalRequest
 
 if TYPE_CHECKING:
     from engine.actors import JournalActor
-    from engine.book import Order
     from engine.runtime import Engine
 
 log = logging.getLogger("satchel.publisher")
@@ -706,17 +705,7 @@ class Publisher:
         return self.venue.open_orders(account_id, symbol)
 
     def open_order(self, account_id: int, symbol: str, order_id: int | None, client_id: int | None) -> OrderView | None:
-        account = self.venue.accounts.get(account_id)
-        if account is None:
-            return None
-        if order_id is None and client_id is not None:
-            order_id = account.client_ids.get(client_id)
-        open_order = account.orders.get(order_id) if order_id is not None else None
-        if open_order is None or open_order.symbol != symbol:
-            return None
-        market = self.venue.markets[symbol]
-        order: Order = market.book.orders[order_id]  # type: ignore[index]
-        return market.view(order)
+        return self.venue.open_order(account_id, symbol, order_id, client_id)
 
     def fills(self, account_id: int) -> list[FillRecord]:
         history = self._histories.get(account_id)

@@ -509,16 +509,7 @@ class Engine(WithdrawalApi):
         return self.venue.open_orders(account_id, symbol)
 
     def get_order(self, account_id: int, symbol: str, *, order_id: int | None = None, client_id: int | None = None) -> OrderView | None:
-        account = self.venue.accounts.get(account_id)
-        if account is None:
-            return None
-        if order_id is None and client_id is not None:
-            order_id = account.client_ids.get(client_id)
-        open_order = account.orders.get(order_id) if order_id is not None else None
-        if open_order is None or open_order.symbol != symbol:
-            return None
-        market = self.venue.markets[symbol]
-        return market.view(market.book.orders[order_id])  # type: ignore[index]
+        return self.venue.open_order(account_id, symbol, order_id, client_id)
 
     # --- client API: funds, accounts, markets --------------------------------------------------
 
