@@ -23,13 +23,6 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveVenue]:
         yield live
 
 
-@pytest.fixture
-def http(venue: LiveVenue) -> Iterator[Http]:
-    client = Http(venue)
-    yield client
-    client.conn.close()
-
-
 def test_public_endpoints(venue: LiveVenue, http: Http) -> None:
     assert http.request("GET", "/api/v1/ping") == (200, "pong")
     status, now = http.request("GET", "/api/v1/time")

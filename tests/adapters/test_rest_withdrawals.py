@@ -21,13 +21,6 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveVenue]:
         yield live
 
 
-@pytest.fixture
-def http(venue: LiveVenue) -> Iterator[Http]:
-    client = Http(venue)
-    yield client
-    client.conn.close()
-
-
 def ask(http: Http, trader: Trader, **body: Any) -> tuple[int, Any]:
     return http.signed(trader, "POST", PATH, "withdraw", body)
 

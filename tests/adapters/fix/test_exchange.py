@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 import trio
 
-from adapters.fix.codec import Message
-from tests.adapters.fix.client import RawClient, close_all
-from tests.adapters.fix.venue import FixVenue, signed_logon, start_venue
+from tests.adapters.fix.client import RawClient
+from tests.adapters.fix.venue import NOW, SOL, FixVenue, fields, order, signed_logon
 
-SOL = "SOL_USDC"
-NOW = "20240101-00:00:00"
-
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    await close_all()
-
-
-@pytest.fixture
-async def venue(nursery: trio.Nursery, tmp_path: Path) -> FixVenue:
-    return await start_venue(nursery, tmp_path)
-
-
-def order(cl_ord_id: str, side: str, qty: str, price: str | None = None, **extra: str) -> list[tuple[int, str]]:
-    body = [(11, cl_ord_id), (55, SOL), (54, side), (60, NOW), (38, qty), (40, "2" if price else "1")]
-    if price:
-        body.append((44, price))
-    body += [(int(k[1:]), v) for k, v in extra.items()]
-    return body
-
-
-def fields(message: Message, *tags: int) -> tuple[str | None, ...]:
-    return tuple(message.get(tag) for tag in tags)
+pytestmark = pytest.mark.usefixtures("_close_clients")
 
 
 async def test_logon_needs_a_valid_signature_of_the_accounts_key(venue: FixVenue) -> None:

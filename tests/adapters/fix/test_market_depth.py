@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 import trio
 
 from adapters.fix.codec import Message
-from tests.adapters.fix.client import RawClient, close_all
-from tests.adapters.fix.venue import FixVenue, start_venue
+from tests.adapters.fix.client import RawClient
+from tests.adapters.fix.venue import SOL, FixVenue, order
 
-SOL = "SOL_USDC"
-NOW = "20240101-00:00:00"
-
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    await close_all()
-
-
-@pytest.fixture
-async def venue(nursery: trio.Nursery, tmp_path: Path) -> FixVenue:
-    return await start_venue(nursery, tmp_path)
-
-
-def order(cl_ord_id: str, side: str, qty: str, price: str) -> list[tuple[int, str]]:
-    return [(11, cl_ord_id), (55, SOL), (54, side), (60, NOW), (38, qty), (40, "2"), (44, price)]
+pytestmark = pytest.mark.usefixtures("_close_clients")
 
 
 def entries(message: Message) -> list[tuple[str | None, ...]]:

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 
 from adapters.fix.cl_ord_ids import ClOrdIds
-from adapters.fix.codec import Message
-from tests.adapters.fix.client import RawClient, close_all
-from tests.adapters.fix.venue import FixVenue, signed_logon, start_venue
-
-SOL = "SOL_USDC"
-NOW = "20240101-00:00:00"
-
-
-@pytest.fixture
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    await close_all()
-
-
-def order(cl_ord_id: str, side: str, qty: str, price: str) -> list[tuple[int, str]]:
-    return [(11, cl_ord_id), (55, SOL), (54, side), (60, NOW), (38, qty), (40, "2"), (44, price)]
-
-
-def fields(message: Message, *tags: int) -> tuple[str | None, ...]:
-    return tuple(message.get(tag) for tag in tags)
+from tests.adapters.fix.client import RawClient
+from tests.adapters.fix.venue import NOW, SOL, FixVenue, fields, order, signed_logon, start_venue
 
 
 async def logon(venue: FixVenue, comp_id: str, account: int, seq: int) -> RawClient:

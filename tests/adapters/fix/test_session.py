@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,9 @@ from adapters.fix.echo import EchoApplication
 from adapters.fix.server import FixServer, wall_clock_us
 from adapters.fix.session import Acceptor, Session, SessionConfig
 from adapters.fix.store import FileStore
-from tests.adapters.fix.client import RawClient, close_all
+from tests.adapters.fix.client import RawClient
 
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    await close_all()
+pytestmark = pytest.mark.usefixtures("_close_clients")
 
 
 async def start(nursery: trio.Nursery, store_dir: Path | None = None, reset: bool = False) -> tuple[str, int]:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from adapters.fix.auth import sign_logon
+from adapters.fix.codec import Message
 from adapters.fix.service import serve_fix
 from engine.config import DEFAULT, parse_config
 from engine.runtime import Engine
@@ -80,3 +81,20 @@ async def start_venue(nursery: trio.Nursery, directory: Path, sessions: list[dic
     info = await nursery.start(lambda task_status: serve_fix(engine, listen="127.0.0.1:0", task_status=task_status))
     host, _, port = info["fix"].rpartition(":")
     return FixVenue(engine, (host, int(port)), info)
+
+
+SOL = "SOL_USDC"
+NOW = "20240101-00:00:00"
+
+
+def order(cl_ord_id: str, side: str, qty: str, price: str | None = None, **extra: str) -> list[tuple[int, str]]:
+    """A NewOrderSingle body for SOL_USDC: limit with a price, market without; ``t<tag>=value`` adds fields."""
+    body = [(11, cl_ord_id), (55, SOL), (54, side), (60, NOW), (38, qty), (40, "2" if price else "1")]
+    if price:
+        body.append((44, price))
+    body += [(int(k[1:]), v) for k, v in extra.items()]
+    return body
+
+
+def fields(message: Message, *tags: int) -> tuple[str | None, ...]:
+    return tuple(message.get(tag) for tag in tags)
