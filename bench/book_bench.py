@@ -15,26 +15,25 @@ from typing import Any
 
 from bench.workload import EXPECTED_FILLS, Order
 from engine.book import UNLIMITED, OrderBook
-from engine.book import Order as BookOrder
 from engine.messages import BID, NO_CLIENT_ID, REJECT_TAKER, PlaceOrder
 
 
 def run_book(orders: list[Order]) -> tuple[float, int, int]:
     """Drive engine.book.OrderBook as engine/market.py does: a limit that cannot cross rests at
-    once; otherwise walk, take each fill, rest the rest.
+    once (``place``); otherwise walk, take each fill, place the rest.
 
     Every order has its own account id, so self-trade prevention never triggers.
     Returns (seconds, fills, resting orders).
     """
     book = OrderBook()
-    walk, take, rest, crosses = book.walk, book.take, book.rest, book.crosses
+    walk, take, place, crosses = book.walk, book.take, book.place, book.crosses
     qpts = 1  # quote atoms per tick*step; any constant leaves matching unchanged
     stp = REJECT_TAKER
     fills = 0
     t0 = time.perf_counter()
     for oid, (side, price, qty) in enumerate(orders, 1):
         if not crosses(side, price):  # Market.decide_place's fast path: rests untouched
-            rest(BookOrder(oid, oid, side, price, qty, qty, 0, NO_CLIENT_ID, False, stp, 0))
+            place(oid, oid, side, price, qty, qty, 0, NO_CLIENT_ID, False, stp, 0)
             continue
         w = walk(side, price, qty, UNLIMITED, qpts, oid, stp)
         executed_quote = 0
@@ -44,7 +43,7 @@ def run_book(orders: list[Order]) -> tuple[float, int, int]:
             executed_quote += quote
         fills += len(w.fills)
         if w.filled_steps < qty:
-            rest(BookOrder(oid, oid, side, price, qty, qty - w.filled_steps, executed_quote, NO_CLIENT_ID, False, stp, 0))
+            place(oid, oid, side, price, qty, qty - w.filled_steps, executed_quote, NO_CLIENT_ID, False, stp, 0)
     elapsed = time.perf_counter() - t0
     return elapsed, fills, len(book.orders)
 

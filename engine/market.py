@@ -31,6 +31,7 @@ from engine.messages import (
     LIMIT_ONLY,
     MARKET,
     NEW,
+    OPEN,
     PARTIALLY_FILLED,
     POST_ONLY,
     R_FILL_OR_KILL,
@@ -74,7 +75,7 @@ def fee(amount: int, bps: int) -> int:
 
 
 class Market:
-    __slots__ = ("book", "last_price", "next_trade_id", "spec", "state")
+    __slots__ = ("_band", "book", "last_price", "next_trade_id", "spec", "state")
 
     def __init__(self, spec: MarketSpec) -> None:
         self.spec = spec
@@ -82,26 +83,46 @@ class Market:
         self.book = OrderBook()
         self.last_price = 0  # ticks of the last trade, 0 before the first
         self.next_trade_id = 1
+        # (lo_num, lo_den, hi_num, hi_den) of the frozen spec's band, unpacked once for ``_in_band``
+        self._band = (*spec.band_min, *spec.band_max)
 
     # --- new orders ----------------------------------------------------------
 
     def decide_place(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced | Rejection:
+        """Decide a new order. The limit-order path inlines the band check (``_in_band``)
+        and ``OrderBook.crosses``: most orders rest untouched, and on them those two
+        calls cost as much as everything else here."""
         state = self.state
-        if state != "Open":
+        if state != OPEN:
             refusal = self._state_refusal(cmd, state)
             if refusal is not None:
                 return refusal
         limit = cmd.price_ticks
         book = self.book
         if cmd.order_type == LIMIT:
-            if not self._in_band(limit):
+            bids, asks, last = book.bid_prices, book.ask_keys, self.last_price
+            if last and bids and asks:  # the usual case: band around the median of bid, ask, last
+                lo, hi = bids[-1], -asks[-1]
+                if lo > hi:
+                    lo, hi = hi, lo
+                active = lo if last <= lo else (hi if last >= hi else last)
+                lo_num, lo_den, hi_num, hi_den = self._band
+                if not (lo_num * active <= limit * lo_den and limit * hi_den <= hi_num * active):
+                    return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
+            elif not self._in_band(limit):
                 return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
-            if not book.crosses(cmd.side, limit):  # rests untouched: the common case, no walk
+            side = cmd.side
+            if side == BID:
+                crosses = bool(asks) and -asks[-1] <= limit
+            else:
+                crosses = bool(bids) and bids[-1] >= limit
+            if not crosses:  # rests untouched: the common case, no walk
+                tif = cmd.tif
                 return OrderPlaced(
-                    cmd.order_id, cmd.account_id, cmd.symbol, cmd.side, LIMIT, cmd.tif, limit,
+                    cmd.order_id, cmd.account_id, cmd.symbol, side, LIMIT, tif, limit,
                     cmd.qty_steps, 0, cmd.post_only, cmd.stp, cmd.client_id, cmd.lock, now_us,
-                    NEW if cmd.tif == GTC else EXPIRED,
-                    "" if cmd.tif == GTC else (R_FILL_OR_KILL if cmd.tif == FOK else R_IMMEDIATE_OR_CANCEL),
+                    NEW if tif == GTC else EXPIRED,
+                    "" if tif == GTC else (R_FILL_OR_KILL if tif == FOK else R_IMMEDIATE_OR_CANCEL),
                     [], [],
                 )
             if cmd.post_only or state == POST_ONLY:
@@ -163,19 +184,24 @@ class Market:
         return EXPIRED, R_INSUFFICIENT_LIQUIDITY
 
     def _fills(self, side: str, walk: Walk) -> list[Fill]:
+        """The walk's fills as events, with trade ids and fees (``fee`` inlined: two calls per fill)."""
         spec = self.spec
         bps, qpts = spec.base_per_step, spec.quote_per_tick_step
-        maker_bps, taker_bps = spec.maker_fee_bps, spec.taker_fee_bps
+        if side == BID:  # taker receives base, maker receives quote
+            base_bps, quote_bps = spec.taker_fee_bps, spec.maker_fee_bps
+        else:  # taker receives quote, maker receives base
+            base_bps, quote_bps = spec.maker_fee_bps, spec.taker_fee_bps
+        taker_is_bid = side == BID
         trade_id = self.next_trade_id
         fills = []
         for maker, steps in walk.fills:
-            base = steps * bps
-            quote = maker.price_ticks * steps * qpts
-            if side == BID:  # taker receives base, maker receives quote
-                taker_fee, maker_fee = fee(base, taker_bps), fee(quote, maker_bps)
+            price = maker.price_ticks
+            base_fee = -(-steps * bps * base_bps // 10_000)
+            quote_fee = -(-price * steps * qpts * quote_bps // 10_000)
+            if taker_is_bid:
+                fills.append(Fill(trade_id, maker.order_id, maker.account_id, price, steps, quote_fee, base_fee))
             else:
-                taker_fee, maker_fee = fee(quote, taker_bps), fee(base, maker_bps)
-            fills.append(Fill(trade_id, maker.order_id, maker.account_id, maker.price_ticks, steps, maker_fee, taker_fee))
+                fills.append(Fill(trade_id, maker.order_id, maker.account_id, price, steps, base_fee, quote_fee))
             trade_id += 1
         return fills
 
@@ -209,8 +235,7 @@ class Market:
             if active is None:
                 return True
             a_num, a_den = active
-        lo_num, lo_den = self.spec.band_min
-        hi_num, hi_den = self.spec.band_max
+        lo_num, lo_den, hi_num, hi_den = self._band
         # lo * active <= price <= hi * active, in integers
         return (
             lo_num * a_num <= price_ticks * a_den * lo_den
@@ -275,25 +300,30 @@ class Market:
 
     def apply_placed(self, e: OrderPlaced) -> None:
         book = self.book
-        qpts = self.spec.quote_per_tick_step
         executed = executed_quote = 0
-        for f in e.fills:
-            quote = f.price_ticks * f.qty_steps * qpts
-            book.take(f.maker_order_id, f.qty_steps, quote)
-            executed += f.qty_steps
-            executed_quote += quote
-        for order_id in e.stp_cancelled:
-            book.remove(order_id)
-        if e.fills:
-            self.last_price = e.fills[-1].price_ticks
-            self.next_trade_id = e.fills[-1].trade_id + 1
+        fills = e.fills
+        if fills:
+            qpts = self.spec.quote_per_tick_step
+            take = book.take
+            for f in fills:
+                steps = f.qty_steps
+                quote = f.price_ticks * steps * qpts
+                take(f.maker_order_id, steps, quote)
+                executed += steps
+                executed_quote += quote
+            last = fills[-1]
+            self.last_price = last.price_ticks
+            self.next_trade_id = last.trade_id + 1
+        if e.stp_cancelled:
+            for order_id in e.stp_cancelled:
+                book.remove(order_id)
         if e.status in RESTING:
             # reuse the event's int when nothing executed: one object less per resting order
             remaining = e.qty_steps - executed if executed else e.qty_steps
-            book.rest(Order(
+            book.place(
                 e.order_id, e.account_id, e.side, e.price_ticks, e.qty_steps, remaining,
                 executed_quote, e.client_id, e.post_only, e.stp, e.ts_us,
-            ))
+            )
 
     def apply_cancelled(self, e: OrderCancelled) -> None:
         self.book.remove(e.order_id)

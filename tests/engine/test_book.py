@@ -182,6 +182,20 @@ def test_rest_after_remove_goes_to_the_back() -> None:
     book.check()
 
 
+def test_place_builds_the_same_order_as_rest_of_order() -> None:
+    """``place`` skips ``Order.__init__``: every slot must still get the value the constructor gives it."""
+    args = [(7, 3, BID, 100, 9, 4, 1234, 55, True, REJECT_MAKER, 777), (8, 4, ASK, 101, 5, 5, 0, -1, False, REJECT_TAKER, 1),
+            (9, 5, BID, 100, 2, 2, 0, -1, False, REJECT_BOTH, 2), (10, 6, ASK, 103, 3, 1, 6, 1, False, REJECT_TAKER, 3)]
+    placed, rested = OrderBook(), OrderBook()
+    for a in args:
+        made = placed.place(*a)
+        rested.rest(Order(*a))
+        assert made is placed.orders[a[0]]
+        assert {k: getattr(made, k) for k in Order.__slots__} == {k: getattr(rested.orders[a[0]], k) for k in Order.__slots__}
+    placed.check()
+    assert snapshot(placed) == snapshot(rested)
+
+
 # (A total for a level that does not exist cannot be written: totals live on the levels.)
 def _corrupt_level_total(b: OrderBook) -> None:
     b.level_steps[BID, 100] += 1

@@ -404,6 +404,26 @@ def test_limit_price_band_is_around_the_median(banded, side: str, price: str, st
         assert e.fills == [] and v.venue.state_hash() == before
 
 
+@pytest.mark.parametrize(
+    ("book", "low", "high"),
+    [
+        ((BID, "102", ASK, "110"), "76.50", "127.50"),  # last 100 below the bid: the bid is the median
+        ((ASK, "98", BID, "90"), "73.50", "122.50"),  # last 100 above the ask: the ask is the median
+    ],
+)
+def test_band_median_when_the_last_trade_is_outside_the_spread(v, book: tuple[str, ...], low: str, high: str) -> None:
+    placed(v.venue, limit(v.venue, v.m, ASK, "100", "1"))
+    placed(v.venue, limit(v.venue, v.n, BID, "100", "1"))  # last 100, book empty
+    placed(v.venue, limit(v.venue, v.m, book[0], book[1], "1"))
+    placed(v.venue, limit(v.venue, v.m, book[2], book[3], "1"))
+    spec = v.venue.specs[SOL_USDC]
+    lo, hi = ticks(v.venue, low), ticks(v.venue, high)
+    for side, price, ok in ((BID, lo, True), (BID, lo - 1, False), (ASK, hi, True), (ASK, hi + 1, False)):
+        text = spec.format_price(price)
+        e = placed(v.venue, limit(v.venue, v.t, side, text, "0.1"))
+        assert (e.status == "New") is ok and e.expiry_reason == ("" if ok else "PriceOutOfBounds"), (side, text)
+
+
 def test_two_reference_prices_average(v) -> None:
     placed(v.venue, limit(v.venue, v.m, BID, "100", "1"))
     placed(v.venue, limit(v.venue, v.m, ASK, "110", "1"))  # active 100 when placed: 110 <= 125
