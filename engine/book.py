@@ -213,41 +213,43 @@ class OrderBook:
         else:
             keys, levels, sign = self.bid_prices, self.bids, 1
             bound = limit_ticks if limit_ticks else -UNLIMITED
-        if max_steps > 0:
-            for key in reversed(keys):
-                if key < bound:
-                    break
-                price = sign * key
-                unit = price * quote_per_tick_step
-                for maker in levels[price].values():
-                    if maker.account_id == account_id:
-                        if stp != REJECT_TAKER:
-                            cancelled.append(maker.order_id)
-                        if stp != REJECT_MAKER:
-                            stp_stopped = True
-                            break
-                        continue
-                    take = maker.remaining_steps
-                    if take > steps_left:
-                        take = steps_left
-                    if take * unit > quote_left:
-                        take = quote_left // unit
-                        if take == 0:
-                            quote_bound = True
-                            break
-                    fills.append((maker, take))
-                    steps_left -= take
-                    quote_left -= take * unit
-                    # quote first: an order that used up its quote is bound by it even
-                    # if its base ran out on the same fill (a sell for exactly quoteQuantity)
-                    if quote_left < unit:
+        i = len(keys) if max_steps > 0 else 0
+        while i:  # best first: from the tail of the sorted keys (no iterator object)
+            i -= 1
+            key = keys[i]
+            if key < bound:
+                break
+            price = sign * key
+            unit = price * quote_per_tick_step
+            for maker in levels[price].values():
+                if maker.account_id == account_id:
+                    if stp != REJECT_TAKER:
+                        cancelled.append(maker.order_id)
+                    if stp != REJECT_MAKER:
+                        stp_stopped = True
+                        break
+                    continue
+                take = maker.remaining_steps
+                if take > steps_left:
+                    take = steps_left
+                if take * unit > quote_left:
+                    take = quote_left // unit
+                    if take == 0:
                         quote_bound = True
                         break
-                    if steps_left == 0:
-                        break
-                else:
-                    continue  # this level is used up: on to the next price
-                break  # stopped inside the level
+                fills.append((maker, take))
+                steps_left -= take
+                quote_left -= take * unit
+                # quote first: an order that used up its quote is bound by it even
+                # if its base ran out on the same fill (a sell for exactly quoteQuantity)
+                if quote_left < unit:
+                    quote_bound = True
+                    break
+                if steps_left == 0:
+                    break
+            else:
+                continue  # this level is used up: on to the next price
+            break  # stopped inside the level
         result = _new(Walk)
         result.fills = fills
         result.filled_steps = max_steps - steps_left
@@ -324,27 +326,41 @@ class OrderBook:
     def take(self, order_id: int, steps: int, quote: int) -> Order:
         """A maker traded ``steps`` (worth ``quote`` atoms); drop it when done.
 
-        The unlink is inlined (one call per fill instead of two); a maker that
-        empties its level is almost always at the best price, the list's tail.
+        Written per case (partial fill, full fill per side) with the unlink
+        inlined: one call per fill. A maker that empties its level is at the
+        best price, the sorted list's tail, in all but replays of odd journals.
         """
         order = self.orders[order_id]
         remaining = order.remaining_steps - steps
+        if remaining > 0:
+            order.remaining_steps = remaining
+            order.executed_quote += quote
+            (self.bids if order.side == BID else self.asks)[order.price_ticks].steps -= steps
+            return order
         if remaining < 0:
             raise AssertionError(f"order {order_id} overfilled")
-        order.remaining_steps = remaining
+        order.remaining_steps = 0
         order.executed_quote += quote
+        del self.orders[order_id]
         price = order.price_ticks
         if order.side == BID:
-            book, keys, key = self.bids, self.bid_prices, price
-        else:
-            book, keys, key = self.asks, self.ask_keys, -price
-        level = book[price]
-        level.steps -= steps
-        if remaining == 0:
-            del self.orders[order_id]
+            level = self.bids[price]
+            level.steps -= steps
             del level[order_id]
             if not level:
-                del book[price]
+                del self.bids[price]
+                keys, key = self.bid_prices, price
+                if keys[-1] == key:
+                    keys.pop()
+                else:
+                    _remove_sorted(keys, key)
+        else:
+            level = self.asks[price]
+            level.steps -= steps
+            del level[order_id]
+            if not level:
+                del self.asks[price]
+                keys, key = self.ask_keys, -price
                 if keys[-1] == key:
                     keys.pop()
                 else:

@@ -89,54 +89,80 @@ class Market:
     # --- new orders ----------------------------------------------------------
 
     def decide_place(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced | Rejection:
-        """Decide a new order. The limit-order path inlines the band check (``_in_band``)
-        and ``OrderBook.crosses``: most orders rest untouched, and on them those two
-        calls cost as much as everything else here."""
+        """Decide a new order.
+
+        Limit orders (nearly all flow) take an inlined path: the band check
+        (``_in_band``), ``OrderBook.crosses``, ``_bounds`` and ``_outcome`` are
+        written out here, since on an order that rests untouched those calls
+        cost as much as the rest of the decision. Market orders take the
+        general path below.
+        """
         state = self.state
         if state != OPEN:
             refusal = self._state_refusal(cmd, state)
             if refusal is not None:
                 return refusal
+        if cmd.order_type != LIMIT:
+            return self._decide_market(cmd, now_us)
         limit = cmd.price_ticks
         book = self.book
-        if cmd.order_type == LIMIT:
-            bids, asks, last = book.bid_prices, book.ask_keys, self.last_price
-            if last and bids and asks:  # the usual case: band around the median of bid, ask, last
-                lo, hi = bids[-1], -asks[-1]
-                if lo > hi:
-                    lo, hi = hi, lo
-                active = lo if last <= lo else (hi if last >= hi else last)
-                lo_num, lo_den, hi_num, hi_den = self._band
-                if not (lo_num * active <= limit * lo_den and limit * hi_den <= hi_num * active):
-                    return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
-            elif not self._in_band(limit):
+        bids, asks, last = book.bid_prices, book.ask_keys, self.last_price
+        if last and bids and asks:  # the usual case: band around the median of bid, ask, last
+            lo, hi = bids[-1], -asks[-1]
+            if lo > hi:
+                lo, hi = hi, lo
+            active = lo if last <= lo else (hi if last >= hi else last)
+            lo_num, lo_den, hi_num, hi_den = self._band
+            if not (lo_num * active <= limit * lo_den and limit * hi_den <= hi_num * active):
                 return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
-            side = cmd.side
-            if side == BID:
-                crosses = bool(asks) and -asks[-1] <= limit
+        elif not self._in_band(limit):
+            return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
+        side = cmd.side
+        tif = cmd.tif
+        if not ((asks and -asks[-1] <= limit) if side == BID else (bids and bids[-1] >= limit)):
+            # does not cross, so it rests untouched (GTC) or expires unfilled: the common case, no walk
+            return OrderPlaced(
+                cmd.order_id, cmd.account_id, cmd.symbol, side, LIMIT, tif, limit,
+                cmd.qty_steps, 0, cmd.post_only, cmd.stp, cmd.client_id, cmd.lock, now_us,
+                NEW if tif == GTC else EXPIRED,
+                "" if tif == GTC else (R_FILL_OR_KILL if tif == FOK else R_IMMEDIATE_OR_CANCEL),
+                [], [],
+            )
+        if cmd.post_only or state == POST_ONLY:
+            return self._expired(cmd, now_us, R_POST_ONLY_TAKER if cmd.post_only else R_POST_ONLY_MODE)
+        qty = cmd.qty_steps
+        walk = book.walk(side, limit, qty, UNLIMITED, self.spec.quote_per_tick_step, cmd.account_id, cmd.stp)
+        filled = walk.filled_steps
+        # _outcome for a limit order, with the FOK all-or-nothing check folded in
+        if walk.stp_stopped or filled < qty:
+            if tif == FOK:
+                return self._expired(cmd, now_us, R_FILL_OR_KILL)
+            if walk.stp_stopped:
+                status, reason = EXPIRED, R_SELF_TRADE
+            elif tif == IOC:
+                status, reason = EXPIRED, R_IMMEDIATE_OR_CANCEL
             else:
-                crosses = bool(bids) and bids[-1] >= limit
-            if not crosses:  # rests untouched: the common case, no walk
-                tif = cmd.tif
-                return OrderPlaced(
-                    cmd.order_id, cmd.account_id, cmd.symbol, side, LIMIT, tif, limit,
-                    cmd.qty_steps, 0, cmd.post_only, cmd.stp, cmd.client_id, cmd.lock, now_us,
-                    NEW if tif == GTC else EXPIRED,
-                    "" if tif == GTC else (R_FILL_OR_KILL if tif == FOK else R_IMMEDIATE_OR_CANCEL),
-                    [], [],
-                )
-            if cmd.post_only or state == POST_ONLY:
-                return self._expired(cmd, now_us, R_POST_ONLY_TAKER if cmd.post_only else R_POST_ONLY_MODE)
+                status, reason = (PARTIALLY_FILLED if filled else NEW), ""
+        else:
+            status, reason = FILLED, ""
+        return OrderPlaced(
+            cmd.order_id, cmd.account_id, cmd.symbol, side, LIMIT, tif,
+            limit, qty, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
+            cmd.lock, now_us, status, reason, self._fills(side, walk), walk.stp_cancelled,
+        )
+
+    def _decide_market(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced:
+        """A market order: walk with its base/quote bounds, no price limit, no band."""
         max_steps, max_quote = self._bounds(cmd)
-        walk = book.walk(
-            cmd.side, limit, max_steps, max_quote, self.spec.quote_per_tick_step, cmd.account_id, cmd.stp
+        walk = self.book.walk(
+            cmd.side, cmd.price_ticks, max_steps, max_quote, self.spec.quote_per_tick_step, cmd.account_id, cmd.stp
         )
         if cmd.tif == FOK and (walk.stp_stopped or walk.filled_steps < cmd.qty_steps):
             return self._expired(cmd, now_us, R_FILL_OR_KILL)
         status, reason = self._outcome(cmd, walk, max_steps)
         return OrderPlaced(
             cmd.order_id, cmd.account_id, cmd.symbol, cmd.side, cmd.order_type, cmd.tif,
-            limit, cmd.qty_steps, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
+            cmd.price_ticks, cmd.qty_steps, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
             cmd.lock, now_us, status, reason, self._fills(cmd.side, walk), walk.stp_cancelled,
         )
 
