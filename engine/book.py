@@ -89,7 +89,9 @@ class LevelSteps:
         return (self._book.bids if side == BID else self._book.asks).get(price)
 
     def get(self, key: tuple[str, int], default: int = 0) -> int:
-        level = self._level(key)
+        """Total at one level (the publisher asks for the top of book after every event)."""
+        side, price = key
+        level = (self._book.bids if side == BID else self._book.asks).get(price)
         return default if level is None else level.steps
 
     def __getitem__(self, key: tuple[str, int]) -> int:
@@ -147,6 +149,7 @@ class OrderBook:
     def __init__(self) -> None:
         self.bids: dict[int, Level] = {}
         self.asks: dict[int, Level] = {}
+        # changed in place only, never rebound: Market.decide_place (and the book bench) hold them
         self.bid_prices: list[int] = []  # ascending; best bid last
         self.ask_keys: list[int] = []  # negated ask prices ascending; best ask last
         self.level_steps = LevelSteps(self)

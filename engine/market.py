@@ -360,7 +360,8 @@ class Market:
         remaining = e.qty_steps - executed
         keeps_priority = e.price_ticks == order.price_ticks and remaining <= order.remaining_steps
         if keeps_priority:
-            self.book.level_steps[order.side, order.price_ticks] -= order.remaining_steps - remaining
+            book = self.book
+            (book.bids if order.side == BID else book.asks)[order.price_ticks].steps -= order.remaining_steps - remaining
             order.remaining_steps = remaining
             order.qty_steps = e.qty_steps
             return
@@ -384,9 +385,17 @@ class Market:
         )
 
     def view_placed(self, e: OrderPlaced) -> OrderView:
-        qpts = self.spec.quote_per_tick_step
-        steps = sum(f.qty_steps for f in e.fills)
-        quote = sum(f.price_ticks * f.qty_steps * qpts for f in e.fills)
+        """The order as its placement left it (one per order: results and the publisher).
+
+        One plain loop, and none for an order without fills: two generator
+        ``sum``s cost more than the view itself on an order that just rests.
+        """
+        steps = quote = 0
+        if e.fills:
+            qpts = self.spec.quote_per_tick_step
+            for f in e.fills:
+                steps += f.qty_steps
+                quote += f.price_ticks * f.qty_steps * qpts
         return OrderView(
             e.order_id, e.account_id, e.symbol, e.side, e.order_type, e.tif, e.price_ticks,
             e.qty_steps, e.quote_qty, steps, quote, e.status, e.expiry_reason, e.post_only,
