@@ -388,7 +388,7 @@ async def test_a_replica_that_cannot_follow_the_journal_stops_the_engine_with_it
             await nursery.start(engine.run)
             await trade(engine)
             await engine.wait_idle()
-            engine.checkpointer.replica.setup = (CONFIG, str(tmp_path / "nowhere"), engine.key.public_b64, 10**9)
+            engine.checkpointer.replica.setup = (CONFIG, str(tmp_path / "nowhere"), 10**9)
             answers.append(await engine.checkpoint("snapshot"))
             await trio.sleep_forever()
 
