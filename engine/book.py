@@ -14,8 +14,14 @@ Invariants (checked by ``check``)
     the sorted list iff its level is non-empty; at rest best bid < best ask.
 
 Matching is split the engine's way: ``walk`` reads the book and returns what an
-incoming order would trade (no mutation); ``take``/``rest``/``remove`` apply
-those decisions. Replay calls only the mutators.
+incoming order would trade (no mutation); ``take``/``place``/``rest``/``remove``
+apply those decisions. Replay calls only the mutators.
+
+Speed (this is the engine's innermost loop; reference/performance.md §4): the
+hot paths are written flat, one Python call per operation. ``place`` builds an
+``Order`` and rests it in one call, ``Level`` and ``Walk`` have no Python
+``__init__``, ``take`` unlinks inline, and the price lists are read in place by
+``Market.decide_place`` (they are mutated, never rebound).
 """
 
 from __future__ import annotations
@@ -71,9 +77,9 @@ class Level(dict[int, Order]):
 
     __slots__ = ("steps",)
 
-    steps: int  # set right after ``Level()`` by ``rest``: a Python ``__init__`` costs ~0.3 us per new level
-
-
+    # No __init__: ``rest``/``place`` set ``steps`` right after ``Level()``, which then
+    # stays a C-level dict construction (a Python __init__ cost ~0.3 us per new level).
+    steps: int
 
 
 class LevelSteps:
@@ -126,7 +132,7 @@ class Walk:
     """What an incoming order would do against the book (the output of ``walk``).
 
     No ``__init__``: ``walk`` fills the slots in one go at its end, which skips a
-    Python frame per crossing order (see ``_walk_result``).
+    Python frame per crossing order.
     """
 
     __slots__ = ("filled_steps", "fills", "quote_bound", "spent_quote", "stp_cancelled", "stp_stopped")

@@ -69,11 +69,6 @@ def _median3(a: int, b: int, c: int) -> int:
     return b if c >= b else c
 
 
-def fee(amount: int, bps: int) -> int:
-    """Fee in atoms on ``amount`` atoms, rounded up."""
-    return -(-amount * bps // 10_000)
-
-
 class Market:
     __slots__ = ("_band", "book", "last_price", "next_trade_id", "spec", "state")
 
@@ -210,7 +205,12 @@ class Market:
         return EXPIRED, R_INSUFFICIENT_LIQUIDITY
 
     def _fills(self, side: str, walk: Walk) -> list[Fill]:
-        """The walk's fills as events, with trade ids and fees (``fee`` inlined: two calls per fill)."""
+        """The walk's fills as events, with trade ids and fees.
+
+        A fee is ``ceil(atoms * bps / 10_000)`` on what that side receives, written
+        as ``-(-atoms * bps // 10_000)`` in the loop (a helper call per fee cost
+        more than the arithmetic).
+        """
         spec = self.spec
         bps, qpts = spec.base_per_step, spec.quote_per_tick_step
         if side == BID:  # taker receives base, maker receives quote
