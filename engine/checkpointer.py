@@ -66,6 +66,7 @@ class Checkpointer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
+            await trio.to_thread.run_sync(self.replica.start)
             await self._loop()
         finally:
             with trio.CancelScope(shield=True):

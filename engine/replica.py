@@ -47,7 +47,7 @@ log = logging.getLogger("satchel.replica")
 SNAPSHOT: Final = "snapshot"
 POR: Final = "por"
 POR_DIR: Final = "por"
-JOIN_S: Final = 5.0
+JOIN_S: Final = 0.5  # at close no request is in flight: an idle child exits at EOF at once; a warming one is killed
 
 
 class ReplicaError(RuntimeError):
@@ -169,6 +169,10 @@ def child_main(conn: multiprocessing.connection.Connection) -> None:
     except (EOFError, OSError):
         return
     replica: Replica | None = None
+    try:  # warm up before the first request: load the saved state, or start the replay from genesis
+        replica = Replica(config, Path(directory), snapshot_every)
+    except Exception as exc:  # reported with the first request's answer, rebuilt then
+        log.warning("checkpoint replica could not start yet: %s", exc)
     while True:
         try:
             request = conn.recv()
@@ -224,6 +228,11 @@ class ReplicaProcess:
             assert isinstance(value, Advanced)
             return value
         raise AssertionError("unreachable")
+
+    def start(self) -> None:
+        """Start the child now, so it builds its replica while the engine warms up. Blocking (fork/exec)."""
+        if self.conn is None:
+            self._start()
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair()
