@@ -179,7 +179,7 @@ def test_sigkill_under_load_loses_no_acknowledged_order(config: Path) -> None:
             daemon.call("deposit", account_id=account, asset="SOL", amount="1000")
         stop = threading.Event()
         threads = load(daemon, accounts, acknowledged, stop, rng.random())
-        time.sleep(rng.uniform(0.3, 1.5))
+        time.sleep(rng.uniform(0.6, 1.8))  # long enough for the replica process to start and checkpoint
         daemon.proc.kill()
         daemon.proc.wait()
         stop.set()
