@@ -8,7 +8,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from engine.codec import CodecError, decode_events, encode_events, encode_events_json, to_dict
+from engine.codec import CodecError, decode_events, encode_events, to_dict
 from engine.config import DEFAULT, parse_config
 from engine.messages import (
     ASK,
@@ -326,24 +326,27 @@ def test_concurrent_funds_events_commute() -> None:
 
 def test_codec_round_trips_a_whole_session_and_replays_to_the_same_state() -> None:
     venue, log, _ = session()
-    for encode in (encode_events, encode_events_json):  # the binary form, and the JSON one older records hold
-        payload = encode(log)
-        assert encode(decode_events(payload)) == payload  # canonical
-        decoded = decode_events(payload)
-        assert decoded == log
-        replayed = Venue(parse_config(DEFAULT))
-        replayed.apply_batch(decoded)
-        assert replayed.state_hash() == venue.state_hash()
+    payload = encode_events(log)
+    assert encode_events(decode_events(payload)) == payload  # canonical
+    decoded = decode_events(payload)
+    assert decoded == log
+    replayed = Venue(parse_config(DEFAULT))
+    for e in decoded:
+        replayed.apply(e)
+    assert replayed.state_hash() == venue.state_hash()
+    batched = Venue(parse_config(DEFAULT))
+    batched.apply_batch(decoded)  # replay's loop
+    assert batched.state_hash() == venue.state_hash()
 
 
 def test_codec_encodes_positionally_with_nested_fills() -> None:
     fill = Fill(3, 10, 5, 10_000, 100, 20_000, 500_000)
     e = OrderPlaced(11, 7, SOL_USDC, BID, "Limit", "IOC", 10_000, 150, 0, False, "RejectMaker", 42,
                     150 * USDC, NOW_US, "Expired", "ImmediateOrCancel", [fill], [9])
-    row = orjson.loads(encode_events_json([e]))[0]
+    row = orjson.loads(encode_events([e]))[0]
     assert row == ["OrderPlaced", 11, 7, SOL_USDC, BID, "Limit", "IOC", 10_000, 150, 0, False, "RejectMaker", 42,
                    150 * USDC, NOW_US, "Expired", "ImmediateOrCancel", [[3, 10, 5, 10_000, 100, 20_000, 500_000]], [9]]
-    assert decode_events(encode_events_json([e])) == [e] == decode_events(encode_events([e]))
+    assert decode_events(encode_events([e])) == [e]
     assert to_dict(e)["type"] == "OrderPlaced" and to_dict(e)["fills"][0]["taker_fee"] == 500_000
 
 
@@ -355,21 +358,19 @@ def test_replayed_orders_share_the_values_state_keeps() -> None:
     """
     rows = [OrderPlaced(i, 1, SOL_USDC, BID, "Limit", "GTC", 10_000, 150, 0, False, "RejectTaker", -1,
                         150 * USDC, NOW_US, "New", "", [], []) for i in (1, 2)]
-    for encode in (encode_events, encode_events_json):
-        first, second = decode_events(encode(rows[:1]))[0], decode_events(encode(rows[1:]))[0]
-        assert first == rows[0] and second == rows[1]
-        for name in ("symbol", "side", "stp", "price_ticks"):
-            assert getattr(first, name) is getattr(second, name), name
+    first, second = decode_events(encode_events(rows[:1]) + b"")[0], decode_events(encode_events(rows[1:]))[0]
+    assert first == rows[0] and second == rows[1]
+    for name in ("symbol", "side", "stp", "price_ticks"):
+        assert getattr(first, name) is getattr(second, name), name
 
 
 def test_codec_empty_payload() -> None:
-    assert encode_events_json([]) == b"[]"
+    assert encode_events([]) == b"[]"
     assert decode_events(b"[]") == []
-    assert decode_events(encode_events([])) == []
 
 
 GOOD = ["Deposited", 1, "USDC", 5, NOW_US]
-PLACED = orjson.loads(encode_events_json([OrderPlaced(
+PLACED = orjson.loads(encode_events([OrderPlaced(
     1, 1, SOL_USDC, BID, "Limit", "GTC", 1, 1, 0, False, "RejectTaker", -1, 1, 0, "New", "", [], [])]))[0]
 
 
