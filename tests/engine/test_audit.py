@@ -17,6 +17,7 @@ from engine import signing, snapshot
 from engine.audit import AuditError, Progress, dump_journal, is_control, verify_journal
 from engine.config import DEFAULT, parse_config
 from engine.journal import JournalCorrupt, JournalWriter, Record, frame, read_records
+from engine.replica import ReplicaError
 from engine.runtime import Engine, StartupError
 
 CONFIG = parse_config(DEFAULT)
@@ -349,3 +350,51 @@ def test_disk_full_rolls_back_the_partial_write(tmp_path: Path) -> None:
     assert (directory / f"{1:020d}.seg").stat().st_size == size  # no half record left behind
     writer.close()
     assert [r.seq for r in read_records(directory, repair=False)] == [1]
+
+
+async def test_the_replica_runs_in_its_own_process_and_a_killed_one_is_replaced(tmp_path: Path) -> None:
+    """The checkpointer's replica replays on another core (no GIL shared with matching); if that
+    process dies, the next checkpoint starts a new one from the newest snapshot and loses nothing.
+    (A replica started from a snapshot must accept the later checkpoint that names the snapshot's seq.)"""
+    directory = tmp_path / "j"
+    async with trio.open_nursery() as nursery:
+        engine: Engine = await nursery.start(Engine(CONFIG, directory).run)
+        await trade(engine)
+        first = await engine.checkpoint("snapshot")
+        assert first.ok and "snapshot" in first.value
+        process = engine.checkpointer.replica.process
+        assert process is not None and process.pid != os.getpid()
+        process.kill()
+        await trio.to_thread.run_sync(process.wait)
+        await trade(engine, rounds=2)
+        await engine.wait_idle()
+        second = await engine.checkpoint("snapshot")
+        assert second.ok and second.value["state_hash"] == engine.venue.state_hash()
+        assert engine.checkpointer.replica.process is not process
+        engine.stop()
+    assert engine.checkpointer.replica.process is None  # reaped at stop
+    assert verify_journal(directory, progress=False)["ok"]
+
+
+async def test_a_replica_that_cannot_follow_the_journal_stops_the_engine_with_its_reason(tmp_path: Path) -> None:
+    """A replica that finds the journal on disk unreadable must not sign anything: the requester is
+    told why and the engine stops rather than run on without checkpoints."""
+    directory = tmp_path / "j"
+    engine = Engine(CONFIG, directory)
+    answers = []
+
+    async def run_until_the_checkpoint_fails() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
+            await trade(engine)
+            await engine.wait_idle()
+            replica = engine.checkpointer.replica
+            await trio.to_thread.run_sync(replica.close)  # the next one starts pointed at an empty directory
+            replica.setup = (CONFIG, str(tmp_path / "nowhere"), 10**9)
+            answers.append(await engine.checkpoint("snapshot"))
+            await trio.sleep_forever()
+
+    with pytest.raises(BaseExceptionGroup) as raised, trio.fail_after(30):
+        await run_until_the_checkpoint_fails()
+    assert raised.group_contains(ReplicaError, match="nowhere", depth=None)
+    assert "checkpoint replica failed" in answers[0].value["error"] and "nowhere" in answers[0].value["error"]
