@@ -3,7 +3,8 @@
 The runtime splits this state among actors (each market and each account is
 owned by one task), but every part's ``apply`` is the same method here and
 there. ``Venue.apply`` routes one event to every owner it touches; replay,
-the stateful tests and ``satchel verify`` drive the venue through it alone.
+the stateful tests and ``satchel verify`` drive the venue through it alone
+(replay and verify a record at a time, through ``apply_batch``: the same routing).
 
 ``state_hash`` covers everything journaled (not live-only holds).
 ``check_invariants`` is the executable form of ARCHITECTURE.md §3.7 for spot:

@@ -11,11 +11,14 @@ import os
 import shutil
 from pathlib import Path
 
+import attrs
+import orjson
+
 from engine.audit import is_control, read_genesis, verify_journal
 from engine.codec import decode_events, encode_events
 from engine.config import DEFAULT, Config, parse_config
 from engine.journal import read_records
-from engine.messages import OrderCancelled
+from engine.messages import Event, Fill, OrderCancelled, OrderPlaced
 from engine.runtime import Engine
 from tests.engine.helpers import NOW_US, SOL_USDC
 from tests.engine.test_venue import session
@@ -82,3 +85,26 @@ def test_every_event_type_recovers_to_the_state_it_was_applied_to(tmp_path: Path
     os.close(engine._lock_fd)
     assert recover(config, directory).venue.state_hash() == venue.state_hash()
     assert verify_journal(directory, progress=False)["state_hash"] == venue.state_hash()
+
+
+def reference_payload(events: list[Event]) -> bytes:
+    """The positional form written out by hand, field by field from attrs: what the codec must produce."""
+    rows = []
+    for e in events:
+        row: list[object] = [type(e).TAG]  # type: ignore[attr-defined]
+        for f in attrs.fields(type(e)):
+            value = getattr(e, f.name)
+            if f.name == "fills":
+                value = [[getattr(fill, g.name) for g in attrs.fields(Fill)] for fill in value]
+            row.append(value)
+        rows.append(row)
+    return orjson.dumps(rows)
+
+
+def test_the_generated_encoder_writes_the_reference_positional_bytes() -> None:
+    _, log, _ = session()
+    assert any(isinstance(e, OrderPlaced) and e.fills for e in log)
+    assert encode_events(log) == reference_payload(log)
+    for i in range(len(log)):  # every event alone and in every position of a batch
+        assert encode_events(log[i:i + 1]) == reference_payload(log[i:i + 1])
+        assert encode_events(log[i:] + log[:i]) == reference_payload(log[i:] + log[:i])
