@@ -155,9 +155,7 @@ class Replayer:
                 events = decode_events(payload)
             except CodecError as exc:
                 raise AuditError(str(exc), segment=record.segment, offset=record.offset, seq=record.seq) from None
-            apply = self.venue.apply
-            for event in events:
-                apply(event)
+            self.venue.apply_batch(events)
             self.events += len(events)
         hashes = self.hashes
         hashes[record.seq] = record.hash

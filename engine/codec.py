@@ -10,6 +10,17 @@ Why positional and not a cattrs dict: on this machine cattrs unstructuring costs
 and the journal is on every order's path. ``to_dict`` gives the named form for
 auditors (``journal dump``) and the schema check on decode rejects wrong arity,
 unknown tags and wrong field types instead of guessing.
+
+Why the per-class encoders and decoders are generated source: replay decodes every
+event of the journal and the live engine encodes every event it journals. A
+function written out field by field (one tuple build; one unpack, one inline
+``type(v) is int`` per field, one call) costs about half of a generic loop over the
+fields or a ``tuple(map(type, row))`` comparison (measured: encode ~1.6 -> ~0.85
+us, decode ~4.9 -> ~3.2 us per event of the journal bench's mix). It is generated
+from ``attrs.fields`` so the field order still has one source of truth. A row that
+fails the fast checks goes to the slow, field-by-field check that names the problem.
+Nothing about the bytes changed: the generated encoder writes what the
+``attrgetter`` one did (tests re-encode a journal written before it).
 """
 
 from __future__ import annotations
@@ -32,21 +43,40 @@ class CodecError(ValueError):
     """A payload that is not a well-formed list of known events."""
 
 
-def _encoder(cls: type) -> Callable[[Any], list[Any]]:
-    names = [f.name for f in attrs.fields(cls)]
-    getter = operator.attrgetter(*names)
-    tag = cls.TAG  # type: ignore[attr-defined]
-    if cls is OrderPlaced:
-        fills_at = names.index("fills") + 1
+def _json_type(annotation: Any) -> type:
+    kind = {"int": int, "str": str, "bool": bool, "list[int]": list, "list[Fill]": list}.get(str(annotation))
+    if kind is None:
+        raise TypeError(f"event field type {annotation} has no JSON form")
+    return kind
 
-        def encode_placed(event: Any) -> list[Any]:
-            row = [tag, *getter(event)]
-            row[fills_at] = [_fill_tuple(f) for f in event.fills]
-            return row
 
-        return encode_placed
-    return lambda event: [tag, *getter(event)]
+def _compile(name: str, source: str, namespace: dict[str, Any]) -> Callable[..., Any]:
+    exec(compile(source, f"<codec {name}>", "exec"), namespace)  # the source holds attrs field names only
+    fn: Callable[..., Any] = namespace[name]
+    return fn
 
+
+# --- encode ---------------------------------------------------------------------------------
+
+
+def _row_source(cls: type) -> str:
+    """Source of the expression ``(TAG, e.field1, ...)`` for an event ``e`` of ``cls``."""
+    parts = [repr(cls.TAG)]  # type: ignore[attr-defined]
+    for f in attrs.fields(cls):
+        if str(f.type) == "list[Fill]":
+            parts.append(f"list(map(fill_tuple, e.{f.name})) if e.{f.name} else e.{f.name}")
+        else:
+            parts.append(f"e.{f.name}")
+    return f"({', '.join(parts)},)"
+
+
+def _encoder(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """``event -> (TAG, field1, ...)``; orjson writes a tuple exactly as the list it once was."""
+    source = f"def encode(e):\n    return {_row_source(cls)}\n"
+    return _compile("encode", source, {"fill_tuple": _fill_tuple})
+
+
+# --- decode ---------------------------------------------------------------------------------
 
 # Replayed resting orders share their price ints, as live ones do
 # (the engine's parse caches hand out one int object per distinct text): a
@@ -57,6 +87,7 @@ _interned: dict[int, int] = {}
 
 
 def _intern(value: int) -> int:
+    """The kept int for ``value`` (the generated decoders try ``_interned.get`` first, inline)."""
     found = _interned.get(value)
     if found is not None:
         return found
@@ -66,65 +97,116 @@ def _intern(value: int) -> int:
     return value
 
 
-def _decoder(cls: type) -> Callable[[list[Any]], Any]:
+def _is(var: str, kind: type) -> str:
+    """Source for 'the value in ``var`` has exactly type ``kind``' (bool is not int)."""
+    return f"type({var}) is {kind.__name__}"
+
+
+def _fill_decoder() -> Callable[[Any], Fill]:
+    names = [f"v{i}" for i in range(len(_FILL_FIELDS))]
+    source = (
+        "def decode_fill(row):\n"
+        f"    {', '.join(names)}, = row\n"
+        f"    if not ({' and '.join(_is(n, int) for n in names)}):\n"
+        "        raise ValueError\n"
+        f"    return Fill({', '.join(names)})\n"
+    )
+    return _compile("decode_fill", source, {"Fill": Fill})
+
+
+_decode_fill: Final = _fill_decoder()
+
+
+def _fills(rows: list[Any]) -> list[Fill]:
+    """Fill rows -> Fills; every row must be an array of 7 integers."""
+    try:
+        return [_decode_fill(row) for row in rows]
+    except (ValueError, TypeError):
+        raise CodecError("Fill: expected an array of 7 integers") from None
+
+
+def _ints(values: list[Any], where: str) -> list[int]:
+    for v in values:
+        if type(v) is not int:
+            raise CodecError(f"{where}: expected an array of integers")
+    return values
+
+
+def _decoder(cls: type) -> tuple[Callable[[list[Any]], Any], Callable[[list[Any]], None]]:
+    """``row -> event``, generated field by field (see the module docstring).
+
+    The row is unpacked first (a wrong arity raises ValueError, which
+    ``decode_events`` turns into the named error) and every field's type is tested
+    inline: ``type(v) is int`` compiles to a specialised opcode, where
+    ``tuple(map(type, row))`` cost a call per field. Strings that state keeps
+    (symbols, sides, assets...) come from small sets: replayed state holds one
+    object per distinct value instead of a fresh copy per event. On the replay
+    path's hottest event only the fields a resting order keeps are shared (and its
+    price int).
+    """
     fields = attrs.fields(cls)
     types = tuple(_json_type(f.type) for f in fields)
-    arity = len(fields)
-    fills_at = next((i for i, f in enumerate(fields) if f.name == "fills"), -1)
-    # Strings that state keeps (symbols, sides, assets...) come from small sets: replayed
-    # state holds one object per distinct value instead of a fresh copy per event. On
-    # the replay path's hottest event only the fields a resting order keeps are shared.
-    if cls is OrderPlaced:
-        shared = [i for i, f in enumerate(fields) if f.name == "price_ticks"]
-        names = [i for i, f in enumerate(fields) if f.name in ("symbol", "side", "stp")]
-    else:
-        shared, names = [], [i for i, t in enumerate(types) if t is str]
+    names = [f"v{i}" for i in range(len(fields))]
+    args = []
+    checks = []
+    for i, (f, kind) in enumerate(zip(fields, types, strict=True)):
+        arg = names[i]
+        annotation = str(f.type)
+        if annotation == "list[Fill]":
+            arg = f"fills({arg}) if {arg} else {arg}"
+        elif annotation == "list[int]":
+            checks.append(f"    if {arg}:\n        ints({arg}, {cls.__name__ + '.' + f.name!r})\n")
+        elif cls is OrderPlaced:
+            if f.name == "price_ticks":
+                arg = f"(shared_get({arg}) or share({arg}))"
+            elif f.name in ("symbol", "side", "stp"):
+                arg = f"intern({arg})"
+        elif kind is str:
+            arg = f"intern({arg})"
+        args.append(arg)
+    source = (
+        "def decode(row):\n"
+        f"    _, {', '.join(names)}, = row\n"
+        f"    if not ({' and '.join(_is(n, k) for n, k in zip(names, types, strict=True))}):\n"
+        "        explain(row)\n"
+        + "".join(checks)
+        + f"    return cls({', '.join(args)})\n"
+    )
 
-    def decode(row: list[Any]) -> Any:
+    def explain(row: list[Any]) -> None:
         args = row[1:]
-        if tuple(map(type, args)) != types:  # one C-level comparison on the replay path
-            if len(args) != arity:
-                raise CodecError(f"{cls.__name__}: expected {arity} fields, got {len(args)}")
-            for value, expected, field in zip(args, types, fields, strict=True):
-                if type(value) is not expected:
-                    raise CodecError(f"{cls.__name__}.{field.name}: expected {expected.__name__}")
-        if fills_at >= 0:
-            args[fills_at] = [_decode_fill(f) for f in args[fills_at]]
-            if any(type(v) is not int for v in args[fills_at + 1]):
-                raise CodecError(f"{cls.__name__}.stp_cancelled: expected an array of integers")
-        for i in shared:
-            args[i] = _intern(args[i])
-        for i in names:
-            args[i] = intern(args[i])
-        return cls(*args)
+        if len(args) != len(fields):
+            raise CodecError(f"{cls.__name__}: expected {len(fields)} fields, got {len(args)}")
+        for value, expected, field in zip(args, types, fields, strict=True):
+            if type(value) is not expected:
+                raise CodecError(f"{cls.__name__}.{field.name}: expected {expected.__name__}")
 
-    return decode
-
-
-_FILL_TYPES: Final = (int,) * len(_FILL_FIELDS)
-
-
-def _decode_fill(row: Any) -> Fill:
-    if type(row) is not list or tuple(map(type, row)) != _FILL_TYPES:
-        raise CodecError("Fill: expected an array of 7 integers")
-    return Fill(*row)
-
-
-def _json_type(annotation: Any) -> type:
-    kind = {"int": int, "str": str, "bool": bool, "list[int]": list, "list[Fill]": list}.get(str(annotation))
-    if kind is None:
-        raise TypeError(f"event field type {annotation} has no JSON form")
-    return kind
+    namespace = {"explain": explain, "cls": cls, "fills": _fills, "ints": _ints, "share": _intern,
+                 "shared_get": _interned.get, "intern": intern}
+    return _compile("decode", source, namespace), explain
 
 
 ENCODERS: Final = {cls: _encoder(cls) for cls in EVENT_TYPES}
-DECODERS: Final = {cls.TAG: _decoder(cls) for cls in EVENT_TYPES}  # type: ignore[attr-defined]
+_DECODE_AND_EXPLAIN: Final = {cls.TAG: _decoder(cls) for cls in EVENT_TYPES}  # type: ignore[attr-defined]
+DECODERS: Final = {tag: pair[0] for tag, pair in _DECODE_AND_EXPLAIN.items()}
+
+
+def _batch_encoder() -> Callable[[Iterable[Event]], bytes]:
+    """The whole batch in one comprehension, the common ``OrderPlaced`` row written inline (no call per order)."""
+    source = (
+        "def encode_all(events):\n"
+        f"    return dumps([{_row_source(OrderPlaced)} if type(e) is OrderPlaced else enc[type(e)](e) for e in events])\n"
+    )
+    namespace = {"dumps": orjson.dumps, "enc": ENCODERS, "OrderPlaced": OrderPlaced, "fill_tuple": _fill_tuple}
+    return _compile("encode_all", source, namespace)
+
+
+_encode_all: Final = _batch_encoder()
 
 
 def encode_events(events: Iterable[Event]) -> bytes:
     """Events -> canonical payload bytes."""
-    enc = ENCODERS
-    return orjson.dumps([enc[type(e)](e) for e in events])
+    return _encode_all(events)
 
 
 def decode_events(payload: bytes) -> list[Event]:
@@ -135,15 +217,27 @@ def decode_events(payload: bytes) -> list[Event]:
         raise CodecError(f"payload is not JSON: {exc}") from None
     if type(rows) is not list:
         raise CodecError("payload is not an array of events")
-    out: list[Event] = []
+    decoders = DECODERS
+    try:
+        # rows that are not arrays starting with a known tag fail the lookup (a JSON
+        # object only has string keys, so ``row[0]`` is a KeyError there)
+        return [decoders[row[0]](row) for row in rows]
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        _explain_rows(rows)
+        raise CodecError(f"malformed event: {exc!r}") from None
+
+
+def _explain_rows(rows: list[Any]) -> None:
+    """Raise the CodecError naming the first malformed row."""
     for row in rows:
         if type(row) is not list or not row or type(row[0]) is not str:
             raise CodecError("event is not an array starting with its tag")
-        decoder = DECODERS.get(row[0])
-        if decoder is None:
+        pair = _DECODE_AND_EXPLAIN.get(row[0])
+        if pair is None:
             raise CodecError(f"unknown event tag {row[0]!r}")
-        out.append(decoder(row))
-    return out
+        decode, explain = pair
+        explain(row)  # arity and field types, by name
+        decode(row)  # then what only decoding checks (fills, arrays of ids)
 
 
 def to_dict(event: Event) -> dict[str, Any]:

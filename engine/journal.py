@@ -63,19 +63,25 @@ class JournalCorrupt(Exception):
         self.seq = seq
 
 
+_DOMAIN_HASHED: Final = hashlib.blake2b(HASH_DOMAIN, digest_size=32)  # copied per record, never updated
+
+
 def record_hash(seq: int, prev_hash: bytes, payload: bytes) -> bytes:
-    h = hashlib.blake2b(HASH_DOMAIN, digest_size=32)
-    h.update(seq.to_bytes(8, "little"))
-    h.update(prev_hash)
+    h = _DOMAIN_HASHED.copy()
+    h.update(seq.to_bytes(8, "little") + prev_hash)
     h.update(payload)
     return h.digest()
 
 
+def header(seq: int, prev_hash: bytes, payload: bytes) -> bytes:
+    """The 48-byte header that goes before ``payload`` as record ``seq``."""
+    crc = zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little") + prev_hash))
+    return HEADER.pack(len(payload), crc, seq, prev_hash)
+
+
 def frame(seq: int, prev_hash: bytes, payload: bytes) -> tuple[bytes, bytes]:
     """(record bytes, this record's hash)."""
-    body = seq.to_bytes(8, "little") + prev_hash
-    crc = zlib.crc32(payload, zlib.crc32(body))
-    return HEADER.pack(len(payload), crc, seq, prev_hash) + payload, record_hash(seq, prev_hash, payload)
+    return header(seq, prev_hash, payload) + payload, record_hash(seq, prev_hash, payload)
 
 
 @attrs.frozen
@@ -184,10 +190,11 @@ class JournalWriter:
         """Frame payloads as the next records: (bytes, last seq, last hash). No I/O."""
         seq, prev = self.seq, self.hash
         parts = []
-        for payload in payloads:
+        for payload in payloads:  # header and payload joined once, not copied per record first
             seq += 1
-            data, prev = frame(seq, prev, payload)
-            parts.append(data)
+            parts.append(header(seq, prev, payload))
+            parts.append(payload)
+            prev = record_hash(seq, prev, payload)
         return b"".join(parts), seq, prev
 
     def write_and_sync(self, data: bytes, first_seq: int, last_seq: int, last_hash: bytes) -> None:

@@ -3,7 +3,8 @@
 The runtime splits this state among actors (each market and each account is
 owned by one task), but every part's ``apply`` is the same method here and
 there. ``Venue.apply`` routes one event to every owner it touches; replay,
-the stateful tests and ``satchel verify`` drive the venue through it alone.
+the stateful tests and ``satchel verify`` drive the venue through it alone
+(replay and verify a record at a time, through ``apply_batch``: the same routing).
 
 ``state_hash`` covers everything journaled (not live-only holds).
 ``check_invariants`` is the executable form of ARCHITECTURE.md §3.7 for spot:
@@ -94,11 +95,33 @@ class Venue:
         else:
             raise InvariantViolation(f"no owner for event {event!r}")
 
+    def apply_batch(self, events: list[Event]) -> None:
+        """``apply`` each event in order: replay's loop, with the routing looked up once per batch.
+
+        Same effects as calling ``apply`` per event; the two hottest events (an order
+        placed, an order cancelled) skip the type ladder.
+        """
+        apply, placed, accounts, markets = self.apply, self.apply_placed, self.accounts, self.markets
+        for e in events:
+            t = type(e)
+            if t is OrderPlaced:
+                placed(e)  # type: ignore[arg-type]
+            elif t is OrderCancelled:
+                markets[e.symbol].apply_cancelled(e)  # type: ignore[union-attr, arg-type]
+                accounts[e.account_id].apply_cancelled(e)  # type: ignore[union-attr, arg-type]
+            else:
+                apply(e)
+
     def apply_placed(self, e: OrderPlaced) -> None:
-        spec = self.specs[e.symbol]
-        self.markets[e.symbol].apply_placed(e)
-        for account_id in placed_parties(e):
-            self.accounts[account_id].apply_placed(e, spec)
+        symbol = e.symbol
+        spec = self.specs[symbol]
+        self.markets[symbol].apply_placed(e)
+        accounts = self.accounts
+        if e.fills:
+            for account_id in placed_parties(e):
+                accounts[account_id].apply_placed(e, spec)
+        else:  # most orders rest untouched: the taker is the only party
+            accounts[e.account_id].apply_placed(e, spec)
         if e.order_id >= self.next_order_id:
             self.next_order_id = e.order_id + 1
 

@@ -334,6 +334,9 @@ def test_codec_round_trips_a_whole_session_and_replays_to_the_same_state() -> No
     for e in decoded:
         replayed.apply(e)
     assert replayed.state_hash() == venue.state_hash()
+    batched = Venue(parse_config(DEFAULT))
+    batched.apply_batch(decoded)  # replay's loop
+    assert batched.state_hash() == venue.state_hash()
 
 
 def test_codec_encodes_positionally_with_nested_fills() -> None:
