@@ -666,7 +666,10 @@ class Publisher:
         return [ring[i] for i in range(end - 1, max(end - limit, 0) - 1, -1)] if end > 0 else []
 
     def klines(self, symbol: str, interval: str, start_s: int, end_s: int) -> list[Candle]:
-        return [c for c in self._data[symbol].klines[interval] if start_s <= c.start_s < end_s]
+        """Candles that start within [start_s, end_s], both ends included: clients send
+        ``endTime`` as the current second rounded down (ccxt does), and a candle that opened
+        in that very second is one they expect to see."""
+        return [c for c in self._data[symbol].klines[interval] if start_s <= c.start_s <= end_s]
 
     def current_candle(self, symbol: str, interval: str) -> Candle | None:
         candles = self._data[symbol].klines[interval]

@@ -236,7 +236,7 @@ class BackpackApi:
         if price_type != "Last":
             raise bad_request(f"priceType {price_type!r} is not available on spot markets (only Last)")
         start_s = _int(call.params, "startTime", 0)
-        end_s = _int(call.params, "endTime", self.clock_ms() // 1000 + 1)
+        end_s = _int(call.params, "endTime", self.clock_ms() // 1000)
         return [wire.kline_json(spec, c) for c in self.publisher.klines(spec.symbol, interval, start_s, end_s)]
 
     async def trades(self, call: Call) -> Any:

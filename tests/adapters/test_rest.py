@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,12 @@ def test_trading_cycle(venue: LiveVenue, http: Http) -> None:
     assert ticker["lastPrice"] == "100" and ticker["volume"] == "1.5" and ticker["trades"] == "1"
     _, klines = http.request("GET", f"/api/v1/klines?symbol={SOL}&interval=1m&startTime=0")
     assert klines[-1]["close"] == "100" and klines[-1]["volume"] == "1.5"
+    start_s = int(datetime.strptime(klines[-1]["start"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp())
+    # endTime is the candle's own opening second (ccxt sends "now" rounded down to the second): included
+    _, at_open = http.request("GET", f"/api/v1/klines?symbol={SOL}&interval=1m&startTime={start_s}&endTime={start_s}")
+    assert at_open == [klines[-1]]
+    _, before = http.request("GET", f"/api/v1/klines?symbol={SOL}&interval=1m&startTime=0&endTime={start_s - 1}")
+    assert klines[-1] not in before
     status, fills = http.signed(taker, "GET", "/wapi/v1/history/fills", "fillHistoryQueryAll", {"symbol": SOL})
     assert status == 200 and fills[0]["quantity"] == "1.5" and fills[0]["isMaker"] is False
     status, history = http.signed(taker, "GET", "/wapi/v1/history/orders", "orderHistoryQueryAll")
