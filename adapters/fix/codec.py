@@ -59,10 +59,12 @@ class Message:
     def __init__(self, fields: list[tuple[int, str]], raw: bytes = b"") -> None:
         self.fields = fields
         self.raw = raw
-        index: dict[int, str] = {}
-        for tag, value in fields:
-            if tag not in index:
-                index[tag] = value
+        index = dict(fields)
+        if len(index) != len(fields):  # a repeated tag: the first occurrence is the one that counts
+            index = {}
+            for tag, value in fields:
+                if tag not in index:
+                    index[tag] = value
         self._index = index
 
     @property
@@ -165,7 +167,7 @@ def split_fields(data: bytes) -> list[tuple[int, str]]:
             tag, sep, value = part.partition("=")
             if not sep:
                 raise Garbled("field without '='")
-            if not is_number(tag) and not (tag[:1] == "-" and is_number(tag[1:])):
+            if not (tag.isdigit() and tag.isascii()) and not (tag[:1] == "-" and is_number(tag[1:])):
                 raise Garbled(f"tag {tag[:20]!r} is not a number")
             number = int(tag)
             if number in DATA_LENGTH_TAGS:
