@@ -54,11 +54,12 @@ class Message:
     decides whether they are legal).
     """
 
-    __slots__ = ("_index", "fields", "raw")
+    __slots__ = ("_index", "fields", "raw", "shape")
 
-    def __init__(self, fields: list[tuple[int, str]], raw: bytes = b"") -> None:
+    def __init__(self, fields: list[tuple[int, str]], raw: bytes = b"", shape: str | None = None) -> None:
         self.fields = fields
         self.raw = raw
+        self.shape = shape  # the tag sequence (``split_shaped``), so a validator can remember its verdict per shape
         index = dict(fields)
         if len(index) != len(fields):  # a repeated tag: the first occurrence is the one that counts
             index = {}
@@ -155,6 +156,41 @@ class Framer:
         return frame
 
 
+_NOT_SEPARATORS: Final = bytes(b for b in range(256) if b not in b"=\x01")
+_SHAPES: dict[str, tuple[int, ...]] = {}  # tag sequence -> its tag numbers (no raw data tags), bounded
+_SHAPES_MAX: Final = 4096
+
+
+def split_shaped(data: bytes) -> tuple[list[tuple[int, str]], str | None]:
+    """``split_fields`` plus the message's shape (its tag sequence as text), None when it has no plain shape.
+
+    Clients send the same few shapes over and over (every NewOrderSingle of a
+    session has the same tags), so tags are parsed once per shape and a
+    message is cut with a few C-level passes instead of a Python loop per
+    field. The separators must alternate ``= SOH = SOH ...`` (every field has
+    exactly one '=' and ends with SOH); anything else (a value holding '=',
+    raw data fields, signed or non-digit tags) takes the field-by-field path,
+    which explains garbling.
+    """
+    separators = data.translate(None, _NOT_SEPARATORS)
+    if separators != b"=\x01" * (len(separators) >> 1):
+        return split_fields(data), None
+    items = data.decode("latin-1")[:-1].replace("\x01", "=").split("=")
+    tags = items[0::2]
+    shape = "=".join(tags)
+    numbers = _SHAPES.get(shape)
+    if numbers is None:
+        if not all(tag.isdigit() and tag.isascii() for tag in tags):
+            return split_fields(data), None
+        numbers = tuple(map(int, tags))
+        if not DATA_LENGTH_TAGS.keys().isdisjoint(numbers):
+            return _split_with_data(data), None
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[shape] = numbers
+    return list(zip(numbers, items[1::2], strict=True)), shape
+
+
 def split_fields(data: bytes) -> list[tuple[int, str]]:
     """``tag=value SOH ...`` -> [(tag, value)]; data fields may contain SOH (length from the tag before)."""
     text = data.decode("latin-1")
@@ -211,7 +247,7 @@ def decode(frame: bytes) -> Message:
     """Check BodyLength, CheckSum and the 8/9/35 prefix; return the message or raise Garbled."""
     if not frame:
         raise Garbled("unreadable BodyLength")
-    fields = split_fields(frame)
+    fields, shape = split_shaped(frame)
     if len(fields) < 4 or fields[0][0] != 8 or fields[1][0] != 9 or fields[2][0] != 35:
         raise Garbled("the first three fields must be 8, 9 and 35")
     if fields[-1][0] != 10:
@@ -224,7 +260,7 @@ def decode(frame: bytes) -> Message:
     declared = fields[-1][1]
     if len(declared) != 3 or not is_number(declared) or int(declared) != checksum(frame[:trailer_at]):
         raise Garbled(f"CheckSum {declared} does not match {checksum(frame[:trailer_at]):03d}")
-    return Message(fields, frame)
+    return Message(fields, frame, shape)
 
 
 def _text(fields: Iterable[Field]) -> str:
