@@ -382,6 +382,7 @@ class ExchangeApplication:
     def _on_updates(self, updates: list[Any]) -> None:
         depth: list[DepthUpdate] = []
         trades: list[TradeRecord] = []
+        reported: dict[int, list[Session]] = {}
         last_quote_fill = _last_quote_sized_fills(updates)
         for index, update in enumerate(updates):
             kind = type(update)
@@ -391,6 +392,7 @@ class ExchangeApplication:
                     if index in last_quote_fill:
                         update = attrs.evolve(update, view=attrs.evolve(update.view, status=FILLED))
                     self._execution_report(update, sessions)
+                    reported[update.account_id] = sessions
             elif kind is DepthUpdate:
                 depth.append(update)
             elif kind is TradeRecord:
@@ -398,6 +400,9 @@ class ExchangeApplication:
         if depth or trades:
             self.market_data.on_book(depth, trades)
         self.ids.flush()  # ClOrdIDs these reports name are in the file before the reports leave
+        for sessions in reported.values():
+            for session in sessions:
+                session.flush_output()  # this batch's reports in one write, without waiting for the writer task
 
     def _execution_report(self, update: OrderUpdate, sessions: list[Session]) -> None:
         view = update.view

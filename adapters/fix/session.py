@@ -126,6 +126,8 @@ class Connection:
         self.opened = now
         self.wall_us = wall_us
         self.wakeup: Callable[[], None] = _nothing
+        # set by the I/O layer: write the outbox now if the socket takes it (no task switch); else the writer does
+        self.flush_hook: Callable[[], None] = _nothing
 
     # --- I/O entry points ----------------------------------------------------------
 
@@ -166,6 +168,17 @@ class Connection:
         self.outbox.clear()
         self.outbox_bytes = 0
         return data
+
+    def unsent(self, rest: bytes) -> None:
+        """The socket took only part of ``take_output()``: ``rest`` goes out first, by the writer."""
+        self.outbox.insert(0, rest)
+        self.outbox_bytes += len(rest)
+        self.wakeup()
+
+    def flush_output(self) -> None:
+        """A burst of output is complete: hand it to the socket now rather than at the writer's next turn."""
+        if self.outbox:
+            self.flush_hook()
 
     # --- used by the session -----------------------------------------------------------
 
@@ -562,6 +575,11 @@ class Session:
             pos = raw.find(b"\x01", raw.find(b"=", pos)) + 1
         body = raw[pos:raw.rfind(b"\x0110=") + 1]
         self._emit_raw(frame_message(msg_type, header, body))
+
+    def flush_output(self) -> None:
+        """See ``Connection.flush_output``; nothing when not connected."""
+        if self.connection is not None:
+            self.connection.flush_output()
 
     def _emit_raw(self, raw: bytes) -> None:
         if self.connection is not None:

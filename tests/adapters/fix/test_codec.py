@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.fix.codec import Framer, Garbled, decode, frame_message, split_fields, split_shaped
+from adapters.fix.codec import Framer, Garbled, checksum, decode, frame_message, split_fields, split_shaped
 from adapters.fix.dictionary import SessionReject, validate
 from adapters.fix.gen_dictionary import OUTPUT, default_source, parse_extract, render
 from adapters.fix.store import FileStore
@@ -86,3 +86,9 @@ def test_validation_by_shape_still_checks_every_value() -> None:
             validate(decode(new_order(3, bad, "b")))
         assert (caught.value.reason, caught.value.tag) == (reason, tag)
     assert validate(decode(new_order(4, "2", "c"))).body[1] == (38, "2")
+
+
+def test_checksum_is_the_byte_sum_mod_256_at_any_length() -> None:
+    data = bytes(range(256)) * 3 + b"\xff" * 700
+    for length in (0, 1, 255, 256, 257, 511, 512, 513, len(data)):
+        assert checksum(data[:length]) == sum(data[:length]) % 256
