@@ -309,7 +309,7 @@ class _Plan:
     """What a message shape (its tag sequence) proves, so only its values are checked per message."""
 
     body_start: int  # index in ``fields`` of the first body field
-    checks: tuple[tuple[int, int, Callable[[str], int] | None], ...]  # (index, tag, value check)
+    checks: tuple[tuple[int, int, Callable[[str], int]], ...]  # (index, tag, value check) of checked tags
 
 
 _PLANS: dict[tuple[str, str], _Plan | None] = {}  # (MsgType, shape) -> plan, None: not a simple shape; bounded
@@ -327,14 +327,14 @@ def _fast(message: Message) -> Validated | None:
         if len(_PLANS) >= _PLANS_MAX:
             _PLANS.clear()
         plan = _PLANS[key] = _plan(message)
-    if plan is None:
+    if plan is None or b"=\x01" in message.raw:  # every field of a shape has one '=': this is an empty value
         return None
     fields = message.fields
     good = _GOOD_VALUES
     for index, tag, check in plan.checks:
         value = fields[index][1]
         if (tag, value) not in good:
-            if not value or (check is not None and check(value)):
+            if check(value):
                 return None
             if len(good) >= _GOOD_VALUES_MAX:
                 good.clear()
@@ -363,7 +363,9 @@ def _plan(message: Message) -> _Plan | None:
             return None
         elif body_start is None:
             body_start = index
-        checks.append((index, tag, _CHECKS.get(tag)))
+        check = _CHECKS.get(tag)
+        if check is not None:
+            checks.append((index, tag, check))
     if not seen.issuperset(_HEADER_REQUIRED_BODY) or not seen.issuperset(layout.required):
         return None
     return _Plan(len(message.fields) - 1 if body_start is None else body_start, tuple(checks))

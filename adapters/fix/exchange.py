@@ -80,6 +80,7 @@ log = logging.getLogger("satchel.fix.exchange")
 
 AVG_PX_EXTRA_DECIMALS: Final = 4
 SIDES: Final = {"1": BID, "2": ASK}
+ORD_TYPES: Final = {"1": MARKET, "2": LIMIT}
 FIX_SIDE: Final = {BID: "1", ASK: "2"}
 TIFS: Final = {"0": GTC, "1": GTC, "3": IOC, "4": FOK}
 FIX_TIF: Final = {GTC: "1", IOC: "3", FOK: "4"}
@@ -172,7 +173,7 @@ class ExchangeApplication:
         side = SIDES.get(m.get(54) or "")
         if side is None:
             return Rejection("INVALID_ORDER", "Side (54) must be 1 (buy) or 2 (sell)")
-        ord_type = {"1": MARKET, "2": LIMIT}.get(m.get(40) or "")
+        ord_type = ORD_TYPES.get(m.get(40) or "")
         if ord_type is None:
             return Rejection("INVALID_ORDER", "OrdType (40) must be 1 (market) or 2 (limit)")
         tif = TIFS.get(m.get(59) or "1")

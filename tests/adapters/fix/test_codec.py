@@ -92,3 +92,19 @@ def test_checksum_is_the_byte_sum_mod_256_at_any_length() -> None:
     data = bytes(range(256)) * 3 + b"\xff" * 700
     for length in (0, 1, 255, 256, 257, 511, 512, 513, len(data)):
         assert checksum(data[:length]) == sum(data[:length]) % 256
+
+
+def test_store_writes_the_next_target_once_per_flush_and_reloads_the_last_value(tmp_path: Path) -> None:
+    path = tmp_path / "s.log"
+    store = FileStore(path)
+    for target in range(2, 50):
+        store.set_next_target(target)
+    store.flush()
+    assert path.read_bytes().count(b"T ") == 1
+    store.set_next_target(60)
+    store.reset()  # a reset drops the pending value with everything else
+    store.set_next_target(3)
+    store.close()
+    again = FileStore(path)
+    assert (again.next_target, again.next_sender) == (3, 1)
+    again.close()
