@@ -79,6 +79,7 @@ from engine.units import DecimalError
 log = logging.getLogger("satchel.fix.exchange")
 
 AVG_PX_EXTRA_DECIMALS: Final = 4
+TEXTS_KEEP: Final = 4096
 SIDES: Final = {"1": BID, "2": ASK}
 ORD_TYPES: Final = {"1": MARKET, "2": LIMIT}
 FIX_SIDE: Final = {BID: "1", ASK: "2"}
@@ -117,6 +118,7 @@ class ExchangeApplication:
         self.rejects = 0
         self.boot_us = wall_us()
         self.reports = 0
+        self.texts: dict[str, _Texts] = {}  # per symbol: formatted quantities and prices of recent reports
         publisher.listeners.append(self.on_updates)
 
     def close(self) -> None:
@@ -444,6 +446,10 @@ class ExchangeApplication:
         ``encode_body(_report(...))`` without building and sorting a field list.
         """
         spec = self.engine.venue.specs[view.symbol]
+        texts = self.texts.get(view.symbol)
+        if texts is None or texts.spec is not spec:
+            texts = self.texts[view.symbol] = _Texts(spec)
+        qty = texts.qty
         status = view.status
         live = status == "New" or status == PARTIALLY_FILLED
         cl_ord_id = self.ids.current.get(view.order_id)
@@ -453,25 +459,25 @@ class ExchangeApplication:
         parts = [f"1={view.account_id}\x016={_avg_px(spec, view)}\x01"]
         if cl_ord_id:
             parts.append(f"11={cl_ord_id}\x01")
-        parts.append(f"14={spec.format_qty(view.executed_steps)}\x0117={exec_id}\x01")
+        parts.append(f"14={qty(view.executed_steps)}\x0117={exec_id}\x01")
         if view.post_only:
             parts.append("18=6\x01")
         if fill is not None:
-            parts.append(f"31={spec.format_price(fill[0])}\x0132={spec.format_qty(fill[1])}\x01")
+            parts.append(f"31={texts.price(fill[0])}\x0132={qty(fill[1])}\x01")
         parts.append(f"37={view.order_id}\x01")
         if view.qty_steps:
-            parts.append(f"38={spec.format_qty(view.qty_steps)}\x01")
+            parts.append(f"38={qty(view.qty_steps)}\x01")
         parts.append(f"39={ORD_STATUS.get(status, '0')}\x0140={'2' if limit else '1'}\x01")
         if orig is not None:
             parts.append(f"41={orig}\x01")
         if limit:
-            parts.append(f"44={spec.format_price(view.price_ticks)}\x01")
+            parts.append(f"44={texts.price(view.price_ticks)}\x01")
         parts.append(f"54={FIX_SIDE[view.side]}\x0155={view.symbol}\x01")
         if text is not None:
             parts.append(f"58={text}\x01")
         leaves = max(view.qty_steps - view.executed_steps, 0) if live else 0
         parts.append(f"59={FIX_TIF.get(view.tif, '1')}\x0160={self.times.millis(ts_us or self.wall_us())}\x01"
-                     f"150={exec_type}\x01151={spec.format_qty(leaves)}\x01")
+                     f"150={exec_type}\x01151={qty(leaves)}\x01")
         if not view.qty_steps and view.quote_qty:
             parts.append(f"152={spec.format_quote(view.quote_qty)}\x01")
         return "".join(parts).encode("latin-1")
@@ -502,6 +508,33 @@ class ExchangeApplication:
             body.append((18, "6"))
         body.extend(extra)
         return body
+
+class _Texts:
+    """A market's quantities and prices as report text, remembered (orders repeat the same few sizes and prices)."""
+
+    __slots__ = ("_prices", "_qtys", "spec")
+
+    def __init__(self, spec: MarketSpec) -> None:
+        self.spec = spec
+        self._qtys: dict[int, str] = {}
+        self._prices: dict[int, str] = {}
+
+    def qty(self, steps: int) -> str:
+        text = self._qtys.get(steps)
+        if text is None:
+            if len(self._qtys) >= TEXTS_KEEP:
+                self._qtys.clear()
+            text = self._qtys[steps] = self.spec.format_qty(steps)
+        return text
+
+    def price(self, ticks: int) -> str:
+        text = self._prices.get(ticks)
+        if text is None:
+            if len(self._prices) >= TEXTS_KEEP:
+                self._prices.clear()
+            text = self._prices[ticks] = self.spec.format_price(ticks)
+        return text
+
 
 def _avg_px(spec: MarketSpec, view: OrderView) -> str:
     """Quantity-weighted average fill price, exact to the tick scale plus a few decimals (half-up)."""

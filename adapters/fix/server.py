@@ -11,6 +11,7 @@ bounded by the session layer (a slow consumer is disconnected); at most
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -85,7 +86,9 @@ class FixServer:
                 await output.flush()
                 if connection.closing:
                     return
-                await wake.wait_until(connection.next_deadline())
+                output.deadline = connection.next_deadline()
+                await wake.wait_until(output.deadline)
+                output.deadline = -math.inf  # awake: the next read must wake it again if timers moved
                 connection.poll(trio.current_time())
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             connection.close("peer gone")
@@ -100,7 +103,8 @@ class FixServer:
                 if connection.session is not None:
                     connection.session.store.flush()
                 output.write_now()  # the replies to this read (acks, rejects) in one write
-                connection.wakeup()  # timers may have moved
+                if connection.next_deadline() < output.deadline:
+                    connection.wakeup()  # a timer moved earlier (reads mostly push them later: no task switch)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         connection.close(connection.close_reason or "peer closed the connection")
@@ -119,13 +123,14 @@ class _Output:
     everything to it so bytes never go out of order.
     """
 
-    __slots__ = ("busy", "connection", "fd", "stream")
+    __slots__ = ("busy", "connection", "deadline", "fd", "stream")
 
     def __init__(self, stream: trio.SocketStream, connection: Connection) -> None:
         self.stream = stream
         self.connection = connection
         self.fd = stream.socket.fileno()
         self.busy = False
+        self.deadline = -math.inf  # what the writer task sleeps until (-inf: it is not asleep on the timers)
 
     def write_now(self) -> None:
         connection = self.connection
