@@ -381,11 +381,22 @@ class ExchangeApplication:
             self._on_updates(updates)
         except Exception:
             log.exception("FIX execution reports for a durable batch failed")
+        finally:
+            self._write_reports()
+
+    def _write_reports(self) -> None:
+        """The batch's reports leave now, in one write per connection (they were queued without a wake-up)."""
+        try:
+            self.ids.flush()  # ClOrdIDs these reports name are in the file before the reports leave
+        except Exception:
+            log.exception("FIX ClOrdID file flush failed")
+        for sessions in self.sessions.values():
+            for session in sessions:
+                session.flush_output()
 
     def _on_updates(self, updates: list[Any]) -> None:
         depth: list[DepthUpdate] = []
         trades: list[TradeRecord] = []
-        reported: dict[int, list[Session]] = {}
         last_quote_fill = _last_quote_sized_fills(updates)
         for index, update in enumerate(updates):
             kind = type(update)
@@ -395,17 +406,12 @@ class ExchangeApplication:
                     if index in last_quote_fill:
                         update = attrs.evolve(update, view=attrs.evolve(update.view, status=FILLED))
                     self._execution_report(update, sessions)
-                    reported[update.account_id] = sessions
             elif kind is DepthUpdate:
                 depth.append(update)
             elif kind is TradeRecord:
                 trades.append(update)
         if depth or trades:
             self.market_data.on_book(depth, trades)
-        self.ids.flush()  # ClOrdIDs these reports name are in the file before the reports leave
-        for sessions in reported.values():
-            for session in sessions:
-                session.flush_output()  # this batch's reports in one write, without waiting for the writer task
 
     def _execution_report(self, update: OrderUpdate, sessions: list[Session]) -> None:
         view = update.view
@@ -436,7 +442,7 @@ class ExchangeApplication:
             orig = pending[2]
         encoded = self._report_bytes(view, exec_type, exec_id, update.ts_us, fill, text, orig)
         for session in sessions:
-            session.send_encoded("8", encoded)
+            session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch
 
     def _report_bytes(self, view: OrderView, exec_type: str, exec_id: str, ts_us: int,
                       fill: tuple[int, int] | None, text: str | None, orig: str | None) -> bytes:

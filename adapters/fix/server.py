@@ -103,8 +103,8 @@ class FixServer:
                 if connection.session is not None:
                     connection.session.store.flush()
                 output.write_now()  # the replies to this read (acks, rejects) in one write
-                if connection.next_deadline() < output.deadline:
-                    connection.wakeup()  # a timer moved earlier (reads mostly push them later: no task switch)
+                if connection.outbox or connection.closing or connection.next_deadline() < output.deadline:
+                    connection.wakeup()  # output left, closing, or a timer moved earlier; else no task switch
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         connection.close(connection.close_reason or "peer closed the connection")
