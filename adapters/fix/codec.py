@@ -108,6 +108,8 @@ def checksum(data: bytes | memoryview) -> int:
     exactly ``1 + sum(bytes)`` (the sum stays below the modulus 65521), so
     each 256-byte chunk costs one zlib call instead of a Python-level pass.
     """
+    if len(data) <= _ADLER_CHUNK:  # most messages: one call
+        return ((zlib.adler32(data) & 0xFFFF) - 1) & 0xFF
     view = memoryview(data)
     total = 0
     for start in range(0, len(data), _ADLER_CHUNK):
@@ -318,14 +320,24 @@ def frame_text(head: str, body: bytes) -> bytes:
 class Timestamps:
     """UTC timestamps in FIX formats; the seconds part is cached (one strftime per second)."""
 
-    __slots__ = ("_second", "_text")
+    __slots__ = ("_last", "_last_ms", "_second", "_text")
 
     def __init__(self) -> None:
         self._second = -1
         self._text = ""
+        self._last_ms = -1
+        self._last = ""
 
     def millis(self, wall_us: int) -> str:
-        """``YYYYMMDD-HH:MM:SS.sss`` (SendingTime as QuickFIX writes it)."""
+        """``YYYYMMDD-HH:MM:SS.sss`` (SendingTime as QuickFIX writes it); a burst within one millisecond reuses it."""
+        ms = wall_us // 1000
+        if ms == self._last_ms:
+            return self._last
+        self._last_ms = ms
+        self._last = self._millis(wall_us)
+        return self._last
+
+    def _millis(self, wall_us: int) -> str:
         second, micros = divmod(wall_us, 1_000_000)
         if second != self._second:
             self._second = second
