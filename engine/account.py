@@ -120,7 +120,9 @@ class Account:
             return Rejection("INVALID_ORDER", f"Order with client ID already exists: {cid}")
         bid = cmd.side == BID
         asset = spec.quote if bid else spec.base
-        available = self.available(asset)
+        available = self.balances.get(asset, 0) - self.locked.get(asset, 0) - self.held.get(asset, 0)  # available(), inlined
+        if self.reserved:
+            available -= self.reserved.get(asset, 0)
         if cmd.order_type == LIMIT:
             need = (cmd.price_ticks * cmd.qty_steps * spec.quote_per_tick_step) if bid else cmd.qty_steps * spec.base_per_step
         elif bid:
@@ -138,9 +140,14 @@ class Account:
 
     def hold(self, order_id: int, asset: str, atoms: int, client_id: int) -> None:
         """Reserve atoms for a command in flight to a market (several may share an order id)."""
-        held_asset, held = self.holds.get(order_id, (asset, 0))
-        assert held_asset == asset, f"account {self.account_id} order {order_id} holds {held_asset}, not {asset}"
-        self.holds[order_id] = (asset, held + atoms)
+        holds = self.holds
+        if order_id in holds:  # a second command in flight for the order (an amend)
+            held_asset, held = holds[order_id]
+            assert held_asset == asset, f"account {self.account_id} order {order_id} holds {held_asset}, not {asset}"
+            atoms_now = held + atoms
+        else:
+            atoms_now = atoms
+        holds[order_id] = (asset, atoms_now)
         self.held[asset] = self.held.get(asset, 0) + atoms
         if client_id != NO_CLIENT_ID:
             self.pending_client_ids.add(client_id)

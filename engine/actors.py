@@ -9,7 +9,8 @@ actor pipeline fast (reference/performance.md §5: ~50k vs ~700k orders/s).
 
 Waits can only point one way, so the actors cannot deadlock:
 intake -> account: ``send_nowait``, full means "overloaded" at once;
-account -> market: ``send_nowait``, full means "overloaded" (holds released);
+account -> market: ``MarketActor.post`` (a list append plus one wake-up per
+pass), full means "overloaded" (holds released);
 market -> account and anyone -> journal: may ``await`` (accounts and the
 journal never wait on markets).
 
@@ -17,7 +18,7 @@ Replies and published events leave only through the journal actor after the
 fsync that covers them (durable before visible).
 
 Idle fast path: when an account actor has nothing queued and no batch in
-progress, intake (``admit``) and markets (``settle_now``/``release_now``) call
+progress, intake (``admit``) and markets (``settle``/``release_now``) call
 its handlers directly instead of queueing a one-message batch. Nothing can run
 in between (no await), so the result is exactly what the actor would have done,
 without a task switch per order; anything queued keeps FIFO order by going
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
@@ -69,7 +70,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("satchel.actors")
 
 ACCOUNT_INBOX_SIZE: Final = 8192
-MARKET_INBOX_SIZE: Final = 8192
+MARKET_QUEUE_MAX: Final = 8192  # commands waiting for one market (~0.2 s of work); beyond this intake is refused
+MARKET_BATCH_MAX: Final = 4096  # commands a market handles per pass before the journal hears of them
 JOURNAL_INBOX_SIZE: Final = 4096
 SUBSCRIBER_BUFFER_SIZE: Final = 1024
 BATCH_MAX: Final = 2048
@@ -235,25 +237,50 @@ class MarketActor:
         self.engine = engine
         self.market = market
         self.view_placed = market.view_placed  # one bound method for every Result, not one per order
-        self.tx, self.rx = trio.open_memory_channel[list[tuple[Any, Sink | None]]](MARKET_INBOX_SIZE)
+        # Commands wait in a plain list; the channel only carries wake-ups, at most one
+        # outstanding. Queuing a command is a list append, not a channel send (a send
+        # costs a few microseconds of trio bookkeeping, as much as matching the order).
+        self.queue: list[tuple[Any, Sink | None]] = []
+        self.woken = False
+        self.tx, self.rx = trio.open_memory_channel[None](1)
         self.busy = False
+
+    def post(self, cmd: Any, sink: Sink | None) -> bool:
+        """Queue a command for this market; False (nothing queued) when the queue is full."""
+        queue = self.queue
+        if len(queue) >= MARKET_QUEUE_MAX:
+            return False
+        queue.append((cmd, sink))
+        if not self.woken:
+            self._wake()
+        return True
+
+    def _wake(self) -> None:
+        self.woken = True
+        self.tx.send_nowait(None)
+        self.engine.pending += 1
 
     async def run(self) -> None:
         engine = self.engine
         clock = engine.clock
-        async for first in self.rx:
+        async for _ in self.rx:
+            self.woken = False
             self.busy = True
-            batches = drain(self.rx, first)
+            items = self.queue
+            if len(items) > MARKET_BATCH_MAX:
+                items, self.queue = items[:MARKET_BATCH_MAX], items[MARKET_BATCH_MAX:]
+                self._wake()  # the rest is the next pass's
+            else:
+                self.queue = []
             now = clock()
             events: list[Event] = []
             deliveries: list[Delivery] = []
             refused: dict[int, list[tuple[int, int, int]]] = {}
-            for items in batches:
-                for cmd, sink in items:
-                    self._handle(cmd, sink, now, events, deliveries, refused)
+            for cmd, sink in items:
+                self._handle(cmd, sink, now, events, deliveries, refused)
             await engine.journal.submit(events, deliveries)
             await self._forward(events, refused)
-            engine.pending -= len(batches)
+            engine.pending -= 1
             self.busy = False
 
     def _handle(
@@ -317,24 +344,38 @@ class MarketActor:
         raise AssertionError(f"market actor got {cmd!r}")
 
     async def _forward(self, events: list[Event], refused: dict[int, list[tuple[int, int, int]]]) -> None:
-        """Tell every account its share of the batch's facts (after journaling them)."""
-        per_account: dict[int, list[Event]] = {}
+        """Tell every account its share of the batch's facts (after journaling them).
+
+        An idle account actor applies them at once (the module docstring says why);
+        a busy one gets them as one message. Idleness cannot change during the
+        loop (no await), so each account sees its facts in batch order either way.
+        """
+        accounts = self.engine.account_actors
+        later: dict[int, list[Event]] = {}
         for e in events:
             t = type(e)
             if t is OrderPlaced:
                 if e.fills:  # type: ignore[union-attr]
-                    for account_id in placed_parties(e):  # type: ignore[arg-type]
-                        per_account.setdefault(account_id, []).append(e)
+                    parties: Iterable[int] = placed_parties(e)  # type: ignore[arg-type]
                 else:  # rested or expired untouched: only the taker's account is involved
-                    per_account.setdefault(e.account_id, []).append(e)  # type: ignore[union-attr]
+                    actor = accounts[e.account_id]  # type: ignore[union-attr]
+                    if actor.busy or actor.queued:
+                        later.setdefault(e.account_id, []).append(e)  # type: ignore[union-attr]
+                    else:
+                        actor.settle_own(e)  # type: ignore[arg-type]
+                    continue
             elif t is OrderCancelled or t is OrderAmended:
-                per_account.setdefault(e.account_id, []).append(e)  # type: ignore[union-attr]
-        engine = self.engine
-        accounts = engine.account_actors
-        for account_id, evs in per_account.items():
-            actor = accounts[account_id]
-            if not actor.settle_now(evs):
-                await actor.post((EVENTS, evs, None))
+                parties = (e.account_id,)  # type: ignore[union-attr]
+            else:
+                continue
+            for account_id in parties:
+                actor = accounts[account_id]
+                if actor.busy or actor.queued:
+                    later.setdefault(account_id, []).append(e)
+                else:
+                    actor.settle(e)
+        for account_id, evs in later.items():
+            await accounts[account_id].post((EVENTS, evs, None))
         for account_id, orders in refused.items():
             actor = accounts[account_id]
             if not actor.release_now(orders):
@@ -373,6 +414,13 @@ class AccountActor:
         """
         if self.busy or self.queued:
             return False
+        if type(cmd) is PlaceOrder:  # the common case, without the batch bookkeeping
+            refused = self._hold_place(cmd)
+            if refused is not None:
+                self.engine.deliver(sink, Result(rejection=refused))
+            else:
+                self._forward(cmd.symbol, [(cmd, sink)])
+            return True
         deliveries: list[Delivery] = []
         forwards: dict[str, list[tuple[Any, Sink | None]]] = {}
         self._command(cmd, sink, 0, [], deliveries, forwards)
@@ -382,13 +430,14 @@ class AccountActor:
             self._forward(symbol, items)
         return True
 
-    def settle_now(self, events: list[Event]) -> bool:
-        """Apply another actor's facts at once when this actor is idle (see ``admit``)."""
-        if self.busy or self.queued:
-            return False
-        for e in events:
-            self._settle(e)
-        return True
+    def settle(self, e: Event) -> None:
+        """Apply another actor's fact now; only while this actor is idle (see ``admit``)."""
+        self._settle(e)
+
+    def settle_own(self, e: OrderPlaced) -> None:
+        """``settle`` for this account's own order that traded nothing: drop its hold, record it."""
+        self.account.release_hold(e.order_id, e.client_id, e.lock)
+        self.account.apply_placed(e, self.engine.venue.specs[e.symbol])
 
     def release_now(self, refused: list[tuple[int, int, int]]) -> bool:
         """Drop holds of refused commands at once when this actor is idle."""
@@ -453,16 +502,11 @@ class AccountActor:
         venue = self.engine.venue
         t = type(cmd)
         if t is PlaceOrder:
-            spec = venue.specs[cmd.symbol]
-            denial = self.engine.gate_order(account, spec, cmd)
-            decided = denial if denial is not None else account.decide_place(cmd, spec)
-            if type(decided) is Rejection:
-                deliveries.append((sink, Result(rejection=decided)))  # type: ignore[arg-type]
-                return
-            asset, atoms = decided  # type: ignore[misc]
-            account.hold(cmd.order_id, asset, atoms, cmd.client_id)
-            cmd.lock = atoms
-            forwards.setdefault(cmd.symbol, []).append((cmd, sink))
+            refused = self._hold_place(cmd)
+            if refused is not None:
+                deliveries.append((sink, Result(rejection=refused)))  # type: ignore[arg-type]
+            else:
+                forwards.setdefault(cmd.symbol, []).append((cmd, sink))
         elif t is CancelOrder:
             if cmd.order_id < 0:
                 cmd.order_id = account.client_ids.get(cmd.client_id, -1)
@@ -487,6 +531,20 @@ class AccountActor:
             self._withdrawal(cmd, sink, now, events, deliveries)
         else:
             self._funds(cmd, sink, now, events, deliveries)
+
+    def _hold_place(self, cmd: PlaceOrder) -> Rejection | None:
+        """Gate and fund a new order, holding what it may spend; or say why not."""
+        account = self.account
+        engine = self.engine
+        spec = engine.venue.specs[cmd.symbol]
+        denial = engine.gate_order(account, spec, cmd)
+        decided = denial if denial is not None else account.decide_place(cmd, spec)
+        if type(decided) is Rejection:
+            return decided
+        asset, atoms = decided  # type: ignore[misc]
+        account.hold(cmd.order_id, asset, atoms, cmd.client_id)
+        cmd.lock = atoms
+        return None
 
     def _funds(self, cmd: Any, sink: Sink | None, now: int, events: list[Event], deliveries: list[Delivery]) -> None:
         account = self.account
@@ -524,18 +582,23 @@ class AccountActor:
 
     def _forward(self, symbol: str, items: list[tuple[Any, Sink | None]]) -> None:
         engine = self.engine
-        try:
-            engine.market_actors[symbol].tx.send_nowait(items)
-            engine.pending += 1
-        except trio.WouldBlock:
-            overloaded = Rejection("TOO_MANY_REQUESTS", f"Engine overloaded: market {symbol} is busy, retry later")
-            for cmd, sink in items:
-                if type(cmd) is PlaceOrder:
-                    self.account.release_hold(cmd.order_id, cmd.client_id, cmd.lock)
-                elif type(cmd) is AmendOrder:
-                    self.account.release_hold(cmd.order_id, NO_CLIENT_ID, cmd.hold)
-                if sink is not None:
-                    engine.deliver(sink, Result(rejection=overloaded))
+        market = engine.market_actors[symbol]
+        for i, (cmd, sink) in enumerate(items):
+            if not market.post(cmd, sink):
+                self._overloaded(symbol, items[i:])
+                return
+
+    def _overloaded(self, symbol: str, items: list[tuple[Any, Sink | None]]) -> None:
+        """Refuse commands the market has no room for, dropping what they held."""
+        engine = self.engine
+        overloaded = Rejection("TOO_MANY_REQUESTS", f"Engine overloaded: market {symbol} is busy, retry later")
+        for cmd, sink in items:
+            if type(cmd) is PlaceOrder:
+                self.account.release_hold(cmd.order_id, cmd.client_id, cmd.lock)
+            elif type(cmd) is AmendOrder:
+                self.account.release_hold(cmd.order_id, NO_CLIENT_ID, cmd.hold)
+            if sink is not None:
+                engine.deliver(sink, Result(rejection=overloaded))
 
 
 __all__ = ["FEE_ACCOUNT_ID", "AccountActor", "JournalActor", "MarketActor"]

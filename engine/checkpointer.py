@@ -51,7 +51,7 @@ class Checkpointer:
         journal = engine.config.journal
         self.every_records = journal.checkpoint_every_records
         self.every_s = journal.checkpoint_every_s
-        self.replica = ReplicaProcess(engine.config, engine.directory, key.public_b64, journal.snapshot_every_events)
+        self.replica = ReplicaProcess(engine.config, engine.directory, journal.snapshot_every_events)
         self.requests: list[tuple[str, Sink]] = []
         self.wake = trio.Event()
         self.covered = engine.recovered_seq  # seq named by the newest checkpoint (or recovery point)
@@ -66,6 +66,7 @@ class Checkpointer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
+            await trio.to_thread.run_sync(self.replica.start)
             await self._loop()
         finally:
             with trio.CancelScope(shield=True):

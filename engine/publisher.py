@@ -450,6 +450,12 @@ class Publisher:
         if not rests:
             self._history(e.account_id).orders.append(market.view_placed(e))
 
+    def at_position(self, seq: int, record_hash: bytes) -> None:
+        """Everything through journal record ``seq`` (hash ``record_hash``) is applied: the position
+        ``publisher_state.save`` names (for a publisher fed by ``catch_up`` alone, like the replica)."""
+        self._base = (seq, record_hash)
+        self._followed = 0
+
     def settle_tops(self) -> None:
         """Best bid/ask as of now, so the first live batch reports only real changes."""
         for symbol, market in self.venue.markets.items():

@@ -86,15 +86,30 @@ def _save(publisher: Publisher, directory: Path) -> Path:
         "derived_bytes": len(derived), "blake2b": _digest(venue, derived),
     }, option=orjson.OPT_SORT_KEYS)
     final = directory / STATE_FILE
-    tmp = final.with_suffix(".tmp")
+    # Two writers share this file: the daemon's publisher at a clean stop and the checkpoint
+    # replica's process with each snapshot. Each writes its own tmp file, and an older
+    # position never replaces a newer one (more tail to replay next time, never less truth).
+    tmp = final.with_name(f"{STATE_FILE}.{os.getpid()}.tmp")
     with open(tmp, "wb") as out:
         for part in (header, b"\n", venue, b"\n", derived):
             out.write(part)
         out.flush()
         os.fsync(out.fileno())
+    if _events_in(final) > publisher.events:
+        tmp.unlink()
+        return final
     os.replace(tmp, final)
     fsync_dir(directory)
     return final
+
+
+def _events_in(path: Path) -> int:
+    """How many journal events (from genesis) a state file covers; -1 when there is none or it is unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return int(orjson.loads(f.readline())["events"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
 
 
 def load(directory: Path, config: Config) -> tuple[Publisher, int, bytes, int] | None:

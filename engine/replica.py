@@ -35,11 +35,11 @@ from typing import Any, Final
 import attrs
 import orjson
 
-from engine import por, snapshot
-from engine.audit import Replayer, liabilities
+from engine import por, publisher_state, snapshot
+from engine.audit import liabilities
 from engine.config import Config
-from engine.journal import JournalReader
-from engine.signing import load_public
+from engine.journal import JournalCorrupt, JournalReader
+from engine.publisher import PositionMismatch, Publisher
 from engine.venue import Venue
 
 log = logging.getLogger("satchel.replica")
@@ -47,7 +47,7 @@ log = logging.getLogger("satchel.replica")
 SNAPSHOT: Final = "snapshot"
 POR: Final = "por"
 POR_DIR: Final = "por"
-JOIN_S: Final = 5.0
+JOIN_S: Final = 0.5  # at close no request is in flight: an idle child exits at EOF at once; a warming one is killed
 
 
 class ReplicaError(RuntimeError):
@@ -67,39 +67,62 @@ class Advanced:
 
 
 class Replica:
-    """A venue that follows the journal on disk (runs inside the child process)."""
+    """A venue that follows the journal on disk (runs inside the child process).
 
-    def __init__(self, config: Config, directory: Path, public_b64: str, snapshot_every: int) -> None:
+    It is a quiet ``Publisher`` (engine/publisher.py): its shadow venue is the
+    replica the checkpoints hash, and the histories, trades and klines it
+    derives alongside are saved as ``publisher.state`` with every snapshot. So
+    a daemon that crashed replays at most one snapshot interval of journal into
+    its publisher before the adapters listen, not everything since its last
+    clean stop. It starts from the newest publisher state file, or from genesis.
+    """
+
+    def __init__(self, config: Config, directory: Path, snapshot_every: int) -> None:
         self.config = config
         self.directory = directory
         self.snapshot_every = snapshot_every
-        found = snapshot.newest_valid(directory, config)
-        if found is not None:
-            header, venue = found
-            self.reader = JournalReader(directory, header.seq, bytes.fromhex(header.chain_hash))
-            base = header.seq
-        else:
-            venue = Venue(config)
-            self.reader = JournalReader(directory)
-            base = 0
-        self.venue = venue
-        self.replayer = Replayer(venue, load_public(public_b64), apply_from=base)
-        if found is not None:
-            # The checkpoint that signed this snapshot comes after it and names its seq: the
-            # replayer must know that record's hash, though it starts reading after it.
-            self.replayer.hashes[base] = bytes.fromhex(found[0].chain_hash)
-        self.events_at_snapshot = 0
+        self.from_state = False
+        self.publisher, self.reader, self.skip = self._start()
+        self.events_at_snapshot = self.publisher.events
+
+    def _start(self, *, from_genesis: bool = False) -> tuple[Publisher, JournalReader, int]:
+        loaded = None
+        if not from_genesis:
+            try:
+                loaded = publisher_state.load(self.directory, self.config)
+            except publisher_state.StateInvalid as exc:
+                log.warning("publisher state unusable (%s); the replica replays from genesis", exc)
+        self.from_state = loaded is not None
+        if loaded is None:
+            return Publisher(Venue(self.config)), JournalReader(self.directory), 0
+        publisher, seq, prev_hash, skip = loaded
+        return publisher, JournalReader(self.directory, seq, prev_hash), skip
+
+    @property
+    def venue(self) -> Venue:
+        return self.publisher.venue
 
     def advance(self, target: int, kinds: frozenset[str], now_us: int, por_salt: bytes | None) -> Advanced:
-        for record in self.reader.read(target):
-            self.replayer.feed(record)
-        venue, chain = self.venue, self.reader.hash
+        try:
+            self.publisher.catch_up(self.reader, target, self.skip, quiet=True)
+        except (JournalCorrupt, PositionMismatch) as exc:
+            if not self.from_state:
+                raise  # the journal itself is damaged: nothing to fall back to
+            # a saved state that does not fit this journal: the whole journal is the truth
+            log.warning("publisher state does not fit the journal (%s); the replica replays from genesis", exc)
+            self.publisher, self.reader, self.skip = self._start(from_genesis=True)
+            self.publisher.catch_up(self.reader, target, 0, quiet=True)
+        self.skip = 0
+        publisher, venue, chain = self.publisher, self.venue, self.reader.hash
+        publisher.settle_tops()
+        publisher.at_position(self.reader.seq, chain)
         state_hash = venue.state_hash()
         snapshot_path = snapshot_error = None
-        if SNAPSHOT in kinds or self.replayer.events - self.events_at_snapshot >= self.snapshot_every:
-            self.events_at_snapshot = self.replayer.events
+        if SNAPSHOT in kinds or publisher.events - self.events_at_snapshot >= self.snapshot_every:
+            self.events_at_snapshot = publisher.events
             try:
                 snapshot_path = str(snapshot.write(self.directory, venue, target, chain, state_hash, now_us))
+                publisher_state.save(publisher, self.directory)
             except OSError as exc:
                 # A snapshot is a cache: failing to write one (a full disk) costs recovery
                 # time, never history. Say so and carry on with the checkpoint.
@@ -142,10 +165,14 @@ def child_main(conn: multiprocessing.connection.Connection) -> None:
     """The child process: read its setup, build the replica lazily, answer requests until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle; it closes our pipe
     try:
-        config, directory, public_b64, snapshot_every = conn.recv()
+        config, directory, snapshot_every = conn.recv()
     except (EOFError, OSError):
         return
     replica: Replica | None = None
+    try:  # warm up before the first request: load the saved state, or start the replay from genesis
+        replica = Replica(config, Path(directory), snapshot_every)
+    except Exception as exc:  # reported with the first request's answer, rebuilt then
+        log.warning("checkpoint replica could not start yet: %s", exc)
     while True:
         try:
             request = conn.recv()
@@ -153,7 +180,7 @@ def child_main(conn: multiprocessing.connection.Connection) -> None:
             return
         try:
             if replica is None:
-                replica = Replica(config, Path(directory), public_b64, snapshot_every)
+                replica = Replica(config, Path(directory), snapshot_every)
             answer: tuple[str, Any] = ("ok", replica.advance(*request))
         except Exception as exc:  # every failure goes back to the parent, which decides
             answer = ("error", f"{type(exc).__name__}: {exc}")
@@ -173,8 +200,8 @@ class ReplicaProcess:
     script, which breaks any unguarded script that runs an Engine.
     """
 
-    def __init__(self, config: Config, directory: Path, public_b64: str, snapshot_every: int) -> None:
-        self.setup = (config, str(directory), public_b64, snapshot_every)
+    def __init__(self, config: Config, directory: Path, snapshot_every: int) -> None:
+        self.setup = (config, str(directory), snapshot_every)
         self.process: subprocess.Popen[bytes] | None = None
         self.conn: multiprocessing.connection.Connection | None = None
 
@@ -201,6 +228,11 @@ class ReplicaProcess:
             assert isinstance(value, Advanced)
             return value
         raise AssertionError("unreachable")
+
+    def start(self) -> None:
+        """Start the child now, so it builds its replica while the engine warms up. Blocking (fork/exec)."""
+        if self.conn is None:
+            self._start()
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair()

@@ -592,11 +592,8 @@ class Engine(WithdrawalApi):
         if state not in MARKET_STATES:
             return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"state must be one of {', '.join(MARKET_STATES)}"))
         reply = Reply()
-        try:
-            actor.tx.send_nowait([(SetMarketState(symbol, state), reply)])
-        except trio.WouldBlock:
+        if not actor.post(SetMarketState(symbol, state), reply):
             return Result(rejection=Rejection("TOO_MANY_REQUESTS", f"Engine overloaded: market {symbol} is busy"))
-        self.pending += 1
         self.inflight += 1
         return await reply.wait()
 

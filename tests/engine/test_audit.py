@@ -388,11 +388,13 @@ async def test_a_replica_that_cannot_follow_the_journal_stops_the_engine_with_it
             await nursery.start(engine.run)
             await trade(engine)
             await engine.wait_idle()
-            engine.checkpointer.replica.setup = (CONFIG, str(tmp_path / "nowhere"), engine.key.public_b64, 10**9)
+            replica = engine.checkpointer.replica
+            await trio.to_thread.run_sync(replica.close)  # the next one starts pointed at an empty directory
+            replica.setup = (CONFIG, str(tmp_path / "nowhere"), 10**9)
             answers.append(await engine.checkpoint("snapshot"))
             await trio.sleep_forever()
 
-    with pytest.raises(BaseExceptionGroup) as raised:
+    with pytest.raises(BaseExceptionGroup) as raised, trio.fail_after(30):
         await run_until_the_checkpoint_fails()
     assert raised.group_contains(ReplicaError, match="nowhere", depth=None)
     assert "checkpoint replica failed" in answers[0].value["error"] and "nowhere" in answers[0].value["error"]

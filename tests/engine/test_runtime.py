@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine.actors import MARKET_INBOX_SIZE
+from engine.actors import MARKET_QUEUE_MAX
 from engine.audit import journal_events
 from engine.config import DEFAULT, parse_config
 from engine.messages import BID, REJECT_MAKER, OrderPlaced, PlaceOrder, Rejection
@@ -169,7 +169,7 @@ async def test_overload_is_answered_at_once(engine: Engine) -> None:
             def set(self, value: Result) -> None:
                 answers.append(value)
 
-        flood = MARKET_INBOX_SIZE + 10  # the market inbox fills first; 10 USDC of funds to spare
+        flood = MARKET_QUEUE_MAX + 10  # the market queue fills first; 10 USDC of funds to spare
         refused_at_once = 0
         for _ in range(flood):  # no checkpoint in this loop: no actor can drain
             order = engine.build_order(buyer, "SOL_USDC", "Bid", "Limit", price="1", quantity="1")
