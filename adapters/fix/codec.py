@@ -193,7 +193,7 @@ def split_shaped(data: bytes) -> tuple[list[tuple[int, str]], str | None]:
     which explains garbling.
     """
     separators = data.translate(None, _NOT_SEPARATORS)
-    if separators != b"=\x01" * (len(separators) >> 1):
+    if separators != b"=\x01" * (len(separators) >> 1) or not data.endswith(b"\x01"):
         return split_fields(data), None
     items = data.decode("latin-1")[:-1].replace("\x01", "=").split("=")
     tags = items[0::2]
