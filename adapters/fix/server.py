@@ -3,7 +3,10 @@
 The reader feeds bytes to the connection; the writer flushes the session store
 (sequence numbers are on disk before the peer can see them), writes the
 outbox, runs the session timers at ``next_deadline()`` and closes the socket
-when the session asks. Bounds: reads of at most ``READ_BYTES``; the outbox is
+when the session asks. A burst of output (the replies to one read, the
+execution reports of one durable batch) is written where it ends, in one
+write and without a task switch (``_Output.write_now``); only what the socket
+does not take at once waits for the writer. Bounds: reads of at most ``READ_BYTES``; the outbox is
 bounded by the session layer (a slow consumer is disconnected); at most
 ``MAX_CONNECTIONS`` connections at once (more are closed on accept).
 """
