@@ -515,6 +515,7 @@ class ExchangeApplication:
         body.extend(extra)
         return body
 
+
 class _Texts:
     """A market's quantities and prices as report text, remembered (orders repeat the same few sizes and prices)."""
 

@@ -6,9 +6,11 @@ outbox, runs the session timers at ``next_deadline()`` and closes the socket
 when the session asks. A burst of output (the replies to one read, the
 execution reports of one durable batch) is written where it ends, in one
 write and without a task switch (``_Output.write_now``); only what the socket
-does not take at once waits for the writer. Bounds: reads of at most ``READ_BYTES``; the outbox is
-bounded by the session layer (a slow consumer is disconnected); at most
-``MAX_CONNECTIONS`` connections at once (more are closed on accept).
+does not take at once waits for the writer.
+
+Bounds: reads of at most ``READ_BYTES``; the outbox is bounded by the session
+layer (a slow consumer is disconnected); at most ``MAX_CONNECTIONS``
+connections at once (more are closed on accept).
 """
 
 from __future__ import annotations
@@ -111,7 +113,6 @@ class FixServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         connection.close(connection.close_reason or "peer closed the connection")
-
 
 
 class _Output:
