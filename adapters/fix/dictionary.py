@@ -304,7 +304,74 @@ def validate(message: Message) -> Validated:
     return _ordered(message)
 
 
+@attrs.frozen
+class _Plan:
+    """What a message shape (its tag sequence) proves, so only its values are checked per message."""
+
+    body_start: int  # index in ``fields`` of the first body field
+    checks: tuple[tuple[int, int, Callable[[str], int]], ...]  # (index, tag, value check) of checked tags
+
+
+_PLANS: dict[tuple[str, str], _Plan | None] = {}  # (MsgType, shape) -> plan, None: not a simple shape; bounded
+_PLANS_MAX: Final = 4096
+
+
 def _fast(message: Message) -> Validated | None:
+    shape = message.shape
+    if shape is None:
+        return _fast_unshaped(message)
+    key = (message.msg_type, shape)
+    try:
+        plan = _PLANS[key]
+    except KeyError:
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        plan = _PLANS[key] = _plan(message)
+    if plan is None or b"=\x01" in message.raw:  # every field of a shape has one '=': this is an empty value
+        return None
+    fields = message.fields
+    good = _GOOD_VALUES
+    for index, tag, check in plan.checks:
+        value = fields[index][1]
+        if (tag, value) not in good:
+            if check(value):
+                return None
+            if len(good) >= _GOOD_VALUES_MAX:
+                good.clear()
+            good[tag, value] = None
+    body: list[Field] = list(fields[plan.body_start:-1])
+    return Validated(fields[3:plan.body_start], body)
+
+
+def _plan(message: Message) -> _Plan | None:
+    """The structural half of ``_fast_unshaped`` for one shape: order, repeats, known and allowed tags, required."""
+    layout = LAYOUTS.get(message.msg_type)
+    if layout is None or layout.groups.keys() & message.tags():
+        return None
+    allowed = layout.allowed if layout.complete else None
+    seen: set[int] = set()
+    checks = []
+    body_start = None
+    for index, (tag, _value) in enumerate(message.fields[3:-1], 3):
+        if tag in seen or not known_tag(tag):
+            return None
+        seen.add(tag)
+        if tag in HEADER_TAGS:
+            if body_start is not None:
+                return None
+        elif tag in TRAILER_TAGS or (allowed is not None and tag not in allowed):
+            return None
+        elif body_start is None:
+            body_start = index
+        check = _CHECKS.get(tag)
+        if check is not None:
+            checks.append((index, tag, check))
+    if not seen.issuperset(_HEADER_REQUIRED_BODY) or not seen.issuperset(layout.required):
+        return None
+    return _Plan(len(message.fields) - 1 if body_start is None else body_start, tuple(checks))
+
+
+def _fast_unshaped(message: Message) -> Validated | None:
     layout = LAYOUTS.get(message.msg_type)
     if layout is None or layout.groups.keys() & message.tags():
         return None

@@ -3,14 +3,21 @@
 The reader feeds bytes to the connection; the writer flushes the session store
 (sequence numbers are on disk before the peer can see them), writes the
 outbox, runs the session timers at ``next_deadline()`` and closes the socket
-when the session asks. Bounds: reads of at most ``READ_BYTES``; the outbox is
-bounded by the session layer (a slow consumer is disconnected); at most
-``MAX_CONNECTIONS`` connections at once (more are closed on accept).
+when the session asks. A burst of output (the replies to one read, the
+execution reports of one durable batch) is written where it ends, in one
+write and without a task switch (``_Output.write_now``); only what the socket
+does not take at once waits for the writer.
+
+Bounds: reads of at most ``READ_BYTES``; the outbox is bounded by the session
+layer (a slow consumer is disconnected); at most ``MAX_CONNECTIONS``
+connections at once (more are closed on accept).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 from collections.abc import Callable
 from typing import Final
@@ -58,10 +65,12 @@ class FixServer:
             return
         self.connections += 1
         connection = Connection(self.acceptor, trio.current_time(), self.wall_us)
+        output = _Output(stream, connection)
+        connection.flush_hook = output.write_now
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read, stream, connection)
-                await self._write(stream, connection)
+                nursery.start_soon(self._read, stream, connection, output)
+                await self._write(stream, connection, output)
                 nursery.cancel_scope.cancel()
         except Exception:  # a bug closes this connection, never the acceptor
             log.exception("FIX connection failed")
@@ -73,21 +82,23 @@ class FixServer:
                 cleanup.shield = True
                 await stream.aclose()
 
-    async def _write(self, stream: trio.SocketStream, connection: Connection) -> None:
+    async def _write(self, stream: trio.SocketStream, connection: Connection, output: _Output) -> None:
         """Flush the outbox, run the timers, and stop when the session closes or the peer is gone."""
         wake = _Wake()
         connection.wakeup = wake.set
         try:
             while True:
-                await self._flush(stream, connection)
+                await output.flush()
                 if connection.closing:
                     return
-                await wake.wait_until(connection.next_deadline())
+                output.deadline = connection.next_deadline()
+                await wake.wait_until(output.deadline)
+                output.deadline = -math.inf  # awake: the next read must wake it again if timers moved
                 connection.poll(trio.current_time())
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             connection.close("peer gone")
 
-    async def _read(self, stream: trio.SocketStream, connection: Connection) -> None:
+    async def _read(self, stream: trio.SocketStream, connection: Connection, output: _Output) -> None:
         try:
             while not connection.closing:
                 data = await stream.receive_some(READ_BYTES)
@@ -96,18 +107,64 @@ class FixServer:
                 connection.receive(data, trio.current_time())
                 if connection.session is not None:
                     connection.session.store.flush()
-                connection.wakeup()  # timers may have moved
+                output.write_now()  # the replies to this read (acks, rejects) in one write
+                if connection.outbox or connection.closing or connection.next_deadline() < output.deadline:
+                    connection.wakeup()  # output left, closing, or a timer moved earlier; else no task switch
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         connection.close(connection.close_reason or "peer closed the connection")
 
-    @staticmethod
-    async def _flush(stream: trio.SocketStream, connection: Connection) -> None:
+
+class _Output:
+    """Writes a connection's outbox: at once from synchronous code when the socket takes it, else by the writer task.
+
+    ``write_now`` runs where a burst of output ends (the replies to one read,
+    the execution reports of one durable batch), so a burst costs one write
+    and no task switch. The session store is flushed first, as before any
+    write: the peer never sees a sequence number the store could lose.
+    Whatever the socket does not take at once is left to the writer task,
+    which waits for the socket; while it is sending, ``write_now`` leaves
+    everything to it so bytes never go out of order.
+    """
+
+    __slots__ = ("busy", "connection", "deadline", "fd", "stream")
+
+    def __init__(self, stream: trio.SocketStream, connection: Connection) -> None:
+        self.stream = stream
+        self.connection = connection
+        self.fd = stream.socket.fileno()
+        self.busy = False
+        self.deadline = -math.inf  # what the writer task sleeps until (-inf: it is not asleep on the timers)
+
+    def write_now(self) -> None:
+        connection = self.connection
+        if self.busy or not connection.outbox:
+            return
+        if connection.session is not None:
+            connection.session.store.flush()
+        data = connection.take_output()
+        try:
+            sent = os.write(self.fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            connection.close(f"peer gone: {exc.strerror}")
+            return
+        if sent < len(data):
+            connection.unsent(data[sent:])
+
+    async def flush(self) -> None:
+        """Write everything queued, waiting for the socket as needed (the writer task)."""
+        connection = self.connection
         while connection.outbox:
             session = connection.session
             if session is not None:
                 session.store.flush()
-            await stream.send_all(connection.take_output())
+            self.busy = True
+            try:
+                await self.stream.send_all(connection.take_output())
+            finally:
+                self.busy = False
 
 
 class _Wake:

@@ -126,12 +126,16 @@ class Connection:
         self.opened = now
         self.wall_us = wall_us
         self.wakeup: Callable[[], None] = _nothing
+        # set by the I/O layer: write the outbox now if the socket takes it (no task switch); else the writer does
+        self.flush_hook: Callable[[], None] = _nothing
+        self.holding = False  # inside receive(): replies are written by the caller afterwards
 
     # --- I/O entry points ----------------------------------------------------------
 
     def receive(self, data: bytes, now: float) -> None:
-        """Bytes from the socket; outputs land in ``outbox``."""
+        """Bytes from the socket; outputs land in ``outbox`` (the caller writes them: no wake-up per reply)."""
         self.framer.feed(data)
+        self.holding = True
         try:
             for frame in self.framer.frames():
                 if self.closing:
@@ -142,6 +146,8 @@ class Connection:
                     self.session.on_frame(frame, now)
         except Overflow as exc:
             self.close(str(exc))
+        finally:
+            self.holding = False
 
     def poll(self, now: float) -> None:
         if self.session is not None:
@@ -167,16 +173,31 @@ class Connection:
         self.outbox_bytes = 0
         return data
 
+    def unsent(self, rest: bytes) -> None:
+        """The socket took only part of ``take_output()``: ``rest`` goes out first, by the writer."""
+        self.outbox.insert(0, rest)
+        self.outbox_bytes += len(rest)
+        self.wakeup()
+
+    def flush_output(self) -> None:
+        """A burst of output is complete: hand it to the socket now rather than at the writer's next turn."""
+        if self.outbox:
+            self.flush_hook()
+            if self.outbox:  # the socket did not take it all (or there is no hook): the writer's turn
+                self.wakeup()
+
     # --- used by the session -----------------------------------------------------------
 
-    def emit(self, raw: bytes) -> None:
+    def emit(self, raw: bytes, *, wake: bool = True) -> None:
+        """Queue ``raw``; ``wake=False``: the caller ends its burst with ``flush_output`` (no task switch per message)."""
         if self.closing:
             return
         self.outbox.append(raw)
         self.outbox_bytes += len(raw)
         if self.outbox_bytes > MAX_OUTBOX_BYTES:
             self.close("slow consumer: outbox full")
-        self.wakeup()
+        if wake and not self.holding:
+            self.wakeup()
 
     def close(self, reason: str) -> None:
         if not self.closing:
@@ -474,7 +495,8 @@ class Session:
         """Sequence, stamp, store and emit one message; returns its MsgSeqNum."""
         return self.send_encoded(msg_type, encode_body(body), extra_header)
 
-    def send_encoded(self, msg_type: str, body: bytes, extra_header: list[tuple[int, str]] | None = None) -> int:
+    def send_encoded(self, msg_type: str, body: bytes, extra_header: list[tuple[int, str]] | None = None, *,
+                     wake: bool = True) -> int:
         store = self.store
         seq = store.next_sender
         stamp = self.times.millis(self.wall_us())
@@ -488,7 +510,7 @@ class Session:
                 f"56={self.config.target_comp_id}\x01", body)
         store.record_sent(seq, None if msg_type in _ADMIN_TYPES else raw)
         if self.connection is not None:
-            self.connection.emit(raw)
+            self.connection.emit(raw, wake=wake)
             self.last_sent = self.monotonic()
         return seq
 
@@ -562,6 +584,11 @@ class Session:
             pos = raw.find(b"\x01", raw.find(b"=", pos)) + 1
         body = raw[pos:raw.rfind(b"\x0110=") + 1]
         self._emit_raw(frame_message(msg_type, header, body))
+
+    def flush_output(self) -> None:
+        """See ``Connection.flush_output``; nothing when not connected."""
+        if self.connection is not None:
+            self.connection.flush_output()
 
     def _emit_raw(self, raw: bytes) -> None:
         if self.connection is not None:

@@ -10,8 +10,9 @@ daemon restarts. Records:
     R\\n                               both sequences reset to 1
 
 Writes are buffered and flushed by the server before the bytes they cover go
-on the wire (``flush``), so a crash of the process never loses a sequence
-number the peer has seen. No fsync: after a power loss the peer may see a
+on the wire and after each read (``flush``), so a crash of the process never
+loses a sequence number the peer has seen. The next expected MsgSeqNum is
+written once per flush: its last value is all a reload uses. No fsync: after a power loss the peer may see a
 sequence reset; FIX recovers from that with a ResendRequest or ResetSeqNumFlag.
 A torn last record is ignored on load.
 
@@ -70,6 +71,7 @@ class FileStore(MemoryStore):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.records = 0
+        self._target_dirty = False
         if path.exists():
             self._load(path.read_bytes())
         self._file: BinaryIO = open(path, "ab")  # noqa: SIM115 - held open for the session's life
@@ -118,7 +120,12 @@ class FileStore(MemoryStore):
 
     def set_next_target(self, value: int) -> None:
         super().set_next_target(value)
-        self._write(b"T %d\n" % value)
+        self._target_dirty = True  # one T record per flush: only the last value counts on load
+
+    def _write_target(self) -> None:
+        if self._target_dirty:
+            self._target_dirty = False
+            self._write(b"T %d\n" % self.next_target)
 
     def _write(self, record: bytes) -> None:
         if not self._file.closed:  # after close (shutdown) the session is memory-only
@@ -127,12 +134,14 @@ class FileStore(MemoryStore):
 
     def reset(self) -> None:
         super().reset()
+        self._target_dirty = False
         self._file.close()
         self._file = open(self.path, "wb")  # noqa: SIM115
         self._file.write(b"R\n")
         self.records = 1
 
     def _compact(self) -> None:
+        self._target_dirty = False  # the compacted log ends with the current T
         self._file.close()
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as out:
@@ -149,11 +158,13 @@ class FileStore(MemoryStore):
     def flush(self) -> None:
         if self._file.closed:
             return
+        self._write_target()
         self._file.flush()
         if self.records > COMPACT_RECORDS:
             self._compact()
 
     def close(self) -> None:
         if not self._file.closed:
+            self._write_target()
             self._file.flush()
             self._file.close()

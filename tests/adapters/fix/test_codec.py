@@ -5,8 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from adapters.fix.codec import Framer, decode, frame_message
+from adapters.fix.codec import (
+    Framer,
+    Garbled,
+    Message,
+    checksum,
+    decode,
+    frame_message,
+    frame_text,
+    split_fields,
+    split_shaped,
+)
 from adapters.fix.dictionary import SessionReject, validate
 from adapters.fix.gen_dictionary import OUTPUT, default_source, parse_extract, render
 from adapters.fix.store import FileStore
@@ -47,3 +59,103 @@ def test_validator_names_the_offending_tag() -> None:
     with pytest.raises(SessionReject) as caught:
         validate(message)
     assert (caught.value.reason, caught.value.tag, caught.value.text) == (6, 38, "Incorrect data format for value")
+
+
+@pytest.mark.parametrize("data", [
+    b"8=FIX.4.4\x019=5\x0135=0\x0110=000\x01",
+    b"34\x015=6=7\x01",  # a field without '=' next to one with two: never re-paired
+    b"58=a=b\x0134=1\x01",  # '=' inside a value
+    b"-5=x\x0134=1\x01",  # a signed tag
+    b"=5\x0134=1\x01",  # an empty tag
+    b"3\xb2=x\x01",  # a non-ASCII digit
+    b"95=3\x0196=a\x01b\x0134=1\x01",  # raw data holding SOH
+    b"34=1\x01\x01",
+    b"34=1",
+    b"8=FIX\x0112",  # digits after the last SOH
+    b"34=1\x0134",
+    b"34=\x0135=\x01",
+    b"",
+])
+def test_shaped_split_agrees_with_the_field_by_field_split(data: bytes) -> None:
+    for _ in range(2):  # the second time the shape is known
+        try:
+            expected: object = split_fields(data)
+        except Garbled:
+            expected = Garbled
+        try:
+            got: object = split_shaped(data)[0]
+        except Garbled:
+            got = Garbled
+        assert got == expected
+
+
+def test_validation_by_shape_still_checks_every_value() -> None:
+    def new_order(seq: int, qty: str, clordid: str) -> bytes:
+        return frame_message("D", [(34, str(seq)), (49, "A"), (52, "20240101-00:00:00"), (56, "B")],
+                             f"11={clordid}\x0138={qty}\x0140=2\x0144=1\x0154=1\x0155=X\x0160=20240101-00:00:00\x01".encode())
+    parts = validate(decode(new_order(2, "1", "a")))
+    assert [tag for tag, _ in parts.header] == [34, 49, 52, 56] and [tag for tag, _ in parts.body][:2] == [11, 38]
+    for bad, reason, tag in (("+1", 6, 38), ("", 4, 38)):
+        with pytest.raises(SessionReject) as caught:
+            validate(decode(new_order(3, bad, "b")))
+        assert (caught.value.reason, caught.value.tag) == (reason, tag)
+    assert validate(decode(new_order(4, "2", "c"))).body[1] == (38, "2")
+
+
+def test_checksum_is_the_byte_sum_mod_256_at_any_length() -> None:
+    data = bytes(range(256)) * 3 + b"\xff" * 700
+    for length in (0, 1, 255, 256, 257, 511, 512, 513, len(data)):
+        assert checksum(data[:length]) == sum(data[:length]) % 256
+
+
+def test_store_writes_the_next_target_once_per_flush_and_reloads_the_last_value(tmp_path: Path) -> None:
+    path = tmp_path / "s.log"
+    store = FileStore(path)
+    for target in range(2, 50):
+        store.set_next_target(target)
+    store.flush()
+    assert path.read_bytes().count(b"T ") == 1
+    store.set_next_target(60)
+    store.reset()  # a reset drops the pending value with everything else
+    store.set_next_target(3)
+    store.close()
+    again = FileStore(path)
+    assert (again.next_target, again.next_sender) == (3, 1)
+    again.close()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"8", b"34", b"95", b"96", b"3", b"=", b"\x01", b"a", b"-", b"\xb2", b"==", b""]),
+                max_size=24))
+def test_shaped_split_agrees_on_arbitrary_bytes(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    for _ in range(2):
+        try:
+            expected: object = split_fields(data)
+        except Garbled:
+            expected = Garbled
+        try:
+            got: object = split_shaped(data)[0]
+        except Garbled:
+            got = Garbled
+        assert got == expected
+
+
+def _outcome(message: Message) -> object:
+    try:
+        return validate(message)
+    except SessionReject as exc:
+        return (exc.reason, exc.tag, exc.text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["D", "F", "0", "8", "V"]),
+       st.lists(st.tuples(st.sampled_from([11, 38, 40, 44, 54, 55, 59, 60, 34, 49, 52, 56, 10, 89, 146, 7928, 999, 5000]),
+                          st.sampled_from(["", "1", "2", "x", "0.5", "20240101-00:00:00", "SOL_USDC"])), max_size=12))
+def test_validation_by_shape_agrees_with_validation_field_by_field(msg_type: str, body: list[tuple[int, str]]) -> None:
+    header = [(34, "2"), (49, "A"), (52, "20240101-00:00:00"), (56, "B")]
+    frame = frame_text(f"35={msg_type}\x01", "".join(f"{t}={v}\x01" for t, v in header + body).encode())
+    for _ in range(2):
+        shaped = decode(frame)
+        assert shaped.shape is not None
+        assert _outcome(shaped) == _outcome(Message(shaped.fields, shaped.raw))
