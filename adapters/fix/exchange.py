@@ -528,19 +528,19 @@ class _Texts:
 
     def qty(self, steps: int) -> str:
         text = self._qtys.get(steps)
-        if text is None:
-            if len(self._qtys) >= TEXTS_KEEP:
-                self._qtys.clear()
-            text = self._qtys[steps] = self.spec.format_qty(steps)
-        return text
+        return text if text is not None else _remember(self._qtys, steps, self.spec.format_qty)
 
     def price(self, ticks: int) -> str:
         text = self._prices.get(ticks)
-        if text is None:
-            if len(self._prices) >= TEXTS_KEEP:
-                self._prices.clear()
-            text = self._prices[ticks] = self.spec.format_price(ticks)
-        return text
+        return text if text is not None else _remember(self._prices, ticks, self.spec.format_price)
+
+
+def _remember(texts: dict[int, str], value: int, render: Callable[[int], str]) -> str:
+    """Render and keep ``value``'s text; a full cache starts over (bounded memory)."""
+    if len(texts) >= TEXTS_KEEP:
+        texts.clear()
+    text = texts[value] = render(value)
+    return text
 
 
 def _avg_px(spec: MarketSpec, view: OrderView) -> str:

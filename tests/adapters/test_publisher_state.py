@@ -28,6 +28,14 @@ async def trade(engine: Engine, a: int, b: int, rounds: int, start: int) -> None
             await engine.cancel_order(b, SOL, client_id=i)
 
 
+async def two_funded_accounts(engine: Engine) -> list[int]:
+    ids = [(await engine.create_account()).value for _ in range(2)]
+    for account in ids:
+        await engine.deposit(account, "SOL", "100")
+        await engine.deposit(account, "USDC", "100000")
+    return ids
+
+
 async def from_genesis(engine: Engine) -> Publisher:
     publisher = Publisher(Venue(engine.config))
     await publisher._replay(engine, JournalReader(engine.directory), 0)
@@ -59,10 +67,7 @@ async def test_saved_state_plus_tail_equals_a_replay_from_genesis(tmp_path: Path
                 stopped.set()
 
             first: Publisher = await nursery.start(run_shared)
-            ids = [(await engine.create_account()).value for _ in range(2)]
-            for account in ids:
-                await engine.deposit(account, "SOL", "100")
-                await engine.deposit(account, "USDC", "100000")
+            ids = await two_funded_accounts(engine)
             await trade(engine, *ids, rounds=12, start=0)
             await engine.wait_idle()
             await trio.sleep(0.01)
@@ -95,10 +100,7 @@ async def test_a_dropped_publisher_catches_up_from_disk_without_gap_or_duplicate
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
-            ids = [(await engine.create_account()).value for _ in range(2)]
-            for account in ids:
-                await engine.deposit(account, "SOL", "100")
-                await engine.deposit(account, "USDC", "100000")
+            ids = await two_funded_accounts(engine)
             publisher: Publisher = await nursery.start(serve_publisher, engine)
             accepted: list[int] = []
             publisher.listeners.append(
@@ -155,10 +157,7 @@ async def test_a_snapshot_saves_the_publisher_state_so_a_crash_replays_only_the_
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
-            ids = [(await engine.create_account()).value for _ in range(2)]
-            for account in ids:
-                await engine.deposit(account, "SOL", "100")
-                await engine.deposit(account, "USDC", "100000")
+            ids = await two_funded_accounts(engine)
             await trade(engine, *ids, rounds=10, start=0)
             taken = await engine.checkpoint("snapshot")
             assert taken.ok and "snapshot" in taken.value
