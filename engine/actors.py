@@ -430,10 +430,6 @@ class AccountActor:
             self._forward(symbol, items)
         return True
 
-    def settle(self, e: Event) -> None:
-        """Apply another actor's fact now; only while this actor is idle (see ``admit``)."""
-        self._settle(e)
-
     def settle_own(self, e: OrderPlaced) -> None:
         """``settle`` for this account's own order that traded nothing: drop its hold, record it."""
         self.account.release_hold(e.order_id, e.client_id, e.lock)
@@ -461,7 +457,7 @@ class AccountActor:
             for kind, payload, sink in batch:
                 if kind == EVENTS:
                     for e in payload:
-                        self._settle(e)
+                        self.settle(e)
                 elif kind == REFUSED:
                     for order_id, client_id, atoms in payload:
                         account.release_hold(order_id, client_id, atoms)
@@ -477,7 +473,8 @@ class AccountActor:
             engine.pending -= len(batch)
             self.busy = False
 
-    def _settle(self, e: Event) -> None:
+    def settle(self, e: Event) -> None:
+        """Apply another actor's fact: from this actor's own loop, or directly while it is idle (see ``admit``)."""
         account = self.account
         t = type(e)
         if t is OrderPlaced:
