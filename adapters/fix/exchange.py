@@ -28,6 +28,7 @@ still cancelled, replaced and queried by its ClOrdID after it.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -57,6 +58,7 @@ from engine.messages import (
     AmendOrder,
     CancelAllOrders,
     CancelOrder,
+    OrderPlaced,
     OrderView,
     PlaceOrder,
     Rejection,
@@ -80,6 +82,7 @@ log = logging.getLogger("satchel.fix.exchange")
 
 AVG_PX_EXTRA_DECIMALS: Final = 4
 TEXTS_KEEP: Final = 4096
+MAX_DEFERRED: Final = 10_000  # requests held while the publisher catches up (``_defer``)
 SIDES: Final = {"1": BID, "2": ASK}
 ORD_TYPES: Final = {"1": MARKET, "2": LIMIT}
 FIX_SIDE: Final = {BID: "1", ASK: "2"}
@@ -102,6 +105,21 @@ class _Sink:
         self.callback(value)
 
 
+class _Placement:
+    """The sink of one NewOrderSingle: the engine's Result (durable, from the journal actor) goes to ``_placed``."""
+
+    __slots__ = ("app", "cmd", "message", "session")
+
+    def __init__(self, app: ExchangeApplication, session: Session, message: Message, cmd: PlaceOrder) -> None:
+        self.app = app
+        self.session = session
+        self.message = message
+        self.cmd = cmd
+
+    def set(self, value: Result) -> None:
+        self.app._placed(self.session, self.message, self.cmd, value)
+
+
 class ExchangeApplication:
     """FIX order entry, drop copy and market data on the engine's public API."""
 
@@ -119,6 +137,11 @@ class ExchangeApplication:
         self.boot_us = wall_us()
         self.reports = 0
         self.texts: dict[str, _Texts] = {}  # per symbol: formatted quantities and prices of recent reports
+        self.placing = 0  # NewOrderSingles submitted whose Result has not come back
+        self.acked: set[int] = set()  # orders acknowledged from their Result, not yet seen in a publisher batch
+        self.acks_sent = 0  # acknowledgements from Results so far...
+        self.acks_published = 0  # ...and how many of them the publisher has reached (the same order: the journal's)
+        self.deferred: deque[tuple[int, Session, Message, Validated]] = deque()  # (acks_sent then, request)
         publisher.listeners.append(self.on_updates)
 
     def close(self) -> None:
@@ -143,6 +166,12 @@ class ExchangeApplication:
                 self.engine.submit(account, CancelAllOrders(account, symbol), _Sink(lambda r: None))
 
     def on_message(self, session: Session, message: Message, parts: Validated) -> None:
+        if self.deferred or (message.msg_type != "D" and self.acks_published < self.acks_sent):
+            self._defer(session, message, parts)
+            return
+        self._dispatch(session, message, parts)
+
+    def _dispatch(self, session: Session, message: Message, parts: Validated) -> None:
         msg_type = message.msg_type
         if msg_type not in SUPPORTED:
             session.business_reject(message, 3, "Unsupported Message Type")
@@ -151,6 +180,33 @@ class ExchangeApplication:
             session.business_reject(message, 6, "Drop-copy sessions cannot send orders")
             return
         _HANDLERS[msg_type](self, session, message, parts)
+
+    def _defer(self, session: Session, message: Message, parts: Validated) -> None:
+        """Hold a request until the publisher has the orders acknowledged from their Results (``_placed``).
+
+        Cancels, replaces and queries read the publisher; one read in the task
+        switch between an order's acknowledgement and the publisher's batch
+        would not find it. New orders need not wait (``_new_order`` counts the
+        acknowledged ones as live), unless something before them is waiting.
+        A request waits only for the acknowledgements sent before it: the
+        publisher reaches them in the order they were sent (journal order), so
+        a steady stream of new orders never holds it back for longer.
+        """
+        if len(self.deferred) >= MAX_DEFERRED:
+            session.business_reject(message, 0, "Too many requests waiting for the order state; retry")
+            return
+        self.deferred.append((self.acks_sent, session, message, parts))
+
+    def _run_deferred(self) -> None:
+        """The held requests whose acknowledgements the publisher has now reached, in arrival order."""
+        deferred = self.deferred
+        while deferred and deferred[0][0] <= self.acks_published:
+            _, session, message, parts = deferred.popleft()
+            try:
+                self._dispatch(session, message, parts)
+            except Exception:  # as Session._process does: a bug answers this request, nothing more
+                log.exception("FIX application failed on %s from %s", message.msg_type, session.name)
+                session.business_reject(message, 0, "Internal error processing the message")
 
     # --- orders ---------------------------------------------------------------------------------
 
@@ -162,14 +218,17 @@ class ExchangeApplication:
             self._reject_order(session, m, built.message, 1 if "symbol" in built.message else 99)
             return
         known = self.ids.order_id(account, cl_ord_id)
-        if known is not None and self.publisher.open_order(account, built.symbol, known, None) is not None:
+        if known is not None and (known in self.acked
+                                  or self.publisher.open_order(account, built.symbol, known, None) is not None):
             self._reject_order(session, m, f"Duplicate ClOrdID {cl_ord_id!r} of a live order", 6)
             return
         self.ids.remember(account, cl_ord_id, built.order_id)
-        refused = self.engine.submit(account, built, _Sink(lambda r: self._placed(session, m, built, r)))
+        refused = self.engine.submit(account, built, _Placement(self, session, m, built))
         if refused is not None:
             self.ids.forget(account, built.order_id)
             self._reject_order(session, m, refused.message, 99)
+        else:
+            self.placing += 1
 
     def _build(self, account: int, m: Message) -> PlaceOrder | Rejection:
         side = SIDES.get(m.get(54) or "")
@@ -190,9 +249,43 @@ class ExchangeApplication:
         return built
 
     def _placed(self, session: Session, m: Message, cmd: PlaceOrder, result: Result) -> None:
-        if result.rejection is not None:
-            self.ids.forget(cmd.account_id, cmd.order_id)
-            self._reject_order(session, m, result.rejection.message, _ord_rej_reason(result.rejection))
+        """A placement is durable (the journal actor delivers after its fsync): answer it now.
+
+        The acknowledgement (150=0) is the report the publisher would build from
+        the same OrderPlaced (``_accepted``), sent here rather than one task
+        switch later, when the publisher gets the batch; the publisher's copy is
+        then skipped (``acked``). Everything after the acknowledgement (fills,
+        expiry, cancels) still comes from the publisher, so each order's reports
+        keep their journal order. The reports are written when the last
+        placement in flight is answered, else at the end of the publisher's batch.
+        """
+        self.placing -= 1
+        try:
+            if result.rejection is not None:
+                self.ids.forget(cmd.account_id, cmd.order_id)
+                self._reject_order(session, m, result.rejection.message, _ord_rej_reason(result.rejection))
+            else:
+                self._accepted(result)
+        finally:
+            if not self.placing:
+                self._write_reports()
+
+    def _accepted(self, result: Result) -> None:
+        placed = result.events[0] if result.events else None
+        view = result.order
+        if type(placed) is not OrderPlaced or view is None:
+            return  # not a placement's Result: the publisher reports it
+        sessions = self.sessions.get(placed.account_id)
+        if not sessions:
+            return
+        accepted = OrderView(
+            view.order_id, view.account_id, view.symbol, view.side, view.order_type, view.tif, view.price_ticks,
+            view.qty_steps, view.quote_qty, 0, 0, "New", view.expiry_reason, view.post_only, view.stp,
+            view.client_id, view.created_us,
+        )
+        self._execution_report(OrderUpdate(placed.account_id, ACCEPTED, accepted, placed.ts_us), sessions)
+        self.acked.add(placed.order_id)
+        self.acks_sent += 1
 
     def _reject_order(self, session: Session, m: Message, text: str, reason: int) -> None:
         self.rejects += 1
@@ -381,7 +474,11 @@ class ExchangeApplication:
             self._on_updates(updates)
         except Exception:
             log.exception("FIX execution reports for a durable batch failed")
+            self.acked.clear()  # never hold requests back on orders this batch did not get to
+            self.acks_published = self.acks_sent
         finally:
+            if self.deferred:
+                self._run_deferred()
             self._write_reports()
 
     def _write_reports(self) -> None:
@@ -401,6 +498,10 @@ class ExchangeApplication:
         for index, update in enumerate(updates):
             kind = type(update)
             if kind is OrderUpdate:
+                if update.kind == ACCEPTED and update.view.order_id in self.acked:
+                    self.acked.discard(update.view.order_id)  # answered from its Result (``_placed``)
+                    self.acks_published += 1
+                    continue
                 sessions = self.sessions.get(update.account_id)
                 if sessions:
                     if index in last_quote_fill:

@@ -148,3 +148,34 @@ async def test_market_order_sized_by_quote_ends_filled(venue: FixVenue) -> None:
         assert [fields(r, 150, 39) for r in reports] == [("0", "0"), ("F", "1"), ("F", "2")]
         last = reports[-1]
         assert fields(last, 14, 151, 152, 31, 32, 6) == ("1.5", "0", "150.5", "101", "0.5", "100.333333")
+
+
+async def test_requests_read_before_the_publisher_has_an_acknowledged_order_wait_for_it(
+    venue: FixVenue, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A placement is acknowledged from the engine's Result, a task switch before the publisher applies
+    the batch. A cancel read in that gap waits for the publisher (it would find no order), a repeated
+    ClOrdID is still a duplicate, and the publisher's copy of the acknowledgement is not sent again."""
+    with trio.fail_after(10):
+        account = await venue.account(SOL="10")
+        client = await venue.logon("MAKER", account)
+        app = venue.info["application"]
+        publisher = app.publisher
+        held: list[object] = []
+        monkeypatch.setattr(publisher, "apply_batch", held.append)  # durable batches arrive, none is applied yet
+        await client.send("D", order("h1", "2", "1", "100"))
+        ack = await client.expect("8")
+        assert fields(ack, 150, 39, 11, 151) == ("0", "0", "h1", "1")
+        assert publisher.open_order(account, SOL, int(ack.get(37) or 0), None) is None
+        await client.send("D", order("h1", "2", "1", "101"))
+        duplicate = await client.expect("8")
+        assert fields(duplicate, 150, 11, 103) == ("8", "h1", "6")
+        await client.send("F", [(41, "h1"), (11, "h2"), (55, SOL), (54, "2"), (60, NOW), (38, "1")])
+        while not app.deferred:  # noqa: ASYNC110 - a test probe of sans-IO state, which has no event to wait on
+            await trio.sleep(0.001)
+        monkeypatch.undo()
+        for events in held:
+            publisher.apply_batch(events)
+        cancelled = await client.expect("8")
+        assert fields(cancelled, 150, 39, 11, 41, 37) == ("4", "4", "h2", "h1", ack.get(37))
+        assert not app.acked and not app.deferred
