@@ -510,11 +510,14 @@ class Publisher:
         self.venue.apply_placed(e)
         if levels:
             self._touch(depth, e.symbol, levels, e.ts_us)
+        updates.append(OrderUpdate(e.account_id, ACCEPTED, accepted_view(e), e.ts_us))
+        base, quote_asset = spec.base, spec.quote
+        if rests and not e.fills and not stp:  # the common case: it rests untouched (no view of its end state)
+            balances[e.account_id, base] = balances[e.account_id, quote_asset] = e.ts_us
+            return
         taker_view = market.view_placed(e)
-        updates.append(OrderUpdate(e.account_id, ACCEPTED, _progress(taker_view, 0, 0, "New"), e.ts_us))
         executed_steps = executed_quote = 0
         data = self._data[e.symbol]
-        base, quote_asset = spec.base, spec.quote
         for f, maker in zip(e.fills, makers, strict=True):
             quote = f.price_ticks * f.qty_steps * spec.quote_per_tick_step
             bid_is_taker = e.side == BID
@@ -790,6 +793,18 @@ async def acquire(engine: Engine, nursery: trio.Nursery) -> Publisher:
         return found
     private: Publisher = await nursery.start(partial(serve_publisher, engine, share=False))
     return private
+
+
+def accepted_view(e: OrderPlaced) -> OrderView:
+    """The order as the ``orderAccepted`` update shows it: placed, nothing executed yet.
+
+    Built straight from the event (one per order), so an adapter that answers a
+    placement from its Result shows exactly what this publisher would.
+    """
+    return OrderView(
+        e.order_id, e.account_id, e.symbol, e.side, e.order_type, e.tif, e.price_ticks, e.qty_steps, e.quote_qty,
+        0, 0, "New", e.expiry_reason, e.post_only, e.stp, e.client_id, e.ts_us,
+    )
 
 
 def _progress(view: OrderView, executed_steps: int, executed_quote: int, status: str) -> OrderView:

@@ -73,6 +73,7 @@ from engine.publisher import (
     OrderUpdate,
     Publisher,
     TradeRecord,
+    accepted_view,
 )
 from engine.results import Result
 from engine.spec import MarketSpec
@@ -272,18 +273,12 @@ class ExchangeApplication:
 
     def _accepted(self, result: Result) -> None:
         placed = result.events[0] if result.events else None
-        view = result.order
-        if type(placed) is not OrderPlaced or view is None:
+        if type(placed) is not OrderPlaced:
             return  # not a placement's Result: the publisher reports it
         sessions = self.sessions.get(placed.account_id)
         if not sessions:
             return
-        accepted = OrderView(
-            view.order_id, view.account_id, view.symbol, view.side, view.order_type, view.tif, view.price_ticks,
-            view.qty_steps, view.quote_qty, 0, 0, "New", view.expiry_reason, view.post_only, view.stp,
-            view.client_id, view.created_us,
-        )
-        self._execution_report(OrderUpdate(placed.account_id, ACCEPTED, accepted, placed.ts_us), sessions)
+        self._execution_report(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us), sessions)
         self.acked.add(placed.order_id)
         self.acks_sent += 1
 
