@@ -2,11 +2,16 @@
 
 Requests go to the engine with ``Engine.submit`` (non-blocking, FIFO per
 account, a full engine answers "overloaded" at once). Replies that change
-nothing (rejections) come from the command's result; every state change is
-reported from the durable events through ``engine.publisher.Publisher``, so an
-ExecutionReport never leaves before the journal has the fact, and fills of
-resting orders caused by other accounts (REST, another session) are reported
-like any other. Every report of an account goes to all its sessions, drop-copy
+nothing (rejections) come from the command's result, and so does a new
+order's acknowledgement (150=0): the journal actor delivers the Result after
+its fsync, and the report is the one the publisher would build from the same
+OrderPlaced (``publisher.accepted_view``), one task switch sooner
+(``_placed``). Every later state change is reported from the durable events
+through ``engine.publisher.Publisher``, so an ExecutionReport never leaves
+before the journal has the fact, and fills of resting orders caused by other
+accounts (REST, another session) are reported like any other. Requests that
+read the publisher wait while it has not yet applied an acknowledged order
+(``_defer``). Every report of an account goes to all its sessions, drop-copy
 sessions included; a session that is not connected keeps them in its store for
 a ResendRequest after it logs on again.
 
