@@ -80,7 +80,10 @@ def rtt(sock: socket.socket, orders: list[bytes]) -> dict[str, list[float]]:
         sock.sendall(order)
         data = b""
         while ER not in data:
-            data += sock.recv(65536)
+            chunk = sock.recv(65536)
+            if not chunk:  # else this loop spins on a closed socket forever
+                raise SystemExit(f"acceptor closed the connection: {data[-200:]!r}")
+            data += chunk
         out.append((time.perf_counter_ns() - started) / 1000)
     return {"rtt_us": out}
 

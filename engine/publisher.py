@@ -501,9 +501,12 @@ class Publisher:
         spec = market.spec
         book = market.book
         maker_side = ASK if e.side == BID else BID
-        makers = [book.orders[f.maker_order_id] for f in e.fills]
-        stp = [book.orders[order_id] for order_id in e.stp_cancelled]
-        levels = [(maker_side, f.price_ticks) for f in e.fills] + [(o.side, o.price_ticks) for o in stp]
+        if e.fills or e.stp_cancelled:
+            makers = [book.orders[f.maker_order_id] for f in e.fills]
+            stp = [book.orders[order_id] for order_id in e.stp_cancelled]
+            levels = [(maker_side, f.price_ticks) for f in e.fills] + [(o.side, o.price_ticks) for o in stp]
+        else:  # most placements touch no other order: no comprehensions to run
+            makers, stp, levels = [], [], []
         rests = e.status not in (FILLED, EXPIRED, CANCELLED)
         if rests:
             levels.append((e.side, e.price_ticks))
