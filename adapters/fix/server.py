@@ -99,9 +99,19 @@ class FixServer:
             connection.close("peer gone")
 
     async def _read(self, stream: trio.SocketStream, connection: Connection, output: _Output) -> None:
+        """Wait until readable, then read (``receive_some`` tries first: one failing ``recv`` per message
+        when orders arrive one at a time, as in the RTT benchmark)."""
+        sock = stream.socket
         try:
             while not connection.closing:
-                data = await stream.receive_some(READ_BYTES)
+                await trio.lowlevel.wait_readable(sock)
+                try:
+                    data = os.read(output.fd, READ_BYTES)
+                except BlockingIOError:
+                    continue  # readable was a false alarm
+                except OSError as exc:
+                    connection.close(f"peer gone: {exc.strerror}")
+                    break
                 if not data:
                     break
                 connection.receive(data, trio.current_time())
