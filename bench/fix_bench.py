@@ -5,6 +5,10 @@
   process; each counts when its ExecutionReport (150=0, after the journal's
   fsync) arrives. Session store on disk, dictionary validation on.
 * ``fix_rtt_us_p50/p99``: one order in flight, send to ExecutionReport.
+* ``fix_rtt_task_steps_per_order``: trio task steps and scheduler passes per
+  order of an RTT run (a separate, instrumented run): the number of hops an
+  order takes between tasks (reader, market, journal, publisher, fsync thread
+  hand-offs), which wall-clock figures on a shared box hide.
 * ``disk_fdatasync_us_p50`` (on both): one small append + fdatasync where the
   journal lives, measured just before; the journal syncs every order of the
   RTT run and every batch of the pipelined one, so compare runs with this.
@@ -78,6 +82,34 @@ async def _bench(mode: str, n: int, run: int) -> dict[str, Any]:
         return dict(orjson.loads(result.stdout))
 
 
+class _Steps(trio.abc.Instrument):
+    """Counts task steps (per task) and scheduler passes (each pass polls epoll once)."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.steps: dict[str, int] = {}
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.passes += 1
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        code = getattr(task.coro, "cr_code", None)
+        name = code.co_qualname if code is not None else task.name
+        self.steps[name] = self.steps.get(name, 0) + 1
+
+
+def task_steps(n: int = 1000) -> None:
+    """One instrumented RTT run: how many task steps and scheduler passes an order costs, and in which tasks."""
+    counter = _Steps()
+    trio.run(_bench, "rtt", n, 0, instruments=[counter])
+    per_task = {name: round(count / n, 2) for name, count in sorted(counter.steps.items(), key=lambda kv: -kv[1])
+                if count >= n // 10}
+    emit("fix_rtt_task_steps_per_order", round(sum(counter.steps.values()) / n, 2), "steps",
+         scheduler_passes=round(counter.passes / n, 2), per_task=per_task, orders=n,
+         how="trio task steps per order of an RTT run (instrumented, so a separate run); the ExecutionReport is "
+             "written in the journal actor's step, the publisher's step follows it")
+
+
 def emit(name: str, value: float, unit: str, **extra: Any) -> None:
     sys.stdout.write(orjson.dumps({"name": name, "value": value, "unit": unit, **extra}).decode() + "\n")
     sys.stdout.flush()
@@ -121,6 +153,7 @@ def run(runs: int = RUNS) -> None:
          target="<= 300", meets=statistics.median(p50s) <= 300, orders=RTT_ORDERS,
          how="one NewOrderSingle in flight: send to its ExecutionReport, including the journal's fsync")
     emit("fix_rtt_us_p99", round(statistics.median(p99s), 1), "us", median_of=runs, runs=[round(v, 1) for v in p99s])
+    task_steps()
     run_quickfix_isolated()
 
 
