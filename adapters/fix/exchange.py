@@ -272,6 +272,8 @@ class ExchangeApplication:
                 self._reject_order(session, m, result.rejection.message, _ord_rej_reason(result.rejection))
             else:
                 self._accepted(result)
+        except Exception:  # this runs in the journal actor: a bug here must not stop the engine
+            log.exception("FIX answer to a placement failed")  # not in ``acked``: the publisher still reports it
         finally:
             if not self.placing:
                 self._write_reports()

@@ -179,3 +179,27 @@ async def test_requests_read_before_the_publisher_has_an_acknowledged_order_wait
         cancelled = await client.expect("8")
         assert fields(cancelled, 150, 39, 11, 41, 37) == ("4", "4", "h2", "h1", ack.get(37))
         assert not app.acked and not app.deferred
+
+
+async def test_a_failing_acknowledgement_leaves_it_to_the_publisher_and_the_engine_running(
+    venue: FixVenue, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The acknowledgement from the Result runs inside the journal actor: a bug there is logged, the
+    engine goes on, and the publisher's copy of the report is sent instead (once)."""
+    with trio.fail_after(10):
+        account = await venue.account(SOL="10")
+        client = await venue.logon("MAKER", account)
+        app = venue.info["application"]
+
+        def broken(result: object) -> None:
+            raise RuntimeError("a bug in the acknowledgement")
+
+        monkeypatch.setattr(app, "_accepted", broken)
+        await client.send("D", order("b1", "2", "1", "100"))
+        assert fields(await client.expect("8"), 150, 11) == ("0", "b1")
+        monkeypatch.undo()
+        await client.send("D", order("b2", "2", "1", "100"))
+        assert fields(await client.expect("8"), 150, 11) == ("0", "b2")
+        await client.send("H", [(11, "b1"), (55, SOL), (54, "2")])
+        assert fields(await client.expect("8"), 150, 11, 39) == ("I", "b1", "0")
+        assert not app.acked and app.acks_published == app.acks_sent
