@@ -147,6 +147,7 @@ class JournalActor:
         self._syncer: SyncThread | None = None
         self._lot = trio.lowlevel.ParkingLot()
         self._parked = False
+        self.queued = 0  # items in the inbox not yet taken
 
     @property
     def busy(self) -> bool:
@@ -155,9 +156,24 @@ class JournalActor:
 
     async def submit(self, events: list[Event] | bytes, deliveries: list[Delivery]) -> None:
         """Queue events (or one ready control-record payload) and the replies they release."""
+        if self.commit_now(events, deliveries):
+            return
+        self.queued += 1
         await send(self.tx, (events, deliveries))
         if self._parked:
             self._wake()
+
+    def commit_now(self, events: list[Event] | bytes, deliveries: list[Delivery]) -> bool:
+        """Commit at once when nothing is queued ahead and the pipeline has room.
+
+        Exactly what the actor would do with a one-item batch next (its loop
+        takes and commits a batch with no await in between), minus the task
+        switch; anything queued keeps FIFO order by going through the inbox.
+        """
+        if self.queued or len(self.waiting) >= PIPELINE_MAX or self.sync_error is not None or self._syncer is None:
+            return False
+        self._commit([(events, deliveries)])
+        return True
 
     def subscribe(self) -> trio.MemoryReceiveChannel[list[Event]]:
         """Durable events, in journal order. A subscriber that falls behind is dropped."""
@@ -206,13 +222,17 @@ class JournalActor:
                 except trio.WouldBlock:
                     pass
                 else:
-                    self._commit(drain(rx, first))
+                    self._take(drain(rx, first))
                     continue
-            if not waiting:
-                self._commit(drain(rx, await rx.receive()))
-                continue
-            self._parked = True  # until the sync thread reports, or (with room in the pipeline) a submit
+            # Nothing to take (or no room): wait for a submit or the sync thread's report.
+            # Never in rx.receive(): commit_now() can hand the thread work meanwhile, and
+            # its report must wake this loop to answer it.
+            self._parked = True
             await self._lot.park()
+
+    def _take(self, batch: list[Committed]) -> None:
+        self.queued -= len(batch)
+        self._commit(batch)
 
     def _commit(self, batch: list[Committed]) -> None:
         payloads, events = _records(batch)
