@@ -78,8 +78,7 @@ JOURNAL_INBOX_SIZE: Final = 4096
 SUBSCRIBER_BUFFER_SIZE: Final = 1024
 BATCH_MAX: Final = 2048
 PIPELINE_MAX: Final = 64  # batches framed but not yet durable; beyond this the journal takes no more until the disk answers
-INLINE_SYNC_EVENTS: Final = 4  # group commits this small fsync on the event loop's thread...
-INLINE_SYNC_MAX_S: Final = 0.002  # ...while the last fsync took less than this
+INLINE_SYNC_MAX_S: Final = 0.001  # the journal syncs on the event loop's thread while fsyncs take less than this
 
 # account inbox message kinds
 CMD: Final = 0  # (CMD, command, sink)
@@ -138,9 +137,7 @@ class JournalActor:
         self.waiting: deque[tuple[int, list[Committed], list[Event]]] = deque()
         self.synced_seq = writer.seq  # the last seq the sync thread reported durable
         self.sync_error: BaseException | None = None
-        self.inline_sync = True  # see _commit(): an idle engine's batch syncs on this thread while the disk is fast
-        # commands not yet answered, engine-wide (the engine sets this; unknown means "busy")
-        self.in_flight: Callable[[], int] = lambda: 1 << 62
+        self.inline_sync = True  # see _commit(): batches sync on the loop's thread while the disk is fast
         # the checkpointer's wake-up: called once durable_seq reaches ``watermark``
         self.watermark = 1 << 62
         self.on_watermark: Callable[[], None] = lambda: None
@@ -246,14 +243,13 @@ class JournalActor:
         first_seq = self.head_seq + 1
         data, last_seq, last_hash = frame_records(payloads, self.head_seq, self.head_hash)
         self.head_seq, self.head_hash = last_seq, last_hash
-        if (
-            not waiting and self.inline_sync and len(events) <= INLINE_SYNC_EVENTS
-            and self.in_flight() <= sum(len(d) for _, d in batch)
-        ):
-            # Idle but for this batch: handing a tiny batch to the thread costs two
-            # wake-ups for a ~60-200 us fdatasync with no other command to work on
-            # meanwhile. A disk that turns slow sends the next ones to the thread, so
-            # the event loop (timers, heartbeats, fan-out) never waits long on it.
+        if not waiting and self.inline_sync:
+            # The disk is fast and nothing is on its way to it: sync here. Handing the
+            # batch to the thread costs two wake-ups and GIL hand-offs, which on this
+            # class of machine took longer than a fast disk's fdatasync (~60 us) and,
+            # under load, delayed every reply by milliseconds. A disk that turns slow
+            # sends the next batches to the thread, where matching overlaps the fsync,
+            # so the event loop (timers, heartbeats, fan-out) never waits long on it.
             started = time.perf_counter()
             try:
                 self.writer.write_and_sync(data, first_seq, last_seq, last_hash)
