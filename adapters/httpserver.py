@@ -44,6 +44,7 @@ log = logging.getLogger("satchel.http")
 RECV_BYTES: Final = 65_536
 MAX_HEAD_BYTES: Final = 16_384
 MAX_CONNECTIONS: Final = 4096
+UPGRADE_REFUSED: Final = "Connection upgrades are not supported on this port"
 REASONS: Final = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
@@ -110,6 +111,8 @@ class _Parsing:
 
     def on_headers_complete(self) -> None:
         self.head_done = True
+        if self.parser.should_upgrade():
+            raise Refused(400, UPGRADE_REFUSED)
         declared = self._headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise Refused(413, f"Body too large: limit is {self.max_body} bytes")
@@ -138,7 +141,7 @@ class _Parsing:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            return Refused(400, "Connection upgrades are not supported on this port")
+            return Refused(400, UPGRADE_REFUSED)
         except httptools.HttpParserError as exc:
             cause = exc.__context__
             if isinstance(cause, Refused):
