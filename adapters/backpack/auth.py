@@ -78,10 +78,9 @@ class Verifier:
         api_key: str | None, signature: str | None, timestamp: str | None, window: str | None,
     ) -> int:
         """Return the signer's account id, or raise the ``ApiError`` that says what is wrong."""
-        missing = [name for name, value in (("X-API-Key", api_key), ("X-Signature", signature), ("X-Timestamp", timestamp)) if not value]
-        if missing:
+        if not (api_key and signature and timestamp):
+            missing = [name for name, value in (("X-API-Key", api_key), ("X-Signature", signature), ("X-Timestamp", timestamp)) if not value]
             raise ApiError("UNAUTHORIZED", f"Missing {', '.join(missing)}: this endpoint needs a signed request")
-        assert api_key is not None and signature is not None and timestamp is not None
         account_id = self.account_for_key(api_key)
         if account_id is None:
             raise ApiError("UNAUTHORIZED", "Unknown API key: register it with `satchel api-key add` first")
@@ -98,19 +97,19 @@ class Verifier:
                 f"outside the {window_text} ms window (check the client clock)",
             )
         try:
-            raw_signature = base64.b64decode(signature, validate=True)
+            raw_signature = binascii.a2b_base64(signature, strict_mode=True)  # b64decode(validate=True) runs a regex
         except (binascii.Error, ValueError):
             raise ApiError("INVALID_SIGNATURE", "X-Signature is not base64") from None
         if len(raw_signature) != SIGNATURE_BYTES:
             raise ApiError("INVALID_SIGNATURE", f"X-Signature must hold {SIGNATURE_BYTES} bytes, got {len(raw_signature)}")
         key = self._key(api_key)
         raw = signing_string(instruction, params, timestamp, window_text)
-        if _valid(key, raw_signature, raw):
+        if valid_signature(key, raw_signature, raw):
             return account_id
         # The percent-encoded form is built only when the raw one fails: most clients sign raw
         # values, and the second string costs as much to build as the first.
         encoded = signing_string(instruction, params, timestamp, window_text, encode=True)
-        if encoded != raw and _valid(key, raw_signature, encoded):
+        if encoded != raw and valid_signature(key, raw_signature, encoded):
             return account_id
         raise ApiError("INVALID_SIGNATURE", f"Invalid signature for instruction {instruction!r}: the request or its signing string does not match")
 
@@ -123,7 +122,7 @@ class Verifier:
         return key
 
 
-def _valid(key: bytes, signature: bytes, message: bytes) -> bool:
+def valid_signature(key: bytes, signature: bytes, message: bytes) -> bool:
     """libsodium's Ed25519 verify (via PyNaCl): ~2x faster than OpenSSL's through ``cryptography`` here.
 
     Measured on this box: 70-150 µs against 140-290 µs per verify, the largest single cost of

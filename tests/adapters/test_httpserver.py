@@ -20,13 +20,15 @@ async def echo(request: Request) -> Response:
         raise RuntimeError("handler bug")
     if request.path == "/slow":
         await trio.sleep(0.05)
+    if request.path == "/big":
+        return 200, b"x" * 4_000_000, JSON_TYPE
     body = orjson.dumps({"method": request.method, "path": request.path, "query": request.query.decode(),
                          "headers": request.headers, "body": request.body.decode()})
     return 200, body, JSON_TYPE
 
 
-async def start(nursery: trio.Nursery, limits: Limits | None = None) -> trio.SocketStream:
-    server = HttpServer(echo, error_response, WANTED, limits or Limits(max_body_bytes=100))
+async def start(nursery: trio.Nursery, limits: Limits | None = None, server: HttpServer | None = None) -> trio.SocketStream:
+    server = server or HttpServer(echo, error_response, WANTED, limits or Limits(max_body_bytes=100))
     bound = await nursery.start(partial(serve_http, server, "127.0.0.1:0"))
     host, port = bound.rsplit(":", 1)
     stream = await trio.open_tcp_stream(host, int(port))
@@ -148,4 +150,17 @@ async def test_idle_and_slow_clients_are_cut_off() -> None:
         await slow.send_all(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
         data = await read_to_eof(slow)
         assert data.startswith(b"HTTP/1.1 408") and b"Request not completed in time" in data
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_does_not_read_is_disconnected() -> None:
+    server = HttpServer(echo, error_response, WANTED, Limits(send_timeout_s=0.2))
+    async with trio.open_nursery() as nursery:
+        stream = await start(nursery, server=server)
+        await stream.send_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 8)  # 32 MB of answers, never read
+        await stream.receive_some(1)  # the server is answering
+        assert server.connections == 1
+        with trio.fail_after(5):
+            while server.connections:  # noqa: ASYNC110 - polling the server's own count
+                await trio.sleep(0.05)
         nursery.cancel_scope.cancel()
