@@ -12,6 +12,8 @@ MagicStack's httptools); this module only keeps connections, buffers and timers:
 * bounded: a request head over ``MAX_HEAD_BYTES`` gets 431, a body over the
   handler's limit 413 before it is read (declared ``Content-Length``) or as soon
   as it passes the limit (chunked), at most ``MAX_CONNECTIONS`` connections;
+* ``Expect: 100-continue`` is answered once the earlier answers are out (curl
+  sends it for bodies over 1 KiB and would otherwise wait a second);
 * timeouts: an idle keep-alive connection closes after ``keep_alive_s``; a
   request that is not complete within ``request_timeout_s`` of its first byte
   gets 408; an answer the client does not read within ``send_timeout_s`` closes
@@ -92,6 +94,7 @@ class _Parsing:
         self.parser = httptools.HttpRequestParser(self)
         self.in_message = False
         self.head_done = False
+        self.expect_continue = False  # the client waits for "100 Continue" before it sends the body
         self.head_bytes = 0
         self._url = b""
         self._headers: dict[str, str] = {}
@@ -117,6 +120,8 @@ class _Parsing:
         declared = self._headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise Refused(413, f"Body too large: limit is {self.max_body} bytes")
+        expect = self._headers.get("expect")
+        self.expect_continue = expect is not None and expect.lower() == "100-continue"
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -125,7 +130,7 @@ class _Parsing:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        self.in_message = False
+        self.in_message = self.expect_continue = False
         url = self._url
         target, _, query = url.partition(b"?")
         if not target.startswith(b"/"):  # absolute form: http://host/path
@@ -177,7 +182,7 @@ class HttpServer:
                  limits: Limits | None = None) -> None:
         self.handler = handler
         self.error_body = error_body
-        self.wanted = {**wanted_headers, b"content-length": "content-length"}
+        self.wanted = {**wanted_headers, b"content-length": "content-length", b"expect": "expect"}
         self.limits = limits or Limits()
         self.connections = 0
         self._date = _Date()
@@ -235,6 +240,9 @@ class HttpServer:
             if refused is not None:
                 await self._refuse(connection, refused)
                 return
+            if parsing.expect_continue:  # every earlier answer is out, so this one is next in order
+                parsing.expect_continue = False
+                await connection.send(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     async def _answer(self, request: Request) -> Response:
         try:

@@ -164,3 +164,15 @@ async def test_a_client_that_does_not_read_is_disconnected() -> None:
             while server.connections:  # noqa: ASYNC110 - polling the server's own count
                 await trio.sleep(0.05)
         nursery.cancel_scope.cancel()
+
+
+async def test_expect_100_continue_is_answered_before_the_body() -> None:
+    async with trio.open_nursery() as nursery:
+        stream = await start(nursery)
+        await stream.send_all(b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        with trio.fail_after(5):
+            assert await stream.receive_some(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await stream.send_all(b"abc")
+        _, body = await read_answer(stream, bytearray())
+        assert orjson.loads(body)["body"] == "abc"
+        nursery.cancel_scope.cancel()
