@@ -139,8 +139,10 @@ class _Parsing:
             target = unquote_to_bytes(target)
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         method = self.parser.get_method().decode("ascii")
-        request = Request(method, target.decode("latin-1"), query, self._headers, body)
-        self.ready.append((request, self.parser.should_keep_alive()))
+        request = Request(method, target.decode("utf-8", "replace"), query, self._headers, body)
+        # HTTP/1.0 closes after each answer (its opt-in keep-alive is left out, as h11 does)
+        keep_alive = self.parser.should_keep_alive() and self.parser.get_http_version() == "1.1"
+        self.ready.append((request, keep_alive))
 
     def feed(self, data: bytes) -> Refused | None:
         """Parse ``data``; a refusal stops the connection after the complete requests before it."""

@@ -84,9 +84,9 @@ async def test_keep_alive_and_pipelining_answer_in_order() -> None:
             assert b"date: " in head and b"connection: close" not in head
             assert orjson.loads(body) == {"method": "POST", "path": "/slow", "query": f"i={i}",
                                           "headers": {"x-api-key": f"k{i}", "content-length": "2"}, "body": f"{i:02d}"}
-        await stream.send_all(b"GET /a%20b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await stream.send_all(b"GET /a%20b%C3%A9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = await read_to_eof(stream)
-        assert b"connection: close" in data and orjson.loads(data.partition(b"\r\n\r\n")[2])["path"] == "/a b"
+        assert b"connection: close" in data and orjson.loads(data.partition(b"\r\n\r\n")[2])["path"] == "/a b\u00e9"
         nursery.cancel_scope.cancel()
 
 
@@ -96,7 +96,7 @@ async def test_chunked_body_and_http_1_0() -> None:
         await stream.send_all(b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
         _, body = await read_answer(stream, bytearray())
         assert orjson.loads(body)["body"] == "abcde"
-        await stream.send_all(b"GET /old HTTP/1.0\r\n\r\n")
+        await stream.send_all(b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         assert b"connection: close" in await read_to_eof(stream)
         nursery.cancel_scope.cancel()
 
