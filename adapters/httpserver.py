@@ -7,8 +7,10 @@ which caps the REST adapter near 1,100 requests/s however fast the app is. Here
 the parsing is llhttp's (C, maintained by the Node.js project, wrapped by
 MagicStack's httptools); this module only keeps connections, buffers and timers:
 
-* keep-alive and pipelining: requests are answered one at a time, in order, per
-  connection; answers go out in one write each (head and body together);
+* keep-alive and pipelining: answers go out in request order, one write each
+  (head and body together). Requests the optional ``begin`` hook accepts (new
+  orders) are begun in order as soon as they are parsed and awaited afterwards;
+  any other request waits for every earlier answer, as if run one by one;
 * bounded: a request head over ``MAX_HEAD_BYTES`` gets 431, a body over the
   handler's limit 413 before it is read (declared ``Content-Length``) or as soon
   as it passes the limit (chunked), at most ``MAX_CONNECTIONS`` connections;
@@ -22,7 +24,8 @@ MagicStack's httptools); this module only keeps connections, buffers and timers:
   after any complete requests before it are answered; then the connection closes.
 
 The handler is one coroutine per request: ``Request`` in, ``(status, body,
-content_type)`` out, so the app never builds ASGI dictionaries.
+content_type)`` out, so the app never builds ASGI dictionaries. No task is
+spawned per request: the connection's task runs them.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class Request:
 
 Response = tuple[int, bytes, bytes]  # status, body, content type
 Handler = Callable[[Request], Awaitable[Response]]
+Pending = Callable[[], Awaitable[Response]]  # a request begun, awaited for its answer
+Begin = Callable[[Request], "Response | Pending | None"]
 ErrorBody = Callable[[int, str], Response]
 
 
@@ -181,8 +186,9 @@ class HttpServer:
     """Serves one handler on trio listeners; see the module docstring for the rules it keeps."""
 
     def __init__(self, handler: Handler, error_body: ErrorBody, wanted_headers: Mapping[bytes, str],
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, begin: Begin | None = None) -> None:
         self.handler = handler
+        self.begin = begin
         self.error_body = error_body
         self.wanted = {**wanted_headers, b"content-length": "content-length", b"expect": "expect"}
         self.limits = limits or Limits()
@@ -232,19 +238,60 @@ class HttpServer:
             if not data:
                 return
             refused = parsing.feed(data)
-            while ready:
-                request, keep_alive = ready.popleft()
-                status, body, content_type = await self._answer(request)
-                await connection.send(self.head(status, len(body), content_type, not keep_alive)
-                                      + (b"" if request.method == "HEAD" else body))
-                if not keep_alive:
-                    return
+            if not await self._answer_ready(connection, ready):
+                return
             if refused is not None:
                 await self._refuse(connection, refused)
                 return
             if parsing.expect_continue:  # every earlier answer is out, so this one is next in order
                 parsing.expect_continue = False
                 await connection.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    async def _answer_ready(self, connection: _Connection, ready: deque[tuple[Request, bool]]) -> bool:
+        """Answer the parsed requests in order; False once the connection is to close.
+
+        With a ``begin`` hook, requests it accepts are begun in order at once and
+        awaited afterwards (pipelined order entry); any other request first waits for
+        every earlier answer, so it sees their effects as if they had run one by one.
+        """
+        begun: list[tuple[Request, bool, Response | Pending]] = []
+        keep_alive = True
+        while ready and keep_alive:
+            request, keep_alive = ready.popleft()
+            started = self._begin(request) if self.begin is not None else None
+            if started is not None:
+                begun.append((request, keep_alive, started))
+                continue
+            await self._send_begun(connection, begun)
+            begun.clear()
+            await self._send(connection, request, await self._answer(request), keep_alive)
+        await self._send_begun(connection, begun)
+        return keep_alive
+
+    async def _send_begun(self, connection: _Connection, begun: list[tuple[Request, bool, Response | Pending]]) -> None:
+        for request, keep_alive, started in begun:
+            answer = started if isinstance(started, tuple) else await self._finish(request, started)
+            await self._send(connection, request, answer, keep_alive)
+
+    async def _send(self, connection: _Connection, request: Request, answer: Response, keep_alive: bool) -> None:
+        status, body, content_type = answer
+        await connection.send(self.head(status, len(body), content_type, not keep_alive)
+                              + (b"" if request.method == "HEAD" else body))
+
+    def _begin(self, request: Request) -> Response | Pending | None:
+        assert self.begin is not None
+        try:
+            return self.begin(request)
+        except Exception:
+            log.exception("HTTP begin failed for %s %s", request.method, request.path)
+            return self.error_body(500, "Internal error; the request may not have been applied")
+
+    async def _finish(self, request: Request, pending: Pending) -> Response:
+        try:
+            return await pending()
+        except Exception:
+            log.exception("HTTP handler failed for %s %s", request.method, request.path)
+            return self.error_body(500, "Internal error; the request may not have been applied")
 
     async def _answer(self, request: Request) -> Response:
         try:

@@ -19,9 +19,9 @@ from urllib.parse import parse_qsl
 import orjson
 import trio
 
-from adapters.backpack.api import BackpackApi
+from adapters.backpack.api import ORDER_PATH, BackpackApi
 from adapters.backpack.errors import ApiError, bad_request
-from adapters.httpserver import HttpServer, Limits, Request, Response
+from adapters.httpserver import HttpServer, Limits, Pending, Request, Response
 
 MAX_BODY_BYTES: Final = 64 * 1024
 KEEP_ALIVE_S: Final = 75
@@ -58,24 +58,57 @@ class RestApp:
                 raise ApiError("INVALID_CLIENT_REQUEST", f"Method {method} is not allowed on {path}", 405)
             raise ApiError("RESOURCE_NOT_FOUND", f"Unknown path {path}")
         headers = request.headers
-        params: Any = _query(request.query)
-        body = request.body
-        if body and not body.isspace():
-            try:
-                data = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise bad_request(f"Malformed JSON body: {exc}") from None
-            if isinstance(data, dict):
-                params = {**params, **data} if params else data
-            elif params:
-                raise bad_request("A JSON array body cannot be combined with query parameters")
-            else:
-                params = data
         payload = await self.api.dispatch(
-            route, params, headers.get("x-api-key"), headers.get("x-signature"),
+            route, _params(request), headers.get("x-api-key"), headers.get("x-signature"),
             headers.get("x-timestamp"), headers.get("x-window"),
         )
         return 200, payload, route.text
+
+    def begin(self, request: Request) -> Response | Pending | None:
+        """A new order is submitted at once and answered later; ``None`` for every other request.
+
+        The server calls this for each pipelined request in order, so one connection's
+        orders reach the engine in the order sent without each waiting for the previous
+        one's journal commit; it answers them in order. Anything refused before the
+        engine is answered at once.
+        """
+        if request.path != ORDER_PATH or request.method != "POST" or request.query:
+            return None
+        headers = request.headers
+        try:
+            answer = self.api.submit_order(
+                _params(request), headers.get("x-api-key"), headers.get("x-signature"),
+                headers.get("x-timestamp"), headers.get("x-window"),
+            )
+        except ApiError as exc:
+            return exc.status, orjson.dumps(exc.body()), JSON_TYPE
+
+        async def respond() -> Response:
+            try:
+                payload = await answer()
+            except ApiError as exc:
+                return exc.status, orjson.dumps(exc.body()), JSON_TYPE
+            return 200, orjson.dumps(payload), JSON_TYPE
+
+        return respond
+
+
+def _params(request: Request) -> Any:
+    """Query parameters merged with the JSON body (an object), or the body (an array, for batches)."""
+    params: Any = _query(request.query)
+    body = request.body
+    if body and not body.isspace():
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request(f"Malformed JSON body: {exc}") from None
+        if isinstance(data, dict):
+            params = {**params, **data} if params else data
+        elif params:
+            raise bad_request("A JSON array body cannot be combined with query parameters")
+        else:
+            params = data
+    return params
 
 
 def error_response(status: int, message: str) -> Response:
@@ -102,8 +135,9 @@ def _query(raw: bytes) -> dict[str, Any]:
 
 
 def http_server(api: BackpackApi) -> HttpServer:
-    return HttpServer(RestApp(api), error_response, SIGNING_HEADERS,
-                      Limits(max_body_bytes=MAX_BODY_BYTES, keep_alive_s=KEEP_ALIVE_S))
+    app = RestApp(api)
+    return HttpServer(app, error_response, SIGNING_HEADERS,
+                      Limits(max_body_bytes=MAX_BODY_BYTES, keep_alive_s=KEEP_ALIVE_S), begin=app.begin)
 
 
 async def serve_rest(

@@ -296,7 +296,7 @@ def run(n: int = 6_000, rounds: int = 3) -> None:
     emit("platform_ed25519_sign_per_s", round(signs), "signatures/s per core", median_of=3, us_each=round(1e6 / signs),
          how="cryptography's Ed25519PrivateKey.sign: what signing during the run would add to the client per request")
     figures = measure(n, rounds)
-    shape = f"{CONNS} keep-alive connections x {PIPELINE} pipelined (answered one request per connection at a time, in order)"
+    shape = f"{CONNS} keep-alive connections x {PIPELINE} pipelined (a connection's pipelined orders reach the engine at once, in order; answers in order)"
     trivial, verify, orders = figures["trivial"], figures["verify_only"], figures["orders"]
     ceiling = trivial.pop("value")
     emit("platform_rest_trivial_per_s", ceiling, "requests/s", median_of=rounds, **trivial,
