@@ -250,3 +250,13 @@ def test_check_detects_corruption(corrupt: Callable[[OrderBook], None], message:
     corrupt(book)
     with pytest.raises(AssertionError, match=message):
         book.check()
+
+
+def test_place_builds_the_same_order_as_order_init() -> None:
+    """``place`` builds its Order without ``Order.__init__``; every field must still match."""
+    book = OrderBook()
+    placed = book.place(5, 2, ASK, 101, 10, 7, 300, 42, True, REJECT_BOTH, 99)
+    expected = Order(5, 2, ASK, 101, 10, 7, 300, 42, True, REJECT_BOTH, 99)
+    assert isinstance(placed, Order)
+    assert {s: getattr(placed, s) for s in Order.__slots__} == {s: getattr(expected, s) for s in Order.__slots__}
+    book.check()
