@@ -34,14 +34,14 @@ def run_book(orders: list[Order]) -> tuple[float, int, int]:
     """
     book = OrderBook()
     walk, take, place = book.walk, book.take, book.place
-    bids, asks = book.bid_prices, book.ask_keys  # read in place, as Market.decide_place does
+    bids, asks = book.bid_keys, book.ask_prices  # read in place, as Market.decide_place does
     qpts = 1  # quote atoms per tick*step; any constant leaves matching unchanged
     stp = REJECT_TAKER
     fills = 0
     t0 = time.perf_counter()
     for oid, (side, price, qty) in enumerate(orders, 1):
         # Market.decide_place's crossing test (OrderBook.crosses, inlined there too): no cross, rest untouched
-        if not ((asks and -asks[-1] <= price) if side == BID else (bids and bids[-1] >= price)):
+        if not ((asks and asks[0] <= price) if side == BID else (bids and -bids[0] >= price)):
             place(oid, oid, side, price, qty, qty, 0, NO_CLIENT_ID, False, stp, 0)
             continue
         w = walk(side, price, qty, UNLIMITED, qpts, oid, stp)

@@ -143,9 +143,9 @@ class Market:
             return self._decide_market(cmd, now_us)
         limit = cmd.price_ticks
         book = self.book
-        bids, asks, last = book.bid_prices, book.ask_keys, self.last_price
+        bids, asks, last = book.bid_keys, book.ask_prices, self.last_price
         if last and bids and asks:  # the usual case: band around the median of bid, ask, last
-            lo, hi = bids[-1], -asks[-1]
+            lo, hi = -bids[0], asks[0]
             if lo > hi:
                 lo, hi = hi, lo
             active = lo if last <= lo else (hi if last >= hi else last)
@@ -156,7 +156,7 @@ class Market:
             return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
         side = cmd.side
         tif = cmd.tif
-        if not ((asks and -asks[-1] <= limit) if side == BID else (bids and bids[-1] >= limit)):
+        if not ((asks and asks[0] <= limit) if side == BID else (bids and -bids[0] >= limit)):
             # does not cross, so it rests untouched (GTC) or expires unfilled: the common case, no walk
             return _placed(
                 cmd.order_id, cmd.account_id, cmd.symbol, side, LIMIT, tif, limit,
@@ -284,8 +284,8 @@ class Market:
     def active_price(self) -> tuple[int, int] | None:
         """Median of best bid, best ask and last trade (those that exist) as (numerator, denominator)."""
         book = self.book
-        bid = book.bid_prices[-1] if book.bid_prices else 0
-        ask = -book.ask_keys[-1] if book.ask_keys else 0
+        bid = -book.bid_keys[0] if book.bid_keys else 0
+        ask = book.ask_prices[0] if book.ask_prices else 0
         last = self.last_price
         if bid and ask and last:
             return _median3(bid, ask, last), 1
@@ -297,8 +297,8 @@ class Market:
     def _in_band(self, price_ticks: int) -> bool:
         book = self.book
         last = self.last_price
-        if last and book.bid_prices and book.ask_keys:  # the usual case, without building a tuple
-            a_num, a_den = _median3(book.bid_prices[-1], -book.ask_keys[-1], last), 1
+        if last and book.bid_keys and book.ask_prices:  # the usual case, without building a tuple
+            a_num, a_den = _median3(-book.bid_keys[0], book.ask_prices[0], last), 1
         else:
             active = self.active_price()
             if active is None:
