@@ -332,7 +332,11 @@ class OrderBook:
             if level is None:
                 level = self.bids[price_ticks] = Level()
                 level.steps = remaining_steps
-                insort(self.bid_keys, -price_ticks)
+                keys = self.bid_keys
+                if keys and keys[0] < -price_ticks:
+                    insort(keys, -price_ticks)
+                else:  # a new best price (most new levels): no search
+                    keys.insert(0, -price_ticks)
             else:
                 level.steps += remaining_steps
         else:
@@ -340,7 +344,11 @@ class OrderBook:
             if level is None:
                 level = self.asks[price_ticks] = Level()
                 level.steps = remaining_steps
-                insort(self.ask_prices, price_ticks)
+                keys = self.ask_prices
+                if keys and keys[0] < price_ticks:
+                    insort(keys, price_ticks)
+                else:  # a new best price (most new levels): no search
+                    keys.insert(0, price_ticks)
             else:
                 level.steps += remaining_steps
         level[order_id] = order
