@@ -46,10 +46,10 @@ def at_most(value: float, target: float) -> dict[str, Any]:
 
 
 def run_platform(orders: list[Any], runs: int) -> None:
-    result = book_bench.repeat(platform_bench.heap_book, orders, runs)
+    result = book_bench.repeat(platform_bench.heap_book, orders, runs, engine_gc=False)
     emit(
         "platform_heap_book_orders_per_s", round(result["median"]), "orders/s",
-        median_of=runs, best=round(result["best"]), runs=result["runs"], fills=result["fills"],
+        median_of=runs, best=round(result["best"]), runs=result["runs"], fills=result["fills"], gc=result["gc"],
         reference_vm=REFERENCE_HEAP_BOOK, speed_vs_reference_vm=round(result["median"] / REFERENCE_HEAP_BOOK, 3),
         note="plain dict+deque+heapq book of performance.md §4; the targets were set on the reference VM, "
              "multiply one by speed_vs_reference_vm for the same bar on this machine",
@@ -72,7 +72,7 @@ def run_book(orders: list[Any], runs: int) -> dict[str, Any]:
     book = book_bench.repeat(book_bench.run_book, orders, runs)
     emit(
         "book_orders_per_s", round(book["median"]), "orders/s", median_of=runs, best=round(book["best"]),
-        runs=book["runs"], fills=book["fills"], resting=book["resting"],
+        runs=book["runs"], fills=book["fills"], resting=book["resting"], gc=book["gc"],
         how="engine.book.OrderBook as Market drives it: place() an order that cannot cross; else walk(), take() per fill, "
             "place() the remainder; GTC limits, one account per order",
         **at_least(book["median"], 1_000_000),
@@ -80,7 +80,7 @@ def run_book(orders: list[Any], runs: int) -> dict[str, Any]:
     market = book_bench.repeat(book_bench.run_market, orders, runs)
     emit(
         "market_orders_per_s", round(market["median"]), "orders/s", median_of=runs, best=round(market["best"]),
-        runs=market["runs"], fills=market["fills"],
+        runs=market["runs"], fills=market["fills"], gc=market["gc"],
         how="engine.market.Market.decide_place + apply_placed (band check, fees, Fill/OrderPlaced objects); "
             "commands pre-built",
     )
@@ -91,7 +91,7 @@ def run_peer(orders: list[Any], runs: int, book: dict[str, Any] | None) -> None:
     peer = book_bench.repeat(book_bench.run_lightmatchingengine, orders, runs)
     emit(
         "peer_lightmatchingengine_orders_per_s", round(peer["median"]), "orders/s", median_of=runs,
-        best=round(peer["best"]), runs=peer["runs"], fills=peer["fills"], resting=peer["resting"],
+        best=round(peer["best"]), runs=peer["runs"], fills=peer["fills"], resting=peer["resting"], gc=peer["gc"],
         conversion="integer ticks passed as-is (its comparisons work on ints, no float needed); "
                    "side string mapped to Side.BUY/SELL inside the timed loop; fills = passive trades",
         reference_vm="365k best / 360k median (performance.md §2.3)",

@@ -17,6 +17,11 @@ the venue never credits more than was traded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+import attrs
+
 from engine.book import UNLIMITED, Order, OrderBook, Walk
 from engine.messages import (
     BID,
@@ -58,6 +63,43 @@ from engine.messages import (
 from engine.spec import MarketSpec
 
 RESTING = (NEW, PARTIALLY_FILLED)
+_T = TypeVar("_T", bound=attrs.AttrsInstance)
+
+
+def _builder(cls: type[_T]) -> Callable[..., _T]:
+    """A positional constructor for an attrs slotted event, same arguments as ``cls(...)``.
+
+    Calling an attrs class goes type_call -> slot_tp_init -> attrs' ``__init__`` in a
+    fresh interpreter loop entered from C; a plain function that allocates with
+    ``object.__new__`` and sets each slot is a Python-to-Python call that the
+    interpreter runs inline (measured ~0.13 us less per ``Fill``; ``decide_place``
+    builds one ``OrderPlaced`` per order and one ``Fill`` per trade). It builds the
+    same object: only for classes whose ``__init__`` does nothing but assign every
+    field in order, which is checked here (a new validator, converter, default or
+    hook on the class makes this raise at import, not build a different event).
+    """
+    fields = attrs.fields(cls)
+    names = [f.name for f in fields]
+    for f in fields:
+        if f.validator is not None or f.converter is not None or not f.init or f.kw_only or f.alias != f.name:
+            raise TypeError(f"{cls.__name__}.{f.name}: attrs does more than assign it")
+        if f.default is not attrs.NOTHING or f.name in ("new", "cls"):
+            raise TypeError(f"{cls.__name__}.{f.name}: default or reserved name")
+    if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__") or cls.__setattr__ is not object.__setattr__:
+        raise TypeError(f"{cls.__name__}: attrs runs hooks on construction")
+    source = (
+        f"def build({', '.join(names)}):\n    self = new(cls)\n"
+        + "".join(f"    self.{n} = {n}\n" for n in names)
+        + "    return self\n"
+    )
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    exec(compile(source, f"<builder {cls.__name__}>", "exec"), namespace)  # source made from attrs.fields above
+    built: Callable[..., _T] = namespace["build"]
+    return built
+
+
+_placed: Final = _builder(OrderPlaced)
+_fill: Final = _builder(Fill)
 
 
 def _median3(a: int, b: int, c: int) -> int:
@@ -101,9 +143,9 @@ class Market:
             return self._decide_market(cmd, now_us)
         limit = cmd.price_ticks
         book = self.book
-        bids, asks, last = book.bid_prices, book.ask_keys, self.last_price
+        bids, asks, last = book.bid_keys, book.ask_prices, self.last_price
         if last and bids and asks:  # the usual case: band around the median of bid, ask, last
-            lo, hi = bids[-1], -asks[-1]
+            lo, hi = -bids[0], asks[0]
             if lo > hi:
                 lo, hi = hi, lo
             active = lo if last <= lo else (hi if last >= hi else last)
@@ -114,9 +156,9 @@ class Market:
             return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
         side = cmd.side
         tif = cmd.tif
-        if not ((asks and -asks[-1] <= limit) if side == BID else (bids and bids[-1] >= limit)):
+        if not ((asks and asks[0] <= limit) if side == BID else (bids and -bids[0] >= limit)):
             # does not cross, so it rests untouched (GTC) or expires unfilled: the common case, no walk
-            return OrderPlaced(
+            return _placed(
                 cmd.order_id, cmd.account_id, cmd.symbol, side, LIMIT, tif, limit,
                 cmd.qty_steps, 0, cmd.post_only, cmd.stp, cmd.client_id, cmd.lock, now_us,
                 NEW if tif == GTC else EXPIRED,
@@ -140,7 +182,7 @@ class Market:
                 status, reason = (PARTIALLY_FILLED if filled else NEW), ""
         else:
             status, reason = FILLED, ""
-        return OrderPlaced(
+        return _placed(
             cmd.order_id, cmd.account_id, cmd.symbol, side, LIMIT, tif,
             limit, qty, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
             cmd.lock, now_us, status, reason, self._fills(side, walk), walk.stp_cancelled,
@@ -155,7 +197,7 @@ class Market:
         if cmd.tif == FOK and (walk.stp_stopped or walk.filled_steps < cmd.qty_steps):
             return self._expired(cmd, now_us, R_FILL_OR_KILL)
         status, reason = self._outcome(cmd, walk, max_steps)
-        return OrderPlaced(
+        return _placed(
             cmd.order_id, cmd.account_id, cmd.symbol, cmd.side, cmd.order_type, cmd.tif,
             cmd.price_ticks, cmd.qty_steps, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
             cmd.lock, now_us, status, reason, self._fills(cmd.side, walk), walk.stp_cancelled,
@@ -219,20 +261,21 @@ class Market:
             base_bps, quote_bps = spec.maker_fee_bps, spec.taker_fee_bps
         taker_is_bid = side == BID
         trade_id = self.next_trade_id
+        fill = _fill
         fills = []
         for maker, steps in walk.fills:
             price = maker.price_ticks
             base_fee = -(-steps * bps * base_bps // 10_000)
             quote_fee = -(-price * steps * qpts * quote_bps // 10_000)
             if taker_is_bid:
-                fills.append(Fill(trade_id, maker.order_id, maker.account_id, price, steps, quote_fee, base_fee))
+                fills.append(fill(trade_id, maker.order_id, maker.account_id, price, steps, quote_fee, base_fee))
             else:
-                fills.append(Fill(trade_id, maker.order_id, maker.account_id, price, steps, base_fee, quote_fee))
+                fills.append(fill(trade_id, maker.order_id, maker.account_id, price, steps, base_fee, quote_fee))
             trade_id += 1
         return fills
 
     def _expired(self, cmd: PlaceOrder, now_us: int, reason: str) -> OrderPlaced:
-        return OrderPlaced(
+        return _placed(
             cmd.order_id, cmd.account_id, cmd.symbol, cmd.side, cmd.order_type, cmd.tif,
             cmd.price_ticks, cmd.qty_steps, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
             cmd.lock, now_us, EXPIRED, reason, [], [],
@@ -241,8 +284,8 @@ class Market:
     def active_price(self) -> tuple[int, int] | None:
         """Median of best bid, best ask and last trade (those that exist) as (numerator, denominator)."""
         book = self.book
-        bid = book.bid_prices[-1] if book.bid_prices else 0
-        ask = -book.ask_keys[-1] if book.ask_keys else 0
+        bid = -book.bid_keys[0] if book.bid_keys else 0
+        ask = book.ask_prices[0] if book.ask_prices else 0
         last = self.last_price
         if bid and ask and last:
             return _median3(bid, ask, last), 1
@@ -254,8 +297,8 @@ class Market:
     def _in_band(self, price_ticks: int) -> bool:
         book = self.book
         last = self.last_price
-        if last and book.bid_prices and book.ask_keys:  # the usual case, without building a tuple
-            a_num, a_den = _median3(book.bid_prices[-1], -book.ask_keys[-1], last), 1
+        if last and book.bid_keys and book.ask_prices:  # the usual case, without building a tuple
+            a_num, a_den = _median3(-book.bid_keys[0], book.ask_prices[0], last), 1
         else:
             active = self.active_price()
             if active is None:

@@ -30,7 +30,7 @@ def snapshot(book: OrderBook) -> tuple[object, ...]:
     return (
         [(s, [(p, [(o.order_id, o.remaining_steps, o.executed_quote) for o in lvl.values()]) for p, lvl in book.levels(s)])
          for s in (BID, ASK)],
-        list(book.bid_prices), list(book.ask_keys), dict(book.level_steps), sorted(book.orders),
+        list(book.bid_keys), list(book.ask_prices), dict(book.level_steps), sorted(book.orders),
     )
 
 
@@ -165,7 +165,7 @@ def test_remove_from_the_middle_of_a_level_and_non_best_levels() -> None:
     assert removed.order_id == 2
     assert list(book.bids[100]) == [1, 3] and book.depth(BID, 1) == [(100, 4)]
     book.remove(5)  # a level that is neither best nor worst
-    assert book.bid_prices == [90, 100]
+    assert book.bid_keys == [-100, -90]
     book.remove(1)
     book.remove(3)
     assert book.best_bid() == 90 and book.depth(BID, 5) == [(90, 1)]
@@ -211,15 +211,15 @@ def _corrupt_index(b: OrderBook) -> None:
 
 
 def _corrupt_price_list(b: OrderBook) -> None:
-    b.bid_prices.append(97)
+    b.bid_keys.append(-97)
 
 
 def _corrupt_ask_order(b: OrderBook) -> None:
-    b.ask_keys.reverse()  # best ask no longer last
+    b.ask_prices.reverse()  # best ask no longer first
 
 
 def _corrupt_bid_order(b: OrderBook) -> None:
-    b.bid_prices.reverse()
+    b.bid_keys.reverse()
 
 
 def _corrupt_crossed(b: OrderBook) -> None:
@@ -250,3 +250,4 @@ def test_check_detects_corruption(corrupt: Callable[[OrderBook], None], message:
     corrupt(book)
     with pytest.raises(AssertionError, match=message):
         book.check()
+

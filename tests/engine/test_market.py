@@ -700,3 +700,25 @@ def test_filled_order_cannot_be_cancelled(queue) -> None:
     v = queue
     placed(v.venue, limit(v.venue, v.t, BID, "100", "2"))
     assert cancel(v.venue, v.m, v.a) == Rejection("RESOURCE_NOT_FOUND", "Order not found")
+
+
+def test_fast_event_builders_build_exactly_what_attrs_builds() -> None:
+    """decide_* build OrderPlaced/Fill through generated constructors; they must equal the attrs-built ones."""
+    import attrs
+
+    from engine.market import _builder, _fill, _placed
+
+    fill_args = (7, 3, 2, 10_000, 5, 1, 2)
+    assert _fill(*fill_args) == Fill(*fill_args)
+    placed_args = (9, 2, "SOL_USDC", BID, "Limit", "GTC", 10_000, 5, 0, False, REJECT_TAKER, -1, 50_000, 123,
+                   "PartiallyFilled", "", [Fill(*fill_args)], [4])
+    built = _placed(*placed_args)
+    assert type(built) is OrderPlaced and built == OrderPlaced(*placed_args)
+    assert attrs.asdict(built) == attrs.asdict(OrderPlaced(*placed_args))
+
+    @attrs.define(slots=True)
+    class Checked:
+        x: int = attrs.field(validator=attrs.validators.instance_of(int))
+
+    with pytest.raises(TypeError, match=r"Checked\.x"):
+        _builder(Checked)
