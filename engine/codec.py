@@ -21,6 +21,12 @@ from ``attrs.fields`` so the field order still has one source of truth. A row th
 fails the fast checks goes to the slow, field-by-field check that names the problem.
 Nothing about the bytes changed: the generated encoder writes what the
 ``attrgetter`` one did (tests re-encode a journal written before it).
+
+Replay does not build events at all: ``decode_rows`` runs the same checks
+(generated the same way, nothing constructed) and ``Venue.replay_rows`` applies
+the rows. Building ``OrderPlaced``/``Fill`` objects only to read them once was
+about a third of replay's time (callgrind on the journal bench's mix: decode +
+apply 41k -> 27k instructions per event).
 """
 
 from __future__ import annotations

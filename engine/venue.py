@@ -2,9 +2,10 @@
 
 The runtime splits this state among actors (each market and each account is
 owned by one task), but every part's ``apply`` is the same method here and
-there. ``Venue.apply`` routes one event to every owner it touches; replay,
-the stateful tests and ``satchel verify`` drive the venue through it alone
-(replay and verify a record at a time, through ``apply_batch``: the same routing).
+there. ``Venue.apply`` routes one event to every owner it touches; the stateful
+tests drive the venue through it alone. Recovery and ``satchel verify`` replay a
+record at a time through ``replay_rows``: the journal's checked rows applied
+without building events, to exactly the state ``apply`` gives (tests/engine/test_replay.py).
 
 ``state_hash`` covers everything journaled (not live-only holds).
 ``check_invariants`` is the executable form of ARCHITECTURE.md §3.7 for spot:
@@ -57,6 +58,7 @@ from engine.withdrawals import WithdrawalRequest
 
 _PLACED: Final = OrderPlaced.TAG
 _CANCELLED: Final = OrderCancelled.TAG
+_RESTING: Final = (NEW, PARTIALLY_FILLED)  # statuses after which the order rests
 # replay_rows unpacks rows by position: it names the fields in this order
 assert [f.name for f in attrs.fields(OrderPlaced)] == [
     "order_id", "account_id", "symbol", "side", "order_type", "tif", "price_ticks", "qty_steps", "quote_qty",
@@ -152,12 +154,47 @@ class Venue:
         accounts, markets = self.accounts, self.markets
         legs = {symbol: (m, m.book, m.spec.symbol, m.spec.base, m.spec.quote, m.spec.base_per_step,
                          m.spec.quote_per_tick_step) for symbol, m in markets.items()}
+        places = {symbol: m.book.place for symbol, m in markets.items()}
+        removes = {symbol: m.book.remove for symbol, m in markets.items()}
         fee_account = accounts.get(FEE_ACCOUNT_ID)
         for row in rows:
             tag = row[0]
             if tag == _PLACED:
                 (_, order_id, account_id, symbol, side, _, _, price, qty, _, post_only, stp, client_id, lock, ts_us,
                  status, _, fills, stp_cancelled) = row
+                if not fills and not stp_cancelled:  # most orders: nothing traded, nothing cancelled
+                    _, _, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
+                    taker = accounts[account_id]
+                    bid = side == BID
+                    pay_asset = quote_asset if bid else base_asset
+                    locked = taker.locked
+                    if status in _RESTING:
+                        side = BID if bid else (ASK if side == ASK else intern(side))
+                        price = shared_get(price) or shared(price)
+                        places[symbol](order_id, account_id, side, price, qty, qty, 0, client_id, post_only,
+                                       intern(stp), ts_us)
+                        need = price * qty * qpts if bid else qty * bps
+                        if need == lock:
+                            need = lock  # share the row's int object, as _apply_taker does
+                        open_order = NewOpenOrder()
+                        open_order.symbol = sym
+                        open_order.asset = pay_asset
+                        open_order.side = side
+                        open_order.price_ticks = price
+                        open_order.lock = need
+                        open_order.client_id = client_id
+                        taker.orders[order_id] = open_order
+                        if client_id != NO_CLIENT_ID:
+                            taker.client_ids[client_id] = order_id
+                        if pay_asset in locked:
+                            locked[pay_asset] += need
+                        else:
+                            locked[pay_asset] = need
+                    elif pay_asset not in locked:  # expired untouched: _apply_taker still adds its 0
+                        locked[pay_asset] = 0
+                    if order_id >= self.next_order_id:
+                        self.next_order_id = order_id + 1
+                    continue
                 market, book, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
                 taker = accounts[account_id]
                 bid = side == BID
@@ -213,7 +250,7 @@ class Venue:
                 if stp_cancelled:
                     for cancelled_id in stp_cancelled:
                         book.remove(cancelled_id)
-                resting = status in (NEW, PARTIALLY_FILLED)
+                resting = status in _RESTING
                 if resting:
                     side = BID if bid else (ASK if side == ASK else intern(side))
                     price = shared_get(price) or shared(price)
@@ -259,7 +296,7 @@ class Venue:
                     self.next_order_id = order_id + 1
             elif tag == _CANCELLED:
                 _, order_id, account_id, symbol, _ = row
-                markets[symbol].book.remove(order_id)
+                removes[symbol](order_id)
                 account = accounts[account_id]
                 open_order = account.orders[order_id]
                 account.locked[open_order.asset] -= open_order.lock
