@@ -40,6 +40,7 @@ FUND_USDC: Final = "100000000"  # 1e8 USDC per account; the whole workload needs
 FUND_SOL: Final = "10000000"  # 1e7 SOL per account; the ask side needs ~2.5e5 in all
 WINDOW: Final = 5_000
 YIELD_EVERY: Final = 64
+SENDER_TICK_NS: Final = 1_000_000  # the latency sender wakes at most once per ms (see latency_once)
 
 Input = tuple[int, str, str, str]  # (account id, side, price text, quantity text)
 
@@ -207,9 +208,14 @@ async def latency_once(orders: list[Order], base_dir: str | None, rate: float, s
     """Open loop: order i is due at start + i/rate; everything due is sent at each wake-up.
 
     Latency runs from the due time (not the actual send) to the sink, so a stalled
-    sender or engine is charged in full (no coordinated omission). Between due
-    times the sender sleeps (trio's timer resolution is ~1 ms, so orders go out
-    in small bursts and their latency includes up to ~1 ms of that wait).
+    sender or engine is charged in full (no coordinated omission). Between
+    wake-ups the sender sleeps at least ``SENDER_TICK_NS`` (1 ms), so orders go
+    out in small bursts, as they arrive off sockets, and their latency includes
+    up to ~1 ms of that wait. Sleeping only until the next order's due time
+    made the sender wake once per order at 20k/s, and a ``trio.sleep`` costs
+    ~150-300 us of CPU on this machine (a sleep is a cancel scope that expires:
+    an exception raised and caught): the harness alone then took most of the
+    core the engine under test runs on (p50 was ~150 ms at 20k/s; ~3 ms with the tick).
     A spinning sender was tried and rejected: it keeps the event-loop thread
     busy and starves the journal's fsync worker thread of the GIL.
     """
@@ -225,7 +231,7 @@ async def latency_once(orders: list[Order], base_dir: str | None, rate: float, s
             now = time.perf_counter_ns()
             due = start + i * interval_ns
             if due > now:
-                await trio.sleep((due - now) / 1e9)
+                await trio.sleep(max(due - now, SENDER_TICK_NS) / 1e9)
                 continue
             while i < count and start + i * interval_ns <= now:
                 aid, side, price, qty = feed[i]

@@ -27,8 +27,10 @@ through the inbox. Only the account actor's own methods touch its state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -36,7 +38,7 @@ import trio
 
 from engine import withdrawals
 from engine.codec import encode_events
-from engine.journal import DiskFull
+from engine.journal import DiskFull, SyncThread, frame_records
 from engine.messages import (
     FEE_ACCOUNT_ID,
     NO_CLIENT_ID,
@@ -75,8 +77,8 @@ MARKET_BATCH_MAX: Final = 4096  # commands a market handles per pass before the 
 JOURNAL_INBOX_SIZE: Final = 4096
 SUBSCRIBER_BUFFER_SIZE: Final = 1024
 BATCH_MAX: Final = 2048
-INLINE_SYNC_EVENTS: Final = 4  # group commits this small fsync on the event loop's thread...
-INLINE_SYNC_MAX_S: Final = 0.002  # ...while the last fsync took less than this
+PIPELINE_MAX: Final = 64  # batches framed but not yet durable; beyond this the journal takes no more until the disk answers
+INLINE_SYNC_MAX_S: Final = 0.001  # the journal syncs on the event loop's thread while fsyncs take less than this
 
 # account inbox message kinds
 CMD: Final = 0  # (CMD, command, sink)
@@ -91,6 +93,7 @@ class Sink(Protocol):
 
 
 Delivery = tuple[Sink, Result]
+Committed = tuple[list[Event] | bytes, list[Delivery]]  # what the journal is handed: events or a control payload, and replies
 
 
 def drain(rx: trio.MemoryReceiveChannel[Any], first: Any) -> list[Any]:
@@ -112,7 +115,15 @@ async def send(tx: trio.MemorySendChannel[Any], item: Any) -> None:
 
 
 class JournalActor:
-    """Sequences, frames, writes and fsyncs; then releases replies and publishes."""
+    """Sequences and frames batches, has the sync thread write them; then releases replies and publishes.
+
+    The event loop never waits on the disk. Batches are framed (seq, chain hash)
+    here in order and handed to ``SyncThread``, which writes whatever has been
+    framed and covers it with one fdatasync; when it reports a seq durable, the
+    batches up to it are answered and published, in journal order. While an
+    fsync runs the loop goes on matching and framing, so the next group commit
+    is ready the moment the disk is.
+    """
 
     def __init__(self, writer: JournalWriter, deliver: Callable[[Sink, Result], None]) -> None:
         self.writer = writer
@@ -121,17 +132,45 @@ class JournalActor:
         self.subscribers: list[trio.MemorySendChannel[list[Event]]] = []
         self.durable_seq = writer.seq
         self.durable_event_seq = writer.seq  # the last record holding events (not a checkpoint)
-        self.busy = False
-        self.inline_sync = True  # see run(): small batches sync on this thread while the disk is fast
-        # commands not yet answered, engine-wide (the engine sets this; unknown means "busy")
-        self.in_flight: Callable[[], int] = lambda: 1 << 62
+        self.head_seq, self.head_hash = writer.seq, writer.hash  # the last record framed
+        # framed batches not yet durable, in seq order: (last seq, batch, events)
+        self.waiting: deque[tuple[int, list[Committed], list[Event]]] = deque()
+        self.synced_seq = writer.seq  # the last seq the sync thread reported durable
+        self.sync_error: BaseException | None = None
+        self.inline_sync = True  # see _commit(): batches sync on the loop's thread while the disk is fast
         # the checkpointer's wake-up: called once durable_seq reaches ``watermark``
         self.watermark = 1 << 62
         self.on_watermark: Callable[[], None] = lambda: None
+        self._syncer: SyncThread | None = None
+        self._lot = trio.lowlevel.ParkingLot()
+        self._parked = False
+        self.queued = 0  # items in the inbox not yet taken
+
+    @property
+    def busy(self) -> bool:
+        """Batches framed but not yet durable (and so not yet answered)."""
+        return bool(self.waiting)
 
     async def submit(self, events: list[Event] | bytes, deliveries: list[Delivery]) -> None:
         """Queue events (or one ready control-record payload) and the replies they release."""
+        if self.commit_now(events, deliveries):
+            return
+        self.queued += 1
         await send(self.tx, (events, deliveries))
+        if self._parked:
+            self._wake()
+
+    def commit_now(self, events: list[Event] | bytes, deliveries: list[Delivery]) -> bool:
+        """Commit at once when nothing is queued ahead and the pipeline has room.
+
+        Exactly what the actor would do with a one-item batch next (its loop
+        takes and commits a batch with no await in between), minus the task
+        switch; anything queued keeps FIFO order by going through the inbox.
+        """
+        if self.queued or len(self.waiting) >= PIPELINE_MAX or self.sync_error is not None or self._syncer is None:
+            return False
+        self._commit([(events, deliveries)])
+        return True
 
     def subscribe(self) -> trio.MemoryReceiveChannel[list[Event]]:
         """Durable events, in journal order. A subscriber that falls behind is dropped."""
@@ -140,50 +179,121 @@ class JournalActor:
         return rx
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        async for first in self.rx:
-            self.busy = True
-            batch = drain(self.rx, first)
-            payloads, events = _records(batch)
-            if payloads:
-                data, last_seq, last_hash = self.writer.frame_batch(payloads)
-                try:
-                    if (
-                        len(events) <= INLINE_SYNC_EVENTS and self.inline_sync
-                        and self.in_flight() <= sum(len(d) for _, d in batch)
-                    ):
-                        # Idle but for this batch: handing a tiny batch to a thread costs two
-                        # wake-ups (~100+ us here) for a ~200 us fdatasync, and there is no
-                        # other command to work on meanwhile. Under load (anything else in
-                        # flight) the thread lets matching overlap the fsync. A disk that turns
-                        # slow sends the next ones back to the thread, so the event loop
-                        # (timers, heartbeats, fan-out) never waits long on it.
-                        started = time.perf_counter()
-                        self.writer.write_and_sync(data, self.writer.seq + 1, last_seq, last_hash)
-                        self.inline_sync = time.perf_counter() - started < INLINE_SYNC_MAX_S
-                    else:
-                        with trio.CancelScope(shield=True):  # never cut a write+fsync in half
-                            started = time.perf_counter()
-                            await trio.to_thread.run_sync(
-                                self.writer.write_and_sync, data, self.writer.seq + 1, last_seq, last_hash
-                            )
-                            self.inline_sync = time.perf_counter() - started < INLINE_SYNC_MAX_S
-                except DiskFull as exc:
-                    self._refuse_all(batch, str(exc))
-                    raise
-                self.durable_seq = last_seq
-                if events:
-                    self.durable_event_seq = last_seq
-                if last_seq >= self.watermark:
-                    self.on_watermark()
-            for _, deliveries in batch:
-                for sink, value in deliveries:
-                    self.deliver(sink, value)
-            if events and self.subscribers:
-                self._publish(events)
-            self.busy = False
+        token = trio.lowlevel.current_trio_token()
 
-    def _refuse_all(self, batch: list[tuple[list[Event] | bytes, list[Delivery]]], why: str) -> None:
+        def notify(synced: int, error: BaseException | None) -> None:  # on the sync thread
+            with contextlib.suppress(trio.RunFinishedError):  # the engine is gone; nobody is left to answer
+                token.run_sync_soon(self._synced, synced, error)
+
+        self._syncer = SyncThread(self.writer, notify)
+        task_status.started()
+        try:
+            await self._loop()
+        finally:
+            self._syncer.close()  # blocking: the write in progress completes; none is cut in half
+
+    def _wake(self) -> None:
+        self._parked = False
+        self._lot.unpark_all()
+
+    def _synced(self, seq: int, error: BaseException | None) -> None:
+        """The sync thread's report (run on the event loop's thread)."""
+        self.synced_seq = seq
+        if error is not None:
+            self.sync_error = error
+        if self._syncer is not None:
+            self.inline_sync = self._syncer.last_sync_s < INLINE_SYNC_MAX_S
+        if self._parked:
+            self._wake()
+
+    async def _loop(self) -> None:
+        rx, waiting = self.rx, self.waiting
+        while True:
+            if waiting and waiting[0][0] <= self.synced_seq:
+                self._release()
+            if self.sync_error is not None:
+                self._fail(self.sync_error)
+            if len(waiting) < PIPELINE_MAX:
+                try:
+                    first = rx.receive_nowait()
+                except trio.WouldBlock:
+                    pass
+                else:
+                    self._take(drain(rx, first))
+                    continue
+            # Nothing to take (or no room): wait for a submit or the sync thread's report.
+            # Never in rx.receive(): commit_now() can hand the thread work meanwhile, and
+            # its report must wake this loop to answer it.
+            self._parked = True
+            await self._lot.park()
+
+    def _take(self, batch: list[Committed]) -> None:
+        self.queued -= len(batch)
+        self._commit(batch)
+
+    def _commit(self, batch: list[Committed]) -> None:
+        payloads, events = _records(batch)
+        waiting = self.waiting
+        if not payloads:  # nothing to write: answered in turn, never ahead of earlier batches
+            if waiting:
+                waiting.append((self.head_seq, batch, events))
+            else:
+                self._done(self.head_seq, batch, events)
+            return
+        first_seq = self.head_seq + 1
+        data, last_seq, last_hash = frame_records(payloads, self.head_seq, self.head_hash)
+        self.head_seq, self.head_hash = last_seq, last_hash
+        if not waiting and self.inline_sync:
+            # The disk is fast and nothing is on its way to it: sync here. Handing the
+            # batch to the thread costs two wake-ups and GIL hand-offs, which on this
+            # class of machine took longer than a fast disk's fdatasync (~60 us) and,
+            # under load, delayed every reply by milliseconds. A disk that turns slow
+            # sends the next batches to the thread, where matching overlaps the fsync,
+            # so the event loop (timers, heartbeats, fan-out) never waits long on it.
+            started = time.perf_counter()
+            try:
+                self.writer.write_and_sync(data, first_seq, last_seq, last_hash)
+            except DiskFull as exc:
+                self._refuse_all(batch, str(exc))
+                raise
+            self.inline_sync = time.perf_counter() - started < INLINE_SYNC_MAX_S
+            self.synced_seq = last_seq
+            self._done(last_seq, batch, events)
+            return
+        waiting.append((last_seq, batch, events))
+        assert self._syncer is not None
+        self._syncer.put(data, first_seq, last_seq, last_hash)
+
+    def _release(self) -> None:
+        """Answer and publish every batch the disk now holds, in journal order."""
+        synced, waiting = self.synced_seq, self.waiting
+        while waiting and waiting[0][0] <= synced:
+            last_seq, batch, events = waiting.popleft()
+            self._done(last_seq, batch, events)
+
+    def _done(self, last_seq: int, batch: list[Committed], events: list[Event]) -> None:
+        if last_seq > self.durable_seq:
+            self.durable_seq = last_seq
+            if events:
+                self.durable_event_seq = last_seq
+            if last_seq >= self.watermark:
+                self.on_watermark()
+        deliver = self.deliver
+        for _, deliveries in batch:
+            for sink, value in deliveries:
+                deliver(sink, value)
+        if events and self.subscribers:
+            self._publish(events)
+
+    def _fail(self, error: BaseException) -> None:
+        """The sync thread failed: a full disk refuses what is not durable and stops intake; anything else stops the engine."""
+        if isinstance(error, DiskFull):
+            pending = [item for _, batch, _ in self.waiting for item in batch]
+            self.waiting.clear()
+            self._refuse_all(pending, str(error))
+        raise error
+
+    def _refuse_all(self, batch: list[Committed], why: str) -> None:
         """The batch is not on disk: tell everyone waiting on it (and anyone queued) it did not happen."""
         refusal = Result(rejection=Rejection("SERVER_ERROR", f"{why}; not recorded, intake stopped"))
         for _, deliveries in batch + _drain_all(self.rx):
@@ -208,7 +318,7 @@ def _drain_all(rx: trio.MemoryReceiveChannel[Any]) -> list[Any]:
             return out
 
 
-def _records(batch: list[tuple[list[Event] | bytes, list[Delivery]]]) -> tuple[list[bytes], list[Event]]:
+def _records(batch: list[Committed]) -> tuple[list[bytes], list[Event]]:
     """One record for all the events of a group commit; control payloads keep their place.
 
     A record per batch (not per actor message) is what makes framing, hashing and

@@ -29,8 +29,10 @@ import hashlib
 import logging
 import os
 import struct
+import threading
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -77,6 +79,17 @@ def header(seq: int, prev_hash: bytes, payload: bytes) -> bytes:
     """The 48-byte header that goes before ``payload`` as record ``seq``."""
     crc = zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little") + prev_hash))
     return HEADER.pack(len(payload), crc, seq, prev_hash)
+
+
+def frame_records(payloads: list[bytes], seq: int, prev: bytes) -> tuple[bytes, int, bytes]:
+    """Frame payloads as the records after (seq, prev): (bytes, last seq, last hash). No I/O."""
+    parts = []
+    for payload in payloads:  # header and payload joined once, not copied per record first
+        seq += 1
+        parts.append(header(seq, prev, payload))
+        parts.append(payload)
+        prev = record_hash(seq, prev, payload)
+    return b"".join(parts), seq, prev
 
 
 def frame(seq: int, prev_hash: bytes, payload: bytes) -> tuple[bytes, bytes]:
@@ -187,18 +200,11 @@ class JournalWriter:
             self._size = os.fstat(self._fd).st_size
 
     def frame_batch(self, payloads: list[bytes]) -> tuple[bytes, int, bytes]:
-        """Frame payloads as the next records: (bytes, last seq, last hash). No I/O."""
-        seq, prev = self.seq, self.hash
-        parts = []
-        for payload in payloads:  # header and payload joined once, not copied per record first
-            seq += 1
-            parts.append(header(seq, prev, payload))
-            parts.append(payload)
-            prev = record_hash(seq, prev, payload)
-        return b"".join(parts), seq, prev
+        """Frame payloads as the records after the last durable one: (bytes, last seq, last hash)."""
+        return frame_records(payloads, self.seq, self.hash)
 
-    def write_and_sync(self, data: bytes, first_seq: int, last_seq: int, last_hash: bytes) -> None:
-        """Write framed records and fdatasync them. Any OSError is fatal to the caller."""
+    def write(self, data: bytes, first_seq: int) -> None:
+        """Write framed records (not yet durable: ``sync`` makes them so). Any OSError is fatal."""
         if self._fd < 0 or self._size >= self.segment_bytes:
             self._roll(first_seq)
         view = memoryview(data)
@@ -214,9 +220,17 @@ class JournalWriter:
             os.ftruncate(self._fd, self._size)
             os.fsync(self._fd)
             raise DiskFull(exc.errno, f"journal disk full writing {len(data)} bytes at seq {first_seq}: {exc.strerror}") from exc
-        os.fdatasync(self._fd)
         self._size += len(data)
+
+    def sync(self, last_seq: int, last_hash: bytes) -> None:
+        """fdatasync what ``write`` wrote; the records through ``last_seq`` are now durable."""
+        os.fdatasync(self._fd)
         self.seq, self.hash = last_seq, last_hash
+
+    def write_and_sync(self, data: bytes, first_seq: int, last_seq: int, last_hash: bytes) -> None:
+        """Write framed records and fdatasync them. Any OSError is fatal to the caller."""
+        self.write(data, first_seq)
+        self.sync(last_seq, last_hash)
 
     def append(self, payloads: list[bytes]) -> int:
         """Frame, write and sync in one call; returns the last seq."""
@@ -238,6 +252,76 @@ class JournalWriter:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
+
+
+class SyncThread:
+    """The journal's disk side: a thread that writes what the event loop framed, then fdatasyncs.
+
+    Group commit happens here. Whatever the loop framed while one fdatasync ran is
+    written next and covered by the next single fdatasync, so the loop never waits
+    on the disk and never pays a thread hand-off per batch. After each fdatasync the
+    thread calls ``notify(synced_seq, error)`` (the caller makes that thread-safe).
+    An error ends the thread: a failed write or fsync is never retried.
+    """
+
+    def __init__(self, writer: JournalWriter, notify: Callable[[int, BaseException | None], None]) -> None:
+        self.writer = writer
+        self.notify = notify
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[tuple[bytes, int, int, bytes]] = []
+        self._closing = False
+        self.last_sync_s = 0.0  # how long the last write + fdatasync took
+        self._thread = threading.Thread(target=self._run, name="satchel-journal-sync", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes, first_seq: int, last_seq: int, last_hash: bytes) -> None:
+        """Queue framed records for writing; they follow everything queued before."""
+        with self._cond:
+            self._pending.append((data, first_seq, last_seq, last_hash))
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Write and sync what is queued, then stop the thread. Blocking."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._pending and not self._closing:
+                    cond.wait()
+                work, self._pending = self._pending, []
+            if not work:
+                return
+            started = time.perf_counter()
+            synced, error = self._write(work)
+            self.last_sync_s = time.perf_counter() - started
+            self.notify(synced, error)
+            if error is not None:
+                return
+
+    def _write(self, work: list[tuple[bytes, int, int, bytes]]) -> tuple[int, BaseException | None]:
+        writer = self.writer
+        written_seq, written_hash = writer.seq, writer.hash
+        try:
+            for data, first_seq, last_seq, last_hash in work:
+                writer.write(data, first_seq)
+                written_seq, written_hash = last_seq, last_hash
+            writer.sync(written_seq, written_hash)
+            return written_seq, None
+        except DiskFull as full:
+            # The batches before the one that did not fit are on disk whole; make them durable.
+            try:
+                if written_seq > writer.seq:
+                    writer.sync(written_seq, written_hash)
+            except OSError as exc:
+                return writer.seq, exc
+            return writer.seq, full
+        except BaseException as exc:  # reported to the event loop, which stops the engine
+            return writer.seq, exc
 
 
 class JournalReader:

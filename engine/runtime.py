@@ -155,7 +155,6 @@ class Engine(WithdrawalApi):
                 os.close(self._lock_fd)
             raise
         self.journal = JournalActor(writer, self.deliver)
-        self.journal.in_flight = lambda: self.inflight
         self.checkpointer = Checkpointer(self, self.key)
         _tune_interpreter()
         clean = False

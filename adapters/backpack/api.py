@@ -50,6 +50,8 @@ NOT_YET: Final = {  # accepted names whose features come with later issues
     "triggerQuantity": "trigger orders", "takeProfitTriggerPrice": "take-profit orders",
     "stopLossTriggerPrice": "stop-loss orders", "slippageTolerance": "slippage limits",
 }
+ORDER_PATH: Final = "/api/v1/order"
+INTERNAL_ERROR: Final = "Internal error; the request may not have been applied, check open orders"
 HISTORY_FIELDS: Final = frozenset({"limit", "offset", "sortDirection", "sort_direction", "marketType", "symbol", "orderId"})
 
 
@@ -93,6 +95,7 @@ class BackpackApi:
             self.routes[route.method, route.path] = route
             if route.instruction:
                 self.by_instruction.setdefault((route.instruction, route.batch), route)
+        self.order_route = self.routes["POST", ORDER_PATH]
 
     # --- dispatch ------------------------------------------------------------------------
 
@@ -101,6 +104,20 @@ class BackpackApi:
         timestamp: str | None = None, window: str | None = None,
     ) -> Any:
         """Authenticate (signed routes), check fields, run the handler. Raises ``ApiError``."""
+        account_id = self.admit(route, params, api_key, signature, timestamp, window)
+        try:
+            return await route.handler(Call(account_id, params))
+        except ApiError:
+            raise
+        except Exception:
+            log.exception("handler for %s %s failed", route.method, route.path)
+            raise ApiError("SERVER_ERROR", INTERNAL_ERROR) from None
+
+    def admit(
+        self, route: Route, params: Any, api_key: str | None, signature: str | None,
+        timestamp: str | None, window: str | None,
+    ) -> int:
+        """Everything before the handler: shape, signature, rate limit, fields; the account id (0: public)."""
         if route.batch != isinstance(params, list):
             raise bad_request("this endpoint takes a JSON array of orders" if route.batch else "expected a JSON object")
         account_id = 0
@@ -112,13 +129,34 @@ class BackpackApi:
             if not isinstance(item, dict):
                 raise bad_request("each order must be a JSON object")
             _check_fields(route, item)
-        try:
-            return await route.handler(Call(account_id, params))
-        except ApiError:
-            raise
-        except Exception:
-            log.exception("handler for %s %s failed", route.method, route.path)
-            raise ApiError("SERVER_ERROR", "Internal error; the request may not have been applied, check open orders") from None
+        return account_id
+
+    def submit_order(
+        self, params: Any, api_key: str | None, signature: str | None, timestamp: str | None, window: str | None,
+    ) -> Callable[[], Awaitable[Any]]:
+        """``POST /api/v1/order`` up to the engine's queue, synchronously; returns the wait for its answer.
+
+        Lets the HTTP server submit a connection's pipelined orders in request order
+        without waiting for each to be durable before reading the next (answers still go
+        out in order). Raises ``ApiError`` for anything refused before the engine.
+        """
+        account_id = self.admit(self.order_route, params, api_key, signature, timestamp, window)
+        cmd = self._build(account_id, params)
+        reply = Reply()
+        refused = self.engine.submit(account_id, cmd, reply)
+        if refused is not None:
+            raise ApiError.of(refused)
+
+        async def answer() -> Any:
+            try:
+                return self._order_result(await reply.wait(), cmd.symbol)
+            except ApiError:
+                raise
+            except Exception:
+                log.exception("order answer failed")
+                raise ApiError("SERVER_ERROR", INTERNAL_ERROR) from None
+
+        return answer
 
     def spec(self, params: dict[str, Any], required: bool = True) -> MarketSpec | None:
         symbol = params.get("symbol")
@@ -156,7 +194,7 @@ class BackpackApi:
                   frozenset({"autoBorrowSettlements", "autoLend", "autoRepayBorrows", "leverageLimit"})),
             Route(get, f"{v1}/capital", self.capital, "balanceQuery"),
             Route(get, f"{v1}/order", self.order_query, "orderQuery", frozenset({"symbol", "orderId", "clientId"}), ("symbol",)),
-            Route(post, f"{v1}/order", self.order_execute, "orderExecute", ORDER_FIELDS, ("symbol", "side", "orderType")),
+            Route(post, ORDER_PATH, self.order_execute, "orderExecute", ORDER_FIELDS, ("symbol", "side", "orderType")),
             Route(delete, f"{v1}/order", self.order_cancel, "orderCancel", frozenset({"symbol", "orderId", "clientId"}), ("symbol",)),
             Route(get, f"{v1}/orders", self.orders_query, "orderQueryAll", frozenset({"symbol", "marketType"})),
             Route(post, f"{v1}/orders", self.orders_execute, "orderExecute", ORDER_FIELDS, ("symbol", "side", "orderType"), batch=True),

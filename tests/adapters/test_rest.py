@@ -16,6 +16,7 @@ from adapters.backpack.auth import RateLimiter
 from tests.adapters.live import Http, LiveVenue, Trader
 
 SOL = "SOL_USDC"
+ETH = "ETH_USDC"
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +212,42 @@ def test_body_too_large_is_refused_before_reading(venue: LiveVenue) -> None:
                                       b"Content-Length: 70000\r\n\r\n{")
     assert head.startswith(b"HTTP/1.1 413")
     assert orjson.loads(body) == {"code": "INVALID_CLIENT_REQUEST", "message": "Body too large: limit is 65536 bytes"}
+
+
+def test_pipelined_orders_run_in_order_and_answer_in_order(venue: LiveVenue, http: Http) -> None:
+    """Orders pipelined on one connection are submitted before the previous are durable, yet in request order."""
+    maker, taker = venue.trader(ETH="10"), venue.trader(USDC="1000")  # ETH: no other test trades it here
+    ask = {"symbol": ETH, "side": "Ask", "orderType": "Limit", "price": "50", "quantity": "1", "clientId": 1}
+    forged = {"symbol": ETH, "side": "Ask", "orderType": "Limit", "price": "51", "quantity": "1", "clientId": 2}
+    bid = {"symbol": ETH, "side": "Bid", "orderType": "Limit", "price": "50", "quantity": "1", "clientId": 3}
+    head, body = _signed_request(venue, maker, forged)
+    forged_request = head + body.replace(b"51", b"52")  # the body no longer matches its signature
+    pieces = [b"".join(_signed_request(venue, maker, ask)), forged_request, b"".join(_signed_request(venue, taker, bid)),
+              f"GET /api/v1/depth?symbol={ETH} HTTP/1.1\r\nHost: x\r\n\r\n".encode()]
+    answers = _raw_answers(venue, b"".join(pieces), 4)
+    assert [status for status, _ in answers] == [200, 401, 200, 200], answers
+    assert answers[0][1]["clientId"] == 1 and answers[0][1]["status"] == "New"
+    assert answers[1][1]["code"] == "INVALID_SIGNATURE"
+    assert answers[2][1]["clientId"] == 3 and answers[2][1]["status"] == "Filled"  # the ask was in the book first
+    venue.settle()
+    status, open_orders = http.signed(maker, "GET", "/api/v1/orders", "orderQueryAll", {"symbol": ETH})
+    assert status == 200 and open_orders == []  # the forged ask changed nothing
+
+
+def _raw_answers(venue: LiveVenue, data: bytes, count: int) -> list[tuple[int, Any]]:
+    """Send ``data`` in one write; read ``count`` answers as (status, JSON body)."""
+    host, port = venue.rest.rsplit(":", 1)
+    answers: list[tuple[int, Any]] = []
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        buffer = b""
+        while len(answers) < count:
+            while b"\r\n\r\n" not in buffer:
+                buffer += sock.recv(65536)
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(rest) < length:
+                rest += sock.recv(65536)
+            answers.append((int(head.split(b" ")[1]), orjson.loads(rest[:length])))
+            buffer = rest[length:]
+    return answers

@@ -1,0 +1,178 @@
+"""The lean HTTP/1.1 server over real sockets: keep-alive, pipelining, limits, timeouts, malformed input."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import orjson
+import pytest
+import trio
+
+from adapters.httpserver import MAX_HEAD_BYTES, HttpServer, Limits, Request, Response
+from adapters.rest import JSON_TYPE, error_response, serve_http
+
+WANTED = {b"x-api-key": "x-api-key"}
+
+
+async def echo(request: Request) -> Response:
+    """Answers with what the server parsed, so tests can check it."""
+    if request.path == "/boom":
+        raise RuntimeError("handler bug")
+    if request.path == "/slow":
+        await trio.sleep(0.05)
+    if request.path == "/big":
+        return 200, b"x" * 4_000_000, JSON_TYPE
+    body = orjson.dumps({"method": request.method, "path": request.path, "query": request.query.decode(),
+                         "headers": request.headers, "body": request.body.decode()})
+    return 200, body, JSON_TYPE
+
+
+async def start(nursery: trio.Nursery, limits: Limits | None = None, server: HttpServer | None = None) -> trio.SocketStream:
+    server = server or HttpServer(echo, error_response, WANTED, limits or Limits(max_body_bytes=100))
+    bound = await nursery.start(partial(serve_http, server, "127.0.0.1:0"))
+    host, port = bound.rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    nursery.start_soon(close_at_end, stream)
+    return stream
+
+
+async def close_at_end(stream: trio.SocketStream) -> None:
+    """Closes the client's socket when the test cancels its nursery."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        stream.socket.close()
+
+
+async def read_answer(stream: trio.SocketStream, buffer: bytearray) -> tuple[bytes, bytes]:
+    """One answer (head, body) from ``buffer`` plus whatever the stream sends."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = await stream.receive_some(65536)
+        assert chunk, f"connection closed with {bytes(buffer)!r} buffered"
+        buffer += chunk
+    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(rest) < length:
+        chunk = await stream.receive_some(65536)
+        assert chunk
+        rest += chunk
+    buffer[:] = rest[length:]
+    return head, rest[:length]
+
+
+async def read_to_eof(stream: trio.SocketStream) -> bytes:
+    data = b""
+    with trio.fail_after(5):
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    return data
+
+
+async def test_keep_alive_and_pipelining_answer_in_order() -> None:
+    async with trio.open_nursery() as nursery:
+        stream = await start(nursery)
+        requests = b"".join(
+            f"POST /slow?i={i} HTTP/1.1\r\nHost: x\r\nX-API-Key: k{i}\r\nx-api-key: dup\r\nContent-Length: 2\r\n\r\n{i:02d}".encode()
+            for i in range(5)
+        )
+        await stream.send_all(requests[:37])  # a request split anywhere still parses
+        await stream.send_all(requests[37:])
+        buffer = bytearray()
+        for i in range(5):
+            head, body = await read_answer(stream, buffer)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"date: " in head and b"connection: close" not in head
+            assert orjson.loads(body) == {"method": "POST", "path": "/slow", "query": f"i={i}",
+                                          "headers": {"x-api-key": f"k{i}", "content-length": "2"}, "body": f"{i:02d}"}
+        await stream.send_all(b"GET /a%20b%C3%A9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = await read_to_eof(stream)
+        assert b"connection: close" in data and orjson.loads(data.partition(b"\r\n\r\n")[2])["path"] == "/a b\u00e9"
+        nursery.cancel_scope.cancel()
+
+
+async def test_chunked_body_and_http_1_0() -> None:
+    async with trio.open_nursery() as nursery:
+        stream = await start(nursery)
+        await stream.send_all(b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        _, body = await read_answer(stream, bytearray())
+        assert orjson.loads(body)["body"] == "abcde"
+        await stream.send_all(b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        assert b"connection: close" in await read_to_eof(stream)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "reason"), [
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n", 413, b"Body too large: limit is 100 bytes"),
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n" + b"a" * 64 + b"\r\n40\r\n" + b"a" * 64,
+     413, b"Body too large"),
+    (b"GET /x HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 10), 431, b"Request head too large"),
+    (b"GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", 400, b"Malformed HTTP request"),
+    (b"NOT HTTP AT ALL\r\n\r\n", 400, b"Malformed HTTP request"),
+    (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 400, b"upgrades are not supported"),
+])
+async def test_refusals_answer_then_close(request_bytes: bytes, status: int, reason: bytes) -> None:
+    """Complete requests before the bad one are answered first; the refusal is JSON and closes."""
+    async with trio.open_nursery() as nursery:
+        stream = await start(nursery)
+        await stream.send_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n" + request_bytes)
+        buffer = bytearray()
+        _, first = await read_answer(stream, buffer)
+        assert orjson.loads(first)["path"] == "/first"
+        refusal = bytes(buffer) + await read_to_eof(stream)
+        assert refusal.startswith(b"HTTP/1.1 %d " % status) and b"connection: close" in refusal
+        answer = orjson.loads(refusal.partition(b"\r\n\r\n")[2])
+        assert answer["code"] == "INVALID_CLIENT_REQUEST" and reason in answer["message"].encode()
+        nursery.cancel_scope.cancel()
+
+
+async def test_handler_failure_is_a_500_and_the_connection_lives() -> None:
+    async with trio.open_nursery() as nursery:
+        stream = await start(nursery)
+        await stream.send_all(b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\nHEAD /ok HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        buffer = bytearray()
+        head, body = await read_answer(stream, buffer)
+        assert head.startswith(b"HTTP/1.1 500") and orjson.loads(body)["code"] == "SERVER_ERROR"
+        while b"\r\n\r\n" not in buffer:  # HEAD: the length of the body, but no body
+            buffer += await stream.receive_some(65536)
+        head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and not rest.startswith(b"{")
+        _, body = await read_answer(stream, bytearray(rest))
+        assert orjson.loads(body)["path"] == "/ok"
+        nursery.cancel_scope.cancel()
+
+
+async def test_idle_and_slow_clients_are_cut_off() -> None:
+    limits = Limits(max_body_bytes=100, keep_alive_s=0.2, request_timeout_s=0.2)
+    async with trio.open_nursery() as nursery:
+        idle = await start(nursery, limits)
+        assert await read_to_eof(idle) == b""  # idle keep-alive: closed without a word
+        slow = await start(nursery, limits)
+        await slow.send_all(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        data = await read_to_eof(slow)
+        assert data.startswith(b"HTTP/1.1 408") and b"Request not completed in time" in data
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_does_not_read_is_disconnected() -> None:
+    server = HttpServer(echo, error_response, WANTED, Limits(send_timeout_s=0.2))
+    async with trio.open_nursery() as nursery:
+        stream = await start(nursery, server=server)
+        await stream.send_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 8)  # 32 MB of answers, never read
+        await stream.receive_some(1)  # the server is answering
+        assert server.connections == 1
+        with trio.fail_after(5):
+            while server.connections:  # noqa: ASYNC110 - polling the server's own count
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+
+
+async def test_expect_100_continue_is_answered_before_the_body() -> None:
+    async with trio.open_nursery() as nursery:
+        stream = await start(nursery)
+        await stream.send_all(b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        with trio.fail_after(5):
+            assert await stream.receive_some(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await stream.send_all(b"abc")
+        _, body = await read_answer(stream, bytearray())
+        assert orjson.loads(body)["body"] == "abc"
+        nursery.cancel_scope.cancel()
