@@ -31,7 +31,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from engine import signing, snapshot
-from engine.codec import CodecError, decode_events, to_dict
+from engine.codec import CodecError, decode_events, decode_rows, to_dict
 from engine.config import Config, ConfigError, parse_config
 from engine.journal import JournalCorrupt, Record, read_records, segments
 from engine.messages import FEE_ACCOUNT_ID
@@ -152,11 +152,11 @@ class Replayer:
             self._control(record)
         elif record.seq > self.apply_from and self.venue is not None:
             try:
-                events = decode_events(payload)
+                rows = decode_rows(payload)  # checked as decode_events checks, without building events
             except CodecError as exc:
                 raise AuditError(str(exc), segment=record.segment, offset=record.offset, seq=record.seq) from None
-            self.venue.apply_batch(events)
-            self.events += len(events)
+            self.venue.replay_rows(rows)
+            self.events += len(rows)
         hashes = self.hashes
         hashes[record.seq] = record.hash
         if len(hashes) > CHAIN_WINDOW:
