@@ -180,7 +180,7 @@ def run_journal(base_dir: str | None, n_events: int, n_accounts: int, runs: int)
         replay = statistics.median(made["events"] / t["replay_s"] for t in timings)
         emit("replay_events_per_s", round(replay), "events/s", median_of=len(timings),
              runs=[round(made["events"] / t["replay_s"]) for t in timings], events=made["events"], records=made["records"],
-             journal_bytes=made["bytes"], how="Engine._recover from genesis (CRC, chain, decode, Venue.apply, invariants); "
+             journal_bytes=made["bytes"], how="Engine._recover from genesis (CRC, chain, codec.decode_rows checks, Venue.replay_rows, invariants); "
              f"{journal_bench.EVENTS_PER_RECORD} events per record", **at_least(replay, 200_000))
         recovery = statistics.median(t["recovery_s"] for t in timings)
         emit("recovery_s_for_1m_events", round(recovery, 3), "s", median_of=len(timings),
