@@ -54,8 +54,8 @@ def full_state(venue: Venue) -> dict[str, Any]:
                    o.executed_quote, o.client_id, o.post_only, o.stp, o.created_us) for o in book.orders.values()]
         levels = [(side, price, level.steps, list(level))
                   for side, levels_ in ((BID, book.bids), (ASK, book.asks)) for price, level in levels_.items()]
-        markets[symbol] = (m.state, m.last_price, m.next_trade_id, orders, levels, list(book.bid_prices),
-                           list(book.ask_keys))
+        markets[symbol] = (m.state, m.last_price, m.next_trade_id, orders, levels, list(book.bid_keys),
+                           list(book.ask_prices))
     return {
         "accounts": accounts, "markets": markets, "api_keys": list(venue.api_keys.items()),
         "counters": (venue.next_account_id, venue.next_order_id, venue.next_withdrawal_id),
