@@ -107,7 +107,7 @@ def task_steps(n: int = 1000) -> None:
     emit("fix_rtt_task_steps_per_order", round(sum(counter.steps.values()) / n, 2), "steps",
          scheduler_passes=round(counter.passes / n, 2), per_task=per_task, orders=n,
          how="trio task steps per order of an RTT run (instrumented, so a separate run); the ExecutionReport is "
-             "written in the step that makes the order durable (the market actor's commit_now or the journal "
+             "written in the step that makes the order durable (the journal "
              "actor's), the publisher's step follows it")
 
 
