@@ -122,7 +122,7 @@ async def test_a_fast_disk_syncs_on_the_loops_thread_and_a_fast_thread_sync_brin
     async with trio.open_nursery() as nursery:
         await nursery.start(more.run)
         await more.submit([deposit(9)], [(log.sink("d9", 9), Result())])
-        while more.busy:  # noqa: ASYNC110
+        while more.busy or more.queued:  # noqa: ASYNC110
             await trio.sleep(0.002)
         assert more.inline_sync  # ...whose fast fsync sends the following ones back to the loop's thread
         nursery.cancel_scope.cancel()
