@@ -176,16 +176,7 @@ class Venue:
                         need = price * qty * qpts if bid else qty * bps
                         if need == lock:
                             need = lock  # share the row's int object, as _apply_taker does
-                        open_order = NewOpenOrder()
-                        open_order.symbol = sym
-                        open_order.asset = pay_asset
-                        open_order.side = side
-                        open_order.price_ticks = price
-                        open_order.lock = need
-                        open_order.client_id = client_id
-                        taker.orders[order_id] = open_order
-                        if client_id != NO_CLIENT_ID:
-                            taker.client_ids[client_id] = order_id
+                        _rest_open(taker, order_id, sym, pay_asset, side, price, need, client_id)
                         if pay_asset in locked:
                             locked[pay_asset] += need
                         else:
@@ -269,16 +260,7 @@ class Venue:
                     need = price * remaining * qpts if bid else remaining * bps
                     if need == lock:
                         need = lock  # share the row's int object, as _apply_taker does
-                    open_order = NewOpenOrder()
-                    open_order.symbol = sym
-                    open_order.asset = pay_asset
-                    open_order.side = side
-                    open_order.price_ticks = price
-                    open_order.lock = need
-                    open_order.client_id = client_id
-                    taker.orders[order_id] = open_order
-                    if client_id != NO_CLIENT_ID:
-                        taker.client_ids[client_id] = order_id
+                    _rest_open(taker, order_id, sym, pay_asset, side, price, need, client_id)
                 else:
                     need = 0
                 locked = taker.locked
@@ -534,3 +516,19 @@ def market_state(m: Market) -> list[Any]:
                 for o in level.values()
             ]])
     return [m.spec.symbol, m.state, m.last_price, m.next_trade_id, levels]
+
+
+def _rest_open(
+    taker: Account, order_id: int, symbol: str, asset: str, side: str, price: int, lock: int, client_id: int
+) -> None:
+    """Record a replayed order that rests on its account (an ``OpenOrder`` built without a Python ``__init__``)."""
+    open_order = NewOpenOrder()
+    open_order.symbol = symbol
+    open_order.asset = asset
+    open_order.side = side
+    open_order.price_ticks = price
+    open_order.lock = lock
+    open_order.client_id = client_id
+    taker.orders[order_id] = open_order
+    if client_id != NO_CLIENT_ID:
+        taker.client_ids[client_id] = order_id
