@@ -224,14 +224,20 @@ def encode_events(events: Iterable[Event]) -> bytes:
     return _encode_all(events)
 
 
-def decode_events(payload: bytes) -> list[Event]:
-    """Payload bytes -> events; raises CodecError on anything malformed."""
+def _parse(payload: bytes) -> list[Any]:
+    """The payload's JSON array of rows, or a CodecError saying what it is instead."""
     try:
         rows = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise CodecError(f"payload is not JSON: {exc}") from None
     if type(rows) is not list:
         raise CodecError("payload is not an array of events")
+    return rows
+
+
+def decode_events(payload: bytes) -> list[Event]:
+    """Payload bytes -> events; raises CodecError on anything malformed."""
+    rows = _parse(payload)
     decoders = DECODERS
     try:
         # rows that are not arrays starting with a known tag fail the lookup (a JSON
@@ -308,12 +314,7 @@ def decode_rows(payload: bytes) -> list[list[Any]]:
     itself without building event objects (most of the decode cost). Raises the
     same CodecError as ``decode_events`` for anything malformed, before any row is used.
     """
-    try:
-        rows = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise CodecError(f"payload is not JSON: {exc}") from None
-    if type(rows) is not list:
-        raise CodecError("payload is not an array of events")
+    rows = _parse(payload)
     try:
         _check_all(rows)
     except (KeyError, IndexError, TypeError, ValueError) as exc:

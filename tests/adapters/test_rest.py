@@ -155,6 +155,17 @@ def test_rate_limit_per_key(venue: LiveVenue, http: Http) -> None:
         api.limiter = saved
 
 
+
+def read_response(sock: socket.socket, buffer: bytes) -> tuple[bytes, bytes, bytes]:
+    """One HTTP response off ``sock`` (after what ``buffer`` already holds): (head, body, bytes left over)."""
+    while b"\r\n\r\n" not in buffer:
+        buffer += sock.recv(65536)
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return head, rest[:length], rest[length:]
+
 def _raw_exchange(venue: LiveVenue, *pieces: bytes) -> tuple[bytes, bytes]:
     """Send ``pieces`` as separate TCP writes on a fresh connection; return the answer's head and body."""
     host, port = venue.rest.rsplit(":", 1)
@@ -162,13 +173,7 @@ def _raw_exchange(venue: LiveVenue, *pieces: bytes) -> tuple[bytes, bytes]:
         for piece in pieces:
             sock.sendall(piece)
             time.sleep(0.02)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += sock.recv(65536)
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-        while len(body) < length:
-            body += sock.recv(65536)
+        head, body, _ = read_response(sock, b"")
     return head, body
 
 
@@ -242,12 +247,6 @@ def _raw_answers(venue: LiveVenue, data: bytes, count: int) -> list[tuple[int, A
         sock.sendall(data)
         buffer = b""
         while len(answers) < count:
-            while b"\r\n\r\n" not in buffer:
-                buffer += sock.recv(65536)
-            head, _, rest = buffer.partition(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            while len(rest) < length:
-                rest += sock.recv(65536)
-            answers.append((int(head.split(b" ")[1]), orjson.loads(rest[:length])))
-            buffer = rest[length:]
+            head, body, buffer = read_response(sock, buffer)
+            answers.append((int(head.split(b" ")[1]), orjson.loads(body)))
     return answers
