@@ -15,11 +15,34 @@ Record layout (little-endian)::
 * Segments are files ``<first seq, 20 digits>.seg``; a new one starts once the
   current one passes ``segment_bytes``. Creating one fsyncs the directory.
 
-Recovery rules (etcd's): a record cut short at the end of the *last* segment,
-or whose CRC fails and which ends exactly at EOF, is a torn write and is
-truncated away (the cut bytes are saved to ``<segment>.broken`` first). Any other
-bad CRC, seq gap or broken link refuses to start, naming segment, offset and
-seq. A failed fsync is never retried: the error propagates and the daemon stops.
+Pre-zeroed segments: once the current segment is half full, a background thread
+writes the next one ahead of time as ``segment_bytes`` of zeros, fsynced, under
+a name readers ignore (``next.prep.tmp``, renamed ``next.prep`` when whole); the
+roll renames it into place. Records then overwrite blocks that already exist,
+so an fdatasync flushes data only, without committing the file system's own
+journal for a size or extent change (and without queueing behind whatever else
+that commit carries). A roll never waits for it: if no prepared file is ready,
+the new segment is an ordinary growing file. A crash mid-preparation leaves only
+a ``.tmp`` that the next writer deletes.
+
+End of data: a valid header is never all zeros (seq >= 1), so a segment's records
+end where only zero bytes remain to its end (or at its end). Nothing else ends it.
+
+Recovery rules (etcd's, with zeros counted as "nothing"): in the *last* segment, a
+record cut short by the end of the file, or cut short or failing its CRC with
+nothing but zeros after it, is a torn write and is truncated away (the cut bytes,
+without the zero tail, are saved to ``<segment>.broken`` first) - unless a whole
+record with the next seq and a good CRC starts anywhere after it (a flipped length
+bit makes a record seem to run to the end). Any other bad CRC (a zero-filled gap
+followed by data included), seq gap or broken link refuses to start, naming
+segment, offset and seq. A failed fsync is never retried: the error
+propagates and the daemon stops.
+
+Known limit: a power cut can persist the pages of an unacknowledged write out of
+order; if the page holding a record's header is lost but a later one survived,
+start-up refuses (a zero gap before data) instead of guessing that the data after
+the gap was never acknowledged. The operator decides (``<segment>`` bytes from
+that offset on are unacknowledged only if the crash happened mid-write).
 """
 
 from __future__ import annotations
@@ -45,6 +68,11 @@ HASH_DOMAIN: Final = b"satchel/journal/rec/v1"
 ZERO_HASH: Final = bytes(32)
 MAX_PAYLOAD: Final = 256 * 1024 * 1024
 SEGMENT_SUFFIX: Final = ".seg"
+PREPARED_NAME: Final = "next.prep"  # a zero-filled segment waiting for the next roll; never matches *.seg
+PREPARE_FROM: Final = 0.5  # start preparing the next segment once the current one is this full
+ZERO_CHUNK: Final = 1 << 20  # preparation writes zeros this many bytes at a time
+ZERO_SYNC_EVERY: Final = 8 << 20  # and fdatasyncs this often, so no burst of dirty pages builds up
+READ_CHUNK: Final = 1 << 20  # the tailing reader reads this much at a time (a segment may be mostly zeros)
 
 
 class DiskFull(OSError):
@@ -111,6 +139,23 @@ def segments(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob(f"*{SEGMENT_SUFFIX}") if p.stem.isdigit())
 
 
+def data_end(data: bytes) -> int:
+    """Where a segment's records end: before a run of at least HEADER.size zero bytes to its end, else its end.
+
+    A shorter run of zeros is kept as data: it can only be the start of a header cut
+    short (a pre-zeroed segment always has room for a whole header after its records).
+    """
+    end = len(data)
+    while end > 0:
+        start = max(0, end - (1 << 16))
+        kept = len(data[start:end].rstrip(b"\0"))
+        if kept:
+            end = start + kept
+            break
+        end = start
+    return end if len(data) - end >= HEADER.size else len(data)
+
+
 def read_records(directory: Path, *, repair: bool = True, upto: int | None = None) -> Iterator[Record]:
     """Yield every valid record in order (through seq ``upto`` if given); repair a torn tail if ``repair``.
 
@@ -120,24 +165,27 @@ def read_records(directory: Path, *, repair: bool = True, upto: int | None = Non
     seq, prev = 0, ZERO_HASH
     for index, path in enumerate(files):
         data = path.read_bytes()
+        end = data_end(data)  # records stop here; only zeros follow
         last_file = index == len(files) - 1
         if int(path.stem) != seq + 1:
             raise JournalCorrupt(path, 0, seq + 1, f"segment starts at seq {int(path.stem)}, expected {seq + 1}")
         offset = 0
-        while offset < len(data):
-            torn = _torn_reason(data, offset)
+        while offset < end:
+            torn = _torn_reason(data, offset, end)
             if torn is not None:
-                if not last_file:
+                if not last_file or _record_follows(data, offset, end, seq + 2):
                     raise JournalCorrupt(path, offset, seq + 1, torn)
-                _truncate(path, data, offset, torn, repair)
+                _truncate(path, data, offset, end, torn, repair)
                 return
             length, crc, rec_seq, rec_prev = HEADER.unpack_from(data, offset)
             start = offset + HEADER.size
             payload = data[start:start + length]
             if zlib.crc32(payload, zlib.crc32(data[offset + 8:start])) != crc:
-                if last_file and start + length == len(data):
-                    _truncate(path, data, offset, "last record fails its CRC (torn write)", repair)
+                if last_file and start + length >= end and not _record_follows(data, offset, end, seq + 2):
+                    _truncate(path, data, offset, end, "last record fails its CRC (torn write)", repair)
                     return
+                if not any(data[offset:start]):
+                    raise JournalCorrupt(path, offset, seq + 1, "zero-filled gap before more data (lost or out-of-order write)")
                 raise JournalCorrupt(path, offset, rec_seq, "CRC mismatch")
             if rec_seq != seq + 1:
                 raise JournalCorrupt(path, offset, rec_seq, f"sequence gap: expected seq {seq + 1}")
@@ -151,8 +199,9 @@ def read_records(directory: Path, *, repair: bool = True, upto: int | None = Non
             offset = start + length
 
 
-def _torn_reason(data: bytes, offset: int) -> str | None:
-    if len(data) - offset < HEADER.size:
+def _torn_reason(data: bytes, offset: int, end: int) -> str | None:
+    """Why the record at ``offset`` cannot be read whole, given that only zeros follow ``end``."""
+    if end - offset < HEADER.size:
         return "record header cut short"
     length = int.from_bytes(data[offset:offset + 4], "little")
     if length > MAX_PAYLOAD:
@@ -162,11 +211,37 @@ def _torn_reason(data: bytes, offset: int) -> str | None:
     return None
 
 
-def _truncate(path: Path, data: bytes, offset: int, reason: str, repair: bool) -> None:
+def _record_follows(data: bytes, offset: int, end: int, next_seq: int) -> bool:
+    """Whether a whole record numbered ``next_seq``, with a good CRC, starts after ``offset``.
+
+    Then the bad record at ``offset`` is not the last thing written (a flipped length
+    bit can make a record seem to run to the end): it is corruption, never a torn tail.
+    """
+    needle = next_seq.to_bytes(8, "little")
+    hit = data.find(needle, offset + 9, end)
+    while hit >= 0:
+        at = hit - 8
+        length = int.from_bytes(data[at:at + 4], "little")
+        start = at + HEADER.size
+        if start + length <= len(data):
+            crc = int.from_bytes(data[at + 4:at + 8], "little")
+            if zlib.crc32(data[start:start + length], zlib.crc32(data[at + 8:start])) == crc:
+                return True
+        hit = data.find(needle, hit + 1, end)
+    return False
+
+
+def _truncate(path: Path, data: bytes, offset: int, end: int, reason: str, repair: bool) -> None:
+    """Cut the torn tail at ``offset``, keeping its bytes (the bad record, not the zeros after it) in ``.broken``."""
     if not repair:
         raise JournalCorrupt(path, offset, -1, f"torn tail ({reason}); run the daemon once to repair it")
-    log.warning("journal %s: torn tail at offset %d (%s); truncating %d bytes", path.name, offset, reason, len(data) - offset)
-    path.with_suffix(".broken").write_bytes(data[offset:])
+    extent = offset + HEADER.size
+    length = int.from_bytes(data[offset:offset + 4], "little") if len(data) - offset >= 4 else 0
+    if length <= MAX_PAYLOAD:
+        extent += length
+    kept = data[offset:max(end, min(len(data), extent))]
+    log.warning("journal %s: torn tail at offset %d (%s); truncating %d bytes", path.name, offset, reason, len(kept))
+    path.with_suffix(".broken").write_bytes(kept)
     with open(path, "r+b") as f:
         f.truncate(offset)
         f.flush()
@@ -181,10 +256,105 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def records_end(path: Path) -> int:
+    """Offset just past the last record in a segment already checked by recovery (its zero tail excluded).
+
+    Hops header to header; a header of zeros or one cut short is where the records end.
+    """
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            head = f.read(HEADER.size)
+            if len(head) < HEADER.size or not any(head):
+                return offset
+            offset += HEADER.size + int.from_bytes(head[:4], "little")
+            f.seek(offset)
+
+
+class SegmentPreparer:
+    """Writes the next segment ahead of time as zeros in a background thread (see the module doc).
+
+    ``want()`` starts one preparation if none is ready or running; ``take(path)``
+    renames a ready one to ``path`` and says whether it did, never waiting for one
+    still being written. A crash mid-way leaves only ``next.prep.tmp``, deleted here.
+    """
+
+    def __init__(self, directory: Path, size: int) -> None:
+        self.size = size
+        self.path = directory / PREPARED_NAME
+        self.tmp = directory / f"{PREPARED_NAME}.tmp"
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: OSError | None = None  # the last preparation's failure (a roll then grows a plain file)
+        self.tmp.unlink(missing_ok=True)
+        if self.path.exists() and self.path.stat().st_size != size:  # prepared for another segment_bytes
+            self.path.unlink()
+        self.ready = self.path.exists()
+
+    def want(self) -> None:
+        if self.ready or self._thread is not None:  # read without the lock: at worst one more call takes it
+            return
+        with self._lock:
+            if self.ready or self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._prepare, name="satchel-journal-prepare", daemon=True)
+            self._thread.start()
+
+    def take(self, path: Path) -> bool:
+        with self._lock:
+            if not self.ready:
+                return False
+            os.rename(self.path, path)
+            self.ready = False
+            return True
+
+    def close(self) -> None:
+        """Stop a preparation in progress (its partial file is deleted); a finished one stays for the next start."""
+        self._stop.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _prepare(self) -> None:
+        try:
+            done = self._zero_fill()
+        except OSError as exc:  # a full disk: the journal goes on in plain segments
+            log.warning("journal: preparing the next segment failed (%s); the next one grows as written", exc)
+            self.error, done = exc, False
+        if not done:
+            self.tmp.unlink(missing_ok=True)
+        with self._lock:
+            self._thread = None
+            self.ready = done
+
+    def _zero_fill(self) -> bool:
+        zeros = bytes(ZERO_CHUNK)
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            written = 0
+            while written < self.size:
+                if self._stop.is_set():
+                    return False
+                written += os.write(fd, zeros[:min(ZERO_CHUNK, self.size - written)])
+                if written % ZERO_SYNC_EVERY == 0:
+                    os.fdatasync(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with self._lock:
+            os.rename(self.tmp, self.path)  # whole and durable before it has the name a roll takes
+        return True
+
+
 class JournalWriter:
     """Appends framed records and makes them durable. Blocking; run it off the event loop.
 
-    One writer per directory; ``open`` positions it after the last valid record.
+    One writer per directory; ``open`` positions it after the last valid record
+    (before a pre-zeroed segment's zero tail). Records are written with pwrite at
+    that position, so a pre-zeroed segment is overwritten in place and a plain
+    one grows.
     """
 
     def __init__(self, directory: Path, segment_bytes: int, last_seq: int, last_hash: bytes) -> None:
@@ -194,10 +364,11 @@ class JournalWriter:
         self.hash = last_hash
         self._fd = -1
         self._size = 0
+        self.preparer = SegmentPreparer(directory, segment_bytes)
         files = segments(directory)
         if files:
-            self._fd = os.open(files[-1], os.O_WRONLY | os.O_APPEND)
-            self._size = os.fstat(self._fd).st_size
+            self._fd = os.open(files[-1], os.O_WRONLY)
+            self._size = records_end(files[-1])
 
     def frame_batch(self, payloads: list[bytes]) -> tuple[bytes, int, bytes]:
         """Frame payloads as the records after the last durable one: (bytes, last seq, last hash)."""
@@ -207,11 +378,15 @@ class JournalWriter:
         """Write framed records (not yet durable: ``sync`` makes them so). Any OSError is fatal."""
         if self._fd < 0 or self._size >= self.segment_bytes:
             self._roll(first_seq)
+        elif self._size >= self.segment_bytes * PREPARE_FROM:
+            self.preparer.want()
         view = memoryview(data)
+        at = self._size
         try:
             while view:
-                written = os.write(self._fd, view)
+                written = os.pwrite(self._fd, view, at)
                 view = view[written:]
+                at += written
         except OSError as exc:
             if exc.errno not in DISK_FULL_ERRNOS:
                 raise
@@ -243,11 +418,15 @@ class JournalWriter:
             os.fsync(self._fd)
             os.close(self._fd)
         path = self.directory / f"{first_seq:020d}{SEGMENT_SUFFIX}"
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        if self.preparer.take(path):
+            self._fd = os.open(path, os.O_WRONLY)
+        else:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._size = 0
         fsync_dir(self.directory)
 
     def close(self) -> None:
+        self.preparer.close()
         if self._fd >= 0:
             os.fsync(self._fd)
             os.close(self._fd)
@@ -330,7 +509,9 @@ class JournalReader:
     ``read(upto)`` yields records ``seq+1 .. upto`` and remembers where it stopped,
     checking CRC, sequence and chain exactly as recovery does. The caller only
     asks for records it knows are durable, so a short record is corruption here,
-    never a torn tail.
+    never a torn tail; a header of zeros is where the writer has not written yet
+    (a pre-zeroed segment), never a record. Reads go ``READ_CHUNK`` at a time, so
+    a mostly-zero segment is not read whole on every call.
     """
 
     def __init__(self, directory: Path, seq: int = 0, prev_hash: bytes = ZERO_HASH) -> None:
@@ -353,7 +534,7 @@ class JournalReader:
         with open(path, "rb") as f:
             while seq + 1 < next_seq:
                 head = f.read(HEADER.size)
-                if len(head) < HEADER.size:
+                if len(head) < HEADER.size or not any(head):
                     raise JournalCorrupt(path, offset, seq + 1, "segment ends before the expected record")
                 length, _, seq, _ = HEADER.unpack(head)
                 offset += HEADER.size + length
@@ -366,10 +547,8 @@ class JournalReader:
             if path is None or not path.exists():
                 path = self.directory / f"{self.seq + 1:020d}{SEGMENT_SUFFIX}"
                 self._path, self._offset = path, 0
-            with open(path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-            if not data:  # this segment is finished; the next record opens the next one
+            data = self._chunk(path)
+            if not data:  # this segment holds no more records; the next record opens the next one
                 nxt = self.directory / f"{self.seq + 1:020d}{SEGMENT_SUFFIX}"
                 if nxt == path or not nxt.exists():
                     raise JournalCorrupt(path, self._offset, self.seq + 1, "durable record missing")
@@ -377,10 +556,12 @@ class JournalReader:
                 continue
             pos = 0
             while pos < len(data) and self.seq < upto:
-                if _torn_reason(data, pos) is not None:
-                    break  # the rest is still being written; reread from here
+                if len(data) - pos < HEADER.size or not any(data[pos:pos + HEADER.size]):
+                    break
                 length, crc, rec_seq, rec_prev = HEADER.unpack_from(data, pos)
                 start = pos + HEADER.size
+                if start + length > len(data):
+                    break
                 payload = data[start:start + length]
                 offset = self._offset + pos
                 if zlib.crc32(payload, zlib.crc32(data[pos + 8:start])) != crc:
@@ -396,3 +577,18 @@ class JournalReader:
             self._offset += pos
             if pos == 0 and self.seq < upto:
                 raise JournalCorrupt(path, self._offset, self.seq + 1, "durable record cut short")
+
+    def _chunk(self, path: Path) -> bytes:
+        """The bytes from the current offset that hold whole records (at least one if any is there).
+
+        Empty when the segment has no record at the offset: its end, or its zero tail.
+        """
+        with open(path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read(READ_CHUNK)
+            if len(data) < HEADER.size or not any(data[:HEADER.size]):
+                return b""
+            need = HEADER.size + int.from_bytes(data[:4], "little")
+            if need > len(data) and need <= HEADER.size + MAX_PAYLOAD:  # one record longer than a chunk
+                data += f.read(need - len(data))
+            return data

@@ -1,0 +1,275 @@
+"""Pre-zeroed journal segments (engine/journal.py): the zero tail is the end, torn writes into zeros, the roll.
+
+Journals here are written with ``JournalWriter`` directly (small segments, so rolls
+and preparations happen within a few records); the last test runs the engine on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from engine import journal
+from engine.audit import verify_journal
+from engine.config import DEFAULT, parse_config
+from engine.journal import (
+    HEADER,
+    PREPARED_NAME,
+    ZERO_HASH,
+    JournalCorrupt,
+    JournalReader,
+    JournalWriter,
+    Record,
+    read_records,
+    segments,
+)
+from engine.runtime import Engine
+
+SEGMENT = 16 * 1024
+
+
+def payload(i: int) -> bytes:
+    return b'[["event",%d,"%s"]]' % (i, b"x" * (i % 37))
+
+
+def wait_prepared(writer: JournalWriter) -> None:
+    deadline = time.monotonic() + 10
+    while not writer.preparer.ready:
+        assert time.monotonic() < deadline, "the next segment was never prepared"
+        time.sleep(0.005)
+
+
+def write_into_prepared(directory: Path, count: int) -> JournalWriter:
+    """A journal whose second segment was pre-zeroed, with ``count`` records in it; the writer stays open."""
+    directory.mkdir(exist_ok=True)
+    writer = JournalWriter(directory, SEGMENT, 0, ZERO_HASH)
+    i = 0
+    while writer._size < SEGMENT:  # fill the first, plain segment; passing half starts the preparation
+        writer.append([payload(i)])
+        i += 1
+    wait_prepared(writer)
+    for _ in range(count):
+        writer.append([payload(i)])
+        i += 1
+    return writer
+
+
+def all_records(directory: Path) -> list[Record]:
+    return list(read_records(directory, repair=False))
+
+
+def test_the_roll_takes_the_prepared_segment_and_its_zero_tail_is_the_end(tmp_path: Path) -> None:
+    writer = write_into_prepared(tmp_path, 5)
+    _, second = segments(tmp_path)
+    assert second.stat().st_size == SEGMENT  # pre-zeroed in place, not grown
+    assert not (tmp_path / PREPARED_NAME).exists()  # renamed into place by the roll
+    recs = all_records(tmp_path)
+    assert [r.seq for r in recs] == list(range(1, writer.seq + 1))
+    assert [r.segment for r in recs[-5:]] == [second] * 5
+    tail = second.read_bytes()[recs[-1].offset + HEADER.size + len(recs[-1].payload):]
+    assert len(tail) > HEADER.size and not any(tail)
+    writer.close()
+    # recovery with repair on finds nothing to cut: the zeros are room, not a torn record
+    assert [r.seq for r in read_records(tmp_path)] == [r.seq for r in recs]
+    assert second.stat().st_size == SEGMENT and not list(tmp_path.glob("*.broken"))
+
+
+def test_a_reopened_writer_continues_after_the_last_record_not_after_the_zeros(tmp_path: Path) -> None:
+    writer = write_into_prepared(tmp_path, 3)
+    writer.close()
+    recs = all_records(tmp_path)
+    again = JournalWriter(tmp_path, SEGMENT, recs[-1].seq, recs[-1].hash)
+    again.append([b"[1]", b"[2]"])
+    again.close()
+    after = all_records(tmp_path)
+    assert [r.seq for r in after] == list(range(1, recs[-1].seq + 3))
+    assert after[-2].offset == recs[-1].offset + HEADER.size + len(recs[-1].payload)
+    assert segments(tmp_path)[-1].stat().st_size == SEGMENT
+
+
+def test_a_record_ending_in_zero_bytes_is_not_mistaken_for_the_tail(tmp_path: Path) -> None:
+    """records_end hops headers; it never trims a payload's own trailing zeros."""
+    writer = write_into_prepared(tmp_path, 1)
+    writer.append([b"\x01" + bytes(100)])
+    writer.close()
+    recs = all_records(tmp_path)
+    again = JournalWriter(tmp_path, SEGMENT, recs[-1].seq, recs[-1].hash)
+    again.append([b"[9]"])
+    again.close()
+    after = all_records(tmp_path)
+    assert after[-2].payload == b"\x01" + bytes(100) and after[-1].payload == b"[9]"
+
+
+def test_a_torn_record_followed_by_zeros_is_cut_at_every_byte_offset(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A crash mid-write into a pre-zeroed segment leaves a prefix of the record and zeros after it."""
+    writer = write_into_prepared(tmp_path / "pristine", 4)
+    writer.close()
+    recs = all_records(tmp_path / "pristine")
+    last = recs[-1]
+    size = HEADER.size + len(last.payload)
+    original = last.segment.read_bytes()
+    for cut in range(size):
+        work = tmp_path / f"cut{cut}"
+        shutil.copytree(tmp_path / "pristine", work)
+        segment = work / last.segment.name
+        data = bytearray(original)
+        data[last.offset + cut:last.offset + size] = bytes(size - cut)
+        segment.write_bytes(bytes(data))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="satchel.journal"):
+            got = [r.seq for r in read_records(work)]
+        assert got == list(range(1, last.seq)), cut
+        broken = segment.with_suffix(".broken")
+        if cut == 0:  # nothing of it reached the disk: a clean end, nothing to cut
+            assert segment.stat().st_size == SEGMENT and not broken.exists() and not caplog.records
+        else:
+            assert segment.stat().st_size == last.offset, cut
+            kept = broken.read_bytes()
+            assert kept[:cut] == original[last.offset:last.offset + cut] and not any(kept[cut:]), cut
+            assert "torn tail" in caplog.text
+        shutil.rmtree(work)
+
+
+@pytest.mark.parametrize("where", ["payload", "length", "seq", "crc"])
+def test_a_flipped_bit_mid_segment_is_refused_with_its_position(tmp_path: Path, where: str) -> None:
+    writer = write_into_prepared(tmp_path, 6)
+    writer.close()
+    recs = all_records(tmp_path)
+    victim = recs[-3]  # in the pre-zeroed segment, with records after it
+    at = {"payload": HEADER.size + len(victim.payload) // 2, "length": 1, "seq": 8, "crc": 5}[where]
+    data = bytearray(victim.segment.read_bytes())
+    data[victim.offset + at] ^= 0x10
+    victim.segment.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="CRC mismatch") as info:
+        list(read_records(tmp_path))
+    assert (info.value.segment, info.value.offset) == (victim.segment, victim.offset)
+    assert f"offset {victim.offset}" in str(info.value)
+    assert not list(tmp_path.glob("*.broken"))
+
+
+def test_a_zero_gap_before_more_data_is_refused_not_cut(tmp_path: Path) -> None:
+    """A lost header page with later data on disk is not a torn tail: nothing is cut, start is refused."""
+    writer = write_into_prepared(tmp_path, 6)
+    writer.close()
+    recs = all_records(tmp_path)
+    victim = recs[-3]
+    data = bytearray(victim.segment.read_bytes())
+    data[victim.offset:victim.offset + HEADER.size] = bytes(HEADER.size)
+    victim.segment.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="zero-filled gap") as info:
+        list(read_records(tmp_path))
+    assert (info.value.offset, info.value.seq) == (victim.offset, victim.seq)
+    assert victim.segment.stat().st_size == SEGMENT
+
+
+def test_a_crash_mid_preparation_leaves_nothing_a_reader_or_writer_uses(tmp_path: Path) -> None:
+    writer = JournalWriter(tmp_path, SEGMENT, 0, ZERO_HASH)
+    writer.append([b"[1]"])
+    writer.close()
+    (tmp_path / f"{PREPARED_NAME}.tmp").write_bytes(bytes(SEGMENT // 3))  # cut off mid-way
+    assert [r.seq for r in read_records(tmp_path)] == [1]
+    recs = all_records(tmp_path)
+    again = JournalWriter(tmp_path, SEGMENT, 1, recs[0].hash)
+    assert not (tmp_path / f"{PREPARED_NAME}.tmp").exists() and not again.preparer.ready
+    again.close()
+
+
+def test_a_prepared_segment_survives_a_restart_unless_the_segment_size_changed(tmp_path: Path) -> None:
+    writer = JournalWriter(tmp_path, SEGMENT, 0, ZERO_HASH)
+    writer.preparer.want()
+    wait_prepared(writer)
+    writer.close()
+    assert (tmp_path / PREPARED_NAME).stat().st_size == SEGMENT
+    assert JournalWriter(tmp_path, SEGMENT, 0, ZERO_HASH).preparer.ready
+    assert not JournalWriter(tmp_path, 2 * SEGMENT, 0, ZERO_HASH).preparer.ready
+    assert not (tmp_path / PREPARED_NAME).exists()
+
+
+def test_a_crash_right_after_the_roll_leaves_an_all_zero_last_segment_that_is_simply_empty(tmp_path: Path) -> None:
+    writer = JournalWriter(tmp_path, SEGMENT, 0, ZERO_HASH)
+    writer.append([b"[1]", b"[2]"])
+    writer.close()
+    (tmp_path / f"{3:020d}.seg").write_bytes(bytes(SEGMENT))  # renamed into place, nothing written yet
+    recs = list(read_records(tmp_path))
+    assert [r.seq for r in recs] == [1, 2] and not list(tmp_path.glob("*.broken"))
+    again = JournalWriter(tmp_path, SEGMENT, 2, recs[-1].hash)
+    again.append([b"[3]"])
+    again.close()
+    assert [(r.seq, r.segment.name, r.offset) for r in all_records(tmp_path)][-1] == (3, f"{3:020d}.seg", 0)
+
+
+def test_without_a_prepared_segment_the_roll_grows_a_plain_file(tmp_path: Path) -> None:
+    writer = JournalWriter(tmp_path, 4096, 0, ZERO_HASH)
+    writer.append([bytes(5000)])  # one write past the whole segment: no half-way point to start preparing at
+    writer.append([b"[2]"])
+    writer.close()
+    assert [p.stat().st_size for p in segments(tmp_path)] == [HEADER.size + 5000, HEADER.size + 3]
+
+
+def test_the_tailing_reader_follows_pre_zeroed_segments_and_never_reads_zeros_as_a_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal, "READ_CHUNK", 64)  # records longer than a chunk are read whole
+    writer = write_into_prepared(tmp_path, 2)
+    reader = JournalReader(tmp_path)
+    assert [r.seq for r in reader.read(writer.seq)] == list(range(1, writer.seq + 1))
+    assert list(reader.read(writer.seq)) == []
+    with pytest.raises(JournalCorrupt, match="durable record missing"):
+        list(reader.read(writer.seq + 1))  # asked for more than was written: zeros are not a record
+    writer.append([payload(1000)])
+    follower = JournalReader(tmp_path, reader.seq, reader.hash)
+    assert [r.payload for r in follower.read(writer.seq)] == [payload(1000)]
+    writer.close()
+
+
+async def test_the_engine_runs_recovers_and_verifies_on_pre_zeroed_segments(tmp_path: Path) -> None:
+    data = dict(DEFAULT)
+    data["journal"] = {**DEFAULT["journal"], "segment_bytes": 4096, "checkpoint_every_records": 10}
+    config = parse_config(data)
+    directory = tmp_path / "j"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine: Engine = await nursery.start(Engine(config, directory).run)
+            buyer = (await engine.create_account(country="DE")).value
+            seller = (await engine.create_account(country="FR")).value
+            assert (await engine.deposit(buyer, "USDC", "100000")).ok
+            assert (await engine.deposit(seller, "SOL", "1000")).ok
+            for i in range(40):
+                assert (await engine.place_order(seller, "SOL_USDC", "Ask", "Limit", price=str(20 + i % 5), quantity="1")).ok
+                assert (await engine.place_order(buyer, "SOL_USDC", "Bid", "Limit", price=str(20 + i % 5), quantity="1")).ok
+                if i % 10 == 9:
+                    await trio.to_thread.run_sync(os.sync)  # let the preparer keep up now and then
+            done = await engine.checkpoint("snapshot")  # the replica follows the same segments
+            assert done.ok and done.value["state_hash"] == engine.venue.state_hash()
+            await engine.wait_idle()
+            state = engine.venue.state_hash()
+            engine.stop()
+    assert len(segments(directory)) > 3
+    assert verify_journal(directory, progress=False)["ok"]
+    recovered = Engine(config, directory)
+    writer = recovered._recover()
+    writer.close()
+    os.close(recovered._lock_fd)
+    assert recovered.venue.state_hash() == state
+
+
+def test_a_length_flip_that_runs_past_the_end_of_a_plain_segment_is_refused_not_cut(tmp_path: Path) -> None:
+    """Before pre-zeroing this counted as a torn tail and cut the valid records after it."""
+    writer = JournalWriter(tmp_path, 1 << 20, 0, ZERO_HASH)
+    for i in range(6):
+        writer.append([payload(i)])
+    writer.close()
+    recs = all_records(tmp_path)
+    victim = recs[2]
+    data = bytearray(victim.segment.read_bytes())
+    data[victim.offset + 2] ^= 0x01  # + 64 KiB: past the end of the file
+    victim.segment.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="payload cut short") as info:
+        list(read_records(tmp_path))
+    assert (info.value.offset, info.value.seq) == (victim.offset, victim.seq)
+    assert victim.segment.stat().st_size == len(data) and not list(tmp_path.glob("*.broken"))
