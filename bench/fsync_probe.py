@@ -27,7 +27,7 @@ is pending, and ``--flushers K`` threads calling fdatasync; a record is durable
 once an fdatasync that *started* after its write returned (fdatasync covers
 everything written to the file before the call, whichever thread wrote it), so
 with K > 1 flushes overlap instead of queueing behind each other. Latency runs
-from the record's creation to that return. Layouts ``append`` and ``prezeroed``.
+from the record's creation to that return. Layouts ``append``, ``prezeroed`` and ``fallocate``.
 """
 
 from __future__ import annotations
@@ -182,12 +182,16 @@ class GroupCommit:
 
     RECORD = 300
 
-    def __init__(self, path: Path, prezeroed: bool, rate: float, seconds: float) -> None:
+    def __init__(self, path: Path, layout: str, rate: float, seconds: float) -> None:
         self.total = int(rate * seconds)
         self.rate = rate
-        if prezeroed:
+        if layout == "prezeroed":
             _prezero(path, self.total * self.RECORD + CHUNK)
             self.fd = os.open(path, os.O_WRONLY)
+        elif layout == "fallocate":
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.posix_fallocate(self.fd, 0, self.total * self.RECORD + CHUNK)
+            os.fsync(self.fd)
         else:
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         self.path = path
@@ -252,12 +256,12 @@ class GroupCommit:
 
 def group_commit(directory: Path, rate: float, seconds: float, flushers: list[int], rounds: int) -> None:
     """Print record-to-durable latency per (layout, flushers), configurations taking turns round by round."""
-    configs = [(layout, k) for layout in ("append", "prezeroed") for k in flushers]
+    configs = [(layout, k) for layout in ("append", "prezeroed", "fallocate") for k in flushers]
     latency: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
     syncs: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
     for _ in range(rounds):
         for layout, k in configs:
-            sim = GroupCommit(directory / f"commit-{layout}.dat", layout == "prezeroed", rate, seconds)
+            sim = GroupCommit(directory / f"commit-{layout}.dat", layout, rate, seconds)
             sim.run(k)
             latency[(layout, k)] += sim.latency_us
             syncs[(layout, k)] += sim.sync_us

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from engine import signing, snapshot
 from engine.codec import CodecError, decode_events, decode_rows, to_dict
 from engine.config import Config, ConfigError, parse_config
-from engine.journal import JournalCorrupt, Record, read_records, segments
+from engine.journal import JournalCorrupt, Record, read_records, records_end, segments
 from engine.messages import FEE_ACCOUNT_ID
 from engine.units import format_units
 from engine.venue import InvariantViolation, Venue
@@ -235,7 +235,11 @@ class Progress:
 
 
 def journal_bytes(directory: Path) -> int:
-    return sum(p.stat().st_size for p in segments(directory))
+    """Bytes of records (progress's 100%): a pre-zeroed last segment's zero tail is not counted."""
+    files = segments(directory)
+    if not files:
+        return 0
+    return sum(p.stat().st_size for p in files[:-1]) + records_end(files[-1])
 
 
 def replay_records(directory: Path, replayer: Replayer, *, repair: bool, progress: Progress | None = None,

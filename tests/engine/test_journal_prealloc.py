@@ -273,3 +273,24 @@ def test_a_length_flip_that_runs_past_the_end_of_a_plain_segment_is_refused_not_
         list(read_records(tmp_path))
     assert (info.value.offset, info.value.seq) == (victim.offset, victim.seq)
     assert victim.segment.stat().st_size == len(data) and not list(tmp_path.glob("*.broken"))
+
+
+def test_a_plain_segment_rolls_early_into_a_prepared_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new journal's first segment grows; once it holds EARLY_ROLL_BYTES the next write after the
+    preparation finishes goes to a pre-zeroed segment, long before the first one is full."""
+    monkeypatch.setattr(journal, "EARLY_ROLL_BYTES", 1024)
+    writer = JournalWriter(tmp_path, SEGMENT, 0, ZERO_HASH)
+    i = 0
+    while writer._size < 1024:
+        writer.append([payload(i)])
+        i += 1
+    writer.append([payload(i)])  # asks for the preparation
+    wait_prepared(writer)
+    writer.append([payload(i + 1)])  # rolls into it
+    writer.close()
+    first, second = segments(tmp_path)
+    assert 1024 <= first.stat().st_size < SEGMENT // 2 and second.stat().st_size == SEGMENT
+    assert [r.seq for r in all_records(tmp_path)] == list(range(1, i + 3))
+    again = JournalWriter(tmp_path, SEGMENT, writer.seq, writer.hash)  # reopened: the pre-zeroed one is not plain
+    assert not again._plain
+    again.close()
