@@ -17,9 +17,10 @@ Record layout (little-endian)::
 
 Recovery rules (etcd's): a record cut short at the end of the *last* segment,
 or whose CRC fails and which ends exactly at EOF, is a torn write and is
-truncated away (the cut bytes are saved to ``<segment>.broken`` first). Any other
-bad CRC, seq gap or broken link refuses to start, naming segment, offset and
-seq. A failed fsync is never retried: the error propagates and the daemon stops.
+truncated away (the cut bytes are saved to ``<segment>.broken`` first) - unless a
+whole record with the next seq and a good CRC starts after it (a flipped length
+bit makes a record seem to run past the end). Any other bad CRC, seq gap or
+broken link refuses to start, naming segment, offset and seq. A failed fsync is never retried: the error propagates and the daemon stops.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def read_records(directory: Path, *, repair: bool = True, upto: int | None = Non
         while offset < len(data):
             torn = _torn_reason(data, offset)
             if torn is not None:
-                if not last_file:
+                if not last_file or _record_follows(data, offset, seq + 2):
                     raise JournalCorrupt(path, offset, seq + 1, torn)
                 _truncate(path, data, offset, torn, repair)
                 return
@@ -135,7 +136,7 @@ def read_records(directory: Path, *, repair: bool = True, upto: int | None = Non
             start = offset + HEADER.size
             payload = data[start:start + length]
             if zlib.crc32(payload, zlib.crc32(data[offset + 8:start])) != crc:
-                if last_file and start + length == len(data):
+                if last_file and start + length == len(data) and not _record_follows(data, offset, seq + 2):
                     _truncate(path, data, offset, "last record fails its CRC (torn write)", repair)
                     return
                 raise JournalCorrupt(path, offset, rec_seq, "CRC mismatch")
@@ -160,6 +161,28 @@ def _torn_reason(data: bytes, offset: int) -> str | None:
     if offset + HEADER.size + length > len(data):
         return "record payload cut short"
     return None
+
+
+def _record_follows(data: bytes, offset: int, next_seq: int) -> bool:
+    """Whether a whole record numbered ``next_seq`` with a good CRC starts somewhere after ``offset``.
+
+    A torn write is the last thing in the journal. A record that only looks torn
+    (a flipped bit in its length makes it run past the end of the file) but has
+    its successor after it is corruption: cutting there would drop acknowledged
+    records without a word.
+    """
+    needle = next_seq.to_bytes(8, "little")  # the seq field, 8 bytes into a header
+    hit = data.find(needle, offset + 9)
+    while hit >= 0:
+        at = hit - 8
+        length = int.from_bytes(data[at:at + 4], "little")
+        start = at + HEADER.size
+        if start + length <= len(data):
+            crc = int.from_bytes(data[at + 4:at + 8], "little")
+            if zlib.crc32(data[start:start + length], zlib.crc32(data[hit:start])) == crc:
+                return True
+        hit = data.find(needle, hit + 1)
+    return False
 
 
 def _truncate(path: Path, data: bytes, offset: int, reason: str, repair: bool) -> None:
