@@ -13,15 +13,19 @@ CPU per request before the app ran (see ``bench.rest_bench``).
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import orjson
 import trio
 
-from adapters.backpack.api import ORDER_PATH, BackpackApi
+from adapters.backpack.api import INTERNAL_ERROR, ORDER_PATH, BackpackApi
 from adapters.backpack.errors import ApiError, bad_request
-from adapters.httpserver import HttpServer, Limits, Pending, Request, Response
+from adapters.httpserver import HttpServer, Later, Limits, Request, Response
+from engine.results import Result
+
+log = logging.getLogger("satchel.rest")
 
 MAX_BODY_BYTES: Final = 64 * 1024
 KEEP_ALIVE_S: Final = 75
@@ -64,7 +68,7 @@ class RestApp:
         )
         return 200, payload, route.text
 
-    def begin(self, request: Request) -> Response | Pending | None:
+    def begin(self, request: Request) -> Response | Later | None:
         """A new order is submitted at once and answered later; ``None`` for every other request.
 
         The server calls this for each pipelined request in order, so one connection's
@@ -75,22 +79,39 @@ class RestApp:
         if request.path != ORDER_PATH or request.method != "POST" or request.query:
             return None
         headers = request.headers
+        api = self.api
         try:
-            answer = self.api.submit_order(
+            account_id, cmd = api.prepare_order(
                 _params(request), headers.get("x-api-key"), headers.get("x-signature"),
                 headers.get("x-timestamp"), headers.get("x-window"),
             )
+            answer = _OrderAnswer(api, cmd.symbol)
+            api.place(account_id, cmd, answer)
         except ApiError as exc:
             return exc.status, orjson.dumps(exc.body()), JSON_TYPE
+        return answer
 
-        async def respond() -> Response:
-            try:
-                payload = await answer()
-            except ApiError as exc:
-                return exc.status, orjson.dumps(exc.body()), JSON_TYPE
-            return 200, orjson.dumps(payload), JSON_TYPE
 
-        return respond
+class _OrderAnswer(Later):
+    """The engine's reply sink for one order, filled with the HTTP answer the moment the order is durable."""
+
+    __slots__ = ("api", "symbol")
+
+    def __init__(self, api: BackpackApi, symbol: str) -> None:
+        super().__init__()
+        self.api = api
+        self.symbol = symbol
+
+    def set(self, result: Result) -> None:
+        """Called by the engine (in its task): formats the answer here and never raises into it."""
+        try:
+            response = 200, orjson.dumps(self.api.order_payload(result, self.symbol)), JSON_TYPE
+        except ApiError as exc:
+            response = exc.status, orjson.dumps(exc.body()), JSON_TYPE
+        except Exception:
+            log.exception("order answer failed")
+            response = error_response(500, INTERNAL_ERROR)
+        self.fill(response)
 
 
 def _params(request: Request) -> Any:

@@ -24,6 +24,7 @@ import attrs
 from adapters.backpack import wire
 from adapters.backpack.auth import RATE_PER_MINUTE, RateLimiter, Verifier, wall_ms
 from adapters.backpack.errors import ApiError, bad_request
+from engine.actors import Sink
 from engine.messages import CLIENT_ID_MAX, LIMIT, MARKET, PlaceOrder, Rejection
 from engine.publisher import INTERVALS, Publisher
 from engine.results import Result
@@ -131,32 +132,31 @@ class BackpackApi:
             _check_fields(route, item)
         return account_id
 
-    def submit_order(
+    def prepare_order(
         self, params: Any, api_key: str | None, signature: str | None, timestamp: str | None, window: str | None,
-    ) -> Callable[[], Awaitable[Any]]:
-        """``POST /api/v1/order`` up to the engine's queue, synchronously; returns the wait for its answer.
+    ) -> tuple[int, PlaceOrder]:
+        """``POST /api/v1/order`` up to the engine, synchronously: the signer's account and the order.
 
-        Lets the HTTP server submit a connection's pipelined orders in request order
-        without waiting for each to be durable before reading the next (answers still go
-        out in order). Raises ``ApiError`` for anything refused before the engine.
+        With ``place`` it lets the HTTP server submit a connection's pipelined orders
+        in request order without waiting for each to be durable before reading the
+        next, and lets WebSocket order entry answer from the engine's reply sink
+        without a task per order. Raises ``ApiError`` for anything refused before the engine.
         """
         account_id = self.admit(self.order_route, params, api_key, signature, timestamp, window)
-        cmd = self._build(account_id, params)
-        reply = Reply()
-        refused = self.engine.submit(account_id, cmd, reply)
+        return account_id, self._build(account_id, params)
+
+    def place(self, account_id: int, cmd: PlaceOrder, sink: Sink) -> None:
+        """Queue the order; its result goes to ``sink.set`` (``order_payload`` formats it). Raises ``ApiError`` if refused now."""
+        refused = self.engine.submit(account_id, cmd, sink)
         if refused is not None:
             raise ApiError.of(refused)
 
-        async def answer() -> Any:
-            try:
-                return self._order_result(await reply.wait(), cmd.symbol)
-            except ApiError:
-                raise
-            except Exception:
-                log.exception("order answer failed")
-                raise ApiError("SERVER_ERROR", INTERNAL_ERROR) from None
-
-        return answer
+    def order_payload(self, result: Result, symbol: str) -> Any:
+        """The answer to a placed order: Backpack's ``Order``; raises the ``ApiError`` of a rejection."""
+        if result.rejection is not None:
+            raise ApiError.of(result.rejection)
+        assert result.order is not None
+        return wire.order_json(result.order, self.engine.venue.specs[symbol])
 
     def spec(self, params: dict[str, Any], required: bool = True) -> MarketSpec | None:
         symbol = params.get("symbol")
@@ -395,7 +395,7 @@ class BackpackApi:
     async def order_execute(self, call: Call) -> Any:
         cmd = self._build(call.account_id, call.params)
         result = await self._submit_one(call.account_id, cmd)
-        return self._order_result(result, cmd.symbol)
+        return self.order_payload(result, cmd.symbol)
 
     async def _submit_one(self, account_id: int, cmd: PlaceOrder) -> Result:
         reply = Reply()
@@ -403,12 +403,6 @@ class BackpackApi:
         if refused is not None:
             raise ApiError.of(refused)
         return await reply.wait()
-
-    def _order_result(self, result: Result, symbol: str) -> Any:
-        if result.rejection is not None:
-            raise ApiError.of(result.rejection)
-        assert result.order is not None
-        return wire.order_json(result.order, self.engine.venue.specs[symbol])
 
     async def orders_execute(self, call: Call) -> Any:
         """Place up to 20 orders in order; each answers Ok or Err on its own."""
@@ -433,7 +427,7 @@ class BackpackApi:
             if result.rejection is not None:
                 out.append({"operation": "Err", "code": result.rejection.code, "message": result.rejection.message})
             else:
-                out.append({"operation": "Ok", **self._order_result(result, item["symbol"])})
+                out.append({"operation": "Ok", **self.order_payload(result, item["symbol"])})
         return out
 
     def _build(self, account_id: int, p: dict[str, Any]) -> PlaceOrder:
@@ -464,7 +458,7 @@ class BackpackApi:
         assert spec is not None
         order_id, client_id = _target(call.params)
         result = await self.engine.cancel_order(call.account_id, spec.symbol, order_id=order_id, client_id=client_id)
-        return self._order_result(result, spec.symbol)
+        return self.order_payload(result, spec.symbol)
 
     async def orders_cancel(self, call: Call) -> Any:
         spec = self.spec(call.params)
