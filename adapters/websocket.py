@@ -48,9 +48,10 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from trio_websocket import serve_websocket as _serve_ws
 
 from adapters.backpack import wire
-from adapters.backpack.api import BackpackApi
+from adapters.backpack.api import INTERNAL_ERROR, BackpackApi
 from adapters.backpack.errors import ApiError
 from engine.publisher import INTERVALS, BalanceUpdate, BookTop, DepthUpdate, OrderUpdate, TradeRecord, Update
+from engine.results import Result
 
 log = logging.getLogger("satchel.websocket")
 
@@ -358,6 +359,9 @@ class StreamServer:
                 if conn.inflight >= MAX_INFLIGHT:
                     self._reply(conn, message["id"], error=ApiError("TOO_MANY_REQUESTS", f"More than {MAX_INFLIGHT} requests in flight on this connection"))
                     continue
+                if method == "orderExecute" and isinstance(message.get("params"), dict):
+                    self._execute(conn, message)
+                    continue
                 conn.inflight += 1
                 nursery.start_soon(self._request, conn, message)
             else:
@@ -413,16 +417,34 @@ class StreamServer:
             route = self.api.by_instruction.get((message["method"], isinstance(params, list)))
             if route is None:
                 raise ApiError("INVALID_CLIENT_REQUEST", f"Unknown instruction {message['method']!r}")
-            signature = message.get("signature")
-            if not isinstance(signature, list) or len(signature) != 4:
-                raise ApiError("UNAUTHORIZED", "Signed requests need \"signature\": [apiKey, signature, timestamp, window]")
-            key, sig, ts, window = (str(s) for s in signature)
+            key, sig, ts, window = _signature(message)
             result = await self.api.dispatch(route, params, key, sig, ts, window)
             self._reply(conn, request_id, result=result)
         except ApiError as exc:
             self._reply(conn, request_id, error=exc)
         finally:
             conn.inflight -= 1
+
+    def _execute(self, conn: Connection, message: dict[str, Any]) -> None:
+        """A new order, submitted from the reader itself: no task per order, and the
+        engine's reply sink queues the answer frame the moment the order is durable.
+        Same checks and payloads as ``_request`` (``BackpackApi.prepare_order``)."""
+        request_id = message["id"]
+        api = self.api
+        try:
+            key, sig, ts, window = _signature(message)
+            account_id, cmd = api.prepare_order(message["params"], key, sig, ts, window)
+            conn.inflight += 1
+            try:
+                api.place(account_id, cmd, _OrderReply(self, conn, request_id, cmd.symbol))
+            except ApiError:
+                conn.inflight -= 1
+                raise
+        except ApiError as exc:
+            self._reply(conn, request_id, error=exc)
+        except Exception:
+            log.exception("order entry failed")
+            self._reply(conn, request_id, error=ApiError("SERVER_ERROR", INTERNAL_ERROR))
 
     def _reply(self, conn: Connection, request_id: Any, *, result: Any = None, error: ApiError | None = None) -> None:
         if error is not None:
@@ -433,6 +455,40 @@ class StreamServer:
 
     def _error(self, conn: Connection, request_id: Any, code: int, message: str) -> None:
         conn.push(text_frame(orjson.dumps({"id": request_id, "error": {"code": code, "message": message}})))
+
+
+def _signature(message: dict[str, Any]) -> tuple[str, str, str, str]:
+    signature = message.get("signature")
+    if not isinstance(signature, list) or len(signature) != 4:
+        raise ApiError("UNAUTHORIZED", "Signed requests need \"signature\": [apiKey, signature, timestamp, window]")
+    key, sig, ts, window = signature
+    return str(key), str(sig), str(ts), str(window)
+
+
+class _OrderReply:
+    """The engine's reply sink for one order sent over a WebSocket: queues the answer frame."""
+
+    __slots__ = ("conn", "request_id", "server", "symbol")
+
+    def __init__(self, server: StreamServer, conn: Connection, request_id: Any, symbol: str) -> None:
+        self.server = server
+        self.conn = conn
+        self.request_id = request_id
+        self.symbol = symbol
+
+    def set(self, result: Result) -> None:
+        """Called by the engine (in its task): never raises into it."""
+        conn = self.conn
+        conn.inflight -= 1
+        try:
+            payload = self.server.api.order_payload(result, self.symbol)
+        except ApiError as exc:
+            self.server._reply(conn, self.request_id, error=exc)
+        except Exception:
+            log.exception("order answer failed")
+            self.server._reply(conn, self.request_id, error=ApiError("SERVER_ERROR", INTERNAL_ERROR))
+        else:
+            self.server._reply(conn, self.request_id, result=payload)
 
 
 async def serve_websocket(
