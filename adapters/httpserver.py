@@ -10,7 +10,8 @@ MagicStack's httptools); this module only keeps connections, buffers and timers:
 * keep-alive and pipelining: answers go out in request order, every answer
   that is ready in one write (head and body together). Requests the optional
   ``begin`` hook accepts (new orders) are begun in order as soon as they are
-  parsed; their answers arrive later in a ``Later`` the app fills from any task
+  parsed, all those read together in one call (which may await once, e.g. to
+  have their signatures verified together); their answers arrive later in a ``Later`` the app fills from any task
   (the engine's reply sink), so a connection's task wakes once per batch of
   answers, not once per request. Any other request waits for every earlier
   answer, as if run one by one;
@@ -107,7 +108,9 @@ class Later:
         return self.response
 
 
-Begin = Callable[[Request], "Response | Later | None"]
+# Begins the longest run at the start of the given requests that it accepts, in order; one answer
+# (ready, or to come) per request begun. May await (once for the whole run), never for an answer.
+Begin = Callable[[list[Request]], Awaitable[list["Response | Later"]]]
 Begun = tuple[Request, bool, "Response | Later"]  # a request, whether to keep the connection, its answer
 
 
@@ -297,11 +300,19 @@ class HttpServer:
         begun: deque[Begun] = deque()
         keep_alive = True
         while ready and keep_alive:
+            if self.begin is not None:
+                run = []
+                for request, alive in ready:  # up to the first request that closes the connection
+                    run.append(request)
+                    if not alive:
+                        break
+                started = await self._begin(run)
+                for answer in started:
+                    request, keep_alive = ready.popleft()
+                    begun.append((request, keep_alive, answer))
+                if started:
+                    continue
             request, keep_alive = ready.popleft()
-            started = self._begin(request) if self.begin is not None else None
-            if started is not None:
-                begun.append((request, keep_alive, started))
-                continue
             await self._send_begun(connection, begun)
             answer = await self._answer(request)
             await connection.send(self._encode(request, answer, keep_alive))
@@ -330,13 +341,13 @@ class HttpServer:
         head = self.head(status, len(body), content_type, not keep_alive)
         return head if request.method == "HEAD" else head + body
 
-    def _begin(self, request: Request) -> Response | Later | None:
+    async def _begin(self, requests: list[Request]) -> list[Response | Later]:
         assert self.begin is not None
         try:
-            return self.begin(request)
-        except Exception:
-            log.exception("HTTP begin failed for %s %s", request.method, request.path)
-            return self.error_body(500, "Internal error; the request may not have been applied")
+            return await self.begin(requests)
+        except Exception:  # a bug: the first request gets the 500; the rest are tried again
+            log.exception("HTTP begin failed for %s %s", requests[0].method, requests[0].path)
+            return [self.error_body(500, "Internal error; the request may not have been applied")]
 
     async def _answer(self, request: Request) -> Response:
         try:

@@ -9,6 +9,12 @@ string; other methods read a JSON body (and any query parameters). The server
 bounded heads and bodies, timeouts) refuses bodies over ``MAX_BODY_BYTES``
 before reading them. It replaced hypercorn's trio worker, which cost ~900 µs of
 CPU per request before the app ran (see ``bench.rest_bench``).
+
+New orders (``POST /api/v1/order``) take a faster path (``RestApp.begin``): a
+connection's pipelined orders are checked together, their Ed25519 signatures
+verified together on the signature thread (``adapters.backpack.sigthread``:
+~75 µs each, off the event loop), submitted in request order without waiting
+for each other, and answered from the engine's reply sink.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import orjson
 import trio
 
 from adapters.backpack.api import INTERNAL_ERROR, ORDER_PATH, BackpackApi
+from adapters.backpack.auth import Signed
 from adapters.backpack.errors import ApiError, bad_request
+from adapters.backpack.sigthread import SignatureThread
 from adapters.httpserver import HttpServer, Later, Limits, Request, Response
 from engine.results import Result
 
@@ -41,8 +49,9 @@ SIGNING_HEADERS: Final = {
 class RestApp:
     """Request in, ``(status, body, content type)`` out; never raises for a bad request."""
 
-    def __init__(self, api: BackpackApi) -> None:
+    def __init__(self, api: BackpackApi, signatures: SignatureThread | None = None) -> None:
         self.api = api
+        self.signatures = signatures or SignatureThread()  # verifies on the caller's thread until it runs
         self.paths = {path for _, path in api.routes}
 
     async def __call__(self, request: Request) -> Response:
@@ -68,28 +77,49 @@ class RestApp:
         )
         return 200, payload, route.text
 
-    def begin(self, request: Request) -> Response | Later | None:
-        """A new order is submitted at once and answered later; ``None`` for every other request.
+    async def begin(self, requests: list[Request]) -> list[Response | Later]:
+        """New orders at the start of ``requests`` are submitted at once and answered later; the rest are left.
 
-        The server calls this for each pipelined request in order, so one connection's
-        orders reach the engine in the order sent without each waiting for the previous
-        one's journal commit; it answers them in order. Anything refused before the
-        engine is answered at once.
+        The server offers each connection's pipelined requests in order, so one
+        connection's orders reach the engine in the order sent without each waiting
+        for the previous one's journal commit; it answers them in order. Their
+        signatures are verified together, on the signature thread while it runs
+        (the event loop goes on meanwhile). Anything refused before the engine is
+        answered at once.
         """
-        if request.path != ORDER_PATH or request.method != "POST" or request.query:
-            return None
-        headers = request.headers
+        run = []
+        for request in requests:
+            if request.path != ORDER_PATH or request.method != "POST" or request.query:
+                break
+            run.append(request)
+        if not run:
+            return []
+        api = self.api
+        checked: list[Signed | Response] = []
+        for request in run:
+            headers = request.headers
+            try:
+                checked.append(api.check_order(_params(request), headers.get("x-api-key"), headers.get("x-signature"),
+                                               headers.get("x-timestamp"), headers.get("x-window")))
+            except ApiError as exc:
+                checked.append(_error(exc))
+        signed = [c for c in checked if type(c) is Signed]
+        valid = iter(await self.signatures.verify([(s.key, s.signature, s.message) for s in signed]) if signed else ())
+        return [c if isinstance(c, tuple) else self._place(c, next(valid)) for c in checked]
+
+    def _place(self, signed: Signed, valid: bool) -> Response | Later:
         api = self.api
         try:
-            account_id, cmd = api.prepare_order(
-                _params(request), headers.get("x-api-key"), headers.get("x-signature"),
-                headers.get("x-timestamp"), headers.get("x-window"),
-            )
+            account_id, cmd = api.accept_order(signed, valid)
             answer = _OrderAnswer(api, cmd.symbol)
             api.place(account_id, cmd, answer)
         except ApiError as exc:
-            return exc.status, orjson.dumps(exc.body()), JSON_TYPE
+            return _error(exc)
         return answer
+
+
+def _error(exc: ApiError) -> Response:
+    return exc.status, orjson.dumps(exc.body()), JSON_TYPE
 
 
 class _OrderAnswer(Later):
@@ -107,7 +137,7 @@ class _OrderAnswer(Later):
         try:
             response = 200, orjson.dumps(self.api.order_payload(result, self.symbol)), JSON_TYPE
         except ApiError as exc:
-            response = exc.status, orjson.dumps(exc.body()), JSON_TYPE
+            response = _error(exc)
         except Exception:
             log.exception("order answer failed")
             response = error_response(500, INTERNAL_ERROR)
@@ -155,8 +185,8 @@ def _query(raw: bytes) -> dict[str, Any]:
     return out
 
 
-def http_server(api: BackpackApi) -> HttpServer:
-    app = RestApp(api)
+def http_server(api: BackpackApi, signatures: SignatureThread | None = None) -> HttpServer:
+    app = RestApp(api, signatures)
     return HttpServer(app, error_response, SIGNING_HEADERS,
                       Limits(max_body_bytes=MAX_BODY_BYTES, keep_alive_s=KEEP_ALIVE_S), begin=app.begin)
 
@@ -166,7 +196,9 @@ async def serve_rest(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or ``shutdown`` is set); reports the bound ``host:port``."""
-    await serve_http(http_server(api), listen, shutdown=shutdown, task_status=task_status)
+    signatures = SignatureThread()
+    with signatures.running():
+        await serve_http(http_server(api, signatures), listen, shutdown=shutdown, task_status=task_status)
 
 
 async def serve_http(

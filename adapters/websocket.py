@@ -145,6 +145,7 @@ class StreamServer:
         self.clock = clock
         self.subs: dict[str, set[Connection]] = {}
         self.private: dict[int, set[Connection]] = {}
+        self.watched: set[str] = set()  # symbols with a market-data subscriber; updates for others are skipped at once
         self.connections: set[Connection] = set()
         self._aggregates: dict[tuple[int, str], list[Any]] = {}
         self._kline_sent: dict[str, tuple[int, int]] = {}
@@ -179,11 +180,20 @@ class StreamServer:
 
     def on_updates(self, updates: list[Update]) -> None:
         """Publisher listener: encode each update once per stream name, push to subscribers."""
+        watched, private = self.watched, self.private
+        if not watched and not private:  # nobody listens: the common case while orders stream in over REST
+            return
         now_us = time.time_ns() // 1000
         specs = self.specs
         for u in updates:
             t = type(u)
-            if t is DepthUpdate:
+            if t is OrderUpdate or t is BalanceUpdate:
+                conns = private.get(u.account_id)  # type: ignore[union-attr]
+                if conns:
+                    self._private(u, conns, now_us)  # type: ignore[arg-type]
+            elif u.symbol not in watched:  # type: ignore[union-attr]
+                continue
+            elif t is DepthUpdate:
                 spec = specs[u.symbol]  # type: ignore[union-attr]
                 self._publish(f"depth.{u.symbol}", lambda: wire.ws_depth(spec, u, now_us))  # type: ignore[arg-type, union-attr]  # noqa: B023
                 for ms in AGGREGATES_MS:
@@ -195,10 +205,6 @@ class StreamServer:
             elif t is BookTop:
                 spec = specs[u.symbol]  # type: ignore[union-attr]
                 self._publish(f"bookTicker.{u.symbol}", lambda: wire.ws_book_ticker(spec, u, now_us))  # type: ignore[arg-type, union-attr]  # noqa: B023
-            elif t is OrderUpdate or t is BalanceUpdate:
-                conns = self.private.get(u.account_id)  # type: ignore[union-attr]
-                if conns:
-                    self._private(u, conns, now_us)  # type: ignore[arg-type]
 
     def _private(self, u: OrderUpdate | BalanceUpdate, conns: set[Connection], now_us: int) -> None:
         frames: dict[str, bytes] = {}
@@ -322,6 +328,15 @@ class StreamServer:
             conns = self.private.get(conn.account_id)
             if conns is not None:
                 conns.discard(conn)
+                if not conns:
+                    del self.private[conn.account_id]
+        self._rewatch()
+
+    def _rewatch(self) -> None:
+        """Recompute the watched symbols (on subscription changes, which are rare next to updates)."""
+        for stream in [stream for stream, subs in self.subs.items() if not subs]:
+            del self.subs[stream]
+        self.watched = {stream.rpartition(".")[2] for stream in self.subs if not stream.startswith("account.")}
 
     async def _keepalive(self, conn: Connection, nursery: trio.Nursery) -> None:
         async def ping() -> None:
@@ -380,6 +395,7 @@ class StreamServer:
             for stream in params:
                 conn.streams.discard(stream)
                 self.subs.get(stream, set()).discard(conn)
+            self._rewatch()
             return
         if any(p.startswith("account.") for p in params) and not self._authorize(conn, message):
             return
@@ -390,6 +406,7 @@ class StreamServer:
             conn.streams.add(stream)
             self.subs.setdefault(stream, set()).add(conn)
             self._kline_sent.pop(stream, None)
+        self._rewatch()
 
     def _authorize(self, conn: Connection, message: dict[str, Any]) -> bool:
         signature = message.get("signature")

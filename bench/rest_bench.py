@@ -18,10 +18,13 @@ bytes, so the figure can be read against what the stack allows:
   ~900 µs of server CPU per request; the lean server reads ~30-40 µs.)
 * ``platform_rest_verify_only_per_s``: the same plus parsing the JSON body,
   building Backpack's signing string and verifying the Ed25519 signature
-  (libsodium, as the adapter does), answered at once. (The real path can match it: waiting for the journal's
-  group commit batches answers, so trio wakes less per request.)
-* ``rest_app_orders_per_s``: the real orders through ``RestApp`` called
-  in-process, no HTTP server: the adapter's, verify's and engine's own cost.
+  (libsodium, as the adapter does), answered at once, all on the event loop's
+  thread. (The real path can pass it: it verifies a connection's orders
+  together on the signature thread, in parallel with the loop, and waiting for
+  the journal's group commit batches answers, so trio wakes less per request.)
+* ``rest_app_orders_per_s``: the real orders through ``RestApp``'s request
+  handler called in-process, no HTTP server, verified on the loop: the
+  adapter's, verify's and engine's own cost.
 * ``platform_ed25519_verify_per_s`` / ``..._sign_per_s``: one core's rate
   (verify: libsodium, with OpenSSL's via cryptography alongside).
 

@@ -22,7 +22,7 @@ from typing import Any, Final
 import attrs
 
 from adapters.backpack import wire
-from adapters.backpack.auth import RATE_PER_MINUTE, RateLimiter, Verifier, wall_ms
+from adapters.backpack.auth import RATE_PER_MINUTE, RateLimiter, Signed, Verifier, wall_ms
 from adapters.backpack.errors import ApiError, bad_request
 from engine.actors import Sink
 from engine.messages import CLIENT_ID_MAX, LIMIT, MARKET, PlaceOrder, Rejection
@@ -119,13 +119,16 @@ class BackpackApi:
         timestamp: str | None, window: str | None,
     ) -> int:
         """Everything before the handler: shape, signature, rate limit, fields; the account id (0: public)."""
-        if route.batch != isinstance(params, list):
-            raise bad_request("this endpoint takes a JSON array of orders" if route.batch else "expected a JSON object")
+        _check_shape(route, params)
         account_id = 0
         if route.instruction:
             account_id = self.verifier.verify(route.instruction, params, api_key, signature, timestamp, window)
-            if self.limiter is not None:
-                self.limiter.take(api_key or "")
+        return self._admit_signed(route, params, account_id, api_key)
+
+    def _admit_signed(self, route: Route, params: Any, account_id: int, api_key: str | None) -> int:
+        """The checks after the signature: rate limit, then fields."""
+        if route.instruction and self.limiter is not None:
+            self.limiter.take(api_key or "")
         for item in params if route.batch else [params]:
             if not isinstance(item, dict):
                 raise bad_request("each order must be a JSON object")
@@ -137,13 +140,28 @@ class BackpackApi:
     ) -> tuple[int, PlaceOrder]:
         """``POST /api/v1/order`` up to the engine, synchronously: the signer's account and the order.
 
-        With ``place`` it lets the HTTP server submit a connection's pipelined orders
-        in request order without waiting for each to be durable before reading the
-        next, and lets WebSocket order entry answer from the engine's reply sink
-        without a task per order. Raises ``ApiError`` for anything refused before the engine.
+        With ``place`` it lets WebSocket order entry answer from the engine's reply
+        sink without a task per order. Raises ``ApiError`` for anything refused
+        before the engine.
         """
         account_id = self.admit(self.order_route, params, api_key, signature, timestamp, window)
         return account_id, self._build(account_id, params)
+
+    def check_order(
+        self, params: Any, api_key: str | None, signature: str | None, timestamp: str | None, window: str | None,
+    ) -> Signed:
+        """``prepare_order`` split in two around the Ed25519 verification, so the REST server can have a
+        connection's orders verified together off the event loop: every check before it. Raises ``ApiError``."""
+        route = self.order_route
+        _check_shape(route, params)
+        return self.verifier.check(route.instruction, params, api_key, signature, timestamp, window)
+
+    def accept_order(self, signed: Signed, valid: bool) -> tuple[int, PlaceOrder]:
+        """The rest of ``prepare_order``, given whether ``signed``'s signature verified. Raises ``ApiError``."""
+        account_id = self.verifier.conclude(signed, valid)
+        self._admit_signed(self.order_route, signed.params, account_id, signed.api_key)
+        assert isinstance(signed.params, dict)  # _check_shape
+        return account_id, self._build(account_id, signed.params)
 
     def place(self, account_id: int, cmd: PlaceOrder, sink: Sink) -> None:
         """Queue the order; its result goes to ``sink.set`` (``order_payload`` formats it). Raises ``ApiError`` if refused now."""
@@ -507,6 +525,11 @@ class BackpackApi:
 
 
 # --- parameter helpers ---------------------------------------------------------------------------
+
+
+def _check_shape(route: Route, params: Any) -> None:
+    if route.batch != isinstance(params, list):
+        raise bad_request("this endpoint takes a JSON array of orders" if route.batch else "expected a JSON object")
 
 
 def _check_fields(route: Route, params: dict[str, Any]) -> None:
