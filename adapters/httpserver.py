@@ -53,6 +53,7 @@ log = logging.getLogger("satchel.http")
 RECV_BYTES: Final = 65_536
 MAX_HEAD_BYTES: Final = 16_384
 MAX_CONNECTIONS: Final = 4096
+HEADER_NAMES_MAX: Final = 1024  # spellings of header names remembered (clients repeat the same few)
 DEADLINE_SLACK_S: Final = 1.0
 UPGRADE_REFUSED: Final = "Connection upgrades are not supported on this port"
 REASONS: Final = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -134,8 +135,9 @@ class Limits:
 class _Parsing:
     """httptools' callback target for one connection: collects complete requests in ``ready``."""
 
-    def __init__(self, wanted: Mapping[bytes, str], max_body: int) -> None:
+    def __init__(self, wanted: Mapping[bytes, str], max_body: int, names: dict[bytes, str] | None = None) -> None:
         self.wanted = wanted
+        self.names = names if names is not None else {}  # header names as clients spell them -> key or ""
         self.max_body = max_body
         self.ready: deque[tuple[Request, bool]] = deque()
         self.parser = httptools.HttpRequestParser(self)
@@ -156,9 +158,18 @@ class _Parsing:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = self.wanted.get(name.lower())
-        if key is not None and key not in self._headers:  # the first of a repeated header wins
+        key = self.names.get(name)
+        if key is None:
+            key = self._learn(name)
+        if key and key not in self._headers:  # the first of a repeated header wins
             self._headers[key] = value.decode("latin-1")
+
+    def _learn(self, name: bytes) -> str:
+        """The key for a header name as spelled on the wire ("" if unwanted), remembered for the next requests."""
+        key = self.wanted.get(name.lower(), "")
+        if len(self.names) < HEADER_NAMES_MAX:
+            self.names[name] = key
+        return key
 
     def on_headers_complete(self) -> None:
         self.head_done = True
@@ -236,6 +247,7 @@ class HttpServer:
         self.limits = limits or Limits()
         self.connections = 0
         self._date = _Date()
+        self._names: dict[bytes, str] = {}  # shared by the connections' parsers: saves a lower() per header
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
         await trio.serve_listeners(self.connection, listeners)
@@ -259,7 +271,7 @@ class HttpServer:
             if self.connections >= MAX_CONNECTIONS:
                 return
             self.connections += 1
-            connection = _Connection(sock, _Parsing(self.wanted, self.limits.max_body_bytes), self.limits)
+            connection = _Connection(sock, _Parsing(self.wanted, self.limits.max_body_bytes, self._names), self.limits)
             try:
                 with trio.CancelScope() as connection.deadline:
                     await self._serve_connection(connection)

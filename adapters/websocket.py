@@ -36,6 +36,7 @@ never negotiates compression, so frames are plain RFC 6455 text frames).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -99,6 +100,9 @@ class Connection:
         self.close_reason = ""
         self.inflight = 0
         self.last_pong = clock()
+        self.sending = False  # the writer holds frames taken from the outbox and not yet written
+        stream = ws._stream
+        self.fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
 
     def push(self, frame: bytes) -> None:
         if self.close_reason:
@@ -108,6 +112,25 @@ class Connection:
             return
         self.outbox.append(frame)
         self.wake.set()
+
+    def reply(self, frame: bytes) -> None:
+        """An answer to a request: written at once when nothing is queued or on its way, else queued.
+
+        Saves the writer task's wake-up on the round trip of one order (the socket is
+        non-blocking; whatever the kernel does not take now goes through the outbox).
+        Stream frames keep going through ``push`` so fan-out stays one write per batch.
+        """
+        ws = self.ws
+        if (self.fd >= 0 and not self.outbox and not self.sending and not self.close_reason
+                and ws.closed is None and not ws._stream_lock.locked()):
+            try:
+                written = os.write(self.fd, frame)
+            except OSError:  # full (BlockingIOError) or broken: the writer takes it from here
+                written = 0
+            if written == len(frame):
+                return
+            frame = frame[written:]
+        self.push(frame)
 
     def kill(self, reason: str) -> None:
         """Stop reading and queueing; the writer finishes the frame it is on, then we close."""
@@ -124,10 +147,12 @@ class Connection:
             self.wake = trio.Event()
             outbox = self.outbox
             while outbox:
+                self.sending = True
                 n = min(len(outbox), WRITE_BATCH_MAX)
                 data = b"".join([outbox.popleft() for _ in range(n)])
                 async with ws._stream_lock:
                     await ws._stream.send_all(data)
+            self.sending = False
 
 
 class StreamServer:
@@ -468,7 +493,7 @@ class StreamServer:
             body = {"id": request_id, "error": error.body(), "status": error.status}
         else:
             body = {"id": request_id, "result": result, "status": 200}
-        conn.push(text_frame(orjson.dumps(body)))
+        conn.reply(text_frame(orjson.dumps(body)))
 
     def _error(self, conn: Connection, request_id: Any, code: int, message: str) -> None:
         conn.push(text_frame(orjson.dumps({"id": request_id, "error": {"code": code, "message": message}})))

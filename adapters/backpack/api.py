@@ -449,9 +449,10 @@ class BackpackApi:
         return out
 
     def _build(self, account_id: int, p: dict[str, Any]) -> PlaceOrder:
-        for name in sorted(p.keys() & NOT_YET.keys()):
-            if p[name] not in (None, False, "false"):
-                raise ApiError("NOT_IMPLEMENTED", f"{name}: {NOT_YET[name]} are not available on this venue yet")
+        if not NOT_YET.keys().isdisjoint(p):
+            for name in sorted(p.keys() & NOT_YET.keys()):
+                if p[name] not in (None, False, "false"):
+                    raise ApiError("NOT_IMPLEMENTED", f"{name}: {NOT_YET[name]} are not available on this venue yet")
         self.spec(p)
         order_type = ORDER_TYPES.get(p["orderType"]) if isinstance(p["orderType"], str) else None
         if order_type is None:
@@ -533,13 +534,14 @@ def _check_shape(route: Route, params: Any) -> None:
 
 
 def _check_fields(route: Route, params: dict[str, Any]) -> None:
-    unknown = sorted(set(params) - route.fields)
-    if unknown:
+    if not params.keys() <= route.fields:
+        unknown = sorted(set(params) - route.fields)
         name = route.instruction or route.path
         raise bad_request(f"Unknown field{'s' if len(unknown) > 1 else ''} for {name}: {', '.join(unknown)}")
-    missing = [f for f in route.required if params.get(f) in (None, "")]
-    if missing:
-        raise bad_request(f"Missing required field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    for field in route.required:
+        if params.get(field) in (None, ""):
+            missing = [f for f in route.required if params.get(f) in (None, "")]
+            raise bad_request(f"Missing required field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
 
 
 def _int(params: dict[str, Any], name: str, default: int, low: int | None = None, high: int | None = None) -> int:
