@@ -11,10 +11,10 @@ MagicStack's httptools); this module only keeps connections, buffers and timers:
   that is ready in one write (head and body together). Requests the optional
   ``begin`` hook accepts (new orders) are begun in order as soon as they are
   parsed, all those read together in one call (which may await once, e.g. to
-  have their signatures verified together); their answers arrive later in a ``Later`` the app fills from any task
-  (the engine's reply sink), so a connection's task wakes once per batch of
-  answers, not once per request. Any other request waits for every earlier
-  answer, as if run one by one;
+  have their signatures verified together); their answers arrive later in a
+  ``Later`` the app fills from any task (the engine's reply sink), so a
+  connection's task wakes once per batch of answers, not once per request.
+  Any other request waits for every earlier answer, as if run one by one;
 * bounded: a request head over ``MAX_HEAD_BYTES`` gets 431, a body over the
   handler's limit 413 before it is read (declared ``Content-Length``) or as soon
   as it passes the limit (chunked), at most ``MAX_CONNECTIONS`` connections;
@@ -111,6 +111,7 @@ class Later:
 
 # Begins the longest run at the start of the given requests that it accepts, in order; one answer
 # (ready, or to come) per request begun. May await (once for the whole run), never for an answer.
+# If it raises, it must have begun nothing: the first request is answered 500 and the rest offered again.
 Begin = Callable[[list[Request]], Awaitable[list["Response | Later"]]]
 Begun = tuple[Request, bool, "Response | Later"]  # a request, whether to keep the connection, its answer
 

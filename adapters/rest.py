@@ -103,11 +103,15 @@ class RestApp:
                                                headers.get("x-timestamp"), headers.get("x-window")))
             except ApiError as exc:
                 checked.append(_error(exc))
+            except Exception:  # a bug: this request fails, the others go on
+                log.exception("order check failed")
+                checked.append(error_response(500, INTERNAL_ERROR))
         signed = [c for c in checked if type(c) is Signed]
         valid = iter(await self.signatures.verify([(s.key, s.signature, s.message) for s in signed]) if signed else ())
         return [c if isinstance(c, tuple) else self._place(c, next(valid)) for c in checked]
 
     def _place(self, signed: Signed, valid: bool) -> Response | Later:
+        """Never raises: once one order of a run is placed, ``begin`` must answer for every one of them."""
         api = self.api
         try:
             account_id, cmd = api.accept_order(signed, valid)
@@ -115,6 +119,9 @@ class RestApp:
             api.place(account_id, cmd, answer)
         except ApiError as exc:
             return _error(exc)
+        except Exception:
+            log.exception("order submission failed")
+            return error_response(500, INTERNAL_ERROR)
         return answer
 
 
