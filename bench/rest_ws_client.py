@@ -5,6 +5,8 @@ until each has EXPECTED; prints the elapsed seconds since the first frame.
 ``orders HOST PORT FILE CONNS PIPELINE``: send the pre-signed HTTP requests in FILE (NUL-separated
 raw HTTP/1.1 requests) over CONNS keep-alive connections, PIPELINE in flight each; prints
 elapsed seconds, this process's CPU seconds and the count of 200 answers.
+``rtt HOST PORT FILE``: over one WebSocket, send each pre-signed message in FILE (NUL-separated
+JSON) and wait for its answer before the next; prints the round trips in µs and the first error.
 """
 
 from __future__ import annotations
@@ -133,9 +135,50 @@ def orders(host: str, port: int, path: str, conns: int, pipeline: int) -> None:
                         "first_error": errors[0] if errors else None}).decode(), flush=True)
 
 
+def next_frame(sock: socket.socket, buf: bytearray) -> bytes:
+    """The payload of the next text frame (the server sends no other kind here), read into ``buf`` as needed."""
+    while True:
+        if len(buf) >= 2:
+            n, head = buf[1] & 0x7F, 2
+            if n == 126 and len(buf) >= 4:
+                n, head = int.from_bytes(buf[2:4], "big"), 4
+            elif n == 127 and len(buf) >= 10:
+                n, head = int.from_bytes(buf[2:10], "big"), 10
+            if (n < 126 or head > 2) and len(buf) >= head + n:  # a complete frame (its length known and there)
+                payload = bytes(buf[head:head + n])
+                del buf[:head + n]
+                return payload
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        buf += chunk
+
+
+def rtt(host: str, port: int, path: str) -> None:
+    with open(path, "rb") as f:
+        messages = [m for m in f.read().split(b"\0") if m]
+    sock = handshake(host, port)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray()
+    rtts: list[float] = []
+    error = None
+    for message in messages:
+        frame = masked(message)
+        start = time.perf_counter()
+        sock.sendall(frame)
+        reply = next_frame(sock, buf)
+        rtts.append((time.perf_counter() - start) * 1e6)
+        if error is None and b'"result"' not in reply:
+            error = reply.decode(errors="replace")
+    sock.close()
+    print(orjson.dumps({"rtts_us": rtts, "first_error": error}).decode(), flush=True)
+
+
 if __name__ == "__main__":
     mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "fanout":
         fanout(host, port, int(sys.argv[4]), sys.argv[5].split(","), int(sys.argv[6]))
+    elif mode == "rtt":
+        rtt(host, port, sys.argv[4])
     else:
         orders(host, port, sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
