@@ -96,6 +96,7 @@ TIFS: Final = {"0": GTC, "1": GTC, "3": IOC, "4": FOK}
 FIX_TIF: Final = {GTC: "1", IOC: "3", FOK: "4"}
 STP: Final = {"1": REJECT_TAKER, "2": REJECT_MAKER, "3": REJECT_BOTH}
 ORD_STATUS: Final = {"New": "0", PARTIALLY_FILLED: "1", FILLED: "2", CANCELLED: "4", EXPIRED: "C"}
+SOH: Final = "\x01"
 SUPPORTED: Final = frozenset({"D", "F", "G", "H", "q", "AF", "x", "V"})
 
 
@@ -285,9 +286,44 @@ class ExchangeApplication:
         sessions = self.sessions.get(placed.account_id)
         if not sessions:
             return
-        self._execution_report(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us), sessions)
-        self.acked.add(placed.order_id)
+        order_id = placed.order_id
+        if self.pending and order_id in self.pending:  # never for a new order; the general path handles it
+            self._execution_report(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us), sessions)
+        else:
+            encoded = self._ack_bytes(placed)
+            for session in sessions:
+                session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch
+        self.acked.add(order_id)
         self.acks_sent += 1
+
+    def _ack_bytes(self, e: OrderPlaced) -> bytes:
+        """``_report_bytes(accepted_view(e), "0", "<id>N", ...)`` in one template (a test holds them equal).
+
+        One per new order: no OrderView, OrderUpdate or part list is built for
+        the acknowledgement, only this text.
+        """
+        spec = self.engine.venue.specs[e.symbol]
+        texts = self.texts.get(e.symbol)
+        if texts is None or texts.spec is not spec:
+            texts = self.texts[e.symbol] = _Texts(spec)
+        qty = texts.qty
+        order_id = e.order_id
+        cl_ord_id = self.ids.current.get(order_id)
+        if cl_ord_id is None and e.client_id != NO_CLIENT_ID:
+            cl_ord_id = str(e.client_id)
+        zero = qty(0)
+        steps = e.qty_steps
+        limit = e.order_type == LIMIT
+        text = (
+            f"1={e.account_id}\x016=0\x01{f'11={cl_ord_id}{SOH}' if cl_ord_id else ''}14={zero}\x01"
+            f"17={order_id}N\x01{'18=6' + SOH if e.post_only else ''}37={order_id}\x01"
+            f"{f'38={qty(steps)}{SOH}' if steps else ''}39=0\x0140={'2' if limit else '1'}\x01"
+            f"{f'44={texts.price(e.price_ticks)}{SOH}' if limit else ''}54={FIX_SIDE[e.side]}\x0155={e.symbol}\x01"
+            f"59={FIX_TIF.get(e.tif, '1')}\x0160={self.times.millis(e.ts_us or self.wall_us())}\x01150=0\x01"
+            f"151={qty(steps) if steps else zero}\x01"
+            f"{f'152={spec.format_quote(e.quote_qty)}{SOH}' if not steps and e.quote_qty else ''}"
+        )
+        return text.encode("latin-1")
 
     def _reject_order(self, session: Session, m: Message, text: str, reason: int) -> None:
         self.rejects += 1

@@ -51,6 +51,7 @@ from adapters.fix.codec import (
     split_fields,
 )
 from adapters.fix.dictionary import SessionReject, Validated, validate
+from adapters.fix.shapes import ShapeCache
 from adapters.fix.store import MemoryStore
 
 log = logging.getLogger("satchel.fix")
@@ -260,6 +261,7 @@ class Session:
         self.wall_us = wall_us
         self.monotonic = monotonic
         self.times = Timestamps()
+        self.shapes = ShapeCache()
         self.name = f"{config.sender_comp_id}->{config.target_comp_id}"
         self.connection: Connection | None = None
         self._reset_connection_state()
@@ -333,12 +335,17 @@ class Session:
     # --- inbound -----------------------------------------------------------------------------
 
     def on_frame(self, frame: bytes, now: float) -> None:
-        try:
-            message = decode(frame)
-        except Garbled:
-            return  # ignored; consumes no sequence number (the gap is found by the next message)
-        self._process(message, now)
-        self._drain_queue(now)
+        known = self.shapes.decode(frame)
+        if known is not None:  # a familiar shape: decoded and validated by one match (shapes.py)
+            self._process(known[0], now, known[1])
+        else:
+            try:
+                message = decode(frame)
+            except Garbled:
+                return  # ignored; consumes no sequence number (the gap is found by the next message)
+            self._process(message, now)
+        if self.queue:
+            self._drain_queue(now)
 
     def _drain_queue(self, now: float) -> None:
         while self.queue and self.connection is not None and not self.connection.closing:
@@ -353,20 +360,23 @@ class Session:
             else:
                 self._process(queued, now)
 
-    def _process(self, message: Message, now: float) -> None:
+    def _process(self, message: Message, now: float, parts: Validated | None = None) -> None:
+        """``parts``: the message is already validated (a compiled shape matched it)."""
         msg_type = message.msg_type
-        if message.get(8) != BEGIN_STRING:
-            if msg_type == "5":
-                self._on_logout(message, now)
+        if parts is None:
+            if message.get(8) != BEGIN_STRING:
+                if msg_type == "5":
+                    self._on_logout(message, now)
+                    return
+                self.logout("Incorrect BeginString", now)
+                self.store.set_next_target(self.store.next_target + 1)
                 return
-            self.logout("Incorrect BeginString", now)
-            self.store.set_next_target(self.store.next_target + 1)
-            return
-        try:
-            parts = validate(message)
-        except SessionReject as exc:
-            self.reject(message, exc.reason, exc.tag, exc.text)
-            return
+            try:
+                parts = validate(message)
+            except SessionReject as exc:
+                self.reject(message, exc.reason, exc.tag, exc.text)
+                return
+            self.shapes.learn(message, parts)
         handler = _ADMIN_HANDLERS.get(msg_type)
         if handler is not None:
             handler(self, message, now)
