@@ -65,8 +65,9 @@ class ClOrdIds:
         if not cl_ord_id:
             return
         self._set(account, cl_ord_id, order_id)
-        if "\n" not in cl_ord_id:
-            self._write(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
+        if "\n" not in cl_ord_id and self._file is not None and not self._file.closed:  # ``_write``, inlined
+            self._file.write(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
+            self.records += 1
 
     def forget(self, account: int, order_id: int) -> None:
         """The order never happened (refused): its ClOrdID may be used again."""
@@ -78,9 +79,12 @@ class ClOrdIds:
             self._write(b"- %d %d\n" % (account, order_id))
 
     def _set(self, account: int, cl_ord_id: str, order_id: int) -> None:
-        known = self.by_account.setdefault(account, OrderedDict())
+        known = self.by_account.get(account)
+        if known is None:
+            known = self.by_account[account] = OrderedDict()
+        elif cl_ord_id in known:
+            known.move_to_end(cl_ord_id)  # a new key goes to the end anyway
         known[cl_ord_id] = order_id
-        known.move_to_end(cl_ord_id)
         self.current[order_id] = cl_ord_id
         if len(known) > self.per_account:
             evicted, old = known.popitem(last=False)

@@ -114,3 +114,15 @@ def test_new_orders_of_a_known_shape_agree_with_decode_and_validate(
     known = cache.decode(other)
     if known is not None:
         assert (known[0].fields, known[1].header, known[1].body) == _general(other)
+
+
+def test_a_long_frame_is_checksummed_in_full() -> None:
+    cache = ShapeCache()
+    body = list(GOOD_ORDER[:8])
+    body[5] = (55, "S" * 400)
+    for _ in range(2):
+        message = decode(_frame("D", body))
+        cache.learn(message, validate(message))
+    good = _frame("D", body, seq="3")
+    assert cache.decode(good) is not None
+    assert cache.decode(good[:-4] + b"%03d\x01" % ((int(good[-4:-1]) + 1) % 256)) is None
