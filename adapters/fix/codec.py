@@ -163,6 +163,14 @@ class Framer:
     @staticmethod
     def _next(data: bytes, pos: int) -> tuple[bytes | None, int]:
         """The frame at or after ``pos`` and where the next search starts; (None, where to keep from) if none."""
+        if data.startswith(b"8=FIX.4.4\x019=", pos):  # the usual case: a message right here, its trailer where
+            length_end = data.find(SOH, pos + 12)  # BodyLength says (else the search below decides)
+            text = data[pos + 12:length_end]
+            if length_end > 0 and text.isdigit() and int(text) <= MAX_MESSAGE_BYTES:
+                trailer = length_end + int(text)
+                end = trailer + 8
+                if data.startswith(b"\x0110=", trailer) and data[end - 1:end] == SOH and SOH not in data[trailer + 4:end - 1]:
+                    return data[pos:end], end
         start = data.find(b"8=", pos)
         if start < 0:
             return None, max(pos, len(data) - 1)  # keep a trailing '8' that may start the next message

@@ -97,7 +97,7 @@ class ShapeCache:
         if shape is not recent[0]:
             recent.remove(shape)
             recent.insert(0, shape)
-        fields = list(zip(shape.numbers, values, strict=True))
+        fields = list(zip(shape.numbers, values))  # noqa: B905 - one group per tag by construction
         start = shape.body_start
         return Message(fields, frame, shape.shape), Validated(fields[3:start], fields[start:-1])
 
