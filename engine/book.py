@@ -18,7 +18,9 @@ Invariants (checked by ``check``)
 
 Matching is split the engine's way: ``walk`` reads the book and returns what an
 incoming order would trade (no mutation); ``take``/``place``/``rest``/``remove``
-apply those decisions. Replay calls only the mutators.
+apply those decisions. Replay calls only the mutators. ``walk_limit`` is
+``walk`` for limit orders (all but market orders): no quote bound, and it hands
+the rare taker that meets its own order back to ``walk``.
 
 Speed (this is the engine's innermost loop; reference/performance.md §4): the
 hot paths are written flat, one Python call per operation. ``place`` builds an
@@ -163,6 +165,7 @@ class Walk:
 
 
 UNLIMITED: Final = 1 << 62
+Fills = list[tuple[Order, int]]  # (maker, steps) in match order
 
 
 class OrderBook:
@@ -282,6 +285,37 @@ class OrderBook:
         result.stp_stopped = stp_stopped
         result.quote_bound = quote_bound
         return result
+
+    def walk_limit(self, side: str, limit_ticks: int, qty_steps: int, account_id: int) -> tuple[Fills, int] | None:
+        """``walk`` for a limit order (base-bounded, no quote bound): (fills, filled steps).
+
+        Returns None as soon as the taker meets one of its own resting orders: the
+        caller then asks ``walk`` for the answer, which applies self-trade
+        prevention (the walk is read-only, so starting over is exact). Without
+        the quote bound every fill but the last takes its maker whole, and the
+        loop drops the quote arithmetic (on 2**62-sized ints) that ``walk``
+        needs for market orders: about a third of the walk's cost on limit flow.
+        """
+        fills: Fills = []
+        left = qty_steps
+        if side == BID:
+            keys, levels, sign, bound = self.ask_prices, self.asks, 1, limit_ticks
+        else:
+            keys, levels, sign, bound = self.bid_keys, self.bids, -1, -limit_ticks
+        for key in keys:  # best first
+            if key > bound:
+                break
+            for maker in levels[sign * key].values():
+                if maker.account_id == account_id:
+                    return None
+                take = maker.remaining_steps
+                if take < left:
+                    fills.append((maker, take))
+                    left -= take
+                else:
+                    fills.append((maker, left))
+                    return fills, qty_steps
+        return fills, qty_steps - left
 
     # --- mutations (apply) ---------------------------------------------------
 

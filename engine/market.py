@@ -22,7 +22,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from engine.book import UNLIMITED, Order, OrderBook, Walk
+from engine.book import UNLIMITED, Fills, Order, OrderBook, Walk
 from engine.messages import (
     BID,
     CANCEL_ONLY,
@@ -168,13 +168,18 @@ class Market:
         if cmd.post_only or state == POST_ONLY:
             return self._expired(cmd, now_us, R_POST_ONLY_TAKER if cmd.post_only else R_POST_ONLY_MODE)
         qty = cmd.qty_steps
-        walk = book.walk(side, limit, qty, UNLIMITED, self.spec.quote_per_tick_step, cmd.account_id, cmd.stp)
-        filled = walk.filled_steps
+        walked = book.walk_limit(side, limit, qty, cmd.account_id)
+        if walked is None:  # the taker met its own resting order: the general walk applies STP
+            walk = book.walk(side, limit, qty, UNLIMITED, self.spec.quote_per_tick_step, cmd.account_id, cmd.stp)
+            made, filled, stopped, stp_cancelled = walk.fills, walk.filled_steps, walk.stp_stopped, walk.stp_cancelled
+        else:
+            made, filled = walked
+            stopped, stp_cancelled = False, []
         # _outcome for a limit order, with the FOK all-or-nothing check folded in
-        if walk.stp_stopped or filled < qty:
+        if stopped or filled < qty:
             if tif == FOK:
                 return self._expired(cmd, now_us, R_FILL_OR_KILL)
-            if walk.stp_stopped:
+            if stopped:
                 status, reason = EXPIRED, R_SELF_TRADE
             elif tif == IOC:
                 status, reason = EXPIRED, R_IMMEDIATE_OR_CANCEL
@@ -185,7 +190,7 @@ class Market:
         return _placed(
             cmd.order_id, cmd.account_id, cmd.symbol, side, LIMIT, tif,
             limit, qty, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
-            cmd.lock, now_us, status, reason, self._fills(side, walk), walk.stp_cancelled,
+            cmd.lock, now_us, status, reason, self._fills(side, made), stp_cancelled,
         )
 
     def _decide_market(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced:
@@ -200,7 +205,7 @@ class Market:
         return _placed(
             cmd.order_id, cmd.account_id, cmd.symbol, cmd.side, cmd.order_type, cmd.tif,
             cmd.price_ticks, cmd.qty_steps, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
-            cmd.lock, now_us, status, reason, self._fills(cmd.side, walk), walk.stp_cancelled,
+            cmd.lock, now_us, status, reason, self._fills(cmd.side, walk.fills), walk.stp_cancelled,
         )
 
     def _state_refusal(self, cmd: PlaceOrder, state: str) -> Rejection | None:
@@ -246,8 +251,8 @@ class Market:
             return EXPIRED, R_INSUFFICIENT_FUNDS
         return EXPIRED, R_INSUFFICIENT_LIQUIDITY
 
-    def _fills(self, side: str, walk: Walk) -> list[Fill]:
-        """The walk's fills as events, with trade ids and fees.
+    def _fills(self, side: str, made: Fills) -> list[Fill]:
+        """A walk's (maker, steps) fills as events, with trade ids and fees.
 
         A fee is ``ceil(atoms * bps / 10_000)`` on what that side receives, written
         as ``-(-atoms * bps // 10_000)`` in the loop (a helper call per fee cost
@@ -263,7 +268,7 @@ class Market:
         trade_id = self.next_trade_id
         fill = _fill
         fills = []
-        for maker, steps in walk.fills:
+        for maker, steps in made:
             price = maker.price_ticks
             base_fee = -(-steps * bps * base_bps // 10_000)
             quote_fee = -(-price * steps * qpts * quote_bps // 10_000)
