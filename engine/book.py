@@ -299,13 +299,28 @@ class OrderBook:
         fills: Fills = []
         left = qty_steps
         if side == BID:
-            keys, levels, sign, bound = self.ask_prices, self.asks, 1, limit_ticks
-        else:
-            keys, levels, sign, bound = self.bid_keys, self.bids, -1, -limit_ticks
-        for key in keys:  # best first
+            # one loop per side: ask keys are the asks dict's own int objects (a lookup
+            # that hits on identity), where bids need a negation per level
+            asks = self.asks
+            for price in self.ask_prices:  # best first
+                if price > limit_ticks:
+                    break
+                for maker in asks[price].values():
+                    if maker.account_id == account_id:
+                        return None
+                    take = maker.remaining_steps
+                    if take < left:
+                        fills.append((maker, take))
+                        left -= take
+                    else:
+                        fills.append((maker, left))
+                        return fills, qty_steps
+            return fills, qty_steps - left
+        bids, bound = self.bids, -limit_ticks
+        for key in self.bid_keys:  # best first
             if key > bound:
                 break
-            for maker in levels[sign * key].values():
+            for maker in bids[-key].values():
                 if maker.account_id == account_id:
                     return None
                 take = maker.remaining_steps
