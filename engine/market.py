@@ -424,8 +424,7 @@ class Market:
         remaining = e.qty_steps - executed
         keeps_priority = e.price_ticks == order.price_ticks and remaining <= order.remaining_steps
         if keeps_priority:
-            book = self.book
-            (book.bids if order.side == BID else book.asks)[order.price_ticks].steps -= order.remaining_steps - remaining
+            order.level.steps -= order.remaining_steps - remaining
             order.remaining_steps = remaining
             order.qty_steps = e.qty_steps
             return
