@@ -27,7 +27,8 @@ DEFAULT_GC: Final = "interpreter default (gc thresholds 700, 10, 10; nothing fro
 
 def run_book(orders: list[Order]) -> tuple[float, int, int]:
     """Drive engine.book.OrderBook as engine/market.py does: a limit that cannot cross rests at
-    once (``place``); otherwise walk, take each fill, place the rest.
+    once (``place``); otherwise ``walk_limit`` (``walk`` if the taker meets its own order), take
+    each fill, place the rest.
 
     Every order has its own account id, so self-trade prevention never triggers.
     Returns (seconds, fills, resting orders).
