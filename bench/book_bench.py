@@ -27,13 +27,14 @@ DEFAULT_GC: Final = "interpreter default (gc thresholds 700, 10, 10; nothing fro
 
 def run_book(orders: list[Order]) -> tuple[float, int, int]:
     """Drive engine.book.OrderBook as engine/market.py does: a limit that cannot cross rests at
-    once (``place``); otherwise walk, take each fill, place the rest.
+    once (``place``); otherwise ``walk_limit`` (``walk`` if the taker meets its own order), take
+    each fill, place the rest.
 
     Every order has its own account id, so self-trade prevention never triggers.
     Returns (seconds, fills, resting orders).
     """
     book = OrderBook()
-    walk, take, place = book.walk, book.take, book.place
+    walk, walk_limit, take, place = book.walk, book.walk_limit, book.take, book.place
     bids, asks = book.bid_keys, book.ask_prices  # read in place, as Market.decide_place does
     qpts = 1  # quote atoms per tick*step; any constant leaves matching unchanged
     stp = REJECT_TAKER
@@ -44,15 +45,19 @@ def run_book(orders: list[Order]) -> tuple[float, int, int]:
         if not ((asks and asks[0] <= price) if side == BID else (bids and -bids[0] >= price)):
             place(oid, oid, side, price, qty, qty, 0, NO_CLIENT_ID, False, stp, 0)
             continue
-        w = walk(side, price, qty, UNLIMITED, qpts, oid, stp)
+        walked = walk_limit(side, price, qty, oid)
+        if walked is None:  # met its own order: Market asks the general walk (self-trade prevention)
+            w = walk(side, price, qty, UNLIMITED, qpts, oid, stp)
+            walked = w.fills, w.filled_steps
+        made, filled = walked
         executed_quote = 0
-        for maker, steps in w.fills:
+        for maker, steps in made:
             quote = maker.price_ticks * steps * qpts
             take(maker.order_id, steps, quote)
             executed_quote += quote
-        fills += len(w.fills)
-        if w.filled_steps < qty:
-            place(oid, oid, side, price, qty, qty - w.filled_steps, executed_quote, NO_CLIENT_ID, False, stp, 0)
+        fills += len(made)
+        if filled < qty:
+            place(oid, oid, side, price, qty, qty - filled, executed_quote, NO_CLIENT_ID, False, stp, 0)
     elapsed = time.perf_counter() - t0
     return elapsed, fills, len(book.orders)
 
