@@ -143,53 +143,55 @@ class Venue:
         places = {symbol: m.book.place for symbol, m in markets.items()}
         removes = {symbol: m.book.remove for symbol, m in markets.items()}
         fee_account = accounts.get(FEE_ACCOUNT_ID)
+        placed_row, cancelled_row, resting, new_open_order = PlacedRow, CancelledRow, _RESTING, NewOpenOrder
+        top = -1  # the highest order id placed: next_order_id follows it once, after the loop
         for row in rows:
             kind = type(row)
-            if kind is PlacedRow:
-                fills = row.fills
-                if not fills and not row.stp_cancelled:  # most orders: nothing traded, nothing cancelled
-                    symbol = row.symbol
-                    _, _, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
-                    account_id = row.account_id
-                    taker = accounts[account_id]
-                    side = row.side
-                    bid = side == BID
-                    pay_asset = quote_asset if bid else base_asset
-                    locked = taker.locked
-                    order_id = row.order_id
-                    if row.status in _RESTING:
-                        price = row.price_ticks
-                        price = shared_get(price) or shared(price)
-                        qty = row.qty_steps
-                        client_id = row.client_id
-                        places[symbol](order_id, account_id, side, price, qty, qty, 0, client_id, row.post_only,
-                                       row.stp, row.ts_us)
-                        need = price * qty * qpts if bid else qty * bps
-                        lock = row.lock
-                        if need == lock:
-                            need = lock  # share the row's int object, as _apply_taker does
-                        # the account's open order (_rest_open, inline: this is most of a journal)
-                        open_order = NewOpenOrder()
-                        open_order.symbol = sym
-                        open_order.asset = pay_asset
-                        open_order.side = side
-                        open_order.price_ticks = price
-                        open_order.lock = need
-                        open_order.client_id = client_id
-                        taker.orders[order_id] = open_order
-                        if client_id != NO_CLIENT_ID:
-                            taker.client_ids[client_id] = order_id
-                        if pay_asset in locked:
-                            locked[pay_asset] += need
-                        else:
-                            locked[pay_asset] = need
-                    elif pay_asset not in locked:  # expired untouched: _apply_taker still adds its 0
-                        locked[pay_asset] = 0
-                    if order_id >= self.next_order_id:
-                        self.next_order_id = order_id + 1
+            if kind is placed_row:
+                order_id = row.order_id
+                if order_id > top:
+                    top = order_id
+                if row.fills or row.stp_cancelled:
+                    self._replay_placed(row, legs[row.symbol], fee_account)
                     continue
-                self._replay_placed(row, legs[row.symbol], fee_account)
-            elif kind is CancelledRow:
+                # most orders: nothing traded, nothing cancelled
+                symbol = row.symbol
+                _, _, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
+                account_id = row.account_id
+                taker = accounts[account_id]
+                locked = taker.locked
+                side = row.side
+                bid = side == BID
+                pay_asset = quote_asset if bid else base_asset
+                if row.status in resting:
+                    price = row.price_ticks
+                    price = shared_get(price) or shared(price)
+                    qty = row.qty_steps
+                    client_id = row.client_id
+                    places[symbol](order_id, account_id, side, price, qty, qty, 0, client_id, row.post_only,
+                                   row.stp, row.ts_us)
+                    need = price * qty * qpts if bid else qty * bps
+                    lock = row.lock
+                    if need == lock:
+                        need = lock  # share the row's int object, as _apply_taker does
+                    # the account's open order (_rest_open, inline: this is most of a journal)
+                    open_order = new_open_order()
+                    open_order.symbol = sym
+                    open_order.asset = pay_asset
+                    open_order.side = side
+                    open_order.price_ticks = price
+                    open_order.lock = need
+                    open_order.client_id = client_id
+                    taker.orders[order_id] = open_order
+                    if client_id != NO_CLIENT_ID:
+                        taker.client_ids[client_id] = order_id
+                    if pay_asset in locked:
+                        locked[pay_asset] += need
+                    else:
+                        locked[pay_asset] = need
+                elif pay_asset not in locked:  # expired untouched: _apply_taker still adds its 0
+                    locked[pay_asset] = 0
+            elif kind is cancelled_row:
                 order_id = row.order_id
                 removes[row.symbol](order_id)
                 account = accounts[row.account_id]
@@ -199,6 +201,8 @@ class Venue:
                     account.client_ids.pop(open_order.client_id, None)
             else:
                 self.apply(row_event(row))
+        if top >= self.next_order_id:
+            self.next_order_id = top + 1
 
     def _replay_placed(self, row: Any, leg: tuple[Any, ...], fee_account: Account | None) -> None:
         """``replay_rows`` for an order placed that traded or cancelled its own orders (STP)."""
@@ -215,7 +219,7 @@ class Venue:
                 self.apply_placed(row_event(row))  # type: ignore[arg-type]
                 return
             # the market: makers traded, last price, trade ids (Market.apply_placed)
-            paid = received = taker_fees = maker_fees = 0
+            taker_fees = maker_fees = 0
             charged = False
             take = book.take
             for fill in fills:
@@ -243,12 +247,6 @@ class Venue:
                     del maker.orders[maker_order_id]
                     if order.client_id != NO_CLIENT_ID:
                         maker.client_ids.pop(order.client_id, None)
-                if bid:
-                    paid += quote
-                    received += base - taker_fee
-                else:
-                    paid += base
-                    received += quote - taker_fee
                 taker_fees += taker_fee
                 maker_fees += maker_fee
                 if maker_fee > 0 or taker_fee > 0:
@@ -267,7 +265,11 @@ class Venue:
             book.place(order_id, account_id, side, price, qty, qty - executed if executed else qty,
                        executed_quote, row.client_id, row.post_only, row.stp, row.ts_us)
         # the taker's side (Account._apply_taker)
-        if fills:
+        if fills:  # it paid what its makers received and got what they gave, less its fees
+            if bid:
+                paid, received = executed_quote, executed * bps - taker_fees
+            else:
+                paid, received = executed * bps, executed_quote - taker_fees
             balances = taker.balances
             balances[pay_asset] = balances.get(pay_asset, 0) - paid
             balances[get_asset] = balances.get(get_asset, 0) + received
@@ -293,8 +295,6 @@ class Venue:
             balances = fee_account.balances
             balances[get_asset] = balances.get(get_asset, 0) + taker_fees
             balances[pay_asset] = balances.get(pay_asset, 0) + maker_fees
-        if order_id >= self.next_order_id:
-            self.next_order_id = order_id + 1
 
     def apply_placed(self, e: OrderPlaced) -> None:
         symbol = e.symbol
