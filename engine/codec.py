@@ -345,10 +345,11 @@ FillRow: Final = msgspec.defstruct("FillRow", [(name, _INT64) for name in _FILL_
 def _row_field_type(cls: type, field: Any) -> Any:
     """The msgspec type of one event field on the fast path: never looser than the orjson check."""
     annotation = str(field.type)
+    # arrays as tuples: an empty one (most orders' fills and STP cancels) is the shared ``()``, not a new list
     if annotation == "list[Fill]":
-        return list[FillRow]  # type: ignore[valid-type]
+        return tuple[FillRow, ...]  # type: ignore[valid-type]
     if annotation == "list[int]":
-        return list[_INT64]  # type: ignore[valid-type]
+        return tuple[_INT64, ...]  # type: ignore[valid-type]
     if annotation == "str" and (cls, field.name) in _CHOICES:
         return Literal[_CHOICES[cls, field.name]]
     return {"int": _INT64, "str": str, "bool": bool}[annotation]
@@ -397,7 +398,7 @@ def decode_rows(payload: bytes) -> list[Any]:
 def _row_from_list(row: list[Any]) -> Any:
     """A checked orjson row as its struct (the rare rows msgspec's stricter schema leaves to the old check)."""
     values = [
-        [FillRow(*fill) for fill in value] if type(value) is list and value and type(value[0]) is list
+        tuple([FillRow(*item) if type(item) is list else item for item in value]) if type(value) is list
         else intern(value) if type(value) is str else value
         for value in row[1:]
     ]
@@ -407,8 +408,8 @@ def _row_from_list(row: list[Any]) -> Any:
 def row_event(row: Any) -> Event:
     """The event a row struct stands for (replay applies its rare rows through ``Venue.apply``)."""
     values = [
-        [list(msgspec.structs.astuple(fill)) for fill in value] if type(value) is list and value
-        and type(value[0]) is FillRow else value
+        [list(msgspec.structs.astuple(item)) if type(item) is FillRow else item for item in value]
+        if type(value) is tuple else value
         for value in msgspec.structs.astuple(row)
     ]
     tag = _TAG_BY_ROW_TYPE[type(row)]

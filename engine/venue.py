@@ -145,6 +145,7 @@ class Venue:
         fee_account = accounts.get(FEE_ACCOUNT_ID)
         placed_row, cancelled_row, resting, new_open_order = PlacedRow, CancelledRow, _RESTING, NewOpenOrder
         top = -1  # the highest order id placed: next_order_id follows it once, after the loop
+        last_symbol = None
         for row in rows:
             kind = type(row)
             if kind is placed_row:
@@ -156,7 +157,10 @@ class Venue:
                     continue
                 # most orders: nothing traded, nothing cancelled
                 symbol = row.symbol
-                _, _, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
+                if symbol != last_symbol:  # a journal's rows mostly follow one market: look it up once per run
+                    last_symbol = symbol
+                    _, _, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
+                    place = places[symbol]
                 account_id = row.account_id
                 taker = accounts[account_id]
                 locked = taker.locked
@@ -168,8 +172,8 @@ class Venue:
                     price = shared_get(price) or shared(price)
                     qty = row.qty_steps
                     client_id = row.client_id
-                    places[symbol](order_id, account_id, side, price, qty, qty, 0, client_id, row.post_only,
-                                   row.stp, row.ts_us)
+                    place(order_id, account_id, side, price, qty, qty, 0, client_id, row.post_only, row.stp,
+                          row.ts_us)
                     need = price * qty * qpts if bid else qty * bps
                     lock = row.lock
                     if need == lock:

@@ -103,6 +103,26 @@ def test_replayed_resting_orders_share_the_values_state_keeps() -> None:
     assert opens[0].price_ticks is first.price_ticks and opens[0].side is first.side
 
 
+def test_replay_rows_follows_each_rows_market_when_markets_interleave() -> None:
+    """Resting orders of two markets alternate inside records: each lands on its own book and lock."""
+    venue = Venue(parse_config(DEFAULT))
+    log = recording(venue)
+    a, b = open_account(venue), open_account(venue)
+    fund(venue, a, "USDC", "100000")
+    fund(venue, b, "SOL", "100")
+    fund(venue, b, "BTC", "1")
+    for i in range(4):
+        place(venue, limit(venue, a, BID, f"{90 + i}", "1"))
+        place(venue, limit(venue, a, BID, f"{20000 + i}", "0.001", symbol="BTC_USDC"))
+        place(venue, limit(venue, b, ASK, f"{30000 + i}", "0.001", symbol="BTC_USDC"))
+        place(venue, limit(venue, b, ASK, f"{110 + i}", "1", client_id=i))
+    for seed in range(3):
+        by_events, by_rows = both_ways(log, seed)
+        assert full_state(by_rows) == full_state(by_events)
+        assert by_rows.state_hash() == venue.state_hash()
+    assert len(by_rows.markets["BTC_USDC"].book.orders) >= 4 and len(by_rows.markets[SOL_USDC].book.orders) == 8
+
+
 def unchecked(venue: Venue, cmd: PlaceOrder) -> None:
     """Decide and apply an order without the invariant check (these shapes break conservation)."""
     decided = venue.accounts[cmd.account_id].decide_place(cmd, venue.specs[cmd.symbol])
