@@ -219,7 +219,13 @@ class Venue:
         pay_asset, get_asset = (quote_asset, base_asset) if bid else (base_asset, quote_asset)
         executed = executed_quote = 0
         if fills:
-            if account_id == FEE_ACCOUNT_ID or not _plain_fills(fills, account_id):
+            # a fill against the taker's own account or the fee account goes to ``apply``: there
+            # ``placed_parties`` dispatches that account once, as taker or fee account, and skips its maker part
+            plain = account_id != FEE_ACCOUNT_ID
+            for fill in fills:
+                if fill.maker_account_id in (account_id, FEE_ACCOUNT_ID):
+                    plain = False
+            if not plain:
                 self.apply_placed(row_event(row))  # type: ignore[arg-type]
                 return
             # the market: makers traded, last price, trade ids (Market.apply_placed)
@@ -227,7 +233,10 @@ class Venue:
             charged = False
             take = book.take
             for fill in fills:
-                maker_order_id, steps, maker_fee, taker_fee = fill.maker_order_id, fill.qty_steps, fill.maker_fee, fill.taker_fee
+                maker_order_id = fill.maker_order_id
+                steps = fill.qty_steps
+                maker_fee = fill.maker_fee
+                taker_fee = fill.taker_fee
                 quote = fill.price_ticks * steps * qpts
                 take(maker_order_id, steps, quote)
                 executed += steps
@@ -253,7 +262,7 @@ class Venue:
                         maker.client_ids.pop(order.client_id, None)
                 taker_fees += taker_fee
                 maker_fees += maker_fee
-                if maker_fee > 0 or taker_fee > 0:
+                if not charged and (maker_fee > 0 or taker_fee > 0):
                     charged = True
             market.last_price = fills[-1].price_ticks
             market.next_trade_id = fills[-1].trade_id + 1
@@ -448,19 +457,6 @@ class Venue:
                 "staked": "0",
             }
         return out
-
-
-def _plain_fills(fills: list[Any], taker_id: int) -> bool:
-    """No fill is against the taker's own account or the fee account (``replay_rows``' inline case).
-
-    In those shapes ``placed_parties`` dispatches that account once, as taker or
-    fee account, and skips its maker part; ``replay_rows`` leaves them to ``apply``.
-    """
-    for fill in fills:
-        maker = fill.maker_account_id
-        if maker in (taker_id, FEE_ACCOUNT_ID):
-            return False
-    return True
 
 
 def placed_parties(e: OrderPlaced) -> list[int]:
