@@ -151,6 +151,25 @@ class Account:
             )
         return asset, need
 
+    def reserve_place(self, cmd: PlaceOrder, spec: MarketSpec) -> Rejection | None:
+        """``decide_place`` and, if it allows the order, hold what it may spend (``cmd.lock``); or say why not.
+
+        The hold is ``hold`` for a new order id, which has none yet: set, not added to.
+        """
+        decided = self.decide_place(cmd, spec)
+        if type(decided) is Rejection:
+            return decided
+        asset, need = decided  # type: ignore[misc]
+        order_id = cmd.order_id
+        assert order_id not in self.holds, f"account {self.account_id} already holds for new order {order_id}"
+        self.holds[order_id] = (asset, need)
+        held = self.held
+        held[asset] = held.get(asset, 0) + need
+        if cmd.client_id != NO_CLIENT_ID:
+            self.pending_client_ids.add(cmd.client_id)
+        cmd.lock = need
+        return None
+
     def hold(self, order_id: int, asset: str, atoms: int, client_id: int) -> None:
         """Reserve atoms for a command in flight to a market (several may share an order id)."""
         holds = self.holds
@@ -255,6 +274,34 @@ class Account:
             self._add(e.asset, -e.amount)
         if e.to_account_id == self.account_id:
             self._add(e.asset, e.amount)
+
+    def settle_unfilled(self, e: OrderPlaced, spec: MarketSpec) -> None:
+        """``release_hold`` + ``apply_placed`` for this account's own order that traded nothing.
+
+        Most orders rest (or expire) untouched; for them the hold simply becomes
+        the open order's lock, in one call. Anything unusual (a hold that is not
+        exactly the order's, self-trade cancellations) takes the general path.
+        """
+        order_id = e.order_id
+        hold = self.holds.get(order_id)
+        if hold is None or hold[1] != e.lock or e.fills or e.stp_cancelled:
+            self.release_hold(order_id, e.client_id, e.lock)
+            self.apply_placed(e, spec)
+            return
+        del self.holds[order_id]
+        asset, atoms = hold
+        self.held[asset] -= atoms
+        cid = e.client_id
+        if cid != NO_CLIENT_ID:
+            self.pending_client_ids.discard(cid)
+        if e.status == "New":
+            lock = e.price_ticks * e.qty_steps * spec.quote_per_tick_step if e.side == BID else e.qty_steps * spec.base_per_step
+            if lock == atoms:
+                lock = atoms  # share the int object: one allocation less per resting order
+            self.orders[order_id] = OpenOrder(e.symbol, e.side, e.price_ticks, lock, cid, asset)
+            if cid != NO_CLIENT_ID:
+                self.client_ids[cid] = order_id
+            self.locked[asset] = self.locked.get(asset, 0) + lock
 
     def apply_placed(self, e: OrderPlaced, spec: MarketSpec) -> None:
         if e.account_id == self.account_id:

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from engine.journal import JournalWriter
     from engine.market import Market
     from engine.runtime import Engine
+    from engine.spec import MarketSpec
 
 log = logging.getLogger("satchel.actors")
 
@@ -205,7 +206,7 @@ class JournalActor:
                 self._release()
             if self.sync_error is not None:
                 self._fail(self.sync_error)
-            if len(waiting) < PIPELINE_MAX:
+            if self.queued and len(waiting) < PIPELINE_MAX:  # (a failed receive_nowait raises: costly when idle)
                 try:
                     first = rx.receive_nowait()
                 except trio.WouldBlock:
@@ -451,6 +452,7 @@ class MarketActor:
         loop (no await), so each account sees its facts in batch order either way.
         """
         accounts = self.engine.account_actors
+        spec = self.market.spec
         later: dict[int, list[Event]] = {}
         for e in events:
             t = type(e)
@@ -462,7 +464,7 @@ class MarketActor:
                     if actor.busy or actor.queued:
                         later.setdefault(e.account_id, []).append(e)  # type: ignore[union-attr]
                     else:
-                        actor.settle_own(e)  # type: ignore[arg-type]
+                        actor.settle_own(e, spec)  # type: ignore[arg-type]
                     continue
             elif t is OrderCancelled or t is OrderAmended:
                 parties = (e.account_id,)  # type: ignore[union-attr]
@@ -518,8 +520,8 @@ class AccountActor:
             refused = self._hold_place(cmd)
             if refused is not None:
                 self.engine.deliver(sink, Result(rejection=refused))
-            else:
-                self._forward(cmd.symbol, [(cmd, sink)])
+            elif not self.engine.market_actors[cmd.symbol].post(cmd, sink):
+                self._overloaded(cmd.symbol, [(cmd, sink)])
             return True
         deliveries: list[Delivery] = []
         forwards: dict[str, list[tuple[Any, Sink | None]]] = {}
@@ -530,10 +532,9 @@ class AccountActor:
             self._forward(symbol, items)
         return True
 
-    def settle_own(self, e: OrderPlaced) -> None:
-        """``settle`` for this account's own order that traded nothing: drop its hold, record it."""
-        self.account.release_hold(e.order_id, e.client_id, e.lock)
-        self.account.apply_placed(e, self.engine.venue.specs[e.symbol])
+    def settle_own(self, e: OrderPlaced, spec: MarketSpec) -> None:
+        """``settle`` for this account's own order that traded nothing: its hold becomes its lock."""
+        self.account.settle_unfilled(e, spec)
 
     def release_now(self, refused: list[tuple[int, int, int]]) -> bool:
         """Drop holds of refused commands at once when this actor is idle."""
@@ -631,17 +632,13 @@ class AccountActor:
 
     def _hold_place(self, cmd: PlaceOrder) -> Rejection | None:
         """Gate and fund a new order, holding what it may spend; or say why not."""
-        account = self.account
         engine = self.engine
         spec = engine.venue.specs[cmd.symbol]
-        denial = engine.gate_order(account, spec, cmd)
-        decided = denial if denial is not None else account.decide_place(cmd, spec)
-        if type(decided) is Rejection:
-            return decided
-        asset, atoms = decided  # type: ignore[misc]
-        account.hold(cmd.order_id, asset, atoms, cmd.client_id)
-        cmd.lock = atoms
-        return None
+        if engine.gated:
+            denial = engine.gate_order(self.account, spec, cmd)
+            if denial is not None:
+                return denial
+        return self.account.reserve_place(cmd, spec)
 
     def _funds(self, cmd: Any, sink: Sink | None, now: int, events: list[Event], deliveries: list[Delivery]) -> None:
         account = self.account

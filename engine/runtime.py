@@ -127,7 +127,7 @@ class Engine(WithdrawalApi):
         self.directory = directory
         self.clock = clock
         self.pm = plugins if plugins is not None else plugin_manager(config.plugins.enabled)
-        self._gates = bool(self.pm.hook.satchel_order_gate.get_hookimpls())
+        self.gated = bool(self.pm.hook.satchel_order_gate.get_hookimpls())  # any plugin gating orders?
         self.venue = Venue(config)
         self.journal: JournalActor
         self.market_actors: dict[str, MarketActor] = {}
@@ -331,7 +331,7 @@ class Engine(WithdrawalApi):
         sink.set(value)
 
     def gate_order(self, account: Any, spec: MarketSpec, cmd: PlaceOrder) -> Rejection | None:
-        if not self._gates:
+        if not self.gated:
             return None
         profile = AccountProfile(account.account_id, account.parent_id, account.country, account.category)
         for reason in self.pm.hook.satchel_order_gate(account=profile, market=spec, order=cmd):

@@ -131,6 +131,50 @@ def test_holds_are_not_part_of_the_state_hash(v) -> None:
     assert v.venue.state_hash() == before
 
 
+def _ledger(account) -> tuple:
+    """Everything the ledger holds; zero amounts are the same as absent ones (as in the state hash)."""
+
+    def nonzero(amounts: dict[str, int]) -> dict[str, int]:
+        return {k: n for k, n in amounts.items() if n}
+
+    return (nonzero(account.balances), nonzero(account.locked), nonzero(account.held), account.holds,
+            account.pending_client_ids,
+            account.client_ids, {k: (o.symbol, o.side, o.price_ticks, o.lock, o.client_id, o.asset)
+                                 for k, o in account.orders.items()})
+
+
+@pytest.mark.parametrize(
+    ("side", "price", "qty", "tif", "client_id"),
+    [(BID, "99", "2", "GTC", NO_CLIENT_ID), (ASK, "120", "1.5", "GTC", 11), (BID, "90", "1", IOC, 12)],
+)
+def test_reserve_then_settle_unfilled_equals_hold_then_general_settlement(v, side, price, qty, tif, client_id) -> None:
+    """The actors' one-step paths (reserve_place, settle_unfilled) leave the ledger as hold + release + apply do."""
+    twin = make_venue()  # the same venue as the fixture's, settled the general way
+    for account_id in (open_account(twin), open_account(twin)):
+        fund(twin, account_id, "SOL", "10")
+        fund(twin, account_id, "USDC", "1000")
+    fast, slow = v.venue.accounts[v.a], twin.accounts[v.a]
+    cmd_fast = limit(v.venue, v.a, side, price, qty, client_id=client_id, tif=tif)
+    cmd_slow = limit(twin, v.a, side, price, qty, client_id=client_id, tif=tif)
+    assert fast.reserve_place(cmd_fast, v.spec) is None
+    asset, atoms = slow.decide_place(cmd_slow, v.spec)
+    slow.hold(cmd_slow.order_id, asset, atoms, cmd_slow.client_id)
+    cmd_slow.lock = atoms
+    assert cmd_fast.lock == cmd_slow.lock and _ledger(fast) == _ledger(slow)
+    e_fast = v.venue.markets[SOL_USDC].decide_place(cmd_fast, NOW_US)
+    e_slow = twin.markets[SOL_USDC].decide_place(cmd_slow, NOW_US)
+    assert e_fast == e_slow and not e_fast.fills
+    v.venue.markets[SOL_USDC].apply_placed(e_fast)
+    twin.markets[SOL_USDC].apply_placed(e_slow)
+    fast.settle_unfilled(e_fast, v.spec)
+    slow.release_hold(e_slow.order_id, e_slow.client_id, e_slow.lock)
+    slow.apply_placed(e_slow, v.spec)
+    assert _ledger(fast) == _ledger(slow) and fast.holds == {} and fast.held[asset] == 0
+    assert (e_fast.order_id in fast.orders) == (tif == "GTC")
+    v.venue.check_invariants()
+    assert v.venue.state_hash() == twin.state_hash()
+
+
 # --- client ids ---------------------------------------------------------------------------------
 
 
