@@ -3,7 +3,10 @@
 Replay applies journal rows without building events; it must leave exactly the
 state ``apply_batch(decode_events(payload))`` leaves: every field of every account,
 open order, resting order, level and counter, not only the state hash (which skips
-zero balances and the level totals), and refuse exactly what ``decode_events`` refuses.
+zero balances and the level totals), and refuse exactly what ``decode_events`` refuses,
+with the same message: ``decode_rows`` decodes with msgspec first and falls back to the
+orjson check, so the fallback's edges (ints past int64, unknown enumerated strings, bad
+UTF-8) are tested as much as the fast path.
 """
 
 from __future__ import annotations
