@@ -16,19 +16,16 @@ needs, books well formed and never crossed at rest, books and accounts agree.
 from __future__ import annotations
 
 import hashlib
-from sys import intern
 from typing import Any, Final
 
-import attrs
 import orjson
 
 from engine import withdrawals
 from engine.account import Account, NewOpenOrder
-from engine.codec import DECODERS, shared, shared_get
+from engine.codec import CancelledRow, PlacedRow, row_event, shared, shared_get
 from engine.config import Config
 from engine.market import Market
 from engine.messages import (
-    ASK,
     BID,
     FEE_ACCOUNT_ID,
     NEW,
@@ -39,7 +36,6 @@ from engine.messages import (
     ApiKeyAdded,
     Deposited,
     Event,
-    Fill,
     MarketStateChanged,
     OrderAmended,
     OrderCancelled,
@@ -56,20 +52,7 @@ from engine.spec import AssetSpec, MarketSpec
 from engine.units import format_units
 from engine.withdrawals import WithdrawalRequest
 
-_PLACED: Final = OrderPlaced.TAG
-_CANCELLED: Final = OrderCancelled.TAG
 _RESTING: Final = (NEW, PARTIALLY_FILLED)  # statuses after which the order rests
-# replay_rows unpacks rows by position: it names the fields in this order
-assert [f.name for f in attrs.fields(OrderPlaced)] == [
-    "order_id", "account_id", "symbol", "side", "order_type", "tif", "price_ticks", "qty_steps", "quote_qty",
-    "post_only", "stp", "client_id", "lock", "ts_us", "status", "expiry_reason", "fills", "stp_cancelled",
-], "OrderPlaced's fields moved: update Venue.replay_rows"
-assert [f.name for f in attrs.fields(OrderCancelled)] == ["order_id", "account_id", "symbol", "ts_us"], (
-    "OrderCancelled's fields moved: update Venue.replay_rows"
-)
-assert [f.name for f in attrs.fields(Fill)] == [
-    "trade_id", "maker_order_id", "maker_account_id", "price_ticks", "qty_steps", "maker_fee", "taker_fee",
-], "Fill's fields moved: update Venue.replay_rows"
 
 
 class InvariantViolation(AssertionError):
@@ -137,8 +120,8 @@ class Venue:
             else:
                 apply(e)
 
-    def replay_rows(self, rows: list[list[Any]]) -> None:
-        """Apply checked event rows (``codec.decode_rows``): replay's path, the same effects as ``apply``.
+    def replay_rows(self, rows: list[Any]) -> None:
+        """Apply checked row structs (``codec.decode_rows``): replay's path, the same effects as ``apply``.
 
         Why a second apply path: replay spends most of its time building ``OrderPlaced``
         objects and walking venue -> market -> book and venue -> account -> taker/maker
@@ -150,6 +133,9 @@ class Venue:
         account or the fee account, the fee account as taker) and every other event
         go through ``apply`` on the decoded event. Tests compare both paths' states
         field by field on the stateful sessions and the bench history.
+
+        A row's side and STP mode are the shared string objects already (msgspec
+        returns the enumerated values themselves, the fallback interns them).
         """
         accounts, markets = self.accounts, self.markets
         legs = {symbol: (m, m.book, m.spec.symbol, m.spec.base, m.spec.quote, m.spec.base_per_step,
@@ -157,136 +143,171 @@ class Venue:
         places = {symbol: m.book.place for symbol, m in markets.items()}
         removes = {symbol: m.book.remove for symbol, m in markets.items()}
         fee_account = accounts.get(FEE_ACCOUNT_ID)
+        placed_row, cancelled_row, resting, new_open_order = PlacedRow, CancelledRow, _RESTING, NewOpenOrder
+        top = -1  # the highest order id placed: next_order_id follows it once, after the loop
+        last_symbol = None
         for row in rows:
-            tag = row[0]
-            if tag == _PLACED:
-                (_, order_id, account_id, symbol, side, _, _, price, qty, _, post_only, stp, client_id, lock, ts_us,
-                 status, _, fills, stp_cancelled) = row
-                if not fills and not stp_cancelled:  # most orders: nothing traded, nothing cancelled
-                    _, _, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
-                    taker = accounts[account_id]
-                    bid = side == BID
-                    pay_asset = quote_asset if bid else base_asset
-                    locked = taker.locked
-                    if status in _RESTING:
-                        side = BID if bid else (ASK if side == ASK else intern(side))
-                        price = shared_get(price) or shared(price)
-                        places[symbol](order_id, account_id, side, price, qty, qty, 0, client_id, post_only,
-                                       intern(stp), ts_us)
-                        need = price * qty * qpts if bid else qty * bps
-                        if need == lock:
-                            need = lock  # share the row's int object, as _apply_taker does
-                        _rest_open(taker, order_id, sym, pay_asset, side, price, need, client_id)
-                        if pay_asset in locked:
-                            locked[pay_asset] += need
-                        else:
-                            locked[pay_asset] = need
-                    elif pay_asset not in locked:  # expired untouched: _apply_taker still adds its 0
-                        locked[pay_asset] = 0
-                    if order_id >= self.next_order_id:
-                        self.next_order_id = order_id + 1
+            kind = type(row)
+            if kind is placed_row:
+                order_id = row.order_id
+                if order_id > top:
+                    top = order_id
+                if row.fills or row.stp_cancelled:
+                    self._replay_placed(row, legs[row.symbol], fee_account)
                     continue
-                market, book, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
+                # most orders: nothing traded, nothing cancelled
+                symbol = row.symbol
+                if symbol != last_symbol:  # a journal's rows mostly follow one market: look it up once per run
+                    last_symbol = symbol
+                    _, _, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
+                    place = places[symbol]
+                account_id = row.account_id
                 taker = accounts[account_id]
+                locked = taker.locked
+                side = row.side
                 bid = side == BID
-                pay_asset, get_asset = (quote_asset, base_asset) if bid else (base_asset, quote_asset)
-                executed = 0
-                if fills:
-                    if account_id == FEE_ACCOUNT_ID or not _plain_fills(fills, account_id):
-                        self.apply_placed(DECODERS[tag](row))
-                        continue
-                    # the market: makers traded, last price, trade ids (Market.apply_placed)
-                    executed_quote = paid = received = taker_fees = maker_fees = 0
-                    charged = False
-                    take = book.take
-                    for _, maker_order_id, maker_account_id, fill_price, steps, maker_fee, taker_fee in fills:
-                        quote = fill_price * steps * qpts
-                        take(maker_order_id, steps, quote)
-                        executed += steps
-                        executed_quote += quote
-                        # the maker's side (Account._apply_maker)
-                        maker = accounts[maker_account_id]
-                        order = maker.orders[maker_order_id]
-                        base = steps * bps
-                        balances = maker.balances
-                        if order.side == BID:
-                            balances[quote_asset] -= quote
-                            maker.locked[quote_asset] -= quote
-                            balances[base_asset] = balances.get(base_asset, 0) + base - maker_fee
-                            order.lock -= quote
-                        else:
-                            balances[base_asset] -= base
-                            maker.locked[base_asset] -= base
-                            balances[quote_asset] = balances.get(quote_asset, 0) + quote - maker_fee
-                            order.lock -= base
-                        if order.lock == 0:
-                            del maker.orders[maker_order_id]
-                            if order.client_id != NO_CLIENT_ID:
-                                maker.client_ids.pop(order.client_id, None)
-                        if bid:
-                            paid += quote
-                            received += base - taker_fee
-                        else:
-                            paid += base
-                            received += quote - taker_fee
-                        taker_fees += taker_fee
-                        maker_fees += maker_fee
-                        if maker_fee > 0 or taker_fee > 0:
-                            charged = True
-                    market.last_price = fill_price
-                    market.next_trade_id = fills[-1][0] + 1
-                else:
-                    executed_quote = 0
-                    charged = False
-                if stp_cancelled:
-                    for cancelled_id in stp_cancelled:
-                        book.remove(cancelled_id)
-                resting = status in _RESTING
-                if resting:
-                    side = BID if bid else (ASK if side == ASK else intern(side))
+                pay_asset = quote_asset if bid else base_asset
+                if row.status in resting:
+                    price = row.price_ticks
                     price = shared_get(price) or shared(price)
-                    book.place(order_id, account_id, side, price, qty, qty - executed if executed else qty,
-                               executed_quote, client_id, post_only, intern(stp), ts_us)
-                # the taker's side (Account._apply_taker)
-                if fills:
-                    balances = taker.balances
-                    balances[pay_asset] = balances.get(pay_asset, 0) - paid
-                    balances[get_asset] = balances.get(get_asset, 0) + received
-                if stp_cancelled:
-                    for cancelled_id in stp_cancelled:
-                        taker._close(cancelled_id)
-                if resting:
-                    remaining = qty - executed
-                    need = price * remaining * qpts if bid else remaining * bps
+                    qty = row.qty_steps
+                    client_id = row.client_id
+                    place(order_id, account_id, side, price, qty, qty, 0, client_id, row.post_only, row.stp,
+                          row.ts_us)
+                    need = price * qty * qpts if bid else qty * bps
+                    lock = row.lock
                     if need == lock:
                         need = lock  # share the row's int object, as _apply_taker does
-                    _rest_open(taker, order_id, sym, pay_asset, side, price, need, client_id)
-                else:
-                    need = 0
-                locked = taker.locked
-                if pay_asset in locked:
-                    locked[pay_asset] += need
-                else:
-                    locked[pay_asset] = need
-                # the fee account (Account._apply_fees), when any fee was charged
-                if charged:
-                    assert fee_account is not None, "the fee account is created with the venue"
-                    balances = fee_account.balances
-                    balances[get_asset] = balances.get(get_asset, 0) + taker_fees
-                    balances[pay_asset] = balances.get(pay_asset, 0) + maker_fees
-                if order_id >= self.next_order_id:
-                    self.next_order_id = order_id + 1
-            elif tag == _CANCELLED:
-                _, order_id, account_id, symbol, _ = row
-                removes[symbol](order_id)
-                account = accounts[account_id]
-                open_order = account.orders[order_id]
+                    # the account's open order (_rest_open, inline: this is most of a journal)
+                    open_order = new_open_order()
+                    open_order.symbol = sym
+                    open_order.asset = pay_asset
+                    open_order.side = side
+                    open_order.price_ticks = price
+                    open_order.lock = need
+                    open_order.client_id = client_id
+                    taker.orders[order_id] = open_order
+                    if client_id != NO_CLIENT_ID:
+                        taker.client_ids[client_id] = order_id
+                    if pay_asset in locked:
+                        locked[pay_asset] += need
+                    else:
+                        locked[pay_asset] = need
+                elif pay_asset not in locked:  # expired untouched: _apply_taker still adds its 0
+                    locked[pay_asset] = 0
+            elif kind is cancelled_row:
+                order_id = row.order_id
+                removes[row.symbol](order_id)
+                account = accounts[row.account_id]
+                open_order = account.orders.pop(order_id)
                 account.locked[open_order.asset] -= open_order.lock
-                del account.orders[order_id]
                 if open_order.client_id != NO_CLIENT_ID:
                     account.client_ids.pop(open_order.client_id, None)
             else:
-                self.apply(DECODERS[tag](row))
+                self.apply(row_event(row))
+        if top >= self.next_order_id:
+            self.next_order_id = top + 1
+
+    def _replay_placed(self, row: Any, leg: tuple[Any, ...], fee_account: Account | None) -> None:
+        """``replay_rows`` for an order placed that traded or cancelled its own orders (STP)."""
+        market, book, sym, base_asset, quote_asset, bps, qpts = leg
+        accounts = self.accounts
+        order_id, account_id, side, fills, stp_cancelled = (row.order_id, row.account_id, row.side, row.fills,
+                                                            row.stp_cancelled)
+        taker = accounts[account_id]
+        bid = side == BID
+        pay_asset, get_asset = (quote_asset, base_asset) if bid else (base_asset, quote_asset)
+        executed = executed_quote = 0
+        if fills:
+            # a fill against the taker's own account or the fee account goes to ``apply``: there
+            # ``placed_parties`` dispatches that account once, as taker or fee account, and skips its maker part
+            plain = account_id != FEE_ACCOUNT_ID
+            for fill in fills:
+                if fill.maker_account_id in (account_id, FEE_ACCOUNT_ID):
+                    plain = False
+            if not plain:
+                self.apply_placed(row_event(row))  # type: ignore[arg-type]
+                return
+            # the market: makers traded, last price, trade ids (Market.apply_placed)
+            taker_fees = maker_fees = 0
+            charged = False
+            take = book.take
+            for fill in fills:
+                maker_order_id = fill.maker_order_id
+                steps = fill.qty_steps
+                maker_fee = fill.maker_fee
+                taker_fee = fill.taker_fee
+                quote = fill.price_ticks * steps * qpts
+                take(maker_order_id, steps, quote)
+                executed += steps
+                executed_quote += quote
+                # the maker's side (Account._apply_maker)
+                maker = accounts[fill.maker_account_id]
+                order = maker.orders[maker_order_id]
+                base = steps * bps
+                balances = maker.balances
+                if order.side == BID:
+                    balances[quote_asset] -= quote
+                    maker.locked[quote_asset] -= quote
+                    balances[base_asset] = balances.get(base_asset, 0) + base - maker_fee
+                    order.lock -= quote
+                else:
+                    balances[base_asset] -= base
+                    maker.locked[base_asset] -= base
+                    balances[quote_asset] = balances.get(quote_asset, 0) + quote - maker_fee
+                    order.lock -= base
+                if order.lock == 0:
+                    del maker.orders[maker_order_id]
+                    if order.client_id != NO_CLIENT_ID:
+                        maker.client_ids.pop(order.client_id, None)
+                taker_fees += taker_fee
+                maker_fees += maker_fee
+                if not charged and (maker_fee > 0 or taker_fee > 0):
+                    charged = True
+            market.last_price = fills[-1].price_ticks
+            market.next_trade_id = fills[-1].trade_id + 1
+        else:
+            charged = False
+        for cancelled_id in stp_cancelled:
+            book.remove(cancelled_id)
+        resting = row.status in _RESTING
+        price = qty = 0
+        if resting:
+            price, qty = row.price_ticks, row.qty_steps
+            price = shared_get(price) or shared(price)
+            book.place(order_id, account_id, side, price, qty, qty - executed if executed else qty,
+                       executed_quote, row.client_id, row.post_only, row.stp, row.ts_us)
+        # the taker's side (Account._apply_taker)
+        if fills:  # it paid what its makers received and got what they gave, less its fees
+            if bid:
+                paid, received = executed_quote, executed * bps - taker_fees
+            else:
+                paid, received = executed * bps, executed_quote - taker_fees
+            balances = taker.balances
+            balances[pay_asset] = balances.get(pay_asset, 0) - paid
+            balances[get_asset] = balances.get(get_asset, 0) + received
+        for cancelled_id in stp_cancelled:
+            taker._close(cancelled_id)
+        if resting:
+            remaining = qty - executed
+            need = price * remaining * qpts if bid else remaining * bps
+            lock = row.lock
+            if need == lock:
+                need = lock  # share the row's int object, as _apply_taker does
+            _rest_open(taker, order_id, sym, pay_asset, side, price, need, row.client_id)
+        else:
+            need = 0
+        locked = taker.locked
+        if pay_asset in locked:
+            locked[pay_asset] += need
+        else:
+            locked[pay_asset] = need
+        # the fee account (Account._apply_fees), when any fee was charged
+        if charged:
+            assert fee_account is not None, "the fee account is created with the venue"
+            balances = fee_account.balances
+            balances[get_asset] = balances.get(get_asset, 0) + taker_fees
+            balances[pay_asset] = balances.get(pay_asset, 0) + maker_fees
 
     def apply_placed(self, e: OrderPlaced) -> None:
         symbol = e.symbol
@@ -436,19 +457,6 @@ class Venue:
                 "staked": "0",
             }
         return out
-
-
-def _plain_fills(fills: list[list[int]], taker_id: int) -> bool:
-    """No fill is against the taker's own account or the fee account (``replay_rows``' inline case).
-
-    In those shapes ``placed_parties`` dispatches that account once, as taker or
-    fee account, and skips its maker part; ``replay_rows`` leaves them to ``apply``.
-    """
-    for fill in fills:
-        maker = fill[2]
-        if maker in (taker_id, FEE_ACCOUNT_ID):
-            return False
-    return True
 
 
 def placed_parties(e: OrderPlaced) -> list[int]:
