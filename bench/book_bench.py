@@ -19,9 +19,9 @@ from bench.workload import EXPECTED_FILLS, Order
 from engine.book import UNLIMITED, OrderBook
 from engine.market import Market
 from engine.messages import BID, NO_CLIENT_ID, REJECT_TAKER, PlaceOrder
-from engine.runtime import _tune_interpreter
+from engine.runtime import GC_THRESHOLD, _tune_interpreter
 
-ENGINE_GC: Final = "engine runtime settings: gc.freeze() after a collect, gc.set_threshold(50_000, 50, 100)"
+ENGINE_GC: Final = f"engine runtime settings: gc.freeze() after a collect, gc.set_threshold{GC_THRESHOLD}"
 DEFAULT_GC: Final = "interpreter default (gc thresholds 700, 10, 10; nothing frozen)"
 
 
@@ -134,8 +134,8 @@ def engine_interpreter() -> Iterator[None]:
     """Run under the interpreter settings the engine applies at start, then restore the defaults.
 
     ``engine.runtime._tune_interpreter`` (called by ``Engine`` before it serves) freezes
-    what is alive and raises the first GC threshold to 50,000 allocations: the book
-    never runs under the default 700 in the product. Measuring it under the default
+    what is alive and sets the collector's thresholds (``GC_THRESHOLD``): the book
+    never runs under the default (700, 10, 10) in the product. Measuring it under the default
     would count collections the engine does not make (each gen-0 pass walks the
     young objects, and the rarer full passes walk every resting order).
     """

@@ -62,7 +62,7 @@ from adapters.httpserver import Begin, HttpServer, Later, Request, Response
 from adapters.rest import JSON_TYPE, SIGNING_HEADERS, RestApp, error_response, serve_http
 from adapters.service import serve_backpack
 from engine.config import DEFAULT, parse_config
-from engine.runtime import Engine
+from engine.runtime import GC_THRESHOLD, Engine
 
 CLIENT = [sys.executable, str(Path(__file__).with_name("rest_ws_client.py"))]  # stdlib + orjson only: runs from any directory
 CONNS = 64
@@ -142,7 +142,7 @@ def tune_like_the_engine() -> None:
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    gc.set_threshold(*GC_THRESHOLD)
     sys.setswitchinterval(0.0005)
 
 
