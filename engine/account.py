@@ -295,13 +295,7 @@ class Account:
         if cid != NO_CLIENT_ID:
             self.pending_client_ids.discard(cid)
         if e.status == "New":
-            lock = e.price_ticks * e.qty_steps * spec.quote_per_tick_step if e.side == BID else e.qty_steps * spec.base_per_step
-            if lock == atoms:
-                lock = atoms  # share the int object: one allocation less per resting order
-            self.orders[order_id] = OpenOrder(e.symbol, e.side, e.price_ticks, lock, cid, asset)
-            if cid != NO_CLIENT_ID:
-                self.client_ids[cid] = order_id
-            self.locked[asset] = self.locked.get(asset, 0) + lock
+            self._rest(e, e.qty_steps, asset, spec)
 
     def apply_placed(self, e: OrderPlaced, spec: MarketSpec) -> None:
         if e.account_id == self.account_id:
@@ -333,18 +327,23 @@ class Account:
             balances[get_asset] = balances.get(get_asset, 0) + received
         for order_id in e.stp_cancelled:
             self._close(order_id)
-        remaining = e.qty_steps - executed
         if e.status == "New" or e.status == "PartiallyFilled":
-            lock = e.price_ticks * remaining * qpts if bid else remaining * bps
-            if lock == e.lock:
-                lock = e.lock  # share the event's int object: one allocation less per resting order
-            self.orders[e.order_id] = OpenOrder(e.symbol, e.side, e.price_ticks, lock, e.client_id, pay_asset)
-            if e.client_id != NO_CLIENT_ID:
-                self.client_ids[e.client_id] = e.order_id
+            self._rest(e, e.qty_steps - executed, pay_asset, spec)
         else:
-            lock = 0
-        # locked grows by what stays reserved: the order's lock less what it paid and released
-        self.locked[pay_asset] = self.locked.get(pay_asset, 0) + lock
+            self.locked[pay_asset] = self.locked.get(pay_asset, 0)  # nothing stays reserved
+
+    def _rest(self, e: OrderPlaced, remaining: int, asset: str, spec: MarketSpec) -> None:
+        """Record this account's order resting with ``remaining`` steps: its open order, client id and lock.
+
+        ``locked`` grows by what stays reserved: the order's lock less what it paid and released.
+        """
+        lock = e.price_ticks * remaining * spec.quote_per_tick_step if e.side == BID else remaining * spec.base_per_step
+        if lock == e.lock:
+            lock = e.lock  # share the event's int object: one allocation less per resting order
+        self.orders[e.order_id] = OpenOrder(e.symbol, e.side, e.price_ticks, lock, e.client_id, asset)
+        if e.client_id != NO_CLIENT_ID:
+            self.client_ids[e.client_id] = e.order_id
+        self.locked[asset] = self.locked.get(asset, 0) + lock
 
     def _apply_maker(self, e: OrderPlaced, spec: MarketSpec) -> None:
         bps, qpts = spec.base_per_step, spec.quote_per_tick_step
