@@ -36,6 +36,7 @@ from engine.messages import (
     AmendOrder,
     Deposit,
     Deposited,
+    Fill,
     OrderAmended,
     OrderCancelled,
     OrderPlaced,
@@ -154,19 +155,43 @@ class Account:
     def reserve_place(self, cmd: PlaceOrder, spec: MarketSpec) -> Rejection | None:
         """``decide_place`` and, if it allows the order, hold what it may spend (``cmd.lock``); or say why not.
 
-        The hold is ``hold`` for a new order id, which has none yet: set, not added to.
+        A limit order (nearly all flow) is decided here with ``decide_place``'s
+        checks written out (no call, no (asset, atoms) tuple per order); anything
+        else, and every refusal, goes through ``decide_place`` itself, so the
+        rules and messages have one source. The hold is ``hold`` for a new order
+        id, which has none yet: set, not added to.
         """
-        decided = self.decide_place(cmd, spec)
-        if type(decided) is Rejection:
-            return decided
-        asset, need = decided  # type: ignore[misc]
+        cid = cmd.client_id
+        if cmd.order_type == LIMIT and (cid == NO_CLIENT_ID or (
+            cid not in self.client_ids and cid not in self.pending_client_ids
+        )):
+            if cmd.side == BID:
+                asset = spec.quote
+                need = cmd.price_ticks * cmd.qty_steps * spec.quote_per_tick_step
+            else:
+                asset = spec.base
+                need = cmd.qty_steps * spec.base_per_step
+            held = self.held
+            held_now = held.get(asset, 0)
+            available = self.balances.get(asset, 0) - self.locked.get(asset, 0) - held_now
+            if self.reserved:
+                available -= self.reserved.get(asset, 0)
+            if not 0 < need <= available:
+                return self.decide_place(cmd, spec)  # type: ignore[return-value]  # the refusal, worded once
+        else:
+            decided = self.decide_place(cmd, spec)
+            if type(decided) is Rejection:
+                return decided
+            asset, need = decided  # type: ignore[misc]
+            held = self.held
+            held_now = held.get(asset, 0)
         order_id = cmd.order_id
-        assert order_id not in self.holds, f"account {self.account_id} already holds for new order {order_id}"
-        self.holds[order_id] = (asset, need)
-        held = self.held
-        held[asset] = held.get(asset, 0) + need
-        if cmd.client_id != NO_CLIENT_ID:
-            self.pending_client_ids.add(cmd.client_id)
+        holds = self.holds
+        assert order_id not in holds, f"account {self.account_id} already holds for new order {order_id}"
+        holds[order_id] = (asset, need)
+        held[asset] = held_now + need
+        if cid != NO_CLIENT_ID:
+            self.pending_client_ids.add(cid)
         cmd.lock = need
         return None
 
@@ -279,23 +304,76 @@ class Account:
         """``release_hold`` + ``apply_placed`` for this account's own order that traded nothing.
 
         Most orders rest (or expire) untouched; for them the hold simply becomes
-        the open order's lock, in one call. Anything unusual (a hold that is not
-        exactly the order's, self-trade cancellations) takes the general path.
+        the open order's lock, in one call (``_rest`` written out: the hold is
+        exactly the lock, and the open order is built without an ``__init__``
+        frame). Anything unusual (a hold that is not exactly the order's,
+        self-trade cancellations) takes the general path.
         """
         order_id = e.order_id
-        hold = self.holds.get(order_id)
+        holds = self.holds
+        hold = holds.get(order_id)
         if hold is None or hold[1] != e.lock or e.fills or e.stp_cancelled:
             self.release_hold(order_id, e.client_id, e.lock)
             self.apply_placed(e, spec)
             return
-        del self.holds[order_id]
+        del holds[order_id]
         asset, atoms = hold
         self.held[asset] -= atoms
         cid = e.client_id
         if cid != NO_CLIENT_ID:
             self.pending_client_ids.discard(cid)
         if e.status == "New":
-            self._rest(e, e.qty_steps, asset, spec)
+            lock = e.lock
+            need = e.price_ticks * e.qty_steps * spec.quote_per_tick_step if e.side == BID else e.qty_steps * spec.base_per_step
+            if need != lock:  # not reserve_place's hold (never on the live path): _rest works the lock out
+                self._rest(e, e.qty_steps, asset, spec)
+                return
+            # _rest written out: the lock is the hold, which is the event's int
+            order = NewOpenOrder()
+            order.symbol = e.symbol
+            order.asset = asset
+            order.side = e.side
+            order.price_ticks = e.price_ticks
+            order.lock = lock
+            order.client_id = cid
+            self.orders[order_id] = order
+            if cid != NO_CLIENT_ID:
+                self.client_ids[cid] = order_id
+            locked = self.locked
+            locked[asset] = locked.get(asset, 0) + lock
+
+    def settle_taker(self, e: OrderPlaced, spec: MarketSpec) -> None:
+        """``release_hold`` + ``apply_placed`` for this account's own order (the market actor's settlement)."""
+        self.release_hold(e.order_id, e.client_id, e.lock)
+        self._apply_taker(e, spec)
+
+    def settle_maker_fill(self, f: Fill, spec: MarketSpec) -> None:
+        """This account's part of one fill against its resting order (``_apply_maker`` for one fill).
+
+        The market actor settles each maker fill by fill (``_apply_maker`` walks
+        every fill of the event once per maker account); a near-copy of its loop
+        body, kept flat because it runs once per trade.
+        """
+        order = self.orders[f.maker_order_id]
+        steps = f.qty_steps
+        balances, locked = self.balances, self.locked
+        if order.side == BID:
+            paid = f.price_ticks * steps * spec.quote_per_tick_step
+            pay_asset, get_asset, got = spec.quote, spec.base, steps * spec.base_per_step - f.maker_fee
+        else:
+            paid = steps * spec.base_per_step
+            pay_asset, get_asset, got = spec.base, spec.quote, f.price_ticks * steps * spec.quote_per_tick_step - f.maker_fee
+        balances[pay_asset] -= paid
+        locked[pay_asset] -= paid
+        balances[get_asset] = balances.get(get_asset, 0) + got
+        lock = order.lock - paid
+        order.lock = lock
+        if lock == 0:
+            self._forget(f.maker_order_id, order)
+
+    def settle_fees(self, e: OrderPlaced, spec: MarketSpec) -> None:
+        """The fee account's part of an ``OrderPlaced`` (``apply_placed`` without the dispatch)."""
+        self._apply_fees(e, spec)
 
     def apply_placed(self, e: OrderPlaced, spec: MarketSpec) -> None:
         if e.account_id == self.account_id:

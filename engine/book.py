@@ -448,6 +448,40 @@ class OrderBook:
                 _remove_sorted(keys, key)
         return order
 
+    def fill(self, order: Order, steps: int, quote: int) -> None:
+        """``take`` for a maker the caller already holds (``Market.place`` has it from ``walk_limit``).
+
+        The same mutation as ``take(order.order_id, steps, quote)`` without the index
+        lookup; a near-copy on purpose, one call per fill on the live path.
+        """
+        remaining = order.remaining_steps - steps
+        if remaining > 0:
+            order.remaining_steps = remaining
+            order.executed_quote += quote
+            order.level.steps -= steps
+            return
+        if remaining < 0:
+            raise AssertionError(f"order {order.order_id} overfilled")
+        order.remaining_steps = 0
+        order.executed_quote += quote
+        order_id = order.order_id
+        del self.orders[order_id]
+        level = order.level
+        level.steps -= steps
+        del level[order_id]
+        if not level:
+            price = order.price_ticks
+            if order.side == BID:
+                del self.bids[price]
+                keys, key = self.bid_keys, -price
+            else:
+                del self.asks[price]
+                keys, key = self.ask_prices, price
+            if keys[0] == key:
+                del keys[0]
+            else:
+                _remove_sorted(keys, key)
+
     def remove(self, order_id: int) -> Order:
         """Take an order off the book (cancel, STP, amend)."""
         order = self.orders.pop(order_id)

@@ -205,6 +205,106 @@ class Market:
             status, reason = FILLED, ""
         return _placed_from(cmd, now_us, status, reason, self._fills(side, made), stp_cancelled)
 
+    def place(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced | Rejection:
+        """Decide a new order and apply it in one step: exactly ``decide_place`` then ``apply_placed``.
+
+        The live path (the market actor). For the common case, a limit order in an
+        Open market that rests untouched, expires untouched, or trades only with
+        other accounts' makers, the book is changed while the event is built:
+        makers are filled through the objects ``walk_limit`` found (no index
+        lookup), each ``Fill`` is built and its maker filled in one loop, and a
+        resting order goes into the book from its command's fields. That saves the
+        second pass over the event's fills and the calls ``apply_placed`` makes.
+        Anything else (another market state, market orders, post-only takers, a
+        taker that meets its own order) takes the general path. The walk is
+        read-only and finishes before any maker is filled, so the book the
+        decision reads is the one ``decide_place`` reads; tests hold both paths
+        to the same book, ledger, events and state hash.
+        """
+        if self.state != OPEN or cmd.order_type != LIMIT:
+            return self._place_general(cmd, now_us)
+        limit = cmd.price_ticks
+        book = self.book
+        bids, asks, last = book.bid_keys, book.ask_prices, self.last_price
+        if last and bids and asks:  # the band check of decide_place, written out the same way
+            lo, hi = -bids[0], asks[0]
+            if lo > hi:
+                lo, hi = hi, lo
+            active = lo if last <= lo else (hi if last >= hi else last)
+            if active != self._band_at:
+                self._band_for(active)
+            if not self._band_lo <= limit <= self._band_hi:
+                return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
+        elif not self._in_band(limit):
+            return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
+        side = cmd.side
+        tif = cmd.tif
+        qty = cmd.qty_steps
+        if not ((asks and asks[0] <= limit) if side == BID else (bids and -bids[0] >= limit)):
+            if tif == GTC:  # rests untouched: the most common order of all
+                book.place(
+                    cmd.order_id, cmd.account_id, side, limit, qty, qty, 0, cmd.client_id, cmd.post_only, cmd.stp,
+                    now_us,
+                )
+                return _placed_from(cmd, now_us, NEW, "", [], [])
+            return _placed_from(cmd, now_us, EXPIRED, R_FILL_OR_KILL if tif == FOK else R_IMMEDIATE_OR_CANCEL, [], [])
+        if cmd.post_only:
+            return self._expired(cmd, now_us, R_POST_ONLY_TAKER)
+        walked = book.walk_limit(side, limit, qty, cmd.account_id)
+        if walked is None:  # the taker met its own resting order: self-trade prevention, the general way
+            return self._place_general(cmd, now_us)
+        made, filled = walked
+        if filled < qty:
+            if tif == FOK:
+                return self._expired(cmd, now_us, R_FILL_OR_KILL)
+            if tif == IOC:
+                status, reason = EXPIRED, R_IMMEDIATE_OR_CANCEL
+            else:
+                status, reason = (PARTIALLY_FILLED if filled else NEW), ""
+        else:
+            status, reason = FILLED, ""
+        # _fills and apply_placed's takes in one loop (fees as in _fills: quote_fee's product is the same int)
+        spec = self.spec
+        bps, qpts = spec.base_per_step, spec.quote_per_tick_step
+        taker_is_bid = side == BID
+        if taker_is_bid:
+            base_bps, quote_bps = spec.taker_fee_bps, spec.maker_fee_bps
+        else:
+            base_bps, quote_bps = spec.maker_fee_bps, spec.taker_fee_bps
+        trade_id = self.next_trade_id
+        fill, fill_maker = _fill, book.fill
+        fills = []
+        executed_quote = 0
+        price = 0
+        for maker, steps in made:
+            price = maker.price_ticks
+            quote = price * steps * qpts
+            base_fee = -(-steps * bps * base_bps // 10_000)
+            quote_fee = -(-quote * quote_bps // 10_000)
+            if taker_is_bid:
+                fills.append(fill(trade_id, maker.order_id, maker.account_id, price, steps, quote_fee, base_fee))
+            else:
+                fills.append(fill(trade_id, maker.order_id, maker.account_id, price, steps, base_fee, quote_fee))
+            trade_id += 1
+            fill_maker(maker, steps, quote)
+            executed_quote += quote
+        if fills:
+            self.last_price = price
+            self.next_trade_id = trade_id
+        if filled < qty and tif == GTC:
+            book.place(
+                cmd.order_id, cmd.account_id, side, limit, qty, qty - filled, executed_quote, cmd.client_id,
+                cmd.post_only, cmd.stp, now_us,
+            )
+        return _placed_from(cmd, now_us, status, reason, fills, [])
+
+    def _place_general(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced | Rejection:
+        """``place`` for everything unusual: decide, then apply what was decided."""
+        placed = self.decide_place(cmd, now_us)
+        if type(placed) is OrderPlaced:
+            self.apply_placed(placed)
+        return placed
+
     def _decide_market(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced:
         """A market order: walk with its base/quote bounds, no price limit, no band."""
         max_steps, max_quote = self._bounds(cmd)

@@ -154,7 +154,7 @@ class Engine(WithdrawalApi):
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
             raise
-        self.journal = JournalActor(writer, self.deliver)
+        self.journal = JournalActor(writer, self.deliver, self.delivered)
         self.checkpointer = Checkpointer(self, self.key)
         _tune_interpreter()
         clean = False
@@ -329,6 +329,10 @@ class Engine(WithdrawalApi):
     def deliver(self, sink: Sink, value: Result) -> None:
         self.inflight -= 1
         sink.set(value)
+
+    def delivered(self, count: int) -> None:
+        """``count`` results are on their way to their sinks (the journal delivers a batch at once)."""
+        self.inflight -= count
 
     def gate_order(self, account: Any, spec: MarketSpec, cmd: PlaceOrder) -> Rejection | None:
         if not self.gated:
