@@ -26,15 +26,15 @@ DEFAULT_GC: Final = "interpreter default (gc thresholds 700, 10, 10; nothing fro
 
 
 def run_book(orders: list[Order]) -> tuple[float, int, int]:
-    """Drive engine.book.OrderBook as engine/market.py does: a limit that cannot cross rests at
-    once (``place``); otherwise ``walk_limit`` (``walk`` if the taker meets its own order), take
-    each fill, place the rest.
+    """Drive engine.book.OrderBook as engine/market.py (``Market.place``) does: a limit that cannot
+    cross rests at once (``place``); otherwise ``walk_limit`` (``walk`` if the taker meets its own
+    order), ``fill`` each maker it found, place the rest.
 
     Every order has its own account id, so self-trade prevention never triggers.
     Returns (seconds, fills, resting orders).
     """
     book = OrderBook()
-    walk, walk_limit, take, place = book.walk, book.walk_limit, book.take, book.place
+    walk, walk_limit, fill, place = book.walk, book.walk_limit, book.fill, book.place
     bids, asks = book.bid_keys, book.ask_prices  # read in place, as Market.decide_place does
     qpts = 1  # quote atoms per tick*step; any constant leaves matching unchanged
     stp = REJECT_TAKER
@@ -53,7 +53,7 @@ def run_book(orders: list[Order]) -> tuple[float, int, int]:
         executed_quote = 0
         for maker, steps in made:
             quote = maker.price_ticks * steps * qpts
-            take(maker.order_id, steps, quote)
+            fill(maker, steps, quote)
             executed_quote += quote
         fills += len(made)
         if filled < qty:
@@ -63,7 +63,8 @@ def run_book(orders: list[Order]) -> tuple[float, int, int]:
 
 
 def run_market(orders: list[Order]) -> tuple[float, int, int]:
-    """One level up: Market.decide_place + apply_placed (band check, fees, Fill and OrderPlaced objects).
+    """One level up: Market.place, decide and apply in one step as the market actor runs it (band check,
+    fees, Fill and OrderPlaced objects).
 
     Commands are built outside the timed loop (that is the engine's intake, measured separately).
     """
@@ -87,13 +88,12 @@ def market_setup(orders: list[Order]) -> tuple[Market, list[PlaceOrder]]:
 
 
 def market_loop(market: Market, cmds: list[PlaceOrder]) -> tuple[float, int, int]:
-    """The timed part of ``run_market``: decide and apply every command, in order."""
-    decide, apply = market.decide_place, market.apply_placed
+    """The timed part of ``run_market``: place (decide + apply) every command, in order."""
+    place = market.place
     fills = 0
     t0 = time.perf_counter()
     for cmd in cmds:
-        placed = decide(cmd, 0)
-        apply(placed)  # type: ignore[arg-type]
+        placed = place(cmd, 0)
         fills += len(placed.fills)  # type: ignore[union-attr]
     elapsed = time.perf_counter() - t0
     return elapsed, fills, len(market.book.orders)

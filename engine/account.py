@@ -343,8 +343,22 @@ class Account:
             locked[asset] = locked.get(asset, 0) + lock
 
     def settle_taker(self, e: OrderPlaced, spec: MarketSpec) -> None:
-        """``release_hold`` + ``apply_placed`` for this account's own order (the market actor's settlement)."""
-        self.release_hold(e.order_id, e.client_id, e.lock)
+        """``release_hold`` + ``apply_placed`` for this account's own order (the market actor's settlement).
+
+        The hold is dropped inline when it is exactly the order's (``reserve_place``'s),
+        as in ``settle_unfilled``; anything else goes through ``release_hold``.
+        """
+        order_id = e.order_id
+        holds = self.holds
+        hold = holds.get(order_id)
+        if hold is None or hold[1] != e.lock:
+            self.release_hold(order_id, e.client_id, e.lock)
+        else:
+            del holds[order_id]
+            self.held[hold[0]] -= hold[1]
+            cid = e.client_id
+            if cid != NO_CLIENT_ID:
+                self.pending_client_ids.discard(cid)
         self._apply_taker(e, spec)
 
     def settle_maker_fill(self, f: Fill, spec: MarketSpec) -> None:

@@ -587,11 +587,22 @@ class AccountActor:
         """
         if self.busy or self.queued:
             return False
-        if type(cmd) is PlaceOrder:  # the common case, without the batch bookkeeping
-            refused = self._hold_place(cmd)
+        if type(cmd) is PlaceOrder:  # the common case: _hold_place and MarketActor.post written out
+            engine = self.engine
+            spec = engine.venue.specs[cmd.symbol]
+            refused = engine.gate_order(self.account, spec, cmd) if engine.gated else None
+            if refused is None:
+                refused = self.account.reserve_place(cmd, spec)
             if refused is not None:
-                self.engine.deliver(sink, Result(rejection=refused))
-            elif not self.engine.market_actors[cmd.symbol].post(cmd, sink):
+                engine.deliver(sink, Result(rejection=refused))
+                return True
+            market = engine.market_actors[cmd.symbol]
+            queue = market.queue
+            if len(queue) < MARKET_QUEUE_MAX:
+                queue.append((cmd, sink))
+                if not market.woken:
+                    market._wake()
+            else:
                 self._overloaded(cmd.symbol, [(cmd, sink)])
             return True
         deliveries: list[Delivery] = []

@@ -66,7 +66,9 @@ RESTING = (NEW, PARTIALLY_FILLED)
 _T = TypeVar("_T", bound=attrs.AttrsInstance)
 
 
-def _builder(cls: type[_T], copied_from: type[attrs.AttrsInstance] | None = None) -> Callable[..., _T]:
+def _builder(
+    cls: type[_T], copied_from: type[attrs.AttrsInstance] | None = None, *, defaults: bool = False,
+) -> Callable[..., _T]:
     """A positional constructor for an attrs slotted event, same arguments as ``cls(...)``.
 
     Calling an attrs class goes type_call -> slot_tp_init -> attrs' ``__init__`` in a
@@ -83,13 +85,16 @@ def _builder(cls: type[_T], copied_from: type[attrs.AttrsInstance] | None = None
     argument, instead of passed one by one: ``OrderPlaced`` repeats its
     ``PlaceOrder``'s 13 fields, and reading them inside the builder saves an
     argument (a load and a store) per field.
+
+    With ``defaults``, fields that have a default are allowed and are passed
+    like the others (the builder has no defaults of its own).
     """
     fields = attrs.fields(cls)
     names = [f.name for f in fields]
     for f in fields:
         if f.validator is not None or f.converter is not None or not f.init or f.kw_only or f.alias != f.name:
             raise TypeError(f"{cls.__name__}.{f.name}: attrs does more than assign it")
-        if f.default is not attrs.NOTHING or f.name in ("new", "cls"):
+        if (f.default is not attrs.NOTHING and not defaults) or f.name in ("new", "cls"):
             raise TypeError(f"{cls.__name__}.{f.name}: default or reserved name")
     if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__") or cls.__setattr__ is not object.__setattr__:
         raise TypeError(f"{cls.__name__}: attrs runs hooks on construction")

@@ -37,6 +37,7 @@ from engine.audit import JOURNAL_FORMAT, AuditError, Replayer
 from engine.checkpointer import Checkpointer
 from engine.config import Config, _converter
 from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, read_records
+from engine.market import _builder
 from engine.messages import (
     CLIENT_ID_MAX,
     GTC,
@@ -401,9 +402,9 @@ class Engine(WithdrawalApi):
                 ):
                     order_id = self.next_order_id
                     self.next_order_id = order_id + 1
-                    return PlaceOrder(
+                    return _place_order(
                         order_id, account_id, spec.symbol, side, LIMIT, tif, price_ticks, qty_steps, 0,
-                        False, stp, NO_CLIENT_ID if client_id is None else client_id,
+                        False, stp, NO_CLIENT_ID if client_id is None else client_id, 0,
                     )
         return self._build_order_checked(
             spec, account_id, symbol, side, order_type, tif, stp, quantity, quote_quantity, price, post_only, client_id
@@ -683,6 +684,8 @@ _STEPS: dict[str, dict[Any, int]] = {}
 # valid (side, timeInForce, selfTradePrevention) -> the same values as the engine's constants:
 # a resting order keeps these strings for its lifetime, one shared object each instead of a
 # copy per request parsed off the wire
+# PlaceOrder(...) as a plain function (engine.market._builder, same object): the intake builds one per order
+_place_order: Final = _builder(PlaceOrder, defaults=True)
 _PLAIN_LIMIT: Final = {(s, t, p): (s, t, p) for s in SIDES for t in TIME_IN_FORCE for p in STP_MODES}
 
 
