@@ -40,6 +40,7 @@ from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, r
 from engine.market import _builder
 from engine.messages import (
     CLIENT_ID_MAX,
+    FEE_ACCOUNT_ID,
     GTC,
     LIMIT,
     MARKET,
@@ -354,6 +355,9 @@ class Engine(WithdrawalApi):
         if actor is None:
             return Rejection("RESOURCE_NOT_FOUND", f"Account {account_id} not found")
         if type(command) in ORDER_COMMANDS:
+            if account_id == FEE_ACCOUNT_ID:
+                # it collects fees in every market; settlement treats its part of a trade as fees only
+                return Rejection("FORBIDDEN", "The venue's fee account cannot trade")
             self.inflight += 1
             if actor.admit(command, sink):
                 return None
