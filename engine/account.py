@@ -69,7 +69,7 @@ class OpenOrder:
 
 
 class NewOpenOrder(OpenOrder):
-    """An ``OpenOrder`` built by one C-level call, for replay (``Venue.replay_rows`` sets every slot).
+    """An ``OpenOrder`` built by one C-level call, for replay and live settlement (the caller sets every slot).
 
     ``OpenOrder(...)`` runs a Python ``__init__`` frame, which on replay costs more
     than the rest of opening the order; this subclass has ``object.__init__``
@@ -382,12 +382,10 @@ class Account:
         balances[get_asset] = balances.get(get_asset, 0) + got
         lock = order.lock - paid
         order.lock = lock
-        if lock == 0:
-            self._forget(f.maker_order_id, order)
-
-    def settle_fees(self, e: OrderPlaced, spec: MarketSpec) -> None:
-        """The fee account's part of an ``OrderPlaced`` (``apply_placed`` without the dispatch)."""
-        self._apply_fees(e, spec)
+        if lock == 0:  # filled: _forget written out
+            del self.orders[f.maker_order_id]
+            if order.client_id != NO_CLIENT_ID:
+                self.client_ids.pop(order.client_id, None)
 
     def apply_placed(self, e: OrderPlaced, spec: MarketSpec) -> None:
         if e.account_id == self.account_id:
@@ -432,7 +430,14 @@ class Account:
         lock = e.price_ticks * remaining * spec.quote_per_tick_step if e.side == BID else remaining * spec.base_per_step
         if lock == e.lock:
             lock = e.lock  # share the event's int object: one allocation less per resting order
-        self.orders[e.order_id] = OpenOrder(e.symbol, e.side, e.price_ticks, lock, e.client_id, asset)
+        order = NewOpenOrder()  # OpenOrder(...) without its __init__ frame
+        order.symbol = e.symbol
+        order.asset = asset
+        order.side = e.side
+        order.price_ticks = e.price_ticks
+        order.lock = lock
+        order.client_id = e.client_id
+        self.orders[e.order_id] = order
         if e.client_id != NO_CLIENT_ID:
             self.client_ids[e.client_id] = e.order_id
         self.locked[asset] = self.locked.get(asset, 0) + lock
@@ -458,13 +463,17 @@ class Account:
                 self._forget(f.maker_order_id, order)
 
     def _apply_fees(self, e: OrderPlaced, spec: MarketSpec) -> None:
+        """The fee account's part: each side's fees in the asset that side received (``_add`` written out)."""
         taker_asset, maker_asset = (spec.base, spec.quote) if e.side == BID else (spec.quote, spec.base)
         taker_fees = maker_fees = 0
         for f in e.fills:
             taker_fees += f.taker_fee
             maker_fees += f.maker_fee
-        self._add(taker_asset, taker_fees)
-        self._add(maker_asset, maker_fees)
+        balances = self.balances
+        balances[taker_asset] = balances.get(taker_asset, 0) + taker_fees
+        balances[maker_asset] = balances.get(maker_asset, 0) + maker_fees
+
+    settle_fees = _apply_fees  # the market actor's name for it (see settle_taker)
 
     def apply_cancelled(self, e: OrderCancelled) -> None:
         self._close(e.order_id)

@@ -23,6 +23,14 @@ its handlers directly instead of queueing a one-message batch. Nothing can run
 in between (no await), so the result is exactly what the actor would have done,
 without a task switch per order; anything queued keeps FIFO order by going
 through the inbox. Only the account actor's own methods touch its state.
+
+The per-order path (one limit order that rests or trades): ``Engine.submit`` ->
+``AccountActor.admit`` (``Account.reserve_place`` holds what it may spend, the
+command joins its market's queue) -> ``MarketActor.run`` (``Market.place``
+decides and applies it in one step) -> the journal -> ``_forward``: the taker
+settles in one call (``settle_own``/``settle_taker``, bound straight to the
+account's methods), each idle maker fill by fill (``settle_fill``), the fee
+account once per trade. Anything unusual takes the general ``settle(e)``.
 """
 
 from __future__ import annotations

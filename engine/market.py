@@ -2,7 +2,10 @@
 
 ``decide_*`` read the state and return an event or a ``Rejection``; ``apply``
 mutates. Replay calls only ``apply``, so every number a decision produced
-(fills, fees, trade ids, final status) is in the event.
+(fills, fees, trade ids, final status) is in the event. The live path places
+new orders with ``place``: the same decision and the same mutation in one step
+for the common limit order, ``decide_place`` + ``apply_placed`` for the rest
+(tests/engine/test_live_path.py holds both to the same events and state).
 
 Rules enforced here, in this order, for a new order:
     market state (Closed / CancelOnly reject; LimitOnly rejects market orders;
