@@ -566,12 +566,16 @@ class AccountActor:
         self.tx, self.rx = trio.open_memory_channel[tuple[int, Any, Sink | None]](ACCOUNT_INBOX_SIZE)
         self.busy = False  # between taking a batch and finishing it (including its awaits)
         self.queued = 0  # messages in the inbox not yet taken
-        # The settle_* methods bound straight to the account's: the market actor calls them
-        # once per order or fill while this actor is idle, and the wrapper frame was pure cost.
-        self.settle_own = account.settle_unfilled  # type: ignore[method-assign]
-        self.settle_taker = account.settle_taker  # type: ignore[method-assign]
-        self.settle_fill = account.settle_maker_fill  # type: ignore[method-assign]
-        self.settle_fees = account.settle_fees  # type: ignore[method-assign]
+        # How the market actor settles this account's part of a trade while the actor is idle
+        # (``MarketActor._forward``): the account's own methods, bound once here, since a
+        # wrapper method would add a frame per order or fill.
+        # settle_own: its order that traded nothing (the hold becomes its lock);
+        # settle_taker: its order that traded (its makers are settled apart);
+        # settle_fill: one fill against its resting order; settle_fees: the fee account's part.
+        self.settle_own: Callable[[OrderPlaced, MarketSpec], None] = account.settle_unfilled
+        self.settle_taker: Callable[[OrderPlaced, MarketSpec], None] = account.settle_taker
+        self.settle_fill: Callable[[Fill, MarketSpec], None] = account.settle_maker_fill
+        self.settle_fees: Callable[[OrderPlaced, MarketSpec], None] = account.settle_fees
 
     def post_nowait(self, item: tuple[int, Any, Sink | None]) -> None:
         """Queue a message; raises trio.WouldBlock when the inbox is full."""
@@ -621,25 +625,6 @@ class AccountActor:
         for symbol, items in forwards.items():
             self._forward(symbol, items)
         return True
-
-    def settle_own(self, e: OrderPlaced, spec: MarketSpec) -> None:
-        """``settle`` for this account's own order that traded nothing: its hold becomes its lock.
-
-        (``__init__`` binds ``Account.settle_unfilled`` over this: one call per order less.)
-        """
-        self.account.settle_unfilled(e, spec)
-
-    def settle_taker(self, e: OrderPlaced, spec: MarketSpec) -> None:
-        """``settle`` for this account's own order that traded (its makers are settled apart)."""
-        self.account.settle_taker(e, spec)
-
-    def settle_fill(self, f: Fill, spec: MarketSpec) -> None:
-        """This account's part of one fill against its resting order."""
-        self.account.settle_maker_fill(f, spec)
-
-    def settle_fees(self, e: OrderPlaced, spec: MarketSpec) -> None:
-        """The fee account's part of a trade."""
-        self.account.settle_fees(e, spec)
 
     def release_now(self, refused: list[tuple[int, int, int]]) -> bool:
         """Drop holds of refused commands at once when this actor is idle."""
