@@ -304,10 +304,8 @@ class Account:
         """``release_hold`` + ``apply_placed`` for this account's own order that traded nothing.
 
         Most orders rest (or expire) untouched; for them the hold simply becomes
-        the open order's lock, in one call (``_rest`` written out: the hold is
-        exactly the lock, and the open order is built without an ``__init__``
-        frame). Anything unusual (a hold that is not exactly the order's,
-        self-trade cancellations) takes the general path.
+        the open order's lock, in one call. Anything unusual (a hold that is not
+        exactly the order's, self-trade cancellations) takes the general path.
         """
         order_id = e.order_id
         holds = self.holds
@@ -323,24 +321,7 @@ class Account:
         if cid != NO_CLIENT_ID:
             self.pending_client_ids.discard(cid)
         if e.status == "New":
-            lock = e.lock
-            need = e.price_ticks * e.qty_steps * spec.quote_per_tick_step if e.side == BID else e.qty_steps * spec.base_per_step
-            if need != lock:  # not reserve_place's hold (never on the live path): _rest works the lock out
-                self._rest(e, e.qty_steps, asset, spec)
-                return
-            # _rest written out: the lock is the hold, which is the event's int
-            order = NewOpenOrder()
-            order.symbol = e.symbol
-            order.asset = asset
-            order.side = e.side
-            order.price_ticks = e.price_ticks
-            order.lock = lock
-            order.client_id = cid
-            self.orders[order_id] = order
-            if cid != NO_CLIENT_ID:
-                self.client_ids[cid] = order_id
-            locked = self.locked
-            locked[asset] = locked.get(asset, 0) + lock
+            self._rest(e, e.qty_steps, asset, spec)
 
     def settle_taker(self, e: OrderPlaced, spec: MarketSpec) -> None:
         """``release_hold`` + ``apply_placed`` for this account's own order (the market actor's settlement).
