@@ -140,13 +140,20 @@ class _Orders:
         self.buf = b""
 
     def refill(self, pipeline: int) -> None:
-        """Send the next requests (blocking briefly if the kernel buffer is full) up to ``pipeline`` in flight."""
+        """Send the next requests up to ``pipeline`` in flight (blocking briefly only if the kernel buffer is full)."""
         top = min(len(self.requests), self.received + pipeline)
-        if top > self.sent:
+        if top <= self.sent:
+            return
+        data = b"".join(self.requests[self.sent:top])
+        self.sent = top
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
             self.sock.setblocking(True)
-            self.sock.sendall(b"".join(self.requests[self.sent:top]))
+            self.sock.sendall(data[sent:])
             self.sock.setblocking(False)
-            self.sent = top
 
     def read(self, errors: list[str]) -> int:
         """Take what arrived; count the complete answers, return how many were 200."""
