@@ -4,7 +4,7 @@ Why: verifying one signature (libsodium via PyNaCl) costs ~75-130 µs of CPU, th
 largest single cost of a signed REST order, and the event loop's thread is the
 one the whole engine runs on. libsodium runs without the GIL (cffi releases it
 around every call), so other threads verify in parallel with the loop and with
-each other. One worker per core (``default_workers``, at most ``MAX_WORKERS``):
+each other. One worker per core, at most two (``default_workers``, ``MAX_WORKERS``):
 with a single worker, verification was the REST order path's bottleneck. That one
 thread did ~45% of the server's CPU but could use at most one core (on a shared
 machine, only its share of one), while the loop waited for its answers. Two
@@ -41,7 +41,9 @@ from adapters.backpack.auth import valid_signature
 log = logging.getLogger("satchel.adapters.backpack")
 
 MAX_QUEUED: Final = 1024  # jobs (one per connection's batch) waiting for the workers
-MAX_WORKERS: Final = 4
+# Verifying costs about as much CPU per order as the loop's own work, so two workers keep up with the one loop
+# thread; more would only add GIL hand-offs (each verify takes the GIL back once).
+MAX_WORKERS: Final = 2
 Item = tuple[bytes, bytes, bytes]  # public key, signature, signed message
 
 
