@@ -4,15 +4,17 @@ Why: verifying one signature (libsodium via PyNaCl) costs ~75-130 µs of CPU, th
 largest single cost of a signed REST order, and the event loop's thread is the
 one the whole engine runs on. libsodium runs without the GIL (cffi releases it
 around every call), so other threads verify in parallel with the loop and with
-each other. One worker per core, at most two (``default_workers``, ``MAX_WORKERS``):
-with a single worker, verification was the REST order path's bottleneck. That one
-thread did ~45% of the server's CPU but could use at most one core (on a shared
-machine, only its share of one), while the loop waited for its answers. Two
-workers on two cores took REST orders/s from 3.0k to 3.9k (median of 6
-interleaved pairs on a busy box). Each pass, a worker takes its share of the
-queued jobs (the rest are left to the other workers) and reports them back with
-one ``run_sync_soon``. A connection hands over all the orders it read at once,
-so the loop pays one hand-off per batch, not per order.
+each other. One worker per core, at most two (``default_workers``, ``MAX_WORKERS``).
+Why two: a single worker does ~45% of the server's CPU per order, about as much as
+the loop, but can use at most one core (on a shared machine, only its share of
+one), so it can hold the loop up waiting for its answers. Measured on a busy
+shared box, two workers beat one in 10 of 14 interleaved pairs: 3.0k -> 3.9k
+orders/s (median of 6 pairs) in one sitting; 3.7k against 3.8k for one worker
+(8 pairs) in another, where other tenants' load set the rate. Each pass, a
+worker takes its share of the queued jobs (the rest are left to the other
+workers) and reports them back with one ``run_sync_soon``. A connection hands
+over all the orders it read at once, so the loop pays one hand-off per batch,
+not per order.
 
 Helper processes instead of threads (no GIL shared with the loop) were tried and
 measured worse: 3.1k against 4.3k orders/s for threads, median of 6 interleaved
