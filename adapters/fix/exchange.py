@@ -150,12 +150,29 @@ class ExchangeApplication:
         self.acks_published = 0  # ...and how many of them the publisher has reached (the same order: the journal's)
         self.deferred: deque[tuple[int, Session, Message, Validated]] = deque()  # (acks_sent then, request)
         publisher.listeners.append(self.on_updates)
+        if publisher.accepted_reported is None:
+            publisher.accepted_reported = self._accepted_reported
 
     def close(self) -> None:
         """Stop following the publisher (it may be shared and outlive us) and close the ClOrdID file."""
         if self.on_updates in self.publisher.listeners:
             self.publisher.listeners.remove(self.on_updates)
+        if self.publisher.accepted_reported == self._accepted_reported:
+            self.publisher.accepted_reported = None
         self.ids.close()
+
+    def _accepted_reported(self, e: OrderPlaced) -> bool:
+        """The publisher asks (in journal order, while we are its only listener) whether this placement's
+        acknowledgement went out from its Result (``_placed``): then it builds no update we would skip.
+
+        The same bookkeeping as ``_on_updates`` does for an acknowledged order's update.
+        """
+        acked = self.acked
+        if e.order_id in acked:
+            acked.discard(e.order_id)
+            self.acks_published += 1
+            return True
+        return False
 
     def register(self, session: Session) -> None:
         self.sessions.setdefault(session.config.account_id, []).append(session)
