@@ -6,7 +6,11 @@ nothing (rejections) come from the command's result, and so does a new
 order's acknowledgement (150=0): the journal actor delivers the Result after
 its fsync, and the report is the one the publisher would build from the same
 OrderPlaced (``publisher.accepted_view``), one task switch sooner
-(``_placed``). Every later state change is reported from the durable events
+(``_placed``); while this application is the publisher's only listener, the
+publisher does not build that update at all (``_accepted_reported``). The
+orders of one TCP read reach the market as one batch, decided in the reader's
+own step when the market is idle (``session.Intake``, the engine's
+``hold_markets``/``release_markets``). Every later state change is reported from the durable events
 through ``engine.publisher.Publisher``, so an ExecutionReport never leaves
 before the journal has the fact, and fills of resting orders caused by other
 accounts (REST, another session) are reported like any other. Requests that
