@@ -266,7 +266,7 @@ class Publisher:
         # Set by a listener that reports acceptances itself (the FIX adapter answers each
         # placement from its Result). Asked once per placement, in journal order, but only
         # while that listener is the only one; True means it has reported this acceptance,
-        # so no ``orderAccepted`` update (and no view) is built for nobody. With any other
+        # so its ``orderAccepted`` update (and view) is not built at all. With any other
         # listener registered it is not asked and every update is built as before.
         self.accepted_reported: Callable[[OrderPlaced], bool] | None = None
         self._skipped_accepts = False
