@@ -39,7 +39,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
@@ -335,6 +335,21 @@ def _drain_all(rx: trio.MemoryReceiveChannel[Any]) -> list[Any]:
             return out
 
 
+def _complete_now(coro: Coroutine[Any, Any, None]) -> None:
+    """Run to its end, here, a coroutine that cannot wait (``MarketActor.pass_now`` checked first).
+
+    Its awaits are channel sends into inboxes with room, which complete
+    without a checkpoint, so the actor's own code runs unchanged in the
+    caller's step.
+    """
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise AssertionError("a market pass run in the caller's step had to wait")
+
+
 def _records(batch: list[Committed]) -> tuple[list[bytes], list[Event]]:
     """One record for all the events of a group commit; control payloads keep their place.
 
@@ -379,13 +394,55 @@ class MarketActor:
             return False
         queue.append((cmd, sink))
         if not self.woken:
-            self._wake()
+            held = self.engine.held_markets
+            if held is None:
+                self._wake()
+            else:  # a batch of intake is in progress: its end runs or wakes us (``Engine.release_markets``)
+                held[self] = None
         return True
 
     def _wake(self) -> None:
         self.woken = True
         self.tx.send_nowait(None)
         self.engine.pending += 1
+
+    def pass_now(self) -> bool:
+        """Run the pass the actor would run next, here in the caller's step; False when it cannot.
+
+        For ``Engine.release_markets``: an adapter that submitted the commands of
+        one read has the market decide them at once, one task switch sooner than
+        the actor would (an order in flight alone waits for three steps instead of
+        four: the reader's, the journal's, the publisher's). Only when nothing in
+        the pass can wait, so it is exactly the actor's pass: the actor is idle,
+        the commands fit in one pass, the journal's inbox has room, and no account
+        inbox can fill (a pass posts at most two messages to an account, and
+        ``engine.pending`` bounds what any inbox holds). Events still reach the
+        journal through its inbox and replies leave after its fsync.
+        """
+        engine = self.engine
+        queue = self.queue
+        if (self.busy or self.woken or not queue or len(queue) > MARKET_BATCH_MAX
+                or engine.journal.queued >= JOURNAL_INBOX_SIZE or engine.pending + 2 > ACCOUNT_INBOX_SIZE):
+            return False
+        self.queue = []
+        self.busy = True
+        try:
+            now = engine.clock()
+            events: list[Event] = []
+            deliveries: list[Delivery] = []
+            refused: dict[int, list[tuple[int, int, int]]] = {}
+            for cmd, sink in queue:
+                self._handle(cmd, sink, now, events, deliveries, refused)
+            _complete_now(engine.journal.submit(events, deliveries))
+            _complete_now(self._forward(events, refused))
+        finally:
+            self.busy = False
+        return True
+
+    def wake_if_queued(self) -> None:
+        """Wake the actor for commands queued during a batch of intake it could not run at once."""
+        if self.queue and not self.woken:
+            self._wake()
 
     async def run(self) -> None:
         engine = self.engine

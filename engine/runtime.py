@@ -145,6 +145,7 @@ class Engine(WithdrawalApi):
         self.key: signing.VenueKey
         self.checkpointer: Checkpointer
         self.recovered_seq = 0
+        self.held_markets: dict[MarketActor, None] | None = None  # markets with commands of a held batch
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -368,6 +369,37 @@ class Engine(WithdrawalApi):
             return Rejection("TOO_MANY_REQUESTS", f"Engine overloaded: account {account_id} has too many commands in flight")
         self.inflight += 1
         return None
+
+    def hold_markets(self) -> bool:
+        """Start a batch of ``submit`` calls (one adapter read): markets queue commands without waking.
+
+        Returns False (and holds nothing) when a batch is already in progress.
+        End it with ``release_markets`` in the same synchronous step: no await in
+        between, so nothing else runs while commands wait. One market pass and one
+        journal hand-off per read instead of per wake-up, run in the caller's step
+        when the market is idle (``MarketActor.pass_now``).
+        """
+        if self.held_markets is not None:
+            return False
+        self.held_markets = {}
+        return True
+
+    def release_markets(self) -> None:
+        """End the batch: each market with commands from it runs its pass now when it can, else its actor wakes.
+
+        A failure in a pass stops the engine, as it would in the market's own task.
+        """
+        held, self.held_markets = self.held_markets, None
+        if not held:
+            return
+        for actor in held:
+            try:
+                ran = actor.pass_now()
+            except BaseException as exc:
+                self._nursery.start_soon(_fail, exc)
+                raise
+            if not ran:
+                actor.wake_if_queued()
 
     async def _call(self, account_id: int, command: Any) -> Result:
         reply = Reply()
@@ -672,6 +704,11 @@ def _tune_interpreter() -> None:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
     sys.setswitchinterval(0.0005)
+
+
+async def _fail(exc: BaseException) -> None:
+    """Raise in the engine's nursery: a bug in a market pass run by an adapter stops the engine (fail-stop)."""
+    raise exc
 
 
 class _Invalid(Exception):

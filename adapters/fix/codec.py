@@ -63,10 +63,11 @@ class Message:
     decides whether they are legal).
     """
 
-    __slots__ = ("_index", "fields", "get", "msg_type", "raw", "shape")
+    __slots__ = ("_fields", "_index", "_split", "get", "msg_type", "raw", "shape")
 
     def __init__(self, fields: list[tuple[int, str]], raw: bytes = b"", shape: str | None = None) -> None:
-        self.fields = fields
+        self._fields: list[tuple[int, str]] | None = fields
+        self._split: tuple[tuple[int, ...], tuple[str, ...]] = ((), ())
         self.raw = raw
         self.shape = shape  # the tag sequence (``split_shaped``), so a validator can remember its verdict per shape
         index = dict(fields)
@@ -79,6 +80,33 @@ class Message:
         # ``get(tag, default=None)``: the index's own lookup, no Python frame per call (a dozen per order)
         self.get: _Lookup = index.get
         self.msg_type: str = index.get(35, "")
+
+    @classmethod
+    def shaped(cls, numbers: tuple[int, ...], values: tuple[str, ...], raw: bytes, shape: str | None) -> Message:
+        """A message a compiled shape matched (``shapes.py``): its tags are unique by construction.
+
+        Only the index is built; the field list waits until something asks for it
+        (a NewOrderSingle is read by tag only), one list of tuples fewer per order.
+        """
+        self = cls.__new__(cls)
+        index = dict(zip(numbers, values))  # noqa: B905 - one value per tag by construction
+        self._index = index
+        self.get = index.get
+        self.msg_type = index.get(35, "")
+        self.raw = raw
+        self.shape = shape
+        self._fields = None
+        self._split = (numbers, values)
+        return self
+
+    @property
+    def fields(self) -> list[tuple[int, str]]:
+        """Every field in wire order (8, 9, 35 and 10 included)."""
+        fields = self._fields
+        if fields is None:
+            numbers, values = self._split
+            fields = self._fields = list(zip(numbers, values))  # noqa: B905 - one value per tag by construction
+        return fields
 
     def has(self, tag: int) -> bool:
         return tag in self._index

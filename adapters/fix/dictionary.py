@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Final, cast
 
 import attrs
 
@@ -289,12 +289,58 @@ def check_value(tag: int, value: str) -> bool:
     return value in allowed
 
 
-@attrs.define
 class Validated:
-    """A message split into header and a body with its repeating groups nested."""
+    """A message split into header and a body with its repeating groups nested.
 
-    header: list[tuple[int, str]]
-    body: list[Field]
+    ``of_shape``: the split of a shape-matched message (no groups) is made only
+    when read; a NewOrderSingle's never is.
+    """
+
+    __slots__ = ("_body", "_header", "_message", "_start")
+
+    def __init__(self, header: list[tuple[int, str]], body: list[Field]) -> None:
+        self._header: list[tuple[int, str]] | None = header
+        self._body: list[Field] | None = body
+        self._message: Message | None = None
+        self._start = 0
+
+    @classmethod
+    def of_shape(cls, message: Message, start: int) -> Validated:
+        """Header ``fields[3:start]``, body the rest but the CheckSum, split when first read."""
+        self = cls.__new__(cls)
+        self._header = self._body = None
+        self._message = message
+        self._start = start
+        return self
+
+    def _split(self) -> None:
+        assert self._message is not None
+        fields = self._message.fields
+        self._header, self._body = fields[3:self._start], cast("list[Field]", fields[self._start:-1])
+
+    @property
+    def header(self) -> list[tuple[int, str]]:
+        if self._header is None:
+            self._split()
+        assert self._header is not None
+        return self._header
+
+    @property
+    def body(self) -> list[Field]:
+        if self._body is None:
+            self._split()
+        assert self._body is not None
+        return self._body
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Validated):
+            return NotImplemented
+        return (self.header, self.body) == (other.header, other.body)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable lists inside, as before
+
+    def __repr__(self) -> str:
+        return f"Validated(header={self.header!r}, body={self.body!r})"
 
 
 _GOOD_VALUES: dict[tuple[int, str], None] = {}  # (tag, value) pairs already checked, bounded

@@ -6,7 +6,11 @@ nothing (rejections) come from the command's result, and so does a new
 order's acknowledgement (150=0): the journal actor delivers the Result after
 its fsync, and the report is the one the publisher would build from the same
 OrderPlaced (``publisher.accepted_view``), one task switch sooner
-(``_placed``). Every later state change is reported from the durable events
+(``_placed``); while this application is the publisher's only listener, the
+publisher does not build that update at all (``_accepted_reported``). The
+orders of one TCP read reach the market as one batch, decided in the reader's
+own step when the market is idle (``session.Intake``, the engine's
+``hold_markets``/``release_markets``). Every later state change is reported from the durable events
 through ``engine.publisher.Publisher``, so an ExecutionReport never leaves
 before the journal has the fact, and fills of resting orders caused by other
 accounts (REST, another session) are reported like any other. Requests that
@@ -150,12 +154,29 @@ class ExchangeApplication:
         self.acks_published = 0  # ...and how many of them the publisher has reached (the same order: the journal's)
         self.deferred: deque[tuple[int, Session, Message, Validated]] = deque()  # (acks_sent then, request)
         publisher.listeners.append(self.on_updates)
+        if publisher.accepted_reported is None:
+            publisher.accepted_reported = self._accepted_reported
 
     def close(self) -> None:
         """Stop following the publisher (it may be shared and outlive us) and close the ClOrdID file."""
         if self.on_updates in self.publisher.listeners:
             self.publisher.listeners.remove(self.on_updates)
+        if self.publisher.accepted_reported == self._accepted_reported:
+            self.publisher.accepted_reported = None
         self.ids.close()
+
+    def _accepted_reported(self, e: OrderPlaced) -> bool:
+        """The publisher asks (in journal order, while we are its only listener) whether this placement's
+        acknowledgement went out from its Result (``_placed``): then it builds no update we would skip.
+
+        The same bookkeeping as ``_on_updates`` does for an acknowledged order's update.
+        """
+        acked = self.acked
+        if e.order_id in acked:
+            acked.discard(e.order_id)
+            self.acks_published += 1
+            return True
+        return False
 
     def register(self, session: Session) -> None:
         self.sessions.setdefault(session.config.account_id, []).append(session)

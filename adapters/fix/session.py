@@ -95,14 +95,24 @@ class Application(Protocol):
 Authenticator = Callable[[Message, SessionConfig], str | None]
 
 
+class Intake(Protocol):
+    """Brackets the messages of one read (``Engine.hold_markets``/``release_markets``): the orders
+    of a read reach the market as one batch, decided in the reader's own step when it is idle."""
+
+    def hold_markets(self) -> bool: ...
+
+    def release_markets(self) -> None: ...
+
+
 class Acceptor:
     """The configured sessions and the application behind them."""
 
     def __init__(
-        self, sessions: list[Session], *, authenticate: Authenticator | None = None,
+        self, sessions: list[Session], *, authenticate: Authenticator | None = None, intake: Intake | None = None,
     ) -> None:
         self.sessions = {(s.config.target_comp_id, s.config.sender_comp_id): s for s in sessions}
         self.authenticate = authenticate
+        self.intake = intake
 
     def close(self) -> None:
         """Flush and close every session's store (the server is stopping)."""
@@ -137,6 +147,8 @@ class Connection:
         """Bytes from the socket; outputs land in ``outbox`` (the caller writes them: no wake-up per reply)."""
         self.framer.feed(data)
         self.holding = True
+        intake = self.acceptor.intake
+        batch = intake is not None and intake.hold_markets()
         try:
             for frame in self.framer.frames():
                 if self.closing:
@@ -149,6 +161,8 @@ class Connection:
             self.close(str(exc))
         finally:
             self.holding = False
+            if batch:
+                intake.release_markets()  # type: ignore[union-attr]
 
     def poll(self, now: float) -> None:
         if self.session is not None:

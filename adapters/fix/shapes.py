@@ -97,9 +97,8 @@ class ShapeCache:
         if shape is not recent[0]:
             recent.remove(shape)
             recent.insert(0, shape)
-        fields = list(zip(shape.numbers, values))  # noqa: B905 - one group per tag by construction
-        start = shape.body_start
-        return Message(fields, frame, shape.shape), Validated(fields[3:start], fields[start:-1])
+        message = Message.shaped(shape.numbers, values, frame, shape.shape)
+        return message, Validated.of_shape(message, shape.body_start)
 
     def learn(self, message: Message, parts: Validated) -> None:
         """A message the general path validated: remember its shape (compiled on the second sighting)."""
