@@ -656,7 +656,7 @@ class AccountActor:
         """
         if self.busy or self.queued:
             return False
-        if type(cmd) is PlaceOrder:  # the common case: _hold_place and MarketActor.post written out
+        if type(cmd) is PlaceOrder:  # the common case: _hold_place written out
             engine = self.engine
             spec = engine.venue.specs[cmd.symbol]
             refused = engine.gate_order(self.account, spec, cmd) if engine.gated else None
@@ -665,13 +665,7 @@ class AccountActor:
             if refused is not None:
                 engine.deliver(sink, Result(rejection=refused))
                 return True
-            market = engine.market_actors[cmd.symbol]
-            queue = market.queue
-            if len(queue) < MARKET_QUEUE_MAX:
-                queue.append((cmd, sink))
-                if not market.woken:
-                    market._wake()
-            else:
+            if not engine.market_actors[cmd.symbol].post(cmd, sink):
                 self._overloaded(cmd.symbol, [(cmd, sink)])
             return True
         deliveries: list[Delivery] = []
