@@ -23,7 +23,7 @@ import orjson
 
 from engine import withdrawals
 from engine.account import Account, NewOpenOrder
-from engine.book import Level, _NewOrder
+from engine.book import Level, _NewOrder, _remove_sorted
 from engine.codec import CancelledRow, PlacedRow, row_event, shared, shared_get
 from engine.config import Config
 from engine.market import Market
@@ -145,10 +145,9 @@ class Venue:
         # a book's index, levels and sorted prices: changed in place only, never rebound (OrderBook.__init__)
         books = {symbol: (m.book.orders, m.book.bids, m.book.asks, m.book.bid_keys, m.book.ask_prices)
                  for symbol, m in markets.items()}
-        removes = {symbol: m.book.remove for symbol, m in markets.items()}
         fee_account = accounts.get(FEE_ACCOUNT_ID)
         placed_row, cancelled_row, resting, new_open_order = PlacedRow, CancelledRow, _RESTING, NewOpenOrder
-        new_order, new_level = _NewOrder, Level
+        new_order, new_level, remove_sorted = _NewOrder, Level, _remove_sorted
         top = -1  # the highest order id placed: next_order_id follows it once, after the loop
         last_symbol = None
         for row in rows:
@@ -239,8 +238,25 @@ class Venue:
                 elif pay_asset not in locked:  # expired untouched: _apply_taker still adds its 0
                     locked[pay_asset] = 0
             elif kind is cancelled_row:
+                symbol = row.symbol
+                if symbol != last_symbol:
+                    last_symbol = symbol
+                    _, _, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
+                    book_orders, bids, asks, bid_keys, ask_prices = books[symbol]
                 order_id = row.order_id
-                removes[row.symbol](order_id)
+                # OrderBook.remove, inline (a near-copy, as for place above)
+                order = book_orders.pop(order_id)
+                level = order.level
+                level.steps -= order.remaining_steps
+                del level[order_id]
+                if not level:
+                    price = order.price_ticks
+                    if order.side == BID:
+                        del bids[price]
+                        remove_sorted(bid_keys, -price)
+                    else:
+                        del asks[price]
+                        remove_sorted(ask_prices, price)
                 account = accounts[row.account_id]
                 open_order = account.orders.pop(order_id)
                 account.locked[open_order.asset] -= open_order.lock
