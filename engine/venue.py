@@ -297,16 +297,31 @@ class Venue:
                 maker_fee = fill.maker_fee
                 taker_fee = fill.taker_fee
                 quote = fill.price_ticks * steps * qpts
-                # OrderBook.take's partial fill, inline (a near-copy: a call per fill cost as much as the fill);
-                # a fill that empties the maker goes through take itself, which unlinks it
+                # OrderBook.take, inline: a near-copy kept on purpose, as the call per fill cost more
+                # than the fill (callgrind: 1.3% of a replay's instructions)
                 book_order = book_orders[maker_order_id]
                 remaining = book_order.remaining_steps - steps
-                if remaining > 0:
-                    book_order.remaining_steps = remaining
-                    book_order.executed_quote += quote
-                    book_order.level.steps -= steps
-                else:
-                    book.take(maker_order_id, steps, quote)
+                if remaining < 0:
+                    raise AssertionError(f"order {maker_order_id} overfilled")
+                book_order.remaining_steps = remaining
+                book_order.executed_quote += quote
+                level = book_order.level
+                level.steps -= steps
+                if not remaining:  # the maker is done: off the index and its level, the level off the book if empty
+                    del book_orders[maker_order_id]
+                    del level[maker_order_id]
+                    if not level:
+                        price = book_order.price_ticks
+                        if book_order.side == BID:
+                            del book.bids[price]
+                            keys, key = book.bid_keys, -price
+                        else:
+                            del book.asks[price]
+                            keys, key = book.ask_prices, price
+                        if keys[0] == key:
+                            del keys[0]
+                        else:
+                            _remove_sorted(keys, key)
                 executed += steps
                 executed_quote += quote
                 # the maker's side (Account._apply_maker)
