@@ -168,19 +168,10 @@ class Market:
         if cmd.order_type != LIMIT:
             return self._decide_market(cmd, now_us)
         limit = cmd.price_ticks
-        book = self.book
-        bids, asks, last = book.bid_keys, book.ask_prices, self.last_price
-        if last and bids and asks:  # the usual case: band around the median of bid, ask, last
-            lo, hi = -bids[0], asks[0]
-            if lo > hi:
-                lo, hi = hi, lo
-            active = lo if last <= lo else (hi if last >= hi else last)
-            if active != self._band_at:
-                self._band_for(active)
-            if not self._band_lo <= limit <= self._band_hi:
-                return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
-        elif not self._in_band(limit):
+        if not self._limit_in_band(limit):
             return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
+        book = self.book
+        bids, asks = book.bid_keys, book.ask_prices
         side = cmd.side
         tif = cmd.tif
         if not ((asks and asks[0] <= limit) if side == BID else (bids and -bids[0] >= limit)):
@@ -232,19 +223,10 @@ class Market:
         if self.state != OPEN or cmd.order_type != LIMIT:
             return self._place_general(cmd, now_us)
         limit = cmd.price_ticks
-        book = self.book
-        bids, asks, last = book.bid_keys, book.ask_prices, self.last_price
-        if last and bids and asks:  # the band check of decide_place, written out the same way
-            lo, hi = -bids[0], asks[0]
-            if lo > hi:
-                lo, hi = hi, lo
-            active = lo if last <= lo else (hi if last >= hi else last)
-            if active != self._band_at:
-                self._band_for(active)
-            if not self._band_lo <= limit <= self._band_hi:
-                return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
-        elif not self._in_band(limit):
+        if not self._limit_in_band(limit):
             return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
+        book = self.book
+        bids, asks = book.bid_keys, book.ask_prices
         side = cmd.side
         tif = cmd.tif
         qty = cmd.qty_steps
@@ -323,6 +305,24 @@ class Market:
             return self._expired(cmd, now_us, R_FILL_OR_KILL)
         status, reason = self._outcome(cmd, walk, max_steps)
         return _placed_from(cmd, now_us, status, reason, self._fills(cmd.side, walk.fills), walk.stp_cancelled)
+
+    def _limit_in_band(self, limit: int) -> bool:
+        """``_in_band`` for a new limit order; the usual case (bid, ask and last all known) from the cached band.
+
+        The active price is the median of best bid, best ask and last; the band in
+        whole ticks is cached per active price (``_band_for``).
+        """
+        book = self.book
+        bids, asks, last = book.bid_keys, book.ask_prices, self.last_price
+        if not (last and bids and asks):
+            return self._in_band(limit)
+        lo, hi = -bids[0], asks[0]
+        if lo > hi:
+            lo, hi = hi, lo
+        active = lo if last <= lo else (hi if last >= hi else last)
+        if active != self._band_at:
+            self._band_for(active)
+        return self._band_lo <= limit <= self._band_hi
 
     def _band_for(self, active: int) -> None:
         """Cache the band around an integer active price as whole ticks.
