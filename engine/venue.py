@@ -16,14 +16,12 @@ needs, books well formed and never crossed at rest, books and accounts agree.
 from __future__ import annotations
 
 import hashlib
-from bisect import insort
 from typing import Any, Final
 
 import orjson
 
 from engine import withdrawals
 from engine.account import Account, NewOpenOrder
-from engine.book import Level, _NewOrder, _remove_sorted
 from engine.codec import CancelledRow, PlacedRow, row_event, shared, shared_get
 from engine.config import Config
 from engine.market import Market
@@ -129,11 +127,11 @@ class Venue:
         objects and walking venue -> market -> book and venue -> account -> taker/maker
         frames, for the two events that are nearly all of a journal. Here an order
         placed and an order cancelled are applied straight from the row in this one
-        frame: ``OrderBook.place``/``take``/``remove`` and the account arithmetic of
-        ``Account._apply_taker``/``_apply_maker``/``_apply_fees`` and ``_close`` are
-        written inline. These near-copies are kept on purpose: each call cost more
-        than the work it did (callgrind, per event of a 100k-event recovery: 24.9k
-        instructions with the calls, 23.4k without). The rare shapes (STP cancels, a
+        frame: the book is changed through ``OrderBook.place``/``take``/``remove`` (its
+        structure stays the book's business), and the account arithmetic of
+        ``Account._apply_taker``/``_apply_maker``/``_apply_fees`` and ``_close`` is
+        written inline. Those account near-copies are kept on purpose: each call cost
+        more than the work it did. The rare shapes (STP cancels, a
         fill against the taker's own account or the fee account, the fee account as
         taker) and every other event go through ``apply`` on the decoded event. Tests
         compare both paths' states field by field on the stateful sessions and the
@@ -145,12 +143,8 @@ class Venue:
         accounts, markets = self.accounts, self.markets
         legs = {symbol: (m, m.book, m.spec.symbol, m.spec.base, m.spec.quote, m.spec.base_per_step,
                          m.spec.quote_per_tick_step) for symbol, m in markets.items()}
-        # a book's index, levels and sorted prices: changed in place only, never rebound (OrderBook.__init__)
-        books = {symbol: (m.book.orders, m.book.bids, m.book.asks, m.book.bid_keys, m.book.ask_prices)
-                 for symbol, m in markets.items()}
         fee_account = accounts.get(FEE_ACCOUNT_ID)
         placed_row, cancelled_row, resting, new_open_order = PlacedRow, CancelledRow, _RESTING, NewOpenOrder
-        new_order, new_level, remove_sorted = _NewOrder, Level, _remove_sorted
         top = -1  # the highest order id placed: next_order_id follows it once, after the loop
         last_symbol = None
         for row in rows:
@@ -163,7 +157,7 @@ class Venue:
                 if symbol != last_symbol:  # a journal's rows mostly follow one market: look it up once per run
                     last_symbol = symbol
                     market, book, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
-                    book_orders, bids, asks, bid_keys, ask_prices = books[symbol]
+                    take = book.take
                 fills = row.fills
                 if fills or row.stp_cancelled:
                     account_id = row.account_id
@@ -190,31 +184,7 @@ class Venue:
                         maker_fee = fill.maker_fee
                         taker_fee = fill.taker_fee
                         quote = fill.price_ticks * steps * qpts
-                        # OrderBook.take, inline: a near-copy kept on purpose, as the call per fill cost
-                        # more than the fill (callgrind: 1.3% of a replay's instructions)
-                        order = book_orders[maker_order_id]
-                        remaining = order.remaining_steps - steps
-                        if remaining < 0:
-                            raise AssertionError(f"order {maker_order_id} overfilled")
-                        order.remaining_steps = remaining
-                        order.executed_quote += quote
-                        maker_level = order.level
-                        maker_level.steps -= steps
-                        if not remaining:
-                            del book_orders[maker_order_id]
-                            del maker_level[maker_order_id]
-                            if not maker_level:
-                                price = order.price_ticks
-                                if order.side == BID:
-                                    del bids[price]
-                                    keys, key = bid_keys, -price
-                                else:
-                                    del asks[price]
-                                    keys, key = ask_prices, price
-                                if keys[0] == key:
-                                    del keys[0]
-                                else:
-                                    remove_sorted(keys, key)
+                        take(maker_order_id, steps, quote)
                         executed += steps
                         executed_quote += quote
                         # the maker's side (Account._apply_maker)
@@ -288,46 +258,8 @@ class Venue:
                     price = shared_get(price) or shared(price)
                     qty = row.qty_steps
                     client_id = row.client_id
-                    # OrderBook.place, inline: a near-copy kept on purpose, as the call with its eleven
-                    # arguments cost about as much as the resting it does (book.check() in the tests
-                    # and the state hash hold both to the same book)
-                    order = new_order()
-                    order.order_id = order_id
-                    order.account_id = account_id
-                    order.side = side
-                    order.price_ticks = price
-                    order.qty_steps = qty
-                    order.remaining_steps = qty
-                    order.executed_quote = 0
-                    order.client_id = client_id
-                    order.post_only = row.post_only
-                    order.stp = row.stp
-                    order.created_us = row.ts_us
-                    if bid:
-                        level = bids.get(price)
-                        if level is None:
-                            level = bids[price] = new_level()
-                            level.steps = qty
-                            if bid_keys and bid_keys[0] < -price:
-                                insort(bid_keys, -price)
-                            else:  # a new best price: no search
-                                bid_keys.insert(0, -price)
-                        else:
-                            level.steps += qty
-                    else:
-                        level = asks.get(price)
-                        if level is None:
-                            level = asks[price] = new_level()
-                            level.steps = qty
-                            if ask_prices and ask_prices[0] < price:
-                                insort(ask_prices, price)
-                            else:
-                                ask_prices.insert(0, price)
-                        else:
-                            level.steps += qty
-                    order.level = level
-                    level[order_id] = order
-                    book_orders[order_id] = order
+                    book.place(order_id, account_id, side, price, qty, qty, 0, client_id, row.post_only, row.stp,
+                               row.ts_us)
                     need = price * qty * qpts if bid else qty * bps
                     lock = row.lock
                     if need == lock:
@@ -354,21 +286,9 @@ class Venue:
                 if symbol != last_symbol:
                     last_symbol = symbol
                     market, book, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
-                    book_orders, bids, asks, bid_keys, ask_prices = books[symbol]
+                    take = book.take
                 order_id = row.order_id
-                # OrderBook.remove, inline (a near-copy, as for place above)
-                order = book_orders.pop(order_id)
-                level = order.level
-                level.steps -= order.remaining_steps
-                del level[order_id]
-                if not level:
-                    price = order.price_ticks
-                    if order.side == BID:
-                        del bids[price]
-                        remove_sorted(bid_keys, -price)
-                    else:
-                        del asks[price]
-                        remove_sorted(ask_prices, price)
+                book.remove(order_id)
                 account = accounts[row.account_id]
                 open_order = account.orders.pop(order_id)
                 account.locked[open_order.asset] -= open_order.lock
