@@ -413,46 +413,18 @@ class OrderBook:
         return order
 
     def take(self, order_id: int, steps: int, quote: int) -> Order:
-        """A maker traded ``steps`` (worth ``quote`` atoms); drop it when done.
+        """A maker traded ``steps`` (worth ``quote`` atoms); drop it when done (``fill`` by order id)."""
+        order = self.orders[order_id]
+        self.fill(order, steps, quote)
+        return order
+
+    def fill(self, order: Order, steps: int, quote: int) -> None:
+        """A resting ``order`` traded ``steps`` (worth ``quote`` atoms); drop it when done.
 
         Written per case (partial fill, full fill per side) with the unlink
         inlined: one call per fill. A maker that empties its level is at the
         best price, the sorted list's head, in all but replays of odd journals.
-        """
-        order = self.orders[order_id]
-        remaining = order.remaining_steps - steps
-        if remaining > 0:
-            order.remaining_steps = remaining
-            order.executed_quote += quote
-            order.level.steps -= steps
-            return order
-        if remaining < 0:
-            raise AssertionError(f"order {order_id} overfilled")
-        order.remaining_steps = 0
-        order.executed_quote += quote
-        del self.orders[order_id]
-        level = order.level
-        level.steps -= steps
-        del level[order_id]
-        if not level:
-            price = order.price_ticks
-            if order.side == BID:
-                del self.bids[price]
-                keys, key = self.bid_keys, -price
-            else:
-                del self.asks[price]
-                keys, key = self.ask_prices, price
-            if keys[0] == key:
-                del keys[0]
-            else:
-                _remove_sorted(keys, key)
-        return order
-
-    def fill(self, order: Order, steps: int, quote: int) -> None:
-        """``take`` for a maker the caller already holds (``Market.place`` has it from ``walk_limit``).
-
-        The same mutation as ``take(order.order_id, steps, quote)`` without the index
-        lookup; a near-copy on purpose, one call per fill on the live path.
+        ``Market.place`` passes the makers ``walk_limit`` found; ``take`` looks one up.
         """
         remaining = order.remaining_steps - steps
         if remaining > 0:
