@@ -411,16 +411,7 @@ class Account:
         lock = e.price_ticks * remaining * spec.quote_per_tick_step if e.side == BID else remaining * spec.base_per_step
         if lock == e.lock:
             lock = e.lock  # share the event's int object: one allocation less per resting order
-        order = NewOpenOrder()  # OpenOrder(...) without its __init__ frame
-        order.symbol = e.symbol
-        order.asset = asset
-        order.side = e.side
-        order.price_ticks = e.price_ticks
-        order.lock = lock
-        order.client_id = e.client_id
-        self.orders[e.order_id] = order
-        if e.client_id != NO_CLIENT_ID:
-            self.client_ids[e.client_id] = e.order_id
+        rest_open(self, e.order_id, e.symbol, asset, e.side, e.price_ticks, lock, e.client_id)
         self.locked[asset] = self.locked.get(asset, 0) + lock
 
     def _apply_maker(self, e: OrderPlaced, spec: MarketSpec) -> None:
@@ -482,3 +473,21 @@ def _steps_of(order: OpenOrder, spec: MarketSpec) -> int:
         return order.lock // (order.price_ticks * spec.quote_per_tick_step)
     return order.lock // spec.base_per_step
 
+
+def rest_open(
+    account: Account, order_id: int, symbol: str, asset: str, side: str, price: int, lock: int, client_id: int
+) -> None:
+    """Record an order resting on its account: its ``OpenOrder`` (built without a Python ``__init__``) and client id.
+
+    The caller adds ``lock`` to ``locked``. Shared by live settlement (``Account._rest``) and replay.
+    """
+    open_order = NewOpenOrder()
+    open_order.symbol = symbol
+    open_order.asset = asset
+    open_order.side = side
+    open_order.price_ticks = price
+    open_order.lock = lock
+    open_order.client_id = client_id
+    account.orders[order_id] = open_order
+    if client_id != NO_CLIENT_ID:
+        account.client_ids[client_id] = order_id

@@ -21,7 +21,7 @@ from typing import Any, Final
 import orjson
 
 from engine import withdrawals
-from engine.account import Account, NewOpenOrder
+from engine.account import Account, NewOpenOrder, rest_open
 from engine.codec import CancelledRow, PlacedRow, row_event, shared, shared_get
 from engine.config import Config
 from engine.market import Market
@@ -232,7 +232,7 @@ class Venue:
                         lock = row.lock
                         if need == lock:
                             need = lock  # share the row's int object, as _apply_taker does
-                        _rest_open(taker, order_id, sym, pay_asset, side, price, need, row.client_id)
+                        rest_open(taker, order_id, sym, pay_asset, side, price, need, row.client_id)
                     else:
                         need = 0
                     locked = taker.locked
@@ -264,7 +264,7 @@ class Venue:
                     lock = row.lock
                     if need == lock:
                         need = lock  # share the row's int object, as _apply_taker does
-                    # the account's open order (_rest_open, inline: this is most of a journal)
+                    # the account's open order (rest_open, inline: this is most of a journal)
                     open_order = new_open_order()
                     open_order.symbol = sym
                     open_order.asset = pay_asset
@@ -515,18 +515,3 @@ def market_state(m: Market) -> list[Any]:
             ]])
     return [m.spec.symbol, m.state, m.last_price, m.next_trade_id, levels]
 
-
-def _rest_open(
-    taker: Account, order_id: int, symbol: str, asset: str, side: str, price: int, lock: int, client_id: int
-) -> None:
-    """Record a replayed order that rests on its account (an ``OpenOrder`` built without a Python ``__init__``)."""
-    open_order = NewOpenOrder()
-    open_order.symbol = symbol
-    open_order.asset = asset
-    open_order.side = side
-    open_order.price_ticks = price
-    open_order.lock = lock
-    open_order.client_id = client_id
-    taker.orders[order_id] = open_order
-    if client_id != NO_CLIENT_ID:
-        taker.client_ids[client_id] = order_id
