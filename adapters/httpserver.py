@@ -7,10 +7,14 @@ which caps the REST adapter near 1,100 requests/s however fast the app is. Here
 the parsing is llhttp's (C, maintained by the Node.js project, wrapped by
 MagicStack's httptools); this module only keeps connections, buffers and timers:
 
-* keep-alive and pipelining: answers go out in request order, one write each
-  (head and body together). Requests the optional ``begin`` hook accepts (new
-  orders) are begun in order as soon as they are parsed and awaited afterwards;
-  any other request waits for every earlier answer, as if run one by one;
+* keep-alive and pipelining: answers go out in request order, every answer
+  that is ready in one write (head and body together). Requests the optional
+  ``begin`` hook accepts (new orders) are begun in order as soon as they are
+  parsed, all those read together in one call (which may await once, e.g. to
+  have their signatures verified together); their answers arrive later in a
+  ``Later`` the app fills from any task (the engine's reply sink), so a
+  connection's task wakes once per batch of answers, not once per request.
+  Any other request waits for every earlier answer, as if run one by one;
 * bounded: a request head over ``MAX_HEAD_BYTES`` gets 431, a body over the
   handler's limit 413 before it is read (declared ``Content-Length``) or as soon
   as it passes the limit (chunked), at most ``MAX_CONNECTIONS`` connections;
@@ -37,7 +41,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 import attrs
@@ -49,9 +53,11 @@ log = logging.getLogger("satchel.http")
 RECV_BYTES: Final = 65_536
 MAX_HEAD_BYTES: Final = 16_384
 MAX_CONNECTIONS: Final = 4096
+HEADER_NAMES_MAX: Final = 1024  # spellings of header names remembered (clients repeat the same few)
 DEADLINE_SLACK_S: Final = 1.0
 UPGRADE_REFUSED: Final = "Connection upgrades are not supported on this port"
 REASONS: Final = {s.value: s.phrase.encode() for s in HTTPStatus}
+METHODS: Final = {m.encode(): m for m in ("GET", "POST", "DELETE", "PATCH", "PUT", "HEAD", "OPTIONS")}  # no decode per request
 
 
 @attrs.define(slots=True)
@@ -67,9 +73,48 @@ class Request:
 
 Response = tuple[int, bytes, bytes]  # status, body, content type
 Handler = Callable[[Request], Awaitable[Response]]
-Pending = Callable[[], Awaitable[Response]]  # a request begun, awaited for its answer
-Begin = Callable[[Request], "Response | Pending | None"]
 ErrorBody = Callable[[int, str], Response]
+
+
+class Later:
+    """An answer that arrives after ``begin`` returned: the app calls ``fill`` once, from any trio task.
+
+    Filling wakes the connection only if it is waiting for this very answer, and
+    never switches tasks itself, so a whole batch of answers the engine releases
+    at once costs the connection one wake-up and one write.
+    """
+
+    __slots__ = ("_task", "response")
+
+    def __init__(self) -> None:
+        self.response: Response | None = None
+        self._task: trio.lowlevel.Task | None = None
+
+    def fill(self, response: Response) -> None:
+        self.response = response
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> Response:
+        """The response; parks the calling task until ``fill`` if it is not there yet."""
+        if self.response is None:
+            self._task = trio.lowlevel.current_task()
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                self._task = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        assert self.response is not None
+        return self.response
+
+
+# Begins the longest run at the start of the given requests that it accepts, in order; one answer
+# (ready, or to come) per request begun. May await (once for the whole run), never for an answer.
+# If it raises, it must have begun nothing: the first request is answered 500 and the rest offered again.
+Begin = Callable[[list[Request]], Awaitable[list["Response | Later"]]]
+Begun = tuple[Request, bool, "Response | Later"]  # a request, whether to keep the connection, its answer
 
 
 class Refused(Exception):
@@ -92,8 +137,9 @@ class Limits:
 class _Parsing:
     """httptools' callback target for one connection: collects complete requests in ``ready``."""
 
-    def __init__(self, wanted: Mapping[bytes, str], max_body: int) -> None:
+    def __init__(self, wanted: Mapping[bytes, str], max_body: int, names: dict[bytes, str] | None = None) -> None:
         self.wanted = wanted
+        self.names = names if names is not None else {}  # header names as clients spell them -> key or ""
         self.max_body = max_body
         self.ready: deque[tuple[Request, bool]] = deque()
         self.parser = httptools.HttpRequestParser(self)
@@ -107,16 +153,30 @@ class _Parsing:
         self._body_size = 0
 
     def on_message_begin(self) -> None:
-        self.in_message, self.head_done, self.head_bytes = True, False, 0
-        self._url, self._headers, self._body, self._body_size = b"", {}, [], 0
+        self.in_message = True
+        self.head_done = False
+        self.head_bytes = 0
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._body_size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = self.wanted.get(name.lower())
-        if key is not None and key not in self._headers:  # the first of a repeated header wins
+        key = self.names.get(name)
+        if key is None:
+            key = self._learn(name)
+        if key and key not in self._headers:  # the first of a repeated header wins
             self._headers[key] = value.decode("latin-1")
+
+    def _learn(self, name: bytes) -> str:
+        """The key for a header name as spelled on the wire ("" if unwanted), remembered for the next requests."""
+        key = self.wanted.get(name.lower(), "")
+        if len(self.names) < HEADER_NAMES_MAX:
+            self.names[name] = key
+        return key
 
     def on_headers_complete(self) -> None:
         self.head_done = True
@@ -143,7 +203,8 @@ class _Parsing:
         if b"%" in target:
             target = unquote_to_bytes(target)
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        method = self.parser.get_method().decode("ascii")
+        raw_method = self.parser.get_method()
+        method = METHODS.get(raw_method) or raw_method.decode("ascii")
         request = Request(method, target.decode("utf-8", "replace"), query, self._headers, body)
         # HTTP/1.0 closes after each answer (its opt-in keep-alive is left out, as h11 does)
         keep_alive = self.parser.should_keep_alive() and self.parser.get_http_version() == "1.1"
@@ -194,6 +255,7 @@ class HttpServer:
         self.limits = limits or Limits()
         self.connections = 0
         self._date = _Date()
+        self._names: dict[bytes, str] = {}  # shared by the connections' parsers: saves a lower() per header
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
         await trio.serve_listeners(self.connection, listeners)
@@ -217,7 +279,7 @@ class HttpServer:
             if self.connections >= MAX_CONNECTIONS:
                 return
             self.connections += 1
-            connection = _Connection(sock, _Parsing(self.wanted, self.limits.max_body_bytes), self.limits)
+            connection = _Connection(sock, _Parsing(self.wanted, self.limits.max_body_bytes, self._names), self.limits)
             try:
                 with trio.CancelScope() as connection.deadline:
                     await self._serve_connection(connection)
@@ -251,47 +313,61 @@ class HttpServer:
         """Answer the parsed requests in order; False once the connection is to close.
 
         With a ``begin`` hook, requests it accepts are begun in order at once and
-        awaited afterwards (pipelined order entry); any other request first waits for
-        every earlier answer, so it sees their effects as if they had run one by one.
+        answered as their answers arrive (pipelined order entry); any other request
+        first waits for every earlier answer, so it sees their effects as if they had
+        run one by one.
         """
-        begun: list[tuple[Request, bool, Response | Pending]] = []
+        begun: deque[Begun] = deque()
         keep_alive = True
         while ready and keep_alive:
+            if self.begin is not None:
+                run = []
+                for request, alive in ready:  # up to the first request that closes the connection
+                    run.append(request)
+                    if not alive:
+                        break
+                started = await self._begin(run)
+                for answer in started:
+                    request, keep_alive = ready.popleft()
+                    begun.append((request, keep_alive, answer))
+                if started:
+                    continue
             request, keep_alive = ready.popleft()
-            started = self._begin(request) if self.begin is not None else None
-            if started is not None:
-                begun.append((request, keep_alive, started))
-                continue
             await self._send_begun(connection, begun)
-            begun.clear()
-            await self._send(connection, request, await self._answer(request), keep_alive)
+            answer = await self._answer(request)
+            await connection.send(self._encode(request, answer, keep_alive))
         await self._send_begun(connection, begun)
         return keep_alive
 
-    async def _send_begun(self, connection: _Connection, begun: list[tuple[Request, bool, Response | Pending]]) -> None:
-        for request, keep_alive, started in begun:
-            answer = started if isinstance(started, tuple) else await self._finish(request, started)
-            await self._send(connection, request, answer, keep_alive)
+    async def _send_begun(self, connection: _Connection, begun: deque[Begun]) -> None:
+        """Send the begun requests' answers in order: whatever is ready in one write, then wait for the next."""
+        out: list[bytes] = []
+        while begun:
+            request, keep_alive, started = begun.popleft()
+            if isinstance(started, Later):
+                later = started.response
+                if later is None:
+                    if out:  # what is ready goes out before waiting for the rest
+                        await connection.send(b"".join(out))
+                        out.clear()
+                    later = await started.wait()
+                started = later
+            out.append(self._encode(request, started, keep_alive))
+        if out:
+            await connection.send(out[0] if len(out) == 1 else b"".join(out))
 
-    async def _send(self, connection: _Connection, request: Request, answer: Response, keep_alive: bool) -> None:
+    def _encode(self, request: Request, answer: Response, keep_alive: bool) -> bytes:
         status, body, content_type = answer
-        await connection.send(self.head(status, len(body), content_type, not keep_alive)
-                              + (b"" if request.method == "HEAD" else body))
+        head = self.head(status, len(body), content_type, not keep_alive)
+        return head if request.method == "HEAD" else head + body
 
-    def _begin(self, request: Request) -> Response | Pending | None:
+    async def _begin(self, requests: list[Request]) -> list[Response | Later]:
         assert self.begin is not None
         try:
-            return self.begin(request)
-        except Exception:
-            log.exception("HTTP begin failed for %s %s", request.method, request.path)
-            return self.error_body(500, "Internal error; the request may not have been applied")
-
-    async def _finish(self, request: Request, pending: Pending) -> Response:
-        try:
-            return await pending()
-        except Exception:
-            log.exception("HTTP handler failed for %s %s", request.method, request.path)
-            return self.error_body(500, "Internal error; the request may not have been applied")
+            return await self.begin(requests)
+        except Exception:  # a bug: the first request gets the 500; the rest are tried again
+            log.exception("HTTP begin failed for %s %s", requests[0].method, requests[0].path)
+            return [self.error_body(500, "Internal error; the request may not have been applied")]
 
     async def _answer(self, request: Request) -> Response:
         try:

@@ -36,6 +36,7 @@ never negotiates compression, so frames are plain RFC 6455 text frames).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,9 +49,10 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from trio_websocket import serve_websocket as _serve_ws
 
 from adapters.backpack import wire
-from adapters.backpack.api import BackpackApi
+from adapters.backpack.api import INTERNAL_ERROR, BackpackApi
 from adapters.backpack.errors import ApiError
 from engine.publisher import INTERVALS, BalanceUpdate, BookTop, DepthUpdate, OrderUpdate, TradeRecord, Update
+from engine.results import Result
 
 log = logging.getLogger("satchel.websocket")
 
@@ -98,6 +100,9 @@ class Connection:
         self.close_reason = ""
         self.inflight = 0
         self.last_pong = clock()
+        self.sending = False  # the writer holds frames taken from the outbox and not yet written
+        stream = ws._stream
+        self.fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
 
     def push(self, frame: bytes) -> None:
         if self.close_reason:
@@ -107,6 +112,25 @@ class Connection:
             return
         self.outbox.append(frame)
         self.wake.set()
+
+    def reply(self, frame: bytes) -> None:
+        """An answer to a request: written at once when nothing is queued or on its way, else queued.
+
+        Saves the writer task's wake-up on the round trip of one order (the socket is
+        non-blocking; whatever the kernel does not take now goes through the outbox).
+        Stream frames keep going through ``push`` so fan-out stays one write per batch.
+        """
+        ws = self.ws
+        if (self.fd >= 0 and not self.outbox and not self.sending and not self.close_reason
+                and ws.closed is None and not ws._stream_lock.locked()):
+            try:
+                written = os.write(self.fd, frame)
+            except OSError:  # full (BlockingIOError) or broken: the writer takes it from here
+                written = 0
+            if written == len(frame):
+                return
+            frame = frame[written:]
+        self.push(frame)
 
     def kill(self, reason: str) -> None:
         """Stop reading and queueing; the writer finishes the frame it is on, then we close."""
@@ -123,10 +147,12 @@ class Connection:
             self.wake = trio.Event()
             outbox = self.outbox
             while outbox:
+                self.sending = True
                 n = min(len(outbox), WRITE_BATCH_MAX)
                 data = b"".join([outbox.popleft() for _ in range(n)])
                 async with ws._stream_lock:
                     await ws._stream.send_all(data)
+            self.sending = False
 
 
 class StreamServer:
@@ -144,6 +170,7 @@ class StreamServer:
         self.clock = clock
         self.subs: dict[str, set[Connection]] = {}
         self.private: dict[int, set[Connection]] = {}
+        self.watched: set[str] = set()  # symbols with a market-data subscriber; updates for others are skipped at once
         self.connections: set[Connection] = set()
         self._aggregates: dict[tuple[int, str], list[Any]] = {}
         self._kline_sent: dict[str, tuple[int, int]] = {}
@@ -178,11 +205,20 @@ class StreamServer:
 
     def on_updates(self, updates: list[Update]) -> None:
         """Publisher listener: encode each update once per stream name, push to subscribers."""
+        watched, private = self.watched, self.private
+        if not watched and not private:  # nobody listens: the common case while orders stream in over REST
+            return
         now_us = time.time_ns() // 1000
         specs = self.specs
         for u in updates:
             t = type(u)
-            if t is DepthUpdate:
+            if t is OrderUpdate or t is BalanceUpdate:
+                conns = private.get(u.account_id)  # type: ignore[union-attr]
+                if conns:
+                    self._private(u, conns, now_us)  # type: ignore[arg-type]
+            elif u.symbol not in watched:  # type: ignore[union-attr]
+                continue
+            elif t is DepthUpdate:
                 spec = specs[u.symbol]  # type: ignore[union-attr]
                 self._publish(f"depth.{u.symbol}", lambda: wire.ws_depth(spec, u, now_us))  # type: ignore[arg-type, union-attr]  # noqa: B023
                 for ms in AGGREGATES_MS:
@@ -194,10 +230,6 @@ class StreamServer:
             elif t is BookTop:
                 spec = specs[u.symbol]  # type: ignore[union-attr]
                 self._publish(f"bookTicker.{u.symbol}", lambda: wire.ws_book_ticker(spec, u, now_us))  # type: ignore[arg-type, union-attr]  # noqa: B023
-            elif t is OrderUpdate or t is BalanceUpdate:
-                conns = self.private.get(u.account_id)  # type: ignore[union-attr]
-                if conns:
-                    self._private(u, conns, now_us)  # type: ignore[arg-type]
 
     def _private(self, u: OrderUpdate | BalanceUpdate, conns: set[Connection], now_us: int) -> None:
         frames: dict[str, bytes] = {}
@@ -321,6 +353,15 @@ class StreamServer:
             conns = self.private.get(conn.account_id)
             if conns is not None:
                 conns.discard(conn)
+                if not conns:
+                    del self.private[conn.account_id]
+        self._rewatch()
+
+    def _rewatch(self) -> None:
+        """Recompute the watched symbols (on subscription changes, which are rare next to updates)."""
+        for stream in [stream for stream, subs in self.subs.items() if not subs]:
+            del self.subs[stream]
+        self.watched = {stream.rpartition(".")[2] for stream in self.subs if not stream.startswith("account.")}
 
     async def _keepalive(self, conn: Connection, nursery: trio.Nursery) -> None:
         async def ping() -> None:
@@ -358,6 +399,9 @@ class StreamServer:
                 if conn.inflight >= MAX_INFLIGHT:
                     self._reply(conn, message["id"], error=ApiError("TOO_MANY_REQUESTS", f"More than {MAX_INFLIGHT} requests in flight on this connection"))
                     continue
+                if method == "orderExecute" and isinstance(message.get("params"), dict):
+                    self._execute(conn, message)
+                    continue
                 conn.inflight += 1
                 nursery.start_soon(self._request, conn, message)
             else:
@@ -376,6 +420,7 @@ class StreamServer:
             for stream in params:
                 conn.streams.discard(stream)
                 self.subs.get(stream, set()).discard(conn)
+            self._rewatch()
             return
         if any(p.startswith("account.") for p in params) and not self._authorize(conn, message):
             return
@@ -386,6 +431,7 @@ class StreamServer:
             conn.streams.add(stream)
             self.subs.setdefault(stream, set()).add(conn)
             self._kline_sent.pop(stream, None)
+        self._rewatch()
 
     def _authorize(self, conn: Connection, message: dict[str, Any]) -> bool:
         signature = message.get("signature")
@@ -413,10 +459,7 @@ class StreamServer:
             route = self.api.by_instruction.get((message["method"], isinstance(params, list)))
             if route is None:
                 raise ApiError("INVALID_CLIENT_REQUEST", f"Unknown instruction {message['method']!r}")
-            signature = message.get("signature")
-            if not isinstance(signature, list) or len(signature) != 4:
-                raise ApiError("UNAUTHORIZED", "Signed requests need \"signature\": [apiKey, signature, timestamp, window]")
-            key, sig, ts, window = (str(s) for s in signature)
+            key, sig, ts, window = _signature(message)
             result = await self.api.dispatch(route, params, key, sig, ts, window)
             self._reply(conn, request_id, result=result)
         except ApiError as exc:
@@ -424,15 +467,70 @@ class StreamServer:
         finally:
             conn.inflight -= 1
 
+    def _execute(self, conn: Connection, message: dict[str, Any]) -> None:
+        """A new order, submitted from the reader itself: no task per order, and the
+        engine's reply sink queues the answer frame the moment the order is durable.
+        Same checks and payloads as ``_request`` (``BackpackApi.prepare_order``)."""
+        request_id = message["id"]
+        api = self.api
+        try:
+            key, sig, ts, window = _signature(message)
+            account_id, cmd = api.prepare_order(message["params"], key, sig, ts, window)
+            conn.inflight += 1
+            try:
+                api.place(account_id, cmd, _OrderReply(self, conn, request_id, cmd.symbol))
+            except ApiError:
+                conn.inflight -= 1
+                raise
+        except ApiError as exc:
+            self._reply(conn, request_id, error=exc)
+        except Exception:
+            log.exception("order entry failed")
+            self._reply(conn, request_id, error=ApiError("SERVER_ERROR", INTERNAL_ERROR))
+
     def _reply(self, conn: Connection, request_id: Any, *, result: Any = None, error: ApiError | None = None) -> None:
         if error is not None:
             body = {"id": request_id, "error": error.body(), "status": error.status}
         else:
             body = {"id": request_id, "result": result, "status": 200}
-        conn.push(text_frame(orjson.dumps(body)))
+        conn.reply(text_frame(orjson.dumps(body)))
 
     def _error(self, conn: Connection, request_id: Any, code: int, message: str) -> None:
         conn.push(text_frame(orjson.dumps({"id": request_id, "error": {"code": code, "message": message}})))
+
+
+def _signature(message: dict[str, Any]) -> tuple[str, str, str, str]:
+    signature = message.get("signature")
+    if not isinstance(signature, list) or len(signature) != 4:
+        raise ApiError("UNAUTHORIZED", "Signed requests need \"signature\": [apiKey, signature, timestamp, window]")
+    key, sig, ts, window = signature
+    return str(key), str(sig), str(ts), str(window)
+
+
+class _OrderReply:
+    """The engine's reply sink for one order sent over a WebSocket: queues the answer frame."""
+
+    __slots__ = ("conn", "request_id", "server", "symbol")
+
+    def __init__(self, server: StreamServer, conn: Connection, request_id: Any, symbol: str) -> None:
+        self.server = server
+        self.conn = conn
+        self.request_id = request_id
+        self.symbol = symbol
+
+    def set(self, result: Result) -> None:
+        """Called by the engine (in its task): never raises into it."""
+        conn = self.conn
+        conn.inflight -= 1
+        try:
+            payload = self.server.api.order_payload(result, self.symbol)
+        except ApiError as exc:
+            self.server._reply(conn, self.request_id, error=exc)
+        except Exception:
+            log.exception("order answer failed")
+            self.server._reply(conn, self.request_id, error=ApiError("SERVER_ERROR", INTERNAL_ERROR))
+        else:
+            self.server._reply(conn, self.request_id, result=payload)
 
 
 async def serve_websocket(

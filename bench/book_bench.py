@@ -19,21 +19,22 @@ from bench.workload import EXPECTED_FILLS, Order
 from engine.book import UNLIMITED, OrderBook
 from engine.market import Market
 from engine.messages import BID, NO_CLIENT_ID, REJECT_TAKER, PlaceOrder
-from engine.runtime import _tune_interpreter
+from engine.runtime import GC_THRESHOLD, _tune_interpreter
 
-ENGINE_GC: Final = "engine runtime settings: gc.freeze() after a collect, gc.set_threshold(50_000, 50, 100)"
+ENGINE_GC: Final = f"engine runtime settings: gc.freeze() after a collect, gc.set_threshold{GC_THRESHOLD}"
 DEFAULT_GC: Final = "interpreter default (gc thresholds 700, 10, 10; nothing frozen)"
 
 
 def run_book(orders: list[Order]) -> tuple[float, int, int]:
-    """Drive engine.book.OrderBook as engine/market.py does: a limit that cannot cross rests at
-    once (``place``); otherwise walk, take each fill, place the rest.
+    """Drive engine.book.OrderBook as engine/market.py (``Market.place``) does: a limit that cannot
+    cross rests at once (``place``); otherwise ``walk_limit`` (``walk`` if the taker meets its own
+    order), ``fill`` each maker it found, place the rest.
 
     Every order has its own account id, so self-trade prevention never triggers.
     Returns (seconds, fills, resting orders).
     """
     book = OrderBook()
-    walk, take, place = book.walk, book.take, book.place
+    walk, walk_limit, fill, place = book.walk, book.walk_limit, book.fill, book.place
     bids, asks = book.bid_keys, book.ask_prices  # read in place, as Market.decide_place does
     qpts = 1  # quote atoms per tick*step; any constant leaves matching unchanged
     stp = REJECT_TAKER
@@ -44,21 +45,26 @@ def run_book(orders: list[Order]) -> tuple[float, int, int]:
         if not ((asks and asks[0] <= price) if side == BID else (bids and -bids[0] >= price)):
             place(oid, oid, side, price, qty, qty, 0, NO_CLIENT_ID, False, stp, 0)
             continue
-        w = walk(side, price, qty, UNLIMITED, qpts, oid, stp)
+        walked = walk_limit(side, price, qty, oid)
+        if walked is None:  # met its own order: Market asks the general walk (self-trade prevention)
+            w = walk(side, price, qty, UNLIMITED, qpts, oid, stp)
+            walked = w.fills, w.filled_steps
+        made, filled = walked
         executed_quote = 0
-        for maker, steps in w.fills:
+        for maker, steps in made:
             quote = maker.price_ticks * steps * qpts
-            take(maker.order_id, steps, quote)
+            fill(maker, steps, quote)
             executed_quote += quote
-        fills += len(w.fills)
-        if w.filled_steps < qty:
-            place(oid, oid, side, price, qty, qty - w.filled_steps, executed_quote, NO_CLIENT_ID, False, stp, 0)
+        fills += len(made)
+        if filled < qty:
+            place(oid, oid, side, price, qty, qty - filled, executed_quote, NO_CLIENT_ID, False, stp, 0)
     elapsed = time.perf_counter() - t0
     return elapsed, fills, len(book.orders)
 
 
 def run_market(orders: list[Order]) -> tuple[float, int, int]:
-    """One level up: Market.decide_place + apply_placed (band check, fees, Fill and OrderPlaced objects).
+    """One level up: Market.place, decide and apply in one step as the market actor runs it (band check,
+    fees, Fill and OrderPlaced objects).
 
     Commands are built outside the timed loop (that is the engine's intake, measured separately).
     """
@@ -82,13 +88,12 @@ def market_setup(orders: list[Order]) -> tuple[Market, list[PlaceOrder]]:
 
 
 def market_loop(market: Market, cmds: list[PlaceOrder]) -> tuple[float, int, int]:
-    """The timed part of ``run_market``: decide and apply every command, in order."""
-    decide, apply = market.decide_place, market.apply_placed
+    """The timed part of ``run_market``: place (decide + apply) every command, in order."""
+    place = market.place
     fills = 0
     t0 = time.perf_counter()
     for cmd in cmds:
-        placed = decide(cmd, 0)
-        apply(placed)  # type: ignore[arg-type]
+        placed = place(cmd, 0)
         fills += len(placed.fills)  # type: ignore[union-attr]
     elapsed = time.perf_counter() - t0
     return elapsed, fills, len(market.book.orders)
@@ -129,8 +134,8 @@ def engine_interpreter() -> Iterator[None]:
     """Run under the interpreter settings the engine applies at start, then restore the defaults.
 
     ``engine.runtime._tune_interpreter`` (called by ``Engine`` before it serves) freezes
-    what is alive and raises the first GC threshold to 50,000 allocations: the book
-    never runs under the default 700 in the product. Measuring it under the default
+    what is alive and sets the collector's thresholds (``GC_THRESHOLD``): the book
+    never runs under the default (700, 10, 10) in the product. Measuring it under the default
     would count collections the engine does not make (each gen-0 pass walks the
     young objects, and the rarer full passes walk every resting order).
     """

@@ -9,6 +9,11 @@
   order of an RTT run (a separate, instrumented run): the number of hops an
   order takes between tasks (reader, market, journal, publisher, fsync thread
   hand-offs), which wall-clock figures on a shared box hide.
+* ``server_cpu_us_per_order`` / ``client_cpu_us_per_order`` (on the pipelined
+  figure): CPU time of the acceptor's process (engine, journal thread, FIX) and
+  of the load generator per order, so the side that limits is known and a
+  busy shared box (which stretches wall-clock time) is told apart from a
+  slower acceptor.
 * ``disk_fdatasync_us_p50`` (on both): one small append + fdatasync where the
   journal lives, measured just before; the journal syncs every order of the
   RTT run and every batch of the pipelined one, so compare runs with this.
@@ -37,6 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from adapters.fix.service import serve_fix
 from engine.config import DEFAULT, parse_config
+from engine.journal import SegmentPreparer
 from engine.runtime import Engine
 
 CLIENT = [sys.executable, "-m", "bench.fix_client"]
@@ -55,7 +61,11 @@ def _config() -> Any:
 
 async def _bench(mode: str, n: int, run: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(_config(), Path(tmp))
+        config = _config()
+        # A running daemon writes into pre-zeroed segments once its journal passes its first MiB (and keeps the
+        # prepared one across restarts); start this fresh journal in that steady state.
+        SegmentPreparer(Path(tmp), config.journal.segment_bytes).prepare_now()
+        engine = Engine(config, Path(tmp))
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
             private = Ed25519PrivateKey.generate()
@@ -74,12 +84,14 @@ async def _bench(mode: str, n: int, run: int) -> dict[str, Any]:
             info = await nursery.start(fix)
             host, port = info["fix"].rsplit(":", 1)
             key_hex = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+            cpu_started = time.process_time()
             result = await trio.run_process(
                 [*CLIENT, mode, host, port, "BENCH", "SATCHEL", key_hex, api_key, str(n)], capture_stdout=True,
             )
+            server_cpu_s = time.process_time() - cpu_started
             scope.cancel()
             engine.stop()
-        return dict(orjson.loads(result.stdout))
+        return {**orjson.loads(result.stdout), "server_cpu_s": server_cpu_s}
 
 
 class _Steps(trio.abc.Instrument):
@@ -134,13 +146,17 @@ def fdatasync_us_p50(samples: int = 30) -> float:
 
 def run(runs: int = RUNS) -> None:
     fsync_us = fdatasync_us_p50()
-    rates = []
+    rates, server_cpu, client_cpu = [], [], []
     for i in range(runs):
         result = trio.run(_bench, "pipelined", PIPELINED_ORDERS, i)
         rates.append(result["orders"] / result["seconds"])
+        server_cpu.append(result["server_cpu_s"] * 1e6 / result["orders"])
+        client_cpu.append(result["cpu_s"] * 1e6 / result["orders"])
     median = statistics.median(rates)
     emit("fix_orders_per_s", round(median), "orders/s", median_of=runs, best=round(max(rates)),
          runs=[round(r) for r in rates], window=100, orders=PIPELINED_ORDERS, disk_fdatasync_us_p50=fsync_us,
+         server_cpu_us_per_order=round(statistics.median(server_cpu), 1),
+         client_cpu_us_per_order=round(statistics.median(client_cpu), 1),
          target=">= 50000", meets=median >= 50_000,
          how="signed Logon; NewOrderSingle limits pipelined (<=100 without their ExecutionReport) from another process "
              "over loopback; validated, journaled (fsync) and acknowledged with 35=8 150=0")
@@ -250,9 +266,10 @@ def run_quickfix() -> None:
         try:
             results = {}
             for mode, n in (("pipelined", QUICKFIX_ORDERS), ("rtt", RTT_ORDERS)):
+                cpu_started = time.process_time()  # the acceptor's threads run in this process
                 out = subprocess.run([*CLIENT, mode, "127.0.0.1", str(port), "BENCH", "SATCHEL", key_hex, "unused", str(n)],
                                      capture_output=True, timeout=300, check=True)
-                results[mode] = orjson.loads(out.stdout)
+                results[mode] = {**orjson.loads(out.stdout), "server_cpu_s": time.process_time() - cpu_started}
             _emit_quickfix(results)  # before stop(), which the binding sometimes crashes in (SIGSEGV)
         finally:
             acceptor.stop()
@@ -261,7 +278,10 @@ def run_quickfix() -> None:
 def _emit_quickfix(results: dict[str, Any]) -> None:
     rate = results["pipelined"]["orders"] / results["pipelined"]["seconds"]
     samples = sorted(results["rtt"]["rtt_us"])
+    pipelined = results["pipelined"]
     emit("fix_quickfix_acceptor_orders_per_s", round(rate), "orders/s", window=100, orders=QUICKFIX_ORDERS,
+         server_cpu_us_per_order=round(pipelined["server_cpu_s"] * 1e6 / pipelined["orders"], 1),
+         client_cpu_us_per_order=round(pipelined["cpu_s"] * 1e6 / pipelined["orders"], 1),
          how="side-by-side anchor: QuickFIX C++ 1.16.0 SocketAcceptor via the PyPI binding, data dictionary on, "
              "MemoryStore, ExecutionReport built in a Python callback; no matching, no journal")
     emit("fix_quickfix_acceptor_rtt_us_p50", round(samples[len(samples) // 2], 1), "us",

@@ -73,7 +73,7 @@ def run_book(orders: list[Any], runs: int) -> dict[str, Any]:
     emit(
         "book_orders_per_s", round(book["median"]), "orders/s", median_of=runs, best=round(book["best"]),
         runs=book["runs"], fills=book["fills"], resting=book["resting"], gc=book["gc"],
-        how="engine.book.OrderBook as Market drives it: place() an order that cannot cross; else walk(), take() per fill, "
+        how="engine.book.OrderBook as Market drives it: place() an order that cannot cross; else walk_limit(), fill() per maker, "
             "place() the remainder; GTC limits, one account per order",
         **at_least(book["median"], 1_000_000),
     )
@@ -81,7 +81,7 @@ def run_book(orders: list[Any], runs: int) -> dict[str, Any]:
     emit(
         "market_orders_per_s", round(market["median"]), "orders/s", median_of=runs, best=round(market["best"]),
         runs=market["runs"], fills=market["fills"], gc=market["gc"],
-        how="engine.market.Market.decide_place + apply_placed (band check, fees, Fill/OrderPlaced objects); "
+        how="engine.market.Market.place, decide + apply in one step as the market actor runs it (band check, fees, Fill/OrderPlaced objects); "
             "commands pre-built",
     )
     return book

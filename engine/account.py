@@ -36,6 +36,7 @@ from engine.messages import (
     AmendOrder,
     Deposit,
     Deposited,
+    Fill,
     OrderAmended,
     OrderCancelled,
     OrderPlaced,
@@ -68,7 +69,7 @@ class OpenOrder:
 
 
 class NewOpenOrder(OpenOrder):
-    """An ``OpenOrder`` built by one C-level call, for replay (``Venue.replay_rows`` sets every slot).
+    """An ``OpenOrder`` built by one C-level call, for replay and live settlement (the caller sets every slot).
 
     ``OpenOrder(...)`` runs a Python ``__init__`` frame, which on replay costs more
     than the rest of opening the order; this subclass has ``object.__init__``
@@ -154,19 +155,43 @@ class Account:
     def reserve_place(self, cmd: PlaceOrder, spec: MarketSpec) -> Rejection | None:
         """``decide_place`` and, if it allows the order, hold what it may spend (``cmd.lock``); or say why not.
 
-        The hold is ``hold`` for a new order id, which has none yet: set, not added to.
+        A limit order (nearly all flow) is decided here with ``decide_place``'s
+        checks written out (no call, no (asset, atoms) tuple per order); anything
+        else, and every refusal, goes through ``decide_place`` itself, so the
+        rules and messages have one source. The hold is ``hold`` for a new order
+        id, which has none yet: set, not added to.
         """
-        decided = self.decide_place(cmd, spec)
-        if type(decided) is Rejection:
-            return decided
-        asset, need = decided  # type: ignore[misc]
+        cid = cmd.client_id
+        if cmd.order_type == LIMIT and (cid == NO_CLIENT_ID or (
+            cid not in self.client_ids and cid not in self.pending_client_ids
+        )):
+            if cmd.side == BID:
+                asset = spec.quote
+                need = cmd.price_ticks * cmd.qty_steps * spec.quote_per_tick_step
+            else:
+                asset = spec.base
+                need = cmd.qty_steps * spec.base_per_step
+            held = self.held
+            held_now = held.get(asset, 0)
+            available = self.balances.get(asset, 0) - self.locked.get(asset, 0) - held_now
+            if self.reserved:
+                available -= self.reserved.get(asset, 0)
+            if not 0 < need <= available:
+                return self.decide_place(cmd, spec)  # type: ignore[return-value]  # the refusal, worded once
+        else:
+            decided = self.decide_place(cmd, spec)
+            if type(decided) is Rejection:
+                return decided
+            asset, need = decided  # type: ignore[misc]
+            held = self.held
+            held_now = held.get(asset, 0)
         order_id = cmd.order_id
-        assert order_id not in self.holds, f"account {self.account_id} already holds for new order {order_id}"
-        self.holds[order_id] = (asset, need)
-        held = self.held
-        held[asset] = held.get(asset, 0) + need
-        if cmd.client_id != NO_CLIENT_ID:
-            self.pending_client_ids.add(cmd.client_id)
+        holds = self.holds
+        assert order_id not in holds, f"account {self.account_id} already holds for new order {order_id}"
+        holds[order_id] = (asset, need)
+        held[asset] = held_now + need
+        if cid != NO_CLIENT_ID:
+            self.pending_client_ids.add(cid)
         cmd.lock = need
         return None
 
@@ -283,25 +308,65 @@ class Account:
         exactly the order's, self-trade cancellations) takes the general path.
         """
         order_id = e.order_id
-        hold = self.holds.get(order_id)
+        holds = self.holds
+        hold = holds.get(order_id)
         if hold is None or hold[1] != e.lock or e.fills or e.stp_cancelled:
             self.release_hold(order_id, e.client_id, e.lock)
             self.apply_placed(e, spec)
             return
-        del self.holds[order_id]
+        del holds[order_id]
         asset, atoms = hold
         self.held[asset] -= atoms
         cid = e.client_id
         if cid != NO_CLIENT_ID:
             self.pending_client_ids.discard(cid)
         if e.status == "New":
-            lock = e.price_ticks * e.qty_steps * spec.quote_per_tick_step if e.side == BID else e.qty_steps * spec.base_per_step
-            if lock == atoms:
-                lock = atoms  # share the int object: one allocation less per resting order
-            self.orders[order_id] = OpenOrder(e.symbol, e.side, e.price_ticks, lock, cid, asset)
+            self._rest(e, e.qty_steps, asset, spec)
+
+    def settle_taker(self, e: OrderPlaced, spec: MarketSpec) -> None:
+        """``release_hold`` + ``apply_placed`` for this account's own order (the market actor's settlement).
+
+        The hold is dropped inline when it is exactly the order's (``reserve_place``'s),
+        as in ``settle_unfilled``; anything else goes through ``release_hold``.
+        """
+        order_id = e.order_id
+        holds = self.holds
+        hold = holds.get(order_id)
+        if hold is None or hold[1] != e.lock:
+            self.release_hold(order_id, e.client_id, e.lock)
+        else:
+            del holds[order_id]
+            self.held[hold[0]] -= hold[1]
+            cid = e.client_id
             if cid != NO_CLIENT_ID:
-                self.client_ids[cid] = order_id
-            self.locked[asset] = self.locked.get(asset, 0) + lock
+                self.pending_client_ids.discard(cid)
+        self._apply_taker(e, spec)
+
+    def settle_maker_fill(self, f: Fill, spec: MarketSpec) -> None:
+        """This account's part of one fill against its resting order (``_apply_maker`` for one fill).
+
+        The market actor settles each maker fill by fill (``_apply_maker`` walks
+        every fill of the event once per maker account); a near-copy of its loop
+        body, kept flat because it runs once per trade.
+        """
+        order = self.orders[f.maker_order_id]
+        steps = f.qty_steps
+        balances, locked = self.balances, self.locked
+        if order.side == BID:
+            paid = f.price_ticks * steps * spec.quote_per_tick_step
+            pay_asset, get_asset, got = spec.quote, spec.base, steps * spec.base_per_step - f.maker_fee
+        else:
+            paid = steps * spec.base_per_step
+            pay_asset, get_asset, got = spec.base, spec.quote, f.price_ticks * steps * spec.quote_per_tick_step - f.maker_fee
+        balances[pay_asset] -= paid
+        locked[pay_asset] -= paid
+        balances[get_asset] = balances.get(get_asset, 0) + got
+        lock = order.lock - paid
+        order.lock = lock
+        if lock == 0:  # filled: _forget written out
+            del self.orders[f.maker_order_id]
+            if order.client_id != NO_CLIENT_ID:
+                self.client_ids.pop(order.client_id, None)
 
     def apply_placed(self, e: OrderPlaced, spec: MarketSpec) -> None:
         if e.account_id == self.account_id:
@@ -333,18 +398,21 @@ class Account:
             balances[get_asset] = balances.get(get_asset, 0) + received
         for order_id in e.stp_cancelled:
             self._close(order_id)
-        remaining = e.qty_steps - executed
         if e.status == "New" or e.status == "PartiallyFilled":
-            lock = e.price_ticks * remaining * qpts if bid else remaining * bps
-            if lock == e.lock:
-                lock = e.lock  # share the event's int object: one allocation less per resting order
-            self.orders[e.order_id] = OpenOrder(e.symbol, e.side, e.price_ticks, lock, e.client_id, pay_asset)
-            if e.client_id != NO_CLIENT_ID:
-                self.client_ids[e.client_id] = e.order_id
+            self._rest(e, e.qty_steps - executed, pay_asset, spec)
         else:
-            lock = 0
-        # locked grows by what stays reserved: the order's lock less what it paid and released
-        self.locked[pay_asset] = self.locked.get(pay_asset, 0) + lock
+            self.locked[pay_asset] = self.locked.get(pay_asset, 0)  # nothing stays reserved
+
+    def _rest(self, e: OrderPlaced, remaining: int, asset: str, spec: MarketSpec) -> None:
+        """Record this account's order resting with ``remaining`` steps: its open order, client id and lock.
+
+        ``locked`` grows by what stays reserved: the order's lock less what it paid and released.
+        """
+        lock = e.price_ticks * remaining * spec.quote_per_tick_step if e.side == BID else remaining * spec.base_per_step
+        if lock == e.lock:
+            lock = e.lock  # share the event's int object: one allocation less per resting order
+        rest_open(self, e.order_id, e.symbol, asset, e.side, e.price_ticks, lock, e.client_id)
+        self.locked[asset] = self.locked.get(asset, 0) + lock
 
     def _apply_maker(self, e: OrderPlaced, spec: MarketSpec) -> None:
         bps, qpts = spec.base_per_step, spec.quote_per_tick_step
@@ -367,13 +435,17 @@ class Account:
                 self._forget(f.maker_order_id, order)
 
     def _apply_fees(self, e: OrderPlaced, spec: MarketSpec) -> None:
+        """The fee account's part: each side's fees in the asset that side received (``_add`` written out)."""
         taker_asset, maker_asset = (spec.base, spec.quote) if e.side == BID else (spec.quote, spec.base)
         taker_fees = maker_fees = 0
         for f in e.fills:
             taker_fees += f.taker_fee
             maker_fees += f.maker_fee
-        self._add(taker_asset, taker_fees)
-        self._add(maker_asset, maker_fees)
+        balances = self.balances
+        balances[taker_asset] = balances.get(taker_asset, 0) + taker_fees
+        balances[maker_asset] = balances.get(maker_asset, 0) + maker_fees
+
+    settle_fees = _apply_fees  # the market actor's name for it (see settle_taker)
 
     def apply_cancelled(self, e: OrderCancelled) -> None:
         self._close(e.order_id)
@@ -401,3 +473,21 @@ def _steps_of(order: OpenOrder, spec: MarketSpec) -> int:
         return order.lock // (order.price_ticks * spec.quote_per_tick_step)
     return order.lock // spec.base_per_step
 
+
+def rest_open(
+    account: Account, order_id: int, symbol: str, asset: str, side: str, price: int, lock: int, client_id: int
+) -> None:
+    """Record an order resting on its account: its ``OpenOrder`` (built without a Python ``__init__``) and client id.
+
+    The caller adds ``lock`` to ``locked``. Shared by live settlement (``Account._rest``) and replay.
+    """
+    open_order = NewOpenOrder()
+    open_order.symbol = symbol
+    open_order.asset = asset
+    open_order.side = side
+    open_order.price_ticks = price
+    open_order.lock = lock
+    open_order.client_id = client_id
+    account.orders[order_id] = open_order
+    if client_id != NO_CLIENT_ID:
+        account.client_ids[client_id] = order_id

@@ -23,6 +23,14 @@ its handlers directly instead of queueing a one-message batch. Nothing can run
 in between (no await), so the result is exactly what the actor would have done,
 without a task switch per order; anything queued keeps FIFO order by going
 through the inbox. Only the account actor's own methods touch its state.
+
+The per-order path (one limit order that rests or trades): ``Engine.submit`` ->
+``AccountActor.admit`` (``Account.reserve_place`` holds what it may spend, the
+command joins its market's queue) -> ``MarketActor.run`` (``Market.place``
+decides and applies it in one step) -> the journal -> ``_forward``: the taker
+settles in one call (``settle_own``/``settle_taker``, bound straight to the
+account's methods), each idle maker fill by fill (``settle_fill``), the fee
+account once per trade. Anything unusual takes the general ``settle(e)``.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
@@ -49,6 +57,7 @@ from engine.messages import (
     Deposit,
     Deposited,
     Event,
+    Fill,
     OrderAmended,
     OrderCancelled,
     OrderPlaced,
@@ -60,7 +69,7 @@ from engine.messages import (
     Withdraw,
     Withdrawn,
 )
-from engine.results import Result
+from engine.results import Result, placed_result
 from engine.venue import placed_parties
 
 if TYPE_CHECKING:
@@ -126,9 +135,16 @@ class JournalActor:
     is ready the moment the disk is.
     """
 
-    def __init__(self, writer: JournalWriter, deliver: Callable[[Sink, Result], None]) -> None:
+    def __init__(
+        self, writer: JournalWriter, deliver: Callable[[Sink, Result], None],
+        delivered: Callable[[int], None] | None = None,
+    ) -> None:
         self.writer = writer
         self.deliver = deliver
+        # With ``delivered``, durable results go straight to their sinks and ``delivered(n)``
+        # is told once per batch how many went out (the engine's in-flight count), instead
+        # of one ``deliver`` call per result.
+        self.delivered = delivered
         self.tx, self.rx = trio.open_memory_channel[tuple[list[Event] | bytes, list[Delivery]]](JOURNAL_INBOX_SIZE)
         self.subscribers: list[trio.MemorySendChannel[list[Event]]] = []
         self.durable_seq = writer.seq
@@ -269,10 +285,20 @@ class JournalActor:
                 self.durable_event_seq = last_seq
             if last_seq >= self.watermark:
                 self.on_watermark()
-        deliver = self.deliver
-        for _, deliveries in batch:
-            for sink, value in deliveries:
-                deliver(sink, value)
+        delivered = self.delivered
+        if delivered is not None:
+            count = 0
+            for _, deliveries in batch:
+                count += len(deliveries)
+            delivered(count)
+            for _, deliveries in batch:
+                for sink, value in deliveries:
+                    sink.set(value)
+        else:
+            deliver = self.deliver
+            for _, deliveries in batch:
+                for sink, value in deliveries:
+                    deliver(sink, value)
         if events and self.subscribers:
             self._publish(events)
 
@@ -307,6 +333,21 @@ def _drain_all(rx: trio.MemoryReceiveChannel[Any]) -> list[Any]:
             out.append(rx.receive_nowait())
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             return out
+
+
+def _complete_now(coro: Coroutine[Any, Any, None]) -> None:
+    """Run to its end, here, a coroutine that cannot wait (``MarketActor.pass_now`` checked first).
+
+    Its awaits are channel sends into inboxes with room, which complete
+    without a checkpoint, so the actor's own code runs unchanged in the
+    caller's step.
+    """
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise AssertionError("a market pass run in the caller's step had to wait")
 
 
 def _records(batch: list[Committed]) -> tuple[list[bytes], list[Event]]:
@@ -353,13 +394,55 @@ class MarketActor:
             return False
         queue.append((cmd, sink))
         if not self.woken:
-            self._wake()
+            held = self.engine.held_markets
+            if held is None:
+                self._wake()
+            else:  # a batch of intake is in progress: its end runs or wakes us (``Engine.release_markets``)
+                held[self] = None
         return True
 
     def _wake(self) -> None:
         self.woken = True
         self.tx.send_nowait(None)
         self.engine.pending += 1
+
+    def pass_now(self) -> bool:
+        """Run the pass the actor would run next, here in the caller's step; False when it cannot.
+
+        For ``Engine.release_markets``: an adapter that submitted the commands of
+        one read has the market decide them at once, one task switch sooner than
+        the actor would (an order in flight alone waits for three steps instead of
+        four: the reader's, the journal's, the publisher's). Only when nothing in
+        the pass can wait, so it is exactly the actor's pass: the actor is idle,
+        the commands fit in one pass, the journal's inbox has room, and no account
+        inbox can fill (a pass posts at most two messages to an account, and
+        ``engine.pending`` bounds what any inbox holds). Events still reach the
+        journal through its inbox and replies leave after its fsync.
+        """
+        engine = self.engine
+        queue = self.queue
+        if (self.busy or self.woken or not queue or len(queue) > MARKET_BATCH_MAX
+                or engine.journal.queued >= JOURNAL_INBOX_SIZE or engine.pending + 2 > ACCOUNT_INBOX_SIZE):
+            return False
+        self.queue = []
+        self.busy = True
+        try:
+            now = engine.clock()
+            events: list[Event] = []
+            deliveries: list[Delivery] = []
+            refused: dict[int, list[tuple[int, int, int]]] = {}
+            for cmd, sink in queue:
+                self._handle(cmd, sink, now, events, deliveries, refused)
+            _complete_now(engine.journal.submit(events, deliveries))
+            _complete_now(self._forward(events, refused))
+        finally:
+            self.busy = False
+        return True
+
+    def wake_if_queued(self) -> None:
+        """Wake the actor for commands queued during a batch of intake it could not run at once."""
+        if self.queue and not self.woken:
+            self._wake()
 
     async def run(self) -> None:
         engine = self.engine
@@ -377,7 +460,15 @@ class MarketActor:
             events: list[Event] = []
             deliveries: list[Delivery] = []
             refused: dict[int, list[tuple[int, int, int]]] = {}
+            place, view, add_event, add_delivery = self.market.place, self.view_placed, events.append, deliveries.append
             for cmd, sink in items:
+                if type(cmd) is PlaceOrder:  # _handle's first case, inline: nearly every command
+                    placed = place(cmd, now)
+                    if type(placed) is OrderPlaced:
+                        add_event(placed)
+                        if sink is not None:
+                            add_delivery((sink, placed_result(placed, view)))
+                        continue
                 self._handle(cmd, sink, now, events, deliveries, refused)
             await engine.journal.submit(events, deliveries)
             await self._forward(events, refused)
@@ -391,12 +482,11 @@ class MarketActor:
         market = self.market
         t = type(cmd)
         if t is PlaceOrder:
-            placed = market.decide_place(cmd, now)
+            placed = market.place(cmd, now)
             if type(placed) is OrderPlaced:
-                market.apply_placed(placed)
                 events.append(placed)
                 if sink is not None:
-                    deliveries.append((sink, Result.placed(placed, self.view_placed)))
+                    deliveries.append((sink, placed_result(placed, self.view_placed)))
                 return
             refused.setdefault(cmd.account_id, []).append((cmd.order_id, cmd.client_id, cmd.lock))
             if sink is not None:
@@ -453,18 +543,29 @@ class MarketActor:
         """
         accounts = self.engine.account_actors
         spec = self.market.spec
+        fee_account = self.engine.venue.accounts[FEE_ACCOUNT_ID]
         later: dict[int, list[Event]] = {}
         for e in events:
             t = type(e)
+            parties: Iterable[int]
             if t is OrderPlaced:
-                if e.fills:  # type: ignore[union-attr]
-                    parties: Iterable[int] = placed_parties(e)  # type: ignore[arg-type]
-                else:  # rested or expired untouched: only the taker's account is involved
+                if not e.fills:  # type: ignore[union-attr]  # rested or expired untouched: only the taker is involved
                     actor = accounts[e.account_id]  # type: ignore[union-attr]
                     if actor.busy or actor.queued:
                         later.setdefault(e.account_id, []).append(e)  # type: ignore[union-attr]
                     else:
                         actor.settle_own(e, spec)  # type: ignore[arg-type]
+                    continue
+                if e.account_id == FEE_ACCOUNT_ID or fee_account.orders or fee_account.holds:  # type: ignore[union-attr]
+                    # the fee account trades (never in practice): every party applies the whole event
+                    parties = placed_parties(e)  # type: ignore[arg-type]
+                else:
+                    actor = accounts[e.account_id]  # type: ignore[union-attr]
+                    if actor.busy or actor.queued:
+                        later.setdefault(e.account_id, []).append(e)  # type: ignore[union-attr]
+                    else:
+                        actor.settle_taker(e, spec)  # type: ignore[arg-type]
+                    self._settle_makers(e, spec, later)  # type: ignore[arg-type]
                     continue
             elif t is OrderCancelled or t is OrderAmended:
                 parties = (e.account_id,)  # type: ignore[union-attr]
@@ -483,6 +584,35 @@ class MarketActor:
             if not actor.release_now(orders):
                 await actor.post((REFUSED, orders, None))
 
+    def _settle_makers(self, e: OrderPlaced, spec: MarketSpec, later: dict[int, list[Event]]) -> None:
+        """The makers' and the fee account's parts of a trade (the taker's is settled by the caller).
+
+        An idle maker settles fill by fill (``Account.settle_maker_fill``); a busy
+        one gets the whole event once, as ``settle`` would apply it. Idleness does
+        not change inside ``_forward`` (no await), so each account applies all of
+        its part one way or the other, in batch order. The same as every party
+        calling ``settle(e)`` (``placed_parties``), without the per-party dispatch
+        and without each maker walking every fill.
+        """
+        accounts = self.engine.account_actors
+        fees = False
+        for f in e.fills:
+            actor = accounts[f.maker_account_id]
+            if actor.busy or actor.queued:
+                queued = later.setdefault(f.maker_account_id, [])
+                if not queued or queued[-1] is not e:
+                    queued.append(e)
+            else:
+                actor.settle_fill(f, spec)
+            if not fees and (f.maker_fee > 0 or f.taker_fee > 0):  # as placed_parties decides
+                fees = True
+        if fees:
+            actor = accounts[FEE_ACCOUNT_ID]
+            if actor.busy or actor.queued:
+                later.setdefault(FEE_ACCOUNT_ID, []).append(e)
+            else:
+                actor.settle_fees(e, spec)
+
 
 class AccountActor:
     """Owns one account: risk checks, holds, settlement, deposits, withdrawals, transfers."""
@@ -493,6 +623,16 @@ class AccountActor:
         self.tx, self.rx = trio.open_memory_channel[tuple[int, Any, Sink | None]](ACCOUNT_INBOX_SIZE)
         self.busy = False  # between taking a batch and finishing it (including its awaits)
         self.queued = 0  # messages in the inbox not yet taken
+        # How the market actor settles this account's part of a trade while the actor is idle
+        # (``MarketActor._forward``): the account's own methods, bound once here, since a
+        # wrapper method would add a frame per order or fill.
+        # settle_own: its order that traded nothing (the hold becomes its lock);
+        # settle_taker: its order that traded (its makers are settled apart);
+        # settle_fill: one fill against its resting order; settle_fees: the fee account's part.
+        self.settle_own: Callable[[OrderPlaced, MarketSpec], None] = account.settle_unfilled
+        self.settle_taker: Callable[[OrderPlaced, MarketSpec], None] = account.settle_taker
+        self.settle_fill: Callable[[Fill, MarketSpec], None] = account.settle_maker_fill
+        self.settle_fees: Callable[[OrderPlaced, MarketSpec], None] = account.settle_fees
 
     def post_nowait(self, item: tuple[int, Any, Sink | None]) -> None:
         """Queue a message; raises trio.WouldBlock when the inbox is full."""
@@ -516,11 +656,16 @@ class AccountActor:
         """
         if self.busy or self.queued:
             return False
-        if type(cmd) is PlaceOrder:  # the common case, without the batch bookkeeping
-            refused = self._hold_place(cmd)
+        if type(cmd) is PlaceOrder:  # the common case: _hold_place written out
+            engine = self.engine
+            spec = engine.venue.specs[cmd.symbol]
+            refused = engine.gate_order(self.account, spec, cmd) if engine.gated else None
+            if refused is None:
+                refused = self.account.reserve_place(cmd, spec)
             if refused is not None:
-                self.engine.deliver(sink, Result(rejection=refused))
-            elif not self.engine.market_actors[cmd.symbol].post(cmd, sink):
+                engine.deliver(sink, Result(rejection=refused))
+                return True
+            if not engine.market_actors[cmd.symbol].post(cmd, sink):
                 self._overloaded(cmd.symbol, [(cmd, sink)])
             return True
         deliveries: list[Delivery] = []
@@ -531,10 +676,6 @@ class AccountActor:
         for symbol, items in forwards.items():
             self._forward(symbol, items)
         return True
-
-    def settle_own(self, e: OrderPlaced, spec: MarketSpec) -> None:
-        """``settle`` for this account's own order that traded nothing: its hold becomes its lock."""
-        self.account.settle_unfilled(e, spec)
 
     def release_now(self, refused: list[tuple[int, int, int]]) -> bool:
         """Drop holds of refused commands at once when this actor is idle."""

@@ -9,16 +9,21 @@ Layout
     where ``keys[-1]`` goes through the generic subscript path (~80 ns more, on
     every order's crossing test). Removing an emptied best level shifts the
     short list by one. Each level (a ``Level``, a dict) carries its total steps
-    for depth.
+    for depth, and each resting order points at its level (``Order.level``), so
+    fills, cancels and amends reach the level without a side test and a price
+    lookup. The extra slot is free in memory: 11 slots took a 128-byte block
+    too (RSS per resting order unchanged, 472 B).
 
 Invariants (checked by ``check``)
     every resting order has remaining_steps > 0 and sits in exactly one level
-    and in ``orders``; level totals equal the sum of their orders; a price is in
+    (the one its ``level`` names) and in ``orders``; level totals equal the sum of their orders; a price is in
     the sorted list iff its level is non-empty; at rest best bid < best ask.
 
 Matching is split the engine's way: ``walk`` reads the book and returns what an
 incoming order would trade (no mutation); ``take``/``place``/``rest``/``remove``
-apply those decisions. Replay calls only the mutators.
+apply those decisions. Replay calls only the mutators. ``walk_limit`` is
+``walk`` for limit orders (all but market orders): no quote bound, and it hands
+the rare taker that meets its own order back to ``walk``.
 
 Speed (this is the engine's innermost loop; reference/performance.md §4): the
 hot paths are written flat, one Python call per operation. ``place`` builds an
@@ -44,6 +49,7 @@ class Order:
         "client_id",
         "created_us",
         "executed_quote",
+        "level",
         "order_id",
         "post_only",
         "price_ticks",
@@ -69,6 +75,8 @@ class Order:
         self.post_only = post_only
         self.stp = stp
         self.created_us = created_us
+
+    level: Level  # the level it rests in, set by OrderBook.rest/place: fills and cancels reach it without a lookup
 
 
 class _NewOrder(Order):
@@ -163,6 +171,7 @@ class Walk:
 
 
 UNLIMITED: Final = 1 << 62
+Fills = list[tuple[Order, int]]  # (maker, steps) in match order
 
 
 class OrderBook:
@@ -283,6 +292,52 @@ class OrderBook:
         result.quote_bound = quote_bound
         return result
 
+    def walk_limit(self, side: str, limit_ticks: int, qty_steps: int, account_id: int) -> tuple[Fills, int] | None:
+        """``walk`` for a limit order (base-bounded, no quote bound): (fills, filled steps).
+
+        Returns None as soon as the taker meets one of its own resting orders: the
+        caller then asks ``walk`` for the answer, which applies self-trade
+        prevention (the walk is read-only, so starting over is exact). Without
+        the quote bound every fill but the last takes its maker whole, and the
+        loop drops the quote arithmetic (on 2**62-sized ints) that ``walk``
+        needs for market orders: about a third of the walk's cost on limit flow.
+        """
+        fills: Fills = []
+        left = qty_steps
+        if side == BID:
+            # one loop per side: ask keys are the asks dict's own int objects (a lookup
+            # that hits on identity), where bids need a negation per level
+            asks = self.asks
+            for price in self.ask_prices:  # best first
+                if price > limit_ticks:
+                    break
+                for maker in asks[price].values():
+                    if maker.account_id == account_id:
+                        return None
+                    take = maker.remaining_steps
+                    if take < left:
+                        fills.append((maker, take))
+                        left -= take
+                    else:
+                        fills.append((maker, left))
+                        return fills, qty_steps
+            return fills, qty_steps - left
+        bids, bound = self.bids, -limit_ticks
+        for key in self.bid_keys:  # best first
+            if key > bound:
+                break
+            for maker in bids[-key].values():
+                if maker.account_id == account_id:
+                    return None
+                take = maker.remaining_steps
+                if take < left:
+                    fills.append((maker, take))
+                    left -= take
+                else:
+                    fills.append((maker, left))
+                    return fills, qty_steps
+        return fills, qty_steps - left
+
     # --- mutations (apply) ---------------------------------------------------
 
     def rest(self, order: Order) -> None:
@@ -300,6 +355,7 @@ class OrderBook:
                 level = self.asks[price] = Level()
                 level.steps = 0
                 insort(self.ask_prices, price)
+        order.level = level
         level[order.order_id] = order
         level.steps += order.remaining_steps
         self.orders[order.order_id] = order
@@ -351,76 +407,68 @@ class OrderBook:
                     keys.insert(0, price_ticks)
             else:
                 level.steps += remaining_steps
+        order.level = level
         level[order_id] = order
         self.orders[order_id] = order
         return order
 
     def take(self, order_id: int, steps: int, quote: int) -> Order:
-        """A maker traded ``steps`` (worth ``quote`` atoms); drop it when done.
+        """A maker traded ``steps`` (worth ``quote`` atoms); drop it when done (``fill`` by order id)."""
+        order = self.orders[order_id]
+        self.fill(order, steps, quote)
+        return order
+
+    def fill(self, order: Order, steps: int, quote: int) -> None:
+        """A resting ``order`` traded ``steps`` (worth ``quote`` atoms); drop it when done.
 
         Written per case (partial fill, full fill per side) with the unlink
         inlined: one call per fill. A maker that empties its level is at the
         best price, the sorted list's head, in all but replays of odd journals.
+        ``Market.place`` passes the makers ``walk_limit`` found; ``take`` looks one up.
         """
-        order = self.orders[order_id]
         remaining = order.remaining_steps - steps
         if remaining > 0:
             order.remaining_steps = remaining
             order.executed_quote += quote
-            (self.bids if order.side == BID else self.asks)[order.price_ticks].steps -= steps
-            return order
+            order.level.steps -= steps
+            return
         if remaining < 0:
-            raise AssertionError(f"order {order_id} overfilled")
+            raise AssertionError(f"order {order.order_id} overfilled")
         order.remaining_steps = 0
         order.executed_quote += quote
+        order_id = order.order_id
         del self.orders[order_id]
-        price = order.price_ticks
-        if order.side == BID:
-            level = self.bids[price]
-            level.steps -= steps
-            del level[order_id]
-            if not level:
+        level = order.level
+        level.steps -= steps
+        del level[order_id]
+        if not level:
+            price = order.price_ticks
+            if order.side == BID:
                 del self.bids[price]
                 keys, key = self.bid_keys, -price
-                if keys[0] == key:
-                    del keys[0]
-                else:
-                    _remove_sorted(keys, key)
-        else:
-            level = self.asks[price]
-            level.steps -= steps
-            del level[order_id]
-            if not level:
+            else:
                 del self.asks[price]
                 keys, key = self.ask_prices, price
-                if keys[0] == key:
-                    del keys[0]
-                else:
-                    _remove_sorted(keys, key)
-        return order
+            if keys[0] == key:
+                del keys[0]
+            else:
+                _remove_sorted(keys, key)
 
     def remove(self, order_id: int) -> Order:
         """Take an order off the book (cancel, STP, amend)."""
-        order = self.orders[order_id]
-        (self.bids if order.side == BID else self.asks)[order.price_ticks].steps -= order.remaining_steps
-        self._unlink(order)
-        return order
-
-    def _unlink(self, order: Order) -> None:
-        del self.orders[order.order_id]
-        price = order.price_ticks
-        if order.side == BID:
-            level = self.bids[price]
-            del level[order.order_id]
-            if not level:
+        order = self.orders.pop(order_id)
+        level = order.level
+        level.steps -= order.remaining_steps
+        del level[order_id]
+        if not level:
+            price = order.price_ticks
+            if order.side == BID:
                 del self.bids[price]
                 _remove_sorted(self.bid_keys, -price)
-        else:
-            level = self.asks[price]
-            del level[order.order_id]
-            if not level:
+            else:
                 del self.asks[price]
                 _remove_sorted(self.ask_prices, price)
+        return order
 
     # --- invariants ----------------------------------------------------------
 
@@ -441,6 +489,7 @@ class OrderBook:
                     )
                     assert order.remaining_steps > 0, f"order {oid} rests with nothing left"
                     assert self.orders.get(oid) is order, f"order {oid} missing from index"
+                    assert order.level is level, f"order {oid} points at another level"
                     total += order.remaining_steps
                     seen += 1
                 assert level.steps == total, f"{side} level {price} total wrong"

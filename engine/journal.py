@@ -43,16 +43,21 @@ record cut short by the end of the file, or cut short or failing its CRC with
 nothing but zeros after it, is a torn write and is truncated away (the cut bytes,
 without the zero tail, are saved to ``<segment>.broken`` first) - unless a whole
 record with the next seq and a good CRC starts anywhere after it (a flipped length
-bit makes a record seem to run to the end). Any other bad CRC (a zero-filled gap
-followed by data included), seq gap or broken link refuses to start, naming
-segment, offset and seq. A failed fsync is never retried: the error
-propagates and the daemon stops.
+bit makes a record seem to run to the end). A pre-zeroed segment adds one shape of
+torn write: a power cut can persist the sectors of the last, unacknowledged write
+out of order, leaving zeroed sectors with records after them. ``_lost_write`` says
+how that is told apart from damage to acknowledged records (the writer bounds its
+unsynced bytes to ``UNSYNCED_LIMIT``, so such a hole lies within that distance of
+the end of the data, and it is whole sectors of zeros, which a flipped bit is
+not); it is cut like any torn tail. Any other bad CRC, seq gap or broken link
+refuses to start, naming segment, offset and seq. A failed fsync is never
+retried: the error propagates and the daemon stops.
 
-Known limit: a power cut can persist the pages of an unacknowledged write out of
-order; if the page holding a record's header is lost but a later one survived,
-start-up refuses (a zero gap before data) instead of guessing that the data after
-the gap was never acknowledged. The operator decides (``<segment>`` bytes from
-that offset on are unacknowledged only if the crash happened mid-write).
+What recovery cannot tell apart: a disk that silently zeroes whole sectors of
+*acknowledged* records within ``UNSYNCED_LIMIT`` of the end of the journal looks
+like an interrupted write; those records are cut, kept in ``<segment>.broken``,
+and the warning names the offset (the same holds for a CRC-failing last record
+in any append-only log).
 """
 
 from __future__ import annotations
@@ -83,6 +88,8 @@ PREPARE_FROM: Final = 0.5  # start preparing the next segment once the current o
 EARLY_ROLL_BYTES: Final = 1 << 20  # a plain (growing) segment this long prepares a pre-zeroed one and rolls into it when ready
 ZERO_CHUNK: Final = 1 << 20  # preparation writes and fdatasyncs zeros this many bytes at a time
 ZERO_FILL_BYTES_PER_S: Final = 16 << 20  # and no faster: an unpaced fill (~350 MB/s here) took journal fsync p99 from ~8 to ~85 ms
+UNSYNCED_LIMIT: Final = 1 << 20  # JournalWriter never has more than this written past its last fdatasync
+SECTOR: Final = 512  # the unit a disk persists whole (or not at all) when power is cut mid-write
 READ_CHUNK: Final = 1 << 20  # the tailing reader reads this much at a time (a segment may be mostly zeros)
 
 
@@ -187,7 +194,7 @@ def read_records(directory: Path, *, repair: bool = True, upto: int | None = Non
         while offset < end:
             torn = _torn_reason(data, offset, end)
             if torn is not None:
-                if not last_file or _record_follows(data, offset, end, seq + 2):
+                if not last_file or (_record_follows(data, offset, end, seq + 2) and not _lost_write(data, offset, end)):
                     raise JournalCorrupt(path, offset, seq + 1, torn)
                 _truncate(path, data, offset, end, torn, repair)
                 return
@@ -198,8 +205,9 @@ def read_records(directory: Path, *, repair: bool = True, upto: int | None = Non
                 if last_file and start + length >= end and not _record_follows(data, offset, end, seq + 2):
                     _truncate(path, data, offset, end, "last record fails its CRC (torn write)", repair)
                     return
-                if not any(data[offset:start]):
-                    raise JournalCorrupt(path, offset, seq + 1, "zero-filled gap before more data (lost or out-of-order write)")
+                if last_file and _lost_write(data, offset, end):
+                    _truncate(path, data, offset, end, "zeroed sectors of an unsynced write (out-of-order write)", repair)
+                    return
                 raise JournalCorrupt(path, offset, rec_seq, "CRC mismatch")
             if rec_seq != seq + 1:
                 raise JournalCorrupt(path, offset, rec_seq, f"sequence gap: expected seq {seq + 1}")
@@ -223,6 +231,30 @@ def _torn_reason(data: bytes, offset: int, end: int) -> str | None:
     if offset + HEADER.size + length > len(data):
         return "record payload cut short"
     return None
+
+
+def _lost_write(data: bytes, offset: int, end: int) -> bool:
+    """Whether the bad record at ``offset`` is where a write that was never acknowledged lost sectors.
+
+    A pre-zeroed segment is overwritten in place, so a power cut can persist the
+    sectors of the last, unsynced write in any order: a lost one reads as zeros,
+    with later records intact after it. Such a hole is told apart from damage to
+    acknowledged records by two facts. Where: ``JournalWriter`` never has more
+    than ``UNSYNCED_LIMIT`` bytes written past its last completed fdatasync, and
+    a roll fsyncs the old segment first, so an interrupted write lies in the last
+    segment and ends (``end``, the last non-zero byte) within ``UNSYNCED_LIMIT``
+    of the bad record. What: a header of 48 zero bytes, or a whole 512-byte
+    sector of zeros among records (JSON payloads hold no NUL bytes; a header's
+    hash and CRC are not zeros), is a lost sector, never a flipped bit.
+    Anything else, a flipped bit inside the window included, is corruption.
+    """
+    if end - offset > UNSYNCED_LIMIT:
+        return False
+    if not any(data[offset:offset + HEADER.size]):
+        return True
+    sector = -(-offset // SECTOR) * SECTOR  # the first whole sector at or after the bad record
+    zeros = _ZEROS[:SECTOR]
+    return any(data[at:at + SECTOR] == zeros for at in range(sector, end - SECTOR + 1, SECTOR))
 
 
 def _record_follows(data: bytes, offset: int, end: int, next_seq: int) -> bool:
@@ -343,7 +375,16 @@ class SegmentPreparer:
             self._thread = None
             self.ready = done
 
-    def _zero_fill(self) -> bool:
+    def prepare_now(self) -> None:
+        """Prepare the next segment in the caller's thread, unpaced, unless one is ready.
+
+        For a fresh journal that should start in the steady state of a running one
+        (benchmarks): its first segment is then pre-zeroed too.
+        """
+        if not self.ready:
+            self.ready = self._zero_fill(bytes_per_s=0)
+
+    def _zero_fill(self, bytes_per_s: int = ZERO_FILL_BYTES_PER_S) -> bool:
         zeros = bytes(ZERO_CHUNK)
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -351,7 +392,7 @@ class SegmentPreparer:
             while written < self.size:
                 written += os.write(fd, zeros[:min(ZERO_CHUNK, self.size - written)])
                 os.fdatasync(fd)  # a chunk at a time: never a burst of dirty pages for the journal's fsync to wait behind
-                ahead_s = written / ZERO_FILL_BYTES_PER_S - (time.monotonic() - started)
+                ahead_s = written / bytes_per_s - (time.monotonic() - started) if bytes_per_s else 0.0
                 if self._stop.wait(max(0.0, ahead_s)):
                     return False
             os.fsync(fd)
@@ -379,12 +420,14 @@ class JournalWriter:
         self._fd = -1
         self._size = 0
         self._plain = True  # the current segment grows as written (no zero tail to overwrite)
+        self._synced = 0  # offset in the current segment through which an fdatasync has returned
         self.preparer = SegmentPreparer(directory, segment_bytes)
         files = segments(directory)
         if files:
             self._fd = os.open(files[-1], os.O_WRONLY)
-            self._size = records_end(files[-1])
+            self._size = self._synced = records_end(files[-1])
             self._plain = os.fstat(self._fd).st_size - self._size < HEADER.size
+            os.fdatasync(self._fd)  # what a crashed process left in the page cache counts as synced from here
 
     def frame_batch(self, payloads: list[bytes]) -> tuple[bytes, int, bytes]:
         """Frame payloads as the records after the last durable one: (bytes, last seq, last hash)."""
@@ -401,7 +444,10 @@ class JournalWriter:
         at = self._size
         try:
             while view:
-                written = os.pwrite(self._fd, view, at)
+                if at - self._synced >= UNSYNCED_LIMIT:  # recovery relies on this bound (see _lost_write)
+                    os.fdatasync(self._fd)
+                    self._synced = at
+                written = os.pwrite(self._fd, view[:UNSYNCED_LIMIT - (at - self._synced)], at)
                 view = view[written:]
                 at += written
         except OSError as exc:
@@ -411,12 +457,14 @@ class JournalWriter:
             # in this batch was acknowledged, so nothing acknowledged is lost.
             os.ftruncate(self._fd, self._size)
             os.fsync(self._fd)
+            self._plain, self._synced = True, min(self._synced, self._size)
             raise DiskFull(exc.errno, f"journal disk full writing {len(data)} bytes at seq {first_seq}: {exc.strerror}") from exc
         self._size += len(data)
 
     def sync(self, last_seq: int, last_hash: bytes) -> None:
         """fdatasync what ``write`` wrote; the records through ``last_seq`` are now durable."""
         os.fdatasync(self._fd)
+        self._synced = self._size
         self.seq, self.hash = last_seq, last_hash
 
     def write_and_sync(self, data: bytes, first_seq: int, last_seq: int, last_hash: bytes) -> None:
@@ -440,7 +488,7 @@ class JournalWriter:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         else:
             self._fd = os.open(path, os.O_WRONLY)
-        self._size = 0
+        self._size = self._synced = 0
         fsync_dir(self.directory)
 
     def close(self) -> None:

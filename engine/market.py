@@ -2,7 +2,10 @@
 
 ``decide_*`` read the state and return an event or a ``Rejection``; ``apply``
 mutates. Replay calls only ``apply``, so every number a decision produced
-(fills, fees, trade ids, final status) is in the event.
+(fills, fees, trade ids, final status) is in the event. The live path places
+new orders with ``place``: the same decision and the same mutation in one step
+for the common limit order, ``decide_place`` + ``apply_placed`` for the rest
+(tests/engine/test_live_path.py holds both to the same events and state).
 
 Rules enforced here, in this order, for a new order:
     market state (Closed / CancelOnly reject; LimitOnly rejects market orders;
@@ -22,7 +25,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from engine.book import UNLIMITED, Order, OrderBook, Walk
+from engine.book import UNLIMITED, Fills, Order, OrderBook, Walk
 from engine.messages import (
     BID,
     CANCEL_ONLY,
@@ -66,7 +69,9 @@ RESTING = (NEW, PARTIALLY_FILLED)
 _T = TypeVar("_T", bound=attrs.AttrsInstance)
 
 
-def _builder(cls: type[_T]) -> Callable[..., _T]:
+def _builder(
+    cls: type[_T], copied_from: type[attrs.AttrsInstance] | None = None, *, defaults: bool = False,
+) -> Callable[..., _T]:
     """A positional constructor for an attrs slotted event, same arguments as ``cls(...)``.
 
     Calling an attrs class goes type_call -> slot_tp_init -> attrs' ``__init__`` in a
@@ -77,19 +82,36 @@ def _builder(cls: type[_T]) -> Callable[..., _T]:
     same object: only for classes whose ``__init__`` does nothing but assign every
     field in order, which is checked here (a new validator, converter, default or
     hook on the class makes this raise at import, not build a different event).
+
+    With ``copied_from``, the fields that open ``cls`` with the same names as
+    ``copied_from``'s fields are read from one instance of it, the first
+    argument, instead of passed one by one: ``OrderPlaced`` repeats its
+    ``PlaceOrder``'s 13 fields, and reading them inside the builder saves an
+    argument (a load and a store) per field.
+
+    With ``defaults``, fields that have a default are allowed and are passed
+    like the others (the builder has no defaults of its own).
     """
     fields = attrs.fields(cls)
     names = [f.name for f in fields]
     for f in fields:
         if f.validator is not None or f.converter is not None or not f.init or f.kw_only or f.alias != f.name:
             raise TypeError(f"{cls.__name__}.{f.name}: attrs does more than assign it")
-        if f.default is not attrs.NOTHING or f.name in ("new", "cls"):
+        if (f.default is not attrs.NOTHING and not defaults) or f.name in ("new", "cls"):
             raise TypeError(f"{cls.__name__}.{f.name}: default or reserved name")
     if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__") or cls.__setattr__ is not object.__setattr__:
         raise TypeError(f"{cls.__name__}: attrs runs hooks on construction")
+    copied: list[str] = []
+    if copied_from is not None:
+        source_names = [f.name for f in attrs.fields(copied_from)]
+        copied = names[: len(source_names)]
+        if copied != source_names or "src" in names:
+            raise TypeError(f"{cls.__name__} does not open with the fields of {copied_from.__name__}")
+    params = (["src"] if copied else []) + names[len(copied):]
     source = (
-        f"def build({', '.join(names)}):\n    self = new(cls)\n"
-        + "".join(f"    self.{n} = {n}\n" for n in names)
+        f"def build({', '.join(params)}):\n    self = new(cls)\n"
+        + "".join(f"    self.{n} = src.{n}\n" for n in copied)
+        + "".join(f"    self.{n} = {n}\n" for n in names[len(copied):])
         + "    return self\n"
     )
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
@@ -98,7 +120,8 @@ def _builder(cls: type[_T]) -> Callable[..., _T]:
     return built
 
 
-_placed: Final = _builder(OrderPlaced)
+# (cmd, ts_us, status, expiry_reason, fills, stp_cancelled): the order fields come from the PlaceOrder
+_placed_from: Final = _builder(OrderPlaced, PlaceOrder)
 _fill: Final = _builder(Fill)
 
 
@@ -112,7 +135,7 @@ def _median3(a: int, b: int, c: int) -> int:
 
 
 class Market:
-    __slots__ = ("_band", "book", "last_price", "next_trade_id", "spec", "state")
+    __slots__ = ("_band", "_band_at", "_band_hi", "_band_lo", "book", "last_price", "next_trade_id", "spec", "state")
 
     def __init__(self, spec: MarketSpec) -> None:
         self.spec = spec
@@ -122,6 +145,9 @@ class Market:
         self.next_trade_id = 1
         # (lo_num, lo_den, hi_num, hi_den) of the frozen spec's band, unpacked once for ``_in_band``
         self._band = (*spec.band_min, *spec.band_max)
+        # the band in whole ticks for one active price (``_band_for``): the active price moves
+        # only when the top of book or the last trade does, so most orders reuse it
+        self._band_at = self._band_lo = self._band_hi = 0
 
     # --- new orders ----------------------------------------------------------
 
@@ -142,39 +168,33 @@ class Market:
         if cmd.order_type != LIMIT:
             return self._decide_market(cmd, now_us)
         limit = cmd.price_ticks
-        book = self.book
-        bids, asks, last = book.bid_keys, book.ask_prices, self.last_price
-        if last and bids and asks:  # the usual case: band around the median of bid, ask, last
-            lo, hi = -bids[0], asks[0]
-            if lo > hi:
-                lo, hi = hi, lo
-            active = lo if last <= lo else (hi if last >= hi else last)
-            lo_num, lo_den, hi_num, hi_den = self._band
-            if not (lo_num * active <= limit * lo_den and limit * hi_den <= hi_num * active):
-                return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
-        elif not self._in_band(limit):
+        if not self._limit_in_band(limit):
             return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
+        book = self.book
+        bids, asks = book.bid_keys, book.ask_prices
         side = cmd.side
         tif = cmd.tif
         if not ((asks and asks[0] <= limit) if side == BID else (bids and -bids[0] >= limit)):
             # does not cross, so it rests untouched (GTC) or expires unfilled: the common case, no walk
-            return _placed(
-                cmd.order_id, cmd.account_id, cmd.symbol, side, LIMIT, tif, limit,
-                cmd.qty_steps, 0, cmd.post_only, cmd.stp, cmd.client_id, cmd.lock, now_us,
-                NEW if tif == GTC else EXPIRED,
-                "" if tif == GTC else (R_FILL_OR_KILL if tif == FOK else R_IMMEDIATE_OR_CANCEL),
-                [], [],
+            return _placed_from(
+                cmd, now_us, NEW if tif == GTC else EXPIRED,
+                "" if tif == GTC else (R_FILL_OR_KILL if tif == FOK else R_IMMEDIATE_OR_CANCEL), [], [],
             )
         if cmd.post_only or state == POST_ONLY:
             return self._expired(cmd, now_us, R_POST_ONLY_TAKER if cmd.post_only else R_POST_ONLY_MODE)
         qty = cmd.qty_steps
-        walk = book.walk(side, limit, qty, UNLIMITED, self.spec.quote_per_tick_step, cmd.account_id, cmd.stp)
-        filled = walk.filled_steps
+        walked = book.walk_limit(side, limit, qty, cmd.account_id)
+        if walked is None:  # the taker met its own resting order: the general walk applies STP
+            walk = book.walk(side, limit, qty, UNLIMITED, self.spec.quote_per_tick_step, cmd.account_id, cmd.stp)
+            made, filled, stopped, stp_cancelled = walk.fills, walk.filled_steps, walk.stp_stopped, walk.stp_cancelled
+        else:
+            made, filled = walked
+            stopped, stp_cancelled = False, []
         # _outcome for a limit order, with the FOK all-or-nothing check folded in
-        if walk.stp_stopped or filled < qty:
+        if stopped or filled < qty:
             if tif == FOK:
                 return self._expired(cmd, now_us, R_FILL_OR_KILL)
-            if walk.stp_stopped:
+            if stopped:
                 status, reason = EXPIRED, R_SELF_TRADE
             elif tif == IOC:
                 status, reason = EXPIRED, R_IMMEDIATE_OR_CANCEL
@@ -182,11 +202,98 @@ class Market:
                 status, reason = (PARTIALLY_FILLED if filled else NEW), ""
         else:
             status, reason = FILLED, ""
-        return _placed(
-            cmd.order_id, cmd.account_id, cmd.symbol, side, LIMIT, tif,
-            limit, qty, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
-            cmd.lock, now_us, status, reason, self._fills(side, walk), walk.stp_cancelled,
-        )
+        return _placed_from(cmd, now_us, status, reason, self._fills(side, made), stp_cancelled)
+
+    def place(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced | Rejection:
+        """Decide a new order and apply it in one step: exactly ``decide_place`` then ``apply_placed``.
+
+        The live path (the market actor). For the common case, a limit order in an
+        Open market that rests untouched, expires untouched, or trades only with
+        other accounts' makers, the book is changed while the event is built:
+        makers are filled through the objects ``walk_limit`` found (no index
+        lookup), each ``Fill`` is built and its maker filled in one loop, and a
+        resting order goes into the book from its command's fields. That saves the
+        second pass over the event's fills and the calls ``apply_placed`` makes.
+        Anything else (another market state, market orders, post-only takers, a
+        taker that meets its own order) takes the general path. The walk is
+        read-only and finishes before any maker is filled, so the book the
+        decision reads is the one ``decide_place`` reads; tests hold both paths
+        to the same book, ledger, events and state hash.
+        """
+        if self.state != OPEN or cmd.order_type != LIMIT:
+            return self._place_general(cmd, now_us)
+        limit = cmd.price_ticks
+        if not self._limit_in_band(limit):
+            return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
+        book = self.book
+        bids, asks = book.bid_keys, book.ask_prices
+        side = cmd.side
+        tif = cmd.tif
+        qty = cmd.qty_steps
+        if not ((asks and asks[0] <= limit) if side == BID else (bids and -bids[0] >= limit)):
+            if tif == GTC:  # rests untouched: the most common order of all
+                book.place(
+                    cmd.order_id, cmd.account_id, side, limit, qty, qty, 0, cmd.client_id, cmd.post_only, cmd.stp,
+                    now_us,
+                )
+                return _placed_from(cmd, now_us, NEW, "", [], [])
+            return _placed_from(cmd, now_us, EXPIRED, R_FILL_OR_KILL if tif == FOK else R_IMMEDIATE_OR_CANCEL, [], [])
+        if cmd.post_only:
+            return self._expired(cmd, now_us, R_POST_ONLY_TAKER)
+        walked = book.walk_limit(side, limit, qty, cmd.account_id)
+        if walked is None:  # the taker met its own resting order: self-trade prevention, the general way
+            return self._place_general(cmd, now_us)
+        made, filled = walked
+        if filled < qty:
+            if tif == FOK:
+                return self._expired(cmd, now_us, R_FILL_OR_KILL)
+            if tif == IOC:
+                status, reason = EXPIRED, R_IMMEDIATE_OR_CANCEL
+            else:
+                status, reason = (PARTIALLY_FILLED if filled else NEW), ""
+        else:
+            status, reason = FILLED, ""
+        # _fills and apply_placed's takes in one loop (fees as in _fills: quote_fee's product is the same int)
+        spec = self.spec
+        bps, qpts = spec.base_per_step, spec.quote_per_tick_step
+        taker_is_bid = side == BID
+        if taker_is_bid:
+            base_bps, quote_bps = spec.taker_fee_bps, spec.maker_fee_bps
+        else:
+            base_bps, quote_bps = spec.maker_fee_bps, spec.taker_fee_bps
+        trade_id = self.next_trade_id
+        fill, fill_maker = _fill, book.fill
+        fills = []
+        executed_quote = 0
+        price = 0
+        for maker, steps in made:
+            price = maker.price_ticks
+            quote = price * steps * qpts
+            base_fee = -(-steps * bps * base_bps // 10_000)
+            quote_fee = -(-quote * quote_bps // 10_000)
+            if taker_is_bid:
+                fills.append(fill(trade_id, maker.order_id, maker.account_id, price, steps, quote_fee, base_fee))
+            else:
+                fills.append(fill(trade_id, maker.order_id, maker.account_id, price, steps, base_fee, quote_fee))
+            trade_id += 1
+            fill_maker(maker, steps, quote)
+            executed_quote += quote
+        if fills:
+            self.last_price = price
+            self.next_trade_id = trade_id
+        if filled < qty and tif == GTC:
+            book.place(
+                cmd.order_id, cmd.account_id, side, limit, qty, qty - filled, executed_quote, cmd.client_id,
+                cmd.post_only, cmd.stp, now_us,
+            )
+        return _placed_from(cmd, now_us, status, reason, fills, [])
+
+    def _place_general(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced | Rejection:
+        """``place`` for everything unusual: decide, then apply what was decided."""
+        placed = self.decide_place(cmd, now_us)
+        if type(placed) is OrderPlaced:
+            self.apply_placed(placed)
+        return placed
 
     def _decide_market(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced:
         """A market order: walk with its base/quote bounds, no price limit, no band."""
@@ -197,11 +304,37 @@ class Market:
         if cmd.tif == FOK and (walk.stp_stopped or walk.filled_steps < cmd.qty_steps):
             return self._expired(cmd, now_us, R_FILL_OR_KILL)
         status, reason = self._outcome(cmd, walk, max_steps)
-        return _placed(
-            cmd.order_id, cmd.account_id, cmd.symbol, cmd.side, cmd.order_type, cmd.tif,
-            cmd.price_ticks, cmd.qty_steps, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
-            cmd.lock, now_us, status, reason, self._fills(cmd.side, walk), walk.stp_cancelled,
-        )
+        return _placed_from(cmd, now_us, status, reason, self._fills(cmd.side, walk.fills), walk.stp_cancelled)
+
+    def _limit_in_band(self, limit: int) -> bool:
+        """``_in_band`` for a new limit order; the usual case (bid, ask and last all known) from the cached band.
+
+        The active price is the median of best bid, best ask and last; the band in
+        whole ticks is cached per active price (``_band_for``).
+        """
+        book = self.book
+        bids, asks, last = book.bid_keys, book.ask_prices, self.last_price
+        if not (last and bids and asks):
+            return self._in_band(limit)
+        lo, hi = -bids[0], asks[0]
+        if lo > hi:
+            lo, hi = hi, lo
+        active = lo if last <= lo else (hi if last >= hi else last)
+        if active != self._band_at:
+            self._band_for(active)
+        return self._band_lo <= limit <= self._band_hi
+
+    def _band_for(self, active: int) -> None:
+        """Cache the band around an integer active price as whole ticks.
+
+        ``lo_num/lo_den * active <= limit`` is ``limit >= ceil(lo_num * active / lo_den)``
+        and ``limit <= hi_num/hi_den * active`` is ``limit <= floor(hi_num * active / hi_den)``
+        (positive denominators), so the cached bounds accept exactly the prices ``_in_band`` does.
+        """
+        lo_num, lo_den, hi_num, hi_den = self._band
+        self._band_lo = -(-lo_num * active // lo_den)
+        self._band_hi = hi_num * active // hi_den
+        self._band_at = active
 
     def _state_refusal(self, cmd: PlaceOrder, state: str) -> Rejection | None:
         sym = self.spec.symbol
@@ -246,8 +379,8 @@ class Market:
             return EXPIRED, R_INSUFFICIENT_FUNDS
         return EXPIRED, R_INSUFFICIENT_LIQUIDITY
 
-    def _fills(self, side: str, walk: Walk) -> list[Fill]:
-        """The walk's fills as events, with trade ids and fees.
+    def _fills(self, side: str, made: Fills) -> list[Fill]:
+        """A walk's (maker, steps) fills as events, with trade ids and fees.
 
         A fee is ``ceil(atoms * bps / 10_000)`` on what that side receives, written
         as ``-(-atoms * bps // 10_000)`` in the loop (a helper call per fee cost
@@ -263,7 +396,7 @@ class Market:
         trade_id = self.next_trade_id
         fill = _fill
         fills = []
-        for maker, steps in walk.fills:
+        for maker, steps in made:
             price = maker.price_ticks
             base_fee = -(-steps * bps * base_bps // 10_000)
             quote_fee = -(-price * steps * qpts * quote_bps // 10_000)
@@ -275,11 +408,7 @@ class Market:
         return fills
 
     def _expired(self, cmd: PlaceOrder, now_us: int, reason: str) -> OrderPlaced:
-        return _placed(
-            cmd.order_id, cmd.account_id, cmd.symbol, cmd.side, cmd.order_type, cmd.tif,
-            cmd.price_ticks, cmd.qty_steps, cmd.quote_qty, cmd.post_only, cmd.stp, cmd.client_id,
-            cmd.lock, now_us, EXPIRED, reason, [], [],
-        )
+        return _placed_from(cmd, now_us, EXPIRED, reason, [], [])
 
     def active_price(self) -> tuple[int, int] | None:
         """Median of best bid, best ask and last trade (those that exist) as (numerator, denominator)."""
@@ -403,8 +532,7 @@ class Market:
         remaining = e.qty_steps - executed
         keeps_priority = e.price_ticks == order.price_ticks and remaining <= order.remaining_steps
         if keeps_priority:
-            book = self.book
-            (book.bids if order.side == BID else book.asks)[order.price_ticks].steps -= order.remaining_steps - remaining
+            order.level.steps -= order.remaining_steps - remaining
             order.remaining_steps = remaining
             order.qty_steps = e.qty_steps
             return

@@ -263,6 +263,13 @@ class Publisher:
 
     def __init__(self, venue: Venue) -> None:
         self.listeners: list[Listener] = []
+        # Set by a listener that reports acceptances itself (the FIX adapter answers each
+        # placement from its Result). Asked once per placement, in journal order, but only
+        # while that listener is the only one; True means it has reported this acceptance,
+        # so its ``orderAccepted`` update (and view) is not built at all. With any other
+        # listener registered it is not asked and every update is built as before.
+        self.accepted_reported: Callable[[OrderPlaced], bool] | None = None
+        self._skipped_accepts = False
         self.resyncs = 0
         self.events = 0  # applied in total (rebuild included)
         self.source = ""  # how ``rebuild`` made it, for the log and tests
@@ -479,7 +486,8 @@ class Publisher:
                 self.venue.apply(e)
                 self._funds(e, balances)
         self._finish(depth, balances, updates)
-        if updates:
+        if updates or self._skipped_accepts:
+            self._skipped_accepts = False
             for listener in self.listeners:
                 listener(updates)
         return updates
@@ -513,7 +521,11 @@ class Publisher:
         self.venue.apply_placed(e)
         if levels:
             self._touch(depth, e.symbol, levels, e.ts_us)
-        updates.append(OrderUpdate(e.account_id, ACCEPTED, accepted_view(e), e.ts_us))
+        reported = self.accepted_reported
+        if reported is None or len(self.listeners) != 1 or not reported(e):
+            updates.append(OrderUpdate(e.account_id, ACCEPTED, accepted_view(e), e.ts_us))
+        else:
+            self._skipped_accepts = True  # the listener hears of this batch even if nothing else is in it
         base, quote_asset = spec.base, spec.quote
         if rests and not e.fills and not stp:  # the common case: it rests untouched (no view of its end state)
             balances[e.account_id, base] = balances[e.account_id, quote_asset] = e.ts_us

@@ -46,8 +46,8 @@ class Result:
 
     @staticmethod
     def placed(event: Event, view: Callable[[Any], OrderView]) -> Result:
-        """The hot path's result (one per order): see ``_Placed``."""
-        return _Placed(event, view)
+        """The hot path's result (one per order): see ``_Placed`` and ``placed_result``."""
+        return placed_result(event, view)
 
     def __repr__(self) -> str:
         if self.rejection is not None:
@@ -67,7 +67,19 @@ class _Placed(Result):
     orders: Sequence[OrderView] = ()  # immutable: shared by every placed result
     value = None
 
-    def __init__(self, event: Event, view: Callable[[Any], OrderView]) -> None:
-        self._order = None
-        self._view = view
-        self.events = [event]
+    # No Python __init__: ``placed_result`` allocates with one C-level call and sets the three slots.
+    __init__ = object.__init__
+
+
+def placed_result(event: Event, view: Callable[[Any], OrderView]) -> Result:
+    """A placed order's ``Result``: ``event`` and the view to build on first access.
+
+    A plain function over a C-level allocation: the market actor calls it inline
+    (a Python-to-Python call), where ``_Placed(event, view)`` went through the
+    type call and an ``__init__`` frame entered from C.
+    """
+    result: Result = _Placed()
+    result._order = None
+    result._view = view
+    result.events = [event]
+    return result

@@ -16,19 +16,16 @@ needs, books well formed and never crossed at rest, books and accounts agree.
 from __future__ import annotations
 
 import hashlib
-from sys import intern
 from typing import Any, Final
 
-import attrs
 import orjson
 
 from engine import withdrawals
-from engine.account import Account, NewOpenOrder
-from engine.codec import DECODERS, shared, shared_get
+from engine.account import Account, NewOpenOrder, rest_open
+from engine.codec import CancelledRow, PlacedRow, row_event, shared, shared_get
 from engine.config import Config
 from engine.market import Market
 from engine.messages import (
-    ASK,
     BID,
     FEE_ACCOUNT_ID,
     NEW,
@@ -39,7 +36,6 @@ from engine.messages import (
     ApiKeyAdded,
     Deposited,
     Event,
-    Fill,
     MarketStateChanged,
     OrderAmended,
     OrderCancelled,
@@ -56,20 +52,7 @@ from engine.spec import AssetSpec, MarketSpec
 from engine.units import format_units
 from engine.withdrawals import WithdrawalRequest
 
-_PLACED: Final = OrderPlaced.TAG
-_CANCELLED: Final = OrderCancelled.TAG
 _RESTING: Final = (NEW, PARTIALLY_FILLED)  # statuses after which the order rests
-# replay_rows unpacks rows by position: it names the fields in this order
-assert [f.name for f in attrs.fields(OrderPlaced)] == [
-    "order_id", "account_id", "symbol", "side", "order_type", "tif", "price_ticks", "qty_steps", "quote_qty",
-    "post_only", "stp", "client_id", "lock", "ts_us", "status", "expiry_reason", "fills", "stp_cancelled",
-], "OrderPlaced's fields moved: update Venue.replay_rows"
-assert [f.name for f in attrs.fields(OrderCancelled)] == ["order_id", "account_id", "symbol", "ts_us"], (
-    "OrderCancelled's fields moved: update Venue.replay_rows"
-)
-assert [f.name for f in attrs.fields(Fill)] == [
-    "trade_id", "maker_order_id", "maker_account_id", "price_ticks", "qty_steps", "maker_fee", "taker_fee",
-], "Fill's fields moved: update Venue.replay_rows"
 
 
 class InvariantViolation(AssertionError):
@@ -137,156 +120,184 @@ class Venue:
             else:
                 apply(e)
 
-    def replay_rows(self, rows: list[list[Any]]) -> None:
-        """Apply checked event rows (``codec.decode_rows``): replay's path, the same effects as ``apply``.
+    def replay_rows(self, rows: list[Any]) -> None:
+        """Apply checked row structs (``codec.decode_rows``): replay's path, the same effects as ``apply``.
 
         Why a second apply path: replay spends most of its time building ``OrderPlaced``
         objects and walking venue -> market -> book and venue -> account -> taker/maker
         frames, for the two events that are nearly all of a journal. Here an order
-        placed and an order cancelled are applied straight from the row, each in one
-        frame (the book's own ``take``/``remove``/``place`` still do the book), with the
-        account arithmetic of ``Account._apply_taker``/``_apply_maker``/``_apply_fees``
-        and ``_close`` written inline. The rare shapes (a fill against the taker's own
-        account or the fee account, the fee account as taker) and every other event
-        go through ``apply`` on the decoded event. Tests compare both paths' states
-        field by field on the stateful sessions and the bench history.
+        placed and an order cancelled are applied straight from the row in this one
+        frame: the book is changed through ``OrderBook.place``/``take``/``remove`` (its
+        structure stays the book's business), and the account arithmetic of
+        ``Account._apply_taker``/``_apply_maker``/``_apply_fees`` and ``_close`` is
+        written inline. Those account near-copies are kept on purpose: each call cost
+        more than the work it did. The rare shapes (STP cancels, a
+        fill against the taker's own account or the fee account, the fee account as
+        taker) and every other event go through ``apply`` on the decoded event. Tests
+        compare both paths' states field by field on the stateful sessions and the
+        bench history, and ``book.check()`` holds the books.
+
+        A row's side and STP mode are the shared string objects already (msgspec
+        returns the enumerated values themselves, the fallback interns them).
         """
         accounts, markets = self.accounts, self.markets
         legs = {symbol: (m, m.book, m.spec.symbol, m.spec.base, m.spec.quote, m.spec.base_per_step,
                          m.spec.quote_per_tick_step) for symbol, m in markets.items()}
-        places = {symbol: m.book.place for symbol, m in markets.items()}
-        removes = {symbol: m.book.remove for symbol, m in markets.items()}
         fee_account = accounts.get(FEE_ACCOUNT_ID)
+        placed_row, cancelled_row, resting, new_open_order = PlacedRow, CancelledRow, _RESTING, NewOpenOrder
+        top = -1  # the highest order id placed: next_order_id follows it once, after the loop
+        last_symbol = None
         for row in rows:
-            tag = row[0]
-            if tag == _PLACED:
-                (_, order_id, account_id, symbol, side, _, _, price, qty, _, post_only, stp, client_id, lock, ts_us,
-                 status, _, fills, stp_cancelled) = row
-                if not fills and not stp_cancelled:  # most orders: nothing traded, nothing cancelled
-                    _, _, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
-                    taker = accounts[account_id]
-                    bid = side == BID
-                    pay_asset = quote_asset if bid else base_asset
-                    locked = taker.locked
-                    if status in _RESTING:
-                        side = BID if bid else (ASK if side == ASK else intern(side))
-                        price = shared_get(price) or shared(price)
-                        places[symbol](order_id, account_id, side, price, qty, qty, 0, client_id, post_only,
-                                       intern(stp), ts_us)
-                        need = price * qty * qpts if bid else qty * bps
-                        if need == lock:
-                            need = lock  # share the row's int object, as _apply_taker does
-                        _rest_open(taker, order_id, sym, pay_asset, side, price, need, client_id)
-                        if pay_asset in locked:
-                            locked[pay_asset] += need
-                        else:
-                            locked[pay_asset] = need
-                    elif pay_asset not in locked:  # expired untouched: _apply_taker still adds its 0
-                        locked[pay_asset] = 0
-                    if order_id >= self.next_order_id:
-                        self.next_order_id = order_id + 1
-                    continue
-                market, book, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
-                taker = accounts[account_id]
-                bid = side == BID
-                pay_asset, get_asset = (quote_asset, base_asset) if bid else (base_asset, quote_asset)
-                executed = 0
-                if fills:
-                    if account_id == FEE_ACCOUNT_ID or not _plain_fills(fills, account_id):
-                        self.apply_placed(DECODERS[tag](row))
-                        continue
-                    # the market: makers traded, last price, trade ids (Market.apply_placed)
-                    executed_quote = paid = received = taker_fees = maker_fees = 0
-                    charged = False
+            kind = type(row)
+            if kind is placed_row:
+                order_id = row.order_id
+                if order_id > top:
+                    top = order_id
+                symbol = row.symbol
+                if symbol != last_symbol:  # a journal's rows mostly follow one market: look it up once per run
+                    last_symbol = symbol
+                    market, book, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
                     take = book.take
-                    for _, maker_order_id, maker_account_id, fill_price, steps, maker_fee, taker_fee in fills:
-                        quote = fill_price * steps * qpts
+                fills = row.fills
+                if fills or row.stp_cancelled:
+                    account_id = row.account_id
+                    # an order that traded: a quarter of a journal, applied right here (a call to a helper
+                    # cost 2% of a replay's instructions). The rare shapes go to ``apply_placed`` on the
+                    # event: STP cancels, and a fill against the taker's own account or the fee account
+                    # (there ``placed_parties`` dispatches that account once, as taker or fee account)
+                    plain = not row.stp_cancelled and account_id != FEE_ACCOUNT_ID
+                    for fill in fills:
+                        if fill.maker_account_id in (account_id, FEE_ACCOUNT_ID):
+                            plain = False
+                    if not plain:
+                        self.apply_placed(row_event(row))  # type: ignore[arg-type]
+                        continue
+                    side = row.side
+                    bid = side == BID
+                    pay_asset, get_asset = (quote_asset, base_asset) if bid else (base_asset, quote_asset)
+                    taker = accounts[account_id]
+                    executed = executed_quote = taker_fees = maker_fees = 0
+                    charged = False
+                    for fill in fills:
+                        maker_order_id = fill.maker_order_id
+                        steps = fill.qty_steps
+                        maker_fee = fill.maker_fee
+                        taker_fee = fill.taker_fee
+                        quote = fill.price_ticks * steps * qpts
                         take(maker_order_id, steps, quote)
                         executed += steps
                         executed_quote += quote
                         # the maker's side (Account._apply_maker)
-                        maker = accounts[maker_account_id]
-                        order = maker.orders[maker_order_id]
+                        maker = accounts[fill.maker_account_id]
+                        open_order = maker.orders[maker_order_id]
                         base = steps * bps
                         balances = maker.balances
-                        if order.side == BID:
+                        if open_order.side == BID:
                             balances[quote_asset] -= quote
                             maker.locked[quote_asset] -= quote
                             balances[base_asset] = balances.get(base_asset, 0) + base - maker_fee
-                            order.lock -= quote
+                            open_order.lock -= quote
                         else:
                             balances[base_asset] -= base
                             maker.locked[base_asset] -= base
                             balances[quote_asset] = balances.get(quote_asset, 0) + quote - maker_fee
-                            order.lock -= base
-                        if order.lock == 0:
+                            open_order.lock -= base
+                        if open_order.lock == 0:
                             del maker.orders[maker_order_id]
-                            if order.client_id != NO_CLIENT_ID:
-                                maker.client_ids.pop(order.client_id, None)
-                        if bid:
-                            paid += quote
-                            received += base - taker_fee
-                        else:
-                            paid += base
-                            received += quote - taker_fee
+                            if open_order.client_id != NO_CLIENT_ID:
+                                maker.client_ids.pop(open_order.client_id, None)
                         taker_fees += taker_fee
                         maker_fees += maker_fee
-                        if maker_fee > 0 or taker_fee > 0:
+                        if not charged and (maker_fee > 0 or taker_fee > 0):
                             charged = True
-                    market.last_price = fill_price
-                    market.next_trade_id = fills[-1][0] + 1
-                else:
-                    executed_quote = 0
-                    charged = False
-                if stp_cancelled:
-                    for cancelled_id in stp_cancelled:
-                        book.remove(cancelled_id)
-                resting = status in _RESTING
-                if resting:
-                    side = BID if bid else (ASK if side == ASK else intern(side))
-                    price = shared_get(price) or shared(price)
-                    book.place(order_id, account_id, side, price, qty, qty - executed if executed else qty,
-                               executed_quote, client_id, post_only, intern(stp), ts_us)
-                # the taker's side (Account._apply_taker)
-                if fills:
+                    market.last_price = fills[-1].price_ticks
+                    market.next_trade_id = fills[-1].trade_id + 1
+                    rests = row.status in resting
+                    if rests:
+                        price, qty = row.price_ticks, row.qty_steps
+                        price = shared_get(price) or shared(price)
+                        book.place(order_id, account_id, side, price, qty, qty - executed, executed_quote, row.client_id,
+                                   row.post_only, row.stp, row.ts_us)
+                    # the taker's side (Account._apply_taker)
+                    if bid:
+                        paid, received = executed_quote, executed * bps - taker_fees
+                    else:
+                        paid, received = executed * bps, executed_quote - taker_fees
                     balances = taker.balances
                     balances[pay_asset] = balances.get(pay_asset, 0) - paid
                     balances[get_asset] = balances.get(get_asset, 0) + received
-                if stp_cancelled:
-                    for cancelled_id in stp_cancelled:
-                        taker._close(cancelled_id)
-                if resting:
-                    remaining = qty - executed
-                    need = price * remaining * qpts if bid else remaining * bps
+                    if rests:
+                        remaining = qty - executed
+                        need = price * remaining * qpts if bid else remaining * bps
+                        lock = row.lock
+                        if need == lock:
+                            need = lock  # share the row's int object, as _apply_taker does
+                        rest_open(taker, order_id, sym, pay_asset, side, price, need, row.client_id)
+                    else:
+                        need = 0
+                    locked = taker.locked
+                    if pay_asset in locked:
+                        locked[pay_asset] += need
+                    else:
+                        locked[pay_asset] = need
+                    if charged:  # the fee account (Account._apply_fees)
+                        assert fee_account is not None, "the fee account is created with the venue"
+                        balances = fee_account.balances
+                        balances[get_asset] = balances.get(get_asset, 0) + taker_fees
+                        balances[pay_asset] = balances.get(pay_asset, 0) + maker_fees
+                    continue
+                # most orders: nothing traded, nothing cancelled
+                account_id = row.account_id
+                taker = accounts[account_id]
+                locked = taker.locked
+                side = row.side
+                bid = side == BID
+                pay_asset = quote_asset if bid else base_asset
+                if row.status in resting:
+                    price = row.price_ticks
+                    price = shared_get(price) or shared(price)
+                    qty = row.qty_steps
+                    client_id = row.client_id
+                    book.place(order_id, account_id, side, price, qty, qty, 0, client_id, row.post_only, row.stp,
+                               row.ts_us)
+                    need = price * qty * qpts if bid else qty * bps
+                    lock = row.lock
                     if need == lock:
                         need = lock  # share the row's int object, as _apply_taker does
-                    _rest_open(taker, order_id, sym, pay_asset, side, price, need, client_id)
-                else:
-                    need = 0
-                locked = taker.locked
-                if pay_asset in locked:
-                    locked[pay_asset] += need
-                else:
-                    locked[pay_asset] = need
-                # the fee account (Account._apply_fees), when any fee was charged
-                if charged:
-                    assert fee_account is not None, "the fee account is created with the venue"
-                    balances = fee_account.balances
-                    balances[get_asset] = balances.get(get_asset, 0) + taker_fees
-                    balances[pay_asset] = balances.get(pay_asset, 0) + maker_fees
-                if order_id >= self.next_order_id:
-                    self.next_order_id = order_id + 1
-            elif tag == _CANCELLED:
-                _, order_id, account_id, symbol, _ = row
-                removes[symbol](order_id)
-                account = accounts[account_id]
-                open_order = account.orders[order_id]
+                    # the account's open order (rest_open, inline: this is most of a journal)
+                    open_order = new_open_order()
+                    open_order.symbol = sym
+                    open_order.asset = pay_asset
+                    open_order.side = side
+                    open_order.price_ticks = price
+                    open_order.lock = need
+                    open_order.client_id = client_id
+                    taker.orders[order_id] = open_order
+                    if client_id != NO_CLIENT_ID:
+                        taker.client_ids[client_id] = order_id
+                    if pay_asset in locked:
+                        locked[pay_asset] += need
+                    else:
+                        locked[pay_asset] = need
+                elif pay_asset not in locked:  # expired untouched: _apply_taker still adds its 0
+                    locked[pay_asset] = 0
+            elif kind is cancelled_row:
+                symbol = row.symbol
+                if symbol != last_symbol:
+                    last_symbol = symbol
+                    market, book, sym, base_asset, quote_asset, bps, qpts = legs[symbol]
+                    take = book.take
+                order_id = row.order_id
+                book.remove(order_id)
+                account = accounts[row.account_id]
+                open_order = account.orders.pop(order_id)
                 account.locked[open_order.asset] -= open_order.lock
-                del account.orders[order_id]
                 if open_order.client_id != NO_CLIENT_ID:
                     account.client_ids.pop(open_order.client_id, None)
             else:
-                self.apply(DECODERS[tag](row))
+                self.apply(row_event(row))
+        if top >= self.next_order_id:
+            self.next_order_id = top + 1
 
     def apply_placed(self, e: OrderPlaced) -> None:
         symbol = e.symbol
@@ -438,19 +449,6 @@ class Venue:
         return out
 
 
-def _plain_fills(fills: list[list[int]], taker_id: int) -> bool:
-    """No fill is against the taker's own account or the fee account (``replay_rows``' inline case).
-
-    In those shapes ``placed_parties`` dispatches that account once, as taker or
-    fee account, and skips its maker part; ``replay_rows`` leaves them to ``apply``.
-    """
-    for fill in fills:
-        maker = fill[2]
-        if maker in (taker_id, FEE_ACCOUNT_ID):
-            return False
-    return True
-
-
 def placed_parties(e: OrderPlaced) -> list[int]:
     """Accounts an ``OrderPlaced`` touches: the taker, each maker once, the fee account."""
     parties = [e.account_id]
@@ -517,18 +515,3 @@ def market_state(m: Market) -> list[Any]:
             ]])
     return [m.spec.symbol, m.state, m.last_price, m.next_trade_id, levels]
 
-
-def _rest_open(
-    taker: Account, order_id: int, symbol: str, asset: str, side: str, price: int, lock: int, client_id: int
-) -> None:
-    """Record a replayed order that rests on its account (an ``OpenOrder`` built without a Python ``__init__``)."""
-    open_order = NewOpenOrder()
-    open_order.symbol = symbol
-    open_order.asset = asset
-    open_order.side = side
-    open_order.price_ticks = price
-    open_order.lock = lock
-    open_order.client_id = client_id
-    taker.orders[order_id] = open_order
-    if client_id != NO_CLIENT_ID:
-        taker.client_ids[client_id] = order_id

@@ -22,8 +22,9 @@ from typing import Any, Final
 import attrs
 
 from adapters.backpack import wire
-from adapters.backpack.auth import RATE_PER_MINUTE, RateLimiter, Verifier, wall_ms
+from adapters.backpack.auth import RATE_PER_MINUTE, RateLimiter, Signed, Verifier, wall_ms
 from adapters.backpack.errors import ApiError, bad_request
+from engine.actors import Sink
 from engine.messages import CLIENT_ID_MAX, LIMIT, MARKET, PlaceOrder, Rejection
 from engine.publisher import INTERVALS, Publisher
 from engine.results import Result
@@ -118,45 +119,62 @@ class BackpackApi:
         timestamp: str | None, window: str | None,
     ) -> int:
         """Everything before the handler: shape, signature, rate limit, fields; the account id (0: public)."""
-        if route.batch != isinstance(params, list):
-            raise bad_request("this endpoint takes a JSON array of orders" if route.batch else "expected a JSON object")
+        _check_shape(route, params)
         account_id = 0
         if route.instruction:
             account_id = self.verifier.verify(route.instruction, params, api_key, signature, timestamp, window)
-            if self.limiter is not None:
-                self.limiter.take(api_key or "")
+        return self._admit_signed(route, params, account_id, api_key)
+
+    def _admit_signed(self, route: Route, params: Any, account_id: int, api_key: str | None) -> int:
+        """The checks after the signature: rate limit, then fields."""
+        if route.instruction and self.limiter is not None:
+            self.limiter.take(api_key or "")
         for item in params if route.batch else [params]:
             if not isinstance(item, dict):
                 raise bad_request("each order must be a JSON object")
             _check_fields(route, item)
         return account_id
 
-    def submit_order(
+    def prepare_order(
         self, params: Any, api_key: str | None, signature: str | None, timestamp: str | None, window: str | None,
-    ) -> Callable[[], Awaitable[Any]]:
-        """``POST /api/v1/order`` up to the engine's queue, synchronously; returns the wait for its answer.
+    ) -> tuple[int, PlaceOrder]:
+        """``POST /api/v1/order`` up to the engine, synchronously: the signer's account and the order.
 
-        Lets the HTTP server submit a connection's pipelined orders in request order
-        without waiting for each to be durable before reading the next (answers still go
-        out in order). Raises ``ApiError`` for anything refused before the engine.
+        With ``place`` it lets WebSocket order entry answer from the engine's reply
+        sink without a task per order. Raises ``ApiError`` for anything refused
+        before the engine.
         """
         account_id = self.admit(self.order_route, params, api_key, signature, timestamp, window)
-        cmd = self._build(account_id, params)
-        reply = Reply()
-        refused = self.engine.submit(account_id, cmd, reply)
+        return account_id, self._build(account_id, params)
+
+    def check_order(
+        self, params: Any, api_key: str | None, signature: str | None, timestamp: str | None, window: str | None,
+    ) -> Signed:
+        """``prepare_order`` split in two around the Ed25519 verification, so the REST server can have a
+        connection's orders verified together off the event loop: every check before it. Raises ``ApiError``."""
+        route = self.order_route
+        _check_shape(route, params)
+        return self.verifier.check(route.instruction, params, api_key, signature, timestamp, window)
+
+    def accept_order(self, signed: Signed, valid: bool) -> tuple[int, PlaceOrder]:
+        """The rest of ``prepare_order``, given whether ``signed``'s signature verified. Raises ``ApiError``."""
+        account_id = self.verifier.conclude(signed, valid)
+        self._admit_signed(self.order_route, signed.params, account_id, signed.api_key)
+        assert isinstance(signed.params, dict)  # _check_shape
+        return account_id, self._build(account_id, signed.params)
+
+    def place(self, account_id: int, cmd: PlaceOrder, sink: Sink) -> None:
+        """Queue the order; its result goes to ``sink.set`` (``order_payload`` formats it). Raises ``ApiError`` if refused now."""
+        refused = self.engine.submit(account_id, cmd, sink)
         if refused is not None:
             raise ApiError.of(refused)
 
-        async def answer() -> Any:
-            try:
-                return self._order_result(await reply.wait(), cmd.symbol)
-            except ApiError:
-                raise
-            except Exception:
-                log.exception("order answer failed")
-                raise ApiError("SERVER_ERROR", INTERNAL_ERROR) from None
-
-        return answer
+    def order_payload(self, result: Result, symbol: str) -> Any:
+        """The answer to a placed order: Backpack's ``Order``; raises the ``ApiError`` of a rejection."""
+        if result.rejection is not None:
+            raise ApiError.of(result.rejection)
+        assert result.order is not None
+        return wire.order_json(result.order, self.engine.venue.specs[symbol])
 
     def spec(self, params: dict[str, Any], required: bool = True) -> MarketSpec | None:
         symbol = params.get("symbol")
@@ -395,7 +413,7 @@ class BackpackApi:
     async def order_execute(self, call: Call) -> Any:
         cmd = self._build(call.account_id, call.params)
         result = await self._submit_one(call.account_id, cmd)
-        return self._order_result(result, cmd.symbol)
+        return self.order_payload(result, cmd.symbol)
 
     async def _submit_one(self, account_id: int, cmd: PlaceOrder) -> Result:
         reply = Reply()
@@ -403,12 +421,6 @@ class BackpackApi:
         if refused is not None:
             raise ApiError.of(refused)
         return await reply.wait()
-
-    def _order_result(self, result: Result, symbol: str) -> Any:
-        if result.rejection is not None:
-            raise ApiError.of(result.rejection)
-        assert result.order is not None
-        return wire.order_json(result.order, self.engine.venue.specs[symbol])
 
     async def orders_execute(self, call: Call) -> Any:
         """Place up to 20 orders in order; each answers Ok or Err on its own."""
@@ -433,13 +445,14 @@ class BackpackApi:
             if result.rejection is not None:
                 out.append({"operation": "Err", "code": result.rejection.code, "message": result.rejection.message})
             else:
-                out.append({"operation": "Ok", **self._order_result(result, item["symbol"])})
+                out.append({"operation": "Ok", **self.order_payload(result, item["symbol"])})
         return out
 
     def _build(self, account_id: int, p: dict[str, Any]) -> PlaceOrder:
-        for name in sorted(p.keys() & NOT_YET.keys()):
-            if p[name] not in (None, False, "false"):
-                raise ApiError("NOT_IMPLEMENTED", f"{name}: {NOT_YET[name]} are not available on this venue yet")
+        if not NOT_YET.keys().isdisjoint(p):
+            for name in sorted(p.keys() & NOT_YET.keys()):
+                if p[name] not in (None, False, "false"):
+                    raise ApiError("NOT_IMPLEMENTED", f"{name}: {NOT_YET[name]} are not available on this venue yet")
         self.spec(p)
         order_type = ORDER_TYPES.get(p["orderType"]) if isinstance(p["orderType"], str) else None
         if order_type is None:
@@ -464,7 +477,7 @@ class BackpackApi:
         assert spec is not None
         order_id, client_id = _target(call.params)
         result = await self.engine.cancel_order(call.account_id, spec.symbol, order_id=order_id, client_id=client_id)
-        return self._order_result(result, spec.symbol)
+        return self.order_payload(result, spec.symbol)
 
     async def orders_cancel(self, call: Call) -> Any:
         spec = self.spec(call.params)
@@ -515,14 +528,20 @@ class BackpackApi:
 # --- parameter helpers ---------------------------------------------------------------------------
 
 
+def _check_shape(route: Route, params: Any) -> None:
+    if route.batch != isinstance(params, list):
+        raise bad_request("this endpoint takes a JSON array of orders" if route.batch else "expected a JSON object")
+
+
 def _check_fields(route: Route, params: dict[str, Any]) -> None:
-    unknown = sorted(set(params) - route.fields)
-    if unknown:
+    if not params.keys() <= route.fields:
+        unknown = sorted(set(params) - route.fields)
         name = route.instruction or route.path
         raise bad_request(f"Unknown field{'s' if len(unknown) > 1 else ''} for {name}: {', '.join(unknown)}")
-    missing = [f for f in route.required if params.get(f) in (None, "")]
-    if missing:
-        raise bad_request(f"Missing required field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    for field in route.required:
+        if params.get(field) in (None, ""):
+            missing = [f for f in route.required if params.get(f) in (None, "")]
+            raise bad_request(f"Missing required field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
 
 
 def _int(params: dict[str, Any], name: str, default: int, low: int | None = None, high: int | None = None) -> int:

@@ -20,12 +20,14 @@ from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import quote
 
+import attrs
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from adapters.backpack.errors import ApiError
 
 DEFAULT_WINDOW_MS: Final = 5000
+DEFAULT_WINDOW_TEXT: Final = str(DEFAULT_WINDOW_MS)
 MAX_WINDOW_MS: Final = 60_000
 RATE_PER_MINUTE: Final = 2000  # Backpack's documented limit per subaccount
 KEY_CACHE_MAX: Final = 65_536
@@ -46,27 +48,54 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
-def _pairs(params: dict[str, Any], encode: bool) -> str:
-    items = sorted(params.items())
+def _append_pairs(parts: list[str], params: dict[str, Any], encode: bool) -> None:
+    """``k=v`` for each parameter, sorted by key, appended to ``parts``."""
     if encode:
-        return "&".join([f"{quote(k, safe='')}={quote(_scalar(v), safe='')}" for k, v in items])
-    # strings (nearly every value) go in as they are; _scalar only for the rest
-    return "&".join([f"{k}={v}" if type(v) is str else f"{k}={_scalar(v)}" for k, v in items])
+        parts += [f"{quote(k, safe='')}={quote(_scalar(v), safe='')}" for k, v in sorted(params.items())]
+        return
+    for k in sorted(params):  # sorting the keys alone, then one lookup each: ~30% faster than sorting the items
+        v = params[k]
+        # strings (nearly every value) go in as they are; _scalar only for the rest
+        parts.append(f"{k}={v}" if type(v) is str else f"{k}={_scalar(v)}")
 
 
 def signing_string(instruction: str, params: dict[str, Any] | list[dict[str, Any]], timestamp: str, window: str,
                    encode: bool = False) -> bytes:
-    """One candidate signed message: raw values, or percent-encoded ones (ccxt)."""
-    tail = f"timestamp={timestamp}&window={window}"
-    if isinstance(params, list):
-        parts = [f"instruction={instruction}&{_pairs(p, encode)}" if p else f"instruction={instruction}" for p in params]
-        return "&".join([*parts, tail]).encode()
-    kv = _pairs(params, encode)
-    return (f"instruction={instruction}&{kv}&{tail}" if kv else f"instruction={instruction}&{tail}").encode()
+    """One candidate signed message: raw values, or percent-encoded ones (ccxt).
+
+    Built as one list of ``&``-joined parts: the signed order path builds one per request.
+    """
+    head = f"instruction={instruction}"
+    parts: list[str] = []
+    for item in params if isinstance(params, list) else (params,):  # a batch: the instruction before each item
+        parts.append(head)
+        _append_pairs(parts, item, encode)
+    parts.append(f"timestamp={timestamp}&window={window}")
+    return "&".join(parts).encode()
+
+
+@attrs.define  # not frozen: a frozen attrs __init__ costs ~1 us more, per request
+class Signed:
+    """A request that passed every check but the signature itself: what ``valid_signature`` needs, and what follows."""
+
+    account_id: int
+    api_key: str
+    key: bytes
+    signature: bytes
+    message: bytes  # the raw-values signing string
+    instruction: str
+    params: dict[str, Any] | list[dict[str, Any]]
+    timestamp: str
+    window: str
 
 
 class Verifier:
-    """Checks one signed request: key registered, timestamp fresh, signature valid."""
+    """Checks one signed request: key registered, timestamp fresh, signature valid.
+
+    ``verify`` does it all at once. ``check`` and ``conclude`` split it around the
+    Ed25519 verification itself, so a caller can verify many requests' signatures
+    elsewhere (``adapters.backpack.sigthread``, off the event loop) in between.
+    """
 
     def __init__(self, account_for_key: Callable[[str], int | None], clock_ms: Callable[[], int] = wall_ms) -> None:
         self.account_for_key = account_for_key
@@ -78,19 +107,28 @@ class Verifier:
         api_key: str | None, signature: str | None, timestamp: str | None, window: str | None,
     ) -> int:
         """Return the signer's account id, or raise the ``ApiError`` that says what is wrong."""
+        signed = self.check(instruction, params, api_key, signature, timestamp, window)
+        return self.conclude(signed, valid_signature(signed.key, signed.signature, signed.message))
+
+    def check(
+        self, instruction: str, params: dict[str, Any] | list[dict[str, Any]],
+        api_key: str | None, signature: str | None, timestamp: str | None, window: str | None,
+    ) -> Signed:
+        """Everything before the Ed25519 verification; raises the ``ApiError`` that says what is wrong."""
         if not (api_key and signature and timestamp):
             missing = [name for name, value in (("X-API-Key", api_key), ("X-Signature", signature), ("X-Timestamp", timestamp)) if not value]
             raise ApiError("UNAUTHORIZED", f"Missing {', '.join(missing)}: this endpoint needs a signed request")
         account_id = self.account_for_key(api_key)
         if account_id is None:
             raise ApiError("UNAUTHORIZED", "Unknown API key: register it with `satchel api-key add` first")
-        window_text = window if window else str(DEFAULT_WINDOW_MS)
-        if not window_text.isdigit() or not 0 < int(window_text) <= MAX_WINDOW_MS:
+        window_text = window if window else DEFAULT_WINDOW_TEXT
+        window_ms = int(window_text) if window_text.isdecimal() else 0  # isdigit() passes "²", which int() refuses
+        if not 0 < window_ms <= MAX_WINDOW_MS:
             raise ApiError("INVALID_CLIENT_REQUEST", f"Invalid X-Window {window_text!r}: expected milliseconds, 1 to {MAX_WINDOW_MS}")
-        if not timestamp.isdigit():
+        if not timestamp.isdecimal():
             raise ApiError("INVALID_CLIENT_REQUEST", f"Invalid X-Timestamp {timestamp!r}: expected Unix milliseconds")
         skew = self.clock_ms() - int(timestamp)
-        if abs(skew) > int(window_text):
+        if abs(skew) > window_ms:
             raise ApiError(
                 "INVALID_CLIENT_REQUEST",
                 f"Request has expired: X-Timestamp is {abs(skew)} ms {'behind' if skew > 0 else 'ahead of'} the server clock, "
@@ -102,23 +140,28 @@ class Verifier:
             raise ApiError("INVALID_SIGNATURE", "X-Signature is not base64") from None
         if len(raw_signature) != SIGNATURE_BYTES:
             raise ApiError("INVALID_SIGNATURE", f"X-Signature must hold {SIGNATURE_BYTES} bytes, got {len(raw_signature)}")
-        key = self._key(api_key)
-        raw = signing_string(instruction, params, timestamp, window_text)
-        if valid_signature(key, raw_signature, raw):
-            return account_id
-        # The percent-encoded form is built only when the raw one fails: most clients sign raw
-        # values, and the second string costs as much to build as the first.
-        encoded = signing_string(instruction, params, timestamp, window_text, encode=True)
-        if encoded != raw and valid_signature(key, raw_signature, encoded):
-            return account_id
-        raise ApiError("INVALID_SIGNATURE", f"Invalid signature for instruction {instruction!r}: the request or its signing string does not match")
-
-    def _key(self, api_key: str) -> bytes:
         key = self._keys.get(api_key)
         if key is None:
-            if len(self._keys) >= KEY_CACHE_MAX:
-                self._keys.clear()
-            key = self._keys[api_key] = base64.b64decode(api_key)
+            key = self._key(api_key)
+        message = signing_string(instruction, params, timestamp, window_text)
+        return Signed(account_id, api_key, key, raw_signature, message, instruction, params, timestamp, window_text)
+
+    def conclude(self, signed: Signed, valid: bool) -> int:
+        """The account id once ``valid`` says whether the raw-values signature verified; else try the encoded form."""
+        if valid:
+            return signed.account_id
+        # The percent-encoded form is built only when the raw one fails: most clients sign raw
+        # values, and the second string costs as much to build as the first.
+        encoded = signing_string(signed.instruction, signed.params, signed.timestamp, signed.window, encode=True)
+        if encoded != signed.message and valid_signature(signed.key, signed.signature, encoded):
+            return signed.account_id
+        raise ApiError("INVALID_SIGNATURE", f"Invalid signature for instruction {signed.instruction!r}: the request or its signing string does not match")
+
+    def _key(self, api_key: str) -> bytes:
+        """The raw public key of a registered key not decoded yet (a registered key is valid base64), remembered."""
+        if len(self._keys) >= KEY_CACHE_MAX:
+            self._keys.clear()
+        key = self._keys[api_key] = base64.b64decode(api_key)
         return key
 
 

@@ -42,6 +42,7 @@ class ClOrdIds:
         self.by_account: dict[int, OrderedDict[str, int]] = {}  # account -> ClOrdID -> order id
         self.current: dict[int, str] = {}  # order id -> its current ClOrdID
         self.records = 0
+        self._flushed_records = -1  # ``records`` at the last flush
         self._file: BinaryIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,8 +66,9 @@ class ClOrdIds:
         if not cl_ord_id:
             return
         self._set(account, cl_ord_id, order_id)
-        if "\n" not in cl_ord_id:
-            self._write(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
+        if "\n" not in cl_ord_id and self._file is not None and not self._file.closed:  # ``_write``, inlined
+            self._file.write(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
+            self.records += 1
 
     def forget(self, account: int, order_id: int) -> None:
         """The order never happened (refused): its ClOrdID may be used again."""
@@ -78,9 +80,12 @@ class ClOrdIds:
             self._write(b"- %d %d\n" % (account, order_id))
 
     def _set(self, account: int, cl_ord_id: str, order_id: int) -> None:
-        known = self.by_account.setdefault(account, OrderedDict())
+        known = self.by_account.get(account)
+        if known is None:
+            known = self.by_account[account] = OrderedDict()
+        elif cl_ord_id in known:
+            known.move_to_end(cl_ord_id)  # a new key goes to the end anyway
         known[cl_ord_id] = order_id
-        known.move_to_end(cl_ord_id)
         self.current[order_id] = cl_ord_id
         if len(known) > self.per_account:
             evicted, old = known.popitem(last=False)
@@ -117,6 +122,7 @@ class ClOrdIds:
         tmp.replace(self.path)
         self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the service's life
         self.records = sum(len(known) for known in self.by_account.values())
+        self._flushed_records = self.records  # all of it is in the new file; ``records`` only grows from here
 
     def _write(self, record: bytes) -> None:
         if self._file is not None and not self._file.closed:
@@ -124,12 +130,15 @@ class ClOrdIds:
             self.records += 1
 
     def flush(self) -> None:
-        if self._file is None or self._file.closed:
+        """Write what is buffered (called once per durable batch, often with nothing new: then it costs nothing)."""
+        if self._file is None or self._file.closed or self.records == self._flushed_records:
             return
         self._file.flush()
-        live = sum(len(known) for known in self.by_account.values())
-        if self.records > max(COMPACT_FACTOR * live, COMPACT_MIN_RECORDS):
-            self._compact()
+        self._flushed_records = self.records
+        if self.records > COMPACT_MIN_RECORDS:
+            live = sum(len(known) for known in self.by_account.values())
+            if self.records > COMPACT_FACTOR * live:
+                self._compact()
 
     def close(self) -> None:
         if self._file is not None and not self._file.closed:

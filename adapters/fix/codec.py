@@ -21,7 +21,7 @@ import calendar
 import datetime
 import time
 import zlib
-from collections.abc import Iterable, KeysView, Sequence
+from collections.abc import Iterable, Iterator, KeysView, Sequence
 from typing import Final, Protocol, Union, overload
 
 SOH: Final = b"\x01"
@@ -63,10 +63,11 @@ class Message:
     decides whether they are legal).
     """
 
-    __slots__ = ("_index", "fields", "get", "msg_type", "raw", "shape")
+    __slots__ = ("_fields", "_index", "_split", "get", "msg_type", "raw", "shape")
 
     def __init__(self, fields: list[tuple[int, str]], raw: bytes = b"", shape: str | None = None) -> None:
-        self.fields = fields
+        self._fields: list[tuple[int, str]] | None = fields
+        self._split: tuple[tuple[int, ...], tuple[str, ...]] = ((), ())
         self.raw = raw
         self.shape = shape  # the tag sequence (``split_shaped``), so a validator can remember its verdict per shape
         index = dict(fields)
@@ -80,6 +81,33 @@ class Message:
         self.get: _Lookup = index.get
         self.msg_type: str = index.get(35, "")
 
+    @classmethod
+    def shaped(cls, numbers: tuple[int, ...], values: tuple[str, ...], raw: bytes, shape: str | None) -> Message:
+        """A message a compiled shape matched (``shapes.py``): its tags are unique by construction.
+
+        Only the index is built; the field list waits until something asks for it
+        (a NewOrderSingle is read by tag only), one list of tuples fewer per order.
+        """
+        self = cls.__new__(cls)
+        index = dict(zip(numbers, values))  # noqa: B905 - one value per tag by construction
+        self._index = index
+        self.get = index.get
+        self.msg_type = index.get(35, "")
+        self.raw = raw
+        self.shape = shape
+        self._fields = None
+        self._split = (numbers, values)
+        return self
+
+    @property
+    def fields(self) -> list[tuple[int, str]]:
+        """Every field in wire order (8, 9, 35 and 10 included)."""
+        fields = self._fields
+        if fields is None:
+            numbers, values = self._split
+            fields = self._fields = list(zip(numbers, values))  # noqa: B905 - one value per tag by construction
+        return fields
+
     def has(self, tag: int) -> bool:
         return tag in self._index
 
@@ -90,7 +118,7 @@ class Message:
     def seq_num(self) -> int:
         """MsgSeqNum, or 0 when absent or unparsable (validation reports those)."""
         value = self._index.get(34, "")
-        return int(value) if is_number(value) else 0
+        return int(value) if value.isdigit() and value.isascii() else 0
 
     def __repr__(self) -> str:
         return "Message(" + "|".join(f"{t}={v}" for t, v in self.fields) + ")"
@@ -121,59 +149,78 @@ _ADLER_CHUNK: Final = 256
 
 
 class Framer:
-    """Cuts a byte stream into candidate frames (QuickFIX ``Parser::readFixMessage``)."""
+    """Cuts a byte stream into candidate frames (QuickFIX ``Parser::readFixMessage``).
+
+    The unread bytes are kept as one ``bytes`` object: a read that holds
+    whole messages (the usual case) is cut in place, with one copy per frame
+    and none for the buffer.
+    """
 
     __slots__ = ("_buffer",)
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._buffer = b""
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data
+        self._buffer = self._buffer + data if self._buffer else bytes(data)
 
-    def frames(self) -> Iterable[bytes]:
-        """Yield every complete frame now in the buffer; raise Overflow on runaway input."""
-        buffer = self._buffer
+    def frames(self) -> Iterator[bytes]:
+        """Yield every complete frame now in the buffer; raise Overflow on runaway input.
+
+        The buffer is consumed before the first frame is yielded, so frames
+        not taken when the caller stops early (it is closing) are dropped.
+        """
+        found = self._cut()
+        yield from found
+        if len(self._buffer) > MAX_MESSAGE_BYTES:
+            self._buffer = b""
+            raise Overflow(f"no complete FIX message in {MAX_MESSAGE_BYTES} bytes")
+
+    def _cut(self) -> list[bytes]:
+        data = self._buffer
+        found: list[bytes] = []
+        pos = 0
         while True:
-            frame = self._next(buffer)
+            frame, pos = self._next(data, pos)
             if frame is None:
-                if len(buffer) > MAX_MESSAGE_BYTES:
-                    buffer.clear()
-                    raise Overflow(f"no complete FIX message in {MAX_MESSAGE_BYTES} bytes")
-                return
-            yield frame
+                break
+            found.append(frame)
+        self._buffer = data[pos:] if pos else data
+        return found
 
     @staticmethod
-    def _next(buffer: bytearray) -> bytes | None:
-        start = buffer.find(b"8=")
+    def _next(data: bytes, pos: int) -> tuple[bytes | None, int]:
+        """The frame at or after ``pos`` and where the next search starts; (None, where to keep from) if none."""
+        if data.startswith(b"8=FIX.4.4\x019=", pos):  # the usual case: a message right here, its trailer where
+            length_end = data.find(SOH, pos + 12)  # BodyLength says (else the search below decides)
+            text = data[pos + 12:length_end]
+            if length_end > 0 and text.isdigit() and int(text) <= MAX_MESSAGE_BYTES:
+                trailer = length_end + int(text)
+                end = trailer + 8
+                if data.startswith(b"\x0110=", trailer) and data[end - 1:end] == SOH and SOH not in data[trailer + 4:end - 1]:
+                    return data[pos:end], end
+        start = data.find(b"8=", pos)
         if start < 0:
-            if len(buffer) > 1:
-                del buffer[:-1]  # keep a trailing '8' that may start the next message
-            return None
-        if start:
-            del buffer[:start]
-        length_at = buffer.find(b"\x019=")
+            return None, max(pos, len(data) - 1)  # keep a trailing '8' that may start the next message
+        length_at = data.find(b"\x019=", start)
         if length_at < 0:
-            return None
-        length_end = buffer.find(SOH, length_at + 3)
+            return None, start
+        length_end = data.find(SOH, length_at + 3)
         if length_end < 0:
-            return None
-        text = bytes(buffer[length_at + 3:length_end])
+            return None, start
+        text = data[length_at + 3:length_end]
         if not text.isdigit() or int(text) > MAX_MESSAGE_BYTES:
-            del buffer[:length_end + 1]  # unusable length: drop what we have read, resync on next 8=
-            return b""
+            return b"", length_end + 1  # unusable length: drop what we have read, resync on next 8=
         body_end = length_end + 1 + int(text)
-        if len(buffer) < body_end:
-            return None
-        trailer = buffer.find(b"\x0110=", body_end - 1)
+        if len(data) < body_end:
+            return None, start
+        trailer = data.find(b"\x0110=", body_end - 1)
         if trailer < 0:
-            return None
-        end = buffer.find(SOH, trailer + 4)
+            return None, start
+        end = data.find(SOH, trailer + 4)
         if end < 0:
-            return None
-        frame = bytes(buffer[:end + 1])
-        del buffer[:end + 1]
-        return frame
+            return None, start
+        return data[start:end + 1], end + 1
 
 
 _NOT_SEPARATORS: Final = bytes(b for b in range(256) if b not in b"=\x01")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Final, cast
 
 import attrs
 
@@ -163,12 +163,22 @@ EXTRA_ENUMS: Final[dict[int, tuple[str, ...]]] = {
     STP_TAG: ("1", "2", "3"),
 }
 
-_INT_RE: Final = re.compile(r"-?[0-9]+\Z")
-_FLOAT_RE: Final = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)\Z")
-_TIMESTAMP_RE: Final = re.compile(r"[0-9]{8}-[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?\Z")
-_DATE_RE: Final = re.compile(r"[0-9]{8}\Z")
-_MONTHYEAR_RE: Final = re.compile(r"[0-9]{6}([0-9]{2}|w[0-9])?\Z")
-_TIMEONLY_RE: Final = re.compile(r"[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?\Z")
+# The data formats as regular expressions (no capturing groups), so a whole message can be matched at once (shapes.py).
+FORMAT_PATTERNS: Final[dict[str, str]] = {
+    INT: r"-?[0-9]+",
+    FLOAT: r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)",
+    BOOL: "[YN]",
+    TIMESTAMP: r"[0-9]{8}-[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?",
+    DATE: r"[0-9]{8}",
+    MONTHYEAR: r"[0-9]{6}(?:[0-9]{2}|w[0-9])?",
+    TIMEONLY: r"[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?",
+}
+_INT_RE: Final = re.compile(FORMAT_PATTERNS[INT] + r"\Z")
+_FLOAT_RE: Final = re.compile(FORMAT_PATTERNS[FLOAT] + r"\Z")
+_TIMESTAMP_RE: Final = re.compile(FORMAT_PATTERNS[TIMESTAMP] + r"\Z")
+_DATE_RE: Final = re.compile(FORMAT_PATTERNS[DATE] + r"\Z")
+_MONTHYEAR_RE: Final = re.compile(FORMAT_PATTERNS[MONTHYEAR] + r"\Z")
+_TIMEONLY_RE: Final = re.compile(FORMAT_PATTERNS[TIMEONLY] + r"\Z")
 
 
 @attrs.frozen
@@ -279,12 +289,58 @@ def check_value(tag: int, value: str) -> bool:
     return value in allowed
 
 
-@attrs.define
 class Validated:
-    """A message split into header and a body with its repeating groups nested."""
+    """A message split into header and a body with its repeating groups nested.
 
-    header: list[tuple[int, str]]
-    body: list[Field]
+    ``of_shape``: the split of a shape-matched message (no groups) is made only
+    when read; a NewOrderSingle's never is.
+    """
+
+    __slots__ = ("_body", "_header", "_message", "_start")
+
+    def __init__(self, header: list[tuple[int, str]], body: list[Field]) -> None:
+        self._header: list[tuple[int, str]] | None = header
+        self._body: list[Field] | None = body
+        self._message: Message | None = None
+        self._start = 0
+
+    @classmethod
+    def of_shape(cls, message: Message, start: int) -> Validated:
+        """Header ``fields[3:start]``, body the rest but the CheckSum, split when first read."""
+        self = cls.__new__(cls)
+        self._header = self._body = None
+        self._message = message
+        self._start = start
+        return self
+
+    def _split(self) -> None:
+        assert self._message is not None
+        fields = self._message.fields
+        self._header, self._body = fields[3:self._start], cast("list[Field]", fields[self._start:-1])
+
+    @property
+    def header(self) -> list[tuple[int, str]]:
+        if self._header is None:
+            self._split()
+        assert self._header is not None
+        return self._header
+
+    @property
+    def body(self) -> list[Field]:
+        if self._body is None:
+            self._split()
+        assert self._body is not None
+        return self._body
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Validated):
+            return NotImplemented
+        return (self.header, self.body) == (other.header, other.body)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable lists inside, as before
+
+    def __repr__(self) -> str:
+        return f"Validated(header={self.header!r}, body={self.body!r})"
 
 
 _GOOD_VALUES: dict[tuple[int, str], None] = {}  # (tag, value) pairs already checked, bounded
@@ -341,6 +397,39 @@ def _fast(message: Message) -> Validated | None:
             good[tag, value] = None
     body: list[Field] = list(fields[plan.body_start:-1])
     return Validated(fields[3:plan.body_start], body)
+
+
+def shape_validates(message: Message) -> bool:
+    """Whether ``message``'s shape passes the per-shape structural checks (``_plan``): the messages a
+    compiled shape (shapes.py) may take over must be the ones ``validate`` decides by plan."""
+    if message.shape is None:
+        return False
+    key = (message.msg_type, message.shape)
+    plan = _PLANS[key] if key in _PLANS else _plan(message)
+    return plan is not None
+
+
+def value_pattern(tag: int) -> str | None:
+    """A regular expression for exactly the values of ``tag`` validation accepts that hold neither SOH nor '='.
+
+    None when no such pattern is written here (the message then keeps the
+    field-by-field path). Tags without a check take any non-empty value.
+    """
+    if tag not in _CHECKS:
+        return "[^\x01=]+"
+    kind = FIELD_TYPES.get(tag)
+    allowed = ENUM_VALUES.get(tag)
+    if allowed is None:
+        return FORMAT_PATTERNS[kind] if kind is not None and tag not in CHAR_TAGS else None
+    plain = sorted((v for v in allowed if v and "\x01" not in v and "=" not in v), key=lambda v: (-len(v), v))
+    if tag in MULTI_VALUE:
+        if kind is not None or tag in CHAR_TAGS:
+            return None
+        parts = [re.escape(v) for v in plain if " " not in v]
+        one = "(?:" + "|".join(parts) + ")"
+        return f"{one}(?: {one})*" if parts else None
+    good = [v for v in plain if check_format(tag, v)]
+    return "(?:" + "|".join(re.escape(v) for v in good) + ")" if good else None
 
 
 def _plan(message: Message) -> _Plan | None:

@@ -6,7 +6,11 @@ nothing (rejections) come from the command's result, and so does a new
 order's acknowledgement (150=0): the journal actor delivers the Result after
 its fsync, and the report is the one the publisher would build from the same
 OrderPlaced (``publisher.accepted_view``), one task switch sooner
-(``_placed``). Every later state change is reported from the durable events
+(``_placed``); while this application is the publisher's only listener, the
+publisher does not build that update at all (``_accepted_reported``). The
+orders of one TCP read reach the market as one batch, decided in the reader's
+own step when the market is idle (``session.Intake``, the engine's
+``hold_markets``/``release_markets``). Every later state change is reported from the durable events
 through ``engine.publisher.Publisher``, so an ExecutionReport never leaves
 before the journal has the fact, and fills of resting orders caused by other
 accounts (REST, another session) are reported like any other. Requests that
@@ -96,6 +100,7 @@ TIFS: Final = {"0": GTC, "1": GTC, "3": IOC, "4": FOK}
 FIX_TIF: Final = {GTC: "1", IOC: "3", FOK: "4"}
 STP: Final = {"1": REJECT_TAKER, "2": REJECT_MAKER, "3": REJECT_BOTH}
 ORD_STATUS: Final = {"New": "0", PARTIALLY_FILLED: "1", FILLED: "2", CANCELLED: "4", EXPIRED: "C"}
+SOH: Final = "\x01"
 SUPPORTED: Final = frozenset({"D", "F", "G", "H", "q", "AF", "x", "V"})
 
 
@@ -149,12 +154,29 @@ class ExchangeApplication:
         self.acks_published = 0  # ...and how many of them the publisher has reached (the same order: the journal's)
         self.deferred: deque[tuple[int, Session, Message, Validated]] = deque()  # (acks_sent then, request)
         publisher.listeners.append(self.on_updates)
+        if publisher.accepted_reported is None:
+            publisher.accepted_reported = self._accepted_reported
 
     def close(self) -> None:
         """Stop following the publisher (it may be shared and outlive us) and close the ClOrdID file."""
         if self.on_updates in self.publisher.listeners:
             self.publisher.listeners.remove(self.on_updates)
+        if self.publisher.accepted_reported == self._accepted_reported:
+            self.publisher.accepted_reported = None
         self.ids.close()
+
+    def _accepted_reported(self, e: OrderPlaced) -> bool:
+        """The publisher asks (in journal order, while we are its only listener) whether this placement's
+        acknowledgement went out from its Result (``_placed``): then it builds no update we would skip.
+
+        The same bookkeeping as ``_on_updates`` does for an acknowledged order's update.
+        """
+        acked = self.acked
+        if e.order_id in acked:
+            acked.discard(e.order_id)
+            self.acks_published += 1
+            return True
+        return False
 
     def register(self, session: Session) -> None:
         self.sessions.setdefault(session.config.account_id, []).append(session)
@@ -172,6 +194,9 @@ class ExchangeApplication:
                 self.engine.submit(account, CancelAllOrders(account, symbol), _Sink(lambda r: None))
 
     def on_message(self, session: Session, message: Message, parts: Validated) -> None:
+        if message.msg_type == "D" and not self.deferred and not session.config.drop_copy:
+            self._new_order(session, message, parts)  # the common case, without the dispatch below
+            return
         if self.deferred or (message.msg_type != "D" and self.acks_published < self.acks_sent):
             self._defer(session, message, parts)
             return
@@ -237,20 +262,22 @@ class ExchangeApplication:
             self.placing += 1
 
     def _build(self, account: int, m: Message) -> PlaceOrder | Rejection:
-        side = SIDES.get(m.get(54) or "")
+        get = m.get
+        side = SIDES.get(get(54, ""))
         if side is None:
             return Rejection("INVALID_ORDER", "Side (54) must be 1 (buy) or 2 (sell)")
-        ord_type = ORD_TYPES.get(m.get(40) or "")
+        ord_type = ORD_TYPES.get(get(40, ""))
         if ord_type is None:
             return Rejection("INVALID_ORDER", "OrdType (40) must be 1 (market) or 2 (limit)")
-        tif = TIFS.get(m.get(59) or "1")
+        tif = TIFS.get(get(59, "1"))
         if tif is None:
             return Rejection("INVALID_ORDER", "TimeInForce (59) must be 0/1 (GTC), 3 (IOC) or 4 (FOK)")
-        stp = STP.get(m.get(STP_TAG) or "1")
-        post_only = "6" in (m.get(18) or "").split(" ")
+        stp = STP.get(get(STP_TAG, "1"))
+        exec_inst = get(18)
+        post_only = exec_inst is not None and "6" in exec_inst.split(" ")
         built: PlaceOrder | Rejection = self.engine.build_order(
-            account, m.get(55) or "", side, ord_type, quantity=m.get(38), quote_quantity=m.get(152),
-            price=m.get(44), time_in_force=tif, post_only=post_only, self_trade_prevention=stp,
+            account, get(55, ""), side, ord_type, quantity=get(38), quote_quantity=get(152),
+            price=get(44), time_in_force=tif, post_only=post_only, self_trade_prevention=stp,
         )
         return built
 
@@ -285,9 +312,45 @@ class ExchangeApplication:
         sessions = self.sessions.get(placed.account_id)
         if not sessions:
             return
-        self._execution_report(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us), sessions)
-        self.acked.add(placed.order_id)
+        order_id = placed.order_id
+        if self.pending and order_id in self.pending:  # never for a new order; the general path handles it
+            self._execution_report(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us), sessions)
+        else:
+            encoded = self._ack_bytes(placed)
+            for session in sessions:
+                session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch
+        self.acked.add(order_id)
         self.acks_sent += 1
+
+    def _ack_bytes(self, e: OrderPlaced) -> bytes:
+        """``_report_bytes(accepted_view(e), "0", "<id>N", ...)`` in one template (a test holds them equal).
+
+        One per new order: no OrderView, OrderUpdate or part list is built for
+        the acknowledgement, only this text.
+        """
+        spec = self.engine.venue.specs[e.symbol]
+        texts = self.texts.get(e.symbol)
+        if texts is None or texts.spec is not spec:
+            texts = self.texts[e.symbol] = _Texts(spec)
+        order_id = e.order_id
+        cl_ord_id = self.ids.current.get(order_id)
+        if cl_ord_id is None and e.client_id != NO_CLIENT_ID:
+            cl_ord_id = str(e.client_id)
+        zero = texts.zero
+        steps = e.qty_steps
+        quantity = (texts.qtys.get(steps) or texts.qty(steps)) if steps else zero
+        limit = e.order_type == LIMIT
+        price = (texts.prices.get(e.price_ticks) or texts.price(e.price_ticks)) if limit else ""
+        text = (
+            f"1={e.account_id}\x016=0\x01{f'11={cl_ord_id}{SOH}' if cl_ord_id else ''}14={zero}\x01"
+            f"17={order_id}N\x01{'18=6' + SOH if e.post_only else ''}37={order_id}\x01"
+            f"{f'38={quantity}{SOH}' if steps else ''}39=0\x0140={'2' if limit else '1'}\x01"
+            f"{f'44={price}{SOH}' if limit else ''}54={FIX_SIDE[e.side]}\x0155={e.symbol}\x01"
+            f"59={FIX_TIF.get(e.tif, '1')}\x0160={self.times.millis(e.ts_us or self.wall_us())}\x01150=0\x01"
+            f"151={quantity}\x01"
+            f"{f'152={spec.format_quote(e.quote_qty)}{SOH}' if not steps and e.quote_qty else ''}"
+        )
+        return text.encode("latin-1")
 
     def _reject_order(self, session: Session, m: Message, text: str, reason: int) -> None:
         self.rejects += 1
@@ -496,18 +559,23 @@ class ExchangeApplication:
     def _on_updates(self, updates: list[Any]) -> None:
         depth: list[DepthUpdate] = []
         trades: list[TradeRecord] = []
-        last_quote_fill = _last_quote_sized_fills(updates)
+        last_quote_fill: set[int] | None = None  # found when the batch has an order without a base quantity
+        acked = self.acked
         for index, update in enumerate(updates):
             kind = type(update)
             if kind is OrderUpdate:
-                if update.kind == ACCEPTED and update.view.order_id in self.acked:
-                    self.acked.discard(update.view.order_id)  # answered from its Result (``_placed``)
+                view = update.view
+                if update.kind == ACCEPTED and view.order_id in acked:
+                    acked.discard(view.order_id)  # answered from its Result (``_placed``)
                     self.acks_published += 1
                     continue
                 sessions = self.sessions.get(update.account_id)
                 if sessions:
-                    if index in last_quote_fill:
-                        update = attrs.evolve(update, view=attrs.evolve(update.view, status=FILLED))
+                    if not view.qty_steps:
+                        if last_quote_fill is None:
+                            last_quote_fill = _last_quote_sized_fills(updates)
+                        if index in last_quote_fill:
+                            update = attrs.evolve(update, view=attrs.evolve(view, status=FILLED))
                     self._execution_report(update, sessions)
             elif kind is DepthUpdate:
                 depth.append(update)
@@ -622,20 +690,21 @@ class ExchangeApplication:
 class _Texts:
     """A market's quantities and prices as report text, remembered (orders repeat the same few sizes and prices)."""
 
-    __slots__ = ("_prices", "_qtys", "spec")
+    __slots__ = ("prices", "qtys", "spec", "zero")
 
     def __init__(self, spec: MarketSpec) -> None:
         self.spec = spec
-        self._qtys: dict[int, str] = {}
-        self._prices: dict[int, str] = {}
+        self.qtys: dict[int, str] = {}
+        self.prices: dict[int, str] = {}
+        self.zero = spec.format_qty(0)
 
     def qty(self, steps: int) -> str:
-        text = self._qtys.get(steps)
-        return text if text is not None else _remember(self._qtys, steps, self.spec.format_qty)
+        text = self.qtys.get(steps)
+        return text if text is not None else _remember(self.qtys, steps, self.spec.format_qty)
 
     def price(self, ticks: int) -> str:
-        text = self._prices.get(ticks)
-        return text if text is not None else _remember(self._prices, ticks, self.spec.format_price)
+        text = self.prices.get(ticks)
+        return text if text is not None else _remember(self.prices, ticks, self.spec.format_price)
 
 
 def _remember(texts: dict[int, str], value: int, render: Callable[[int], str]) -> str:

@@ -70,7 +70,7 @@ async def serve_fix(
                     exchange.register(session)
             # the echo profile only runs the QuickFIX acceptance suite: no keys, no signatures
             authenticate = make_authenticator(publisher.account_for_key) if publisher is not None else None
-            acceptor = Acceptor(sessions, authenticate=authenticate)
+            acceptor = Acceptor(sessions, authenticate=authenticate, intake=engine if exchange is not None else None)
             server = FixServer(acceptor, host, int(port))
             address = await nursery.start(server.serve)
             task_status.started({"fix": f"{address[0]}:{address[1]}", "server": server, "application": application})

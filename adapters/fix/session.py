@@ -51,6 +51,7 @@ from adapters.fix.codec import (
     split_fields,
 )
 from adapters.fix.dictionary import SessionReject, Validated, validate
+from adapters.fix.shapes import ShapeCache
 from adapters.fix.store import MemoryStore
 
 log = logging.getLogger("satchel.fix")
@@ -94,14 +95,24 @@ class Application(Protocol):
 Authenticator = Callable[[Message, SessionConfig], str | None]
 
 
+class Intake(Protocol):
+    """Brackets the messages of one read (``Engine.hold_markets``/``release_markets``): the orders
+    of a read reach the market as one batch, decided in the reader's own step when it is idle."""
+
+    def hold_markets(self) -> bool: ...
+
+    def release_markets(self) -> None: ...
+
+
 class Acceptor:
     """The configured sessions and the application behind them."""
 
     def __init__(
-        self, sessions: list[Session], *, authenticate: Authenticator | None = None,
+        self, sessions: list[Session], *, authenticate: Authenticator | None = None, intake: Intake | None = None,
     ) -> None:
         self.sessions = {(s.config.target_comp_id, s.config.sender_comp_id): s for s in sessions}
         self.authenticate = authenticate
+        self.intake = intake
 
     def close(self) -> None:
         """Flush and close every session's store (the server is stopping)."""
@@ -136,6 +147,8 @@ class Connection:
         """Bytes from the socket; outputs land in ``outbox`` (the caller writes them: no wake-up per reply)."""
         self.framer.feed(data)
         self.holding = True
+        intake = self.acceptor.intake
+        batch = intake is not None and intake.hold_markets()
         try:
             for frame in self.framer.frames():
                 if self.closing:
@@ -148,6 +161,8 @@ class Connection:
             self.close(str(exc))
         finally:
             self.holding = False
+            if batch:
+                intake.release_markets()  # type: ignore[union-attr]
 
     def poll(self, now: float) -> None:
         if self.session is not None:
@@ -260,6 +275,10 @@ class Session:
         self.wall_us = wall_us
         self.monotonic = monotonic
         self.times = Timestamps()
+        self.shapes = ShapeCache()
+        self._last_sending_text = ""
+        self._last_sending_us: int | None = None
+        self._unstamped = False  # messages queued without a wake-up since last_sent was set (``flush_output``)
         self.name = f"{config.sender_comp_id}->{config.target_comp_id}"
         self.connection: Connection | None = None
         self._reset_connection_state()
@@ -333,12 +352,17 @@ class Session:
     # --- inbound -----------------------------------------------------------------------------
 
     def on_frame(self, frame: bytes, now: float) -> None:
-        try:
-            message = decode(frame)
-        except Garbled:
-            return  # ignored; consumes no sequence number (the gap is found by the next message)
-        self._process(message, now)
-        self._drain_queue(now)
+        known = self.shapes.decode(frame)
+        if known is not None:  # a familiar shape: decoded and validated by one match (shapes.py)
+            self._process(known[0], now, known[1])
+        else:
+            try:
+                message = decode(frame)
+            except Garbled:
+                return  # ignored; consumes no sequence number (the gap is found by the next message)
+            self._process(message, now)
+        if self.queue:
+            self._drain_queue(now)
 
     def _drain_queue(self, now: float) -> None:
         while self.queue and self.connection is not None and not self.connection.closing:
@@ -353,20 +377,23 @@ class Session:
             else:
                 self._process(queued, now)
 
-    def _process(self, message: Message, now: float) -> None:
+    def _process(self, message: Message, now: float, parts: Validated | None = None) -> None:
+        """``parts``: the message is already validated (a compiled shape matched it)."""
         msg_type = message.msg_type
-        if message.get(8) != BEGIN_STRING:
-            if msg_type == "5":
-                self._on_logout(message, now)
+        if parts is None:
+            if message.get(8) != BEGIN_STRING:
+                if msg_type == "5":
+                    self._on_logout(message, now)
+                    return
+                self.logout("Incorrect BeginString", now)
+                self.store.set_next_target(self.store.next_target + 1)
                 return
-            self.logout("Incorrect BeginString", now)
-            self.store.set_next_target(self.store.next_target + 1)
-            return
-        try:
-            parts = validate(message)
-        except SessionReject as exc:
-            self.reject(message, exc.reason, exc.tag, exc.text)
-            return
+            try:
+                parts = validate(message)
+            except SessionReject as exc:
+                self.reject(message, exc.reason, exc.tag, exc.text)
+                return
+            self.shapes.learn(message, parts)
         handler = _ADMIN_HANDLERS.get(msg_type)
         if handler is not None:
             handler(self, message, now)
@@ -379,14 +406,23 @@ class Session:
                 log.exception("FIX application failed on %s from %s", msg_type, self.name)
                 self.business_reject(message, 0, "Internal error processing the message")
 
+    def _sending_time(self, text: str) -> int | None:
+        """``parse_utc_timestamp``, remembered for the next message (a burst shares its millisecond)."""
+        sent = parse_utc_timestamp(text)
+        self._last_sending_text, self._last_sending_us = text, sent
+        return sent
+
     def _verify(self, message: Message, now: float, check_high: bool, check_low: bool) -> bool:
         """QuickFIX's ``Session::verify``: time, CompIDs, then the sequence number."""
-        sent = parse_utc_timestamp(message.get(52) or "")
+        get = message.get
+        text = get(52, "")
+        sent = self._last_sending_us if text == self._last_sending_text else self._sending_time(text)
         if sent is None or abs(self.wall_us() - sent) > MAX_LATENCY_US:
             self.reject(message, 10, None, "SendingTime accuracy problem")
             self.logout(None, now)
             return False
-        if message.get(49) != self.config.target_comp_id or message.get(56) != self.config.sender_comp_id:
+        config = self.config
+        if get(49) != config.target_comp_id or get(56) != config.sender_comp_id:
             self.reject(message, 9, None, "CompID problem")
             self.logout(None, now)
             return False
@@ -509,9 +545,13 @@ class Session:
                 f"35={msg_type}\x0134={seq}\x0149={self.config.sender_comp_id}\x0152={stamp}\x01"
                 f"56={self.config.target_comp_id}\x01", body)
         store.record_sent(seq, None if msg_type in _ADMIN_TYPES else raw)
-        if self.connection is not None:
-            self.connection.emit(raw, wake=wake)
-            self.last_sent = self.monotonic()
+        connection = self.connection
+        if connection is not None:
+            connection.emit(raw, wake=wake)
+            if wake:
+                self.last_sent = self.monotonic()
+            else:  # a burst: stamped once, when it ends (``flush_output``)
+                self._unstamped = True
         return seq
 
     def reject(self, message: Message, reason: int, tag: int | None, text: str) -> None:
@@ -588,6 +628,9 @@ class Session:
     def flush_output(self) -> None:
         """See ``Connection.flush_output``; nothing when not connected."""
         if self.connection is not None:
+            if self._unstamped:
+                self._unstamped = False
+                self.last_sent = self.monotonic()
             self.connection.flush_output()
 
     def _emit_raw(self, raw: bytes) -> None:

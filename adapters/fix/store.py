@@ -112,14 +112,13 @@ class FileStore(MemoryStore):
                 handle.truncate(good)
 
     def record_sent(self, seq: int, raw: bytes | None) -> None:
-        super().record_sent(seq, raw)
-        if raw is None:
-            self._write(b"A %d\n" % seq)
-        else:
-            self._write(b"S %d %d\n%s" % (seq, len(raw), raw))
+        MemoryStore.record_sent(self, seq, raw)
+        if not self._file.closed:  # after close (shutdown) the session is memory-only
+            self._file.write(b"A %d\n" % seq if raw is None else b"S %d %d\n%s" % (seq, len(raw), raw))
+            self.records += 1
 
     def set_next_target(self, value: int) -> None:
-        super().set_next_target(value)
+        self.next_target = value
         self._target_dirty = True  # one T record per flush: only the last value counts on load
 
     def _write_target(self) -> None:

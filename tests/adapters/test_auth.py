@@ -82,3 +82,26 @@ def test_the_parsed_key_is_reused_and_a_different_key_still_fails() -> None:
     with pytest.raises(ApiError) as refused:
         verifier.verify("balanceQuery", {}, key, _sign(impostor, text), TS, WINDOW)
     assert refused.value.code == "INVALID_SIGNATURE"
+
+
+@pytest.mark.parametrize(("timestamp", "window", "named"), [
+    (TS, "²", "X-Window"), (TS, "0", "X-Window"), (TS, "60001", "X-Window"), (TS, "5s", "X-Window"),
+    ("1²", WINDOW, "X-Timestamp"), ("-1", WINDOW, "X-Timestamp"),
+])
+def test_bad_window_or_timestamp_gets_its_own_error(timestamp: str, window: str, named: str) -> None:
+    """Digits int() refuses ("²" is a digit to str.isdigit) get the same clear error as any other bad value."""
+    private, key, verifier = _setup()
+    text = f"instruction=balanceQuery&timestamp={timestamp}&window={window}"
+    with pytest.raises(ApiError) as refused:
+        verifier.verify("balanceQuery", {}, key, _sign(private, text), timestamp, window)
+    assert refused.value.code == "INVALID_CLIENT_REQUEST" and f"Invalid {named}" in refused.value.message
+
+
+def test_default_window_applies_without_the_header() -> None:
+    private, key, verifier = _setup()
+    text = f"instruction=balanceQuery&timestamp={TS}&window=5000"
+    assert verifier.verify("balanceQuery", {}, key, _sign(private, text), TS, None) == 7
+    stale = str(NOW_MS - 5001)
+    with pytest.raises(ApiError) as refused:
+        verifier.verify("balanceQuery", {}, key, _sign(private, text), stale, None)
+    assert "5000 ms window" in refused.value.message

@@ -7,8 +7,9 @@ from functools import partial
 import orjson
 import pytest
 import trio
+import trio.lowlevel
 
-from adapters.httpserver import MAX_HEAD_BYTES, HttpServer, Limits, Request, Response
+from adapters.httpserver import MAX_HEAD_BYTES, HttpServer, Later, Limits, Request, Response
 from adapters.rest import JSON_TYPE, error_response, serve_http
 
 WANTED = {b"x-api-key": "x-api-key"}
@@ -175,4 +176,58 @@ async def test_expect_100_continue_is_answered_before_the_body() -> None:
         await stream.send_all(b"abc")
         _, body = await read_answer(stream, bytearray())
         assert orjson.loads(body)["body"] == "abc"
+        nursery.cancel_scope.cancel()
+
+
+class Orders:
+    """A begin hook: ``POST /order`` is begun (answered later, in reverse order), ``POST /bad`` is refused at once,
+    a run starting with ``POST /bug`` raises; it records the runs it was offered."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[str]] = []
+        self.later: list[tuple[Later, bytes]] = []
+
+    async def begin(self, requests: list[Request]) -> list[Response | Later]:
+        self.runs.append([r.path + "?" + r.query.decode() for r in requests])
+        out: list[Response | Later] = []
+        if requests[0].path == "/bug":
+            raise RuntimeError("begin bug")
+        for request in requests:
+            if request.method != "POST" or request.path not in ("/order", "/bad"):
+                break
+            if request.path == "/bad":
+                out.append((400, b'{"bad":true}', JSON_TYPE))
+                continue
+            later = Later()
+            self.later.append((later, request.query))
+            out.append(later)
+        if self.later:
+            await trio.lowlevel.checkpoint()
+        return out
+
+    async def fill_all(self) -> None:
+        """Answer every begun order, newest first (the server must still send them in request order)."""
+        while True:
+            await trio.sleep(0.01)
+            while self.later:
+                later, query = self.later.pop()
+                later.fill((200, b'{"order":"' + query + b'"}', JSON_TYPE))
+
+
+async def test_begun_requests_are_offered_together_and_answered_in_order() -> None:
+    orders = Orders()
+    server = HttpServer(echo, error_response, WANTED, Limits(max_body_bytes=100), begin=orders.begin)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(orders.fill_all)
+        stream = await start(nursery, server=server)
+        requests = [b"POST /order?1", b"POST /bad?2", b"POST /order?3", b"GET /read?4", b"POST /order?5", b"POST /bug?6",
+                    b"POST /order?7"]
+        await stream.send_all(b"".join(r + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" for r in requests))
+        buffer = bytearray()
+        with trio.fail_after(5):
+            answers = [await read_answer(stream, buffer) for _ in requests]
+        assert [int(head.split(b" ")[1]) for head, _ in answers] == [200, 400, 200, 200, 200, 500, 200]
+        assert [orjson.loads(body).get("order") for _, body in answers] == ["1", None, "3", None, "5", None, "7"]
+        assert orjson.loads(answers[3][1])["path"] == "/read"  # run by the handler, after the orders before it
+        assert orders.runs[0][:4] == ["/order?1", "/bad?2", "/order?3", "/read?4"]  # offered together, up to the GET
         nursery.cancel_scope.cancel()

@@ -131,3 +131,30 @@ def test_account_for_key_reads_durable_keys() -> None:
     assert pub.account_for_key("a2V5") is None
     pub.apply_batch([ApiKeyAdded(maker, "a2V5", NOW_US)])
     assert pub.account_for_key("a2V5") == maker
+
+
+def test_acceptances_a_sole_listener_reported_are_not_built() -> None:
+    """``accepted_reported``: asked per placement while its owner is the only listener; with
+    another listener nothing is skipped (that one still needs every ``orderAccepted``)."""
+    venue, pub, maker, _ = setup()
+    heard: list[list[object]] = []
+    asked: list[int] = []
+
+    def reported(e: object) -> bool:
+        asked.append(e.order_id)  # type: ignore[attr-defined]
+        return e.order_id % 2 == 1  # type: ignore[attr-defined]
+
+    pub.listeners.append(heard.append)
+    pub.accepted_reported = reported
+    first, second = place(venue, limit(venue, maker, ASK, "101", "1")), place(venue, limit(venue, maker, ASK, "102", "1"))
+    pub.apply_batch([first, second])
+    accepted = [u.view.order_id for u in heard[-1] if isinstance(u, OrderUpdate) and u.kind == "orderAccepted"]
+    assert asked == [first.order_id, second.order_id]  # type: ignore[union-attr]
+    assert accepted == [o.order_id for o in (first, second) if o.order_id % 2 == 0]  # type: ignore[union-attr]
+    other: list[list[object]] = []
+    pub.listeners.append(other.append)
+    third = place(venue, limit(venue, maker, ASK, "103", "1"))
+    pub.apply_batch([third])
+    assert len(asked) == 2  # not asked while another listener needs the update
+    assert [u.view.order_id for u in other[-1] if isinstance(u, OrderUpdate)] == [third.order_id]  # type: ignore[union-attr]
+    assert pub.venue.state_hash() == venue.state_hash()

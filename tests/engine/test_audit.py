@@ -172,6 +172,24 @@ def test_flipped_bit_mid_journal_refuses_start_with_position(journal: Path, wher
     assert f"offset {victim.offset}" in str(audit.value)
 
 
+@pytest.mark.parametrize("bit", [0x10, 0x80])
+def test_a_flipped_length_bit_mid_journal_is_not_taken_for_a_torn_tail(journal: Path, bit: int) -> None:
+    """A length made to run past the end of the file looks torn, but the next record is still there: refused, nothing cut."""
+    recs = records(journal)
+    victim = recs[len(recs) // 2]
+    data = bytearray(victim.segment.read_bytes())
+    data[victim.offset + 2] ^= bit  # +1 MiB or +8 MiB: past the end of this small journal
+    victim.segment.write_bytes(bytes(data))
+    size = victim.segment.stat().st_size
+    with pytest.raises(JournalCorrupt) as info:
+        recover(journal)
+    assert info.value.offset == victim.offset and info.value.seq == victim.seq
+    assert "cut short" in str(info.value) and f"offset {victim.offset}" in str(info.value)
+    assert victim.segment.stat().st_size == size and not victim.segment.with_suffix(".broken").exists()
+    with pytest.raises(AuditError, match=f"offset {victim.offset}"):
+        verify_journal(journal, progress=False)
+
+
 def test_edited_payload_with_a_recomputed_crc_breaks_the_chain(journal: Path) -> None:
     recs = records(journal)
     deposit = next(r for r in recs if b'"Deposited"' in r.payload)

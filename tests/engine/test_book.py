@@ -6,6 +6,8 @@ import copy
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.book import UNLIMITED, Order, OrderBook
 from engine.messages import ASK, BID, REJECT_BOTH, REJECT_MAKER, REJECT_TAKER
@@ -130,6 +132,40 @@ def test_self_trade_prevention_modes(stp: str, fills: list[tuple[int, int]], can
     assert result.stp_stopped is stopped
 
 
+# (side, price, qty, account) of resting orders, then one taker; accounts 1..2 so takers meet their own orders
+_resting = st.lists(st.tuples(st.sampled_from([BID, ASK]), st.integers(95, 105), st.integers(1, 5), st.integers(1, 2)),
+                    max_size=25)
+_taker = st.tuples(st.sampled_from([BID, ASK]), st.integers(94, 106), st.integers(1, 30), st.integers(1, 3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_resting, _taker)
+def test_walk_limit_agrees_with_walk(resting: list[tuple[str, int, int, int]], taker: tuple[str, int, int, int]) -> None:
+    """The limit-order fast path answers exactly what walk() answers, or None where walk() meets an own order."""
+    book = OrderBook()
+    for oid, (side, price, qty, account) in enumerate(resting, 1):
+        if not book.crosses(side, price):
+            book.rest(order(oid, side, price, qty, account_id=account))
+    side, limit, qty, account = taker
+    before = snapshot(book)
+    fast = book.walk_limit(side, limit, qty, account)
+    general = walk(book, side, limit, qty=qty, account_id=account)
+    if fast is None:
+        assert general.stp_stopped
+    else:
+        assert not general.stp_stopped
+        assert fast == (general.fills, general.filled_steps)
+    assert snapshot(book) == before
+
+
+def test_walk_limit_gives_way_to_walk_at_an_own_order() -> None:
+    book = book_with(order(1, ASK, 100, 2), order(2, ASK, 100, 3, account_id=99), order(3, ASK, 101, 4))
+    assert book.walk_limit(BID, 101, 10, 99) is None
+    made = book.walk_limit(BID, 100, 1, 99)  # done before it reaches its own order
+    assert made is not None and [(m.order_id, s) for m, s in made[0]] == [(1, 1)] and made[1] == 1
+    assert book.walk_limit(BID, 101, 10, 7) == ([(book.orders[1], 2), (book.orders[2], 3), (book.orders[3], 4)], 9)
+
+
 def test_take_partial_then_full_fill_drops_order_and_empty_level() -> None:
     book = book_with(order(1, ASK, 100, 5), order(2, ASK, 100, 1), order(3, ASK, 102, 1))
     taken = book.take(1, 2, 2 * 100 * QPTS)
@@ -191,7 +227,9 @@ def test_place_builds_the_same_order_as_rest_of_order() -> None:
         made = placed.place(*a)
         rested.rest(Order(*a))
         assert made is placed.orders[a[0]]
-        assert {k: getattr(made, k) for k in Order.__slots__} == {k: getattr(rested.orders[a[0]], k) for k in Order.__slots__}
+        fields = [k for k in Order.__slots__ if k != "level"]  # each book's own level, compared by the snapshots
+        assert {k: getattr(made, k) for k in fields} == {k: getattr(rested.orders[a[0]], k) for k in fields}
+        assert made.level is placed.bids.get(a[3], placed.asks.get(a[3]))
     placed.check()
     assert snapshot(placed) == snapshot(rested)
 

@@ -99,9 +99,12 @@ async def test_a_slow_disk_moves_syncs_to_the_thread_which_commits_what_arrived_
     assert all(durable for _, durable in log.seen)
     assert "satchel-journal-sync" in writer.threads  # after the first slow sync on the loop's thread
     assert writer.syncs < 8, "batches framed during an fsync were not committed together"
-    assert journal.durable_seq == journal.head_seq == writer.seq == 8
+    # one record per take from the inbox: 8, or fewer when a busy box let two submits queue up together
+    assert journal.durable_seq == journal.head_seq == writer.seq <= 8
     writer.close()
-    assert [e.account_id for r in read_records(tmp_path) for e in decode_events(r.payload)] == list(range(1, 9))
+    records = list(read_records(tmp_path))
+    assert [r.seq for r in records] == list(range(1, writer.seq + 1))
+    assert [e.account_id for r in records for e in decode_events(r.payload)] == list(range(1, 9))
 
 
 async def test_a_fast_disk_syncs_on_the_loops_thread_and_a_fast_thread_sync_brings_it_back(

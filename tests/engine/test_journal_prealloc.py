@@ -156,19 +156,100 @@ def test_a_flipped_bit_mid_segment_is_refused_with_its_position(tmp_path: Path, 
     assert not list(tmp_path.glob("*.broken"))
 
 
-def test_a_zero_gap_before_more_data_is_refused_not_cut(tmp_path: Path) -> None:
-    """A lost header page with later data on disk is not a torn tail: nothing is cut, start is refused."""
-    writer = write_into_prepared(tmp_path, 6)
+def _zero(segment: Path, start: int, stop: int) -> None:
+    data = bytearray(segment.read_bytes())
+    data[start:stop] = bytes(stop - start)
+    segment.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("lost", ["header", "sector"])
+def test_sectors_of_an_unsynced_write_lost_out_of_order_are_cut_as_a_torn_tail(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, lost: str,
+) -> None:
+    """A power cut mid-write can keep later sectors and lose an earlier one: zeros, then records.
+
+    Within UNSYNCED_LIMIT of the end of the data that can only be the last write, never
+    acknowledged: recovery cuts there (keeping the bytes in .broken) and a writer goes on.
+    """
+    writer = write_into_prepared(tmp_path, 40)
     writer.close()
     recs = all_records(tmp_path)
-    victim = recs[-3]
-    data = bytearray(victim.segment.read_bytes())
-    data[victim.offset:victim.offset + HEADER.size] = bytes(HEADER.size)
-    victim.segment.write_bytes(bytes(data))
-    with pytest.raises(JournalCorrupt, match="zero-filled gap") as info:
+    segment = recs[-1].segment
+    if lost == "header":
+        victim = recs[-3]
+        _zero(segment, victim.offset, victim.offset + HEADER.size)
+    else:  # the first whole sector of the last ~1 KiB: it lands inside some record's bytes
+        sector = -(-(recs[-1].offset - 1024) // journal.SECTOR) * journal.SECTOR
+        _zero(segment, sector, sector + journal.SECTOR)
+        victim = next(r for r in reversed(recs) if r.offset <= sector)
+    before = segment.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="satchel.journal"):
+        kept = [r.seq for r in read_records(tmp_path)]
+    assert kept == list(range(1, victim.seq))
+    assert segment.stat().st_size == victim.offset
+    broken = segment.with_suffix(".broken").read_bytes()
+    assert broken == before[victim.offset:journal.data_end(before)]
+    assert "torn tail" in caplog.text and f"offset {victim.offset}" in caplog.text
+    again = JournalWriter(tmp_path, SEGMENT, recs[victim.seq - 2].seq, recs[victim.seq - 2].hash)
+    again.append([b"[1]"])
+    again.close()
+    assert [r.seq for r in all_records(tmp_path)][-1] == victim.seq
+
+
+def test_a_zero_gap_farther_than_the_unsynced_limit_from_the_end_is_refused_not_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Acknowledged records cannot be in an interrupted write: a hole this far back is damage, start is refused."""
+    writer = write_into_prepared(tmp_path, 40)
+    writer.close()
+    recs = all_records(tmp_path)
+    victim = recs[-30]
+    monkeypatch.setattr(journal, "UNSYNCED_LIMIT", recs[-1].offset - victim.offset)  # the data end is farther
+    _zero(victim.segment, victim.offset, victim.offset + HEADER.size)
+    with pytest.raises(JournalCorrupt, match="CRC mismatch") as info:
         list(read_records(tmp_path))
-    assert (info.value.offset, info.value.seq) == (victim.offset, victim.seq)
-    assert victim.segment.stat().st_size == SEGMENT
+    assert info.value.offset == victim.offset
+    assert victim.segment.stat().st_size == SEGMENT and not list(tmp_path.glob("*.broken"))
+
+
+def test_a_zero_gap_in_an_earlier_segment_is_refused(tmp_path: Path) -> None:
+    writer = write_into_prepared(tmp_path, 6)
+    writer.close()
+    victim = all_records(tmp_path)[3]  # in the first, plain segment
+    _zero(victim.segment, victim.offset, victim.offset + HEADER.size)
+    with pytest.raises(JournalCorrupt, match="CRC mismatch"):
+        list(read_records(tmp_path))
+
+
+def test_the_writer_never_has_more_than_the_unsynced_limit_written_past_its_last_fdatasync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bound _lost_write relies on, for batches and single records larger than the limit."""
+    limit = 4096
+    monkeypatch.setattr(journal, "UNSYNCED_LIMIT", limit)
+    writer = JournalWriter(tmp_path, 1 << 20, 0, ZERO_HASH)
+    widest = 0
+    real_pwrite, real_fdatasync = os.pwrite, os.fdatasync
+    synced = 0
+
+    def pwrite(fd: int, data: memoryview, at: int) -> int:
+        nonlocal widest
+        widest = max(widest, at + len(data) - synced)
+        return real_pwrite(fd, data, at)
+
+    def fdatasync(fd: int) -> None:
+        nonlocal synced
+        real_fdatasync(fd)
+        synced = os.fstat(fd).st_size
+
+    monkeypatch.setattr(journal.os, "pwrite", pwrite)
+    monkeypatch.setattr(journal.os, "fdatasync", fdatasync)
+    writer.append([b"[%d]" % i for i in range(2000)])  # one batch of ~100 KiB
+    writer.append([b"[" + b"1" * 20_000 + b"]"])  # one record of five limits
+    writer.close()
+    monkeypatch.undo()
+    assert 0 < widest <= limit
+    assert [r.seq for r in all_records(tmp_path)] == list(range(1, 2002))
 
 
 def test_a_crash_mid_preparation_leaves_nothing_a_reader_or_writer_uses(tmp_path: Path) -> None:

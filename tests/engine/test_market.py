@@ -10,6 +10,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.messages import (
     ASK,
@@ -24,6 +26,7 @@ from engine.messages import (
     OrderAmended,
     OrderCancelled,
     OrderPlaced,
+    PlaceOrder,
     Rejection,
     SetMarketState,
 )
@@ -706,13 +709,13 @@ def test_fast_event_builders_build_exactly_what_attrs_builds() -> None:
     """decide_* build OrderPlaced/Fill through generated constructors; they must equal the attrs-built ones."""
     import attrs
 
-    from engine.market import _builder, _fill, _placed
+    from engine.market import _builder, _fill, _placed_from
 
     fill_args = (7, 3, 2, 10_000, 5, 1, 2)
     assert _fill(*fill_args) == Fill(*fill_args)
     placed_args = (9, 2, "SOL_USDC", BID, "Limit", "GTC", 10_000, 5, 0, False, REJECT_TAKER, -1, 50_000, 123,
                    "PartiallyFilled", "", [Fill(*fill_args)], [4])
-    built = _placed(*placed_args)
+    built = _placed_from(PlaceOrder(*placed_args[:13]), *placed_args[13:])  # the order's fields from its command
     assert type(built) is OrderPlaced and built == OrderPlaced(*placed_args)
     assert attrs.asdict(built) == attrs.asdict(OrderPlaced(*placed_args))
 
@@ -722,3 +725,30 @@ def test_fast_event_builders_build_exactly_what_attrs_builds() -> None:
 
     with pytest.raises(TypeError, match=r"Checked\.x"):
         _builder(Checked)
+    with pytest.raises(TypeError, match="Fill does not open with the fields of PlaceOrder"):
+        _builder(Fill, PlaceOrder)
+
+
+_ratio = st.tuples(st.integers(0, 20), st.integers(1, 20))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 10**9), st.integers(1, 2 * 10**9), _ratio, _ratio)
+def test_cached_band_accepts_exactly_the_prices_of_the_band_rule(
+    active: int, limit: int, low: tuple[int, int], high: tuple[int, int],
+) -> None:
+    """decide_place's whole-tick band (cached per active price) against the rule lo*active <= limit <= hi*active."""
+    sol = make_venue().markets[SOL_USDC]
+    sol._band = (*low, *high)
+    sol._band_for(active)
+    rule = low[0] * active <= limit * low[1] and limit * high[1] <= high[0] * active
+    assert (sol._band_lo <= limit <= sol._band_hi) == rule
+
+
+def test_place_order_builder_builds_what_attrs_builds() -> None:
+    """The intake builds PlaceOrder through a generated constructor (defaults passed positionally)."""
+    from engine.runtime import _place_order
+
+    args = (9, 2, "SOL_USDC", BID, "Limit", "GTC", 10_000, 5, 0, False, REJECT_TAKER, -1, 0)
+    built = _place_order(*args)
+    assert type(built) is PlaceOrder and built == PlaceOrder(*args[:12])

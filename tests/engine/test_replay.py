@@ -3,18 +3,22 @@
 Replay applies journal rows without building events; it must leave exactly the
 state ``apply_batch(decode_events(payload))`` leaves: every field of every account,
 open order, resting order, level and counter, not only the state hash (which skips
-zero balances and the level totals), and refuse exactly what ``decode_events`` refuses.
+zero balances and the level totals), and refuse exactly what ``decode_events`` refuses,
+with the same message: ``decode_rows`` decodes with msgspec first and falls back to the
+orjson check, so the fallback's edges (ints past int64, unknown enumerated strings, bad
+UTF-8) are tested as much as the fast path.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 from typing import Any
 
 import orjson
 import pytest
 
-from engine.codec import CodecError, decode_events, decode_rows, encode_events
+from engine.codec import CancelledRow, CodecError, PlacedRow, decode_events, decode_rows, encode_events, row_event
 from engine.config import DEFAULT, Config, parse_config
 from engine.messages import (
     ASK,
@@ -100,6 +104,26 @@ def test_replayed_resting_orders_share_the_values_state_keeps() -> None:
         assert getattr(first, name) is getattr(second, name), name
     opens = [by_rows.accounts[a].orders[e.order_id] for e in log if isinstance(e, OrderPlaced)]
     assert opens[0].price_ticks is first.price_ticks and opens[0].side is first.side
+
+
+def test_replay_rows_follows_each_rows_market_when_markets_interleave() -> None:
+    """Resting orders of two markets alternate inside records: each lands on its own book and lock."""
+    venue = Venue(parse_config(DEFAULT))
+    log = recording(venue)
+    a, b = open_account(venue), open_account(venue)
+    fund(venue, a, "USDC", "100000")
+    fund(venue, b, "SOL", "100")
+    fund(venue, b, "BTC", "1")
+    for i in range(4):
+        place(venue, limit(venue, a, BID, f"{90 + i}", "1"))
+        place(venue, limit(venue, a, BID, f"{20000 + i}", "0.001", symbol="BTC_USDC"))
+        place(venue, limit(venue, b, ASK, f"{30000 + i}", "0.001", symbol="BTC_USDC"))
+        place(venue, limit(venue, b, ASK, f"{110 + i}", "1", client_id=i))
+    for seed in range(3):
+        by_events, by_rows = both_ways(log, seed)
+        assert full_state(by_rows) == full_state(by_events)
+        assert by_rows.state_hash() == venue.state_hash()
+    assert len(by_rows.markets["BTC_USDC"].book.orders) >= 4 and len(by_rows.markets[SOL_USDC].book.orders) == 8
 
 
 def unchecked(venue: Venue, cmd: PlaceOrder) -> None:
@@ -223,9 +247,77 @@ def test_decode_rows_refuses_what_decode_events_refuses_with_the_same_message(pa
     assert str(by_rows.value) == str(by_events.value)
 
 
+def events_of(payload: bytes) -> list[Event]:
+    return [row_event(row) for row in decode_rows(payload)]
+
+
 def test_decode_rows_accepts_what_decode_events_accepts() -> None:
     _, log, _ = session()
     payload = encode_events(log)
-    rows = decode_rows(payload)
-    assert rows == orjson.loads(payload) and len(rows) == len(decode_events(payload))
+    assert events_of(payload) == decode_events(payload) == log
+    assert {type(row) for row in decode_rows(payload)} >= {PlacedRow, CancelledRow}
     assert decode_rows(b"[]") == []
+
+
+# what msgspec's stricter schema refuses but decode_events accepts: the fallback must take it
+ODD_BUT_VALID = [
+    orjson.dumps([[*PLACED[:7], 2**63, *PLACED[8:]]]),  # a price above int64 (orjson reads up to 2**64 - 1)
+    orjson.dumps([[*PLACED[:1], -(2**63), *PLACED[2:]]]),
+    orjson.dumps([[*PLACED[:4], "Sideways", *PLACED[5:]]]),  # sides are checked by the engine, not the codec
+    orjson.dumps([[*PLACED[:15], "Pending", *PLACED[16:]]]),
+    orjson.dumps([PLACED, ["Deposited", 1, "USDC", 2**64 - 1, NOW_US]]),
+    orjson.dumps([[*PLACED[:-2], [[1, 2, 3, 4, 5, 6, 2**63 + 1]], []]]),
+    orjson.dumps([[*PLACED[:-1], [2**64 - 1]]]),
+]
+
+
+@pytest.mark.parametrize("payload", ODD_BUT_VALID)
+def test_decode_rows_falls_back_to_the_full_check_for_what_its_fast_schema_refuses(payload: bytes) -> None:
+    assert events_of(payload) == decode_events(payload)
+    side = decode_rows(payload)[0].side
+    assert side is sys.intern(side)  # the fallback shares strings as the fast path does
+
+
+def mutations(payload: bytes, rnd: random.Random) -> list[bytes]:
+    """Byte- and value-level damage to a valid payload: cut, flipped, replaced, widened numbers."""
+    out = []
+    for _ in range(300):
+        data = bytearray(payload)
+        at = rnd.randrange(len(data))
+        choice = rnd.randrange(6)
+        if choice == 0:
+            del data[at]
+        elif choice == 1:
+            data[at] = rnd.choice(b'0123456789-.eE"[],{}: tfn\\x')
+        elif choice == 2:
+            data[at:at] = rnd.choice([b"0", b"9999999999999999999", b".5", b",1", b'"x",', b"[]", b"e3", b"-"])
+        elif choice == 3:
+            data = data[:at]
+        elif choice == 4:
+            data[at] ^= 1 << rnd.randrange(8)
+        else:
+            text = data.decode()
+            for old, new in rnd.sample([("true", "1"), ("false", "0"), ("-1", "true"), ("\"New\"", "\"Bid\""),
+                                        ("[]", "[[]]"), ("1700", "-1700"), ("\"Bid\"", "7"), (",", ",,")], 2):
+                text = text.replace(old, new, 1)
+            data = bytearray(text.encode())
+        out.append(bytes(data))
+    return out
+
+
+def test_decode_rows_agrees_with_decode_events_on_damaged_payloads() -> None:
+    """Whatever the bytes, both accept the same events or refuse with the same message."""
+    _, log, _ = session()
+    rnd = random.Random(3)
+    payloads = [encode_events(log[i:i + 4]) for i in range(0, len(log), 4)]
+    for payload in payloads:
+        for damaged in mutations(payload, rnd):
+            try:
+                expected: list[Event] | str = decode_events(damaged)
+            except CodecError as exc:
+                expected = str(exc)
+            try:
+                got: list[Event] | str = events_of(damaged)
+            except CodecError as exc:
+                got = str(exc)
+            assert got == expected, damaged

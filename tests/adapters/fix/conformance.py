@@ -43,10 +43,25 @@ def field_patterns() -> dict[int, re.Pattern[str]]:
     return patterns
 
 
-def substitute_time(line: bytes) -> bytes:
+def substitute_time(line: bytes, now: datetime.datetime | None = None) -> bytes:
+    """``<TIME±N>`` as whole UTC seconds, N seconds from now, never fewer.
+
+    The format has no fraction of a second, so a moment must be rounded to a
+    whole second. ``<TIME>`` rounds down (a SendingTime is never in our
+    future). An offset rounds away from now, so ``<TIME+121>`` is at least
+    121 s ahead: rounded down it would be anywhere from 120 s to 121 s ahead,
+    and a message that reached the acceptor later than the rest of that
+    second (a loaded machine) was then within its 120 s tolerance, and
+    2o_SendingTimeValueOutOfRange failed. The acceptor's check is the same
+    either way; only the runner's rendering of the definition changed.
+    """
+    current = datetime.datetime.now(datetime.UTC) if now is None else now
+
     def repl(match: re.Match[bytes]) -> bytes:
         offset = int(match.group(1) or b"0")
-        moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=offset)
+        moment = current + datetime.timedelta(seconds=offset)
+        if offset > 0 and moment.microsecond:
+            moment += datetime.timedelta(microseconds=1_000_000 - moment.microsecond)
         return moment.strftime("%Y%m%d-%H:%M:%S").encode()
 
     return TIME_RE.sub(repl, line)

@@ -9,6 +9,7 @@ wall clock, as the definitions' ``<TIME>`` does.
 from __future__ import annotations
 
 import copy
+import datetime
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from adapters.fix.service import serve_fix
 from adapters.fix.session import Acceptor, Session, SessionConfig
 from engine.config import DEFAULT, parse_config
 from engine.runtime import Engine
-from tests.adapters.fix.conformance import DEFINITIONS, run_definition
+from tests.adapters.fix.conformance import DEFINITIONS, run_definition, substitute_time
 
 DEFINITION_FILES = sorted(p.name for p in DEFINITIONS.glob("*.def")) if DEFINITIONS.exists() else []
 
@@ -41,6 +42,16 @@ async def echo_server(nursery: trio.Nursery) -> tuple[str, int]:
     server = FixServer(echo_acceptor(), "127.0.0.1", 0)
     address = await nursery.start(server.serve)
     return address
+
+
+def test_time_offsets_are_never_shorter_than_written() -> None:
+    """Late in a second, ``<TIME+121>`` rounded down would be only 120.001 s ahead: inside the
+    acceptor's 120 s tolerance once the message takes a millisecond to arrive (2o failed so once)."""
+    now = datetime.datetime(2026, 1, 2, 3, 4, 5, 999_000, tzinfo=datetime.UTC)
+    line = substitute_time(b"52=<TIME+121>|52=<TIME-121>|52=<TIME>|122=<TIME+10>", now)
+    assert line == b"52=20260102-03:06:07|52=20260102-03:02:04|52=20260102-03:04:05|122=20260102-03:04:16"
+    whole = now.replace(microsecond=0)
+    assert substitute_time(b"<TIME+121>", whole) == b"20260102-03:06:06"
 
 
 def test_the_suite_is_there() -> None:

@@ -8,7 +8,21 @@ import attrs
 
 from adapters.fix.codec import Field, encode_body
 from adapters.fix.exchange import ExchangeApplication
-from engine.messages import ASK, BID, CANCELLED, EXPIRED, FILLED, GTC, IOC, LIMIT, MARKET, NO_CLIENT_ID, OrderView
+from engine.messages import (
+    ASK,
+    BID,
+    CANCELLED,
+    EXPIRED,
+    FILLED,
+    GTC,
+    IOC,
+    LIMIT,
+    MARKET,
+    NO_CLIENT_ID,
+    OrderPlaced,
+    OrderView,
+)
+from engine.publisher import accepted_view
 from tests.adapters.fix.venue import SOL, FixVenue
 
 
@@ -45,3 +59,21 @@ async def test_fast_execution_report_bytes_match_the_field_list_encoding(venue: 
                 extra.append((41, orig))
             expected = encode_body(app._report(view, "F", "x1", extra, 1_700_000_000_123_456))
             assert app._report_bytes(view, "F", "x1", 1_700_000_000_123_456, fill, text, orig) == expected
+
+
+async def test_acknowledgement_template_matches_the_report_of_the_accepted_view(venue: FixVenue) -> None:
+    app: ExchangeApplication = venue.info["application"]
+    app.ids.remember(1, "named", 8)
+    base = OrderPlaced(
+        order_id=7, account_id=1, symbol=SOL, side=BID, order_type=LIMIT, tif=GTC, price_ticks=10_000, qty_steps=200,
+        quote_qty=0, post_only=False, stp="RejectTaker", client_id=NO_CLIENT_ID, lock=0, ts_us=1_700_000_000_123_456,
+        status="New", expiry_reason="", fills=[], stp_cancelled=[],
+    )
+    events = [base, attrs.evolve(base, order_type=MARKET, tif=IOC, price_ticks=0, qty_steps=0, quote_qty=123_456),
+              attrs.evolve(base, order_type=MARKET, tif=IOC, price_ticks=0)]
+    for event, order_id, client_id, post_only, side in itertools.product(
+        events, (7, 8), (NO_CLIENT_ID, 42), (False, True), (BID, ASK),
+    ):
+        placed = attrs.evolve(event, order_id=order_id, client_id=client_id, post_only=post_only, side=side)
+        expected = app._report_bytes(accepted_view(placed), "0", f"{order_id}N", placed.ts_us, None, None, None)
+        assert app._ack_bytes(placed) == expected

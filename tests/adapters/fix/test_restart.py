@@ -81,3 +81,23 @@ def test_clordid_file_survives_torn_lines_and_compacts(tmp_path: Path) -> None:
     last = ClOrdIds(path)
     assert last.order_id(1, "x") == 14
     last.close()
+
+
+def test_clordid_file_compacts_while_running_and_keeps_what_follows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapters.fix import cl_ord_ids
+
+    monkeypatch.setattr(cl_ord_ids, "COMPACT_MIN_RECORDS", 8)
+    path = tmp_path / "clordids.log"
+    ids = ClOrdIds(path, per_account=2)
+    for n in range(12):  # many records, two live mappings (older names are forgotten)
+        ids.remember(1, f"name{n}", 7)
+    ids.flush()
+    assert path.read_bytes() == b"+ 1 7 name10\n+ 1 7 name11\n"  # compacted to the live mappings
+    for n in range(12, 24):
+        ids.remember(1, f"name{n}", 8)
+        ids.flush()  # every flush after the compaction still writes (or compacts again)
+    ids.flush()
+    again = ClOrdIds(path)
+    assert again.order_id(1, "name23") == 8 and again.order_id(1, "name22") == 8 and again.order_id(1, "name11") is None
+    again.close()
+    ids.close()

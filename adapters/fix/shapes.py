@@ -1,0 +1,123 @@
+"""Compiled message shapes: decode and validate a familiar message with one regular-expression match.
+
+A client sends the same few shapes (tag sequences) over and over: every
+NewOrderSingle of a session carries the same tags in the same order. Once a
+shape has been validated field by field twice (``codec.decode`` then
+``dictionary.validate``), it is compiled into one regular expression over the
+whole frame: the tags are literals, each value is the pattern of exactly the
+values validation accepts for its tag (data format and enumeration,
+``dictionary.value_pattern``), BeginString and MsgType are literals. A frame it
+matches, with a BodyLength and CheckSum that agree, is exactly what
+``decode`` + ``validate`` would have returned, in one C-level pass instead of a
+Python step per field. Anything it does not match takes the general path,
+which explains rejects and garbling; so the shape cache only ever skips work,
+never changes an answer.
+
+Left to the general path: shapes with repeating groups or raw data fields,
+values holding '=', and any shape validation does not decide by plan.
+
+Bounds: ``MAX_COMPILED`` shapes process-wide (the cache starts over when
+full), ``MAX_RECENT`` tried per session, most recently matched first; a shape
+is compiled only on its second sighting, so one-off messages cost no compile.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+from zlib import adler32
+
+from adapters.fix.codec import BEGIN_STRING, Message, checksum
+from adapters.fix.dictionary import Validated, shape_validates, value_pattern
+
+MAX_COMPILED: Final = 1024
+MAX_RECENT: Final = 8
+TRAILER_BYTES: Final = 7  # "10=NNN" SOH
+
+
+class Shape:
+    """One compiled shape: the frame pattern, its tag numbers and where the body starts."""
+
+    __slots__ = ("body_start", "match", "numbers", "shape")
+
+    def __init__(self, message: Message, pattern: str, body_start: int) -> None:
+        self.match = re.compile(pattern).fullmatch
+        self.numbers = tuple(tag for tag, _ in message.fields)
+        self.shape = message.shape
+        self.body_start = body_start
+
+
+_COMPILED: dict[tuple[str, str], Shape | None] = {}  # (MsgType, shape) -> compiled, None: cannot be compiled
+_SIGHTED: dict[tuple[str, str], None] = {}  # shapes seen once (compiled on the second sighting)
+
+
+def compile_shape(message: Message, parts: Validated) -> Shape | None:
+    """The compiled form of a validated message's shape, or None when it must keep the general path."""
+    if message.shape is None or message.get(8) != BEGIN_STRING or not shape_validates(message):
+        return None
+    fields = message.fields
+    last = len(fields) - 1
+    pieces = [r"8=(FIX\.4\.4)" "\x01" r"9=([0-9]+)" "\x01" f"35=({re.escape(message.msg_type)})\x01"]
+    for tag, _value in fields[3:last]:
+        pattern = value_pattern(tag)
+        if pattern is None:
+            return None
+        pieces.append(f"{tag}=({pattern})\x01")
+    pieces.append(r"10=([0-9]{3})" "\x01")
+    return Shape(message, "".join(pieces), 3 + len(parts.header))
+
+
+class ShapeCache:
+    """A session's recently matched shapes, tried in order on each incoming frame."""
+
+    __slots__ = ("recent",)
+
+    def __init__(self) -> None:
+        self.recent: list[Shape] = []
+
+    def decode(self, frame: bytes) -> tuple[Message, Validated] | None:
+        """``(decode(frame), validate(...))`` when a known shape matches and both agree; else None."""
+        recent = self.recent
+        if not recent:
+            return None
+        text = frame.decode("latin-1")
+        for shape in recent:
+            found = shape.match(text)
+            if found is not None:
+                break
+        else:
+            return None
+        values = found.groups()
+        if str(len(text) - TRAILER_BYTES - found.end(2) - 1) != values[1]:
+            return None  # BodyLength disagrees: garbled, which the general path reports
+        summed = frame[:-TRAILER_BYTES]
+        # codec.checksum, inlined for a frame of at most 256 bytes (most are): the low half of Adler-32 is 1 + the sum
+        if (((adler32(summed) & 0xFFFF) - 1) & 0xFF if len(summed) <= 256 else checksum(summed)) != int(values[-1]):
+            return None
+        if shape is not recent[0]:
+            recent.remove(shape)
+            recent.insert(0, shape)
+        message = Message.shaped(shape.numbers, values, frame, shape.shape)
+        return message, Validated.of_shape(message, shape.body_start)
+
+    def learn(self, message: Message, parts: Validated) -> None:
+        """A message the general path validated: remember its shape (compiled on the second sighting)."""
+        shape_text = message.shape
+        if shape_text is None:
+            return
+        key = (message.msg_type, shape_text)
+        try:
+            shape = _COMPILED[key]
+        except KeyError:
+            if key not in _SIGHTED:
+                if len(_SIGHTED) >= MAX_COMPILED:
+                    _SIGHTED.clear()
+                _SIGHTED[key] = None
+                return
+            if len(_COMPILED) >= MAX_COMPILED:
+                _COMPILED.clear()
+            shape = _COMPILED[key] = compile_shape(message, parts)
+        if shape is None or shape in self.recent:
+            return
+        self.recent.insert(0, shape)
+        del self.recent[MAX_RECENT:]
