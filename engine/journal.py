@@ -237,24 +237,26 @@ def _lost_write(data: bytes, offset: int, end: int) -> bool:
     """Whether the bad record at ``offset`` is where a write that was never acknowledged lost sectors.
 
     A pre-zeroed segment is overwritten in place, so a power cut can persist the
-    sectors of the last, unsynced write in any order: a lost one reads as zeros,
-    with later records intact after it. Such a hole is told apart from damage to
-    acknowledged records by two facts. Where: ``JournalWriter`` never has more
-    than ``UNSYNCED_LIMIT`` bytes written past its last completed fdatasync, and
-    a roll fsyncs the old segment first, so an interrupted write lies in the last
-    segment and ends (``end``, the last non-zero byte) within ``UNSYNCED_LIMIT``
-    of the bad record. What: a header of 48 zero bytes, or a whole 512-byte
-    sector of zeros among records (JSON payloads hold no NUL bytes; a header's
-    hash and CRC are not zeros), is a lost sector, never a flipped bit.
-    Anything else, a flipped bit inside the window included, is corruption.
+    sectors of the last, unsynced write in any order: a lost one reads as it was
+    before the write (zeros after the last synced byte), with later records intact
+    after it. Such a hole is told apart from damage to acknowledged records by two
+    facts. Where: ``JournalWriter`` never has more than ``UNSYNCED_LIMIT`` bytes
+    written past its last completed fdatasync, and a roll fsyncs the old segment
+    first, so an interrupted write lies in the last segment and ends (``end``, the
+    last non-zero byte) within ``UNSYNCED_LIMIT`` of the bad record. What: the bad
+    record's bytes to the end of their sector are zeros (the sector where the
+    unsynced write began, lost), or a whole ``SECTOR`` of zeros follows it (JSON
+    payloads hold no NUL bytes; a header's hash and CRC are not zeros): a lost
+    sector, never a flipped bit. Anything else, a flipped bit inside the window
+    included, is corruption.
     """
     if end - offset > UNSYNCED_LIMIT:
         return False
-    if not any(data[offset:offset + HEADER.size]):
+    boundary = -(-offset // SECTOR) * SECTOR  # the first sector that starts at or after the bad record
+    if boundary > offset and not any(data[offset:boundary]):
         return True
-    sector = -(-offset // SECTOR) * SECTOR  # the first whole sector at or after the bad record
     zeros = _ZEROS[:SECTOR]
-    return any(data[at:at + SECTOR] == zeros for at in range(sector, end - SECTOR + 1, SECTOR))
+    return any(data[at:at + SECTOR] == zeros for at in range(boundary, end - SECTOR + 1, SECTOR))
 
 
 def _record_follows(data: bytes, offset: int, end: int, next_seq: int) -> bool:
