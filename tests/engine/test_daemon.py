@@ -165,28 +165,36 @@ def load(daemon: Daemon, accounts: list[int], acknowledged: set[int], stop: thre
     return threads
 
 
+def kill_under_load(config: Path, rng: random.Random, acknowledged: set[int], traders: int, seconds: tuple[float, float]) -> None:
+    """Start the daemon, fund ``traders`` new accounts that trade from threads, SIGKILL it mid-load.
+
+    Every order the daemon acknowledged before the kill is added to ``acknowledged``.
+    """
+    daemon = Daemon(config)
+    accounts = [daemon.call("account.create")["account_id"] for _ in range(traders)]
+    for account in accounts:
+        daemon.call("deposit", account_id=account, asset="USDC", amount="100000")
+        daemon.call("deposit", account_id=account, asset="SOL", amount="1000")
+    stop = threading.Event()
+    threads = load(daemon, accounts, acknowledged, stop, rng.random())
+    time.sleep(rng.uniform(*seconds))
+    daemon.proc.kill()
+    daemon.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert daemon.proc.stderr is not None
+    daemon.proc.stderr.close()
+
+
 def test_sigkill_under_load_loses_no_acknowledged_order(config: Path) -> None:
     # frequent checkpoints and snapshots, so kills land during them and recovery starts from snapshots
     text = config.read_text().replace("checkpoint_every_records = 1000", "checkpoint_every_records = 15")
     config.write_text(text.replace("snapshot_every_events = 1000000", "snapshot_every_events = 150"))
     rng = random.Random(7)
     acknowledged: set[int] = set()
-    for _ in range(6):
-        daemon = Daemon(config)
-        accounts = [daemon.call("account.create")["account_id"] for _ in range(4)]
-        for account in accounts:
-            daemon.call("deposit", account_id=account, asset="USDC", amount="100000")
-            daemon.call("deposit", account_id=account, asset="SOL", amount="1000")
-        stop = threading.Event()
-        threads = load(daemon, accounts, acknowledged, stop, rng.random())
-        time.sleep(rng.uniform(0.6, 1.8))  # long enough for the replica process to start and checkpoint
-        daemon.proc.kill()
-        daemon.proc.wait()
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
-        assert daemon.proc.stderr is not None
-        daemon.proc.stderr.close()
+    for _ in range(6):  # each round long enough for the replica process to start and checkpoint
+        kill_under_load(config, rng, acknowledged, 4, (0.6, 1.8))
     assert len(acknowledged) > 100
     survivor = Daemon(config)  # recovery (snapshot + tail) checks invariants before it reports ready
     try:

@@ -10,7 +10,6 @@ import logging
 import os
 import random
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -420,7 +419,7 @@ def test_sigkill_while_writing_into_pre_zeroed_segments_loses_no_acknowledged_or
     order is in the journal, recovery cuts only torn tails, and verify accepts the result."""
     from engine.audit import journal_events
     from engine.messages import OrderPlaced
-    from tests.engine.test_daemon import Daemon, cli, load
+    from tests.engine.test_daemon import Daemon, cli, kill_under_load
 
     config = tmp_path / "config.toml"
     code, _ = cli(config, "init", str(config))
@@ -432,21 +431,7 @@ def test_sigkill_while_writing_into_pre_zeroed_segments_loses_no_acknowledged_or
     directory = config.parent / "var"
     killed_in_zeros = 0  # kills that left the last segment with a zero tail (written into a prepared one)
     for _ in range(4):
-        daemon = Daemon(config)
-        accounts = [daemon.call("account.create")["account_id"] for _ in range(3)]
-        for account in accounts:
-            daemon.call("deposit", account_id=account, asset="USDC", amount="100000")
-            daemon.call("deposit", account_id=account, asset="SOL", amount="1000")
-        stop = threading.Event()
-        threads = load(daemon, accounts, acknowledged, stop, rng.random())
-        time.sleep(rng.uniform(0.8, 1.6))
-        daemon.proc.kill()
-        daemon.proc.wait()
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
-        assert daemon.proc.stderr is not None
-        daemon.proc.stderr.close()
+        kill_under_load(config, rng, acknowledged, 3, (0.8, 1.6))
         last = segments(directory)[-1]
         killed_in_zeros += last.stat().st_size - records_end(last) >= HEADER.size
     assert len(segments(directory)) > 4 and killed_in_zeros
