@@ -321,7 +321,10 @@ class Account:
         if cid != NO_CLIENT_ID:
             self.pending_client_ids.discard(cid)
         if e.status == "New":
-            self._rest(e, e.qty_steps, asset, spec)
+            # ``_rest`` with nothing executed: the order's whole hold, which is its lock
+            # (``reserve_place`` held exactly what the resting quantity needs), becomes locked
+            rest_open(self, order_id, e.symbol, asset, e.side, e.price_ticks, atoms, cid)
+            self.locked[asset] = self.locked.get(asset, 0) + atoms
 
     def settle_taker(self, e: OrderPlaced, spec: MarketSpec) -> None:
         """``release_hold`` + ``apply_placed`` for this account's own order (the market actor's settlement).

@@ -168,10 +168,10 @@ class Market:
         if cmd.order_type != LIMIT:
             return self._decide_market(cmd, now_us)
         limit = cmd.price_ticks
-        if not self._limit_in_band(limit):
-            return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
         book = self.book
         bids, asks = book.bid_keys, book.ask_prices
+        if not self._limit_in_band(limit, bids, asks):
+            return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
         side = cmd.side
         tif = cmd.tif
         if not ((asks and asks[0] <= limit) if side == BID else (bids and -bids[0] >= limit)):
@@ -223,10 +223,10 @@ class Market:
         if self.state != OPEN or cmd.order_type != LIMIT:
             return self._place_general(cmd, now_us)
         limit = cmd.price_ticks
-        if not self._limit_in_band(limit):
-            return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
         book = self.book
         bids, asks = book.bid_keys, book.ask_prices
+        if not self._limit_in_band(limit, bids, asks):
+            return self._expired(cmd, now_us, R_PRICE_OUT_OF_BOUNDS)
         side = cmd.side
         tif = cmd.tif
         qty = cmd.qty_steps
@@ -306,14 +306,14 @@ class Market:
         status, reason = self._outcome(cmd, walk, max_steps)
         return _placed_from(cmd, now_us, status, reason, self._fills(cmd.side, walk.fills), walk.stp_cancelled)
 
-    def _limit_in_band(self, limit: int) -> bool:
+    def _limit_in_band(self, limit: int, bids: list[int], asks: list[int]) -> bool:
         """``_in_band`` for a new limit order; the usual case (bid, ask and last all known) from the cached band.
 
-        The active price is the median of best bid, best ask and last; the band in
-        whole ticks is cached per active price (``_band_for``).
+        ``bids`` and ``asks`` are the book's ``bid_keys`` and ``ask_prices`` (best
+        first), which the caller has already read. The active price is the median of best bid, best ask and last;
+        the band in whole ticks is cached per active price (``_band_for``).
         """
-        book = self.book
-        bids, asks, last = book.bid_keys, book.ask_prices, self.last_price
+        last = self.last_price
         if not (last and bids and asks):
             return self._in_band(limit)
         lo, hi = -bids[0], asks[0]
