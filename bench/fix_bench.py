@@ -119,8 +119,8 @@ def task_steps(n: int = 1000) -> None:
     emit("fix_rtt_task_steps_per_order", round(sum(counter.steps.values()) / n, 2), "steps",
          scheduler_passes=round(counter.passes / n, 2), per_task=per_task, orders=n,
          how="trio task steps per order of an RTT run (instrumented, so a separate run); the ExecutionReport is "
-             "written in the step that makes the order durable (the journal "
-             "actor's), the publisher's step follows it")
+             "written in the step that makes the order durable (the reader's own when the journal is idle, "
+             "JournalActor.commit_now), the publisher's step follows it")
 
 
 def emit(name: str, value: float, unit: str, **extra: Any) -> None:

@@ -171,15 +171,32 @@ class JournalActor:
     async def submit(self, events: list[Event] | bytes, deliveries: list[Delivery]) -> None:
         """Queue events (or one ready control-record payload) and the replies they release.
 
-        Always through the inbox, never committed in the caller's pass: the actor
-        takes everything the markets and accounts queued in one scheduler round as
-        one group commit (committing each caller's batch at once was tried: one
-        fsync per market pass halved the journal's append rate).
+        Through the inbox, not committed in the caller's pass: the actor takes
+        everything the markets and accounts queued in one scheduler round as one
+        group commit (committing each caller's batch at once was tried: one fsync
+        per market pass halved the journal's append rate). ``commit_now`` is the
+        one exception, for when no such group can form.
         """
         self.queued += 1
         await send(self.tx, (events, deliveries))
         if self._parked:
             self._wake()
+
+    def commit_now(self, events: list[Event], deliveries: list[Delivery]) -> bool:
+        """Commit one market pass in the caller's step, when no group commit can form; False when one can.
+
+        For ``MarketActor.pass_now`` (an adapter's read decided at once): when
+        nothing is framed or queued, the actor is parked and no other task is
+        scheduled to run, nobody can add to this commit before the actor's next
+        step, so that step is only a task switch on the way to the disk (one
+        order in flight alone: the reader's step commits, syncs and answers).
+        Otherwise the batch goes through the inbox as ``submit`` does, so batches
+        arriving in one scheduler round still share one fsync.
+        """
+        if self.waiting or self.queued or not self._parked or trio.lowlevel.current_statistics().tasks_runnable:
+            return False
+        self._commit([(events, deliveries)])
+        return True
 
     def subscribe(self) -> trio.MemoryReceiveChannel[list[Event]]:
         """Durable events, in journal order. A subscriber that falls behind is dropped."""
@@ -416,8 +433,10 @@ class MarketActor:
         the pass can wait, so it is exactly the actor's pass: the actor is idle,
         the commands fit in one pass, the journal's inbox has room, and no account
         inbox can fill (a pass posts at most two messages to an account, and
-        ``engine.pending`` bounds what any inbox holds). Events still reach the
-        journal through its inbox and replies leave after its fsync.
+        ``engine.pending`` bounds what any inbox holds). The journal commits the
+        pass here too when nothing could join its group commit
+        (``JournalActor.commit_now``), else takes it through its inbox; replies
+        leave after its fsync either way.
         """
         engine = self.engine
         queue = self.queue
@@ -433,7 +452,8 @@ class MarketActor:
             refused: dict[int, list[tuple[int, int, int]]] = {}
             for cmd, sink in queue:
                 self._handle(cmd, sink, now, events, deliveries, refused)
-            _complete_now(engine.journal.submit(events, deliveries))
+            if not engine.journal.commit_now(events, deliveries):
+                _complete_now(engine.journal.submit(events, deliveries))
             _complete_now(self._forward(events, refused))
         finally:
             self.busy = False
