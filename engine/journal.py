@@ -26,12 +26,14 @@ journals (tests, tools) never write the zeros. Costs: one segment of disk held
 ahead (``next.prep`` stays across restarts and is reused), and each segment's
 blocks are written twice; the fill is paced (``ZERO_FILL_BYTES_PER_S``, one
 fdatasync per MiB) because an unpaced one stalled the journal's own fsyncs.
-Measured on this VM's virtio disk (bench/fsync_probe.py): record-to-durable p99
-at 20k records/s ~19 ms pre-zeroed vs ~26 ms appending; the device's cache flush
-(~0.1-4 ms, 4 ms steps, occasional 50-250 ms stalls) is the floor either way. Records then overwrite blocks that already exist,
-so an fdatasync flushes data only, without committing the file system's own
-journal for a size or extent change (and without queueing behind whatever else
-that commit carries). A roll never waits for it: if no prepared file is ready,
+Records then overwrite blocks that already exist, so an fdatasync flushes data
+only, without committing the file system's own journal for a size or extent
+change (and without queueing behind whatever else that commit carries).
+Measured on this VM's virtio disk (bench/fsync_probe.py, layouts interleaved):
+fdatasync p50 91 us pre-zeroed vs 188 us appending for 4-64 KiB writes, 58 vs
+71 us for 300-byte ones; the engine's ack p99 at 20k orders/s was 2.1-2.3 ms in
+8 of 9 runs pre-zeroed vs 2.4-48 ms appending (one sitting, interleaved). The
+device's cache flush (occasional 50-250 ms stalls) is the floor either way. A roll never waits for it: if no prepared file is ready,
 the new segment is an ordinary growing file. A crash mid-preparation leaves only
 a ``.tmp`` that the next writer deletes.
 
