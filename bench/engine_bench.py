@@ -30,6 +30,7 @@ import trio.lowlevel
 
 from bench.workload import Order, price_text, qty_text
 from engine.config import DEFAULT, parse_config
+from engine.journal import SegmentPreparer
 from engine.messages import BID, Rejection
 from engine.results import Result
 from engine.runtime import Engine
@@ -51,12 +52,25 @@ def engine_config(directory: Path) -> Any:
     return parse_config(data)
 
 
+def steady_journal(directory: Path, segment_bytes: int) -> None:
+    """Give a fresh journal directory the pre-zeroed next segment a running daemon has.
+
+    A daemon writes into pre-zeroed segments once its journal passes its first MiB
+    and keeps the prepared one across restarts (engine/journal.py); without this a
+    benchmark's fresh journal would measure only a new venue's first, appended MiB.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    SegmentPreparer(directory, segment_bytes).prepare_now()
+
+
 @asynccontextmanager
 async def running_engine(base_dir: str | None) -> AsyncIterator[Engine]:
-    """A started engine on a fresh journal directory, stopped and removed afterwards."""
+    """A started engine on a fresh journal directory (in its steady state), stopped and removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="satchel-bench-", dir=base_dir) as tmp:
         directory = Path(tmp) / "journal"
-        engine = Engine(engine_config(directory), directory)
+        config = engine_config(directory)
+        steady_journal(directory, config.journal.segment_bytes)
+        engine = Engine(config, directory)
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
             try:

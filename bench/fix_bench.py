@@ -41,8 +41,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from adapters.fix.service import serve_fix
+from bench.engine_bench import steady_journal
 from engine.config import DEFAULT, parse_config
-from engine.journal import SegmentPreparer
 from engine.runtime import Engine
 
 CLIENT = [sys.executable, "-m", "bench.fix_client"]
@@ -62,9 +62,7 @@ def _config() -> Any:
 async def _bench(mode: str, n: int, run: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         config = _config()
-        # A running daemon writes into pre-zeroed segments once its journal passes its first MiB (and keeps the
-        # prepared one across restarts); start this fresh journal in that steady state.
-        SegmentPreparer(Path(tmp), config.journal.segment_bytes).prepare_now()
+        steady_journal(Path(tmp), config.journal.segment_bytes)
         engine = Engine(config, Path(tmp))
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
