@@ -270,6 +270,8 @@ class Publisher:
         # listener registered it is not asked and every update is built as before.
         self.accepted_reported: Callable[[OrderPlaced], bool] | None = None
         self._skipped_accepts = False
+        # What a listener registered with ``narrow`` needs (see there); any other listener gets everything.
+        self._wants_depth: dict[Listener, Callable[[], bool]] = {}
         self.resyncs = 0
         self.events = 0  # applied in total (rebuild included)
         self.source = ""  # how ``rebuild`` made it, for the log and tests
@@ -280,6 +282,31 @@ class Publisher:
         self._rx: trio.MemoryReceiveChannel[list[Event]] | None = None
         self._sent_balances: dict[tuple[int, str], tuple[int, int]] = {}  # only changes are published
         self._reset(venue)
+
+    def narrow(self, listener: Listener, *, depth: Callable[[], bool]) -> None:
+        """Declare what ``listener`` (already in ``listeners``) needs: no balance updates, and depth only while ``depth()``.
+
+        ``DepthUpdate``, ``BookTop`` and ``BalanceUpdate`` are derived per batch
+        from the touched levels and balances (``_finish``); when every listener has
+        narrowed and none wants them, that work is skipped. Update ids still
+        advance with every book change, so a subscriber that starts later syncs a
+        snapshot with the stream as before, and its first ``BookTop`` is the
+        current one. A listener removed from ``listeners`` is simply not asked.
+        """
+        self._wants_depth[listener] = depth
+
+    def _wanted(self) -> tuple[bool, bool]:
+        """(depth, balances): whether any listener needs them; everything with no listener (the caller reads the updates)."""
+        if not self.listeners:
+            return True, True
+        narrowed = self._wants_depth
+        depth = False
+        for listener in self.listeners:
+            wants = narrowed.get(listener)
+            if wants is None:
+                return True, True
+            depth = depth or wants()
+        return depth, False
 
     def _reset(self, venue: Venue) -> None:
         self.venue = venue
@@ -637,6 +664,11 @@ class Publisher:
 
     def _finish(self, depth: dict[str, tuple[int, set[tuple[str, int]], int]],
                 balances: dict[tuple[int, str], int], updates: list[Update]) -> None:
+        want_depth, want_balances = self._wanted()
+        if not want_depth:
+            depth = {}
+        if not want_balances:
+            balances = {}
         for symbol, (first_id, levels, ts_us) in depth.items():
             market = self.venue.markets[symbol]
             steps = market.book.level_steps

@@ -154,6 +154,7 @@ class ExchangeApplication:
         self.acks_published = 0  # ...and how many of them the publisher has reached (the same order: the journal's)
         self.deferred: deque[tuple[int, Session, Message, Validated]] = deque()  # (acks_sent then, request)
         publisher.listeners.append(self.on_updates)
+        publisher.narrow(self.on_updates, depth=self.market_data.subscribed)  # FIX sends no balances
         if publisher.accepted_reported is None:
             publisher.accepted_reported = self._accepted_reported
 

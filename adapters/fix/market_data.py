@@ -60,6 +60,10 @@ class MarketData:
     def drop(self, session: Session) -> None:
         self.subscriptions.pop(session, None)
 
+    def subscribed(self) -> bool:
+        """Whether any session has a market data subscription (the publisher builds depth updates only then)."""
+        return any(self.subscriptions.values())
+
     def security_list(self, session: Session, m: Message) -> None:
         """SecurityListRequest x -> SecurityList y with each market's sizes."""
         specs = self.engine.venue.specs

@@ -158,3 +158,32 @@ def test_acceptances_a_sole_listener_reported_are_not_built() -> None:
     assert len(asked) == 2  # not asked while another listener needs the update
     assert [u.view.order_id for u in other[-1] if isinstance(u, OrderUpdate)] == [third.order_id]  # type: ignore[union-attr]
     assert pub.venue.state_hash() == venue.state_hash()
+
+
+def test_a_narrowed_listener_gets_no_depth_or_balances_until_it_wants_depth() -> None:
+    """Only what some listener needs is derived; update ids advance regardless, so depth resumes without a gap."""
+    venue, pub, maker, taker = setup()
+    got: list[object] = []
+    wants_depth = False
+
+    def listener(ups: list[object]) -> None:
+        got.extend(ups)
+
+    pub.listeners.append(listener)
+    pub.narrow(listener, depth=lambda: wants_depth)
+    pub.apply_batch([place(venue, limit(venue, maker, ASK, "101", "2"))])
+    pub.apply_batch([place(venue, limit(venue, taker, BID, "101", "1"))])  # trades: both balances change
+    assert {type(u) for u in got} == {OrderUpdate, TradeRecord}
+    assert pub.depth("SOL_USDC", 10)[2] == 2  # ids advanced with each book change
+    wants_depth = True
+    pub.apply_batch([place(venue, limit(venue, maker, ASK, "102", "1"))])
+    depth = [u for u in got if isinstance(u, DepthUpdate)]
+    assert [(d.first_id, d.last_id) for d in depth] == [(3, 3)]
+    tops = [u for u in got if isinstance(u, BookTop)]
+    assert [(t.ask_ticks, t.ask_steps) for t in tops] == [(ticks(venue, "101"), steps(venue, "1"))]  # the current top
+    assert not any(isinstance(u, BalanceUpdate) for u in got)
+    everything: list[object] = []
+    pub.listeners.append(everything.extend)  # a listener that did not narrow: every kind is built again
+    pub.apply_batch([place(venue, limit(venue, taker, BID, "101", "1"))])
+    assert {BalanceUpdate, DepthUpdate, OrderUpdate, TradeRecord} <= {type(u) for u in everything}
+    assert pub.venue.state_hash() == venue.state_hash()
