@@ -19,9 +19,10 @@ from bench.workload import EXPECTED_FILLS, Order
 from engine.book import UNLIMITED, OrderBook
 from engine.market import Market
 from engine.messages import BID, NO_CLIENT_ID, REJECT_TAKER, PlaceOrder
-from engine.runtime import GC_THRESHOLD, _tune_interpreter
+from engine.runtime import GC_THRESHOLD, _tune_interpreter, _untune_interpreter
 
-ENGINE_GC: Final = f"engine runtime settings: gc.freeze() after a collect, gc.set_threshold{GC_THRESHOLD}"
+ENGINE_GC: Final = (f"engine runtime settings: gc.freeze() after a collect and after every pass, "
+                    f"gc.set_threshold{GC_THRESHOLD}")
 DEFAULT_GC: Final = "interpreter default (gc thresholds 700, 10, 10; nothing frozen)"
 
 
@@ -137,16 +138,14 @@ def engine_interpreter() -> Iterator[None]:
     what is alive and sets the collector's thresholds (``GC_THRESHOLD``): the book
     never runs under the default (700, 10, 10) in the product. Measuring it under the default
     would count collections the engine does not make (each gen-0 pass walks the
-    young objects, and the rarer full passes walk every resting order).
+    young objects, and the default's frequent older passes walk every resting order).
     """
     threshold, switch = gc.get_threshold(), sys.getswitchinterval()
     _tune_interpreter()
     try:
         yield
     finally:
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
-        sys.setswitchinterval(switch)
+        _untune_interpreter(threshold, switch)
 
 
 def repeat(

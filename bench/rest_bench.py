@@ -53,7 +53,6 @@ cores: the verify work parallelises across the workers, the Python work does not
 from __future__ import annotations
 
 import base64
-import gc
 import os
 import statistics
 import sys
@@ -74,7 +73,7 @@ from adapters.httpserver import Begin, HttpServer, Later, Request, Response
 from adapters.rest import JSON_TYPE, SIGNING_HEADERS, RestApp, error_response, serve_http
 from adapters.service import serve_backpack
 from engine.config import DEFAULT, parse_config
-from engine.runtime import GC_THRESHOLD, Engine
+from engine.runtime import Engine, _tune_interpreter
 
 CLIENT = [sys.executable, str(Path(__file__).with_name("rest_ws_client.py"))]  # stdlib + orjson only: runs from any directory
 CONNS = 64
@@ -152,10 +151,7 @@ def tune_like_the_engine() -> None:
     default collector thresholds on the server's per-request garbage and read slower
     than the real adapter, which is no ceiling at all.
     """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
-    sys.setswitchinterval(0.0005)
+    _tune_interpreter()
 
 
 async def platform_once(n: int, verify: bool, conns: int | None = None, pipeline: int | None = None) -> dict[str, Any]:

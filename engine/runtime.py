@@ -684,18 +684,35 @@ class Engine(WithdrawalApi):
 # object, so its pause grows with the first threshold: measured at 20k orders/s offered
 # (journal on tmpfs), 50,000 gave 16-22 ms pauses and 22-38 ms worst acks; 5,000 gives
 # 2.8-3.4 ms pauses and 6-9 ms worst acks for the same total GC time (ten times as many
-# passes, each a tenth). The third threshold is raised as the first is lowered, so full
-# collections (which walk every live order: 30-700 ms on a large heap) stay as rare as
-# before (one per ~250M allocations). A lower second threshold was tried: each
-# middle-generation pass then paused 20-24 ms inside the measured window.
+# passes, each a tenth). The older generations stay empty (``_freeze_survivors``), so
+# their thresholds only decide how often an almost free pass runs.
 GC_THRESHOLD: Final = (5_000, 50, 1_000)
+
+
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    """A ``gc.callbacks`` hook: after every pass, freeze what survived it.
+
+    What outlives a young-generation pass is the engine's long-lived state
+    (resting orders, accounts, histories), freed by reference counting when it
+    goes, never by the collector. Left in the older generations it made every
+    middle pass walk all of it: 20-80 ms inside the 20k/s latency run, one or
+    two per five seconds, the largest stalls in its ack tail. Frozen, it is
+    never walked again; a young pass still collects the cycles that die young.
+    The cost is a cycle that survives one pass and dies later: the collector
+    never frees it. Measured: none per order (the engine and FIX runs leave the
+    same cyclic garbage at any length, 65-340 objects of start-up class
+    building), so this bounds nothing that grows with the traffic.
+    """
+    if phase == "stop":
+        gc.freeze()
 
 
 def _tune_interpreter() -> None:
     """Process-wide settings the engine's latency depends on (reference/performance.md §4.1).
 
     * Recovered state is long-lived: ``gc.freeze()`` moves it out of the
-      collector's sight.
+      collector's sight, and ``_freeze_survivors`` does the same for what the
+      engine builds while it serves.
     * ``GC_THRESHOLD``: see there.
     * The journal's fsync thread needs the GIL back the moment the disk answers;
       the default 5 ms switch interval would add up to 5 ms to every ack under load.
@@ -703,7 +720,18 @@ def _tune_interpreter() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
+    if _freeze_survivors not in gc.callbacks:
+        gc.callbacks.append(_freeze_survivors)
     sys.setswitchinterval(0.0005)
+
+
+def _untune_interpreter(threshold: tuple[int, int, int], switch_interval: float) -> None:
+    """Undo ``_tune_interpreter`` (benchmarks that also measure code under the interpreter's defaults)."""
+    if _freeze_survivors in gc.callbacks:
+        gc.callbacks.remove(_freeze_survivors)
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+    sys.setswitchinterval(switch_interval)
 
 
 async def _fail(exc: BaseException) -> None:

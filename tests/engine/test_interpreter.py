@@ -1,0 +1,78 @@
+"""The interpreter settings the engine serves under (engine/runtime.py ``_tune_interpreter``)."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from engine.runtime import GC_THRESHOLD, _freeze_survivors, _tune_interpreter, _untune_interpreter
+
+
+class _Node:
+    """A container the collector tracks; two of them pointing at each other make a cycle."""
+
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+@pytest.fixture
+def tuned() -> Iterator[None]:
+    threshold, switch = gc.get_threshold(), sys.getswitchinterval()
+    _tune_interpreter()
+    try:
+        yield
+    finally:
+        _untune_interpreter(threshold, switch)
+
+
+def _cycle() -> weakref.ref[_Node]:
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+def test_survivors_of_a_pass_are_frozen(tuned: None) -> None:
+    kept = [_Node() for _ in range(100)]
+    before = gc.get_freeze_count()
+    gc.collect(0)
+    assert gc.get_freeze_count() >= before + len(kept)
+    assert gc.get_objects(generation=1) == [] and gc.get_objects(generation=2) == [], "older generations stay empty"
+    assert gc.get_threshold() == GC_THRESHOLD
+
+
+def test_a_cycle_that_dies_young_is_still_collected(tuned: None) -> None:
+    dead = _cycle()
+    assert dead() is not None  # kept alive by its own cycle until a pass runs
+    gc.collect(0)
+    assert dead() is None
+
+
+def test_a_frozen_cycle_is_not_collected_until_unfrozen(tuned: None) -> None:
+    """The documented cost: a cycle that outlives a pass is left to the process's end (or an unfreeze)."""
+    survivor = _Node()
+    survivor.other = _Node()
+    survivor.other.other = survivor
+    probe = weakref.ref(survivor)
+    gc.collect(0)  # alive here: frozen
+    del survivor
+    gc.collect()
+    assert probe() is not None
+    gc.unfreeze()
+    gc.collect()
+    assert probe() is None
+
+
+def test_tuning_twice_registers_the_hook_once_and_untuning_removes_it() -> None:
+    threshold, switch = gc.get_threshold(), sys.getswitchinterval()
+    _tune_interpreter()
+    _tune_interpreter()
+    try:
+        assert gc.callbacks.count(_freeze_survivors) == 1
+    finally:
+        _untune_interpreter(threshold, switch)
+    assert _freeze_survivors not in gc.callbacks
+    assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
