@@ -162,6 +162,7 @@ class JournalActor:
         self._lot = trio.lowlevel.ParkingLot()
         self._parked = False
         self.queued = 0  # items in the inbox not yet taken
+        self.committed_this_pass = False  # commit_now has committed in the current scheduler pass
 
     @property
     def busy(self) -> bool:
@@ -183,18 +184,27 @@ class JournalActor:
             self._wake()
 
     def commit_now(self, events: list[Event], deliveries: list[Delivery]) -> bool:
-        """Commit one market pass in the caller's step, when no group commit can form; False when one can.
+        """Commit one market pass in the caller's step, when it is the scheduler pass's first; False otherwise.
 
-        For ``MarketActor.pass_now`` (an adapter's read decided at once): when
-        nothing is framed or queued, the actor is parked and no other task is
-        scheduled to run, nobody can add to this commit before the actor's next
-        step, so that step is only a task switch on the way to the disk (one
-        order in flight alone: the reader's step commits, syncs and answers).
-        Otherwise the batch goes through the inbox as ``submit`` does, so batches
-        arriving in one scheduler round still share one fsync.
+        For ``MarketActor.pass_now`` (an adapter's read decided at once). When
+        nothing is framed or queued and the actor is parked, the actor's next
+        step would only be a task switch on the way to the disk: one order in
+        flight alone is committed, synced and answered in the reader's step.
+        Only the first such pass of a scheduler pass commits here: the readers
+        woken with it run later in the same pass, where nothing shows them
+        coming, and each committing on its own would line their fsyncs up one
+        behind the other. So a second pass goes through the inbox as ``submit``
+        does, and it and everything after it in this scheduler pass share the
+        actor's next group commit. ``_PassMarker`` resets the mark when the
+        scheduler pass ends.
+
+        (Asking trio whether other tasks are runnable, as this did before, saw
+        only tasks woken during the pass, never the rest of the pass, and its
+        ``current_statistics`` counted every registered socket on each call.)
         """
-        if self.waiting or self.queued or not self._parked or trio.lowlevel.current_statistics().tasks_runnable:
+        if self.waiting or self.queued or not self._parked or self.committed_this_pass:
             return False
+        self.committed_this_pass = True
         self._commit([(events, deliveries)])
         return True
 
@@ -212,10 +222,14 @@ class JournalActor:
                 token.run_sync_soon(self._synced, synced, error)
 
         self._syncer = SyncThread(self.writer, notify)
+        marker = _PassMarker(self)
+        trio.lowlevel.add_instrument(marker)
         task_status.started()
         try:
             await self._loop()
         finally:
+            with contextlib.suppress(KeyError):  # trio drops an instrument that raised (this one cannot)
+                trio.lowlevel.remove_instrument(marker)
             self._syncer.close()  # blocking: the write in progress completes; none is cut in half
 
     def _wake(self) -> None:
@@ -343,6 +357,20 @@ class JournalActor:
                 tx.close()  # slow or gone: the subscriber sees the end of its stream
 
 
+class _PassMarker(trio.abc.Instrument):
+    """Ends ``JournalActor.commit_now``'s scheduler pass: trio calls ``before_io_wait`` once per pass.
+
+    One Python call per scheduler pass (trio registers only the hooks an
+    instrument defines), so the mark costs nothing per task step.
+    """
+
+    def __init__(self, journal: JournalActor) -> None:
+        self.journal = journal
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.journal.committed_this_pass = False
+
+
 def _drain_all(rx: trio.MemoryReceiveChannel[Any]) -> list[Any]:
     out = []
     while True:
@@ -434,8 +462,8 @@ class MarketActor:
         the commands fit in one pass, the journal's inbox has room, and no account
         inbox can fill (a pass posts at most two messages to an account, and
         ``engine.pending`` bounds what any inbox holds). The journal commits the
-        pass here too when nothing could join its group commit
-        (``JournalActor.commit_now``), else takes it through its inbox; replies
+        pass here too when it is idle and this is the scheduler pass's first such
+        commit (``JournalActor.commit_now``), else takes it through its inbox; replies
         leave after its fsync either way.
         """
         engine = self.engine

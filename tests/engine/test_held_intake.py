@@ -54,7 +54,7 @@ def placed(directory: Path) -> list[tuple[Any, ...]]:
             for _, e in journal_events(directory) if isinstance(e, OrderPlaced)]
 
 
-async def run(directory: Path, held: bool, other_task: bool = False) -> list[tuple[Result, bool]]:
+async def run(directory: Path, held: bool, second_read: bool = False) -> list[tuple[Result, bool]]:
     results: list[tuple[Result, bool]] = []
     async with trio.open_nursery() as nursery:
         engine: Engine = await nursery.start(Engine(CONFIG, directory).run)
@@ -68,13 +68,13 @@ async def run(directory: Path, held: bool, other_task: bool = False) -> list[tup
             assert engine.submit(account, order, Collect(engine, results)) is None
         if held:
             assert actor.queue and not actor.woken  # queued, the actor not woken
-            if other_task:  # scheduled to run next: it could add to the journal's group commit
-                nursery.start_soon(trio.sleep, 0)
+            if second_read:  # another read already committed in this scheduler pass: this one must join the group
+                assert engine.journal.commit_now([], [])
             framed = engine.journal.head_seq
             engine.release_markets()
             assert not actor.queue and not actor.woken  # decided here, in this step
             assert [r.rejection.code for r, _ in results if r.rejection] == ["INSUFFICIENT_FUNDS"]  # refused at intake
-            if other_task:
+            if second_read:
                 assert engine.journal.queued == 1  # one hand-off to the journal for the whole read
                 assert engine.journal.head_seq == framed and len(results) == 1  # answered after the journal's fsync
             else:  # nothing else can join the commit: the read's one record is framed (and, on a fast disk, synced) here
@@ -85,15 +85,49 @@ async def run(directory: Path, held: bool, other_task: bool = False) -> list[tup
     return results
 
 
-@pytest.mark.parametrize(("held", "other_task"), [(False, False), (True, False), (True, True)])
-async def test_a_held_batch_decides_exactly_as_the_actors_do(tmp_path: Path, held: bool, other_task: bool) -> None:
+@pytest.mark.parametrize(("held", "second_read"), [(False, False), (True, False), (True, True)])
+async def test_a_held_batch_decides_exactly_as_the_actors_do(tmp_path: Path, held: bool, second_read: bool) -> None:
     with trio.fail_after(20):
-        results = await run(tmp_path / "held", held, other_task)
+        results = await run(tmp_path / "held", held, second_read)
         await run(tmp_path / "plain", False)
     assert all(durable for _, durable in results)  # every answer after the fsync of what came before it
     assert [r.rejection.code if r.rejection else r.order.status for r, _ in results] == [  # type: ignore[union-attr]
         "INSUFFICIENT_FUNDS", "New", "New", "New", "Filled", "New"]  # a refusal changes nothing: answered at once
     assert placed(tmp_path / "held") == placed(tmp_path / "plain")
+
+
+async def test_one_read_per_scheduler_pass_commits_in_its_own_step(tmp_path: Path) -> None:
+    """Two reads in one scheduler pass: the first is synced in its step, the second joins the journal's
+    next group commit; once the pass ends, the next read commits in its step again."""
+    results: list[tuple[Result, bool]] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
+            buyer, seller = await funded(engine)
+            await engine.wait_idle()
+            journal = engine.journal
+            (a1, ask1), (a2, ask2), (a3, ask3), *_ = orders(engine, buyer, seller)
+
+            def read(account: int, order: PlaceOrder) -> None:  # what an adapter does with one read
+                assert engine.hold_markets()
+                assert engine.submit(account, order, Collect(engine, results)) is None
+                engine.release_markets()
+
+            # framed here (and answered here too while the disk is fast: synced in this step)
+            framed = journal.head_seq
+            read(a1, ask1)
+            assert journal.queued == 0 and journal.head_seq == framed + 1
+            read(a2, ask2)  # same scheduler pass: handed to the journal actor
+            assert journal.queued == 1 and journal.head_seq == framed + 1
+            await engine.wait_idle()  # scheduler passes go by
+            assert len(results) == 2 and not journal.committed_this_pass
+            framed = journal.head_seq
+            read(a3, ask3)
+            assert journal.queued == 0 and journal.head_seq == framed + 1
+            await engine.wait_idle()
+            engine.stop()
+    assert all(durable for _, durable in results)
+    assert [r.order.status for r, _ in results] == ["New", "New", "New"]  # type: ignore[union-attr]
 
 
 async def test_a_busy_market_is_woken_instead(tmp_path: Path) -> None:
