@@ -357,7 +357,8 @@ class Engine(WithdrawalApi):
         actor = self.account_actors.get(account_id)
         if actor is None:
             return Rejection("RESOURCE_NOT_FOUND", f"Account {account_id} not found")
-        if type(command) in ORDER_COMMANDS:
+        kind = type(command)
+        if kind is PlaceOrder or kind in ORDER_COMMANDS:  # nearly every command is a PlaceOrder: no set lookup
             if account_id == FEE_ACCOUNT_ID:
                 # it collects fees in every market; settlement treats its part of a trade as fees only
                 return Rejection("FORBIDDEN", "The venue's fee account cannot trade")
