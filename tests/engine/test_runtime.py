@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -125,6 +126,24 @@ async def test_bad_orders_are_refused_and_change_nothing(engine: Engine, fields:
         await engine.wait_idle()
         assert engine.venue.state_hash() == before
         assert engine.journal.durable_seq == seq
+
+
+@pytest.mark.parametrize(
+    ("side", "fields", "problem"),
+    [
+        ("Buy", {}, "Invalid side 'Buy'"),
+        (["Bid"], {}, "Invalid side ['Bid']"),  # JSON can carry any type; an unhashable one too
+        ("Bid", {"time_in_force": "GTD"}, "Invalid timeInForce 'GTD'"),
+        ("Bid", {"self_trade_prevention": "Allow"}, "Invalid selfTradePrevention 'Allow'"),
+    ],
+)
+async def test_bad_fields_are_named_when_price_and_quantity_are_cached(engine: Engine, side: Any, fields: dict, problem: str) -> None:
+    """The plain-limit path (price and quantity texts seen before) refuses bad fields as the full path does."""
+    account = (await engine.create_account()).value
+    assert isinstance(engine.build_order(account, "SOL_USDC", "Bid", "Limit", price="20", quantity="1"), PlaceOrder)
+    refused = engine.build_order(account, "SOL_USDC", side, "Limit", price="20", quantity="1", **fields)
+    assert isinstance(refused, Rejection) and refused.code == "INVALID_ORDER", refused
+    assert refused.message.startswith(problem), refused.message
 
 
 async def test_results_are_released_only_after_their_events_are_on_disk(engine: Engine) -> None:
