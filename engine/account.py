@@ -322,18 +322,8 @@ class Account:
             self.pending_client_ids.discard(cid)
         if e.status == "New":
             # ``_rest`` with nothing executed: the order's whole hold, which is its lock
-            # (``reserve_place`` held exactly what the resting quantity needs), becomes locked.
-            # ``rest_open`` written out (most orders rest untouched; replay does the same)
-            open_order = NewOpenOrder()
-            open_order.symbol = e.symbol
-            open_order.asset = asset
-            open_order.side = e.side
-            open_order.price_ticks = e.price_ticks
-            open_order.lock = atoms
-            open_order.client_id = cid
-            self.orders[order_id] = open_order
-            if cid != NO_CLIENT_ID:
-                self.client_ids[cid] = order_id
+            # (``reserve_place`` held exactly what the resting quantity needs), becomes locked
+            rest_open(self, order_id, e.symbol, asset, e.side, e.price_ticks, atoms, cid)
             self.locked[asset] = self.locked.get(asset, 0) + atoms
 
     def settle_taker(self, e: OrderPlaced, spec: MarketSpec) -> None:
