@@ -468,7 +468,8 @@ class Engine(WithdrawalApi):
                     return Rejection("INVALID_ORDER", "quoteQuantity is only for market orders")
                 if post_only and tif != GTC:
                     return Rejection("INVALID_ORDER", "postOnly orders must be GTC")
-                price_ticks, qty_steps, quote = _price(spec, price), _qty(spec, quantity), 0
+                intake = self.intake[spec.symbol]
+                price_ticks, qty_steps, quote = intake.price(price), intake.qty(quantity), 0
                 notional = spec.notional(price_ticks, qty_steps)
             else:
                 if price is not None:
@@ -478,7 +479,7 @@ class Engine(WithdrawalApi):
                 if (quantity is None) == (quote_quantity is None):
                     return Rejection("INVALID_ORDER", "Market orders need exactly one of quantity or quoteQuantity")
                 price_ticks = 0
-                qty_steps = _qty(spec, quantity) if quantity is not None else 0
+                qty_steps = self.intake[spec.symbol].qty(quantity) if quantity is not None else 0
                 quote = _quote(spec, quote_quantity) if quote_quantity is not None else 0
                 notional = quote or spec.min_notional_quote
         except _Invalid as bad:
@@ -542,8 +543,9 @@ class Engine(WithdrawalApi):
         if price is None and quantity is None:
             return Result(rejection=Rejection("INVALID_ORDER", "Amend needs a new price or quantity"))
         try:
-            price_ticks = _price(spec, price) if price is not None else 0
-            qty_steps = _qty(spec, quantity) if quantity is not None else 0
+            intake = self.intake[spec.symbol]
+            price_ticks = intake.price(price) if price is not None else 0
+            qty_steps = intake.qty(quantity) if quantity is not None else 0
         except _Invalid as bad:
             return Result(rejection=bad.rejection)
         if qty_steps and qty_steps < spec.min_qty_steps:
@@ -749,12 +751,10 @@ class _Invalid(Exception):
         self.rejection = rejection
 
 
-# Parsed prices and quantities, per market: order flow repeats the same few
-# thousand strings, and a dict hit costs ~0.1 us against ~2 us for parsing.
-# Only successful parses are cached, keyed by the exact input text.
+# Parsed prices and quantities, per market (``MarketIntake``): order flow repeats the same
+# few thousand strings, and a dict hit costs ~0.1 us against ~2 us for parsing. Only
+# successful parses are cached, keyed by the exact input text.
 _PARSE_CACHE_MAX: Final = 65_536
-_TICKS: dict[str, dict[Any, int]] = {}
-_STEPS: dict[str, dict[Any, int]] = {}
 # valid side, timeInForce, selfTradePrevention -> the same value as the engine's constant: a
 # resting order keeps these strings for its lifetime, one shared object each instead of a copy
 # per request parsed off the wire. One str-keyed lookup per field: a (side, tif, stp) tuple key
@@ -769,35 +769,35 @@ _place_order: Final = _builder(PlaceOrder, defaults=True)
 class MarketIntake:
     """What ``Engine.build_order``'s plain-limit path reads of one market, in one object.
 
-    Its spec's symbol, factors and filters, and its parse caches (the same dicts
-    ``_price``/``_qty`` fill): one dict lookup per order instead of the spec, two
-    caches keyed by symbol and five spec attributes (~350 instructions per order).
+    Its spec's symbol, factors and filters, and the engine's parse caches for
+    the market (``ticks``, ``steps``, filled by ``price``/``qty``): one dict
+    lookup per order instead of the spec, two caches keyed by symbol and five
+    spec attributes (~350 instructions per order). The caches belong to the
+    engine, so engines with different tick or step sizes for one symbol (in
+    one process: tests, tools) never share a parse.
     """
 
-    __slots__ = ("base_per_step", "min_notional_quote", "min_qty_steps", "quote_per_tick_step", "steps", "symbol", "ticks")
+    __slots__ = ("base_per_step", "min_notional_quote", "min_qty_steps", "quote_per_tick_step", "spec", "steps",
+                 "symbol", "ticks")
 
     def __init__(self, spec: MarketSpec) -> None:
+        self.spec = spec
         self.symbol = spec.symbol
         self.quote_per_tick_step = spec.quote_per_tick_step
         self.base_per_step = spec.base_per_step
         self.min_qty_steps = spec.min_qty_steps
         self.min_notional_quote = spec.min_notional_quote
-        self.ticks = _cache(_TICKS, spec)
-        self.steps = _cache(_STEPS, spec)
+        self.ticks: dict[Any, int] = {}
+        self.steps: dict[Any, int] = {}
+
+    def price(self, text: Any) -> int:
+        return _parse_cached(self.ticks, self.spec.price_ticks, "INVALID_PRICE", text)
+
+    def qty(self, text: Any) -> int:
+        return _parse_cached(self.steps, self.spec.qty_steps, "INVALID_QUANTITY", text)
 
 
-def _cache(caches: dict[str, dict[Any, int]], spec: MarketSpec) -> dict[Any, int]:
-    """The market's parse cache in ``caches`` (``_TICKS`` or ``_STEPS``), made on first use."""
-    cache = caches.get(spec.symbol)
-    if cache is None:
-        cache = caches[spec.symbol] = {}
-    return cache
-
-
-def _parse_cached(
-    caches: dict[str, dict[Any, int]], parse: Callable[[Any], int], code: str, spec: MarketSpec, text: Any
-) -> int:
-    cache = _cache(caches, spec)
+def _parse_cached(cache: dict[Any, int], parse: Callable[[Any], int], code: str, text: Any) -> int:
     try:
         return cache[text]
     except (KeyError, TypeError):  # TypeError: unhashable input, refused by parse below
@@ -811,14 +811,6 @@ def _parse_cached(
             cache.clear()
         cache[text] = value
     return value
-
-
-def _price(spec: MarketSpec, text: Any) -> int:
-    return _parse_cached(_TICKS, spec.price_ticks, "INVALID_PRICE", spec, text)
-
-
-def _qty(spec: MarketSpec, text: Any) -> int:
-    return _parse_cached(_STEPS, spec.qty_steps, "INVALID_QUANTITY", spec, text)
 
 
 def _quote(spec: MarketSpec, text: Any) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 from pathlib import Path
@@ -144,6 +145,21 @@ async def test_bad_fields_are_named_when_price_and_quantity_are_cached(engine: E
     refused = engine.build_order(account, "SOL_USDC", side, "Limit", price="20", quantity="1", **fields)
     assert isinstance(refused, Rejection) and refused.code == "INVALID_ORDER", refused
     assert refused.message.startswith(problem), refused.message
+
+
+def test_engines_in_one_process_never_share_a_parse(tmp_path: Path) -> None:
+    """The parse caches are the engine's: the same text means other ticks under another tick size."""
+    coarse = copy.deepcopy(DEFAULT)
+    coarse["markets"]["SOL_USDC"].update(tick_size="0.5", min_notional="0.5")
+    fine_engine = Engine(CONFIG, tmp_path / "fine")
+    coarse_engine = Engine(parse_config(coarse), tmp_path / "coarse")
+    for _ in range(2):  # the second time from the caches
+        fine = fine_engine.build_order(2, "SOL_USDC", "Bid", "Limit", price="1.5", quantity="1")
+        coarse_order = coarse_engine.build_order(2, "SOL_USDC", "Bid", "Limit", price="1.5", quantity="1")
+        assert isinstance(fine, PlaceOrder) and isinstance(coarse_order, PlaceOrder)
+        assert (fine.price_ticks, coarse_order.price_ticks) == (150, 3)
+    refused = coarse_engine.build_order(2, "SOL_USDC", "Bid", "Limit", price="1.25", quantity="1")
+    assert isinstance(refused, Rejection) and refused.code == "INVALID_PRICE", refused
 
 
 async def test_results_are_released_only_after_their_events_are_on_disk(engine: Engine) -> None:
