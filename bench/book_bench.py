@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from bench.workload import EXPECTED_FILLS, Order
-from engine.book import UNLIMITED, OrderBook
+from engine.book import OrderBook
 from engine.market import Market
 from engine.messages import BID, NO_CLIENT_ID, REJECT_TAKER, PlaceOrder
 from engine.runtime import GC_THRESHOLD, _tune_interpreter, _untune_interpreter
@@ -27,35 +27,30 @@ DEFAULT_GC: Final = "interpreter default (gc thresholds 700, 10, 10; nothing fro
 
 
 def run_book(orders: list[Order]) -> tuple[float, int, int]:
-    """Drive engine.book.OrderBook as engine/market.py (``Market.place``) does: a limit that cannot
-    cross rests at once (``place``); otherwise ``walk_limit`` (``walk`` if the taker meets its own
-    order), ``fill`` each maker it found, place the rest.
+    """Drive engine.book.OrderBook as engine/market.py (``Market.place``) does for a GTC limit: one
+    that cannot cross rests at once (``place``); one that crosses is matched and applied in one
+    ``match_limit`` call, then its remainder placed.
 
-    Every order has its own account id, so self-trade prevention never triggers.
+    Every order has its own account id, so the taker never meets its own order
+    (where ``Market`` goes on with ``walk``, see ``_match_rest``); the test of
+    ``met_own`` is still made, as ``Market.place`` makes it.
     Returns (seconds, fills, resting orders).
     """
     book = OrderBook()
-    walk, walk_limit, fill, place = book.walk, book.walk_limit, book.fill, book.place
-    bids, asks = book.bid_keys, book.ask_prices  # read in place, as Market.decide_place does
+    match_limit, place = book.match_limit, book.place
+    bids, asks = book.bid_keys, book.ask_prices  # read in place, as Market.place does
     qpts = 1  # quote atoms per tick*step; any constant leaves matching unchanged
     stp = REJECT_TAKER
     fills = 0
     t0 = time.perf_counter()
     for oid, (side, price, qty) in enumerate(orders, 1):
-        # Market.decide_place's crossing test (OrderBook.crosses, inlined there too): no cross, rest untouched
+        # Market.place's crossing test (OrderBook.crosses, inlined there too): no cross, rest untouched
         if not ((asks and asks[0] <= price) if side == BID else (bids and -bids[0] >= price)):
             place(oid, oid, side, price, qty, qty, 0, NO_CLIENT_ID, False, stp, 0)
             continue
-        walked = walk_limit(side, price, qty, oid)
-        if walked is None:  # met its own order: Market asks the general walk (self-trade prevention)
-            w = walk(side, price, qty, UNLIMITED, qpts, oid, stp)
-            walked = w.fills, w.filled_steps
-        made, filled = walked
-        executed_quote = 0
-        for maker, steps in made:
-            quote = maker.price_ticks * steps * qpts
-            fill(maker, steps, quote)
-            executed_quote += quote
+        made, filled, executed_quote, met_own = match_limit(side, price, qty, oid, qpts)
+        if met_own:
+            raise AssertionError("a taker met its own order: the workload has one account per order")
         fills += len(made)
         if filled < qty:
             place(oid, oid, side, price, qty, qty - filled, executed_quote, NO_CLIENT_ID, False, stp, 0)

@@ -73,8 +73,8 @@ def run_book(orders: list[Any], runs: int) -> dict[str, Any]:
     emit(
         "book_orders_per_s", round(book["median"]), "orders/s", median_of=runs, best=round(book["best"]),
         runs=book["runs"], fills=book["fills"], resting=book["resting"], gc=book["gc"],
-        how="engine.book.OrderBook as Market drives it: place() an order that cannot cross; else walk_limit(), fill() per maker, "
-            "place() the remainder; GTC limits, one account per order",
+        how="engine.book.OrderBook as Market drives it: place() an order that cannot cross; else match_limit() (walk and "
+            "fill in one pass), place() the remainder; GTC limits, one account per order",
         **at_least(book["median"], 1_000_000),
     )
     market = book_bench.repeat(book_bench.run_market, orders, runs)

@@ -23,7 +23,11 @@ Matching is split the engine's way: ``walk`` reads the book and returns what an
 incoming order would trade (no mutation); ``take``/``place``/``rest``/``remove``
 apply those decisions. Replay calls only the mutators. ``walk_limit`` is
 ``walk`` for limit orders (all but market orders): no quote bound, and it hands
-the rare taker that meets its own order back to ``walk``.
+the rare taker that meets its own order back to ``walk``. ``match_limit`` is the
+live path's ``walk_limit`` and ``fill`` per maker in one pass, for the limit
+takers whose outcome follows from their fills alone (GTC and IOC, see
+``Market.place``); it mutates as it walks, so it stops in front of the taker's
+own order and leaves self-trade prevention to ``walk``.
 
 Speed (this is the engine's innermost loop; reference/performance.md §4): the
 hot paths are written flat, one Python call per operation. ``place`` builds an
@@ -172,6 +176,7 @@ class Walk:
 
 UNLIMITED: Final = 1 << 62
 Fills = list[tuple[Order, int]]  # (maker, steps) in match order
+Matched = list[tuple[Order, int, int]]  # (maker, steps, quote atoms) in match order, as match_limit filled them
 
 
 class OrderBook:
@@ -340,6 +345,91 @@ class OrderBook:
 
     # --- mutations (apply) ---------------------------------------------------
 
+    def match_limit(
+        self, side: str, limit_ticks: int, qty_steps: int, account_id: int, quote_per_tick_step: int,
+    ) -> tuple[Matched, int, int, bool]:
+        """Match a limit taker and apply it in the same pass: ``walk_limit`` and a ``fill`` per maker, fused.
+
+        Returns ([(maker, steps, quote atoms)], filled steps, executed quote,
+        met_own). Makers are filled best-first and unlinked as they are used up,
+        whole levels dropped when emptied; a filled maker keeps its price, ids and
+        final counts, so the caller builds its ``Fill`` events from the list
+        afterwards, with the quote already computed here. The live path
+        (``Market.place``) uses it for takers whose outcome follows from the fills
+        alone (GTC and IOC limits): one call per crossing order instead of a walk
+        plus a ``fill`` call per maker (callgrind, book bench: 8.6k -> 8.3k
+        instructions per order). Nothing here is read-only, so orders that must be
+        decided before the book changes (FOK) keep ``walk``/``walk_limit``.
+
+        The match stops in front of the taker's own resting order (``met_own``):
+        every maker before it was taken whole, exactly as ``walk`` takes them, so
+        the caller finishes with ``walk`` on the rest of the quantity, which
+        applies self-trade prevention from that order on (``Market._match_rest``).
+        The taker's remainder is not rested here: that is the caller's decision.
+        """
+        fills: Matched = []
+        left = qty_steps
+        executed_quote = 0
+        met_own = False
+        orders = self.orders
+        if side == BID:
+            levels, keys, bound, asks = self.asks, self.ask_prices, limit_ticks, True
+        else:  # bid keys are negated prices: "worse" is "larger" on both sides
+            levels, keys, bound, asks = self.bids, self.bid_keys, -limit_ticks, False
+        while keys:
+            key = keys[0]  # best first; the head goes below when its level empties
+            if key > bound:
+                break
+            price = key if asks else -key  # an ask key is the asks dict's own int: the lookup hits on identity
+            level = levels[price]
+            unit = price * quote_per_tick_step
+            before = left
+            # makers taken whole and passed over: unlinked after the loop (a dict cannot shrink while iterated)
+            passed = 0
+            for maker in level.values():
+                if maker.account_id == account_id:
+                    met_own = True
+                    break
+                take = maker.remaining_steps
+                if take >= left:  # the taker is done at this maker
+                    quote = left * unit
+                    fills.append((maker, left, quote))
+                    maker.executed_quote += quote
+                    executed_quote += quote
+                    if take > left:  # the maker keeps the rest, in its place
+                        maker.remaining_steps = take - left
+                    else:  # used up too: unlinked now (the loop ends here, the dict is not iterated again)
+                        maker.remaining_steps = 0
+                        del orders[maker.order_id]
+                        del level[maker.order_id]
+                    left = 0
+                    break
+                quote = take * unit
+                fills.append((maker, take, quote))
+                maker.executed_quote += quote
+                executed_quote += quote
+                maker.remaining_steps = 0
+                del orders[maker.order_id]
+                left -= take
+                passed += 1
+            else:  # every maker of the level was taken whole: the level goes, on to the next price
+                level.clear()  # its makers point at it (Order.level): emptied, it holds no reference cycle
+                del levels[price]
+                del keys[0]
+                continue
+            # stopped inside this level
+            if passed > 0:  # the makers passed over are the fills just before the one it stopped at, if any
+                end = len(fills) if met_own else len(fills) - 1
+                for maker, _, _ in fills[end - passed:end]:
+                    del level[maker.order_id]
+            if level:
+                level.steps -= before - left
+            else:
+                del levels[price]
+                del keys[0]
+            break
+        return fills, qty_steps - left, executed_quote, met_own
+
     def rest(self, order: Order) -> None:
         """Put an order at the back of its price level."""
         price = order.price_ticks
@@ -424,7 +514,8 @@ class OrderBook:
         Written per case (partial fill, full fill per side) with the unlink
         inlined: one call per fill. A maker that empties its level is at the
         best price, the sorted list's head, in all but replays of odd journals.
-        ``Market.place`` passes the makers ``walk_limit`` found; ``take`` looks one up.
+        ``Market`` passes the makers ``walk`` found after ``match_limit`` met the
+        taker's own order; ``take`` (replay) looks one up.
         """
         remaining = order.remaining_steps - steps
         if remaining > 0:

@@ -25,7 +25,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from engine.book import UNLIMITED, Fills, Order, OrderBook, Walk
+from engine.book import UNLIMITED, Fills, Matched, Order, OrderBook, Walk
 from engine.messages import (
     BID,
     CANCEL_ONLY,
@@ -207,18 +207,19 @@ class Market:
     def place(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced | Rejection:
         """Decide a new order and apply it in one step: exactly ``decide_place`` then ``apply_placed``.
 
-        The live path (the market actor). For the common case, a limit order in an
-        Open market that rests untouched, expires untouched, or trades only with
-        other accounts' makers, the book is changed while the event is built:
-        makers are filled through the objects ``walk_limit`` found (no index
-        lookup), each ``Fill`` is built and its maker filled in one loop, and a
-        resting order goes into the book from its command's fields. That saves the
-        second pass over the event's fills and the calls ``apply_placed`` makes.
-        Anything else (another market state, market orders, post-only takers, a
-        taker that meets its own order) takes the general path. The walk is
-        read-only and finishes before any maker is filled, so the book the
-        decision reads is the one ``decide_place`` reads; tests hold both paths
-        to the same book, ledger, events and state hash.
+        The live path (the market actor). For the common case, a GTC or IOC limit
+        order in an Open market, the book is changed while the event is built: a
+        resting order goes into the book from its command's fields, and a crossing
+        one is matched by ``OrderBook.match_limit``, which fills and unlinks the
+        makers as it walks (one book call, no second pass over the fills); the
+        ``Fill`` events are then built from what it filled. A GTC or IOC outcome
+        follows from the fills alone, so nothing had to be decided before the book
+        changed. A taker that reaches its own resting order is finished by
+        ``_match_rest`` (self-trade prevention). Anything else (another market
+        state, market orders, post-only takers, FOK, which is all or nothing and
+        must be decided read-only first) takes the general path. Tests hold both
+        paths to the same book, ledger, events and state hash
+        (tests/engine/test_live_path.py).
         """
         if self.state != OPEN or cmd.order_type != LIMIT:
             return self._place_general(cmd, now_us)
@@ -240,35 +241,33 @@ class Market:
             return _placed_from(cmd, now_us, EXPIRED, R_FILL_OR_KILL if tif == FOK else R_IMMEDIATE_OR_CANCEL, [], [])
         if cmd.post_only:
             return self._expired(cmd, now_us, R_POST_ONLY_TAKER)
-        walked = book.walk_limit(side, limit, qty, cmd.account_id)
-        if walked is None:  # the taker met its own resting order: self-trade prevention, the general way
+        if tif == FOK:  # all or nothing: decided read-only before the book changes
             return self._place_general(cmd, now_us)
-        made, filled = walked
+        spec = self.spec
+        qpts = spec.quote_per_tick_step
+        made, filled, executed_quote, met_own = book.match_limit(side, limit, qty, cmd.account_id, qpts)
+        if met_own:  # the taker reached its own resting order: self-trade prevention from there on
+            return self._match_rest(cmd, now_us, made, filled, executed_quote)
         if filled < qty:
-            if tif == FOK:
-                return self._expired(cmd, now_us, R_FILL_OR_KILL)
             if tif == IOC:
                 status, reason = EXPIRED, R_IMMEDIATE_OR_CANCEL
             else:
                 status, reason = (PARTIALLY_FILLED if filled else NEW), ""
         else:
             status, reason = FILLED, ""
-        # _fills and apply_placed's takes in one loop (fees as in _fills: quote_fee's product is the same int)
-        spec = self.spec
-        bps, qpts = spec.base_per_step, spec.quote_per_tick_step
+        # _fills for the makers match_limit filled, with the quote it computed (the same int _fills computes)
+        bps = spec.base_per_step
         taker_is_bid = side == BID
         if taker_is_bid:
             base_bps, quote_bps = spec.taker_fee_bps, spec.maker_fee_bps
         else:
             base_bps, quote_bps = spec.maker_fee_bps, spec.taker_fee_bps
         trade_id = self.next_trade_id
-        fill, fill_maker = _fill, book.fill
+        fill = _fill
         fills = []
-        executed_quote = 0
         price = 0
-        for maker, steps in made:
+        for maker, steps, quote in made:
             price = maker.price_ticks
-            quote = price * steps * qpts
             base_fee = -(-steps * bps * base_bps // 10_000)
             quote_fee = -(-quote * quote_bps // 10_000)
             if taker_is_bid:
@@ -276,8 +275,6 @@ class Market:
             else:
                 fills.append(fill(trade_id, maker.order_id, maker.account_id, price, steps, base_fee, quote_fee))
             trade_id += 1
-            fill_maker(maker, steps, quote)
-            executed_quote += quote
         if fills:
             self.last_price = price
             self.next_trade_id = trade_id
@@ -287,6 +284,49 @@ class Market:
                 cmd.post_only, cmd.stp, now_us,
             )
         return _placed_from(cmd, now_us, status, reason, fills, [])
+
+    def _match_rest(
+        self, cmd: PlaceOrder, now_us: int, matched: Matched, filled: int, executed_quote: int,
+    ) -> OrderPlaced:
+        """Finish a GTC/IOC limit taker that ``match_limit`` stopped at one of its own resting orders.
+
+        The makers ahead of that order are filled already, each taken whole as
+        ``walk`` would have taken it, so ``walk`` on the rest of the quantity from
+        here finds exactly the fills, STP cancels and stop that ``decide_place``
+        finds on the book as it was; they are applied as ``apply_placed`` would.
+        The event is the one ``decide_place`` + ``apply_placed`` make (the twin
+        test in tests/engine/test_live_path.py holds them to it).
+        """
+        book = self.book
+        qty = cmd.qty_steps
+        qpts = self.spec.quote_per_tick_step
+        walk = book.walk(cmd.side, cmd.price_ticks, qty - filled, UNLIMITED, qpts, cmd.account_id, cmd.stp)
+        for maker, steps in walk.fills:
+            quote = maker.price_ticks * steps * qpts
+            book.fill(maker, steps, quote)
+            executed_quote += quote
+        for order_id in walk.stp_cancelled:
+            book.remove(order_id)
+        made = [(maker, steps) for maker, steps, _ in matched] + walk.fills
+        filled += walk.filled_steps
+        if walk.stp_stopped:
+            status, reason = EXPIRED, R_SELF_TRADE
+        elif filled == qty:
+            status, reason = FILLED, ""
+        elif cmd.tif == IOC:
+            status, reason = EXPIRED, R_IMMEDIATE_OR_CANCEL
+        else:
+            status, reason = (PARTIALLY_FILLED if filled else NEW), ""
+        fills = self._fills(cmd.side, made)
+        if fills:
+            self.last_price = fills[-1].price_ticks
+            self.next_trade_id = fills[-1].trade_id + 1
+        if status in RESTING:
+            book.place(
+                cmd.order_id, cmd.account_id, cmd.side, cmd.price_ticks, qty, qty - filled, executed_quote,
+                cmd.client_id, cmd.post_only, cmd.stp, now_us,
+            )
+        return _placed_from(cmd, now_us, status, reason, fills, walk.stp_cancelled)
 
     def _place_general(self, cmd: PlaceOrder, now_us: int) -> OrderPlaced | Rejection:
         """``place`` for everything unusual: decide, then apply what was decided."""

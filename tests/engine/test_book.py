@@ -289,3 +289,106 @@ def test_check_detects_corruption(corrupt: Callable[[OrderBook], None], message:
     with pytest.raises(AssertionError, match=message):
         book.check()
 
+
+
+# --- match_limit: the live path's walk and fills in one pass --------------------------------------
+
+
+def test_match_limit_fills_partially_and_keeps_the_maker_in_its_place() -> None:
+    book = book_with(order(1, ASK, 100, 5), order(2, ASK, 100, 1))
+    matched, filled, quote, met_own = book.match_limit(BID, 100, 3, 99, QPTS)
+    assert [(m.order_id, s, q) for m, s, q in matched] == [(1, 3, 3 * 100 * QPTS)]
+    assert (filled, quote, met_own) == (3, 3 * 100 * QPTS, False)
+    maker = book.orders[1]
+    assert (maker.remaining_steps, maker.executed_quote) == (2, 3 * 100 * QPTS)
+    assert [o.order_id for o in book.orders[1].level.values()] == [1, 2]
+    assert book.depth(ASK, 5) == [(100, 3)]
+    book.check()
+
+
+@pytest.mark.parametrize("side", [BID, ASK])
+def test_match_limit_sweeps_levels_and_drops_the_emptied_ones(side: str) -> None:
+    maker_side = ASK if side == BID else BID
+    near, far, beyond = (100, 101, 102) if side == BID else (102, 101, 100)
+    book = book_with(order(1, maker_side, near, 2), order(2, maker_side, near, 1), order(3, maker_side, far, 4),
+                     order(4, maker_side, beyond, 1), order(5, side, 110 if side == ASK else 90, 1))
+    matched, filled, quote, met_own = book.match_limit(side, far, 10, 99, QPTS)
+    assert [(m.order_id, s) for m, s, _ in matched] == [(1, 2), (2, 1), (3, 4)]
+    assert (filled, met_own) == (7, False)
+    assert quote == (3 * near + 4 * far) * QPTS == sum(q for _, _, q in matched)
+    assert all(m.remaining_steps == 0 and m.order_id not in book.orders for m, _, _ in matched)
+    assert book.depth(maker_side, 5) == [(beyond, 1)]
+    assert (maker_side, near) not in book.level_steps and (maker_side, far) not in book.level_steps
+    book.check()
+
+
+def test_match_limit_exact_fill_empties_the_level_and_stops() -> None:
+    book = book_with(order(1, BID, 100, 2), order(2, BID, 100, 3), order(3, BID, 99, 1))
+    matched, filled, quote, met_own = book.match_limit(ASK, 99, 5, 99, QPTS)
+    assert [(m.order_id, s) for m, s, _ in matched] == [(1, 2), (2, 3)]
+    assert (filled, quote, met_own) == (5, 5 * 100 * QPTS, False)
+    assert book.depth(BID, 5) == [(99, 1)] and book.bid_keys == [-99]
+    book.check()
+    matched, filled, _, _ = book.match_limit(ASK, 99, 1, 99, QPTS)  # the last order of the last level
+    assert [(m.order_id, s) for m, s, _ in matched] == [(3, 1)] and filled == 1
+    assert book.bids == {} and book.bid_keys == [] and book.orders == {}
+    book.check()
+
+
+def test_match_limit_whole_makers_then_a_partial_one_in_the_same_level() -> None:
+    book = book_with(order(1, ASK, 100, 1), order(2, ASK, 100, 2), order(3, ASK, 100, 4), order(4, ASK, 100, 1))
+    matched, filled, _, _ = book.match_limit(BID, 100, 5, 99, QPTS)
+    assert [(m.order_id, s) for m, s, _ in matched] == [(1, 1), (2, 2), (3, 2)]
+    assert filled == 5
+    assert [(o.order_id, o.remaining_steps) for o in book.orders[3].level.values()] == [(3, 2), (4, 1)]
+    book.check()
+
+
+def test_match_limit_leaves_the_rest_unfilled_at_the_limit() -> None:
+    book = book_with(order(1, ASK, 100, 2), order(2, ASK, 102, 5))
+    matched, filled, _, met_own = book.match_limit(BID, 101, 10, 99, QPTS)
+    assert [(m.order_id, s) for m, s, _ in matched] == [(1, 2)] and (filled, met_own) == (2, False)
+    assert book.depth(ASK, 5) == [(102, 5)]
+    assert book.match_limit(BID, 101, 10, 99, QPTS) == ([], 0, 0, False)
+    book.check()
+
+
+def test_match_limit_stops_in_front_of_the_takers_own_order() -> None:
+    """Makers before it stay filled; walk() on the rest of the quantity then applies STP from that order on."""
+    book = book_with(order(1, ASK, 100, 2), order(2, ASK, 100, 3, account_id=99), order(3, ASK, 101, 4))
+    matched, filled, quote, met_own = book.match_limit(BID, 101, 10, 99, QPTS)
+    assert [(m.order_id, s) for m, s, _ in matched] == [(1, 2)] and (filled, quote, met_own) == (2, 200 * QPTS, True)
+    assert [o.order_id for o in book.orders[2].level.values()] == [2]
+    book.check()
+    rest = walk(book, BID, 101, qty=8, stp=REJECT_MAKER)
+    assert [(m.order_id, s) for m, s in rest.fills] == [(3, 4)] and rest.stp_cancelled == [2]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_resting, _taker)
+def test_match_limit_is_walk_then_fill(resting: list[tuple[str, int, int, int]], taker: tuple[str, int, int, int]) -> None:
+    """Same fills, same book and makers as walk() then fill() per maker, up to the taker's own order if it meets one."""
+    fused, twin = OrderBook(), OrderBook()
+    for oid, (side, price, qty, account) in enumerate(resting, 1):
+        if not fused.crosses(side, price):
+            fused.rest(order(oid, side, price, qty, account_id=account))
+            twin.rest(order(oid, side, price, qty, account_id=account))
+    side, limit, qty, account = taker
+    walked = walk(twin, side, limit, qty=qty, account_id=account)
+    made = walked.fills
+    if walked.stp_stopped:  # REJECT_TAKER: the walk stops at the own order too
+        assert fused.walk_limit(side, limit, qty, account) is None
+    makers = {oid: o for oid, o in fused.orders.items()}
+    matched, filled, quote, met_own = fused.match_limit(side, limit, qty, account, QPTS)
+    assert met_own is walked.stp_stopped
+    assert [(m.order_id, s) for m, s, _ in matched] == [(m.order_id, s) for m, s in made]
+    assert all(makers[m.order_id] is m for m, _, _ in matched)
+    assert filled == walked.filled_steps
+    assert quote == sum(q for _, _, q in matched) == sum(m.price_ticks * s * QPTS for m, s in made)
+    for maker, steps in made:
+        twin.fill(maker, steps, maker.price_ticks * steps * QPTS)
+    assert snapshot(fused) == snapshot(twin)
+    assert [(m.order_id, m.remaining_steps, m.executed_quote) for m, _, _ in matched] == [
+        (m.order_id, m.remaining_steps, m.executed_quote) for m, _ in made
+    ]
+    fused.check()

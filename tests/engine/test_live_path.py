@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,7 @@ from engine.messages import (
     Rejection,
 )
 from engine.venue import Venue
-from tests.engine.helpers import NOW_US, SOL_USDC, cancel, fund, limit, make_venue, market, open_account, place
+from tests.engine.helpers import NOW_US, SOL_USDC, cancel, fund, limit, make_venue, market, open_account, place, ticks
 
 N_ACCOUNTS = 3
 PRICES = ("99", "99.5", "99.99", "100", "100.01", "100.5", "101", "140")  # 140 is outside the band once trading
@@ -139,3 +140,53 @@ def test_live_one_step_paths_equal_the_general_path(flow: list[dict[str, Any]]) 
         assert _book(fast) == _book(slow)
         assert _ledger(fast) == _ledger(slow)
         assert fast.state_hash() == slow.state_hash()
+
+
+def _both(fast: Venue, slow: Venue, account: int, side: str, price: str, qty: str, **opts: Any) -> OrderPlaced:
+    """One limit order on both venues, live path on ``fast``: same event, book, ledgers and state hash."""
+    cmds = [limit(v, account, side, price, qty, **opts) for v in (fast, slow)]
+    got, want = live_place(fast, cmds[0]), place(slow, cmds[1])
+    assert got == want
+    assert _book(fast) == _book(slow)
+    assert _ledger(fast) == _ledger(slow)
+    assert fast.state_hash() == slow.state_hash()
+    assert isinstance(got, OrderPlaced)
+    return got
+
+
+# asks: account 1 at 100, account 2 (the taker's own) at 100, account 1 at 100.5 and 101, account 2 at 101
+_STP_BOOK = ((1, "100", "1"), (2, "100", "0.5"), (1, "100.5", "2"), (1, "101", "1"), (2, "101", "1"))
+
+
+@pytest.mark.parametrize("tif", [GTC, IOC])
+@pytest.mark.parametrize("stp", [REJECT_TAKER, REJECT_BOTH, REJECT_MAKER])
+def test_live_path_meets_its_own_order_after_filling_others(stp: str, tif: str) -> None:
+    """match_limit stops at the own order with a fill behind it; the live path finishes with walk() and STP."""
+    fast, slow = _venue(), _venue()
+    for account, price, qty in _STP_BOOK:
+        _both(fast, slow, account, ASK, price, qty)
+    e = _both(fast, slow, 2, BID, "101", "5", tif=tif, stp=stp)
+    assert e.fills[0].maker_account_id == 1
+    if stp == REJECT_MAKER:  # own makers cancelled, the rest of the asks taken, the remainder rests (GTC)
+        assert (e.status, len(e.fills), len(e.stp_cancelled)) == ("PartiallyFilled" if tif == GTC else "Expired", 3, 2)
+    else:
+        assert (e.status, e.expiry_reason, len(e.fills)) == ("Expired", "SelfTradePrevention", 1)
+        assert len(e.stp_cancelled) == (1 if stp == REJECT_BOTH else 0)
+    fast.markets[SOL_USDC].book.check()
+
+
+def test_live_path_partial_exact_and_ioc_remainders() -> None:
+    fast, slow = _venue(), _venue()
+    for account, price, qty in ((1, "100", "2"), (2, "100", "1"), (3, "100.5", "1"), (1, "101", "5")):
+        _both(fast, slow, account, ASK, price, qty)
+    assert _both(fast, slow, 3, BID, "100", "1").status == "Filled"  # partial on the first maker
+    assert _both(fast, slow, 3, BID, "100", "2").status == "Filled"  # the rest of it and all of the next: exact
+    assert ticks(fast, "100") not in fast.markets[SOL_USDC].book.asks  # the 100 level is gone
+    e = _both(fast, slow, 2, BID, "100.5", "3", tif=IOC)  # one maker, then the limit: the rest expires
+    assert (e.status, e.expiry_reason, len(e.fills)) == ("Expired", "ImmediateOrCancel", 1)
+    assert fast.markets[SOL_USDC].book.bids == {}
+    e = _both(fast, slow, 2, BID, "101", "7")  # sweeps the last level and rests the rest
+    assert (e.status, len(e.fills)) == ("PartiallyFilled", 1)
+    assert fast.markets[SOL_USDC].book.ask_prices == []
+    assert _both(fast, slow, 3, ASK, "99", "2", tif=FOK).status == "Filled"  # FOK: decided read-only first
+    fast.markets[SOL_USDC].book.check()
