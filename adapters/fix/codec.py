@@ -82,17 +82,17 @@ class Message:
         self.msg_type: str = index.get(35, "")
 
     @classmethod
-    def shaped(cls, numbers: tuple[int, ...], values: tuple[str, ...], raw: bytes, shape: str | None) -> Message:
-        """A message a compiled shape matched (``shapes.py``): its tags are unique by construction.
+    def shaped(cls, index: dict[int, str], numbers: tuple[int, ...], values: tuple[str, ...], raw: bytes,
+               shape: str | None, msg_type: str) -> Message:
+        """A message a compiled shape matched (``shapes.py``): ``index`` maps its tags (unique by construction) to ``values``.
 
-        Only the index is built; the field list waits until something asks for it
+        Only the index is kept; the field list waits until something asks for it
         (a NewOrderSingle is read by tag only), one list of tuples fewer per order.
         """
         self = cls.__new__(cls)
-        index = dict(zip(numbers, values))  # noqa: B905 - one value per tag by construction
         self._index = index
         self.get = index.get
-        self.msg_type = index.get(35, "")
+        self.msg_type = msg_type
         self.raw = raw
         self.shape = shape
         self._fields = None

@@ -23,6 +23,7 @@ more than ``COMPACT_RECORDS`` records.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -36,14 +37,16 @@ class MemoryStore:
     def __init__(self) -> None:
         self.next_sender = 1
         self.next_target = 1
-        self.messages: dict[int, bytes] = {}
+        # oldest first; an OrderedDict so dropping the oldest is O(1): ``del d[next(iter(d))]`` on a plain dict
+        # scans every slot deleted before it, which once MAX_STORED is reached made each send cost O(MAX_STORED)
+        self.messages: OrderedDict[int, bytes] = OrderedDict()
 
     def record_sent(self, seq: int, raw: bytes | None) -> None:
         self.next_sender = seq + 1
         if raw is not None:
             self.messages[seq] = raw
             if len(self.messages) > MAX_STORED:
-                del self.messages[next(iter(self.messages))]
+                self.messages.popitem(last=False)
 
     def set_next_target(self, value: int) -> None:
         self.next_target = value

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.fix import store as store_module
 from adapters.fix.codec import (
     Framer,
     Garbled,
@@ -41,6 +42,23 @@ def test_torn_store_tail_is_dropped(tmp_path: Path) -> None:
         handle.write(b"S 2 999\n8=FIX")
     again = FileStore(path)
     assert (again.next_sender, again.next_target, again.get(1)) == (2, 5, raw)
+    again.close()
+
+
+def test_store_keeps_the_newest_messages_and_drops_the_oldest_in_constant_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the bound each send drops the oldest message; a resend of those is a gap fill (``get`` None)."""
+    monkeypatch.setattr(store_module, "MAX_STORED", 50)
+    store = FileStore(tmp_path / "s.log")
+    for seq in range(1, 1001):
+        store.record_sent(seq, b"m%d" % seq if seq % 3 else None)
+    kept = [seq for seq in range(1, 1001) if store.get(seq) is not None]
+    assert kept == [seq for seq in range(1, 1001) if seq % 3][-50:]
+    assert store.next_sender == 1001
+    store.close()
+    again = FileStore(tmp_path / "s.log")  # the log holds them all; the reload keeps the same newest 50
+    assert [seq for seq in range(1, 1001) if again.get(seq) is not None] == kept
     again.close()
 
 
