@@ -180,7 +180,7 @@ class Framer:
         data = self._buffer
         found: list[bytes] = []
         pos = 0
-        while True:
+        while pos < len(data):  # a read of whole messages ends exactly at a frame's end: no search past it
             frame, pos = self._next(data, pos)
             if frame is None:
                 break
