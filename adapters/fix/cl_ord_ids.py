@@ -11,14 +11,11 @@ session stores (``<journal dir>/fix/clordids.log``), one line per change:
 ClOrdIDs are latin-1 text (as the codec decodes them) and run to the end of the
 line; the rare one holding a newline is kept in memory only.
 
-Records are copied into a shared memory mapping of the file (``MAP_SHARED``):
-once copied they are in the kernel's page cache, so a crash of the process
-cannot lose them, and no write system call is made for them. The peer never
-sees a ClOrdID the file could lose in a crash of the process (the same rule as
-the sequence store), and the round trip of an order has one system call less
-(it used to write this file before each batch of reports). No fsync, like the
-sequence store. The file grows ``GROW_BYTES`` at a time; its unused tail is
-zeros, which load ignores like a torn last line, and ``close`` trims it.
+Records go into the file through a shared mapping (``mapped_log``): in the
+page cache at once, without a system call, so the peer never sees a ClOrdID
+the file could lose in a crash of the process (the same rule as the sequence
+store). No fsync, like the sequence store. A torn last line (or the mapping's
+zero tail after a crash) is ignored on load.
 
 Bounds: ``MAX_PER_ACCOUNT`` ClOrdIDs per account (the oldest are forgotten);
 the file is rewritten compactly at start and whenever it holds more than
@@ -27,16 +24,15 @@ the file is rewritten compactly at start and whenever it holds more than
 
 from __future__ import annotations
 
-import mmap
-import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Final
 
+from adapters.fix.mapped_log import MappedLog
+
 MAX_PER_ACCOUNT: Final = 100_000
 COMPACT_FACTOR: Final = 4
 COMPACT_MIN_RECORDS: Final = 10_000
-GROW_BYTES: Final = 1 << 20  # the mapping grows by this much when a record does not fit
 
 
 class ClOrdIds:
@@ -49,8 +45,7 @@ class ClOrdIds:
         self.current: dict[int, str] = {}  # order id -> its current ClOrdID
         self.records = 0
         self._flushed_records = -1  # ``records`` at the last flush
-        self._map: mmap.mmap | None = None  # the file, mapped; None: memory only, or closed
-        self._end = 0  # bytes of the mapping in use (the rest is zeros)
+        self._log: MappedLog | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
@@ -101,7 +96,7 @@ class ClOrdIds:
     # --- the file ------------------------------------------------------------------------------
 
     def _load(self, data: bytes) -> None:
-        for line in data.split(b"\n")[:-1]:  # the part after the last newline is torn (or the zero tail)
+        for line in data.split(b"\n")[:-1]:  # the part after the last newline is torn (or a crashed mapping's zeros)
             try:
                 kind, account, order_id, *rest = line.split(b" ", 3)
                 if kind == b"+" and rest:
@@ -115,9 +110,10 @@ class ClOrdIds:
             self.records += 1
 
     def _compact(self) -> None:
-        """Rewrite the file with the live mappings only (tmp -> rename), then map it."""
+        """Rewrite the file with the live mappings only (tmp -> rename)."""
         assert self.path is not None
-        self._unmap()
+        if self._log is not None:
+            self._log.close()
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as out:
             for account, known in self.by_account.items():
@@ -125,44 +121,17 @@ class ClOrdIds:
                     if "\n" not in cl_ord_id:
                         out.write(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
         tmp.replace(self.path)
-        self._map_file(self.path)
+        self._log = MappedLog(self.path)
         self.records = sum(len(known) for known in self.by_account.values())
         self._flushed_records = self.records  # all of it is in the new file; ``records`` only grows from here
 
-    def _map_file(self, path: Path) -> None:
-        """Map ``path`` with ``GROW_BYTES`` of zeros beyond its records, for the records to come."""
-        fd = os.open(path, os.O_RDWR)
-        try:
-            self._end = os.fstat(fd).st_size
-            os.ftruncate(fd, self._end + GROW_BYTES)
-            self._map = mmap.mmap(fd, self._end + GROW_BYTES)  # keeps its own descriptor
-        finally:
-            os.close(fd)
-
-    def _unmap(self) -> None:
-        """Release the mapping and trim the zero tail (the file then ends with its last record)."""
-        if self._map is not None:
-            self._map.close()
-            self._map = None
-            assert self.path is not None
-            os.truncate(self.path, self._end)
-
     def _write(self, record: bytes) -> None:
-        """Append ``record``: copied into the mapping, it is in the page cache (no system call)."""
-        mapped = self._map
-        if mapped is None:
-            return
-        end = self._end
-        stop = end + len(record)
-        if stop > len(mapped):
-            mapped.resize(stop + GROW_BYTES)  # extends the file and the mapping
-        mapped[end:stop] = record
-        self._end = stop
-        self.records += 1
+        if self._log is not None and self._log.write(record):
+            self.records += 1
 
     def flush(self) -> None:
-        """Compact when due (called once per durable batch); the records are already in the file (``_write``)."""
-        if self._map is None or self.records == self._flushed_records:
+        """Compact when due (called once per durable batch); the records are in the file already (``_write``)."""
+        if self._log is None or self._log.closed or self.records == self._flushed_records:
             return
         self._flushed_records = self.records
         if self.records > COMPACT_MIN_RECORDS:
@@ -171,4 +140,5 @@ class ClOrdIds:
                 self._compact()
 
     def close(self) -> None:
-        self._unmap()
+        if self._log is not None:
+            self._log.close()

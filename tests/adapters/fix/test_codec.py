@@ -186,3 +186,23 @@ def test_the_framers_quick_cut_finds_what_the_search_finds(pieces: list[bytes]) 
     frame, end = Framer._next(data, 0)
     if frame:
         assert Framer._next(b"\x01" + data, 0) == (frame, end + 1)  # a leading byte forces the general search
+
+
+def test_store_records_are_in_the_file_without_a_flush_or_close(tmp_path: Path) -> None:
+    """A crash of the process loses no record: they go straight into the mapped log (past its first mapping too)."""
+    path = tmp_path / "s.log"
+    store = FileStore(path)
+    raw = frame_message("D", [(34, "1")], b"11=a\x01" + b"x" * 300)
+    store.record_sent(1, None)
+    store.set_next_target(7)
+    store.flush()
+    for seq in range(2, 5000):
+        store.record_sent(seq, raw)
+    crashed = tmp_path / "crashed.log"
+    crashed.write_bytes(path.read_bytes())  # the log as a crash leaves it: the mapping's zero tail included
+    assert crashed.read_bytes().endswith(b"\0")
+    again = FileStore(crashed)
+    assert (again.next_sender, again.next_target, again.get(1), again.get(4999)) == (5000, 7, None, raw)
+    again.close()
+    store.close()
+    assert path.read_bytes().endswith(raw)  # close trims the zero tail

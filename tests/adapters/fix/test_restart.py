@@ -107,7 +107,7 @@ def test_clordid_records_are_in_the_file_before_any_flush_or_close(tmp_path: Pat
     """A crash of the process loses nothing remembered: records go straight into the mapped file."""
     path = tmp_path / "clordids.log"
     ids = ClOrdIds(path)
-    for n in range(3000):  # past one GROW_BYTES step of the mapping
+    for n in range(3000):  # past the first mapping (GROW_BYTES)
         ids.remember(2, f"order-{n}-" + "x" * 400, n)
     ids.forget(2, 5)
     crashed = tmp_path / "crashed.log"
