@@ -358,10 +358,16 @@ def frame_message(msg_type: str, header: Sequence[tuple[int, str]], body: bytes)
 
 
 def frame_text(head: str, body: bytes) -> bytes:
-    """``35=...`` and the header as text, plus the encoded body -> a complete message."""
-    inner = head.encode("latin-1") + body
-    out = b"8=FIX.4.4\x019=%d\x01%s" % (len(inner), inner)
-    return out + b"10=%03d\x01" % checksum(out)
+    """``35=...`` and the header as text, plus the encoded body -> a complete message.
+
+    One per message sent: the prefix is made as text (latin-1: one byte per
+    character, so ``len(head)`` is its encoded length) and joined to the body
+    once; the CheckSum of a message of at most 256 bytes (an acknowledgement)
+    is one Adler-32 call (``checksum``).
+    """
+    out = f"8=FIX.4.4\x019={len(head) + len(body)}\x01{head}".encode("latin-1") + body
+    total = ((zlib.adler32(out) & 0xFFFF) - 1) & 0xFF if len(out) <= _ADLER_CHUNK else checksum(out)
+    return out + b"10=%03d\x01" % total
 
 
 class Timestamps:

@@ -29,17 +29,14 @@ _POPULATE: Final = getattr(mmap, "MAP_POPULATE", 0)  # Linux; elsewhere the page
 class MappedLog:
     """Appends records to ``path``, which must end with its last whole record (the loaders trim torn tails)."""
 
-    __slots__ = ("_end", "_map", "path")
+    __slots__ = ("_end", "_map", "closed", "path")
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._map: mmap.mmap | None = None
         self._end = 0  # bytes of the file in use; the mapping is zeros beyond
+        self.closed = True  # ``_map is None``, as a plain attribute: asked at every flush
         self._map_from(None)
-
-    @property
-    def closed(self) -> bool:
-        return self._map is None
 
     def write(self, record: bytes) -> bool:
         """Append ``record`` (in the page cache when this returns); False when closed (the caller is memory-only)."""
@@ -65,9 +62,11 @@ class MappedLog:
             else:
                 previous.close()
                 self._map = None  # closed (memory only) should mapping again fail
+                self.closed = True
             size = max(needed, self._end) + GROW_BYTES
             os.ftruncate(fd, size)
             self._map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE)  # keeps its own descriptor
+            self.closed = False
         finally:
             os.close(fd)
 
@@ -76,4 +75,5 @@ class MappedLog:
         if self._map is not None:
             self._map.close()
             self._map = None
+            self.closed = True
             os.truncate(self.path, self._end)

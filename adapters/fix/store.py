@@ -120,7 +120,8 @@ class FileStore(MemoryStore):
 
     def record_sent(self, seq: int, raw: bytes | None) -> None:
         MemoryStore.record_sent(self, seq, raw)
-        self._write(b"A %d\n" % seq if raw is None else b"S %d %d\n%s" % (seq, len(raw), raw))
+        if self._log.write(b"A %d\n" % seq if raw is None else b"S %d %d\n%s" % (seq, len(raw), raw)):  # ``_write``
+            self.records += 1
 
     def set_next_target(self, value: int) -> None:
         self.next_target = value
