@@ -27,7 +27,11 @@ _POPULATE: Final = getattr(mmap, "MAP_POPULATE", 0)  # Linux; elsewhere the page
 
 
 class MappedLog:
-    """Appends records to ``path``, which must end with its last whole record (the loaders trim torn tails)."""
+    """Appends records to ``path``, which must end with its last whole record (the loaders trim torn tails).
+
+    One writer per file, as with the append-mode file it replaces: each
+    instance keeps its own end, and ``close`` trims the file to it.
+    """
 
     __slots__ = ("_end", "_map", "closed", "path")
 
