@@ -11,11 +11,11 @@ session stores (``<journal dir>/fix/clordids.log``), one line per change:
 ClOrdIDs are latin-1 text (as the codec decodes them) and run to the end of the
 line; the rare one holding a newline is kept in memory only.
 
-Writes are buffered; the exchange application flushes after each durable batch,
-before the execution reports that name the ClOrdID can leave (the same rule as
-the sequence store: the peer never sees a ClOrdID the file could lose in a
-crash of the process). No fsync, like the sequence store. A torn last line is
-ignored on load.
+Records go into the file through a shared mapping (``mapped_log``): in the
+page cache at once, without a system call, so the peer never sees a ClOrdID
+the file could lose in a crash of the process (the same rule as the sequence
+store). No fsync, like the sequence store. A torn last line (or the mapping's
+zero tail after a crash) is ignored on load.
 
 Bounds: ``MAX_PER_ACCOUNT`` ClOrdIDs per account (the oldest are forgotten);
 the file is rewritten compactly at start and whenever it holds more than
@@ -26,7 +26,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
+
+from adapters.fix.mapped_log import MappedLog
 
 MAX_PER_ACCOUNT: Final = 100_000
 COMPACT_FACTOR: Final = 4
@@ -43,7 +45,7 @@ class ClOrdIds:
         self.current: dict[int, str] = {}  # order id -> its current ClOrdID
         self.records = 0
         self._flushed_records = -1  # ``records`` at the last flush
-        self._file: BinaryIO | None = None
+        self._log: MappedLog | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
@@ -66,8 +68,10 @@ class ClOrdIds:
         if not cl_ord_id:
             return
         self._set(account, cl_ord_id, order_id)
-        if "\n" not in cl_ord_id and self._file is not None and not self._file.closed:  # ``_write``, inlined
-            self._file.write(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
+        log = self._log
+        if "\n" not in cl_ord_id and log is not None and log.write(  # ``_write``, once per order
+            b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")),
+        ):
             self.records += 1
 
     def forget(self, account: int, order_id: int) -> None:
@@ -95,7 +99,7 @@ class ClOrdIds:
     # --- the file ------------------------------------------------------------------------------
 
     def _load(self, data: bytes) -> None:
-        for line in data.split(b"\n")[:-1]:  # the part after the last newline is torn
+        for line in data.split(b"\n")[:-1]:  # the part after the last newline is torn (or a crashed mapping's zeros)
             try:
                 kind, account, order_id, *rest = line.split(b" ", 3)
                 if kind == b"+" and rest:
@@ -111,8 +115,8 @@ class ClOrdIds:
     def _compact(self) -> None:
         """Rewrite the file with the live mappings only (tmp -> rename)."""
         assert self.path is not None
-        if self._file is not None:
-            self._file.close()
+        if self._log is not None:
+            self._log.close()
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as out:
             for account, known in self.by_account.items():
@@ -120,20 +124,18 @@ class ClOrdIds:
                     if "\n" not in cl_ord_id:
                         out.write(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
         tmp.replace(self.path)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the service's life
+        self._log = MappedLog(self.path)
         self.records = sum(len(known) for known in self.by_account.values())
         self._flushed_records = self.records  # all of it is in the new file; ``records`` only grows from here
 
     def _write(self, record: bytes) -> None:
-        if self._file is not None and not self._file.closed:
-            self._file.write(record)
+        if self._log is not None and self._log.write(record):
             self.records += 1
 
     def flush(self) -> None:
-        """Write what is buffered (called once per durable batch, often with nothing new: then it costs nothing)."""
-        if self._file is None or self._file.closed or self.records == self._flushed_records:
+        """Compact when due (called once per durable batch); the records are in the file already (``_write``)."""
+        if self._log is None or self._log.closed or self.records == self._flushed_records:
             return
-        self._file.flush()
         self._flushed_records = self.records
         if self.records > COMPACT_MIN_RECORDS:
             live = sum(len(known) for known in self.by_account.values())
@@ -141,6 +143,5 @@ class ClOrdIds:
                 self._compact()
 
     def close(self) -> None:
-        if self._file is not None and not self._file.closed:
-            self._file.flush()
-            self._file.close()
+        if self._log is not None:
+            self._log.close()

@@ -82,17 +82,17 @@ class Message:
         self.msg_type: str = index.get(35, "")
 
     @classmethod
-    def shaped(cls, numbers: tuple[int, ...], values: tuple[str, ...], raw: bytes, shape: str | None) -> Message:
-        """A message a compiled shape matched (``shapes.py``): its tags are unique by construction.
+    def shaped(cls, index: dict[int, str], numbers: tuple[int, ...], values: tuple[str, ...], raw: bytes,
+               shape: str | None, msg_type: str) -> Message:
+        """A message a compiled shape matched (``shapes.py``): ``index`` maps its tags (unique by construction) to ``values``.
 
-        Only the index is built; the field list waits until something asks for it
+        Only the index is kept; the field list waits until something asks for it
         (a NewOrderSingle is read by tag only), one list of tuples fewer per order.
         """
         self = cls.__new__(cls)
-        index = dict(zip(numbers, values))  # noqa: B905 - one value per tag by construction
         self._index = index
         self.get = index.get
-        self.msg_type = index.get(35, "")
+        self.msg_type = msg_type
         self.raw = raw
         self.shape = shape
         self._fields = None
@@ -180,7 +180,7 @@ class Framer:
         data = self._buffer
         found: list[bytes] = []
         pos = 0
-        while True:
+        while pos < len(data):  # a read of whole messages ends exactly at a frame's end: no search past it
             frame, pos = self._next(data, pos)
             if frame is None:
                 break
@@ -358,10 +358,16 @@ def frame_message(msg_type: str, header: Sequence[tuple[int, str]], body: bytes)
 
 
 def frame_text(head: str, body: bytes) -> bytes:
-    """``35=...`` and the header as text, plus the encoded body -> a complete message."""
-    inner = head.encode("latin-1") + body
-    out = b"8=FIX.4.4\x019=%d\x01%s" % (len(inner), inner)
-    return out + b"10=%03d\x01" % checksum(out)
+    """``35=...`` and the header as text, plus the encoded body -> a complete message.
+
+    One per message sent: the prefix is made as text (latin-1: one byte per
+    character, so ``len(head)`` is its encoded length) and joined to the body
+    once; the CheckSum of a message of at most 256 bytes (an acknowledgement)
+    is one Adler-32 call (``checksum``).
+    """
+    out = f"8=FIX.4.4\x019={len(head) + len(body)}\x01{head}".encode("latin-1") + body
+    total = ((zlib.adler32(out) & 0xFFFF) - 1) & 0xFF if len(out) <= _ADLER_CHUNK else checksum(out)
+    return out + b"10=%03d\x01" % total
 
 
 class Timestamps:

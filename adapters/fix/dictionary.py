@@ -429,6 +429,9 @@ def value_pattern(tag: int) -> str | None:
         one = "(?:" + "|".join(parts) + ")"
         return f"{one}(?: {one})*" if parts else None
     good = [v for v in plain if check_format(tag, v)]
+    if good and all(len(v) == 1 for v in good):
+        # one character class (Side, OrdType, TimeInForce...): the matcher tests a set instead of trying each branch
+        return "[" + "".join(re.escape(v) for v in sorted(good)) + "]"
     return "(?:" + "|".join(re.escape(v) for v in good) + ")" if good else None
 
 

@@ -280,6 +280,9 @@ class Session:
         self._last_sending_us: int | None = None
         self._unstamped = False  # messages queued without a wake-up since last_sent was set (``flush_output``)
         self.name = f"{config.sender_comp_id}->{config.target_comp_id}"
+        # the standard header around MsgSeqNum and SendingTime, as ``send_encoded`` writes it (the config is frozen)
+        self._our_id = f"\x0149={config.sender_comp_id}\x0152="
+        self._their_id = f"\x0156={config.target_comp_id}\x01"
         self.connection: Connection | None = None
         self._reset_connection_state()
 
@@ -426,7 +429,8 @@ class Session:
             self.reject(message, 9, None, "CompID problem")
             self.logout(None, now)
             return False
-        seq = message.seq_num()
+        value = get(34, "")  # ``message.seq_num()``, inlined: once per message
+        seq = int(value) if value.isdigit() and value.isascii() else 0
         expected = self.store.next_target
         if check_high and seq > expected:
             if len(self.queue) < MAX_QUEUED:
@@ -541,9 +545,7 @@ class Session:
                       *extra_header]
             raw = frame_message(msg_type, header, body)
         else:  # the common case: the standard header is already in tag order
-            raw = frame_text(
-                f"35={msg_type}\x0134={seq}\x0149={self.config.sender_comp_id}\x0152={stamp}\x01"
-                f"56={self.config.target_comp_id}\x01", body)
+            raw = frame_text(f"35={msg_type}\x0134={seq}{self._our_id}{stamp}{self._their_id}", body)
         store.record_sent(seq, None if msg_type in _ADMIN_TYPES else raw)
         connection = self.connection
         if connection is not None:

@@ -9,12 +9,14 @@ daemon restarts. Records:
     T <next target>\\n                 the next MsgSeqNum we expect
     R\\n                               both sequences reset to 1
 
-Writes are buffered and flushed by the server before the bytes they cover go
-on the wire and after each read (``flush``), so a crash of the process never
-loses a sequence number the peer has seen. The next expected MsgSeqNum is
-written once per flush: its last value is all a reload uses. No fsync: after a power loss the peer may see a
-sequence reset; FIX recovers from that with a ResendRequest or ResetSeqNumFlag.
-A torn last record is ignored on load.
+Records go into the log through a shared mapping (``mapped_log``): in the page
+cache at once, without a system call, so a crash of the process never loses a
+sequence number the peer has seen. The next expected MsgSeqNum is written
+once per ``flush`` (the server calls it before the bytes it covers go on the
+wire and after each read): its last value is all a reload uses. No fsync:
+after a power loss the peer may see a sequence reset; FIX recovers from that
+with a ResendRequest or ResetSeqNumFlag. A torn last record (or a crashed
+mapping's zero tail) is dropped on load.
 
 Bounds: at most ``MAX_STORED`` application messages are kept for resend; older
 ones are answered with a gap fill. The log is rewritten compactly when it holds
@@ -23,8 +25,11 @@ more than ``COMPACT_RECORDS`` records.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
+
+from adapters.fix.mapped_log import MappedLog
 
 MAX_STORED: Final = 100_000
 COMPACT_RECORDS: Final = 1_000_000
@@ -36,14 +41,16 @@ class MemoryStore:
     def __init__(self) -> None:
         self.next_sender = 1
         self.next_target = 1
-        self.messages: dict[int, bytes] = {}
+        # oldest first; an OrderedDict so dropping the oldest is O(1): ``del d[next(iter(d))]`` on a plain dict
+        # scans every slot deleted before it, which once MAX_STORED is reached made each send cost O(MAX_STORED)
+        self.messages: OrderedDict[int, bytes] = OrderedDict()
 
     def record_sent(self, seq: int, raw: bytes | None) -> None:
         self.next_sender = seq + 1
         if raw is not None:
             self.messages[seq] = raw
             if len(self.messages) > MAX_STORED:
-                del self.messages[next(iter(self.messages))]
+                self.messages.popitem(last=False)
 
     def set_next_target(self, value: int) -> None:
         self.next_target = value
@@ -73,8 +80,8 @@ class FileStore(MemoryStore):
         self.records = 0
         self._target_dirty = False
         if path.exists():
-            self._load(path.read_bytes())
-        self._file: BinaryIO = open(path, "ab")  # noqa: SIM115 - held open for the session's life
+            self._load(path.read_bytes())  # trims a torn tail: the log appends after the last whole record
+        self._log = MappedLog(path)
         if self.records > COMPACT_RECORDS:
             self._compact()
 
@@ -113,8 +120,7 @@ class FileStore(MemoryStore):
 
     def record_sent(self, seq: int, raw: bytes | None) -> None:
         MemoryStore.record_sent(self, seq, raw)
-        if not self._file.closed:  # after close (shutdown) the session is memory-only
-            self._file.write(b"A %d\n" % seq if raw is None else b"S %d %d\n%s" % (seq, len(raw), raw))
+        if self._log.write(b"A %d\n" % seq if raw is None else b"S %d %d\n%s" % (seq, len(raw), raw)):  # ``_write``
             self.records += 1
 
     def set_next_target(self, value: int) -> None:
@@ -127,21 +133,20 @@ class FileStore(MemoryStore):
             self._write(b"T %d\n" % self.next_target)
 
     def _write(self, record: bytes) -> None:
-        if not self._file.closed:  # after close (shutdown) the session is memory-only
-            self._file.write(record)
+        if self._log.write(record):  # False after close (shutdown): the session is memory-only
             self.records += 1
 
     def reset(self) -> None:
         super().reset()
         self._target_dirty = False
-        self._file.close()
-        self._file = open(self.path, "wb")  # noqa: SIM115
-        self._file.write(b"R\n")
+        self._log.close()
+        self.path.write_bytes(b"R\n")
+        self._log = MappedLog(self.path)
         self.records = 1
 
     def _compact(self) -> None:
         self._target_dirty = False  # the compacted log ends with the current T
-        self._file.close()
+        self._log.close()
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as out:
             out.write(b"R\n")
@@ -151,19 +156,18 @@ class FileStore(MemoryStore):
             out.write(b"A %d\n" % (self.next_sender - 1) if self.next_sender > 1 else b"")
             out.write(b"T %d\n" % self.next_target)
         tmp.replace(self.path)
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._log = MappedLog(self.path)
         self.records = len(self.messages) + 3
 
     def flush(self) -> None:
-        if self._file.closed:
+        """Write the next expected MsgSeqNum if it changed (the records before it are in the log already)."""
+        if self._log.closed:
             return
         self._write_target()
-        self._file.flush()
         if self.records > COMPACT_RECORDS:
             self._compact()
 
     def close(self) -> None:
-        if not self._file.closed:
+        if not self._log.closed:
             self._write_target()
-            self._file.flush()
-            self._file.close()
+            self._log.close()

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.fix import store as store_module
 from adapters.fix.codec import (
     Framer,
     Garbled,
@@ -41,6 +42,23 @@ def test_torn_store_tail_is_dropped(tmp_path: Path) -> None:
         handle.write(b"S 2 999\n8=FIX")
     again = FileStore(path)
     assert (again.next_sender, again.next_target, again.get(1)) == (2, 5, raw)
+    again.close()
+
+
+def test_store_keeps_the_newest_messages_and_drops_the_oldest_in_constant_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the bound each send drops the oldest message; a resend of those is a gap fill (``get`` None)."""
+    monkeypatch.setattr(store_module, "MAX_STORED", 50)
+    store = FileStore(tmp_path / "s.log")
+    for seq in range(1, 1001):
+        store.record_sent(seq, b"m%d" % seq if seq % 3 else None)
+    kept = [seq for seq in range(1, 1001) if store.get(seq) is not None]
+    assert kept == [seq for seq in range(1, 1001) if seq % 3][-50:]
+    assert store.next_sender == 1001
+    store.close()
+    again = FileStore(tmp_path / "s.log")  # the log holds them all; the reload keeps the same newest 50
+    assert [seq for seq in range(1, 1001) if again.get(seq) is not None] == kept
     again.close()
 
 
@@ -168,3 +186,23 @@ def test_the_framers_quick_cut_finds_what_the_search_finds(pieces: list[bytes]) 
     frame, end = Framer._next(data, 0)
     if frame:
         assert Framer._next(b"\x01" + data, 0) == (frame, end + 1)  # a leading byte forces the general search
+
+
+def test_store_records_are_in_the_file_without_a_flush_or_close(tmp_path: Path) -> None:
+    """A crash of the process loses no record: they go straight into the mapped log (past its first mapping too)."""
+    path = tmp_path / "s.log"
+    store = FileStore(path)
+    raw = frame_message("D", [(34, "1")], b"11=a\x01" + b"x" * 300)
+    store.record_sent(1, None)
+    store.set_next_target(7)
+    store.flush()
+    for seq in range(2, 5000):
+        store.record_sent(seq, raw)
+    crashed = tmp_path / "crashed.log"
+    crashed.write_bytes(path.read_bytes())  # the log as a crash leaves it: the mapping's zero tail included
+    assert crashed.read_bytes().endswith(b"\0")
+    again = FileStore(crashed)
+    assert (again.next_sender, again.next_target, again.get(1), again.get(4999)) == (5000, 7, None, raw)
+    again.close()
+    store.close()
+    assert path.read_bytes().endswith(raw)  # close trims the zero tail
