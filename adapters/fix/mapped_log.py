@@ -7,12 +7,18 @@ appends to its files before every burst of output (the peer never sees a
 sequence number or ClOrdID the files could lose in a crash of the process), so
 on the one-order round trip this saves a system call per file per order.
 
-The mapping reaches ``GROW_BYTES`` past the records; the file is extended and
-mapped again when a record does not fit (``MAP_POPULATE``: the pages are
-faulted in once then, not one at a time while appending). The unused tail
-is zeros; ``close`` trims it, and after a crash the loaders stop at the first
-record that does not parse, as they do at a torn one. No fsync (neither file
-ever had one): after a power loss the files may lose their last records.
+Only a window at the end of the file is mapped: from the page holding the
+last record to at least ``GROW_BYTES`` past it, so the mapping (and the pages
+it keeps resident) stays the size of one window however long the log grows.
+When a record does not fit, the window moves to the end (``MAP_POPULATE``: its
+pages are faulted in once then, not one at a time while appending). The
+window's blocks are allocated before it is mapped (``posix_fallocate``): a
+store into a mapped page the disk has no room for kills the process with
+SIGBUS, where a refused allocation is an ``OSError`` the caller reports like a
+failed write. The unused tail is zeros; ``close`` trims it, and after a crash
+the loaders stop at the first record that does not parse, as they do at a torn
+one. No fsync (neither file ever had one): after a power loss the files may
+lose their last records.
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ class MappedLog:
     instance keeps its own end, and ``close`` trims the file to it.
     """
 
-    __slots__ = ("_end", "_map", "closed", "path")
+    __slots__ = ("_base", "_end", "_map", "closed", "path")
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._map: mmap.mmap | None = None
+        self._base = 0  # file offset of the mapping's first byte
         self._end = 0  # bytes of the file in use; the mapping is zeros beyond
         self.closed = True  # ``_map is None``, as a plain attribute: asked at every flush
         self._map_from(None)
@@ -47,18 +54,20 @@ class MappedLog:
         mapped = self._map
         if mapped is None:
             return False
-        end = self._end
-        stop = end + len(record)
+        at = self._end - self._base
+        stop = at + len(record)
         if stop > len(mapped):
-            self._map_from(mapped, stop)
+            self._map_from(mapped, len(record))
             mapped = self._map
             assert mapped is not None
-        mapped[end:stop] = record
-        self._end = stop
+            at = self._end - self._base
+            stop = at + len(record)
+        mapped[at:stop] = record
+        self._end += len(record)
         return True
 
     def _map_from(self, previous: mmap.mmap | None, needed: int = 0) -> None:
-        """Map the file with ``GROW_BYTES`` of zeros beyond ``needed`` (or its current end), replacing ``previous``."""
+        """Map a window from the page of the current end to ``GROW_BYTES`` past ``needed`` more bytes."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if previous is None:
@@ -67,9 +76,11 @@ class MappedLog:
                 previous.close()
                 self._map = None  # closed (memory only) should mapping again fail
                 self.closed = True
-            size = max(needed, self._end) + GROW_BYTES
-            os.ftruncate(fd, size)
-            self._map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE)  # keeps its own descriptor
+            base = self._end - self._end % mmap.ALLOCATIONGRANULARITY
+            size = self._end - base + needed + GROW_BYTES
+            os.posix_fallocate(fd, base, size)  # extends the file; ENOSPC here, never SIGBUS at a store
+            self._map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE, offset=base)  # keeps its own descriptor
+            self._base = base
             self.closed = False
         finally:
             os.close(fd)
