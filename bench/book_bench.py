@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from bench.workload import EXPECTED_FILLS, Order
 from engine.book import OrderBook
 from engine.market import Market
 from engine.messages import BID, NO_CLIENT_ID, REJECT_TAKER, PlaceOrder
-from engine.runtime import GC_THRESHOLD, _tune_interpreter, _untune_interpreter
+from engine.runtime import GC_THRESHOLD, tuned_interpreter
 
 ENGINE_GC: Final = (f"engine runtime settings: gc.freeze() after a collect and after every pass, "
                     f"gc.set_threshold{GC_THRESHOLD}")
@@ -135,12 +134,8 @@ def engine_interpreter() -> Iterator[None]:
     would count collections the engine does not make (each gen-0 pass walks the
     young objects, and the default's frequent older passes walk every resting order).
     """
-    threshold, switch = gc.get_threshold(), sys.getswitchinterval()
-    _tune_interpreter()
-    try:
+    with tuned_interpreter():
         yield
-    finally:
-        _untune_interpreter(threshold, switch)
 
 
 def repeat(

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import fcntl
 import gc
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -732,13 +733,20 @@ def _tune_interpreter() -> None:
     sys.setswitchinterval(0.0005)
 
 
-def _untune_interpreter(threshold: tuple[int, int, int], switch_interval: float) -> None:
-    """Undo ``_tune_interpreter`` (benchmarks that also measure code under the interpreter's defaults)."""
-    if _freeze_survivors in gc.callbacks:
-        gc.callbacks.remove(_freeze_survivors)
-    gc.unfreeze()
-    gc.set_threshold(*threshold)
-    sys.setswitchinterval(switch_interval)
+@contextlib.contextmanager
+def tuned_interpreter() -> Iterator[None]:
+    """``_tune_interpreter`` for a block, then the settings from before it (benchmarks that also
+    measure code under the interpreter's defaults, and tests)."""
+    threshold, switch_interval = gc.get_threshold(), sys.getswitchinterval()
+    _tune_interpreter()
+    try:
+        yield
+    finally:
+        if _freeze_survivors in gc.callbacks:
+            gc.callbacks.remove(_freeze_survivors)
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        sys.setswitchinterval(switch_interval)
 
 
 async def _fail(exc: BaseException) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.runtime import GC_THRESHOLD, _freeze_survivors, _tune_interpreter, _untune_interpreter
+from engine.runtime import GC_THRESHOLD, _freeze_survivors, _tune_interpreter, tuned_interpreter
 
 
 class _Node:
@@ -21,12 +21,8 @@ class _Node:
 
 @pytest.fixture
 def tuned() -> Iterator[None]:
-    threshold, switch = gc.get_threshold(), sys.getswitchinterval()
-    _tune_interpreter()
-    try:
+    with tuned_interpreter():
         yield
-    finally:
-        _untune_interpreter(threshold, switch)
 
 
 def _cycle() -> weakref.ref[_Node]:
@@ -66,13 +62,10 @@ def test_a_frozen_cycle_is_not_collected_until_unfrozen(tuned: None) -> None:
     assert probe() is None
 
 
-def test_tuning_twice_registers_the_hook_once_and_untuning_removes_it() -> None:
+def test_tuning_twice_registers_the_hook_once_and_the_block_restores_the_settings() -> None:
     threshold, switch = gc.get_threshold(), sys.getswitchinterval()
-    _tune_interpreter()
-    _tune_interpreter()
-    try:
+    with tuned_interpreter():
+        _tune_interpreter()  # as a second engine in the process does
         assert gc.callbacks.count(_freeze_survivors) == 1
-    finally:
-        _untune_interpreter(threshold, switch)
     assert _freeze_survivors not in gc.callbacks
-    assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
+    assert gc.get_threshold() == threshold and sys.getswitchinterval() == switch and gc.get_freeze_count() == 0
