@@ -133,31 +133,6 @@ async def test_a_fast_disk_syncs_on_the_loops_thread_and_a_fast_thread_sync_brin
     writer.close()
 
 
-async def test_a_large_batch_goes_to_the_sync_thread_even_on_a_fast_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """More than INLINE_SYNC_MAX_EVENTS events in one commit: intake is busy, the loop keeps matching."""
-    monkeypatch.setattr(actors, "INLINE_SYNC_MAX_S", 60.0)  # every fsync counts as fast
-    writer = SlowDisk(tmp_path, delay=0.0)
-    log = Log(tmp_path)
-    journal = JournalActor(writer, lambda sink, value: sink.set(value))
-    small = list(range(1, actors.INLINE_SYNC_MAX_EVENTS + 1))
-    large = list(range(100, 100 + actors.INLINE_SYNC_MAX_EVENTS + 1))
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(journal.run)
-            for batch in (small, large):
-                await journal.submit([deposit(n) for n in batch], [(log.sink(f"d{batch[-1]}", batch[-1]), Result())])
-                while journal.busy or journal.queued:  # noqa: ASYNC110
-                    await trio.sleep(0.002)
-                if batch is small:
-                    assert writer.threads == {threading.main_thread().name}  # synced on the loop's thread
-            nursery.cancel_scope.cancel()
-    assert "satchel-journal-sync" in writer.threads and journal.inline_sync
-    assert log.seen == [(f"d{small[-1]}", True), (f"d{large[-1]}", True)]
-    writer.close()
-
-
 async def test_a_full_disk_refuses_what_is_not_durable_and_stops_the_journal(tmp_path: Path) -> None:
     writer = SlowDisk(tmp_path, delay=0.0, full_at_write=3)
     log = Log(tmp_path)
