@@ -89,7 +89,6 @@ SUBSCRIBER_BUFFER_SIZE: Final = 1024
 BATCH_MAX: Final = 2048
 PIPELINE_MAX: Final = 64  # batches framed but not yet durable; beyond this the journal takes no more until the disk answers
 INLINE_SYNC_MAX_S: Final = 0.001  # the journal syncs on the event loop's thread while fsyncs take less than this
-INLINE_SYNC_MAX_EVENTS: Final = 32  # ...and only batches this small: a larger one means intake is busy (see _commit)
 
 # account inbox message kinds
 CMD: Final = 0  # (CMD, command, sink)
@@ -282,15 +281,13 @@ class JournalActor:
         first_seq = self.head_seq + 1
         data, last_seq, last_hash = frame_records(payloads, self.head_seq, self.head_hash)
         self.head_seq, self.head_hash = last_seq, last_hash
-        if not waiting and self.inline_sync and len(events) <= INLINE_SYNC_MAX_EVENTS:
-            # The disk is fast, nothing is on its way to it and the batch is small: sync
-            # here. Handing the batch to the thread costs two wake-ups and GIL hand-offs,
-            # which on this class of machine took longer than a fast disk's fdatasync
-            # (~60 us): for an order or a few in flight, the reply is sooner this way. A
-            # large batch means intake is busy, and the loop is better off matching the
-            # next batch while the thread syncs this one; so is it while the disk is slow
-            # (a slow fsync sends the next batches to the thread), so the event loop
-            # (timers, heartbeats, fan-out) never waits long on it.
+        if not waiting and self.inline_sync:
+            # The disk is fast and nothing is on its way to it: sync here. Handing the
+            # batch to the thread costs two wake-ups and GIL hand-offs, which on this
+            # class of machine took longer than a fast disk's fdatasync (~60 us) and,
+            # under load, delayed every reply by milliseconds. A disk that turns slow
+            # sends the next batches to the thread, where matching overlaps the fsync,
+            # so the event loop (timers, heartbeats, fan-out) never waits long on it.
             started = time.perf_counter()
             try:
                 self.writer.write_and_sync(data, first_seq, last_seq, last_hash)
