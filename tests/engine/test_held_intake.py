@@ -37,6 +37,14 @@ async def funded(engine: Engine) -> tuple[int, int]:
     return buyer, seller
 
 
+async def started(nursery: trio.Nursery, directory: Path) -> tuple[Engine, int, int]:
+    """An engine serving in ``nursery``, with a funded buyer and seller, idle."""
+    engine: Engine = await nursery.start(Engine(CONFIG, directory).run)
+    buyer, seller = await funded(engine)
+    await engine.wait_idle()
+    return engine, buyer, seller
+
+
 def orders(engine: Engine, buyer: int, seller: int) -> list[tuple[int, PlaceOrder]]:
     """Resting asks, a bid that takes two of them, an over-sized bid that is refused, a rest."""
     out = []
@@ -57,9 +65,7 @@ def placed(directory: Path) -> list[tuple[Any, ...]]:
 async def run(directory: Path, held: bool, second_read: bool = False) -> list[tuple[Result, bool]]:
     results: list[tuple[Result, bool]] = []
     async with trio.open_nursery() as nursery:
-        engine: Engine = await nursery.start(Engine(CONFIG, directory).run)
-        buyer, seller = await funded(engine)
-        await engine.wait_idle()
+        engine, buyer, seller = await started(nursery, directory)
         actor = engine.market_actors["SOL_USDC"]
         if held:
             assert engine.hold_markets()
@@ -102,9 +108,7 @@ async def test_one_read_per_scheduler_pass_commits_in_its_own_step(tmp_path: Pat
     results: list[tuple[Result, bool]] = []
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
-            buyer, seller = await funded(engine)
-            await engine.wait_idle()
+            engine, buyer, seller = await started(nursery, tmp_path)
             journal = engine.journal
             (a1, ask1), (a2, ask2), (a3, ask3), *_ = orders(engine, buyer, seller)
 
@@ -135,9 +139,7 @@ async def test_a_busy_market_is_woken_instead(tmp_path: Path) -> None:
     results: list[tuple[Result, bool]] = []
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
-            buyer, seller = await funded(engine)
-            await engine.wait_idle()
+            engine, buyer, seller = await started(nursery, tmp_path)
             actor = engine.market_actors["SOL_USDC"]
             first, *rest = orders(engine, buyer, seller)
             assert engine.submit(first[0], first[1], Collect(engine, results)) is None  # wakes the actor
@@ -157,9 +159,7 @@ async def test_a_failing_pass_stops_the_engine(tmp_path: Path, monkeypatch: pyte
     """Fail-stop, as when the market's own task fails: never an engine running on with half a pass applied."""
     with trio.fail_after(20), pytest.RaisesGroup(pytest.RaisesExc(RuntimeError, match="boom"), flatten_subgroups=True):
         async with trio.open_nursery() as nursery:
-            engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
-            buyer, seller = await funded(engine)
-            await engine.wait_idle()
+            engine, buyer, seller = await started(nursery, tmp_path)
 
             def boom(*args: Any) -> None:
                 raise RuntimeError("boom")
