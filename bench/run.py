@@ -141,7 +141,7 @@ def run_latency(
         "achieved_per_s": [round(r.achieved_per_s) for r in results],
         "rejected": sum(r.rejected for r in results),
         "how": "open loop, order i due at start + i/rate; latency from the due time to the sink "
-               "(after fsync); the sender wakes once per ms and sends what is due (see engine_bench.latency_once), "
+               "(after fsync); the sender sends what is due, and sleeps 1 ms when nothing is (see engine_bench.latency_once), "
                + ("as one held intake batch, the way the FIX adapter submits a socket read's orders"
                   if batched else "one submit per order with no held batch, the way a REST request's order goes"),
     }
