@@ -23,6 +23,19 @@ class DecimalError(ValueError):
     """A decimal string that cannot be represented exactly at the requested scale."""
 
 
+def _match(text: str, what: str) -> re.Match[str]:
+    """The parts of a non-negative decimal string, or an error that says what is wrong with it."""
+    if len(text) > MAX_DECIMAL_CHARS:
+        raise DecimalError(f"{what} is too long ({len(text)} characters)")
+    stripped = text.strip()
+    m = _DECIMAL.fullmatch(stripped)
+    if m is None:
+        if stripped.startswith("-") and _DECIMAL.fullmatch(stripped[1:]):
+            raise DecimalError(f"{what} must not be negative: {text!r}")
+        raise DecimalError(f"{what} is not a decimal number: {text!r}")
+    return m
+
+
 def parse_units(text: object, scale: int, *, what: str = "amount") -> int:
     """Parse a non-negative decimal string into an integer count of 10**-scale units.
 
@@ -31,11 +44,7 @@ def parse_units(text: object, scale: int, *, what: str = "amount") -> int:
     """
     if not isinstance(text, str):
         raise DecimalError(f"{what} must be a decimal string, got {type(text).__name__}")
-    if len(text) > MAX_DECIMAL_CHARS:
-        raise DecimalError(f"{what} is too long ({len(text)} characters)")
-    m = _DECIMAL.fullmatch(text.strip())
-    if m is None:
-        raise DecimalError(f"{what} is not a decimal number: {text!r}")
+    m = _match(text, what)
     whole, frac = (m.group(1) or "0"), (m.group(2) or m.group(3) or "")
     frac = frac.rstrip("0")
     if len(frac) > scale:
@@ -63,11 +72,7 @@ def format_units(value: int, scale: int) -> str:
 
 def ratio(text: str, *, what: str) -> tuple[int, int]:
     """A non-negative decimal string as an exact fraction (numerator, denominator)."""
-    if len(text) > MAX_DECIMAL_CHARS:
-        raise DecimalError(f"{what} is too long ({len(text)} characters)")
-    m = _DECIMAL.fullmatch(text.strip())
-    if m is None:
-        raise DecimalError(f"{what} is not a decimal number: {text!r}")
+    m = _match(text, what)
     frac = m.group(2) or m.group(3) or ""
     den = 10 ** len(frac)
     return int(m.group(1) or "0") * den + (int(frac) if frac else 0), den
@@ -75,9 +80,5 @@ def ratio(text: str, *, what: str) -> tuple[int, int]:
 
 def scale_of(text: str, *, what: str) -> int:
     """Number of decimals needed to write a decimal string exactly ("0.010" -> 2)."""
-    if len(text) > MAX_DECIMAL_CHARS:
-        raise DecimalError(f"{what} is too long ({len(text)} characters)")
-    m = _DECIMAL.fullmatch(text.strip())
-    if m is None:
-        raise DecimalError(f"{what} is not a decimal number: {text!r}")
+    m = _match(text, what)
     return len((m.group(2) or m.group(3) or "").rstrip("0"))

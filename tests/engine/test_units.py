@@ -34,10 +34,16 @@ def test_parse_units_refuses_decimal_too_long(text: str, scale: int) -> None:
         parse_units(text, scale, what="price")
 
 
-@pytest.mark.parametrize("text", ["", " ", "-1", "+1", "1.", "1e5", "1,5", "1_000", "0x10", "nan", "1.2.3", "١٢"])
+@pytest.mark.parametrize("text", ["", " ", "-", "--1", "+1", "1.", "1e5", "1,5", "1_000", "0x10", "nan", "1.2.3", "١٢"])
 def test_parse_units_refuses_non_decimals(text: str) -> None:
     with pytest.raises(DecimalError, match="quantity is not a decimal number"):
         parse_units(text, 2, what="quantity")
+
+
+@pytest.mark.parametrize("text", ["-1", "-0.5", " -2 ", "-.5"])
+def test_parse_units_says_a_negative_amount_is_negative(text: str) -> None:
+    with pytest.raises(DecimalError, match=f"amount must not be negative: '{text}'"):
+        parse_units(text, 2)
 
 
 @pytest.mark.parametrize(("value", "type_name"), [(1, "int"), (1.5, "float"), (None, "NoneType"), (b"1", "bytes")])
@@ -90,10 +96,15 @@ def test_ratio_is_exact(text: str, fraction: tuple[int, int]) -> None:
     assert ratio(text, what="band") == fraction
 
 
-@pytest.mark.parametrize("text", ["-0.5", "1/2", "abc", ""])
+@pytest.mark.parametrize("text", ["1/2", "abc", ""])
 def test_ratio_refuses_non_decimals(text: str) -> None:
     with pytest.raises(DecimalError, match="band is not a decimal number"):
         ratio(text, what="band")
+
+
+def test_ratio_refuses_negatives() -> None:
+    with pytest.raises(DecimalError, match=r"band must not be negative: '-0\.5'"):
+        ratio("-0.5", what="band")
 
 
 @pytest.mark.parametrize(("text", "scale"), [("0.010", 2), ("1", 0), ("1.000", 0), ("0.00001", 5), (".5", 1)])

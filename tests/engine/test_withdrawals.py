@@ -202,7 +202,7 @@ async def test_engine_flow_survives_restart_snapshot_and_verify(tmp_path: Path) 
 
 @pytest.mark.parametrize(("args", "code", "words"), [
     (("DOGE", "1", ADDRESS, "Solana"), "INVALID_ASSET", "DOGE"),
-    (("SOL", "-1", ADDRESS, "Solana"), "INVALID_QUANTITY", "decimal"),
+    (("SOL", "-1", ADDRESS, "Solana"), "INVALID_QUANTITY", "must not be negative"),
     (("SOL", "0", ADDRESS, "Solana"), "INVALID_QUANTITY", "positive"),
     (("SOL", "0.0000000001", ADDRESS, "Solana"), "INVALID_QUANTITY", "decimal"),
     (("SOL", "1", "", "Solana"), "INVALID_CLIENT_REQUEST", "address is required"),
