@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -42,7 +44,7 @@ def test_parse_units_refuses_non_decimals(text: str) -> None:
 
 @pytest.mark.parametrize("text", ["-1", "-0.5", " -2 ", "-.5"])
 def test_parse_units_says_a_negative_amount_is_negative(text: str) -> None:
-    with pytest.raises(DecimalError, match=f"amount must not be negative: '{text}'"):
+    with pytest.raises(DecimalError, match=re.escape(f"amount must not be negative: '{text}'")):
         parse_units(text, 2)
 
 
