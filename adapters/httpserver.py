@@ -183,7 +183,7 @@ class _Parsing:
         if self.parser.should_upgrade():
             raise Refused(400, UPGRADE_REFUSED)
         declared = self._headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > self.max_body:
             raise Refused(413, f"Body too large: limit is {self.max_body} bytes")
         expect = self._headers.get("expect")
         self.expect_continue = expect is not None and expect.lower() == "100-continue"

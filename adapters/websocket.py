@@ -183,8 +183,10 @@ class StreamServer:
         parts = stream.split(".")
         kind, symbol = parts[0], parts[-1]
         if kind == "account":
-            return stream in ("account.orderUpdate", "account.balanceUpdate") or (
-                len(parts) == 3 and parts[1] == "orderUpdate" and symbol in self.specs)
+            # rfqUpdate is accepted and stays silent (no RFQ markets here): ccxt's watchOrders
+            # subscribes to it beside orderUpdate, and one refused stream fails the whole frame
+            return stream in ("account.orderUpdate", "account.balanceUpdate", "account.rfqUpdate") or (
+                len(parts) == 3 and parts[1] in ("orderUpdate", "rfqUpdate") and symbol in self.specs)
         if symbol not in self.specs:
             return False
         if len(parts) == 2:
@@ -303,15 +305,24 @@ class StreamServer:
                 self._kline(stream, parts[1], spec, now_us)
 
     def _kline(self, stream: str, interval: str, spec: Any, now_us: int) -> None:
-        candle = self.api.publisher.current_candle(spec.symbol, interval)
-        if candle is None:
-            return
-        closed = now_us // 1_000_000 >= candle.end_s
-        mark = (candle.start_s, candle.trades * 2 + closed)
-        if self._kline_sent.get(stream) == mark:
-            return
-        self._kline_sent[stream] = mark
-        self._publish(stream, lambda: wire.ws_kline(spec, candle, closed, now_us))
+        """Once a second: each candle that changed since the last tick, oldest first, with its final
+        update (``X: true``) once it has closed, including the candles that opened and closed between
+        two ticks (a 1s candle often does). A new subscriber starts from the newest candle."""
+        publisher = self.api.publisher
+        sent = self._kline_sent.get(stream)  # (start_s, trades * 2 + closed) of the last candle sent
+        if sent is None:
+            newest = publisher.current_candle(spec.symbol, interval)
+            candles = [newest] if newest is not None else []
+        else:
+            candles = publisher.candles_since(spec.symbol, interval, sent[0])
+        now_s = now_us // 1_000_000
+        for candle in candles:
+            closed = now_s >= candle.end_s
+            mark = (candle.start_s, candle.trades * 2 + closed)
+            if sent is not None and mark <= sent:  # sent already, as it is now (marks only grow)
+                continue
+            self._kline_sent[stream] = sent = mark
+            self._publish(stream, partial(wire.ws_kline, spec, candle, closed, now_us))
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -335,6 +346,9 @@ class StreamServer:
             pass
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except Exception:  # a bug closes this connection, never the server and the daemon with it
+            log.exception("WebSocket connection failed")
+            conn.close_reason = "Internal error"
         finally:
             self._forget(conn)
             with trio.move_on_after(CLOSE_GRACE_S):
@@ -464,6 +478,9 @@ class StreamServer:
             self._reply(conn, request_id, result=result)
         except ApiError as exc:
             self._reply(conn, request_id, error=exc)
+        except Exception:  # a bug answers this request, never the daemon (as _execute does)
+            log.exception("request %r failed", message.get("method"))
+            self._reply(conn, request_id, error=ApiError("SERVER_ERROR", INTERNAL_ERROR))
         finally:
             conn.inflight -= 1
 

@@ -267,9 +267,12 @@ class Account:
             return short
         return Withdrawn(self.account_id, cmd.asset, cmd.amount, now_us)
 
-    def decide_deposit(self, cmd: Deposit, now_us: int) -> Deposited | Rejection:
-        if self.balances.get(cmd.asset, 0) + cmd.amount >= MAX_AMOUNT:
-            return Rejection("INVALID_QUANTITY", "Deposit would exceed the largest balance the ledger holds")
+    def decide_deposit(self, cmd: Deposit, now_us: int, supply: int) -> Deposited | Rejection:
+        """``supply``: the venue's total of the asset (``Venue.supply``). Bounding it bounds every balance,
+        since trades and transfers only move amounts between accounts."""
+        if supply + cmd.amount >= MAX_AMOUNT:
+            return Rejection("INVALID_QUANTITY", f"Deposit would take the venue's total {cmd.asset} past the "
+                             "largest amount the ledger holds")
         return Deposited(self.account_id, cmd.asset, cmd.amount, now_us)
 
     def decide_transfer(self, cmd: Transfer, other_parent: int, now_us: int, decimals: int) -> Transferred | Rejection:

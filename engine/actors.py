@@ -553,6 +553,9 @@ class MarketActor:
             return
         if t is CancelAllOrders:
             views, cancelled = [], market.decide_cancel_all(cmd.account_id, now)
+            if isinstance(cancelled, Rejection):
+                deliveries.append((sink, Result(rejection=cancelled)))  # type: ignore[arg-type]
+                return
             for decided in cancelled:
                 view = market.view(market.book.orders[decided.order_id])
                 market.apply_cancelled(decided)
@@ -836,7 +839,7 @@ class AccountActor:
         decimals = venue.assets[cmd.asset].decimals
         decided: Deposited | Withdrawn | Transferred | Rejection
         if t is Deposit:
-            decided = account.decide_deposit(cmd, now)
+            decided = account.decide_deposit(cmd, now, venue.supply.get(cmd.asset, 0))
         elif t is Withdraw:
             decided = account.decide_withdraw(cmd, now, decimals)
         elif t is Transfer:

@@ -341,7 +341,10 @@ class Market:
         walk = self.book.walk(
             cmd.side, cmd.price_ticks, max_steps, max_quote, self.spec.quote_per_tick_step, cmd.account_id, cmd.stp
         )
-        if cmd.tif == FOK and (walk.stp_stopped or walk.filled_steps < cmd.qty_steps):
+        # complete: its whole quantity, or for an order sized in quote, until the quote ran out
+        # (``quote_bound``; qty_steps is 0 there, so the quantity test alone would always pass)
+        unfilled = walk.filled_steps < cmd.qty_steps if cmd.qty_steps else not walk.quote_bound
+        if cmd.tif == FOK and (walk.stp_stopped or unfilled):
             return self._expired(cmd, now_us, R_FILL_OR_KILL)
         status, reason = self._outcome(cmd, walk, max_steps)
         return _placed_from(cmd, now_us, status, reason, self._fills(cmd.side, walk.fills), walk.stp_cancelled)
@@ -490,9 +493,9 @@ class Market:
             return Rejection("RESOURCE_NOT_FOUND", "Order not found")
         return OrderCancelled(order.order_id, order.account_id, self.spec.symbol, now_us)
 
-    def decide_cancel_all(self, account_id: int, now_us: int) -> list[OrderCancelled]:
-        if self.state == CLOSED:
-            return []
+    def decide_cancel_all(self, account_id: int, now_us: int) -> list[OrderCancelled] | Rejection:
+        if self.state == CLOSED:  # refused as a single cancel is, not answered "none cancelled"
+            return Rejection("TRADING_PAUSED", f"Market {self.spec.symbol} is closed")
         sym = self.spec.symbol
         return [
             OrderCancelled(o.order_id, account_id, sym, now_us)
@@ -516,6 +519,14 @@ class Market:
                 return Rejection("INVALID_PRICE", "Amended price is outside the price band")
             if self.book.crosses(order.side, price):
                 return Rejection("INVALID_PRICE", "Amended price would cross the book; cancel and place a new order")
+        spec = self.spec
+        notional = price * total * spec.quote_per_tick_step
+        if notional < spec.min_notional_quote:  # the filter a new order meets (Engine.build_order)
+            return Rejection(
+                "INVALID_ORDER",
+                f"Order value {spec.format_quote(notional)} {spec.quote} is below the minimum notional "
+                f"{spec.format_quote(spec.min_notional_quote)} {spec.quote}",
+            )
         remaining = total - executed
         lock = self.lock_for(order.side, price, remaining)
         old = self.lock_for(order.side, order.price_ticks, order.remaining_steps)

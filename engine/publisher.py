@@ -726,6 +726,16 @@ class Publisher:
         candles = self._data[symbol].klines[interval]
         return candles[-1] if candles else None
 
+    def candles_since(self, symbol: str, interval: str, start_s: int) -> list[Candle]:
+        """The candles that started at or after ``start_s``, oldest first (a walk back from the newest)."""
+        out: list[Candle] = []
+        for candle in reversed(self._data[symbol].klines[interval]):
+            if candle.start_s < start_s:
+                break
+            out.append(candle)
+        out.reverse()
+        return out
+
     def ticker(self, symbol: str, now_us: int, window: str = "1d") -> TickerStats:
         """Rolling statistics over the last day (1m candles) or week (1h candles)."""
         interval, span_s = ("1h", 7 * 86400) if window == "1w" else ("1m", 86400)

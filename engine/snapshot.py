@@ -87,6 +87,8 @@ def load(config: Config, body: bytes) -> Venue:
             _restore_withdrawals(venue, account, row[10])
         for key in keys:
             venue.api_keys[key] = account_id
+        for asset, atoms in account.net_deposits.items():  # every account's balances together (conservation)
+            venue.supply[asset] = venue.supply.get(asset, 0) + atoms
     for symbol, state, last_price, next_trade_id, levels in markets:
         market = venue.markets[symbol]
         market.state, market.last_price, market.next_trade_id = state, last_price, next_trade_id

@@ -19,6 +19,18 @@ MAX_DECIMAL_CHARS: Final = 64
 MAX_AMOUNT: Final = 2**62
 
 
+_INTEGER: Final = re.compile(r"-?[0-9]{1,19}")
+
+
+def is_integer_text(text: str) -> bool:
+    """ASCII digits, after at most one minus sign, 19 of them at most: a wire integer ``int()`` may read.
+
+    Not ``str.isdigit``: it passes superscripts ("\u00b2"), which ``int`` refuses, and
+    full-width digits, which ``int`` silently reads as ASCII ones.
+    """
+    return _INTEGER.fullmatch(text) is not None
+
+
 class DecimalError(ValueError):
     """A decimal string that cannot be represented exactly at the requested scale."""
 

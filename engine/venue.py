@@ -71,6 +71,10 @@ class Venue:
         self.next_order_id = 1
         self.withdrawal_owner: dict[int, int] = {}  # withdrawal request id -> account id
         self.next_withdrawal_id = 1
+        # asset -> every account's balances together (deposits less withdrawals paid out). Deposits keep it
+        # below units.MAX_AMOUNT, and trades and transfers only move it between accounts, so every balance,
+        # lock and amount stays below it too (what the journal's 64-bit integers need)
+        self.supply: dict[str, int] = {}
 
     # --- apply -----------------------------------------------------------------
 
@@ -87,8 +91,10 @@ class Venue:
             self.accounts[event.account_id].apply_amended(event, spec)  # type: ignore[union-attr, arg-type]
         elif t is Deposited:
             self.accounts[event.account_id].apply_deposited(event)  # type: ignore[union-attr, arg-type]
+            self._supply(event.asset, event.amount)  # type: ignore[union-attr]
         elif t is Withdrawn:
             self.accounts[event.account_id].apply_withdrawn(event)  # type: ignore[union-attr, arg-type]
+            self._supply(event.asset, -event.amount)  # type: ignore[union-attr]
         elif t is Transferred:
             self.accounts[event.from_account_id].apply_transferred(event)  # type: ignore[union-attr, arg-type]
             self.accounts[event.to_account_id].apply_transferred(event)  # type: ignore[union-attr, arg-type]
@@ -316,15 +322,22 @@ class Venue:
         """The deciding account's own part of a funds event (a transfer's debit side)."""
         if type(e) is Deposited:
             account.apply_deposited(e)
+            self._supply(e.asset, e.amount)
         elif type(e) is Withdrawn:
             account.apply_withdrawn(e)
+            self._supply(e.asset, -e.amount)
         else:
             account.apply_transferred(e)  # type: ignore[arg-type]
+
+    def _supply(self, asset: str, atoms: int) -> None:
+        self.supply[asset] = self.supply.get(asset, 0) + atoms
 
     def apply_withdrawal(self, e: WithdrawalEvent) -> None:
         """A withdrawal request's fact: the account's reservation or payout, and the id index."""
         withdrawals.apply(self.accounts[e.account_id], e)
-        if type(e) is WithdrawalRequested:
+        if type(e) is WithdrawalApproved:  # paid out: it leaves the venue
+            self._supply(e.asset, -e.amount)
+        elif type(e) is WithdrawalRequested:
             self.withdrawal_owner[e.request_id] = e.account_id
             self.next_withdrawal_id = max(self.next_withdrawal_id, e.request_id + 1)
 
@@ -370,10 +383,11 @@ class Venue:
                 totals[asset] = totals.get(asset, 0) + atoms
             for asset, atoms in account.net_deposits.items():
                 external[asset] = external.get(asset, 0) + atoms
-        for asset in set(totals) | set(external):
+        for asset in set(totals) | set(external) | set(self.supply):
             assert totals.get(asset, 0) == external.get(asset, 0), (
                 f"conservation broken for {asset}: balances {totals.get(asset, 0)} != net deposits {external.get(asset, 0)}"
             )
+            assert self.supply.get(asset, 0) == totals.get(asset, 0), f"{asset} supply count is stale"
         for request_id, account_id in self.withdrawal_owner.items():
             assert request_id in self.accounts[account_id].withdrawals, f"withdrawal {request_id} index is stale"
         assert len(self.withdrawal_owner) == sum(len(a.withdrawals) for a in self.accounts.values()), (

@@ -26,7 +26,14 @@ from engine.withdrawals import WithdrawalRequest
 if TYPE_CHECKING:
     from engine.venue import Venue
 
-BLOCKCHAIN_MAX: Final = 32
+#: Backpack's ``Blockchain`` enum (reference/backpack-openapi.yml, components.schemas.Blockchain): a closed
+#: list, so a request naming any other network is refused before anything is reserved.
+BLOCKCHAINS: Final = frozenset((
+    "0G", "Aptos", "Arbitrum", "Avalanche", "Base", "Berachain", "Bitcoin", "BitcoinCash", "Bsc", "Cardano",
+    "Dogecoin", "Eclipse", "EqualsMoney", "Ethereum", "Fogo", "HyperEVM", "Hyperliquid", "Linea", "Litecoin",
+    "Monad", "Near", "Optimism", "Plasma", "Polygon", "Sei", "Sui", "Solana", "Stable", "Story", "Tron", "XRP",
+    "Zcash",
+))
 
 
 class WithdrawalApi:
@@ -108,6 +115,7 @@ def _text_problem(name: str, value: Any, *, required: bool = False) -> str | Non
 
 
 def _blockchain_problem(value: Any) -> str | None:
-    if not isinstance(value, str) or not value or len(value) > BLOCKCHAIN_MAX or not (value.isascii() and value.isalnum()):
-        return f"blockchain must be a Backpack blockchain name such as Solana or Ethereum, got {value!r}"
+    if not isinstance(value, str) or value not in BLOCKCHAINS:
+        shown = value if isinstance(value, str) and len(value) <= 40 else f"{str(value)[:40]}..."
+        return f"blockchain must be one of Backpack's networks such as Solana or Ethereum, got {shown!r}"
     return None

@@ -30,6 +30,7 @@ from engine.publisher import INTERVALS, Publisher
 from engine.results import Result
 from engine.runtime import Engine, Reply
 from engine.spec import MarketSpec
+from engine.units import is_integer_text
 from engine.views import withdrawal_json
 
 log = logging.getLogger("satchel.adapters.backpack")
@@ -130,9 +131,7 @@ class BackpackApi:
         if route.instruction and self.limiter is not None:
             self.limiter.take(api_key or "")
         for item in params if route.batch else [params]:
-            if not isinstance(item, dict):
-                raise bad_request("each order must be a JSON object")
-            _check_fields(route, item)
+            _check_fields(route, item)  # each a dict: _check_shape ran first
         return account_id
 
     def prepare_order(
@@ -207,6 +206,7 @@ class BackpackApi:
             Route(get, f"{v1}/trades", self.trades, fields=frozenset({"symbol", "limit"}), required=("symbol",)),
             Route(get, f"{v1}/trades/history", self.trades, fields=frozenset({"symbol", "limit", "offset"}), required=("symbol",)),
             Route(get, f"{v1}/securities", self.securities),
+            Route(get, f"{v1}/wallets", self.wallets),
             Route(get, f"{v1}/account", self.account, "accountQuery"),
             Route(patch, f"{v1}/account", self.account_update, "accountUpdate",
                   frozenset({"autoBorrowSettlements", "autoLend", "autoRepayBorrows", "leverageLimit"})),
@@ -222,6 +222,8 @@ class BackpackApi:
                   HISTORY_FIELDS | {"from", "to", "fillType", "strategyId"}),
             Route(get, f"{w1}/capital/deposits", self.deposits, "depositQueryAll",
                   frozenset({"from", "to", "limit", "offset", "excludePlatform"})),
+            Route(get, f"{w1}/capital/deposit/address", self.deposit_address, "depositAddressQuery",
+                  frozenset({"blockchain"}), ("blockchain",)),
             Route(get, f"{w1}/capital/withdrawals", self.withdrawals, "withdrawalQueryAll",
                   frozenset({"id", "clientId", "from", "to", "limit", "offset"})),
             Route(post, f"{w1}/capital/withdrawals", self.withdraw, "withdraw",
@@ -305,6 +307,14 @@ class BackpackApi:
 
     async def securities(self, call: Call) -> Any:
         return []
+
+    async def wallets(self, call: Call) -> Any:
+        """The venue's on-chain wallets: none, deposits are credited by the operator (``satchel deposit``)."""
+        return []
+
+    async def deposit_address(self, call: Call) -> Any:
+        raise ApiError("NOT_IMPLEMENTED", "On-chain deposits are not available on this venue: the operator "
+                       "credits deposits, so there is no deposit address to show; nothing was changed")
 
     # --- account and capital -------------------------------------------------------------------
 
@@ -433,6 +443,10 @@ class BackpackApi:
             except ApiError as exc:
                 pending.append(exc)
                 continue
+            except Exception:  # a bug answers this item alone: the orders already queued keep their answers
+                log.exception("building batch order failed")
+                pending.append(ApiError("SERVER_ERROR", INTERNAL_ERROR))
+                continue
             reply = Reply()
             refused = self.engine.submit(call.account_id, cmd, reply)
             pending.append(ApiError.of(refused) if refused is not None else reply)
@@ -458,7 +472,7 @@ class BackpackApi:
         if order_type is None:
             raise ApiError("INVALID_ORDER", f"Invalid orderType {p['orderType']!r}: expected Limit or Market")
         client_id = p.get("clientId")
-        if isinstance(client_id, str) and client_id.isdigit():
+        if isinstance(client_id, str) and is_integer_text(client_id):
             client_id = int(client_id)
         if client_id is not None and (type(client_id) is not int or not 0 <= client_id <= CLIENT_ID_MAX):
             raise bad_request("clientId must be an unsigned 32-bit integer")
@@ -529,8 +543,17 @@ class BackpackApi:
 
 
 def _check_shape(route: Route, params: Any) -> None:
-    if route.batch != isinstance(params, list):
-        raise bad_request("this endpoint takes a JSON array of orders" if route.batch else "expected a JSON object")
+    """A JSON object, or for a batch route an array of objects: before anything reads the parameters
+    (the signing string is built from their items)."""
+    if not route.batch:
+        if not isinstance(params, dict):
+            raise bad_request("expected a JSON object")
+        return
+    if not isinstance(params, list):
+        raise bad_request("this endpoint takes a JSON array of orders")
+    for item in params:
+        if not isinstance(item, dict):
+            raise bad_request("each order must be a JSON object")
 
 
 def _check_fields(route: Route, params: dict[str, Any]) -> None:
@@ -548,7 +571,7 @@ def _int(params: dict[str, Any], name: str, default: int, low: int | None = None
     value = params.get(name)
     if value is None:
         return default
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and is_integer_text(value):
         value = int(value)
     if type(value) is not int:
         raise bad_request(f"{name} must be an integer, got {value!r}")
@@ -570,9 +593,9 @@ def _decimal(params: dict[str, Any], name: str) -> str | None:
 
 def _bool(params: dict[str, Any], name: str) -> bool:
     value = params.get(name, False)
-    if value in (True, "true"):
+    if value is True or value == "true":  # not ``in (True, ...)``: 1 == True would pass
         return True
-    if value in (False, "false", None):
+    if value is False or value is None or value == "false":
         return False
     raise bad_request(f"{name} must be true or false, got {value!r}")
 

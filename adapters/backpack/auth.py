@@ -25,6 +25,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from adapters.backpack.errors import ApiError
+from engine.units import is_integer_text
 
 DEFAULT_WINDOW_MS: Final = 5000
 DEFAULT_WINDOW_TEXT: Final = str(DEFAULT_WINDOW_MS)
@@ -122,10 +123,10 @@ class Verifier:
         if account_id is None:
             raise ApiError("UNAUTHORIZED", "Unknown API key: register it with `satchel api-key add` first")
         window_text = window if window else DEFAULT_WINDOW_TEXT
-        window_ms = int(window_text) if window_text.isdecimal() else 0  # isdigit() passes "²", which int() refuses
+        window_ms = int(window_text) if is_integer_text(window_text) else 0
         if not 0 < window_ms <= MAX_WINDOW_MS:
             raise ApiError("INVALID_CLIENT_REQUEST", f"Invalid X-Window {window_text!r}: expected milliseconds, 1 to {MAX_WINDOW_MS}")
-        if not timestamp.isdecimal():
+        if not is_integer_text(timestamp) or timestamp[0] == "-":
             raise ApiError("INVALID_CLIENT_REQUEST", f"Invalid X-Timestamp {timestamp!r}: expected Unix milliseconds")
         skew = self.clock_ms() - int(timestamp)
         if abs(skew) > window_ms:

@@ -148,11 +148,14 @@ class ExchangeApplication:
         self.boot_us = wall_us()
         self.reports = 0
         self.texts: dict[str, _Texts] = {}  # per symbol: formatted quantities and prices of recent reports
-        self.placing = 0  # NewOrderSingles submitted whose Result has not come back
+        self.placing = 0  # NewOrderSingles submitted whose Result has not come back...
+        self.inflight: dict[int, None] = {}  # ...their order ids, oldest first (ids grow in submission order)
+        self.amends = 0  # replace reports so far: part of their ExecIDs (two amends may share a timestamp)
         self.acked: set[int] = set()  # orders acknowledged from their Result, not yet seen in a publisher batch
         self.acks_sent = 0  # acknowledgements from Results so far...
         self.acks_published = 0  # ...and how many of them the publisher has reached (the same order: the journal's)
-        self.deferred: deque[tuple[int, Session, Message, Validated]] = deque()  # (acks_sent then, request)
+        # [newest order in flight then, acks to wait for (None until those orders are answered), the request]
+        self.deferred: deque[list[Any]] = deque()
         publisher.listeners.append(self.on_updates)
         publisher.narrow(self.on_updates, depth=self.market_data.subscribed)  # FIX sends no balances
         if publisher.accepted_reported is None:
@@ -198,7 +201,7 @@ class ExchangeApplication:
         if message.msg_type == "D" and not self.deferred and not session.config.drop_copy:
             self._new_order(session, message, parts)  # the common case, without the dispatch below
             return
-        if self.deferred or (message.msg_type != "D" and self.acks_published < self.acks_sent):
+        if self.deferred or (message.msg_type != "D" and (self.inflight or self.acks_published < self.acks_sent)):
             self._defer(session, message, parts)
             return
         self._dispatch(session, message, parts)
@@ -214,26 +217,37 @@ class ExchangeApplication:
         _HANDLERS[msg_type](self, session, message, parts)
 
     def _defer(self, session: Session, message: Message, parts: Validated) -> None:
-        """Hold a request until the publisher has the orders acknowledged from their Results (``_placed``).
+        """Hold a request until the orders placed before it are answered and the publisher has them.
 
-        Cancels, replaces and queries read the publisher; one read in the task
-        switch between an order's acknowledgement and the publisher's batch
-        would not find it. New orders need not wait (``_new_order`` counts the
-        acknowledged ones as live), unless something before them is waiting.
-        A request waits only for the acknowledgements sent before it: the
-        publisher reaches them in the order they were sent (journal order), so
-        a steady stream of new orders never holds it back for longer.
+        Cancels, replaces and queries read the publisher. A NewOrderSingle that
+        arrived before them (often in the same socket read) may still be in
+        flight, or acknowledged from its Result (``_placed``) but not yet in a
+        publisher batch; read now, the request would not find that order. New
+        orders need not wait (``_new_order`` counts the in-flight and acknowledged
+        ones as live), unless something before them is waiting. A request waits
+        only for the orders submitted before it, and then for the acknowledgements
+        sent so far, which the publisher reaches in the order they were sent
+        (journal order): a steady stream of new orders never holds it back longer.
         """
         if len(self.deferred) >= MAX_DEFERRED:
             session.business_reject(message, 0, "Too many requests waiting for the order state; retry")
             return
-        self.deferred.append((self.acks_sent, session, message, parts))
+        newest = next(reversed(self.inflight)) if self.inflight else 0
+        self.deferred.append([newest, None if newest else self.acks_sent, session, message, parts])
 
     def _run_deferred(self) -> None:
-        """The held requests whose acknowledgements the publisher has now reached, in arrival order."""
+        """The held requests whose earlier orders are answered and published, in arrival order."""
         deferred = self.deferred
-        while deferred and deferred[0][0] <= self.acks_published:
-            _, session, message, parts = deferred.popleft()
+        inflight = self.inflight
+        while deferred:
+            head = deferred[0]
+            if head[1] is None:  # orders placed before it were in flight
+                if inflight and next(iter(inflight)) <= head[0]:
+                    return
+                head[1] = self.acks_sent  # all answered: now wait for the publisher to reach their acks
+            if head[1] > self.acks_published:
+                return
+            _, _, session, message, parts = deferred.popleft()
             try:
                 self._dispatch(session, message, parts)
             except Exception:  # as Session._process does: a bug answers this request, nothing more
@@ -250,13 +264,15 @@ class ExchangeApplication:
             self._reject_order(session, m, built.message, 1 if "symbol" in built.message else 99)
             return
         known = self.ids.order_id(account, cl_ord_id)
-        if known is not None and (known in self.acked
+        if known is not None and (known in self.inflight or known in self.acked
                                   or self.publisher.open_order(account, built.symbol, known, None) is not None):
             self._reject_order(session, m, f"Duplicate ClOrdID {cl_ord_id!r} of a live order", 6)
             return
         self.ids.remember(account, cl_ord_id, built.order_id)
+        self.inflight[built.order_id] = None  # before submit: a refusal by the account may answer within it
         refused = self.engine.submit(account, built, _Placement(self, session, m, built))
         if refused is not None:
+            del self.inflight[built.order_id]
             self.ids.forget(account, built.order_id)
             self._reject_order(session, m, refused.message, 99)
         else:
@@ -294,6 +310,7 @@ class ExchangeApplication:
         placement in flight is answered, else at the end of the publisher's batch.
         """
         self.placing -= 1
+        self.inflight.pop(cmd.order_id, None)
         try:
             if result.rejection is not None:
                 self.ids.forget(cmd.account_id, cmd.order_id)
@@ -303,6 +320,8 @@ class ExchangeApplication:
         except Exception:  # this runs in the journal actor: a bug here must not stop the engine
             log.exception("FIX answer to a placement failed")  # not in ``acked``: the publisher still reports it
         finally:
+            if self.deferred:  # a request may have waited on this order alone (a refused one reaches no batch)
+                self._run_deferred()
             if not self.placing:
                 self._write_reports()
 
@@ -603,7 +622,8 @@ class ExchangeApplication:
             exec_type, exec_id = "C", f"{order_id}X"
             text = view.expiry_reason or "Expired"
         elif kind == MODIFIED:
-            exec_type, exec_id = "5", f"{order_id}R{update.ts_us}"
+            self.amends += 1
+            exec_type, exec_id = "5", f"{order_id}R{update.ts_us}.{self.amends}"
         else:
             return
         orig = None

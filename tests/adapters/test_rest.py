@@ -250,3 +250,45 @@ def _raw_answers(venue: LiveVenue, data: bytes, count: int) -> list[tuple[int, A
             head, body, buffer = read_response(sock, buffer)
             answers.append((int(head.split(b" ")[1]), orjson.loads(body)))
     return answers
+
+
+def test_malformed_values_are_refused_with_400_and_change_nothing(venue: LiveVenue, http: Http) -> None:
+    # Regressions: each of these answered 500 (or, full-width digits, was read as a number)
+    trader = venue.trader(USDC="100")
+    headers = trader.headers("orderExecute", {})
+    for path, body in (("/api/v1/order", "x"), ("/api/v1/order", [1]), ("/api/v1/orders", [1, 2]),
+                       ("/api/v1/orders", [None]), ("/api/v1/orders", {"symbol": SOL})):
+        status, answer = http.request("POST", path, body, headers)
+        assert (status, answer["code"]) == (400, "INVALID_CLIENT_REQUEST"), (path, body, answer)
+        assert "JSON" in answer["message"]
+    for query in (f"/api/v1/trades?symbol={SOL}&limit=%C2%B2", f"/api/v1/trades?symbol={SOL}&limit=%EF%BC%91",
+                  f"/api/v1/trades?symbol={SOL}&limit=--5", f"/api/v1/trades?symbol={SOL}&limit={'9' * 5000}"):
+        status, answer = http.request("GET", query)
+        assert status == 400 and "limit must be an integer" in answer["message"], (query, answer)
+    order = {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "10", "quantity": "1"}
+    for bad in ({"clientId": "\u00b2"}, {"clientId": "\uff10\uff11"}, {"postOnly": 1}):
+        status, answer = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**order, **bad})
+        assert (status, answer["code"]) == (400, "INVALID_CLIENT_REQUEST"), (bad, answer)
+    status, body = http.signed(trader, "GET", "/api/v1/orders", "orderQueryAll")
+    assert (status, body) == (200, [])
+
+
+def test_a_batch_answers_every_item_even_when_one_is_malformed(venue: LiveVenue, http: Http) -> None:
+    # Regression: a malformed clientId in item 2 answered the whole batch 500 after item 1 was placed
+    trader = venue.trader(USDC="100")
+    batch = [
+        {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "10", "quantity": "1"},
+        {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "10", "quantity": "1", "clientId": "\u00b2"},
+    ]
+    status, results = http.signed(trader, "POST", "/api/v1/orders", "orderExecute", batch)
+    assert status == 200 and [r["operation"] for r in results] == ["Ok", "Err"], results
+    assert results[1]["code"] == "INVALID_CLIENT_REQUEST" and "clientId" in results[1]["message"]
+    assert results[0]["id"] and results[0]["status"] in ("New", "Expired", "Filled", "PartiallyFilled")
+
+
+def test_wallets_and_deposit_address(venue: LiveVenue, http: Http) -> None:
+    assert http.request("GET", "/api/v1/wallets") == (200, [])
+    trader = venue.trader()
+    status, body = http.signed(trader, "GET", "/wapi/v1/capital/deposit/address", "depositAddressQuery",
+                               {"blockchain": "Solana"})
+    assert (status, body["code"]) == (501, "NOT_IMPLEMENTED") and "operator" in body["message"]

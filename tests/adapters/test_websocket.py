@@ -162,3 +162,37 @@ async def test_no_pong_closes_the_connection(venue: LiveVenue) -> None:
                 data += chunk
             assert data.startswith(b"HTTP/1.1 101")
             assert b"\x89" in data and b"no pong" in data  # pings were sent, then a close with the reason
+
+
+async def test_signed_request_with_non_object_params_is_refused_and_the_server_stays_up(venue: LiveVenue) -> None:
+    # Regression: params that are not objects reached the signing string builder and the TypeError
+    # escaped the request task, which took the whole daemon down (a registered key was all it needed)
+    owner = await trader(venue, USDC="50")
+    with trio.fail_after(10):
+        async with open_websocket_url(venue.ws_url) as ws:
+            for i, params in enumerate(([1], "x", 1, [None], [{"symbol": SOL}, 2])):
+                sig = signature(owner)
+                sig[1] = base64.b64encode(b"\1" * 64).decode()
+                request = {"id": i, "method": "orderExecute", "params": params, "signature": sig}
+                await ws.send_message(orjson.dumps(request).decode())
+                reply = await receive(ws)
+                assert reply["id"] == i and reply["error"]["code"] == "INVALID_CLIENT_REQUEST", reply
+                assert "JSON object" in reply["error"]["message"] or "JSON array" in reply["error"]["message"]
+            query = {"symbol": SOL}
+            await ws.send_message(orjson.dumps({"id": "alive", "method": "orderQueryAll", "params": query,
+                                                "signature": signature(owner, "orderQueryAll", query)}).decode())
+            assert (await receive(ws)) == {"id": "alive", "result": [], "status": 200}
+
+
+async def test_ccxt_watch_orders_streams_are_accepted(venue: LiveVenue) -> None:
+    # ccxt's watchOrders subscribes to account.rfqUpdate beside account.orderUpdate; refusing it failed the frame
+    owner = await trader(venue, USDC="50")
+    with trio.fail_after(10):
+        async with open_websocket_url(venue.ws_url) as ws:
+            subscribe = {"method": "SUBSCRIBE", "params": ["account.orderUpdate", "account.rfqUpdate",
+                                                           f"account.rfqUpdate.{SOL}"], "signature": signature(owner)}
+            await ws.send_message(orjson.dumps(subscribe).decode())
+            order = {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "9", "quantity": "1"}
+            await rest(venue, owner, "POST", "/api/v1/order", "orderExecute", order)
+            update = (await receive(ws, "account.orderUpdate"))["data"]
+            assert update["e"] == "orderAccepted" and update["p"] == "9"

@@ -274,12 +274,19 @@ def test_withdraw_up_to_available_only(v) -> None:
     assert v.acct.balances["SOL"] == 4 * SOL and v.acct.net_deposits["SOL"] == 4 * SOL
 
 
-def test_deposit_cannot_overflow_the_ledger(v) -> None:
-    assert v.acct.decide_deposit(Deposit(v.a, "USDC", 5 * USDC), NOW_US) == Deposited(v.a, "USDC", 5 * USDC, NOW_US)
-    too_much = MAX_AMOUNT - 1000 * USDC
-    assert v.acct.decide_deposit(Deposit(v.a, "USDC", too_much), NOW_US) == Rejection(
-        "INVALID_QUANTITY", "Deposit would exceed the largest balance the ledger holds"
+def test_deposits_cannot_take_the_venue_total_past_the_ledger(v) -> None:
+    """The bound is venue-wide, not per account: transfers and trades gather balances into one account
+    (five sub-accounts each holding just under the per-account bound once overflowed their main)."""
+    half = MAX_AMOUNT // 2
+    deposited = v.acct.decide_deposit(Deposit(v.a, "USDC", half), NOW_US, v.venue.supply.get("USDC", 0))
+    assert deposited == Deposited(v.a, "USDC", half, NOW_US)
+    v.venue.apply(deposited)
+    other = open_account(v.venue)
+    refused = v.venue.accounts[other].decide_deposit(Deposit(other, "USDC", half), NOW_US, v.venue.supply["USDC"])
+    assert refused == Rejection(
+        "INVALID_QUANTITY", "Deposit would take the venue's total USDC past the largest amount the ledger holds"
     )
+    v.venue.check_invariants()
 
 
 @pytest.fixture

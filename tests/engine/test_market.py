@@ -310,6 +310,36 @@ def test_market_bid_by_quote_runs_out_of_book(asks) -> None:
     assert capital(v.venue, v.t)["USDC"] == ("99799", "0")
 
 
+def test_fok_market_bid_by_quote_that_the_book_cannot_fill_changes_nothing(asks) -> None:
+    # Regression: a FOK sized in quote was tested against qty_steps (0), so it always passed and traded part
+    v = asks
+    before = v.venue.state_hash()
+    e = placed(v.venue, market(v.venue, v.t, BID, quote="500", tif=FOK))  # the book holds 201 USDC of asks
+    assert (e.status, e.expiry_reason, e.fills) == ("Expired", "FillOrKill", [])
+    assert v.venue.state_hash() == before
+
+
+def test_fok_market_bid_by_quote_that_the_book_can_fill_fills(asks) -> None:
+    v = asks
+    e = placed(v.venue, market(v.venue, v.t, BID, quote="150", tif=FOK))
+    assert (e.status, fills(e, v.venue)) == ("Filled", [("100", "1", v.m), ("101", "0.49", v.n)])
+
+
+def test_fok_market_ask_by_quote_that_cannot_fill_cancels_no_own_order(asks) -> None:
+    # Regression: with RejectMaker the expiring FOK still cancelled the taker's own resting bid
+    v = asks
+    own_bid = placed(v.venue, limit(v.venue, v.t, BID, "99", "1"))
+    before = v.venue.state_hash()
+    other = open_account(v.venue)
+    fund(v.venue, other, "USDC", "10")
+    placed(v.venue, limit(v.venue, other, BID, "98", "0.01"))
+    before = v.venue.state_hash()
+    e = placed(v.venue, market(v.venue, v.t, ASK, quote="1000", tif=FOK, stp=REJECT_MAKER))
+    assert (e.status, e.expiry_reason, e.fills, e.stp_cancelled) == ("Expired", "FillOrKill", [], [])
+    assert own_bid.order_id in v.venue.markets[SOL_USDC].book.orders
+    assert v.venue.state_hash() == before
+
+
 @pytest.fixture
 def bids(v) -> SimpleNamespace:
     """Bids: m 1@100, n 1@99."""
@@ -469,7 +499,10 @@ def test_closed_rejects_cancels_but_cancel_only_allows_them(v) -> None:
     order_id = placed(v.venue, limit(v.venue, v.t, BID, "100", "1")).order_id
     set_state(v.venue, "Closed")
     assert cancel(v.venue, v.t, order_id) == Rejection("TRADING_PAUSED", "Market SOL_USDC is closed")
-    assert v.venue.markets[SOL_USDC].decide_cancel_all(v.t, NOW_US) == []
+    # cancel-all is refused the same way (it answered "none cancelled" and left the order resting)
+    assert v.venue.markets[SOL_USDC].decide_cancel_all(v.t, NOW_US) == Rejection(
+        "TRADING_PAUSED", "Market SOL_USDC is closed"
+    )
     set_state(v.venue, "CancelOnly")
     assert amend(v.venue, v.t, order_id, qty="0.5") == Rejection(
         "TRADING_PAUSED", "Market SOL_USDC does not accept amendments now (CancelOnly)"
@@ -643,6 +676,17 @@ def test_amend_to_or_below_the_executed_quantity_is_rejected(queue) -> None:
     assert isinstance(e, OrderAmended) and e.lock == SOL // 10
     assert resting(v.venue)[ASK] == [("100", [(v.a, "0.1"), (v.b, "1")])]
     assert capital(v.venue, v.m)["SOL"] == ("998.4", "0.1")
+
+
+def test_amend_below_the_minimum_notional_is_rejected(v) -> None:
+    # Regression: 0.01 SOL at 10 (0.1 USDC) is refused as a new order but was accepted as an amendment
+    order_id = placed(v.venue, limit(v.venue, v.t, BID, "10", "1")).order_id
+    before = v.venue.state_hash()
+    assert amend(v.venue, v.t, order_id, qty="0.01") == Rejection(
+        "INVALID_ORDER", "Order value 0.1 USDC is below the minimum notional 1 USDC"
+    )
+    assert v.venue.state_hash() == before
+    assert isinstance(amend(v.venue, v.t, order_id, qty="0.1"), OrderAmended)  # 1 USDC: exactly the minimum
 
 
 def test_amend_without_funds_is_rejected_by_the_account(queue) -> None:

@@ -467,7 +467,8 @@ class VenueMachine(RuleBasedStateMachine):
     # --- funds -----------------------------------------------------------------------------
 
     def deposit_now(self, account_id: int, asset: str, amount: int) -> None:
-        decided = self.venue.accounts[account_id].decide_deposit(Deposit(account_id, asset, amount), self.tick())
+        decided = self.venue.accounts[account_id].decide_deposit(Deposit(account_id, asset, amount), self.tick(),
+                                                                 self.venue.supply.get(asset, 0))
         assert decided == Deposited(account_id, asset, amount, self.now)
         self.apply(decided)
 
@@ -649,7 +650,9 @@ class VenueMachine(RuleBasedStateMachine):
         else:
             max_steps, max_quote = cmd.lock // spec.base_per_step, cmd.quote_qty
         ref = model.walk(cmd, max_steps, max_quote)
-        if cmd.tif == FOK and (ref.stopped or ref.filled < cmd.qty_steps):
+        # all or nothing: the whole quantity, or for an order sized in quote, until its quote runs out
+        complete = ref.filled == cmd.qty_steps if cmd.qty_steps else ref.quote_bound
+        if cmd.tif == FOK and (ref.stopped or not complete):
             return early(R_FILL_OR_KILL)
         # the trades: exactly the reference matcher's, with consecutive ids and fees rounded up
         trade_id = model.next_trade_id[cmd.symbol]
@@ -748,6 +751,8 @@ class VenueMachine(RuleBasedStateMachine):
                 expected = "INVALID_QUANTITY"
             elif price != o.price and (not model.in_band(cmd.symbol, price) or model.crosses(cmd.symbol, o.side, price)):
                 expected = "INVALID_PRICE"
+            elif price * total * model.specs[cmd.symbol].quote_per_tick_step < model.specs[cmd.symbol].min_notional_quote:
+                expected = "INVALID_ORDER"  # the amended order must meet the minimum notional, as a new one does
             elif model.lock_of(after)[1] - model.lock_of(o)[1] > cmd.hold:
                 expected = "INSUFFICIENT_FUNDS"
             else:
@@ -931,7 +936,9 @@ class VenueMachine(RuleBasedStateMachine):
         decided = self.venue.markets[symbol].decide_cancel_all(account_id, self.tick())
         mine = sorted(o.order_id for o in self.model.orders.values() if o.account_id == account_id and o.symbol == symbol)
         if self.model.state[symbol] == CLOSED:
-            mine = []
+            assert decided == Rejection("TRADING_PAUSED", f"Market {symbol} is closed"), decided
+            return
+        assert not isinstance(decided, Rejection), decided
         assert sorted(e.order_id for e in decided) == mine, (decided, mine)
         for e in decided:
             assert e == OrderCancelled(e.order_id, account_id, symbol, self.now), e

@@ -208,6 +208,7 @@ async def test_engine_flow_survives_restart_snapshot_and_verify(tmp_path: Path) 
     (("SOL", "1", "", "Solana"), "INVALID_CLIENT_REQUEST", "address is required"),
     (("SOL", "1", "two words", "Solana"), "INVALID_CLIENT_REQUEST", "spaces"),
     (("SOL", "1", ADDRESS, "Sol ana"), "INVALID_CLIENT_REQUEST", "blockchain"),
+    (("SOL", "1", ADDRESS, "Foo"), "INVALID_CLIENT_REQUEST", "Backpack's networks"),  # not in Backpack's enum
     (("SOL", "1", ADDRESS, "Solana", "x" * 256), "INVALID_CLIENT_REQUEST", "clientId"),
 ])
 async def test_bad_requests_are_refused_at_intake(tmp_path: Path, args: tuple[str, ...], code: str, words: str) -> None:

@@ -203,3 +203,27 @@ async def test_a_failing_acknowledgement_leaves_it_to_the_publisher_and_the_engi
         await client.send("H", [(11, "b1"), (55, SOL), (54, "2")])
         assert fields(await client.expect("8"), 150, 11, 39) == ("I", "b1", "0")
         assert not app.acked and app.acks_published == app.acks_sent
+
+
+async def test_requests_in_the_same_read_as_the_order_they_name_find_it(venue: FixVenue) -> None:
+    """Regression: a replace, a mass status or a duplicate sent in the same write as the order it names
+    was answered from the state before that order (Unknown order / not listed / accepted twice)."""
+    with trio.fail_after(10):
+        account = await venue.account(SOL="10")
+        client = await venue.logon("MAKER", account)
+        burst = b"".join([
+            client.build("D", order("s1", "2", "1", "100")),
+            client.build("D", order("s1", "2", "1", "100")),  # the same ClOrdID while s1 is live
+            client.build("G", [(41, "s1"), (11, "s2"), (55, SOL), (54, "2"), (60, NOW), (38, "2"), (40, "2"),
+                               (44, "100")]),
+            client.build("AF", [(584, "m1"), (585, "7")]),
+        ])
+        await client.send_raw(burst)
+        reports = {r.get(150): r for r in [await client.expect("8") for _ in range(4)]}
+        assert sorted(reports) == ["0", "5", "8", "I"]  # the duplicate's reject goes first, at once
+        assert fields(reports["0"], 11) == ("s1",)
+        assert fields(reports["8"], 11, 103) == ("s1", "6")
+        assert fields(reports["5"], 11, 41, 38, 39) == ("s2", "s1", "2", "0")
+        assert fields(reports["I"], 584, 37) == ("m1", reports["0"].get(37))  # the mass status lists the order
+        await client.send("F", [(41, "s2"), (11, "s3"), (55, SOL), (54, "2"), (60, NOW), (38, "2")])
+        assert fields(await client.expect("8"), 150, 39, 11, 41) == ("4", "4", "s3", "s2")
