@@ -519,14 +519,9 @@ class Market:
                 return Rejection("INVALID_PRICE", "Amended price is outside the price band")
             if self.book.crosses(order.side, price):
                 return Rejection("INVALID_PRICE", "Amended price would cross the book; cancel and place a new order")
-        spec = self.spec
-        notional = price * total * spec.quote_per_tick_step
-        if notional < spec.min_notional_quote:  # the filter a new order meets (Engine.build_order)
-            return Rejection(
-                "INVALID_ORDER",
-                f"Order value {spec.format_quote(notional)} {spec.quote} is below the minimum notional "
-                f"{spec.format_quote(spec.min_notional_quote)} {spec.quote}",
-            )
+        small = below_min_notional(self.spec, price * total * self.spec.quote_per_tick_step)
+        if small is not None:  # the filter a new order meets (Engine.build_order)
+            return small
         remaining = total - executed
         lock = self.lock_for(order.side, price, remaining)
         old = self.lock_for(order.side, order.price_ticks, order.remaining_steps)
@@ -623,3 +618,14 @@ class Market:
             e.qty_steps, e.quote_qty, steps, quote, e.status, e.expiry_reason, e.post_only,
             e.stp, e.client_id, e.ts_us,
         )
+
+
+def below_min_notional(spec: MarketSpec, notional: int) -> Rejection | None:
+    """The refusal of an order worth ``notional`` quote atoms under the market's minimum, if it is."""
+    if notional >= spec.min_notional_quote:
+        return None
+    return Rejection(
+        "INVALID_ORDER",
+        f"Order value {spec.format_quote(notional)} {spec.quote} is below the minimum notional "
+        f"{spec.format_quote(spec.min_notional_quote)} {spec.quote}",
+    )

@@ -38,7 +38,7 @@ from engine.audit import JOURNAL_FORMAT, AuditError, Replayer
 from engine.checkpointer import Checkpointer
 from engine.config import Config, _converter
 from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, read_records
-from engine.market import _builder
+from engine.market import _builder, below_min_notional
 from engine.messages import (
     CLIENT_ID_MAX,
     FEE_ACCOUNT_ID,
@@ -487,12 +487,9 @@ class Engine(WithdrawalApi):
             return bad.rejection
         if qty_steps and qty_steps < spec.min_qty_steps:
             return Rejection("INVALID_QUANTITY", f"Quantity is below the minimum {spec.format_qty(spec.min_qty_steps)}")
-        if notional < spec.min_notional_quote:
-            return Rejection(
-                "INVALID_ORDER",
-                f"Order value {spec.format_quote(notional)} {spec.quote} is below the minimum notional "
-                f"{spec.format_quote(spec.min_notional_quote)} {spec.quote}",
-            )
+        small = below_min_notional(spec, notional)
+        if small is not None:
+            return small
         if notional >= MAX_AMOUNT or qty_steps * spec.base_per_step >= MAX_AMOUNT:
             return Rejection("INVALID_QUANTITY", "Order is too large")
         order_id = self.next_order_id
