@@ -265,7 +265,7 @@ class Account:
         short = self._short_of("withdrawal", cmd.asset, cmd.amount, decimals)
         if short is not None:
             return short
-        return Withdrawn(self.account_id, cmd.asset, cmd.amount, now_us)
+        return Withdrawn(cmd.withdrawal_id, self.account_id, cmd.asset, cmd.amount, now_us)
 
     def decide_deposit(self, cmd: Deposit, now_us: int, supply: int) -> Deposited | Rejection:
         """``supply``: the venue's total of the asset (``Venue.supply``). Bounding it bounds every balance,

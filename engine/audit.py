@@ -38,7 +38,8 @@ from engine.messages import FEE_ACCOUNT_ID
 from engine.units import format_units
 from engine.venue import InvariantViolation, Venue
 
-JOURNAL_FORMAT: Final = 2
+JOURNAL_FORMAT: Final = 3  # what new journals are: 3 added Withdrawn.withdrawal_id
+READABLE_FORMATS: Final = (2, 3)  # format 2's rows are read as format 3 (codec._upgrade_format_2)
 CHECKPOINT: Final = "checkpoint"
 GENESIS: Final = "genesis"
 CHAIN_WINDOW: Final = 1 << 20  # record hashes kept for checking the checkpoints that name them
@@ -119,8 +120,8 @@ def read_genesis(directory: Path) -> dict[str, Any]:
         raise AuditError(f"no journal segments in {directory}")
     for record in read_records(directory, repair=False, upto=1):
         genesis: dict[str, Any] = orjson.loads(record.payload)
-        if genesis.get("type") != GENESIS or genesis.get("format") != JOURNAL_FORMAT:
-            raise AuditError(f"record 1 is not a format-{JOURNAL_FORMAT} genesis record",
+        if genesis.get("type") != GENESIS or genesis.get("format") not in READABLE_FORMATS:
+            raise AuditError(f"record 1 is not a genesis record of format {' or '.join(map(str, READABLE_FORMATS))}",
                              segment=record.segment, offset=record.offset, seq=1)
         return genesis
     raise AuditError(f"journal in {directory} is empty")

@@ -58,8 +58,10 @@ from engine.messages import (
     Fill,
     OrderCancelled,
     OrderPlaced,
+    Withdrawn,
 )
 
+LEGACY_WITHDRAWN_LEN: Final = 5  # format 2's ["Withdrawn", account_id, asset, amount, ts_us]
 _FILL_FIELDS: Final = tuple(f.name for f in attrs.fields(Fill))
 _fill_tuple: Final = operator.attrgetter(*_FILL_FIELDS)
 
@@ -254,6 +256,22 @@ def _parse(payload: bytes) -> list[Any]:
     return rows
 
 
+def _upgrade_format_2(rows: list[Any]) -> bool:
+    """Give format 2's ``Withdrawn`` rows (no withdrawal id) the id 0, in place; True if any changed.
+
+    Format 3 added ``Withdrawn.withdrawal_id``. A journal begun in format 2 keeps its
+    rows as written (the hash chain covers them), so readers upgrade them here, on
+    the slow path a row of the wrong arity already takes. Id 0 is never assigned:
+    it marks an operator withdrawal from before ids were shared with requests.
+    """
+    changed = False
+    for i, row in enumerate(rows):
+        if type(row) is list and len(row) == LEGACY_WITHDRAWN_LEN and row[0] == Withdrawn.TAG:
+            rows[i] = [row[0], 0, *row[1:]]
+            changed = True
+    return changed
+
+
 def decode_events(payload: bytes) -> list[Event]:
     """Payload bytes -> events; raises CodecError on anything malformed."""
     rows = _parse(payload)
@@ -263,6 +281,8 @@ def decode_events(payload: bytes) -> list[Event]:
         # object only has string keys, so ``row[0]`` is a KeyError there)
         return [decoders[row[0]](row) for row in rows]
     except (KeyError, IndexError, TypeError, ValueError) as exc:
+        if _upgrade_format_2(rows):
+            return decode_events(orjson.dumps(rows))
         _explain_rows(rows)
         raise CodecError(f"malformed event: {exc!r}") from None
 
@@ -392,6 +412,7 @@ def decode_rows(payload: bytes) -> list[Any]:
     except (msgspec.MsgspecError, ValueError):  # ValueError: a UnicodeDecodeError in a string, say
         pass
     rows = _parse(payload)
+    _upgrade_format_2(rows)
     try:
         _check_all(rows)
     except (KeyError, IndexError, TypeError, ValueError) as exc:

@@ -144,9 +144,12 @@ class Deposit:
 
 @attrs.define(slots=True)
 class Withdraw:
+    """An operator's debit. ``withdrawal_id`` comes from the counter withdrawal requests use: one id space."""
+
     account_id: int
     asset: str
     amount: int
+    withdrawal_id: int
 
 
 @attrs.define(slots=True)
@@ -301,6 +304,7 @@ class Deposited:
 @attrs.define(slots=True)
 class Withdrawn:
     TAG: ClassVar[str] = "Withdrawn"
+    withdrawal_id: int  # shared with WithdrawalRequested.request_id: the wire lists both as withdrawals
     account_id: int
     asset: str
     amount: int

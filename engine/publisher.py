@@ -187,7 +187,7 @@ class FundsRecord:
     asset: str
     amount: int
     kind: str  # "deposit" | "withdrawal"
-    seq: int  # per-publisher running id
+    record_id: int  # the wire id: a deposit's running number; a withdrawal's id, shared with requests
     ts_us: int
 
 
@@ -629,9 +629,12 @@ class Publisher:
     def _funds(self, e: Event, balances: dict[tuple[int, str], int]) -> None:
         t = type(e)
         if t is Deposited or t is Withdrawn:
-            self._funds_seq += 1
-            kind = "deposit" if t is Deposited else "withdrawal"
-            record = FundsRecord(e.account_id, e.asset, e.amount, kind, self._funds_seq, e.ts_us)  # type: ignore[union-attr]
+            if t is Deposited:
+                self._funds_seq += 1
+                kind, record_id = "deposit", self._funds_seq
+            else:  # its id is shared with withdrawal requests: one list, one id space on the wire
+                kind, record_id = "withdrawal", e.withdrawal_id  # type: ignore[union-attr]
+            record = FundsRecord(e.account_id, e.asset, e.amount, kind, record_id, e.ts_us)  # type: ignore[union-attr]
             self._history(e.account_id).funds.append(record)  # type: ignore[union-attr]
             balances[e.account_id, e.asset] = e.ts_us  # type: ignore[union-attr]
         elif t is Transferred:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("satchel.publisher")
 
 STATE_FILE: Final = "publisher.state"
-STATE_FORMAT: Final = 1
+STATE_FORMAT: Final = 2  # 2: a withdrawal record's id is its withdrawal id
 
 
 class StateInvalid(ValueError):

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from engine import audit, signing, snapshot
 from engine.actors import CMD, AccountActor, JournalActor, MarketActor, Sink
-from engine.audit import JOURNAL_FORMAT, AuditError, Replayer
+from engine.audit import JOURNAL_FORMAT, READABLE_FORMATS, AuditError, Replayer
 from engine.checkpointer import Checkpointer
 from engine.config import Config, _converter
 from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, read_records
@@ -314,8 +314,9 @@ class Engine(WithdrawalApi):
 
     def _check_genesis(self, payload: bytes) -> None:
         genesis = orjson.loads(payload)
-        if genesis.get("format") != JOURNAL_FORMAT:
-            raise StartupError(f"journal format {genesis.get('format')} is not supported (expected {JOURNAL_FORMAT})")
+        if genesis.get("format") not in READABLE_FORMATS:
+            raise StartupError(f"journal format {genesis.get('format')} is not supported "
+                               f"(this version reads {' and '.join(map(str, READABLE_FORMATS))})")
         if genesis.get("venue_key") != self.key.public_b64:
             raise StartupError(
                 f"the venue signing key ({self.key.public_b64}) is not the one pinned in the journal "
@@ -568,7 +569,9 @@ class Engine(WithdrawalApi):
         parsed = self._amount(asset, amount)
         if isinstance(parsed, Rejection):
             return Result(rejection=parsed)
-        return await self._call(account_id, Withdraw(account_id, asset, parsed))
+        withdrawal_id = self.next_withdrawal_id  # one id space with requests (request_withdrawal)
+        self.next_withdrawal_id += 1
+        return await self._call(account_id, Withdraw(account_id, asset, parsed, withdrawal_id))
 
     async def transfer(self, from_account_id: int, to_account_id: int, asset: str, amount: str) -> Result:
         parsed = self._amount(asset, amount)

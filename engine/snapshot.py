@@ -37,7 +37,7 @@ from engine.venue import Venue, account_state, market_state
 
 log = logging.getLogger("satchel.snapshot")
 
-SNAPSHOT_FORMAT: Final = 1
+SNAPSHOT_FORMAT: Final = 2  # 2: the head holds next_withdrawal_id
 SNAPSHOT_DIR: Final = "snapshots"
 SUFFIX: Final = ".snap"
 KEEP: Final = 3
@@ -58,7 +58,7 @@ class SnapshotHeader:
 
 def dump(venue: Venue) -> bytes:
     """The body: every journaled piece of venue state, in state-hash order."""
-    head = [venue.next_account_id, venue.next_order_id]
+    head = [venue.next_account_id, venue.next_order_id, venue.next_withdrawal_id]
     accounts = [account_state(venue.accounts[i]) for i in sorted(venue.accounts)]
     markets = [market_state(venue.markets[s]) for s in sorted(venue.markets)]
     return orjson.dumps([head, accounts, markets])
@@ -68,7 +68,7 @@ def load(config: Config, body: bytes) -> Venue:
     """Rebuild a venue from a body produced by ``dump``."""
     head, accounts, markets = orjson.loads(body)
     venue = Venue(config)
-    venue.next_account_id, venue.next_order_id = head
+    venue.next_account_id, venue.next_order_id, venue.next_withdrawal_id = head
     for row in accounts:
         account_id, parent_id, country, category, created_us, keys, balances, locked, net, orders = row[:10]
         account = Account(account_id, parent_id, country, category, created_us)

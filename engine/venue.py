@@ -93,8 +93,7 @@ class Venue:
             self.accounts[event.account_id].apply_deposited(event)  # type: ignore[union-attr, arg-type]
             self._supply(event.asset, event.amount)  # type: ignore[union-attr]
         elif t is Withdrawn:
-            self.accounts[event.account_id].apply_withdrawn(event)  # type: ignore[union-attr, arg-type]
-            self._supply(event.asset, -event.amount)  # type: ignore[union-attr]
+            self._withdrawn(self.accounts[event.account_id], event)  # type: ignore[union-attr, arg-type]
         elif t is Transferred:
             self.accounts[event.from_account_id].apply_transferred(event)  # type: ignore[union-attr, arg-type]
             self.accounts[event.to_account_id].apply_transferred(event)  # type: ignore[union-attr, arg-type]
@@ -324,10 +323,14 @@ class Venue:
             account.apply_deposited(e)
             self._supply(e.asset, e.amount)
         elif type(e) is Withdrawn:
-            account.apply_withdrawn(e)
-            self._supply(e.asset, -e.amount)
+            self._withdrawn(account, e)
         else:
             account.apply_transferred(e)  # type: ignore[arg-type]
+
+    def _withdrawn(self, account: Account, e: Withdrawn) -> None:
+        account.apply_withdrawn(e)
+        self._supply(e.asset, -e.amount)
+        self.next_withdrawal_id = max(self.next_withdrawal_id, e.withdrawal_id + 1)
 
     def _supply(self, asset: str, atoms: int) -> None:
         self.supply[asset] = self.supply.get(asset, 0) + atoms

@@ -160,7 +160,7 @@ def fill_json(spec: MarketSpec, decimals: int, f: FillRecord) -> dict[str, Any]:
 
 def funds_json(r: FundsRecord, decimals: int) -> dict[str, Any]:
     quantity = format_units(r.amount, decimals)
-    common = {"id": r.seq, "symbol": r.asset, "quantity": quantity, "createdAt": iso_naive(r.ts_us),
+    common = {"id": r.record_id, "symbol": r.asset, "quantity": quantity, "createdAt": iso_naive(r.ts_us),
               "transactionHash": None, "subaccountId": None}
     if r.kind == "deposit":
         return {**common, "source": "administrator", "status": "confirmed", "fromAddress": None, "toAddress": None,

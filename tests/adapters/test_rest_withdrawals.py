@@ -79,6 +79,10 @@ def test_operator_withdrawals_are_listed_beside_requests(venue: LiveVenue, http:
     venue.settle()
     _, listed = http.signed(trader, "GET", PATH, "withdrawalQueryAll")
     assert [(w["quantity"], w["status"], w["isInternal"]) for w in listed] == [("1", "pending", False), ("4", "confirmed", True)]
+    assert len({w["id"] for w in listed}) == 2  # one id space: an id names one withdrawal
+    for w in listed:
+        _, found = http.signed(trader, "GET", PATH, "withdrawalQueryAll", {"id": w["id"]})
+        assert found == [w]
 
 
 @pytest.mark.parametrize(("body", "status", "code", "words"), [

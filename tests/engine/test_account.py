@@ -264,11 +264,11 @@ def test_fee_account_collects_both_sides_fees(v) -> None:
 
 def test_withdraw_up_to_available_only(v) -> None:
     placed(v.venue, limit(v.venue, v.a, ASK, "100", "4"))  # 4 SOL locked
-    assert v.acct.decide_withdraw(Withdraw(v.a, "SOL", 6 * SOL + 1), NOW_US, 9) == Rejection(
+    assert v.acct.decide_withdraw(Withdraw(v.a, "SOL", 6 * SOL + 1, 1), NOW_US, 9) == Rejection(
         "INSUFFICIENT_FUNDS", "Insufficient funds: withdrawal of 6.000000001 SOL exceeds available 6 SOL"
     )
-    e = v.acct.decide_withdraw(Withdraw(v.a, "SOL", 6 * SOL), NOW_US, 9)
-    assert e == Withdrawn(v.a, "SOL", 6 * SOL, NOW_US)
+    e = v.acct.decide_withdraw(Withdraw(v.a, "SOL", 6 * SOL, 2), NOW_US, 9)
+    assert e == Withdrawn(2, v.a, "SOL", 6 * SOL, NOW_US)
     v.venue.apply(e)
     v.venue.check_invariants()
     assert v.acct.balances["SOL"] == 4 * SOL and v.acct.net_deposits["SOL"] == 4 * SOL

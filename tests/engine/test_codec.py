@@ -13,12 +13,13 @@ from pathlib import Path
 
 import attrs
 import orjson
+import pytest
 
 from engine.audit import is_control, read_genesis, verify_journal
-from engine.codec import decode_events, encode_events
+from engine.codec import CodecError, decode_events, decode_rows, encode_events, row_event
 from engine.config import DEFAULT, Config, parse_config
 from engine.journal import read_records
-from engine.messages import Event, Fill, OrderCancelled, OrderPlaced
+from engine.messages import Deposited, Event, Fill, OrderCancelled, OrderPlaced, Withdrawn
 from engine.runtime import Engine
 from tests.engine.helpers import NOW_US, SOL_USDC
 from tests.engine.test_venue import session
@@ -72,6 +73,18 @@ def test_the_old_journal_recovers_and_takes_new_records(tmp_path: Path) -> None:
     writer.close()
     os.close(engine._lock_fd)
     assert recover(config, directory).venue.state_hash() == engine.venue.state_hash() != OLD_JOURNAL_STATE
+
+
+def test_format_2_withdrawn_rows_read_with_withdrawal_id_0() -> None:
+    """Format 3 added ``Withdrawn.withdrawal_id``; a journal begun in format 2 still replays."""
+    payload = orjson.dumps([["Deposited", 2, "SOL", 5, NOW_US], ["Withdrawn", 2, "SOL", 3, NOW_US]])
+    expected = [Deposited(2, "SOL", 5, NOW_US), Withdrawn(0, 2, "SOL", 3, NOW_US)]
+    assert decode_events(payload) == expected
+    assert [row_event(row) for row in decode_rows(payload)] == expected
+    current = encode_events([Withdrawn(7, 2, "SOL", 3, NOW_US)])
+    assert decode_events(current) == [Withdrawn(7, 2, "SOL", 3, NOW_US)]
+    with pytest.raises(CodecError, match="Withdrawn"):  # any other arity is still malformed
+        decode_events(orjson.dumps([["Withdrawn", 2, "SOL", NOW_US]]))
 
 
 def test_every_event_type_recovers_to_the_state_it_was_applied_to(tmp_path: Path) -> None:

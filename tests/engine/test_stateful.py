@@ -475,16 +475,18 @@ class VenueMachine(RuleBasedStateMachine):
     def withdraw_now(self, account_id: int, asset: str, amount: int) -> None:
         available = self.model.available(account_id, asset)
         decimals = CONFIG.assets[asset].decimals
-        decided = self.venue.accounts[account_id].decide_withdraw(Withdraw(account_id, asset, amount), self.tick(), decimals)
+        withdrawal_id = self.venue.next_withdrawal_id  # one id space with requests, as the engine's intake counts
+        command = Withdraw(account_id, asset, amount, withdrawal_id)
+        decided = self.venue.accounts[account_id].decide_withdraw(command, self.tick(), decimals)
         if amount > available:
             assert isinstance(decided, Rejection) and decided.code == "INSUFFICIENT_FUNDS", decided
             return
-        assert decided == Withdrawn(account_id, asset, amount, self.now), (decided, available)
+        assert decided == Withdrawn(withdrawal_id, account_id, asset, amount, self.now), (decided, available)
         self.apply(decided)
 
     def request_withdrawal_now(self, account_id: int, asset: str, amount: int) -> None:
         available = self.model.available(account_id, asset)
-        request_id = len(self.model.requests) + 1
+        request_id = self.venue.next_withdrawal_id
         cmd = RequestWithdrawal(request_id, account_id, asset, amount, "addr", "Solana", "")
         decided = withdrawals.decide(self.venue.accounts[account_id], cmd, self.tick(), lambda a: CONFIG.assets[a].decimals)
         note_event(f"withdrawal request: {'refused' if amount > available else 'queued'}")

@@ -70,7 +70,7 @@ def session() -> tuple[Venue, list[Event], dict[str, int]]:
         fund(venue, account_id, "USDC", "20000")
     fund(venue, c, "BTC", "1")
     venue.apply(Transferred(a, sub, "USDC", 500 * USDC, NOW_US))
-    venue.apply(Withdrawn(b, "SOL", 5 * SOL, NOW_US))
+    venue.apply(Withdrawn(1, b, "SOL", 5 * SOL, NOW_US))
     ask1 = place(venue, limit(venue, b, ASK, "100", "3", client_id=1))
     place(venue, limit(venue, c, ASK, "100.5", "2"))
     place(venue, limit(venue, sub, BID, "99", "2"))
@@ -138,7 +138,7 @@ def test_account_events_route_to_their_accounts() -> None:
     assert venue.api_keys == {"key5": 5} and venue.accounts[5].api_keys == ["key5"]
     venue.apply(Deposited(5, "ETH", 7, NOW_US))
     venue.apply(Transferred(5, 6, "ETH", 3, NOW_US))
-    venue.apply(Withdrawn(6, "ETH", 1, NOW_US))
+    venue.apply(Withdrawn(1, 6, "ETH", 1, NOW_US))
     assert (venue.accounts[5].balances, venue.accounts[6].balances) == ({"ETH": 4}, {"ETH": 2})
     assert (venue.accounts[5].net_deposits, venue.accounts[6].net_deposits) == ({"ETH": 7}, {"ETH": -1})
     venue.apply(MarketStateChanged("BTC_USDC", "PostOnly", NOW_US))

@@ -24,6 +24,7 @@ from engine.messages import (
     WithdrawalApproved,
     WithdrawalRejected,
     WithdrawalRequested,
+    Withdrawn,
 )
 from engine.runtime import Engine
 from engine.venue import InvariantViolation, Venue, account_state
@@ -175,12 +176,13 @@ async def test_engine_flow_survives_restart_snapshot_and_verify(tmp_path: Path) 
             declined = await engine.reject_withdrawal(2, reason="unverified address")
             assert declined.ok and declined.value.status == "declined"
             pending = await engine.request_withdrawal(a, "SOL", "1", ADDRESS, "Solana")
-            assert pending.ok and pending.value.request_id == 4  # the refused request used id 3
+            # the refused request used id 3 and the refused operator withdrawal id 4 (one id space)
+            assert pending.ok and pending.value.request_id == 5
             await engine.wait_idle()
             assert [(r.request_id, r.status) for r in engine.withdrawals(a)] == [
-                (1, "confirmed"), (2, "declined"), (4, "pending"),
+                (1, "confirmed"), (2, "declined"), (5, "pending"),
             ]
-            assert [r.request_id for r in engine.withdrawals(status="pending")] == [4]
+            assert [r.request_id for r in engine.withdrawals(status="pending")] == [5]
             assert engine.venue.balances(a)["SOL"] == {"available": "5", "locked": "1", "staked": "0"}
             engine.venue.check_invariants()
             before = engine.venue.state_hash()
@@ -191,13 +193,37 @@ async def test_engine_flow_survives_restart_snapshot_and_verify(tmp_path: Path) 
         async with trio.open_nursery() as nursery:  # recovery = the snapshot + replay of the tail
             again_engine: Engine = await nursery.start(Engine(CONFIG, directory).run)
             assert again_engine.venue.state_hash() == before
-            assert again_engine.next_withdrawal_id == 5
-            assert (await again_engine.approve_withdrawal(4)).ok
+            assert again_engine.next_withdrawal_id == 6
+            assert (await again_engine.approve_withdrawal(5)).ok
             await again_engine.wait_idle()
             after = again_engine.venue.state_hash()
             again_engine.stop()
     summary = verify_journal(directory, progress=False)
     assert summary["state_hash"] == after and summary["liabilities"]["SOL"] == "5"
+
+
+async def test_operator_withdrawals_share_the_request_id_space_across_restarts(tmp_path: Path) -> None:
+    """The wire lists both kinds in one list with one ``id`` filter: an id names one withdrawal."""
+    directory = tmp_path / "journal"
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            engine: Engine = await nursery.start(Engine(CONFIG, directory).run)
+            a = (await engine.create_account()).value
+            assert (await engine.deposit(a, "SOL", "10")).ok
+            assert (await engine.withdraw(a, "SOL", "1")).ok
+            request = await engine.request_withdrawal(a, "SOL", "1", ADDRESS, "Solana")
+            assert request.ok and request.value.request_id == 2
+            assert (await engine.withdraw(a, "SOL", "1")).ok
+            assert (await engine.checkpoint("snapshot")).ok  # the snapshot's head keeps the counter
+            engine.stop()
+        ids = [e.withdrawal_id for _, e in journal_events(directory) if type(e) is Withdrawn]
+        assert ids == [1, 3]
+        async with trio.open_nursery() as nursery:
+            again: Engine = await nursery.start(Engine(CONFIG, directory).run)
+            assert again.next_withdrawal_id == 4
+            later = await again.request_withdrawal(a, "SOL", "1", ADDRESS, "Solana")
+            assert later.ok and later.value.request_id == 4
+            again.stop()
 
 
 @pytest.mark.parametrize(("args", "code", "words"), [
