@@ -60,6 +60,18 @@ def test_public_refusals(http: Http) -> None:
     assert status == 400 and "interval" in body["message"]
 
 
+def test_ticker_of_an_untraded_market_is_all_strings(http: Http) -> None:
+    # Regression: firstPrice, lastPrice, high and low were null before a market's first trade,
+    # where Backpack's Ticker requires a string for every field
+    zero = {"firstPrice": "0", "lastPrice": "0", "priceChange": "0", "priceChangePercent": "0", "high": "0",
+            "low": "0", "volume": "0", "quoteVolume": "0", "trades": "0"}
+    status, ticker = http.request("GET", "/api/v1/ticker?symbol=BTC_USDC")  # nothing trades BTC in this module
+    assert (status, ticker) == (200, {"symbol": "BTC_USDC", **zero})
+    status, tickers = http.request("GET", "/api/v1/tickers?interval=1w")
+    assert status == 200 and {"symbol": "BTC_USDC", **zero} in tickers
+    assert all(isinstance(value, str) for t in tickers for value in t.values())
+
+
 def test_trading_cycle(venue: LiveVenue, http: Http) -> None:
     maker = venue.trader(SOL="10")
     taker = venue.trader(USDC="1000")
