@@ -115,6 +115,36 @@ def test_trading_cycle(venue: LiveVenue, http: Http) -> None:
     assert status == 200 and deposits[0]["quantity"] == "10" and deposits[0]["symbol"] == "SOL"
 
 
+def test_history_filters_by_market_type_and_strategy(venue: LiveVenue, http: Http) -> None:
+    # Regression: marketType was ignored by the history endpoints (PERP listed spot orders and fills)
+    # and strategyId was refused as an unknown field
+    maker, taker = venue.trader(SOL="5"), venue.trader(USDC="1000")
+    http.signed(maker, "POST", "/api/v1/order", "orderExecute",
+                {"symbol": SOL, "side": "Ask", "orderType": "Limit", "price": "100", "quantity": "1"})
+    http.signed(maker, "POST", "/api/v1/order", "orderExecute",
+                {"symbol": SOL, "side": "Ask", "orderType": "Limit", "price": "101", "quantity": "1"})
+    status, _ = http.signed(taker, "POST", "/api/v1/order", "orderExecute",
+                            {"symbol": SOL, "side": "Bid", "orderType": "Market", "quantity": "1"})
+    assert status == 200
+    venue.settle()
+    for path, instruction in (("/wapi/v1/history/orders", "orderHistoryQueryAll"),
+                              ("/wapi/v1/history/fills", "fillHistoryQueryAll")):
+        status, spot = http.signed(maker, "GET", path, instruction, {"marketType": "SPOT"})
+        assert status == 200 and len(spot) == (2 if "orders" in path else 1), spot
+        assert http.signed(maker, "GET", path, instruction) == (200, spot)
+        for other in ("PERP", "IPERP", "DATED", "PREDICTION", "RFQ"):
+            assert http.signed(maker, "GET", path, instruction, {"marketType": other}) == (200, []), other
+        assert http.signed(maker, "GET", path, instruction, {"strategyId": "1"}) == (200, [])
+        assert http.signed(maker, "GET", path, instruction, {"strategyId": "1", "marketType": "SPOT"}) == (200, [])
+        status, body = http.signed(maker, "GET", path, instruction, {"marketType": "FUTURES"})
+        assert status == 400 and "Invalid marketType 'FUTURES'" in body["message"]
+    # an array (repeated key) that names SPOT among others lets spot through, here as on /api/v1/orders
+    for path, instruction in (("/api/v1/orders", "orderQueryAll"), ("/wapi/v1/history/orders", "orderHistoryQueryAll")):
+        headers = maker.headers(instruction, {"marketType": ["SPOT", "PERP"]})
+        status, orders = http.request("GET", f"{path}?marketType=SPOT&marketType=PERP", headers=headers)
+        assert status == 200 and "101" in [o["price"] for o in orders], (path, orders)
+
+
 def test_batch_and_cancel_all(venue: LiveVenue, http: Http) -> None:
     trader = venue.trader(USDC="1000")
     batch = [
