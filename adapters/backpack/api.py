@@ -46,12 +46,17 @@ ORDER_FIELDS: Final = frozenset({
     "takeProfitLimitPrice", "takeProfitTriggerBy", "stopLossTriggerPrice", "stopLossLimitPrice",
     "stopLossTriggerBy", "slippageTolerance", "slippageToleranceType",
 })
-NOT_YET: Final = {  # accepted names whose features come with later issues
+NOT_YET: Final = {  # order fields whose features come with later issues: refused when given, never ignored
     "autoLend": "spot margin", "autoLendRedeem": "spot margin", "autoBorrow": "spot margin",
     "autoBorrowRepay": "spot margin", "reduceOnly": "futures", "triggerPrice": "trigger orders",
-    "triggerQuantity": "trigger orders", "takeProfitTriggerPrice": "take-profit orders",
-    "stopLossTriggerPrice": "stop-loss orders", "slippageTolerance": "slippage limits",
+    "triggerQuantity": "trigger orders", "triggerBy": "trigger orders", "takeProfitTriggerPrice": "take-profit orders",
+    "takeProfitLimitPrice": "take-profit orders", "takeProfitTriggerBy": "take-profit orders",
+    "stopLossTriggerPrice": "stop-loss orders", "stopLossLimitPrice": "stop-loss orders",
+    "stopLossTriggerBy": "stop-loss orders", "slippageTolerance": "slippage limits",
+    "slippageToleranceType": "slippage limits",
 }
+NOT_YET_FLAGS: Final = frozenset({"autoLend", "autoLendRedeem", "autoBorrow", "autoBorrowRepay", "reduceOnly"})  # false asks for nothing
+BROKER_ID_MAX: Final = 2**16 - 1
 ORDER_PATH: Final = "/api/v1/order"
 INTERNAL_ERROR: Final = "Internal error; the request may not have been applied, check open orders"
 HISTORY_FIELDS: Final = frozenset({
@@ -463,8 +468,11 @@ class BackpackApi:
     def _build(self, account_id: int, p: dict[str, Any]) -> PlaceOrder:
         if not NOT_YET.keys().isdisjoint(p):
             for name in sorted(p.keys() & NOT_YET.keys()):
-                if p[name] not in (None, False, "false"):
+                value = p[name]
+                if value is not None and not (name in NOT_YET_FLAGS and (value is False or value == "false")):
                     raise ApiError("NOT_IMPLEMENTED", f"{name}: {NOT_YET[name]} are not available on this venue yet")
+        if "brokerId" in p:  # attribution only: checked, then not needed
+            _int(p, "brokerId", 0, 0, BROKER_ID_MAX)
         self.spec(p)
         order_type = ORDER_TYPES.get(p["orderType"]) if isinstance(p["orderType"], str) else None
         if order_type is None:
@@ -591,6 +599,8 @@ def _decimal(params: dict[str, Any], name: str) -> str | None:
         return str(value)
     if not isinstance(value, str):
         raise bad_request(f"{name} must be a decimal string, got {value!r}")
+    if value != value.strip():
+        raise bad_request(f"{name} must not have whitespace around it: {value!r}")
     return value
 
 

@@ -315,6 +315,39 @@ def test_malformed_values_are_refused_with_400_and_change_nothing(venue: LiveVen
     assert (status, body) == (200, [])
 
 
+def test_loose_order_input_is_refused_naming_the_field(venue: LiveVenue, http: Http) -> None:
+    # Regressions: decimals with whitespace around them placed orders (the text was stripped), brokerId
+    # was not checked, and the attached take-profit / stop-loss / trigger-by / slippage-type fields
+    # were accepted and silently dropped
+    trader = venue.trader(USDC="100")
+    order = {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "10", "quantity": "1"}
+    for name, value in (("price", " 15"), ("price", "16 "), ("price", "\t16"), ("price", "16\n"), ("quantity", " 1")):
+        status, answer = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**order, name: value})
+        assert (status, answer) == (400, {"code": "INVALID_CLIENT_REQUEST",
+                                          "message": f"{name} must not have whitespace around it: {value!r}"})
+    market = {"symbol": SOL, "side": "Bid", "orderType": "Market", "quoteQuantity": "15 "}
+    status, answer = http.signed(trader, "POST", "/api/v1/order", "orderExecute", market)
+    assert status == 400 and answer["message"] == "quoteQuantity must not have whitespace around it: '15 '"
+    for value, problem in (("x", "must be an integer, got 'x'"), (65536, "must be between 0 and 65535, got 65536"),
+                           (-1, "must be between 0 and 65535, got -1"), (True, "must be an integer, got True")):
+        status, answer = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**order, "brokerId": value})
+        assert (status, answer["message"]) == (400, f"brokerId {problem}"), value
+    for name, value in (("takeProfitLimitPrice", "12"), ("stopLossLimitPrice", "8"), ("triggerBy", "LastPrice"),
+                        ("takeProfitTriggerBy", "MarkPrice"), ("stopLossTriggerBy", "IndexPrice"),
+                        ("slippageToleranceType", "Percent"), ("triggerBy", False)):
+        status, answer = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**order, name: value})
+        assert (status, answer["code"]) == (501, "NOT_IMPLEMENTED"), (name, answer)
+        assert answer["message"].startswith(f"{name}: ") and "not available on this venue yet" in answer["message"]
+    status, withdrawal = http.signed(trader, "POST", "/wapi/v1/capital/withdrawals", "withdraw",
+                                     {"address": "addr1", "blockchain": "Solana", "quantity": " 5", "symbol": "USDC"})
+    assert status == 400 and withdrawal["message"] == "quantity must not have whitespace around it: ' 5'"
+    assert http.signed(trader, "GET", "/api/v1/orders", "orderQueryAll") == (200, [])  # nothing changed
+    _, capital = http.signed(trader, "GET", "/api/v1/capital", "balanceQuery")
+    assert capital["USDC"] == {"available": "100", "locked": "0", "staked": "0"}
+    status, placed = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**order, "price": "99", "brokerId": 65535})
+    assert status == 200 and placed["status"] == "New"  # a uint16 brokerId is fine
+
+
 def test_a_batch_answers_every_item_even_when_one_is_malformed(venue: LiveVenue, http: Http) -> None:
     # Regression: a malformed clientId in item 2 answered the whole batch 500 after item 1 was placed
     trader = venue.trader(USDC="100")
