@@ -11,6 +11,11 @@ rate limit per API key -> unknown or missing fields -> values -> engine.
 
 Reads come from the ``Publisher`` (durable state only); writes go through the
 ``Engine``'s client API, which answers once the journal has made them durable.
+A read first waits until the publisher has applied everything durable when it
+arrived (``Publisher.reached``, usually at once, else one task switch): the
+journal answers a write a step before the publisher applies it, so a read sent
+on receiving an answer (over REST or WebSocket, on any connection, or FIX) sees
+what that answer said. The wait costs the order path nothing.
 """
 
 from __future__ import annotations
@@ -115,6 +120,8 @@ class BackpackApi:
     ) -> Any:
         """Authenticate (signed routes), check fields, run the handler. Raises ``ApiError``."""
         account_id = self.admit(route, params, api_key, signature, timestamp, window)
+        if route.method == "GET":  # read your writes: see every answer already sent (``Publisher.reached``)
+            await self.publisher.reached(self.engine.journal.durable_event_seq)
         try:
             return await route.handler(Call(account_id, params))
         except ApiError:

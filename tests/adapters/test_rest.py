@@ -367,3 +367,29 @@ def test_wallets_and_deposit_address(venue: LiveVenue, http: Http) -> None:
     status, body = http.signed(trader, "GET", "/wapi/v1/capital/deposit/address", "depositAddressQuery",
                                {"blockchain": "Solana"})
     assert (status, body["code"]) == (501, "NOT_IMPLEMENTED") and "operator" in body["message"]
+
+
+def test_reads_right_after_an_answer_see_what_it_answered(venue: LiveVenue, http: Http) -> None:
+    # Regression: the answer to an order left as soon as it was durable, but the publisher that reads
+    # are served from applied it a task switch later, so a read sent on receiving the answer could miss it
+    trader = venue.trader(USDC="1000")
+    bid = {"symbol": "BTC_USDC", "side": "Bid", "orderType": "Limit", "price": "100", "quantity": "0.1"}
+    for i in range(1, 31):
+        status, placed = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**bid, "clientId": i})
+        assert (status, placed["status"]) == (200, "New"), placed
+        status, listed = http.signed(trader, "GET", "/api/v1/orders", "orderQueryAll", {"symbol": "BTC_USDC"})
+        assert placed["id"] in [o["id"] for o in listed], i
+        status, got = http.signed(trader, "GET", "/api/v1/order", "orderQuery", {"symbol": "BTC_USDC", "clientId": i})
+        assert (status, got["id"]) == (200, placed["id"]), i
+        _, capital = http.signed(trader, "GET", "/api/v1/capital", "balanceQuery")
+        assert capital["USDC"]["locked"] == str(10 * i), i
+    assert http.signed(trader, "DELETE", "/api/v1/order", "orderCancel", {"symbol": "BTC_USDC", "clientId": 1})[0] == 200
+    assert http.signed(trader, "GET", "/api/v1/order", "orderQuery", {"symbol": "BTC_USDC", "clientId": 1})[0] == 404
+    # the read pipelined behind the order in one write is answered after the order, and sees it
+    for i in range(31, 61):
+        head, body = _signed_request(venue, trader, {**bid, "clientId": i})
+        signing = trader.headers("orderQueryAll", {"symbol": "BTC_USDC"})
+        read = ("GET /api/v1/orders?symbol=BTC_USDC HTTP/1.1\r\nHost: x\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in signing.items()) + "\r\n")
+        (_, placed), (status, listed) = _raw_answers(venue, head + body + read.encode(), 2)
+        assert status == 200 and placed["id"] in [o["id"] for o in listed], i

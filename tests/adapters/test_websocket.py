@@ -196,3 +196,22 @@ async def test_ccxt_watch_orders_streams_are_accepted(venue: LiveVenue) -> None:
             await rest(venue, owner, "POST", "/api/v1/order", "orderExecute", order)
             update = (await receive(ws, "account.orderUpdate"))["data"]
             assert update["e"] == "orderAccepted" and update["p"] == "9"
+
+
+async def test_a_read_sent_on_an_order_answer_sees_the_order(venue: LiveVenue) -> None:
+    # The order's answer leaves when it is durable; the publisher that reads come from applies it a task
+    # switch later. A read sent on receiving the answer waits for that (Publisher.reached).
+    owner = await trader(venue, USDC="1000")
+    bid = {"symbol": "BTC_USDC", "side": "Bid", "orderType": "Limit", "price": "100", "quantity": "0.1"}
+    query = {"symbol": "BTC_USDC"}
+    with trio.fail_after(20):
+        async with open_websocket_url(venue.ws_url) as ws:
+            for i in range(1, 41):
+                order = {**bid, "clientId": i}
+                await ws.send_message(orjson.dumps({"id": i, "method": "orderExecute", "params": order,
+                                                    "signature": signature(owner, "orderExecute", order)}).decode())
+                placed = (await receive(ws))["result"]
+                await ws.send_message(orjson.dumps({"id": -i, "method": "orderQueryAll", "params": query,
+                                                    "signature": signature(owner, "orderQueryAll", query)}).decode())
+                listed = await receive(ws)
+                assert listed["id"] == -i and placed["id"] in [o["id"] for o in listed["result"]], i
