@@ -606,8 +606,6 @@ def _decimal(params: dict[str, Any], name: str) -> str | None:
         return str(value)
     if not isinstance(value, str):
         raise bad_request(f"{name} must be a decimal string, got {value!r}")
-    if value != value.strip():
-        raise bad_request(f"{name} must not have whitespace around it: {value!r}")
     return value
 
 
