@@ -146,7 +146,7 @@ class JournalActor:
         # of one ``deliver`` call per result.
         self.delivered = delivered
         self.tx, self.rx = trio.open_memory_channel[tuple[list[Event] | bytes, list[Delivery]]](JOURNAL_INBOX_SIZE)
-        self.subscribers: list[trio.MemorySendChannel[list[Event]]] = []
+        self.subscribers: list[trio.MemorySendChannel[tuple[int, list[Event]]]] = []
         self.durable_seq = writer.seq
         self.durable_event_seq = writer.seq  # the last record holding events (not a checkpoint)
         self.head_seq, self.head_hash = writer.seq, writer.hash  # the last record framed
@@ -208,9 +208,10 @@ class JournalActor:
         self._commit([(events, deliveries)])
         return True
 
-    def subscribe(self) -> trio.MemoryReceiveChannel[list[Event]]:
-        """Durable events, in journal order. A subscriber that falls behind is dropped."""
-        tx, rx = trio.open_memory_channel[list[Event]](SUBSCRIBER_BUFFER_SIZE)
+    def subscribe(self) -> trio.MemoryReceiveChannel[tuple[int, list[Event]]]:
+        """Durable events, in journal order, each batch with the seq of its last record (the
+        ``durable_event_seq`` it made). A subscriber that falls behind is dropped."""
+        tx, rx = trio.open_memory_channel[tuple[int, list[Event]]](SUBSCRIBER_BUFFER_SIZE)
         self.subscribers.append(tx)
         return rx
 
@@ -331,7 +332,7 @@ class JournalActor:
                 for sink, value in deliveries:
                     deliver(sink, value)
         if events and self.subscribers:
-            self._publish(events)
+            self._publish(last_seq, events)
 
     def _fail(self, error: BaseException) -> None:
         """The sync thread failed: a full disk refuses what is not durable and stops intake; anything else stops the engine."""
@@ -348,10 +349,11 @@ class JournalActor:
             for sink, _ in deliveries:
                 self.deliver(sink, refusal)
 
-    def _publish(self, events: list[Event]) -> None:
+    def _publish(self, last_seq: int, events: list[Event]) -> None:
+        batch = (last_seq, events)
         for tx in list(self.subscribers):
             try:
-                tx.send_nowait(events)
+                tx.send_nowait(batch)
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 self.subscribers.remove(tx)
                 tx.close()  # slow or gone: the subscriber sees the end of its stream

@@ -238,13 +238,28 @@ class AdminServer:
         return {"symbol": args["symbol"], "state": state}
 
     async def _checkpoint(self, args: dict[str, Any]) -> Any:
-        return self._unwrap(await self.engine.checkpoint("checkpoint")).value
+        return await self._checkpoint_now("checkpoint")
 
     async def _snapshot(self, args: dict[str, Any]) -> Any:
-        return self._unwrap(await self.engine.checkpoint("snapshot")).value
+        return await self._checkpoint_now("snapshot")
 
     async def _por_publish(self, args: dict[str, Any]) -> Any:
-        return self._unwrap(await self.engine.checkpoint("por")).value
+        return await self._checkpoint_now("por")
+
+    async def _checkpoint_now(self, kind: str) -> Any:
+        """The checkpointer's answer, or an error when it did not do what was asked (the CLI then exits 1).
+
+        A snapshot that could not be written (a full disk) fails ``snapshot``; for the
+        other kinds it is a snapshot that happened to fall due with them, and their own
+        work was done, so it stays a ``snapshot_error`` field of their answer.
+        """
+        value = self._unwrap(await self.engine.checkpoint(kind)).value
+        if value.get("error") is not None:
+            raise AdminError("SERVER_ERROR", f"{kind} failed: {value['error']}")
+        if kind == "snapshot" and value.get("snapshot_error") is not None:
+            raise AdminError("SERVER_ERROR", f"snapshot not written: {value['snapshot_error']} (the signed checkpoint "
+                                             f"at seq {value['seq']} was written; the journal has everything)")
+        return value
 
     # --- withdrawal requests (engine/withdrawals.py) ------------------------------------
 

@@ -310,9 +310,10 @@ def _request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     if c == "key":
         return "key.add", {"account_id": args.account_id, "public_key": args.public_key}
     if c in ("deposit", "withdraw"):
-        return c, {"account_id": args.account_id, "asset": args.asset, "amount": args.amount}
+        return c, {"account_id": args.account_id, "asset": args.asset, "amount": _decimal(args.amount)}
     if c == "transfer":
-        return "transfer", {"from": args.from_account, "to": args.to_account, "asset": args.asset, "amount": args.amount}
+        return "transfer", {"from": args.from_account, "to": args.to_account, "asset": args.asset,
+                            "amount": _decimal(args.amount)}
     if c == "balances":
         return "balances", {"account_id": args.account_id}
     if c == "orders":
@@ -327,9 +328,18 @@ def _request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         payload = {k: v for k, v in vars(args).items() if k not in ("command", "action", "config", "socket")}
         return f"withdrawals.{args.action}", payload
     payload = {k: v for k, v in vars(args).items() if k not in ("command", "action", "config", "socket")}
+    for name in ("price", "quantity", "quote_quantity"):
+        if payload.get(name) is not None:
+            payload[name] = _decimal(payload[name])
     if args.action == "place" and not payload.get("post_only"):
         payload.pop("post_only", None)
     return f"order.{args.action}", payload
+
+
+def _decimal(text: str) -> str:
+    """An amount typed on the command line: spaces around it (a quoted " 5") are not part of it.
+    The engine's parser is strict, as the wire needs; a person at a shell gets this leeway."""
+    return text.strip()
 
 
 def _print(value: Any) -> None:

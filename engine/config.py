@@ -241,23 +241,26 @@ def _validate_fix(fix: FixConfig) -> None:
             raise ConfigError(f"{key}: need 1 <= heartbeat_min_s <= heartbeat_max_s <= 3600")
 
 
+# Config values are typed by people: whitespace around a number is forgiven here (the parser itself is strict).
+
+
 def check_decimal(key: str, text: str, scale: int) -> int:
     try:
-        return parse_units(text, scale, what=key)
+        return parse_units(text.strip(), scale, what=key)
     except DecimalError as exc:
         raise ConfigError(f"{key}: {exc}") from None
 
 
 def check_ratio(key: str, text: str) -> tuple[int, int]:
     try:
-        return ratio(text, what=key)
+        return ratio(text.strip(), what=key)
     except DecimalError as exc:
         raise ConfigError(f"{key}: {exc}") from None
 
 
 def check_scale(key: str, text: str) -> int:
     try:
-        return scale_of(text, what=key)
+        return scale_of(text.strip(), what=key)
     except DecimalError as exc:
         raise ConfigError(f"{key}: {exc}") from None
 

@@ -279,7 +279,11 @@ class Publisher:
         self._followed = 0  # events applied from the subscription since ``_base``
         self._funds_seq = 0
         self._histories: dict[int, _Histories] = {}
-        self._rx: trio.MemoryReceiveChannel[list[Event]] | None = None
+        self._rx: trio.MemoryReceiveChannel[tuple[int, list[Event]]] | None = None
+        # The journal record through which every event is applied here, while following the
+        # journal; reads wait for it (``reached``) so they see every answer already sent.
+        self.applied_seq = 0
+        self._advanced: trio.Event | None = None  # set when applied_seq moves, if a read waits
         self._sent_balances: dict[tuple[int, str], tuple[int, int]] = {}  # only changes are published
         self._reset(venue)
 
@@ -390,6 +394,7 @@ class Publisher:
         self._base = (reader.seq, reader.hash)
         self._followed = 0
         self._rx = journal.subscribe()
+        self._applied(reader.seq)
 
     async def run(self, engine: Engine, *, task_status: trio.TaskStatus[Publisher] = trio.TASK_STATUS_IGNORED) -> None:
         """Apply durable batches until cancelled; if the journal drops us, catch up from disk.
@@ -402,13 +407,34 @@ class Publisher:
         while True:
             rx = self._rx
             async with rx:
-                async for events in rx:
+                async for seq, events in rx:
                     self.apply_batch(events)
                     self._followed += len(events)
+                    self._applied(seq)
             self.resyncs += 1
             log.warning("publisher fell behind the journal; catching up from disk")
             seq, prev_hash = self._base
             self._follow(JournalReader(engine.directory, seq, prev_hash), engine.journal, self._followed)
+
+    def _applied(self, seq: int) -> None:
+        self.applied_seq = seq
+        advanced = self._advanced
+        if advanced is not None:
+            self._advanced = None
+            advanced.set()
+
+    async def reached(self, seq: int) -> None:
+        """Return once every event through journal record ``seq`` is applied here: at once (no
+        checkpoint) when it is, else after the batches already on their way from the journal.
+
+        The journal answers a command the moment its events are durable and hands them to
+        this publisher in the same step, so they are applied one task switch later. A read
+        that waits for the ``durable_event_seq`` it arrived at sees every answer sent before it.
+        """
+        while self.applied_seq < seq:
+            if self._advanced is None:
+                self._advanced = trio.Event()
+            await self._advanced.wait()
 
     # --- applying ----------------------------------------------------------------------
 

@@ -36,13 +36,19 @@ class DecimalError(ValueError):
 
 
 def _match(text: str, what: str) -> re.Match[str]:
-    """The parts of a non-negative decimal string, or an error that says what is wrong with it."""
+    """The parts of a non-negative decimal string, or an error that says what is wrong with it.
+
+    Strict, as a wire field must be: whitespace around the number is refused, not
+    stripped (the config and the CLI strip what a person typed before they parse).
+    """
     if len(text) > MAX_DECIMAL_CHARS:
         raise DecimalError(f"{what} is too long ({len(text)} characters)")
-    stripped = text.strip()
-    m = _DECIMAL.fullmatch(stripped)
+    m = _DECIMAL.fullmatch(text)
     if m is None:
-        if stripped.startswith("-") and _DECIMAL.fullmatch(stripped[1:]):
+        stripped = text.strip()
+        if stripped != text and _DECIMAL.fullmatch(stripped.removeprefix("-")):
+            raise DecimalError(f"{what} must not have whitespace around it: {text!r}")
+        if text.startswith("-") and _DECIMAL.fullmatch(text[1:]):
             raise DecimalError(f"{what} must not be negative: {text!r}")
         raise DecimalError(f"{what} is not a decimal number: {text!r}")
     return m

@@ -11,6 +11,11 @@ rate limit per API key -> unknown or missing fields -> values -> engine.
 
 Reads come from the ``Publisher`` (durable state only); writes go through the
 ``Engine``'s client API, which answers once the journal has made them durable.
+A read first waits until the publisher has applied everything durable when it
+arrived (``Publisher.reached``, usually at once, else one task switch): the
+journal answers a write a step before the publisher applies it, so a read sent
+on receiving an answer (over REST or WebSocket, on any connection, or FIX) sees
+what that answer said. The wait costs the order path nothing.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from adapters.backpack import wire
 from adapters.backpack.auth import RATE_PER_MINUTE, RateLimiter, Signed, Verifier, wall_ms
 from adapters.backpack.errors import ApiError, bad_request
 from engine.actors import Sink
-from engine.messages import CLIENT_ID_MAX, LIMIT, MARKET, PlaceOrder, Rejection
-from engine.publisher import INTERVALS, Publisher
+from engine.messages import CLIENT_ID_MAX, LIMIT, MARKET, OrderView, PlaceOrder, Rejection
+from engine.publisher import INTERVALS, FillRecord, Publisher
 from engine.results import Result
 from engine.runtime import Engine, Reply
 from engine.spec import MarketSpec
@@ -46,15 +51,23 @@ ORDER_FIELDS: Final = frozenset({
     "takeProfitLimitPrice", "takeProfitTriggerBy", "stopLossTriggerPrice", "stopLossLimitPrice",
     "stopLossTriggerBy", "slippageTolerance", "slippageToleranceType",
 })
-NOT_YET: Final = {  # accepted names whose features come with later issues
+NOT_YET: Final = {  # order fields whose features come with later issues: refused when given, never ignored
     "autoLend": "spot margin", "autoLendRedeem": "spot margin", "autoBorrow": "spot margin",
     "autoBorrowRepay": "spot margin", "reduceOnly": "futures", "triggerPrice": "trigger orders",
-    "triggerQuantity": "trigger orders", "takeProfitTriggerPrice": "take-profit orders",
-    "stopLossTriggerPrice": "stop-loss orders", "slippageTolerance": "slippage limits",
+    "triggerQuantity": "trigger orders", "triggerBy": "trigger orders", "takeProfitTriggerPrice": "take-profit orders",
+    "takeProfitLimitPrice": "take-profit orders", "takeProfitTriggerBy": "take-profit orders",
+    "stopLossTriggerPrice": "stop-loss orders", "stopLossLimitPrice": "stop-loss orders",
+    "stopLossTriggerBy": "stop-loss orders", "slippageTolerance": "slippage limits",
+    "slippageToleranceType": "slippage limits",
 }
+NOT_YET_FLAGS: Final = frozenset({"autoLend", "autoLendRedeem", "autoBorrow", "autoBorrowRepay", "reduceOnly"})  # false asks for nothing
+BROKER_ID_MAX: Final = 2**16 - 1
 ORDER_PATH: Final = "/api/v1/order"
 INTERNAL_ERROR: Final = "Internal error; the request may not have been applied, check open orders"
-HISTORY_FIELDS: Final = frozenset({"limit", "offset", "sortDirection", "sort_direction", "marketType", "symbol", "orderId"})
+HISTORY_FIELDS: Final = frozenset({
+    "limit", "offset", "sortDirection", "sort_direction", "marketType", "symbol", "orderId", "strategyId",
+})
+MARKET_TYPES: Final = ("SPOT", "PERP", "IPERP", "DATED", "PREDICTION", "RFQ")
 
 
 @attrs.frozen
@@ -107,6 +120,8 @@ class BackpackApi:
     ) -> Any:
         """Authenticate (signed routes), check fields, run the handler. Raises ``ApiError``."""
         account_id = self.admit(route, params, api_key, signature, timestamp, window)
+        if route.method == "GET":  # read your writes: see every answer already sent (``Publisher.reached``)
+            await self.publisher.reached(self.engine.journal.durable_event_seq)
         try:
             return await route.handler(Call(account_id, params))
         except ApiError:
@@ -219,7 +234,7 @@ class BackpackApi:
             Route(delete, f"{v1}/orders", self.orders_cancel, "orderCancelAll", frozenset({"symbol", "orderType"}), ("symbol",)),
             Route(get, f"{w1}/history/orders", self.order_history, "orderHistoryQueryAll", HISTORY_FIELDS),
             Route(get, f"{w1}/history/fills", self.fill_history, "fillHistoryQueryAll",
-                  HISTORY_FIELDS | {"from", "to", "fillType", "strategyId"}),
+                  HISTORY_FIELDS | {"from", "to", "fillType"}),
             Route(get, f"{w1}/capital/deposits", self.deposits, "depositQueryAll",
                   frozenset({"from", "to", "limit", "offset", "excludePlatform"})),
             Route(get, f"{w1}/capital/deposit/address", self.deposit_address, "depositAddressQuery",
@@ -248,11 +263,7 @@ class BackpackApi:
         return [wire.asset_json(a) for a in self.engine.venue.assets.values()]
 
     async def markets(self, call: Call) -> Any:
-        wanted = call.params.get("marketType", "SPOT")
-        types = {t.upper() for t in (wanted if isinstance(wanted, list) else [wanted])}
-        if not types <= {"SPOT", "PERP", "IPERP", "DATED", "PREDICTION", "RFQ"}:
-            raise bad_request(f"Invalid marketType {wanted!r}")
-        if "SPOT" not in types:
+        if not _spot_wanted(call.params, "SPOT"):
             return []
         return [self._market_json(spec) for spec in self.engine.venue.specs.values()]
 
@@ -413,8 +424,7 @@ class BackpackApi:
 
     async def orders_query(self, call: Call) -> Any:
         spec = self.spec(call.params, required=False)
-        market_type = call.params.get("marketType", "SPOT")
-        if market_type != "SPOT":
+        if not _spot_wanted(call.params, "SPOT"):
             return []
         views = self.publisher.open_orders(call.account_id, spec.symbol if spec else None)
         specs = self.engine.venue.specs
@@ -465,8 +475,11 @@ class BackpackApi:
     def _build(self, account_id: int, p: dict[str, Any]) -> PlaceOrder:
         if not NOT_YET.keys().isdisjoint(p):
             for name in sorted(p.keys() & NOT_YET.keys()):
-                if p[name] not in (None, False, "false"):
+                value = p[name]
+                if value is not None and not (name in NOT_YET_FLAGS and (value is False or value == "false")):
                     raise ApiError("NOT_IMPLEMENTED", f"{name}: {NOT_YET[name]} are not available on this venue yet")
+        if "brokerId" in p:  # attribution only: checked, then not needed
+            _int(p, "brokerId", 0, 0, BROKER_ID_MAX)
         self.spec(p)
         order_type = ORDER_TYPES.get(p["orderType"]) if isinstance(p["orderType"], str) else None
         if order_type is None:
@@ -509,34 +522,39 @@ class BackpackApi:
     # --- history ----------------------------------------------------------------------------------
 
     async def order_history(self, call: Call) -> Any:
-        spec = self.spec(call.params, required=False)
-        order_id = _int(call.params, "orderId", 0, 0)
-        views = self.publisher.closed_orders(call.account_id) + self.publisher.open_orders(call.account_id)
+        p = call.params
+        spec = self.spec(p, required=False)
+        order_id = _int(p, "orderId", 0, 0)
+        views: list[OrderView] = []
+        if _spot_wanted(p) and not _strategy_filter(p):  # every order here is a spot order, none a strategy's
+            views = self.publisher.closed_orders(call.account_id) + self.publisher.open_orders(call.account_id)
         views = [v for v in views if (spec is None or v.symbol == spec.symbol) and (not order_id or v.order_id == order_id)]
-        views.sort(key=lambda v: (v.created_us, v.order_id), reverse=_descending(call.params))
+        views.sort(key=lambda v: (v.created_us, v.order_id), reverse=_descending(p))
         specs = self.engine.venue.specs
-        return [wire.history_order_json(v, specs[v.symbol]) for v in _page(call.params, views)]
+        return [wire.history_order_json(v, specs[v.symbol]) for v in _page(p, views)]
 
     async def fill_history(self, call: Call) -> Any:
-        spec = self.spec(call.params, required=False)
-        fill_type = call.params.get("fillType", "User")
+        p = call.params
+        spec = self.spec(p, required=False)
+        fill_type = p.get("fillType", "User")
         if fill_type not in ("User", "BookLiquidation", "Adl", "Backstop", "Liquidation", "AllLiquidation",
                              "CollateralConversion", "CollateralConversionAndSpotLiquidation"):
             raise bad_request(f"Invalid fillType {fill_type!r}")
-        if fill_type != "User":
-            return []
-        order_id = _int(call.params, "orderId", 0, 0)
-        start, end = _int(call.params, "from", 0, 0), _int(call.params, "to", 2**63, 0)
+        order_id = _int(p, "orderId", 0, 0)
+        start, end = _int(p, "from", 0, 0), _int(p, "to", 2**63, 0)
+        fills: list[FillRecord] = []
+        if fill_type == "User" and _spot_wanted(p) and not _strategy_filter(p):  # user fills of spot orders only
+            fills = self.publisher.fills(call.account_id)
         fills = [
-            f for f in self.publisher.fills(call.account_id)
+            f for f in fills
             if (spec is None or f.symbol == spec.symbol) and (not order_id or f.order_id == order_id)
             and start <= f.ts_us // 1000 <= end
         ]
-        if _descending(call.params):
+        if _descending(p):
             fills.reverse()
         specs = self.engine.venue.specs
         decimals = self.decimals
-        return [wire.fill_json(specs[f.symbol], decimals[f.fill.fee_asset], f) for f in _page(call.params, fills)]
+        return [wire.fill_json(specs[f.symbol], decimals[f.fill.fee_asset], f) for f in _page(p, fills)]
 
 
 # --- parameter helpers ---------------------------------------------------------------------------
@@ -617,6 +635,28 @@ def _window(params: dict[str, Any]) -> str:
     if interval not in ("1d", "1w"):
         raise bad_request(f"Invalid interval {interval!r}: expected 1d or 1w")
     return str(interval)
+
+
+def _spot_wanted(params: dict[str, Any], default: str | None = None) -> bool:
+    """Whether the ``marketType`` filter (one value, or an array: ``marketType=SPOT&marketType=PERP``)
+    lets spot markets through, the only kind this venue has; absent, ``default`` (None: every type)."""
+    wanted = params.get("marketType", default)
+    if wanted is None:
+        return True
+    values = wanted if isinstance(wanted, list) else [wanted]
+    if not values or not all(isinstance(v, str) and v.upper() in MARKET_TYPES for v in values):
+        raise bad_request(f"Invalid marketType {wanted!r}: expected one or more of {', '.join(MARKET_TYPES)}")
+    return any(v.upper() == "SPOT" for v in values)
+
+
+def _strategy_filter(params: dict[str, Any]) -> bool:
+    """Whether a ``strategyId`` filter is given (it matches nothing: this venue runs no strategies)."""
+    strategy_id = params.get("strategyId")
+    if strategy_id is None:
+        return False
+    if not isinstance(strategy_id, str | int) or isinstance(strategy_id, bool) or strategy_id == "":
+        raise bad_request(f"strategyId must be a strategy id, got {strategy_id!r}")
+    return True
 
 
 def _descending(params: dict[str, Any]) -> bool:

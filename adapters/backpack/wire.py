@@ -94,16 +94,17 @@ def _percent(change: int, base: int) -> str:
 
 
 def ticker_json(spec: MarketSpec, t: TickerStats) -> dict[str, Any]:
+    """Every field a string, as Backpack's ``Ticker`` requires: a market that never traded
+    has no prices, and shows "0" for them (ccxt reads a zero price as none)."""
     price = spec.format_price
-    traded = t.last != 0
     return {
         "symbol": t.symbol,
-        "firstPrice": price(t.first) if traded else None,
-        "lastPrice": price(t.last) if traded else None,
-        "priceChange": price(t.last - t.first) if traded else "0",
+        "firstPrice": price(t.first),
+        "lastPrice": price(t.last),
+        "priceChange": price(t.last - t.first),
         "priceChangePercent": _percent(t.last - t.first, t.first),
-        "high": price(t.high) if traded else None,
-        "low": price(t.low) if traded else None,
+        "high": price(t.high),
+        "low": price(t.low),
         "volume": spec.format_qty(t.volume_steps),
         "quoteVolume": spec.format_quote(t.quote),
         "trades": str(t.trades),

@@ -48,6 +48,9 @@ def test_market_data(venue: LiveVenue) -> None:
     assert ticker["last"] == 101.0 and ticker["baseVolume"] == 1.5
     tickers = tk.fetch_tickers()
     assert tickers["SOL/USDC"]["last"] == 101.0
+    untraded = tk.fetch_ticker("BTC/USDC")  # Backpack's all-"0" ticker of a market with no trades: no prices
+    assert (untraded["last"], untraded["high"], untraded["baseVolume"]) == (None, None, 0.0)
+    assert tickers["BTC/USDC"]["last"] is None
     trades = tk.fetch_trades("SOL/USDC")
     assert [(t["price"], t["amount"], t["side"]) for t in trades][-1] == (101.0, 1.5, "buy")
     candles = tk.fetch_ohlcv("SOL/USDC", "1m")

@@ -60,6 +60,18 @@ def test_public_refusals(http: Http) -> None:
     assert status == 400 and "interval" in body["message"]
 
 
+def test_ticker_of_an_untraded_market_is_all_strings(http: Http) -> None:
+    # Regression: firstPrice, lastPrice, high and low were null before a market's first trade,
+    # where Backpack's Ticker requires a string for every field
+    zero = {"firstPrice": "0", "lastPrice": "0", "priceChange": "0", "priceChangePercent": "0", "high": "0",
+            "low": "0", "volume": "0", "quoteVolume": "0", "trades": "0"}
+    status, ticker = http.request("GET", "/api/v1/ticker?symbol=BTC_USDC")  # nothing trades BTC in this module
+    assert (status, ticker) == (200, {"symbol": "BTC_USDC", **zero})
+    status, tickers = http.request("GET", "/api/v1/tickers?interval=1w")
+    assert status == 200 and {"symbol": "BTC_USDC", **zero} in tickers
+    assert all(isinstance(value, str) for t in tickers for value in t.values())
+
+
 def test_trading_cycle(venue: LiveVenue, http: Http) -> None:
     maker = venue.trader(SOL="10")
     taker = venue.trader(USDC="1000")
@@ -101,6 +113,36 @@ def test_trading_cycle(venue: LiveVenue, http: Http) -> None:
     assert status == 200 and cancelled["status"] == "Cancelled"
     status, deposits = http.signed(maker, "GET", "/wapi/v1/capital/deposits", "depositQueryAll")
     assert status == 200 and deposits[0]["quantity"] == "10" and deposits[0]["symbol"] == "SOL"
+
+
+def test_history_filters_by_market_type_and_strategy(venue: LiveVenue, http: Http) -> None:
+    # Regression: marketType was ignored by the history endpoints (PERP listed spot orders and fills)
+    # and strategyId was refused as an unknown field
+    maker, taker = venue.trader(SOL="5"), venue.trader(USDC="1000")
+    http.signed(maker, "POST", "/api/v1/order", "orderExecute",
+                {"symbol": SOL, "side": "Ask", "orderType": "Limit", "price": "100", "quantity": "1"})
+    http.signed(maker, "POST", "/api/v1/order", "orderExecute",
+                {"symbol": SOL, "side": "Ask", "orderType": "Limit", "price": "101", "quantity": "1"})
+    status, _ = http.signed(taker, "POST", "/api/v1/order", "orderExecute",
+                            {"symbol": SOL, "side": "Bid", "orderType": "Market", "quantity": "1"})
+    assert status == 200
+    venue.settle()
+    for path, instruction in (("/wapi/v1/history/orders", "orderHistoryQueryAll"),
+                              ("/wapi/v1/history/fills", "fillHistoryQueryAll")):
+        status, spot = http.signed(maker, "GET", path, instruction, {"marketType": "SPOT"})
+        assert status == 200 and len(spot) == (2 if "orders" in path else 1), spot
+        assert http.signed(maker, "GET", path, instruction) == (200, spot)
+        for other in ("PERP", "IPERP", "DATED", "PREDICTION", "RFQ"):
+            assert http.signed(maker, "GET", path, instruction, {"marketType": other}) == (200, []), other
+        assert http.signed(maker, "GET", path, instruction, {"strategyId": "1"}) == (200, [])
+        assert http.signed(maker, "GET", path, instruction, {"strategyId": "1", "marketType": "SPOT"}) == (200, [])
+        status, body = http.signed(maker, "GET", path, instruction, {"marketType": "FUTURES"})
+        assert status == 400 and "Invalid marketType 'FUTURES'" in body["message"]
+    # an array (repeated key) that names SPOT among others lets spot through, here as on /api/v1/orders
+    for path, instruction in (("/api/v1/orders", "orderQueryAll"), ("/wapi/v1/history/orders", "orderHistoryQueryAll")):
+        headers = maker.headers(instruction, {"marketType": ["SPOT", "PERP"]})
+        status, orders = http.request("GET", f"{path}?marketType=SPOT&marketType=PERP", headers=headers)
+        assert status == 200 and "101" in [o["price"] for o in orders], (path, orders)
 
 
 def test_batch_and_cancel_all(venue: LiveVenue, http: Http) -> None:
@@ -273,6 +315,40 @@ def test_malformed_values_are_refused_with_400_and_change_nothing(venue: LiveVen
     assert (status, body) == (200, [])
 
 
+def test_loose_order_input_is_refused_naming_the_field(venue: LiveVenue, http: Http) -> None:
+    # Regressions: decimals with whitespace around them placed orders (the text was stripped), brokerId
+    # was not checked, and the attached take-profit / stop-loss / trigger-by / slippage-type fields
+    # were accepted and silently dropped
+    trader = venue.trader(USDC="100")
+    order = {"symbol": SOL, "side": "Bid", "orderType": "Limit", "price": "10", "quantity": "1"}
+    for name, value, code in (("price", " 15", "INVALID_PRICE"), ("price", "16 ", "INVALID_PRICE"),
+                              ("price", "\t16", "INVALID_PRICE"), ("price", "16\n", "INVALID_PRICE"),
+                              ("quantity", " 1", "INVALID_QUANTITY")):
+        status, answer = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**order, name: value})
+        assert (status, answer) == (400, {"code": code, "message": f"{name} must not have whitespace around it: {value!r}"})
+    market = {"symbol": SOL, "side": "Bid", "orderType": "Market", "quoteQuantity": "15 "}
+    status, answer = http.signed(trader, "POST", "/api/v1/order", "orderExecute", market)
+    assert status == 400 and answer["message"] == "quoteQuantity must not have whitespace around it: '15 '"
+    for value, problem in (("x", "must be an integer, got 'x'"), (65536, "must be between 0 and 65535, got 65536"),
+                           (-1, "must be between 0 and 65535, got -1"), (True, "must be an integer, got True")):
+        status, answer = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**order, "brokerId": value})
+        assert (status, answer["message"]) == (400, f"brokerId {problem}"), value
+    for name, value in (("takeProfitLimitPrice", "12"), ("stopLossLimitPrice", "8"), ("triggerBy", "LastPrice"),
+                        ("takeProfitTriggerBy", "MarkPrice"), ("stopLossTriggerBy", "IndexPrice"),
+                        ("slippageToleranceType", "Percent"), ("triggerBy", False)):
+        status, answer = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**order, name: value})
+        assert (status, answer["code"]) == (501, "NOT_IMPLEMENTED"), (name, answer)
+        assert answer["message"].startswith(f"{name}: ") and "not available on this venue yet" in answer["message"]
+    status, withdrawal = http.signed(trader, "POST", "/wapi/v1/capital/withdrawals", "withdraw",
+                                     {"address": "addr1", "blockchain": "Solana", "quantity": " 5", "symbol": "USDC"})
+    assert (status, withdrawal) == (400, {"code": "INVALID_QUANTITY", "message": "amount must not have whitespace around it: ' 5'"})
+    assert http.signed(trader, "GET", "/api/v1/orders", "orderQueryAll") == (200, [])  # nothing changed
+    _, capital = http.signed(trader, "GET", "/api/v1/capital", "balanceQuery")
+    assert capital["USDC"] == {"available": "100", "locked": "0", "staked": "0"}
+    status, placed = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**order, "price": "99", "brokerId": 65535})
+    assert status == 200 and placed["status"] == "New"  # a uint16 brokerId is fine
+
+
 def test_a_batch_answers_every_item_even_when_one_is_malformed(venue: LiveVenue, http: Http) -> None:
     # Regression: a malformed clientId in item 2 answered the whole batch 500 after item 1 was placed
     trader = venue.trader(USDC="100")
@@ -292,3 +368,29 @@ def test_wallets_and_deposit_address(venue: LiveVenue, http: Http) -> None:
     status, body = http.signed(trader, "GET", "/wapi/v1/capital/deposit/address", "depositAddressQuery",
                                {"blockchain": "Solana"})
     assert (status, body["code"]) == (501, "NOT_IMPLEMENTED") and "operator" in body["message"]
+
+
+def test_reads_right_after_an_answer_see_what_it_answered(venue: LiveVenue, http: Http) -> None:
+    # Regression: the answer to an order left as soon as it was durable, but the publisher that reads
+    # are served from applied it a task switch later, so a read sent on receiving the answer could miss it
+    trader = venue.trader(USDC="1000")
+    bid = {"symbol": "BTC_USDC", "side": "Bid", "orderType": "Limit", "price": "100", "quantity": "0.1"}
+    for i in range(1, 31):
+        status, placed = http.signed(trader, "POST", "/api/v1/order", "orderExecute", {**bid, "clientId": i})
+        assert (status, placed["status"]) == (200, "New"), placed
+        status, listed = http.signed(trader, "GET", "/api/v1/orders", "orderQueryAll", {"symbol": "BTC_USDC"})
+        assert placed["id"] in [o["id"] for o in listed], i
+        status, got = http.signed(trader, "GET", "/api/v1/order", "orderQuery", {"symbol": "BTC_USDC", "clientId": i})
+        assert (status, got["id"]) == (200, placed["id"]), i
+        _, capital = http.signed(trader, "GET", "/api/v1/capital", "balanceQuery")
+        assert capital["USDC"]["locked"] == str(10 * i), i
+    assert http.signed(trader, "DELETE", "/api/v1/order", "orderCancel", {"symbol": "BTC_USDC", "clientId": 1})[0] == 200
+    assert http.signed(trader, "GET", "/api/v1/order", "orderQuery", {"symbol": "BTC_USDC", "clientId": 1})[0] == 404
+    # the read pipelined behind the order in one write is answered after the order, and sees it
+    for i in range(31, 61):
+        head, body = _signed_request(venue, trader, {**bid, "clientId": i})
+        signing = trader.headers("orderQueryAll", {"symbol": "BTC_USDC"})
+        read = ("GET /api/v1/orders?symbol=BTC_USDC HTTP/1.1\r\nHost: x\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in signing.items()) + "\r\n")
+        (_, placed), (status, listed) = _raw_answers(venue, head + body + read.encode(), 2)
+        assert status == 200 and placed["id"] in [o["id"] for o in listed], i

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import copy
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,11 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+from adapters.websocket import StreamServer
+from engine.messages import ASK, BID
+from engine.publisher import Publisher
 from tests.adapters.live import Http, LiveVenue, Trader
+from tests.engine.helpers import NOW_US, fund, limit, make_venue, market, open_account, place
 
 SOL = "SOL_USDC"
 
@@ -196,3 +202,73 @@ async def test_ccxt_watch_orders_streams_are_accepted(venue: LiveVenue) -> None:
             await rest(venue, owner, "POST", "/api/v1/order", "orderExecute", order)
             update = (await receive(ws, "account.orderUpdate"))["data"]
             assert update["e"] == "orderAccepted" and update["p"] == "9"
+
+
+async def test_a_read_sent_on_an_order_answer_sees_the_order(venue: LiveVenue) -> None:
+    # The order's answer leaves when it is durable; the publisher that reads come from applies it a task
+    # switch later. A read sent on receiving the answer waits for that (Publisher.reached).
+    owner = await trader(venue, USDC="1000")
+    bid = {"symbol": "BTC_USDC", "side": "Bid", "orderType": "Limit", "price": "100", "quantity": "0.1"}
+    query = {"symbol": "BTC_USDC"}
+    with trio.fail_after(20):
+        async with open_websocket_url(venue.ws_url) as ws:
+            for i in range(1, 41):
+                order = {**bid, "clientId": i}
+                await ws.send_message(orjson.dumps({"id": i, "method": "orderExecute", "params": order,
+                                                    "signature": signature(owner, "orderExecute", order)}).decode())
+                placed = (await receive(ws))["result"]
+                await ws.send_message(orjson.dumps({"id": -i, "method": "orderQueryAll", "params": query,
+                                                    "signature": signature(owner, "orderQueryAll", query)}).decode())
+                listed = await receive(ws)
+                assert listed["id"] == -i and placed["id"] in [o["id"] for o in listed["result"]], i
+
+
+class _Frames:
+    """A subscriber that keeps what the server pushes to it (``Connection.push``), decoded."""
+
+    def __init__(self) -> None:
+        self.data: list[dict[str, Any]] = []
+
+    def push(self, frame: bytes) -> None:
+        payload = frame[2:] if frame[1] < 126 else frame[4:]  # an unmasked text frame's header
+        self.data.append(orjson.loads(payload)["data"])
+
+
+def test_kline_stream_closes_every_candle_that_changed_between_two_ticks() -> None:
+    # Regression (kline_close.py): once a second the stream looked at the current candle only, so a
+    # candle that opened and closed between two ticks was never sent, and the one before it never closed
+    venue = make_venue()
+    maker, taker = open_account(venue), open_account(venue)
+    fund(venue, maker, "SOL", "10")
+    fund(venue, taker, "USDC", "1000")
+    publisher = Publisher(copy.deepcopy(venue))
+    api: Any = type("Api", (), {"publisher": publisher, "engine": type("Engine", (), {"venue": publisher.venue})})
+    server = StreamServer(api)
+    stream, frames = "kline.1s.SOL_USDC", _Frames()
+    server.subs[stream] = {frames}  # type: ignore[arg-type]
+    second = 1_000_000
+
+    def trade(at_us: int, price: str) -> None:
+        publisher.apply_batch([place(venue, limit(venue, maker, ASK, price, "1"), at_us)])
+        publisher.apply_batch([place(venue, market(venue, taker, BID, qty="1"), at_us)])
+
+    def candle(s: int) -> str:  # the ISO start of the 1s candle ``s`` seconds after NOW_US
+        return datetime.fromtimestamp(NOW_US // second + s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    trade(NOW_US + 100_000, "100")  # the candle of second 0
+    server._periodic(NOW_US + 500_000)
+    assert [(k["t"], k["c"], k["X"]) for k in frames.data] == [(candle(0), "100", False)]
+    frames.data.clear()
+    for s, price in ((1, "101"), (2, "102"), (3, "103"), (4, "104")):  # a candle each second, no tick between
+        trade(NOW_US + s * second + 200_000, price)
+    server._periodic(NOW_US + 4 * second + 500_000)
+    assert [(k["t"], k["c"], k["n"], k["X"]) for k in frames.data] == [
+        (candle(0), "100", 1, True), (candle(1), "101", 1, True), (candle(2), "102", 1, True),
+        (candle(3), "103", 1, True), (candle(4), "104", 1, False),  # still open at this tick
+    ]
+    frames.data.clear()
+    server._periodic(NOW_US + 5 * second + 500_000)
+    assert [(k["t"], k["X"]) for k in frames.data] == [(candle(4), True)]  # its closing update, once
+    frames.data.clear()
+    server._periodic(NOW_US + 6 * second + 500_000)
+    assert frames.data == []

@@ -132,6 +132,16 @@ def test_semantic_errors_name_the_key(path: str, value: Any, message: str | None
     assert str(info.value).startswith(message)
 
 
+def test_config_decimals_forgive_whitespace_around_them() -> None:
+    # units.parse_units is strict for the wire; a config value someone typed as " 0.01 " still loads
+    data = patched("markets.SOL_USDC.tick_size", " 0.01 ")
+    data["markets"]["SOL_USDC"]["min_notional"] = "1\n"
+    data["markets"]["SOL_USDC"]["price_band_max_multiplier"] = "\t1.25"
+    config = parse_config(data)
+    assert MarketSpec.build("SOL_USDC", config.markets["SOL_USDC"], config.assets) == \
+        MarketSpec.build("SOL_USDC", parse_config(DEFAULT).markets["SOL_USDC"], config.assets)
+
+
 def test_load_config_reports_unreadable_and_invalid_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"cannot read config file .*missing\.toml"):
         load_config(tmp_path / "missing.toml")

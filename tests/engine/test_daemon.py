@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -252,6 +253,25 @@ def test_audit_commands_end_to_end(config: Path, tmp_path: Path) -> None:
     assert (failure["segment"], failure["offset"], failure["seq"]) == (victim.segment.name, victim.offset, victim.seq)
     proc = subprocess.run([*SATCHEL, "run", "--config", str(config)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1 and f"offset {victim.offset} (seq {victim.seq})" in proc.stderr
+
+
+def test_a_snapshot_that_cannot_be_written_exits_non_zero(config: Path) -> None:
+    # Regression: `satchel snapshot` printed the checkpoint with a snapshot_error and exited 0
+    daemon = Daemon(config)
+    try:
+        snapshots = daemon.directory / "snapshots"
+        shutil.rmtree(snapshots, ignore_errors=True)
+        snapshots.write_text("a file where the snapshot directory should be\n")  # root ignores permissions
+        code, out = cli(config, "snapshot")
+        assert code == 1 and out["code"] == "SERVER_ERROR", out
+        assert out["message"].startswith("snapshot not written: ") and "signed checkpoint at seq" in out["message"]
+        code, checkpoint = cli(config, "checkpoint")  # a checkpoint itself still works
+        assert code == 0 and checkpoint["seq"] > 0
+        snapshots.unlink()
+        code, snap = cli(config, "snapshot")
+        assert code == 0 and Path(snap["snapshot"]).exists()
+    finally:
+        assert daemon.stop() == 0
 
 
 def test_full_disk_stops_intake_and_loses_nothing_acknowledged(config: Path) -> None:

@@ -22,7 +22,6 @@ from engine.units import MAX_AMOUNT, DecimalError, format_units, parse_units, ra
         ("100.50", 2, 10050),
         ("1.2500", 2, 125),  # trailing zeros beyond the scale are not "too long"
         ("7.000", 0, 7),
-        ("  42.1 ", 1, 421),  # surrounding whitespace is tolerated
         ("0012.3", 1, 123),
     ],
 )
@@ -42,10 +41,19 @@ def test_parse_units_refuses_non_decimals(text: str) -> None:
         parse_units(text, 2, what="quantity")
 
 
-@pytest.mark.parametrize("text", ["-1", "-0.5", " -2 ", "-.5"])
+@pytest.mark.parametrize("text", ["-1", "-0.5", "-.5"])
 def test_parse_units_says_a_negative_amount_is_negative(text: str) -> None:
     with pytest.raises(DecimalError, match=re.escape(f"amount must not be negative: '{text}'")):
         parse_units(text, 2)
+
+
+@pytest.mark.parametrize("text", [" 15", "16 ", "\t16", "16\n", "  42.1 ", " -2 ", "\u00a01"])
+def test_parse_units_refuses_whitespace_around_the_number(text: str) -> None:
+    # Regression: the text was stripped, so " 15" and "16\n" placed orders over REST
+    with pytest.raises(DecimalError, match=re.escape(f"price must not have whitespace around it: {text!r}")):
+        parse_units(text, 2, what="price")
+    with pytest.raises(DecimalError, match="must not have whitespace around it"):
+        ratio(text, what="band")
 
 
 @pytest.mark.parametrize(("value", "type_name"), [(1, "int"), (1.5, "float"), (None, "NoneType"), (b"1", "bytes")])
