@@ -393,22 +393,24 @@ class ExchangeApplication:
 
     def _modify(self, session: Session, m: Message, *, replace: bool) -> None:
         account = session.config.account_id
-        symbol = m.get(55) or ""
         orig = m.get(41) or ""
-        view = self._find(account, symbol, orig, m.get(37))
+        view = self._find(account, None, orig, m.get(37))
         if view is None:
             self._cancel_reject(session, m, "Unknown order", 1, replace)
             return
-        spec = self.engine.venue.specs[symbol]
+        problem = _changed_identity(view, m, replace)
+        if problem is not None:
+            self._cancel_reject(session, m, problem, 99, replace, view)
+            return
         command: AmendOrder | CancelOrder
         if replace:
-            amend = self._amend_command(account, spec, view, m)
+            amend = self._amend_command(account, self.engine.venue.specs[view.symbol], view, m)
             if isinstance(amend, Rejection):
                 self._cancel_reject(session, m, amend.message, 99, replace, view)
                 return
             command = amend
         else:
-            command = CancelOrder(account, symbol, view.order_id, NO_CLIENT_ID)
+            command = CancelOrder(account, view.symbol, view.order_id, NO_CLIENT_ID)
         self.pending[view.order_id] = ("G" if replace else "F", m.get(11) or "", self.ids.cl_ord_id(view.order_id) or orig)
         refused = self.engine.submit(account, command, _Sink(lambda r: self._modified(session, m, view, replace, r)))
         if refused is not None:
@@ -446,8 +448,9 @@ class ExchangeApplication:
         ]
         session.send("9", body)
 
-    def _find(self, account: int, symbol: str, cl_ord_id: str, order_id_text: str | None) -> OrderView | None:
-        if symbol not in self.engine.venue.specs:
+    def _find(self, account: int, symbol: str | None, cl_ord_id: str, order_id_text: str | None) -> OrderView | None:
+        """An open order by OrderID (37), else by ClOrdID; in ``symbol``'s market, or any (None)."""
+        if symbol is not None and symbol not in self.engine.venue.specs:
             return None
         if order_id_text and is_number(order_id_text):
             return self.publisher.open_order(account, symbol, int(order_id_text), None)
@@ -766,6 +769,20 @@ def _last_quote_sized_fills(updates: list[Any]) -> set[int]:
             elif update.kind == EXPIRED_KIND:
                 expired.add(update.view.order_id)
     return {index for order_id, index in last.items() if order_id not in expired}
+
+
+def _changed_identity(view: OrderView, m: Message, replace: bool) -> str | None:
+    """Why a cancel or replace cannot go ahead: it names the order with another Symbol or Side, or
+    (a replace) asks for another TimeInForce. FIX lets a replace change price and quantity only;
+    accepting the rest silently would leave the client believing in an order the venue does not have."""
+    if m.get(55) != view.symbol:
+        return f"Symbol (55) must be the order's, {view.symbol}"
+    if SIDES.get(m.get(54) or "") != view.side:
+        return f"Side (54) cannot be changed: the order's is {FIX_SIDE[view.side]}"
+    tif = m.get(59)
+    if replace and tif is not None and TIFS.get(tif) != view.tif:
+        return f"TimeInForce (59) cannot be changed: the order's is {FIX_TIF.get(view.tif, '1')}"
+    return None
 
 
 def _ord_rej_reason(rejection: Rejection) -> int:

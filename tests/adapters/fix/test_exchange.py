@@ -227,3 +227,27 @@ async def test_requests_in_the_same_read_as_the_order_they_name_find_it(venue: F
         assert fields(reports["I"], 584, 37) == ("m1", reports["0"].get(37))  # the mass status lists the order
         await client.send("F", [(41, "s2"), (11, "s3"), (55, SOL), (54, "2"), (60, NOW), (38, "2")])
         assert fields(await client.expect("8"), 150, 39, 11, 41) == ("4", "4", "s3", "s2")
+
+
+async def test_a_replace_that_changes_side_time_in_force_or_symbol_is_refused(venue: FixVenue) -> None:
+    """Regression: a G with another Side (54) or TimeInForce (59) was accepted with the order's old values,
+    so the client and the venue disagreed about what the replace did. FIX lets a replace change price and
+    quantity only: the others get an OrderCancelReject 102=99 naming the field, and nothing changes."""
+    with trio.fail_after(10):
+        client = await venue.logon("MAKER", await venue.account(USDC="1000"))
+        await client.send("D", order("i1", "1", "1", "90"))
+        ack = await client.expect("8")
+
+        def replace(cl_ord_id: str, **changed: str) -> list[tuple[int, str]]:
+            body = {11: cl_ord_id, 41: "i1", 55: SOL, 54: "1", 60: NOW, 38: "2", 40: "2", 44: "91"}
+            body.update({int(k[1:]): v for k, v in changed.items()})
+            return list(body.items())
+
+        for cl_ord_id, changed, field in [("i2", {"t54": "2"}, "Side (54)"), ("i3", {"t59": "3"}, "TimeInForce (59)"),
+                                          ("i4", {"t55": "BTC_USDC"}, "Symbol (55)")]:
+            await client.send("G", replace(cl_ord_id, **changed))
+            reject = await client.expect("9")
+            assert fields(reject, 11, 41, 37, 39, 434, 102) == (cl_ord_id, "i1", ack.get(37), "0", "2", "99")
+            assert (reject.get(58) or "").startswith(field)
+        await client.send("G", replace("i5", t59="1"))  # the order's own TimeInForce (GTC) may be repeated
+        assert fields(await client.expect("8"), 150, 11, 41, 54, 38, 44) == ("5", "i5", "i1", "1", "2", "91")
