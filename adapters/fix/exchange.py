@@ -143,6 +143,8 @@ class ExchangeApplication:
         self.sessions: dict[int, list[Session]] = {}
         self.ids = cl_ord_ids if cl_ord_ids is not None else ClOrdIds()
         self.pending: dict[int, tuple[str, str, str]] = {}  # order id -> (kind, new ClOrdID, orig ClOrdID)
+        # cancels and replaces refused because their order closed meanwhile: [(session, request, order, replace)]
+        self.closing: list[tuple[Session, Message, OrderView, bool]] = []
         self.market_data = MarketData(engine, publisher, wall_us)
         self.rejects = 0
         self.boot_us = wall_us()
@@ -396,7 +398,11 @@ class ExchangeApplication:
         orig = m.get(41) or ""
         view = self._find(account, None, orig, m.get(37))
         if view is None:
-            self._cancel_reject(session, m, "Unknown order", 1, replace)
+            closed = self._find_closed(account, m.get(37), orig)
+            if closed is not None:
+                self._too_late(session, m, replace, closed)
+            else:
+                self._cancel_reject(session, m, "Unknown order", 1, replace)
             return
         problem = _changed_identity(view, m, replace)
         if problem is not None:
@@ -436,8 +442,35 @@ class ExchangeApplication:
     def _modified(self, session: Session, m: Message, view: OrderView, replace: bool, result: Result) -> None:
         if result.rejection is not None:
             self.pending.pop(view.order_id, None)
-            reason = 1 if result.rejection.code == "RESOURCE_NOT_FOUND" else 99
-            self._cancel_reject(session, m, result.rejection.message, reason, replace, view)
+            if result.rejection.code == "RESOURCE_NOT_FOUND":  # it was open when found: it closed meanwhile
+                self.closing.append((session, m, view, replace))
+                self._answer_closing()
+            else:
+                self._cancel_reject(session, m, result.rejection.message, 99, replace, view)
+
+    def _answer_closing(self) -> None:
+        """Answer the cancels and replaces whose order closed (a fill, an expiry, another cancel) before the engine
+        reached them: too late, with the order's final status, once the publisher has the fact that closed it.
+
+        The engine's refusal can arrive before the publisher applies that fact (it is
+        durable already, so it comes in the publisher's next batches): the answer waits
+        until the publisher no longer lists the order as open.
+        """
+        waiting = []
+        for session, m, view, replace in self.closing:
+            if self.publisher.open_order(view.account_id, view.symbol, view.order_id, None) is not None:
+                waiting.append((session, m, view, replace))
+                continue
+            closed = self._closed_order(view.account_id, view.order_id)
+            if closed is not None:
+                self._too_late(session, m, replace, closed)
+            else:  # beyond the bounded history: its final status is not known here
+                self._cancel_reject(session, m, "Unknown order", 1, replace)
+        self.closing = waiting
+
+    def _too_late(self, session: Session, m: Message, replace: bool, closed: OrderView) -> None:
+        """OrderCancelReject for a filled, cancelled or expired order: its OrderID, its OrdStatus (2, 4, C), 102=0."""
+        self._cancel_reject(session, m, f"Too late to cancel: the order is {closed.status.lower()}", 0, replace, closed)
 
     def _cancel_reject(self, session: Session, m: Message, text: str, reason: int, replace: bool,
                        view: OrderView | None = None) -> None:
@@ -463,7 +496,8 @@ class ExchangeApplication:
 
     def _status(self, session: Session, m: Message, parts: Validated) -> None:
         account = session.config.account_id
-        view = self._find(account, m.get(55) or "", m.get(11) or "", m.get(37)) or self._find_closed(account, m)
+        view = self._find(account, m.get(55) or "", m.get(11) or "", m.get(37)) or self._find_closed(
+            account, m.get(37), m.get(11) or "")
         if view is None:
             body: list[Field] = [
                 (37, m.get(37) or "NONE"), (11, m.get(11) or ""), (17, self._status_exec_id(0)), (150, "I"), (39, "8"),
@@ -481,14 +515,14 @@ class ExchangeApplication:
         self.reports += 1
         return f"{order_id}S{self.boot_us}-{self.reports}"
 
-    def _find_closed(self, account: int, m: Message) -> OrderView | None:
-        """A filled, cancelled or expired order from the publisher's bounded history."""
-        wanted = m.get(37)
-        order_id = int(wanted) if wanted and is_number(wanted) else None
+    def _find_closed(self, account: int, order_id_text: str | None, cl_ord_id: str) -> OrderView | None:
+        """A filled, cancelled or expired order, by OrderID (37) else ClOrdID, from the publisher's bounded history."""
+        order_id = int(order_id_text) if order_id_text and is_number(order_id_text) else None
         if order_id is None:
-            order_id = self.ids.order_id(account, m.get(11) or "")
-        if order_id is None:
-            return None
+            order_id = self.ids.order_id(account, cl_ord_id)
+        return self._closed_order(account, order_id) if order_id is not None else None
+
+    def _closed_order(self, account: int, order_id: int) -> OrderView | None:
         for view in reversed(self.publisher.closed_orders(account)):
             if view.order_id == order_id:
                 return view
@@ -565,6 +599,8 @@ class ExchangeApplication:
             self.acked.clear()  # never hold requests back on orders this batch did not get to
             self.acks_published = self.acks_sent
         finally:
+            if self.closing:
+                self._answer_closing()
             if self.deferred:
                 self._run_deferred()
             self._write_reports()

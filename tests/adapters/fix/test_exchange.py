@@ -63,8 +63,8 @@ async def test_order_lifecycle_with_maker_fills_from_another_session(venue: FixV
         cancelled = await maker.expect("8")
         assert fields(cancelled, 150, 39, 11, 41, 151, 14) == ("4", "4", "m3", "m2", "0", "1.5")
         await maker.send("F", [(41, "m2"), (11, "m4"), (55, SOL), (54, "2"), (60, NOW), (38, "3")])
-        reject = await maker.expect("9")
-        assert fields(reject, 11, 41, 434, 102, 58) == ("m4", "m2", "1", "1", "Unknown order")
+        reject = await maker.expect("9")  # the order is cancelled: too late, with its status
+        assert fields(reject, 11, 41, 37, 39, 434, 102) == ("m4", "m2", new.get(37), "4", "1", "0")
         await maker.send("H", [(11, "m3"), (55, SOL), (54, "2")])
         assert fields(await maker.expect("8"), 150, 39, 14, 151) == ("I", "4", "1.5", "0")
 
@@ -251,3 +251,55 @@ async def test_a_replace_that_changes_side_time_in_force_or_symbol_is_refused(ve
             assert (reject.get(58) or "").startswith(field)
         await client.send("G", replace("i5", t59="1"))  # the order's own TimeInForce (GTC) may be repeated
         assert fields(await client.expect("8"), 150, 11, 41, 54, 38, 44) == ("5", "i5", "i1", "1", "2", "91")
+
+
+async def test_cancel_or_replace_of_a_closed_order_is_too_late_with_its_status(venue: FixVenue) -> None:
+    """Regression: an F or G for a filled (or cancelled, expired) order answered "Unknown order" with 37=NONE
+    39=8 102=1, so a client whose cancel raced a fill marked its order rejected. The answer names the order
+    (37), its current OrdStatus and CxlRejReason 0 (too late); an order never seen keeps 102=1."""
+    with trio.fail_after(10):
+        maker = await venue.logon("MAKER", await venue.account(SOL="10"))
+        taker = await venue.account(USDC="1000")
+        await maker.send("D", order("c1", "2", "1", "100"))
+        order_id = (await maker.expect("8")).get(37)
+        assert (await venue.engine.place_order(taker, SOL, "Bid", "Limit", price="100", quantity="1")).ok
+        assert fields(await maker.expect("8"), 150, 39) == ("F", "2")
+        await maker.send("F", [(41, "c1"), (11, "c2"), (55, SOL), (54, "2"), (60, NOW), (38, "1")])
+        reject = await maker.expect("9")
+        assert fields(reject, 11, 41, 37, 39, 434, 102, 58) == (
+            "c2", "c1", order_id, "2", "1", "0", "Too late to cancel: the order is filled")
+        await maker.send("G", [(41, "c1"), (11, "c3"), (37, order_id or ""), (55, SOL), (54, "2"), (60, NOW),
+                               (38, "2"), (40, "2"), (44, "100")])
+        assert fields(await maker.expect("9"), 11, 37, 39, 434, 102) == ("c3", order_id, "2", "2", "0")
+        await maker.send("F", [(41, "never"), (11, "c4"), (55, SOL), (54, "2"), (60, NOW), (38, "1")])
+        assert fields(await maker.expect("9"), 11, 37, 39, 102, 58) == ("c4", "NONE", "8", "1", "Unknown order")
+
+
+async def test_a_cancel_the_engine_finds_filled_meanwhile_is_too_late_after_the_fill_report(
+    venue: FixVenue, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: a cancel of an order that was open when read but filled before the engine reached it was
+    answered 102=1 "Order not found" with the status from before. The engine's refusal can come before the
+    publisher has the fill: the answer waits for it, then says too late with OrdStatus 2, after the fill."""
+    with trio.fail_after(10):
+        maker = await venue.logon("MAKER", await venue.account(SOL="10"))
+        taker = await venue.account(USDC="1000")
+        app = venue.info["application"]
+        publisher = app.publisher
+        await maker.send("D", order("r1", "2", "1", "100"))
+        order_id = (await maker.expect("8")).get(37)
+        while app.acks_published < app.acks_sent:  # noqa: ASYNC110 - the publisher has the order too
+            await trio.sleep(0.001)
+        held: list[object] = []
+        monkeypatch.setattr(publisher, "apply_batch", held.append)  # the fill is durable, not yet published
+        assert (await venue.engine.place_order(taker, SOL, "Bid", "Limit", price="100", quantity="1")).ok
+        await maker.send("F", [(41, "r1"), (11, "r2"), (55, SOL), (54, "2"), (60, NOW), (38, "1")])
+        while not app.closing:  # noqa: ASYNC110 - a test probe of sans-IO state, which has no event to wait on
+            await trio.sleep(0.001)
+        monkeypatch.undo()
+        for events in held:
+            publisher.apply_batch(events)
+        assert fields(await maker.expect("8"), 150, 39) == ("F", "2")
+        reject = await maker.expect("9")
+        assert fields(reject, 11, 41, 37, 39, 434, 102) == ("r2", "r1", order_id, "2", "1", "0")
+        assert not app.closing
