@@ -29,7 +29,10 @@ market orders, CashOrderQty 152. ExecIDs are derived from the facts
 SecurityListRequest and MarketDataRequest are served by ``market_data.py``
 from the same durable batches.
 
-ClOrdIDs are kept in ``cl_ord_ids.ClOrdIds`` (a file under the FIX store
+Cancels and replaces sent to the engine, and the ClOrdID chain they make
+while unanswered, are kept in ``modifications.InFlight``: a request names the
+ClOrdID of the one before it in 41, and a request that does not is refused
+(102=3). ClOrdIDs are kept in ``cl_ord_ids.ClOrdIds`` (a file under the FIX store
 directory when the service runs), so an order placed before a daemon restart is
 still cancelled, replaced and queried by its ClOrdID after it.
 """
@@ -47,6 +50,7 @@ from adapters.fix.cl_ord_ids import ClOrdIds
 from adapters.fix.codec import Field, Message, Timestamps, is_number
 from adapters.fix.dictionary import STP_TAG, Validated
 from adapters.fix.market_data import MarketData
+from adapters.fix.modifications import CANCEL, REPLACE, InFlight, Modification
 from adapters.fix.session import Session
 from engine.messages import (
     ASK,
@@ -142,7 +146,7 @@ class ExchangeApplication:
         self.times = Timestamps()
         self.sessions: dict[int, list[Session]] = {}
         self.ids = cl_ord_ids if cl_ord_ids is not None else ClOrdIds()
-        self.pending: dict[int, tuple[str, str, str]] = {}  # order id -> (kind, new ClOrdID, orig ClOrdID)
+        self.pending = InFlight()  # cancels and replaces sent to the engine, per order (``modifications``)
         # cancels and replaces refused because their order closed meanwhile: [(session, request, order, replace)]
         self.closing: list[tuple[Session, Message, OrderView, bool]] = []
         self.market_data = MarketData(engine, publisher, wall_us)
@@ -335,7 +339,8 @@ class ExchangeApplication:
         if not sessions:
             return
         order_id = placed.order_id
-        if self.pending and order_id in self.pending:  # never for a new order; the general path handles it
+        pending = self.pending.by_order
+        if pending and order_id in pending:  # never for a new order; the general path handles it
             self._execution_report(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us), sessions)
         else:
             encoded = self._ack_bytes(placed)
@@ -408,6 +413,10 @@ class ExchangeApplication:
         if problem is not None:
             self._cancel_reject(session, m, problem, 99, replace, view)
             return
+        problem = self._out_of_chain(view.order_id, orig)
+        if problem is not None:
+            self._cancel_reject(session, m, problem, 3, replace, view)
+            return
         command: AmendOrder | CancelOrder
         if replace:
             amend = self._amend_command(account, self.engine.venue.specs[view.symbol], view, m)
@@ -415,15 +424,34 @@ class ExchangeApplication:
                 self._cancel_reject(session, m, amend.message, 99, replace, view)
                 return
             command = amend
+            modification = Modification(REPLACE, m.get(11) or "", orig, amend.price_ticks, amend.qty_steps)
         else:
             command = CancelOrder(account, view.symbol, view.order_id, NO_CLIENT_ID)
-        self.pending[view.order_id] = ("G" if replace else "F", m.get(11) or "", self.ids.cl_ord_id(view.order_id) or orig)
-        refused = self.engine.submit(account, command, _Sink(lambda r: self._modified(session, m, view, replace, r)))
+            modification = Modification(CANCEL, m.get(11) or "", orig)
+        if self.pending.latest(view.order_id) is None:  # 41 may be an older name: report the one it replaces
+            modification.orig = self.ids.cl_ord_id(view.order_id) or orig
+        self.pending.add(account, view.order_id, modification)
+        refused = self.engine.submit(
+            account, command, _Sink(lambda r: self._modified(session, m, view, replace, modification, r)))
         if refused is not None:
-            self.pending.pop(view.order_id, None)
+            self.pending.refused(account, view.order_id, modification)
             self._cancel_reject(session, m, refused.message, 99, replace, view)
 
+    def _out_of_chain(self, order_id: int, orig: str) -> str | None:
+        """Why a request cannot follow the cancel or replace of this order still in flight (102=3): it must
+        name that request's ClOrdID in 41 (FIX: the last non-rejected ClOrdID), and nothing follows a cancel."""
+        latest = self.pending.latest(order_id)
+        if latest is None:
+            return None
+        if latest.kind == CANCEL:
+            return f"A cancel of this order is pending (ClOrdID {latest.cl_ord_id!r})"
+        if orig != latest.cl_ord_id:
+            return f"A replace of this order is pending: OrigClOrdID (41) must be its ClOrdID {latest.cl_ord_id!r}"
+        return None
+
     def _amend_command(self, account: int, spec: MarketSpec, view: OrderView, m: Message) -> AmendOrder | Rejection:
+        """The engine's amendment for a G: the new price and total quantity as asked (0 where absent), so the
+        result is the same whatever replaces in flight before it do (``InFlight.price_and_qty``)."""
         if (m.get(40) or "2") != "2":
             return Rejection("INVALID_ORDER", "Only limit orders can be replaced (40=2)")
         try:
@@ -431,17 +459,15 @@ class ExchangeApplication:
             qty = spec.qty_steps(m.get(38)) if m.get(38) else 0
         except DecimalError as exc:
             return Rejection("INVALID_ORDER", str(exc))
-        if price == view.price_ticks:
-            price = 0
-        if qty == view.qty_steps:
-            qty = 0
-        if not price and not qty:
+        now = self.pending.price_and_qty(view.order_id, view.price_ticks, view.qty_steps)
+        if (price or now[0], qty or now[1]) == now:
             return Rejection("INVALID_ORDER", "Replace changes neither price (44) nor quantity (38)")
         return AmendOrder(account, spec.symbol, view.order_id, NO_CLIENT_ID, price, qty)
 
-    def _modified(self, session: Session, m: Message, view: OrderView, replace: bool, result: Result) -> None:
+    def _modified(self, session: Session, m: Message, view: OrderView, replace: bool, modification: Modification,
+                  result: Result) -> None:
         if result.rejection is not None:
-            self.pending.pop(view.order_id, None)
+            self.pending.refused(view.account_id, view.order_id, modification)
             if result.rejection.code == "RESOURCE_NOT_FOUND":  # it was open when found: it closed meanwhile
                 self.closing.append((session, m, view, replace))
                 self._answer_closing()
@@ -487,7 +513,7 @@ class ExchangeApplication:
             return None
         if order_id_text and is_number(order_id_text):
             return self.publisher.open_order(account, symbol, int(order_id_text), None)
-        order_id = self.ids.order_id(account, cl_ord_id)
+        order_id = self._order_id(account, cl_ord_id)
         if order_id is not None:
             return self.publisher.open_order(account, symbol, order_id, None)
         if is_number(cl_ord_id):  # orders placed elsewhere with a Satchel client id
@@ -519,8 +545,13 @@ class ExchangeApplication:
         """A filled, cancelled or expired order, by OrderID (37) else ClOrdID, from the publisher's bounded history."""
         order_id = int(order_id_text) if order_id_text and is_number(order_id_text) else None
         if order_id is None:
-            order_id = self.ids.order_id(account, cl_ord_id)
+            order_id = self._order_id(account, cl_ord_id)
         return self._closed_order(account, order_id) if order_id is not None else None
+
+    def _order_id(self, account: int, cl_ord_id: str) -> int | None:
+        """The order a ClOrdID names: one a cancel or replace in flight gives it, or one it has had."""
+        order_id = self.pending.order_id(account, cl_ord_id)
+        return order_id if order_id is not None else self.ids.order_id(account, cl_ord_id)
 
     def _closed_order(self, account: int, order_id: int) -> OrderView | None:
         for view in reversed(self.publisher.closed_orders(account)):
@@ -666,11 +697,11 @@ class ExchangeApplication:
         else:
             return
         orig = None
-        pending = self.pending.get(order_id) if self.pending else None
-        if pending is not None and ((kind == CANCELLED_KIND and pending[0] == "F") or (kind == MODIFIED and pending[0] == "G")):
-            del self.pending[order_id]
-            self.ids.remember(view.account_id, pending[1], order_id)
-            orig = pending[2]
+        if self.pending.by_order and kind in (CANCELLED_KIND, MODIFIED):
+            settled = self.pending.settled(view.account_id, order_id, CANCEL if kind == CANCELLED_KIND else REPLACE)
+            if settled is not None:
+                self.ids.remember(view.account_id, settled.cl_ord_id, order_id)
+                orig = settled.orig
         encoded = self._report_bytes(view, exec_type, exec_id, update.ts_us, fill, text, orig)
         for session in sessions:
             session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch

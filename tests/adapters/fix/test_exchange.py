@@ -303,3 +303,62 @@ async def test_a_cancel_the_engine_finds_filled_meanwhile_is_too_late_after_the_
         reject = await maker.expect("9")
         assert fields(reject, 11, 41, 37, 39, 434, 102) == ("r2", "r1", order_id, "2", "1", "0")
         assert not app.closing
+
+
+def _g(cl_ord_id: str, orig: str, qty: str, price: str) -> list[tuple[int, str]]:
+    return [(41, orig), (11, cl_ord_id), (55, SOL), (54, "2"), (60, NOW), (38, qty), (40, "2"), (44, price)]
+
+
+def _f(cl_ord_id: str, orig: str) -> list[tuple[int, str]]:
+    return [(41, orig), (11, cl_ord_id), (55, SOL), (54, "2"), (60, NOW), (38, "1")]
+
+
+async def test_replaces_and_a_cancel_chained_on_replaces_in_flight_keep_the_clordid_chain(venue: FixVenue) -> None:
+    """Regression: a replace or cancel naming (41) the ClOrdID of a replace not yet answered got "Unknown order",
+    and one order held one request slot, so its reports lost their ClOrdIDs. FIX's OrigClOrdID is the last
+    non-rejected ClOrdID: each request of the chain takes effect in order and is reported under its own 11."""
+    with trio.fail_after(10):
+        client = await venue.logon("MAKER", await venue.account(SOL="10"))
+        await client.send_raw(b"".join([
+            client.build("D", order("B1", "2", "1", "100")),
+            client.build("G", _g("B2", "B1", "2", "100")),
+            client.build("G", _g("B3", "B2", "2", "101")),
+            client.build("F", _f("B4", "B3")),
+        ]))
+        reports = [await client.expect("8") for _ in range(4)]
+        assert [fields(r, 150, 11, 41, 38, 44, 39) for r in reports] == [
+            ("0", "B1", None, "1", "100", "0"), ("5", "B2", "B1", "2", "100", "0"),
+            ("5", "B3", "B2", "2", "101", "0"), ("4", "B4", "B3", "2", "101", "4")]
+        assert len({r.get(17) for r in reports}) == 4
+        await client.send("H", [(11, "B4"), (55, SOL), (54, "2")])
+        assert fields(await client.expect("8"), 150, 39, 11) == ("I", "4", "B4")
+
+
+async def test_a_second_request_not_chained_on_the_one_in_flight_is_refused_as_pending(venue: FixVenue) -> None:
+    """Regression: two replaces of one order naming the same 41 (or a replace and a cancel) overwrote each
+    other: the first was reported under the second's ClOrdID and the second never. A request that does not
+    name the replace in flight gets OrderCancelReject 102=3 and changes nothing; one refused by the engine
+    drops out of the chain, and the next one replaces what it would have."""
+    with trio.fail_after(10):
+        client = await venue.logon("MAKER", await venue.account(SOL="10"))
+        await client.send("D", order("P1", "2", "1", "100"))
+        order_id = (await client.expect("8")).get(37)
+        await client.send_raw(client.build("G", _g("P2", "P1", "2", "100")) + client.build("G", _g("P3", "P1", "3", "100"))
+                              + client.build("F", _f("P4", "P1")))
+        got = [await client.read() for _ in range(3)]
+        rejects = [m for m in got if m is not None and m.msg_type == "9"]
+        assert [fields(r, 11, 41, 37, 39, 434, 102) for r in rejects] == [
+            ("P3", "P1", order_id, "0", "2", "3"), ("P4", "P1", order_id, "0", "1", "3")]
+        assert "must be its ClOrdID 'P2'" in (rejects[0].get(58) or "")
+        replaced = next(m for m in got if m is not None and m.msg_type == "8")
+        assert fields(replaced, 150, 11, 41, 38) == ("5", "P2", "P1", "2")
+        assert (await venue.engine.place_order(await venue.account(USDC="1000"), SOL, "Bid", "Limit", price="99",
+                                               quantity="1")).ok
+        await client.send_raw(client.build("G", _g("P5", "P2", "2", "99"))  # the market refuses it: it would cross
+                              + client.build("G", _g("P6", "P5", "3", "101")))
+        refused = await client.expect("9")
+        assert fields(refused, 11, 41, 102) == ("P5", "P2", "99")
+        assert "cross" in (refused.get(58) or "")
+        assert fields(await client.expect("8"), 150, 11, 41, 38, 44) == ("5", "P6", "P2", "3", "101")
+        await client.send("F", _f("P7", "P6"))
+        assert fields(await client.expect("8"), 150, 11, 41) == ("4", "P7", "P6")
