@@ -270,8 +270,9 @@ class ExchangeApplication:
             self._reject_order(session, m, built.message, 1 if "symbol" in built.message else 99)
             return
         known = self.ids.order_id(account, cl_ord_id)
-        if known is not None and (known in self.inflight or known in self.acked
-                                  or self.publisher.open_order(account, built.symbol, known, None) is not None):
+        if known is None and self.pending.names:  # the ClOrdID a cancel or replace in flight gives its order
+            known = self.pending.names.get((account, cl_ord_id))
+        if known is not None and self._live(account, known):
             self._reject_order(session, m, f"Duplicate ClOrdID {cl_ord_id!r} of a live order", 6)
             return
         self.ids.remember(account, cl_ord_id, built.order_id)
@@ -413,6 +414,10 @@ class ExchangeApplication:
         if problem is not None:
             self._cancel_reject(session, m, problem, 99, replace, view)
             return
+        new = m.get(11) or ""
+        if self._taken(account, new, view.order_id):
+            self._cancel_reject(session, m, f"Duplicate ClOrdID {new!r} of a live order", 6, replace, view)
+            return
         problem = self._out_of_chain(view.order_id, orig)
         if problem is not None:
             self._cancel_reject(session, m, problem, 3, replace, view)
@@ -424,10 +429,10 @@ class ExchangeApplication:
                 self._cancel_reject(session, m, amend.message, 99, replace, view)
                 return
             command = amend
-            modification = Modification(REPLACE, m.get(11) or "", orig, amend.price_ticks, amend.qty_steps)
+            modification = Modification(REPLACE, new, orig, amend.price_ticks, amend.qty_steps)
         else:
             command = CancelOrder(account, view.symbol, view.order_id, NO_CLIENT_ID)
-            modification = Modification(CANCEL, m.get(11) or "", orig)
+            modification = Modification(CANCEL, new, orig)
         if self.pending.latest(view.order_id) is None:  # 41 may be an older name: report the one it replaces
             modification.orig = self.ids.cl_ord_id(view.order_id) or orig
         self.pending.add(account, view.order_id, modification)
@@ -436,6 +441,19 @@ class ExchangeApplication:
         if refused is not None:
             self.pending.refused(account, view.order_id, modification)
             self._cancel_reject(session, m, refused.message, 99, replace, view)
+
+    def _live(self, account: int, order_id: int) -> bool:
+        """Whether the order is in flight, acknowledged, or open in any market."""
+        return (order_id in self.inflight or order_id in self.acked
+                or self.publisher.open_order(account, None, order_id, None) is not None)
+
+    def _taken(self, account: int, cl_ord_id: str, order_id: int) -> bool:
+        """Whether a cancel or replace may not give ``order_id`` this ClOrdID: a request in flight gives it,
+        or another live order has it (accepted, the ClOrdID would leave that order and name this one)."""
+        if self.pending.order_id(account, cl_ord_id) is not None:
+            return True
+        other = self.ids.order_id(account, cl_ord_id)
+        return other is not None and other != order_id and self._live(account, other)
 
     def _out_of_chain(self, order_id: int, orig: str) -> str | None:
         """Why a request cannot follow the cancel or replace of this order still in flight (102=3): it must

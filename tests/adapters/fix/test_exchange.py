@@ -362,3 +362,28 @@ async def test_a_second_request_not_chained_on_the_one_in_flight_is_refused_as_p
         assert fields(await client.expect("8"), 150, 11, 41, 38, 44) == ("5", "P6", "P2", "3", "101")
         await client.send("F", _f("P7", "P6"))
         assert fields(await client.expect("8"), 150, 11, 41) == ("4", "P7", "P6")
+
+
+async def test_a_cancel_or_replace_may_not_take_the_clordid_of_another_live_order(venue: FixVenue) -> None:
+    """Regression: a G or F whose new ClOrdID (11) named another live order was accepted, and the ClOrdID
+    moved to this order, so the other could no longer be addressed by it. Refused with 102=6, nothing
+    changes; a ClOrdID given by a request in flight counts as taken, for a D too, in any market."""
+    with trio.fail_after(10):
+        client = await venue.logon("MAKER", await venue.account(SOL="10", BTC="1"))
+        await client.send("D", order("X1", "2", "1", "100"))
+        x_id = (await client.expect("8")).get(37)
+        await client.send("D", order("Y1", "2", "1", "101"))
+        y_id = (await client.expect("8")).get(37)
+        await client.send("G", _g("Y1", "X1", "2", "100"))
+        assert fields(await client.expect("9"), 11, 41, 37, 39, 434, 102) == ("Y1", "X1", x_id, "0", "2", "6")
+        await client.send("F", _f("Y1", "X1"))
+        assert fields(await client.expect("9"), 11, 41, 37, 434, 102) == ("Y1", "X1", x_id, "1", "6")
+        await client.send_raw(client.build("G", _g("Z1", "X1", "2", "100")) + client.build("G", _g("Z1", "Y1", "2", "101"))
+                              + client.build("D", [(55, "BTC_USDC") if t == 55 else (t, v) for t, v in order("Z1", "2", "0.01", "50000")]))
+        got = [await client.read() for _ in range(3)]
+        assert sorted(fields(m, 35, 11, 37, 102, 103, 150) for m in got if m is not None) == [
+            ("8", "Z1", x_id, None, None, "5"), ("8", "Z1", "NONE", None, "6", "8"), ("9", "Z1", y_id, "6", None, None)]
+        await client.send("F", _f("Y2", "Y1"))
+        assert fields(await client.expect("8"), 150, 11, 41, 37) == ("4", "Y2", "Y1", y_id)
+        await client.send("F", _f("Z2", "Z1"))
+        assert fields(await client.expect("8"), 150, 11, 41, 37) == ("4", "Z2", "Z1", x_id)
