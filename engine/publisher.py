@@ -410,6 +410,10 @@ class Publisher:
             seq, prev_hash = self._base
             self._follow(JournalReader(engine.directory, seq, prev_hash), engine.journal, self._followed)
 
+    def caught_up(self) -> bool:
+        """Whether every durable batch the journal has handed over is applied and its listeners told."""
+        return self._rx is None or self._rx.statistics().current_buffer_used == 0
+
     # --- applying ----------------------------------------------------------------------
 
     def apply_quiet(self, events: Sequence[Event]) -> None:

@@ -149,6 +149,7 @@ class ExchangeApplication:
         self.pending = InFlight()  # cancels and replaces sent to the engine, per order (``modifications``)
         # cancels and replaces refused because their order closed meanwhile: [(session, request, order, replace)]
         self.closing: list[tuple[Session, Message, OrderView, bool]] = []
+        self.disconnect_cancels = 0  # cancel-on-disconnect CancelAllOrders without their Result (``drained``)
         self.market_data = MarketData(engine, publisher, wall_us)
         self.rejects = 0
         self.boot_us = wall_us()
@@ -200,8 +201,23 @@ class ExchangeApplication:
         self.market_data.drop(session)
         if session.config.cancel_on_disconnect and not session.config.drop_copy:
             account = session.config.account_id
-            for symbol in sorted({v.symbol for v in self.publisher.open_orders(account)}):
-                self.engine.submit(account, CancelAllOrders(account, symbol), _Sink(lambda r: None))
+            symbols = {v.symbol for v in self.publisher.open_orders(account)}
+            if self.inflight or self.acked:  # orders the publisher does not list yet may be this account's
+                symbols = set(self.engine.venue.specs)
+            for symbol in sorted(symbols):
+                self.disconnect_cancels += 1
+                refused = self.engine.submit(account, CancelAllOrders(account, symbol), _Sink(self._cancelled))
+                if refused is not None:
+                    self.disconnect_cancels -= 1
+                    log.warning("cancel on disconnect of %s in %s refused: %s", session.name, symbol, refused.message)
+
+    def _cancelled(self, result: Result) -> None:
+        self.disconnect_cancels -= 1
+
+    def drained(self) -> bool:
+        """Whether the cancels of cancel-on-disconnect sessions are done and their reports are in the
+        session stores (the service's stop waits for it after every session has logged out)."""
+        return not self.disconnect_cancels and self.publisher.caught_up()
 
     def on_message(self, session: Session, message: Message, parts: Validated) -> None:
         if message.msg_type == "D" and not self.deferred and not session.config.drop_copy:

@@ -387,3 +387,40 @@ async def test_a_cancel_or_replace_may_not_take_the_clordid_of_another_live_orde
         assert fields(await client.expect("8"), 150, 11, 41, 37) == ("4", "Y2", "Y1", y_id)
         await client.send("F", _f("Z2", "Z1"))
         assert fields(await client.expect("8"), 150, 11, 41, 37) == ("4", "Z2", "Z1", x_id)
+
+
+async def test_the_services_stop_logs_every_session_out_and_cancels_cancel_on_disconnect_orders(
+    venue: FixVenue, nursery: trio.Nursery,
+) -> None:
+    """Regression: at the daemon's shutdown the sessions were dropped without a Logout, and the orders of
+    cancel-on-disconnect sessions stayed live (the engine no longer took the cancel). The service's stop,
+    which the daemon awaits before it stops intake, logs every session out, refuses new Logons, and
+    returns once those orders are cancelled and their reports are in the session's store."""
+    with trio.fail_after(10):
+        maker_id = await venue.account(SOL="10")
+        taker_id = await venue.account(USDC="1000")
+        maker = await venue.logon("MAKER", maker_id)
+        taker = await venue.logon("TAKER", taker_id)  # cancel_on_disconnect
+        await maker.send("D", order("k1", "2", "1", "100"))
+        await maker.expect("8")
+        await taker.send("D", order("k2", "1", "1", "90"))
+        await taker.expect("8")
+        stopped = trio.Event()
+
+        async def stop() -> None:
+            await venue.info["stop"]()
+            stopped.set()
+
+        nursery.start_soon(stop)
+        for client in (maker, taker):
+            assert (await client.expect("5")).get(58) == "Server shutting down"
+            await client.send("5", [])
+            assert await client.read() is None
+        late = await RawClient.connect(venue.address, sender="MAKERDC", target="SATCHEL")
+        await late.send_raw(signed_logon(late, venue.keys[maker_id], venue.public_key(maker_id)))
+        assert (await late.expect("5")).get(58) == "Server shutting down"
+        await stopped.wait()
+        assert venue.engine.accepting  # the daemon stops intake only after this
+        assert venue.engine.open_orders(taker_id) == [] and len(venue.engine.open_orders(maker_id)) == 1
+        store = venue.info["server"].acceptor.find("TAKER", "SATCHEL").store
+        assert b"\x0111=k2\x01" in store.get(store.next_sender - 1) and b"\x01150=4\x01" in store.get(store.next_sender - 1)
