@@ -1,8 +1,11 @@
 """``satchel run``: the engine and the admin socket in one nursery, stopped by a signal.
 
-Shutdown on SIGINT/SIGTERM: stop intake (admin socket closes, the engine refuses
-new commands), drain what is in flight, final fsync, exit 0. A second signal
-while draining is ignored; the drain is bounded by the engine's timeout.
+Shutdown on SIGINT/SIGTERM: first each service's own stop, while the engine
+still takes commands (the FIX acceptor logs its sessions out and cancels the
+orders of cancel-on-disconnect sessions), bounded by ``SERVICE_STOP_TIMEOUT_S``;
+then stop intake (services and admin socket close, the engine refuses new
+commands), drain what is in flight, final fsync, exit 0. A second signal while
+stopping is ignored; the drain is bounded by the engine's timeout.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -22,6 +26,8 @@ from engine.publisher import serve_publisher
 from engine.runtime import Engine, StartupError
 
 log = logging.getLogger("satchel.daemon")
+
+SERVICE_STOP_TIMEOUT_S: Final = 5.0
 
 
 def admin_socket_path(config: Config, base: Path) -> Path:
@@ -47,13 +53,15 @@ async def serve(config: Config, base: Path) -> None:
 
             await nursery.start(run_admin)
             services_scopes: list[trio.CancelScope] = []
-            bound = await _start_services(nursery, engine, services_scopes)
+            stops: list[Callable[[], Awaitable[None]]] = []
+            bound = await _start_services(nursery, engine, services_scopes, stops)
             listening = "".join(f", {name} {address}" for name, address in bound.items())
             print(f"satchel ready: venue {config.venue.name}, journal {directory}, "
                   f"admin socket {admin.socket_path}{listening}", file=sys.stderr, flush=True)
             async for signum in signals:
-                log.info("received %s: stopping intake, draining", signal.Signals(signum).name)
+                log.info("received %s: stopping the services, then intake; draining", signal.Signals(signum).name)
                 break
+            await _stop_services(stops)
             for scope in services_scopes:
                 scope.cancel()
             admin_scope.cancel()
@@ -64,13 +72,16 @@ async def serve(config: Config, base: Path) -> None:
 SERVICES_GROUP = "satchel.services"
 
 
-async def _start_services(nursery: trio.Nursery, engine: Engine, scopes: list[trio.CancelScope]) -> dict[str, str]:
+async def _start_services(nursery: trio.Nursery, engine: Engine, scopes: list[trio.CancelScope],
+                          stops: list[Callable[[], Awaitable[None]]]) -> dict[str, str]:
     """Start every ``satchel.services`` entry point (the protocol adapters) after the engine.
 
     Found by entry point so ``engine`` never imports ``adapters``. Each service is
     ``async def serve(engine, *, task_status)`` and reports a mapping of names to
     bound addresses (string values are printed in the ready line, so a port of 0
-    in the config is discoverable).
+    in the config is discoverable). A service may also report ``stop``: an async
+    function the daemon awaits at shutdown before it cancels the services, while
+    the engine still takes commands (``_stop_services``).
     """
     bound: dict[str, str] = {}
     points = sorted(entry_points(group=SERVICES_GROUP), key=lambda p: p.name)
@@ -99,5 +110,25 @@ async def _start_services(nursery: trio.Nursery, engine: Engine, scopes: list[tr
             info = await nursery.start(run)
         except OSError as exc:
             raise StartupError(f"service {point.name!r} cannot listen: {exc}") from None
-        bound.update({k: v for k, v in dict(info or {}).items() if isinstance(v, str)})
+        info = dict(info or {})
+        bound.update({k: v for k, v in info.items() if isinstance(v, str)})
+        if callable(info.get("stop")):
+            stops.append(info["stop"])
     return bound
+
+
+async def _stop_services(stops: list[Callable[[], Awaitable[None]]]) -> None:
+    """Run the services' own stops together, bounded: a peer that never answers cannot hold the shutdown."""
+    with trio.move_on_after(SERVICE_STOP_TIMEOUT_S) as bounded:
+        async with trio.open_nursery() as nursery:
+            for stop in stops:
+                nursery.start_soon(_stop_one, stop)
+    if bounded.cancelled_caught:
+        log.warning("services did not stop within %.0f s; stopping intake anyway", SERVICE_STOP_TIMEOUT_S)
+
+
+async def _stop_one(stop: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await stop()
+    except Exception:  # the shutdown goes on: intake stops and the journal is synced regardless
+        log.exception("a service failed in its stop")

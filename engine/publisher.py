@@ -803,7 +803,8 @@ class Publisher:
     def open_orders(self, account_id: int, symbol: str | None = None) -> list[OrderView]:
         return self.venue.open_orders(account_id, symbol)
 
-    def open_order(self, account_id: int, symbol: str, order_id: int | None, client_id: int | None) -> OrderView | None:
+    def open_order(self, account_id: int, symbol: str | None, order_id: int | None,
+                   client_id: int | None) -> OrderView | None:
         return self.venue.open_order(account_id, symbol, order_id, client_id)
 
     def fills(self, account_id: int) -> list[FillRecord]:

@@ -436,17 +436,19 @@ class Venue:
         found = [r for a in accounts for r in a.withdrawals.values() if status is None or r.status == status]
         return sorted(found, key=lambda r: r.request_id)
 
-    def open_order(self, account_id: int, symbol: str, order_id: int | None, client_id: int | None) -> OrderView | None:
-        """One resting order of an account in a market, by order id or client id; None if not open."""
+    def open_order(self, account_id: int, symbol: str | None, order_id: int | None,
+                   client_id: int | None) -> OrderView | None:
+        """One resting order of an account in a market (``None``: any market), by order id or client id;
+        None if not open."""
         account = self.accounts.get(account_id)
         if account is None:
             return None
         if order_id is None and client_id is not None:
             order_id = account.client_ids.get(client_id)
         open_order = account.orders.get(order_id) if order_id is not None else None
-        if order_id is None or open_order is None or open_order.symbol != symbol:
+        if order_id is None or open_order is None or (symbol is not None and open_order.symbol != symbol):
             return None
-        market = self.markets[symbol]
+        market = self.markets[open_order.symbol]
         return market.view(market.book.orders[order_id])
 
     def balances(self, account_id: int) -> dict[str, dict[str, str]]:

@@ -29,7 +29,10 @@ market orders, CashOrderQty 152. ExecIDs are derived from the facts
 SecurityListRequest and MarketDataRequest are served by ``market_data.py``
 from the same durable batches.
 
-ClOrdIDs are kept in ``cl_ord_ids.ClOrdIds`` (a file under the FIX store
+Cancels and replaces sent to the engine, and the ClOrdID chain they make
+while unanswered, are kept in ``modifications.InFlight``: a request names the
+ClOrdID of the one before it in 41, and a request that does not is refused
+(102=3). ClOrdIDs are kept in ``cl_ord_ids.ClOrdIds`` (a file under the FIX store
 directory when the service runs), so an order placed before a daemon restart is
 still cancelled, replaced and queried by its ClOrdID after it.
 """
@@ -47,6 +50,7 @@ from adapters.fix.cl_ord_ids import ClOrdIds
 from adapters.fix.codec import Field, Message, Timestamps, is_number
 from adapters.fix.dictionary import STP_TAG, Validated
 from adapters.fix.market_data import MarketData
+from adapters.fix.modifications import CANCEL, REPLACE, InFlight, Modification
 from adapters.fix.session import Session
 from engine.messages import (
     ASK,
@@ -142,7 +146,10 @@ class ExchangeApplication:
         self.times = Timestamps()
         self.sessions: dict[int, list[Session]] = {}
         self.ids = cl_ord_ids if cl_ord_ids is not None else ClOrdIds()
-        self.pending: dict[int, tuple[str, str, str]] = {}  # order id -> (kind, new ClOrdID, orig ClOrdID)
+        self.pending = InFlight()  # cancels and replaces sent to the engine, per order (``modifications``)
+        # cancels and replaces refused because their order closed meanwhile: [(session, request, order, replace)]
+        self.closing: list[tuple[Session, Message, OrderView, bool]] = []
+        self.disconnect_cancels = 0  # cancel-on-disconnect CancelAllOrders without their Result (``drained``)
         self.market_data = MarketData(engine, publisher, wall_us)
         self.rejects = 0
         self.boot_us = wall_us()
@@ -194,8 +201,23 @@ class ExchangeApplication:
         self.market_data.drop(session)
         if session.config.cancel_on_disconnect and not session.config.drop_copy:
             account = session.config.account_id
-            for symbol in sorted({v.symbol for v in self.publisher.open_orders(account)}):
-                self.engine.submit(account, CancelAllOrders(account, symbol), _Sink(lambda r: None))
+            symbols = {v.symbol for v in self.publisher.open_orders(account)}
+            if self.inflight or self.acked:  # orders the publisher does not list yet may be this account's
+                symbols = set(self.engine.venue.specs)
+            for symbol in sorted(symbols):
+                self.disconnect_cancels += 1
+                refused = self.engine.submit(account, CancelAllOrders(account, symbol), _Sink(self._cancelled))
+                if refused is not None:
+                    self.disconnect_cancels -= 1
+                    log.warning("cancel on disconnect of %s in %s refused: %s", session.name, symbol, refused.message)
+
+    def _cancelled(self, result: Result) -> None:
+        self.disconnect_cancels -= 1
+
+    def drained(self) -> bool:
+        """Whether the cancels of cancel-on-disconnect sessions are done and their reports are in the
+        session stores (the service's stop waits for it after every session has logged out)."""
+        return not self.disconnect_cancels and self.publisher.applied_seq >= self.engine.journal.durable_event_seq
 
     def on_message(self, session: Session, message: Message, parts: Validated) -> None:
         if message.msg_type == "D" and not self.deferred and not session.config.drop_copy:
@@ -264,8 +286,9 @@ class ExchangeApplication:
             self._reject_order(session, m, built.message, 1 if "symbol" in built.message else 99)
             return
         known = self.ids.order_id(account, cl_ord_id)
-        if known is not None and (known in self.inflight or known in self.acked
-                                  or self.publisher.open_order(account, built.symbol, known, None) is not None):
+        if known is None and self.pending.names:  # the ClOrdID a cancel or replace in flight gives its order
+            known = self.pending.names.get((account, cl_ord_id))
+        if known is not None and self._live(account, known):
             self._reject_order(session, m, f"Duplicate ClOrdID {cl_ord_id!r} of a live order", 6)
             return
         self.ids.remember(account, cl_ord_id, built.order_id)
@@ -333,7 +356,8 @@ class ExchangeApplication:
         if not sessions:
             return
         order_id = placed.order_id
-        if self.pending and order_id in self.pending:  # never for a new order; the general path handles it
+        pending = self.pending.by_order
+        if pending and order_id in pending:  # never for a new order; the general path handles it
             self._execution_report(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us), sessions)
         else:
             encoded = self._ack_bytes(placed)
@@ -393,29 +417,75 @@ class ExchangeApplication:
 
     def _modify(self, session: Session, m: Message, *, replace: bool) -> None:
         account = session.config.account_id
-        symbol = m.get(55) or ""
         orig = m.get(41) or ""
-        view = self._find(account, symbol, orig, m.get(37))
+        view = self._find(account, None, orig, m.get(37))
         if view is None:
-            self._cancel_reject(session, m, "Unknown order", 1, replace)
+            closed = self._find_closed(account, m.get(37), orig)
+            if closed is not None:
+                self._too_late(session, m, replace, closed)
+            else:
+                self._cancel_reject(session, m, "Unknown order", 1, replace)
             return
-        spec = self.engine.venue.specs[symbol]
+        problem = _changed_identity(view, m, replace)
+        if problem is not None:
+            self._cancel_reject(session, m, problem, 99, replace, view)
+            return
+        new = m.get(11) or ""
+        if self._taken(account, new, view.order_id):
+            self._cancel_reject(session, m, f"Duplicate ClOrdID {new!r} of a live order", 6, replace, view)
+            return
+        problem = self._out_of_chain(view.order_id, orig)
+        if problem is not None:
+            self._cancel_reject(session, m, problem, 3, replace, view)
+            return
         command: AmendOrder | CancelOrder
         if replace:
-            amend = self._amend_command(account, spec, view, m)
+            amend = self._amend_command(account, self.engine.venue.specs[view.symbol], view, m)
             if isinstance(amend, Rejection):
                 self._cancel_reject(session, m, amend.message, 99, replace, view)
                 return
             command = amend
+            modification = Modification(REPLACE, new, orig, amend.price_ticks, amend.qty_steps)
         else:
-            command = CancelOrder(account, symbol, view.order_id, NO_CLIENT_ID)
-        self.pending[view.order_id] = ("G" if replace else "F", m.get(11) or "", self.ids.cl_ord_id(view.order_id) or orig)
-        refused = self.engine.submit(account, command, _Sink(lambda r: self._modified(session, m, view, replace, r)))
+            command = CancelOrder(account, view.symbol, view.order_id, NO_CLIENT_ID)
+            modification = Modification(CANCEL, new, orig)
+        if self.pending.latest(view.order_id) is None:  # 41 may be an older name: report the one it replaces
+            modification.orig = self.ids.cl_ord_id(view.order_id) or orig
+        self.pending.add(account, view.order_id, modification)
+        refused = self.engine.submit(
+            account, command, _Sink(lambda r: self._modified(session, m, view, replace, modification, r)))
         if refused is not None:
-            self.pending.pop(view.order_id, None)
+            self.pending.refused(account, view.order_id, modification)
             self._cancel_reject(session, m, refused.message, 99, replace, view)
 
+    def _live(self, account: int, order_id: int) -> bool:
+        """Whether the order is in flight, acknowledged, or open in any market."""
+        return (order_id in self.inflight or order_id in self.acked
+                or self.publisher.open_order(account, None, order_id, None) is not None)
+
+    def _taken(self, account: int, cl_ord_id: str, order_id: int) -> bool:
+        """Whether a cancel or replace may not give ``order_id`` this ClOrdID: a request in flight gives it,
+        or another live order has it (accepted, the ClOrdID would leave that order and name this one)."""
+        if self.pending.order_id(account, cl_ord_id) is not None:
+            return True
+        other = self.ids.order_id(account, cl_ord_id)
+        return other is not None and other != order_id and self._live(account, other)
+
+    def _out_of_chain(self, order_id: int, orig: str) -> str | None:
+        """Why a request cannot follow the cancel or replace of this order still in flight (102=3): it must
+        name that request's ClOrdID in 41 (FIX: the last non-rejected ClOrdID), and nothing follows a cancel."""
+        latest = self.pending.latest(order_id)
+        if latest is None:
+            return None
+        if latest.kind == CANCEL:
+            return f"A cancel of this order is pending (ClOrdID {latest.cl_ord_id!r})"
+        if orig != latest.cl_ord_id:
+            return f"A replace of this order is pending: OrigClOrdID (41) must be its ClOrdID {latest.cl_ord_id!r}"
+        return None
+
     def _amend_command(self, account: int, spec: MarketSpec, view: OrderView, m: Message) -> AmendOrder | Rejection:
+        """The engine's amendment for a G: the new price and total quantity as asked (0 where absent), so the
+        result is the same whatever replaces in flight before it do (``InFlight.price_and_qty``)."""
         if (m.get(40) or "2") != "2":
             return Rejection("INVALID_ORDER", "Only limit orders can be replaced (40=2)")
         try:
@@ -423,19 +493,44 @@ class ExchangeApplication:
             qty = spec.qty_steps(m.get(38)) if m.get(38) else 0
         except DecimalError as exc:
             return Rejection("INVALID_ORDER", str(exc))
-        if price == view.price_ticks:
-            price = 0
-        if qty == view.qty_steps:
-            qty = 0
-        if not price and not qty:
+        now = self.pending.price_and_qty(view.order_id, view.price_ticks, view.qty_steps)
+        if (price or now[0], qty or now[1]) == now:
             return Rejection("INVALID_ORDER", "Replace changes neither price (44) nor quantity (38)")
         return AmendOrder(account, spec.symbol, view.order_id, NO_CLIENT_ID, price, qty)
 
-    def _modified(self, session: Session, m: Message, view: OrderView, replace: bool, result: Result) -> None:
+    def _modified(self, session: Session, m: Message, view: OrderView, replace: bool, modification: Modification,
+                  result: Result) -> None:
         if result.rejection is not None:
-            self.pending.pop(view.order_id, None)
-            reason = 1 if result.rejection.code == "RESOURCE_NOT_FOUND" else 99
-            self._cancel_reject(session, m, result.rejection.message, reason, replace, view)
+            self.pending.refused(view.account_id, view.order_id, modification)
+            if result.rejection.code == "RESOURCE_NOT_FOUND":  # it was open when found: it closed meanwhile
+                self.closing.append((session, m, view, replace))
+                self._answer_closing()
+            else:
+                self._cancel_reject(session, m, result.rejection.message, 99, replace, view)
+
+    def _answer_closing(self) -> None:
+        """Answer the cancels and replaces whose order closed (a fill, an expiry, another cancel) before the engine
+        reached them: too late, with the order's final status, once the publisher has the fact that closed it.
+
+        The engine's refusal can arrive before the publisher applies that fact (it is
+        durable already, so it comes in the publisher's next batches): the answer waits
+        until the publisher no longer lists the order as open.
+        """
+        waiting = []
+        for session, m, view, replace in self.closing:
+            if self.publisher.open_order(view.account_id, view.symbol, view.order_id, None) is not None:
+                waiting.append((session, m, view, replace))
+                continue
+            closed = self._closed_order(view.account_id, view.order_id)
+            if closed is not None:
+                self._too_late(session, m, replace, closed)
+            else:  # beyond the bounded history: its final status is not known here
+                self._cancel_reject(session, m, "Unknown order", 1, replace)
+        self.closing = waiting
+
+    def _too_late(self, session: Session, m: Message, replace: bool, closed: OrderView) -> None:
+        """OrderCancelReject for a filled, cancelled or expired order: its OrderID, its OrdStatus (2, 4, C), 102=0."""
+        self._cancel_reject(session, m, f"Too late to cancel: the order is {closed.status.lower()}", 0, replace, closed)
 
     def _cancel_reject(self, session: Session, m: Message, text: str, reason: int, replace: bool,
                        view: OrderView | None = None) -> None:
@@ -446,12 +541,13 @@ class ExchangeApplication:
         ]
         session.send("9", body)
 
-    def _find(self, account: int, symbol: str, cl_ord_id: str, order_id_text: str | None) -> OrderView | None:
-        if symbol not in self.engine.venue.specs:
+    def _find(self, account: int, symbol: str | None, cl_ord_id: str, order_id_text: str | None) -> OrderView | None:
+        """An open order by OrderID (37), else by ClOrdID; in ``symbol``'s market, or any (None)."""
+        if symbol is not None and symbol not in self.engine.venue.specs:
             return None
         if order_id_text and is_number(order_id_text):
             return self.publisher.open_order(account, symbol, int(order_id_text), None)
-        order_id = self.ids.order_id(account, cl_ord_id)
+        order_id = self._order_id(account, cl_ord_id)
         if order_id is not None:
             return self.publisher.open_order(account, symbol, order_id, None)
         if is_number(cl_ord_id):  # orders placed elsewhere with a Satchel client id
@@ -460,7 +556,8 @@ class ExchangeApplication:
 
     def _status(self, session: Session, m: Message, parts: Validated) -> None:
         account = session.config.account_id
-        view = self._find(account, m.get(55) or "", m.get(11) or "", m.get(37)) or self._find_closed(account, m)
+        view = self._find(account, m.get(55) or "", m.get(11) or "", m.get(37)) or self._find_closed(
+            account, m.get(37), m.get(11) or "")
         if view is None:
             body: list[Field] = [
                 (37, m.get(37) or "NONE"), (11, m.get(11) or ""), (17, self._status_exec_id(0)), (150, "I"), (39, "8"),
@@ -478,14 +575,19 @@ class ExchangeApplication:
         self.reports += 1
         return f"{order_id}S{self.boot_us}-{self.reports}"
 
-    def _find_closed(self, account: int, m: Message) -> OrderView | None:
-        """A filled, cancelled or expired order from the publisher's bounded history."""
-        wanted = m.get(37)
-        order_id = int(wanted) if wanted and is_number(wanted) else None
+    def _find_closed(self, account: int, order_id_text: str | None, cl_ord_id: str) -> OrderView | None:
+        """A filled, cancelled or expired order, by OrderID (37) else ClOrdID, from the publisher's bounded history."""
+        order_id = int(order_id_text) if order_id_text and is_number(order_id_text) else None
         if order_id is None:
-            order_id = self.ids.order_id(account, m.get(11) or "")
-        if order_id is None:
-            return None
+            order_id = self._order_id(account, cl_ord_id)
+        return self._closed_order(account, order_id) if order_id is not None else None
+
+    def _order_id(self, account: int, cl_ord_id: str) -> int | None:
+        """The order a ClOrdID names: one a cancel or replace in flight gives it, or one it has had."""
+        order_id = self.pending.order_id(account, cl_ord_id)
+        return order_id if order_id is not None else self.ids.order_id(account, cl_ord_id)
+
+    def _closed_order(self, account: int, order_id: int) -> OrderView | None:
         for view in reversed(self.publisher.closed_orders(account)):
             if view.order_id == order_id:
                 return view
@@ -562,6 +664,8 @@ class ExchangeApplication:
             self.acked.clear()  # never hold requests back on orders this batch did not get to
             self.acks_published = self.acks_sent
         finally:
+            if self.closing:
+                self._answer_closing()
             if self.deferred:
                 self._run_deferred()
             self._write_reports()
@@ -627,11 +731,11 @@ class ExchangeApplication:
         else:
             return
         orig = None
-        pending = self.pending.get(order_id) if self.pending else None
-        if pending is not None and ((kind == CANCELLED_KIND and pending[0] == "F") or (kind == MODIFIED and pending[0] == "G")):
-            del self.pending[order_id]
-            self.ids.remember(view.account_id, pending[1], order_id)
-            orig = pending[2]
+        if self.pending.by_order and kind in (CANCELLED_KIND, MODIFIED):
+            settled = self.pending.settled(view.account_id, order_id, CANCEL if kind == CANCELLED_KIND else REPLACE)
+            if settled is not None:
+                self.ids.remember(view.account_id, settled.cl_ord_id, order_id)
+                orig = settled.orig
         encoded = self._report_bytes(view, exec_type, exec_id, update.ts_us, fill, text, orig)
         for session in sessions:
             session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch
@@ -766,6 +870,20 @@ def _last_quote_sized_fills(updates: list[Any]) -> set[int]:
             elif update.kind == EXPIRED_KIND:
                 expired.add(update.view.order_id)
     return {index for order_id, index in last.items() if order_id not in expired}
+
+
+def _changed_identity(view: OrderView, m: Message, replace: bool) -> str | None:
+    """Why a cancel or replace cannot go ahead: it names the order with another Symbol or Side, or
+    (a replace) asks for another TimeInForce. FIX lets a replace change price and quantity only;
+    accepting the rest silently would leave the client believing in an order the venue does not have."""
+    if m.get(55) != view.symbol:
+        return f"Symbol (55) must be the order's, {view.symbol}"
+    if SIDES.get(m.get(54) or "") != view.side:
+        return f"Side (54) cannot be changed: the order's is {FIX_SIDE[view.side]}"
+    tif = m.get(59)
+    if replace and tif is not None and TIFS.get(tif) != view.tif:
+        return f"TimeInForce (59) cannot be changed: the order's is {FIX_TIF.get(view.tif, '1')}"
+    return None
 
 
 def _ord_rej_reason(rejection: Rejection) -> int:

@@ -3,9 +3,11 @@
 Depth and trades come from ``engine.publisher.Publisher`` (its books hold only
 durable facts): a request gets a MarketDataSnapshotFullRefresh W at once and,
 with SubscriptionRequestType 1, MarketDataIncrementalRefresh X for every
-durable batch that touches its symbols (absolute level sizes: 279=1 with 271,
-or 279=2 when a level empties; trades as 279=0 269=2). With MDUpdateType 265=0
-the updates are full W snapshots instead.
+durable batch that touches its symbols (absolute level sizes: 279=0 for a
+level the client does not hold, 279=1 with the new 271 for one it holds, 279=2
+when a level it holds empties; trades as 279=0 269=2). Each subscription keeps
+the levels it has sent, so an action always fits the client's book. With
+MDUpdateType 265=0 the updates are full W snapshots instead.
 
 MarketDepth 264: 0 is the full book; N is the best N levels per side, in the
 snapshot and in the updates. For N the subscription remembers the levels it
@@ -44,7 +46,8 @@ class _Subscription:
         self.types = types
         self.trades = "2" in types
         self.full = full
-        # depth > 0: per symbol, the (bids, asks) price -> size last reported, best first
+        # per symbol, the (bids, asks) price -> size the client holds (depth > 0: best first; not for 265=0
+        # over the full book, which sends whole snapshots)
         self.sent: dict[str, tuple[dict[int, int], dict[int, int]]] = {}
 
 
@@ -117,7 +120,7 @@ class MarketData:
         types = sub.types
         spec = self.engine.venue.specs[symbol]
         bids, asks, _ = self.publisher.depth(symbol, sub.depth or FULL_BOOK)
-        if sub.depth:
+        if sub.depth or not sub.full:
             sub.sent[symbol] = (dict(bids), dict(asks))
         entries: list[list[Field]] = []
         if "0" in types:
@@ -182,21 +185,27 @@ class MarketData:
         return entries
 
     def _incremental(self, sub: _Subscription, depth: list[DepthUpdate], trades: list[TradeRecord]) -> list[list[Field]]:
+        """MarketDepth 0: each changed level as New (279=0) or Change (1) by whether the client holds it,
+        or Delete (2); a level that came and went within the batch is not sent at all."""
         types = sub.types
         entries: list[list[Field]] = []
         for update in depth:
-            if update.symbol not in sub.symbols:
+            symbol = update.symbol
+            if symbol not in sub.symbols:
                 continue
-            spec = self.engine.venue.specs[update.symbol]
-            for entry_type, levels in (("0", update.bids), ("1", update.asks)):
+            spec = self.engine.venue.specs[symbol]
+            held = sub.sent.setdefault(symbol, ({}, {}))
+            for entry_type, levels, known in (("0", update.bids, held[0]), ("1", update.asks, held[1])):
                 if entry_type not in types:
                     continue
                 for price, qty in levels:
-                    action = "2" if qty == 0 else "1"
-                    entry: list[Field] = [(279, action), (269, entry_type), (55, update.symbol), (270, spec.format_price(price))]
                     if qty:
-                        entry.append((271, spec.format_qty(qty)))
-                    entries.append(entry)
+                        action = "1" if price in known else "0"
+                        known[price] = qty
+                        entries.append([(279, action), (269, entry_type), (55, symbol), (270, spec.format_price(price)),
+                                        (271, spec.format_qty(qty))])
+                    elif known.pop(price, None) is not None:
+                        entries.append([(279, "2"), (269, entry_type), (55, symbol), (270, spec.format_price(price))])
         if sub.trades:
             entries += self._trade_entries(sub, trades)
         return entries

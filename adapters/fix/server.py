@@ -8,6 +8,11 @@ execution reports of one durable batch) is written where it ends, in one
 write and without a task switch (``_Output.write_now``); only what the socket
 does not take at once waits for the writer.
 
+``stop`` is the graceful end (the daemon's shutdown): every logged-on session
+gets a Logout "Server shutting down" and its connection closes when the peer
+answers, or after the session's Logout timeout; the application's
+``on_disconnect`` runs for each then, while the engine still takes commands.
+
 Bounds: reads of at most ``READ_BYTES``; the outbox is bounded by the session
 layer (a slow consumer is disconnected); at most ``MAX_CONNECTIONS``
 connections at once (more are closed on accept).
@@ -24,13 +29,14 @@ from typing import Final
 
 import trio
 
-from adapters.fix.session import Acceptor, Connection
+from adapters.fix.session import LOGOUT_TIMEOUT_S, SHUTTING_DOWN, Acceptor, Connection
 
 log = logging.getLogger("satchel.fix")
 
 READ_BYTES: Final = 65_536
 MAX_CONNECTIONS: Final = 1_000
 CLOSE_TIMEOUT_S: Final = 1.0
+STOP_POLL_S: Final = 0.01
 
 
 def wall_clock_us() -> int:
@@ -58,6 +64,14 @@ class FixServer:
             await trio.serve_listeners(self._handle, listeners)
         finally:
             self.acceptor.close()
+
+    async def stop(self) -> None:
+        """Log every session out and wait until their connections are closed (a Logout timeout at most)."""
+        self.acceptor.log_out_all(SHUTTING_DOWN, trio.current_time())
+        sessions = self.acceptor.sessions.values()
+        with trio.move_on_after(LOGOUT_TIMEOUT_S + CLOSE_TIMEOUT_S):
+            while any(session.connection is not None for session in sessions):  # noqa: ASYNC110 - sans-IO state
+                await trio.sleep(STOP_POLL_S)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         if self.connections >= MAX_CONNECTIONS:

@@ -6,7 +6,10 @@ a default config opens no FIX port. Sequence stores live in
 in ``<journal dir>/fix/clordids.log`` (``cl_ord_ids``). Reports
 ``{"fix": "host:port"}`` so a port of 0 is discoverable from the ready line.
 The exchange application reads the daemon's shared publisher
-(``engine.publisher.acquire``).
+(``engine.publisher.acquire``). Also reports ``stop``, which the daemon awaits
+at shutdown before it stops intake: every session logged out, and the orders
+of cancel-on-disconnect sessions cancelled (``FixServer.stop``,
+``ExchangeApplication.drained``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from engine.publisher import Publisher, acquire
 from engine.runtime import Engine
 
 CL_ORD_IDS_FILE = "clordids.log"
+DRAIN_POLL_S = 0.001
 
 
 def session_configs(engine: Engine) -> list[SessionConfig]:
@@ -73,7 +77,16 @@ async def serve_fix(
             acceptor = Acceptor(sessions, authenticate=authenticate, intake=engine if exchange is not None else None)
             server = FixServer(acceptor, host, int(port))
             address = await nursery.start(server.serve)
-            task_status.started({"fix": f"{address[0]}:{address[1]}", "server": server, "application": application})
+
+            async def stop() -> None:
+                """The daemon's shutdown, while the engine still takes commands: Logouts, then the
+                cancel-on-disconnect sessions' cancels, done and reported."""
+                await server.stop()
+                while exchange is not None and not exchange.drained():  # noqa: ASYNC110 - sans-IO state
+                    await trio.sleep(DRAIN_POLL_S)
+
+            task_status.started({"fix": f"{address[0]}:{address[1]}", "server": server, "application": application,
+                                 "stop": stop})
     finally:
         if exchange is not None:
             exchange.close()

@@ -24,7 +24,9 @@ acceptance suite looks (reference/fix.md §2):
 * Heartbeat after HeartBtInt of silence, TestRequest ``TEST`` after 1.2 x
   HeartBtInt without input, disconnect after 2.4 x; after our own Logout we wait
   2 s for the peer's;
-* garbled frames are ignored and consume no sequence number.
+* garbled frames are ignored and consume no sequence number;
+* while the server stops (``Acceptor.log_out_all``) every logged-on session
+  gets a Logout "Server shutting down" and a Logon gets only that Logout.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ log = logging.getLogger("satchel.fix")
 
 LOGON_TIMEOUT_S: Final = 10.0
 LOGOUT_TIMEOUT_S: Final = 2.0
+SHUTTING_DOWN: Final = "Server shutting down"
 MAX_LATENCY_US: Final = 120_000_000
 MAX_OUTBOX_BYTES: Final = 16 * 1024 * 1024
 MAX_QUEUED: Final = 10_000
@@ -113,6 +116,14 @@ class Acceptor:
         self.sessions = {(s.config.target_comp_id, s.config.sender_comp_id): s for s in sessions}
         self.authenticate = authenticate
         self.intake = intake
+        self.stopping = False  # the server is shutting down: Logons are refused (``log_out_all``)
+
+    def log_out_all(self, text: str, now: float) -> None:
+        """The server is shutting down: every logged-on session gets a Logout; new Logons are refused."""
+        self.stopping = True
+        for session in self.sessions.values():
+            if session.logged_on:
+                session.logout(text, now)
 
     def close(self) -> None:
         """Flush and close every session's store (the server is stopping)."""
@@ -237,6 +248,10 @@ class Connection:
             return
         if session.connection is not None:
             self.close(f"session {session.name} is already logged on")
+            return
+        if self.acceptor.stopping:
+            self.emit(session.unsequenced_logout(SHUTTING_DOWN))
+            self.close(SHUTTING_DOWN)
             return
         try:
             validate(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -24,8 +25,10 @@ async def test_the_daemons_services_share_one_publisher(tmp_path: Path) -> None:
         async with trio.open_nursery() as nursery:
             engine: Engine = await nursery.start(Engine(config, tmp_path).run)
             scopes: list[trio.CancelScope] = []
-            bound = await _start_services(nursery, engine, scopes)
+            stops: list[Callable[[], Awaitable[None]]] = []
+            bound = await _start_services(nursery, engine, scopes, stops)
             assert {"rest", "websocket", "fix"} <= set(bound)
+            assert len(stops) == 1  # the FIX acceptor logs its sessions out before intake stops
             publisher = shared(engine)
             assert publisher is not None and publisher.listeners  # the WebSocket and FIX fan-outs
             created = await engine.create_account()

@@ -46,9 +46,16 @@ class Daemon:
         found = re.search(r"fix (127\.0\.0\.1):(\d+)", ready)
         assert found, ready
         self.address = (found.group(1), int(found.group(2)))
+        self.signalled = False
+
+    def signal(self) -> None:
+        """SIGTERM once: a second one after the daemon has left its signal handling would kill it."""
+        if not self.signalled:
+            self.signalled = True
+            self.proc.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
+        self.signal()
         code = self.proc.wait(timeout=30)
         assert self.proc.stderr is not None
         self.proc.stderr.close()
@@ -117,6 +124,48 @@ def test_daemon_fix_session_survives_a_restart(tmp_path: Path) -> None:
         client.send("2", [(7, "2"), (16, "2")])
         resent = client.read()
         assert (resent.msg_type, resent.get(43), resent.get(11), resent.get(150)) == ("8", "Y", "d1", "0")
+        client.sock.close()
+    finally:
+        daemon.stop()
+
+
+def test_daemon_stop_logs_out_and_cancels_cancel_on_disconnect_orders(tmp_path: Path) -> None:
+    """Regression: SIGTERM dropped the FIX sessions without a Logout, and the orders of a
+    cancel_on_disconnect session stayed live after the restart (the engine had stopped taking the cancel)."""
+    config = tmp_path / "config.toml"
+    cli(config, "init", str(config))
+    text = config.read_text()
+    for port in (":8400", ":8401", ":8402"):
+        text = text.replace(port, ":0")
+    config.write_text(text + SESSION + "cancel_on_disconnect = true\n")
+    daemon = Daemon(config)
+    try:
+        private = Ed25519PrivateKey.generate()
+        cli(config, "account", "create")
+        cli(config, "key", "add", "1", base64.b64encode(private.public_key().public_bytes_raw()).decode())
+        cli(config, "deposit", "1", "USDC", "500")
+        client = Client(daemon.address, private, 1)
+        client.send("A", [(98, "0"), (108, "30")])
+        assert client.read().msg_type == "A"
+        client.send("D", [(11, "c1"), (55, "SOL_USDC"), (54, "1"), (60, "20240101-00:00:00"), (38, "1"), (40, "2"), (44, "100")])
+        assert client.read().get(150) == "0"
+        daemon.signal()
+        logout = client.read()
+        assert (logout.msg_type, logout.get(58), logout.get(34)) == ("5", "Server shutting down", "3")
+        client.send("5", [])
+        client.sock.close()
+    finally:
+        daemon.stop()
+    daemon = Daemon(config)
+    try:
+        client = Client(daemon.address, private, 4)
+        client.send("A", [(98, "0"), (108, "30")])
+        assert client.read().get(34) == "5"  # 4 is the cancel's report, written after the Logout
+        client.send("2", [(7, "4"), (16, "4")])
+        resent = client.read()
+        assert (resent.msg_type, resent.get(43), resent.get(11), resent.get(150), resent.get(39)) == ("8", "Y", "c1", "4", "4")
+        client.send("AF", [(584, "all"), (585, "7")])
+        assert client.read().get(58) == "No open orders"
         client.sock.close()
     finally:
         daemon.stop()

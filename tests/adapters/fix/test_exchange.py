@@ -63,8 +63,8 @@ async def test_order_lifecycle_with_maker_fills_from_another_session(venue: FixV
         cancelled = await maker.expect("8")
         assert fields(cancelled, 150, 39, 11, 41, 151, 14) == ("4", "4", "m3", "m2", "0", "1.5")
         await maker.send("F", [(41, "m2"), (11, "m4"), (55, SOL), (54, "2"), (60, NOW), (38, "3")])
-        reject = await maker.expect("9")
-        assert fields(reject, 11, 41, 434, 102, 58) == ("m4", "m2", "1", "1", "Unknown order")
+        reject = await maker.expect("9")  # the order is cancelled: too late, with its status
+        assert fields(reject, 11, 41, 37, 39, 434, 102) == ("m4", "m2", new.get(37), "4", "1", "0")
         await maker.send("H", [(11, "m3"), (55, SOL), (54, "2")])
         assert fields(await maker.expect("8"), 150, 39, 14, 151) == ("I", "4", "1.5", "0")
 
@@ -227,3 +227,200 @@ async def test_requests_in_the_same_read_as_the_order_they_name_find_it(venue: F
         assert fields(reports["I"], 584, 37) == ("m1", reports["0"].get(37))  # the mass status lists the order
         await client.send("F", [(41, "s2"), (11, "s3"), (55, SOL), (54, "2"), (60, NOW), (38, "2")])
         assert fields(await client.expect("8"), 150, 39, 11, 41) == ("4", "4", "s3", "s2")
+
+
+async def test_a_replace_that_changes_side_time_in_force_or_symbol_is_refused(venue: FixVenue) -> None:
+    """Regression: a G with another Side (54) or TimeInForce (59) was accepted with the order's old values,
+    so the client and the venue disagreed about what the replace did. FIX lets a replace change price and
+    quantity only: the others get an OrderCancelReject 102=99 naming the field, and nothing changes."""
+    with trio.fail_after(10):
+        client = await venue.logon("MAKER", await venue.account(USDC="1000"))
+        await client.send("D", order("i1", "1", "1", "90"))
+        ack = await client.expect("8")
+
+        def replace(cl_ord_id: str, **changed: str) -> list[tuple[int, str]]:
+            body = {11: cl_ord_id, 41: "i1", 55: SOL, 54: "1", 60: NOW, 38: "2", 40: "2", 44: "91"}
+            body.update({int(k[1:]): v for k, v in changed.items()})
+            return list(body.items())
+
+        for cl_ord_id, changed, field in [("i2", {"t54": "2"}, "Side (54)"), ("i3", {"t59": "3"}, "TimeInForce (59)"),
+                                          ("i4", {"t55": "BTC_USDC"}, "Symbol (55)")]:
+            await client.send("G", replace(cl_ord_id, **changed))
+            reject = await client.expect("9")
+            assert fields(reject, 11, 41, 37, 39, 434, 102) == (cl_ord_id, "i1", ack.get(37), "0", "2", "99")
+            assert (reject.get(58) or "").startswith(field)
+        await client.send("G", replace("i5", t59="1"))  # the order's own TimeInForce (GTC) may be repeated
+        assert fields(await client.expect("8"), 150, 11, 41, 54, 38, 44) == ("5", "i5", "i1", "1", "2", "91")
+
+
+async def test_cancel_or_replace_of_a_closed_order_is_too_late_with_its_status(venue: FixVenue) -> None:
+    """Regression: an F or G for a filled (or cancelled, expired) order answered "Unknown order" with 37=NONE
+    39=8 102=1, so a client whose cancel raced a fill marked its order rejected. The answer names the order
+    (37), its current OrdStatus and CxlRejReason 0 (too late); an order never seen keeps 102=1."""
+    with trio.fail_after(10):
+        maker = await venue.logon("MAKER", await venue.account(SOL="10"))
+        taker = await venue.account(USDC="1000")
+        await maker.send("D", order("c1", "2", "1", "100"))
+        order_id = (await maker.expect("8")).get(37)
+        assert (await venue.engine.place_order(taker, SOL, "Bid", "Limit", price="100", quantity="1")).ok
+        assert fields(await maker.expect("8"), 150, 39) == ("F", "2")
+        await maker.send("F", [(41, "c1"), (11, "c2"), (55, SOL), (54, "2"), (60, NOW), (38, "1")])
+        reject = await maker.expect("9")
+        assert fields(reject, 11, 41, 37, 39, 434, 102, 58) == (
+            "c2", "c1", order_id, "2", "1", "0", "Too late to cancel: the order is filled")
+        await maker.send("G", [(41, "c1"), (11, "c3"), (37, order_id or ""), (55, SOL), (54, "2"), (60, NOW),
+                               (38, "2"), (40, "2"), (44, "100")])
+        assert fields(await maker.expect("9"), 11, 37, 39, 434, 102) == ("c3", order_id, "2", "2", "0")
+        await maker.send("F", [(41, "never"), (11, "c4"), (55, SOL), (54, "2"), (60, NOW), (38, "1")])
+        assert fields(await maker.expect("9"), 11, 37, 39, 102, 58) == ("c4", "NONE", "8", "1", "Unknown order")
+
+
+async def test_a_cancel_the_engine_finds_filled_meanwhile_is_too_late_after_the_fill_report(
+    venue: FixVenue, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: a cancel of an order that was open when read but filled before the engine reached it was
+    answered 102=1 "Order not found" with the status from before. The engine's refusal can come before the
+    publisher has the fill: the answer waits for it, then says too late with OrdStatus 2, after the fill."""
+    with trio.fail_after(10):
+        maker = await venue.logon("MAKER", await venue.account(SOL="10"))
+        taker = await venue.account(USDC="1000")
+        app = venue.info["application"]
+        publisher = app.publisher
+        await maker.send("D", order("r1", "2", "1", "100"))
+        order_id = (await maker.expect("8")).get(37)
+        while app.acks_published < app.acks_sent:  # noqa: ASYNC110 - the publisher has the order too
+            await trio.sleep(0.001)
+        held: list[object] = []
+        monkeypatch.setattr(publisher, "apply_batch", held.append)  # the fill is durable, not yet published
+        assert (await venue.engine.place_order(taker, SOL, "Bid", "Limit", price="100", quantity="1")).ok
+        await maker.send("F", [(41, "r1"), (11, "r2"), (55, SOL), (54, "2"), (60, NOW), (38, "1")])
+        while not app.closing:  # noqa: ASYNC110 - a test probe of sans-IO state, which has no event to wait on
+            await trio.sleep(0.001)
+        monkeypatch.undo()
+        for events in held:
+            publisher.apply_batch(events)
+        assert fields(await maker.expect("8"), 150, 39) == ("F", "2")
+        reject = await maker.expect("9")
+        assert fields(reject, 11, 41, 37, 39, 434, 102) == ("r2", "r1", order_id, "2", "1", "0")
+        assert not app.closing
+
+
+def _g(cl_ord_id: str, orig: str, qty: str, price: str) -> list[tuple[int, str]]:
+    return [(41, orig), (11, cl_ord_id), (55, SOL), (54, "2"), (60, NOW), (38, qty), (40, "2"), (44, price)]
+
+
+def _f(cl_ord_id: str, orig: str) -> list[tuple[int, str]]:
+    return [(41, orig), (11, cl_ord_id), (55, SOL), (54, "2"), (60, NOW), (38, "1")]
+
+
+async def test_replaces_and_a_cancel_chained_on_replaces_in_flight_keep_the_clordid_chain(venue: FixVenue) -> None:
+    """Regression: a replace or cancel naming (41) the ClOrdID of a replace not yet answered got "Unknown order",
+    and one order held one request slot, so its reports lost their ClOrdIDs. FIX's OrigClOrdID is the last
+    non-rejected ClOrdID: each request of the chain takes effect in order and is reported under its own 11."""
+    with trio.fail_after(10):
+        client = await venue.logon("MAKER", await venue.account(SOL="10"))
+        await client.send_raw(b"".join([
+            client.build("D", order("B1", "2", "1", "100")),
+            client.build("G", _g("B2", "B1", "2", "100")),
+            client.build("G", _g("B3", "B2", "2", "101")),
+            client.build("F", _f("B4", "B3")),
+        ]))
+        reports = [await client.expect("8") for _ in range(4)]
+        assert [fields(r, 150, 11, 41, 38, 44, 39) for r in reports] == [
+            ("0", "B1", None, "1", "100", "0"), ("5", "B2", "B1", "2", "100", "0"),
+            ("5", "B3", "B2", "2", "101", "0"), ("4", "B4", "B3", "2", "101", "4")]
+        assert len({r.get(17) for r in reports}) == 4
+        await client.send("H", [(11, "B4"), (55, SOL), (54, "2")])
+        assert fields(await client.expect("8"), 150, 39, 11) == ("I", "4", "B4")
+
+
+async def test_a_second_request_not_chained_on_the_one_in_flight_is_refused_as_pending(venue: FixVenue) -> None:
+    """Regression: two replaces of one order naming the same 41 (or a replace and a cancel) overwrote each
+    other: the first was reported under the second's ClOrdID and the second never. A request that does not
+    name the replace in flight gets OrderCancelReject 102=3 and changes nothing; one refused by the engine
+    drops out of the chain, and the next one replaces what it would have."""
+    with trio.fail_after(10):
+        client = await venue.logon("MAKER", await venue.account(SOL="10"))
+        await client.send("D", order("P1", "2", "1", "100"))
+        order_id = (await client.expect("8")).get(37)
+        await client.send_raw(client.build("G", _g("P2", "P1", "2", "100")) + client.build("G", _g("P3", "P1", "3", "100"))
+                              + client.build("F", _f("P4", "P1")))
+        got = [await client.read() for _ in range(3)]
+        rejects = [m for m in got if m is not None and m.msg_type == "9"]
+        assert [fields(r, 11, 41, 37, 39, 434, 102) for r in rejects] == [
+            ("P3", "P1", order_id, "0", "2", "3"), ("P4", "P1", order_id, "0", "1", "3")]
+        assert "must be its ClOrdID 'P2'" in (rejects[0].get(58) or "")
+        replaced = next(m for m in got if m is not None and m.msg_type == "8")
+        assert fields(replaced, 150, 11, 41, 38) == ("5", "P2", "P1", "2")
+        assert (await venue.engine.place_order(await venue.account(USDC="1000"), SOL, "Bid", "Limit", price="99",
+                                               quantity="1")).ok
+        await client.send_raw(client.build("G", _g("P5", "P2", "2", "99"))  # the market refuses it: it would cross
+                              + client.build("G", _g("P6", "P5", "3", "101")))
+        refused = await client.expect("9")
+        assert fields(refused, 11, 41, 102) == ("P5", "P2", "99")
+        assert "cross" in (refused.get(58) or "")
+        assert fields(await client.expect("8"), 150, 11, 41, 38, 44) == ("5", "P6", "P2", "3", "101")
+        await client.send("F", _f("P7", "P6"))
+        assert fields(await client.expect("8"), 150, 11, 41) == ("4", "P7", "P6")
+
+
+async def test_a_cancel_or_replace_may_not_take_the_clordid_of_another_live_order(venue: FixVenue) -> None:
+    """Regression: a G or F whose new ClOrdID (11) named another live order was accepted, and the ClOrdID
+    moved to this order, so the other could no longer be addressed by it. Refused with 102=6, nothing
+    changes; a ClOrdID given by a request in flight counts as taken, for a D too, in any market."""
+    with trio.fail_after(10):
+        client = await venue.logon("MAKER", await venue.account(SOL="10", BTC="1"))
+        await client.send("D", order("X1", "2", "1", "100"))
+        x_id = (await client.expect("8")).get(37)
+        await client.send("D", order("Y1", "2", "1", "101"))
+        y_id = (await client.expect("8")).get(37)
+        await client.send("G", _g("Y1", "X1", "2", "100"))
+        assert fields(await client.expect("9"), 11, 41, 37, 39, 434, 102) == ("Y1", "X1", x_id, "0", "2", "6")
+        await client.send("F", _f("Y1", "X1"))
+        assert fields(await client.expect("9"), 11, 41, 37, 434, 102) == ("Y1", "X1", x_id, "1", "6")
+        await client.send_raw(client.build("G", _g("Z1", "X1", "2", "100")) + client.build("G", _g("Z1", "Y1", "2", "101"))
+                              + client.build("D", [(55, "BTC_USDC") if t == 55 else (t, v) for t, v in order("Z1", "2", "0.01", "50000")]))
+        got = [await client.read() for _ in range(3)]
+        assert sorted(fields(m, 35, 11, 37, 102, 103, 150) for m in got if m is not None) == [
+            ("8", "Z1", x_id, None, None, "5"), ("8", "Z1", "NONE", None, "6", "8"), ("9", "Z1", y_id, "6", None, None)]
+        await client.send("F", _f("Y2", "Y1"))
+        assert fields(await client.expect("8"), 150, 11, 41, 37) == ("4", "Y2", "Y1", y_id)
+        await client.send("F", _f("Z2", "Z1"))
+        assert fields(await client.expect("8"), 150, 11, 41, 37) == ("4", "Z2", "Z1", x_id)
+
+
+async def test_the_services_stop_logs_every_session_out_and_cancels_cancel_on_disconnect_orders(
+    venue: FixVenue, nursery: trio.Nursery,
+) -> None:
+    """Regression: at the daemon's shutdown the sessions were dropped without a Logout, and the orders of
+    cancel-on-disconnect sessions stayed live (the engine no longer took the cancel). The service's stop,
+    which the daemon awaits before it stops intake, logs every session out, refuses new Logons, and
+    returns once those orders are cancelled and their reports are in the session's store."""
+    with trio.fail_after(10):
+        maker_id = await venue.account(SOL="10")
+        taker_id = await venue.account(USDC="1000")
+        maker = await venue.logon("MAKER", maker_id)
+        taker = await venue.logon("TAKER", taker_id)  # cancel_on_disconnect
+        await maker.send("D", order("k1", "2", "1", "100"))
+        await maker.expect("8")
+        await taker.send("D", order("k2", "1", "1", "90"))
+        await taker.expect("8")
+        stopped = trio.Event()
+
+        async def stop() -> None:
+            await venue.info["stop"]()
+            stopped.set()
+
+        nursery.start_soon(stop)
+        for client in (maker, taker):
+            assert (await client.expect("5")).get(58) == "Server shutting down"
+            await client.send("5", [])
+            assert await client.read() is None
+        late = await RawClient.connect(venue.address, sender="MAKERDC", target="SATCHEL")
+        await late.send_raw(signed_logon(late, venue.keys[maker_id], venue.public_key(maker_id)))
+        assert (await late.expect("5")).get(58) == "Server shutting down"
+        await stopped.wait()
+        assert venue.engine.accepting  # the daemon stops intake only after this
+        assert venue.engine.open_orders(taker_id) == [] and len(venue.engine.open_orders(maker_id)) == 1
+        store = venue.info["server"].acceptor.find("TAKER", "SATCHEL").store
+        assert b"\x0111=k2\x01" in store.get(store.next_sender - 1) and b"\x01150=4\x01" in store.get(store.next_sender - 1)

@@ -76,3 +76,26 @@ async def test_market_depth_zero_is_the_full_book_and_garbage_is_refused(venue: 
         await maker.send("V", [(262, "neg"), (263, "0"), (264, "-1"), (267, [[(269, "1")]]), (146, [[(55, SOL)]])])
         refused = await next_of(maker, "Y")
         assert (refused.get(262), refused.get(281)) == ("neg", "5")
+
+
+async def test_full_book_updates_say_new_for_a_level_the_client_does_not_hold(venue: FixVenue) -> None:
+    """Regression: with MarketDepth 0, every level in an X was 279=1 Change, also a level the snapshot did
+    not have; a client that follows FIX (Change only for an entry it holds) dropped those. Now 0 New for a
+    level the client does not hold, 1 for one it holds, 2 when one it holds empties."""
+    with trio.fail_after(15):
+        maker = await venue.logon("MAKER", await venue.account(SOL="10", USDC="1000"))
+        taker = await venue.logon("TAKER", await venue.account(USDC="1000"))
+        await place(maker, order("a1", "2", "2", "100"))
+        await taker.send("V", [(262, "full"), (263, "1"), (264, "0"), (267, [[(269, "0")], [(269, "1")]]),
+                               (146, [[(55, SOL)]])])
+        assert entries(await taker.expect("W")) == [(None, "1", "100", "2")]
+        await place(maker, order("b1", "1", "1", "95"))
+        assert entries(await next_of(taker, "X")) == [("0", "0", "95", "1")]
+        await place(maker, order("a2", "2", "1", "101"))
+        assert entries(await next_of(taker, "X")) == [("0", "1", "101", "1")]
+        await place(maker, order("a3", "2", "1", "101"))
+        assert entries(await next_of(taker, "X")) == [("1", "1", "101", "2")]
+        await taker.send("D", order("t1", "1", "2", "100"))  # empties the 100 level the snapshot had
+        assert entries(await next_of(taker, "X")) == [("2", "1", "100", None)]
+        await place(maker, order("a4", "2", "1", "100"))  # the level is back: New again
+        assert entries(await next_of(taker, "X")) == [("0", "1", "100", "1")]

@@ -165,7 +165,7 @@ async def test_quickfix_initiator_trades_and_validates_everything(nursery: trio.
             rejected = await receive(app)
             while rejected[35] == "X":
                 rejected = await receive(app)
-            assert (rejected[35], rejected[434], rejected[102]) == ("9", "1", "1")
+            assert (rejected[35], rejected[434], rejected[102], rejected[39]) == ("9", "1", "0", "4")  # too late
             send(message(fix44.OrderMassCancelRequest, (11, "mc"), (530, "7")))
             report = await receive(app)
             assert (report[35], report[531], report[533]) == ("r", "7", "0")
