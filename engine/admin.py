@@ -88,15 +88,17 @@ class AdminServer:
         path = self.socket_path
         if path.exists() or path.is_symlink():
             path.unlink()
-        sock = trio.socket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+        plain = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+        # the umask is process-wide: bound synchronously, so no other task (or the replica child a
+        # worker thread spawns) runs while it is narrowed; the socket is never world-reachable
         old_umask = os.umask(0o177)
         try:
-            await sock.bind(str(path))
+            plain.bind(str(path))
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)
-        sock.listen(64)
-        listener = trio.SocketListener(sock)
+        plain.listen(64)
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(plain))
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started()
@@ -105,17 +107,22 @@ class AdminServer:
             path.unlink(missing_ok=True)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
+        """One request, one answer. A client that goes away (Ctrl-C, a timeout) ends only its
+        own connection: what it asked for is still done, the answer is dropped."""
         async with stream:
             buffer = b""
-            with trio.move_on_after(REQUEST_TIMEOUT_S):
-                while b"\n" not in buffer and len(buffer) <= MAX_REQUEST_BYTES:
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        break
-                    buffer += chunk
-            answer = await self.handle(buffer.split(b"\n", 1)[0])
-            with trio.move_on_after(REQUEST_TIMEOUT_S):
-                await stream.send_all(orjson.dumps(answer) + b"\n")
+            try:
+                with trio.move_on_after(REQUEST_TIMEOUT_S):
+                    while b"\n" not in buffer and len(buffer) <= MAX_REQUEST_BYTES:
+                        chunk = await stream.receive_some(65536)
+                        if not chunk:
+                            break
+                        buffer += chunk
+                answer = await self.handle(buffer.split(b"\n", 1)[0])
+                with trio.move_on_after(REQUEST_TIMEOUT_S):
+                    await stream.send_all(orjson.dumps(answer) + b"\n")
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                log.info("admin client went away before its answer: %s", exc)
 
     async def handle(self, line: bytes) -> dict[str, Any]:
         try:

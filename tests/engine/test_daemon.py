@@ -7,6 +7,8 @@ import json
 import random
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -140,6 +142,12 @@ def test_admin_socket_rejects_bad_requests_and_survives(config: Path) -> None:
         assert admin.request(sock, daemon.token, "nope", {})["error"]["code"] == "INVALID_CLIENT_REQUEST"
         answer = admin.request(sock, daemon.token, "deposit", {"account_id": 99, "asset": "USDC", "amount": "1"})
         assert answer["error"] == {"code": "RESOURCE_NOT_FOUND", "message": "Account 99 not found"}
+        for request in (b"", b'{"token": "x", "command": "status"}\n'):  # clients that leave before the answer
+            for _ in range(20):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.connect(str(sock))
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+                    client.sendall(request)
         assert daemon.call("status")["ready"] is True
     finally:
         assert daemon.stop() == 0
