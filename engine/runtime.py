@@ -37,7 +37,7 @@ from engine.actors import CMD, AccountActor, JournalActor, MarketActor, Sink
 from engine.audit import JOURNAL_FORMAT, READABLE_FORMATS, AuditError, Replayer
 from engine.checkpointer import Checkpointer
 from engine.config import Config, _converter
-from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, read_records
+from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, Record, read_records
 from engine.market import _builder, below_min_notional
 from engine.messages import (
     CLIENT_ID_MAX,
@@ -273,7 +273,15 @@ class Engine(WithdrawalApi):
         if found is not None:
             header, self.venue = found
             base = header.seq
-        replayer = Replayer(self.venue, self.key.public, apply_from=base)
+        # what the journal's signed checkpoints say the state at the snapshot's seq is: a snapshot is
+        # a cache of replay, so it is used only when one vouches for it and none contradicts it
+        signed: set[str] = set()
+
+        def vouch(_record: Record, body: dict[str, Any]) -> None:
+            if body.get("seq") == base:
+                signed.add(str(body.get("state_hash")))
+
+        replayer = Replayer(self.venue, self.key.public, apply_from=base, on_checkpoint=vouch if found else None)
         directory = self.directory
         progress = audit.Progress("recovery", audit.journal_bytes(directory), min_s=2.0)
         done = 0
@@ -295,6 +303,9 @@ class Engine(WithdrawalApi):
             progress.update(done, replayer.records, final=True)
         if found is not None and (replayer.last is None or replayer.last.seq < base):
             raise _SnapshotMismatch(f"snapshot {found[0].path.name} is ahead of the journal")
+        if found is not None and signed != {found[0].state_hash}:
+            problem = "no signed checkpoint covers it" if not signed else "its state hash is not the one the journal signed"
+            raise _SnapshotMismatch(f"snapshot {found[0].path.name} is not vouched for: {problem}")
         return replayer
 
     def _genesis(self) -> bytes:

@@ -15,10 +15,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from engine import signing, snapshot
 from engine.audit import AuditError, Progress, dump_journal, is_control, verify_journal
+from engine.codec import encode_events
 from engine.config import DEFAULT, parse_config
 from engine.journal import JournalCorrupt, JournalWriter, Record, frame, read_records
+from engine.messages import Deposited
 from engine.replica import ReplicaError
 from engine.runtime import Engine, StartupError
+from tests.engine.helpers import NOW_US
 
 CONFIG = parse_config(DEFAULT)
 
@@ -239,6 +242,20 @@ def test_verify_with_the_wrong_pubkey_fails(journal: Path) -> None:
     assert verify_journal(journal, signing.load_or_create(journal / "venue.key").public_b64, progress=False)["ok"]
 
 
+def test_verify_with_the_pubkey_fails_records_no_signature_covers(journal: Path) -> None:
+    key = signing.load_or_create(journal / "venue.key").public_b64
+    honest = verify_journal(journal, key, progress=False)
+    assert honest["ok"] and honest["unsigned_records"] == 0  # a clean stop signs the last event record
+    last = records(journal)[-1]
+    forged = encode_events([Deposited(2, "USDC", 10**12, NOW_US)])
+    with last.segment.open("ab") as f:  # a forger appends a well-framed, well-chained record
+        f.write(frame(last.seq + 1, last.hash, forged)[0])
+    checked = verify_journal(journal, progress=False)
+    assert checked["ok"] and (checked["signed_through_seq"], checked["unsigned_records"]) == (honest["last_seq"] - 1, 1)
+    asked = verify_journal(journal, key, progress=False)  # "does this key vouch for it?": not for the tail
+    assert not asked["ok"] and "1 record(s) after seq" in asked["problem"]
+
+
 def test_a_swapped_signing_key_refuses_start(journal: Path) -> None:
     (journal / "venue.key").unlink()
     signing.load_or_create(journal / "venue.key")  # a new key, not the journal's
@@ -288,6 +305,23 @@ async def test_a_snapshot_from_another_history_is_not_used(tmp_path: Path) -> No
     (mine / "snapshots").mkdir()
     shutil.copy(theirs, mine / "snapshots" / theirs.name)
     assert recover(mine).venue.state_hash() == state  # its chain hash does not match: replay from genesis
+
+
+async def test_a_forged_snapshot_is_not_trusted_at_start(tmp_path: Path) -> None:
+    """A snapshot rewritten with its own hashes recomputed is consistent in itself; only the journal's
+    signed checkpoint for its seq can tell, and recovery asks it."""
+    directory = tmp_path / "j"
+    state = await make_journal(directory, snapshot_midway=True)
+    path = snapshot.snapshot_files(directory)[0]
+    header, venue = snapshot.read(path, CONFIG)
+    account = next(a for a in venue.accounts.values() if a.net_deposits.get("SOL"))
+    account.balances["SOL"] += 10**15  # conservation kept: the deposit total moves with it
+    account.net_deposits["SOL"] += 10**15
+    venue.supply["SOL"] += 10**15
+    path.unlink()
+    forged = snapshot.write(directory, venue, header.seq, bytes.fromhex(header.chain_hash), venue.state_hash(), 1)
+    assert snapshot.read(forged, CONFIG)[0].state_hash != header.state_hash  # it passes its own checks
+    assert recover(directory).venue.state_hash() == state  # replayed from genesis instead
 
 
 async def test_periodic_checkpoints_cover_exact_positions(tmp_path: Path) -> None:
