@@ -312,6 +312,9 @@ def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str]
                                                                "chain_hash": header.chain_hash, "path": path.name}, None))
         snapshots.append(path.name)
 
+    # the key vouches for the history through the last seq a checkpoint covers, and for nothing after
+    signed_through = max((seq for seq, found in claims.items() if any(k == "checkpoint" for k, _, _ in found)), default=0)
+    unsigned = 0
     venue = Venue(config)
     second = Replayer(venue, None)
     checked = 0
@@ -320,6 +323,8 @@ def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str]
     done = 0
     for record in read_records(directory, repair=False):
         second.feed(record)
+        if record.seq > signed_through and not is_control(record.payload):
+            unsigned += 1
         done += len(record.payload) + 48
         if prog is not None and not second.records & 1023:
             prog.update(done, second.records)
@@ -351,7 +356,7 @@ def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str]
         raise AuditError(f"invariant broken at the end of the journal: {exc}") from None
     last = second.last
     owed = {a: format_units(v, venue.assets[a].decimals) for a, v in liabilities(venue).items()}
-    return {
+    summary: dict[str, Any] = {
         "ok": True,
         "records": second.records,
         "events": second.events,
@@ -365,7 +370,18 @@ def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str]
         "venue_key": venue_key,
         "accounts": len(venue.accounts) - 1,
         "liabilities": owed,
+        "signed_through_seq": signed_through,
+        "unsigned_records": unsigned,
     }
+    if unsigned and pubkey is not None:
+        # asked whether this key vouches for the history: not for records no checkpoint covers (a
+        # crash or a live journal between checkpoints leaves such a tail; so would a forger)
+        summary["ok"] = False
+        summary["problem"] = (f"{unsigned} record(s) after seq {signed_through} are covered by no checkpoint "
+                              "signature: the key vouches only for the state at seq "
+                              f"{signed_through}" if signed_through else
+                              f"no checkpoint signature covers any of the {unsigned} record(s)")
+    return summary
 
 
 def journal_events(directory: Path) -> Iterator[tuple[int, Any]]:

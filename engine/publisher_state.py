@@ -90,7 +90,9 @@ def _save(publisher: Publisher, directory: Path) -> Path:
     # replica's process with each snapshot. Each writes its own tmp file, and an older
     # position never replaces a newer one (more tail to replay next time, never less truth).
     tmp = final.with_name(f"{STATE_FILE}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as out:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # every account's balances, keys and orders: the operator's eyes only (as snapshots)
+    with os.fdopen(fd, "wb") as out:
         for part in (header, b"\n", venue, b"\n", derived):
             out.write(part)
         out.flush()

@@ -74,7 +74,7 @@ async def test_saved_state_plus_tail_equals_a_replay_from_genesis(tmp_path: Path
             assert first.source == "replayed from genesis" and first.events > 0
             scope.cancel()  # the shared publisher saves its state as it stops
             await stopped.wait()
-            assert (tmp_path / STATE_FILE).exists()
+            assert (tmp_path / STATE_FILE).stat().st_mode & 0o777 == 0o600  # every account's state: the operator's only
             await trade(engine, *ids, rounds=5, start=12)  # the tail the saved state has not seen
             engine.stop()
 
