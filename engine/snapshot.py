@@ -162,13 +162,14 @@ def read(path: Path, config: Config) -> tuple[SnapshotHeader, Venue]:
         if len(body) != meta["body_bytes"] or hashlib.blake2b(body, digest_size=32).hexdigest() != meta["body_blake2b"]:
             raise SnapshotInvalid(f"{path.name}: body does not match its digest (damaged or cut short)")
         venue = load(config, body)
+        if header.seq != int(path.stem):
+            raise SnapshotInvalid(f"{path.name}: header names seq {header.seq}")
+        actual = venue.state_hash()  # hashing sorts ids: a body of the wrong types fails here too
     except SnapshotInvalid:
         raise
-    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
-        raise SnapshotInvalid(f"{path.name}: malformed: {exc}") from None
-    if header.seq != int(path.stem):
-        raise SnapshotInvalid(f"{path.name}: header names seq {header.seq}")
-    actual = venue.state_hash()
+    # a snapshot is a cache read from disk: whatever shape it has, failing to use it means skipping it
+    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise SnapshotInvalid(f"{path.name}: malformed: {exc!r}") from None
     if actual != header.state_hash:
         raise SnapshotInvalid(f"{path.name}: rebuilt state hash {actual[:16]} != recorded {header.state_hash[:16]}")
     return header, venue

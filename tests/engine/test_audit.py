@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import shutil
@@ -295,6 +296,22 @@ async def test_a_damaged_snapshot_is_skipped_for_replay_from_genesis(tmp_path: P
     assert recover(directory).venue.state_hash() == state
     with pytest.raises(AuditError, match="digest"):
         verify_journal(directory, progress=False)
+
+
+async def test_a_malformed_snapshot_is_skipped(tmp_path: Path) -> None:
+    directory = tmp_path / "j"
+    state = await make_journal(directory, snapshot_midway=True)
+    path = snapshot.snapshot_files(directory)[0]
+    header, _ = snapshot.read(path, CONFIG)
+    body = orjson.dumps([[1, 1, 1], [["x", 0, "", "", 0, [], {}, {}, {}, []]], []])  # an account id that is text
+    meta = {"format": snapshot.SNAPSHOT_FORMAT, "seq": header.seq, "chain_hash": header.chain_hash,
+            "state_hash": header.state_hash, "time_us": 1, "body_bytes": len(body),
+            "body_blake2b": hashlib.blake2b(body, digest_size=32).hexdigest()}
+    for data in (b"[]\n[]", orjson.dumps(meta) + b"\n" + body):
+        path.write_bytes(data)
+        with pytest.raises(snapshot.SnapshotInvalid, match="malformed"):
+            snapshot.read(path, CONFIG)
+        assert recover(directory).venue.state_hash() == state
 
 
 async def test_a_snapshot_from_another_history_is_not_used(tmp_path: Path) -> None:
