@@ -153,13 +153,18 @@ def test_a_reservation_without_its_request_is_caught(funded: tuple[Venue, int]) 
 # --- through the engine, with a real journal ---------------------------------------------------
 
 
+async def account_with_10_sol(engine: Engine) -> int:
+    account_id: int = (await engine.create_account()).value
+    assert (await engine.deposit(account_id, "SOL", "10")).ok
+    return account_id
+
+
 async def test_engine_flow_survives_restart_snapshot_and_verify(tmp_path: Path) -> None:
     directory = tmp_path / "journal"
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             engine: Engine = await nursery.start(Engine(CONFIG, directory).run)
-            a = (await engine.create_account()).value
-            assert (await engine.deposit(a, "SOL", "10")).ok
+            a = await account_with_10_sol(engine)
             first = await engine.request_withdrawal(a, "SOL", "4", ADDRESS, "Solana", client_id="ref-1")
             assert first.ok and first.value.status == "pending" and first.value.request_id == 1
             assert first.value.client_ref == "ref-1" and first.value.amount == 4 * 10**9
@@ -208,8 +213,7 @@ async def test_operator_withdrawals_share_the_request_id_space_across_restarts(t
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             engine: Engine = await nursery.start(Engine(CONFIG, directory).run)
-            a = (await engine.create_account()).value
-            assert (await engine.deposit(a, "SOL", "10")).ok
+            a = await account_with_10_sol(engine)
             assert (await engine.withdraw(a, "SOL", "1")).ok
             request = await engine.request_withdrawal(a, "SOL", "1", ADDRESS, "Solana")
             assert request.ok and request.value.request_id == 2
