@@ -27,7 +27,7 @@ market orders, CashOrderQty 152. ExecIDs are derived from the facts
 ``<order>R<time>``) so they stay unique across restarts.
 
 SecurityListRequest and MarketDataRequest are served by ``market_data.py``
-from the same durable batches.
+from the same durable batches; the reports' text is written by ``reports.py``.
 
 Cancels and replaces sent to the engine, and the ClOrdID chain they make
 while unanswered, are kept in ``modifications.InFlight``: a request names the
@@ -47,16 +47,15 @@ from typing import Any, Final
 import attrs
 
 from adapters.fix.cl_ord_ids import ClOrdIds
-from adapters.fix.codec import Field, Message, Timestamps, is_number
+from adapters.fix.codec import Field, Message, is_number
 from adapters.fix.dictionary import STP_TAG, Validated
 from adapters.fix.market_data import MarketData
 from adapters.fix.modifications import CANCEL, REPLACE, InFlight, Modification
+from adapters.fix.reports import FIX_SIDE, FIX_TIF, ORD_STATUS, Reports
 from adapters.fix.session import Session
 from engine.messages import (
     ASK,
     BID,
-    CANCELLED,
-    EXPIRED,
     FILLED,
     FOK,
     GTC,
@@ -64,7 +63,6 @@ from engine.messages import (
     LIMIT,
     MARKET,
     NO_CLIENT_ID,
-    PARTIALLY_FILLED,
     REJECT_BOTH,
     REJECT_MAKER,
     REJECT_TAKER,
@@ -94,17 +92,11 @@ from engine.units import DecimalError
 
 log = logging.getLogger("satchel.fix.exchange")
 
-AVG_PX_EXTRA_DECIMALS: Final = 4
-TEXTS_KEEP: Final = 4096
 MAX_DEFERRED: Final = 10_000  # requests held while the publisher catches up (``_defer``)
 SIDES: Final = {"1": BID, "2": ASK}
 ORD_TYPES: Final = {"1": MARKET, "2": LIMIT}
-FIX_SIDE: Final = {BID: "1", ASK: "2"}
 TIFS: Final = {"0": GTC, "1": GTC, "3": IOC, "4": FOK}
-FIX_TIF: Final = {GTC: "1", IOC: "3", FOK: "4"}
 STP: Final = {"1": REJECT_TAKER, "2": REJECT_MAKER, "3": REJECT_BOTH}
-ORD_STATUS: Final = {"New": "0", PARTIALLY_FILLED: "1", FILLED: "2", CANCELLED: "4", EXPIRED: "C"}
-SOH: Final = "\x01"
 SUPPORTED: Final = frozenset({"D", "F", "G", "H", "q", "AF", "x", "V"})
 
 
@@ -143,9 +135,9 @@ class ExchangeApplication:
         self.engine = engine
         self.publisher = publisher
         self.wall_us = wall_us
-        self.times = Timestamps()
         self.sessions: dict[int, list[Session]] = {}
         self.ids = cl_ord_ids if cl_ord_ids is not None else ClOrdIds()
+        self.reports = Reports(engine, self.ids, wall_us)
         self.pending = InFlight()  # cancels and replaces sent to the engine, per order (``modifications``)
         # cancels and replaces refused because their order closed meanwhile: [(session, request, order, replace)]
         self.closing: list[tuple[Session, Message, OrderView, bool]] = []
@@ -153,8 +145,7 @@ class ExchangeApplication:
         self.market_data = MarketData(engine, publisher, wall_us)
         self.rejects = 0
         self.boot_us = wall_us()
-        self.reports = 0
-        self.texts: dict[str, _Texts] = {}  # per symbol: formatted quantities and prices of recent reports
+        self.status_answers = 0  # status answers so far: part of their ExecIDs
         self.placing = 0  # NewOrderSingles submitted whose Result has not come back...
         self.inflight: dict[int, None] = {}  # ...their order ids, oldest first (ids grow in submission order)
         self.amends = 0  # replace reports so far: part of their ExecIDs (two amends may share a timestamp)
@@ -360,48 +351,18 @@ class ExchangeApplication:
         if pending and order_id in pending:  # never for a new order; the general path handles it
             self._execution_report(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us), sessions)
         else:
-            encoded = self._ack_bytes(placed)
+            encoded = self.reports.acknowledgement(placed)
             for session in sessions:
                 session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch
         self.acked.add(order_id)
         self.acks_sent += 1
-
-    def _ack_bytes(self, e: OrderPlaced) -> bytes:
-        """``_report_bytes(accepted_view(e), "0", "<id>N", ...)`` in one template (a test holds them equal).
-
-        One per new order: no OrderView, OrderUpdate or part list is built for
-        the acknowledgement, only this text.
-        """
-        spec = self.engine.venue.specs[e.symbol]
-        texts = self.texts.get(e.symbol)
-        if texts is None or texts.spec is not spec:
-            texts = self.texts[e.symbol] = _Texts(spec)
-        order_id = e.order_id
-        cl_ord_id = self.ids.current.get(order_id)
-        if cl_ord_id is None and e.client_id != NO_CLIENT_ID:
-            cl_ord_id = str(e.client_id)
-        zero = texts.zero
-        steps = e.qty_steps
-        quantity = (texts.qtys.get(steps) or texts.qty(steps)) if steps else zero
-        limit = e.order_type == LIMIT
-        price = (texts.prices.get(e.price_ticks) or texts.price(e.price_ticks)) if limit else ""
-        text = (
-            f"1={e.account_id}\x016=0\x01{f'11={cl_ord_id}{SOH}' if cl_ord_id else ''}14={zero}\x01"
-            f"17={order_id}N\x01{'18=6' + SOH if e.post_only else ''}37={order_id}\x01"
-            f"{f'38={quantity}{SOH}' if steps else ''}39=0\x0140={'2' if limit else '1'}\x01"
-            f"{f'44={price}{SOH}' if limit else ''}54={FIX_SIDE[e.side]}\x0155={e.symbol}\x01"
-            f"59={FIX_TIF.get(e.tif, '1')}\x0160={self.times.millis(e.ts_us or self.wall_us())}\x01150=0\x01"
-            f"151={quantity}\x01"
-            f"{f'152={spec.format_quote(e.quote_qty)}{SOH}' if not steps and e.quote_qty else ''}"
-        )
-        return text.encode("latin-1")
 
     def _reject_order(self, session: Session, m: Message, text: str, reason: int) -> None:
         self.rejects += 1
         body: list[Field] = [
             (37, "NONE"), (11, m.get(11) or ""), (17, f"J{self.boot_us}-{self.rejects}"), (150, "8"), (39, "8"),
             (55, m.get(55) or ""), (54, m.get(54) or "1"), (151, "0"), (14, "0"), (6, "0"),
-            (103, str(reason)), (58, text), (60, self.times.millis(self.wall_us())),
+            (103, str(reason)), (58, text), (60, self.reports.now()),
         ]
         for tag in (38, 40, 44, 59):
             value = m.get(tag)
@@ -568,12 +529,12 @@ class ExchangeApplication:
             session.send("8", body)
             return
         extra: list[Field] = [(790, m.get(790) or "")] if m.get(790) else []
-        session.send("8", self._report(view, "I", self._status_exec_id(view.order_id), extra))
+        session.send("8", self.reports.fields(view, "I", self._status_exec_id(view.order_id), extra))
 
     def _status_exec_id(self, order_id: int) -> str:
         """Unique within and across runs: the start time of this process and a counter."""
-        self.reports += 1
-        return f"{order_id}S{self.boot_us}-{self.reports}"
+        self.status_answers += 1
+        return f"{order_id}S{self.boot_us}-{self.status_answers}"
 
     def _find_closed(self, account: int, order_id_text: str | None, cl_ord_id: str) -> OrderView | None:
         """A filled, cancelled or expired order, by OrderID (37) else ClOrdID, from the publisher's bounded history."""
@@ -608,7 +569,7 @@ class ExchangeApplication:
             extra: list[Field] = [(584, req_id), (911, str(len(views)))]
             if index == len(views):
                 extra.append((912, "Y"))
-            session.send("8", self._report(view, "I", self._status_exec_id(view.order_id), extra))
+            session.send("8", self.reports.fields(view, "I", self._status_exec_id(view.order_id), extra))
 
     def _mass_cancel(self, session: Session, m: Message, parts: Validated) -> None:
         account = session.config.account_id
@@ -736,123 +697,9 @@ class ExchangeApplication:
             if settled is not None:
                 self.ids.remember(view.account_id, settled.cl_ord_id, order_id)
                 orig = settled.orig
-        encoded = self._report_bytes(view, exec_type, exec_id, update.ts_us, fill, text, orig)
+        encoded = self.reports.execution(view, exec_type, exec_id, update.ts_us, fill, text, orig)
         for session in sessions:
             session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch
-
-    def _report_bytes(self, view: OrderView, exec_type: str, exec_id: str, ts_us: int,
-                      fill: tuple[int, int] | None, text: str | None, orig: str | None) -> bytes:
-        """The body of an ExecutionReport for a durable update, written straight in ascending tag order.
-
-        The hot path of the adapter (one per order event): the same bytes as
-        ``encode_body(_report(...))`` without building and sorting a field list.
-        """
-        spec = self.engine.venue.specs[view.symbol]
-        texts = self.texts.get(view.symbol)
-        if texts is None or texts.spec is not spec:
-            texts = self.texts[view.symbol] = _Texts(spec)
-        qty = texts.qty
-        status = view.status
-        live = status == "New" or status == PARTIALLY_FILLED
-        cl_ord_id = self.ids.current.get(view.order_id)
-        if cl_ord_id is None and view.client_id != NO_CLIENT_ID:
-            cl_ord_id = str(view.client_id)
-        limit = view.order_type == LIMIT
-        parts = [f"1={view.account_id}\x016={_avg_px(spec, view)}\x01"]
-        if cl_ord_id:
-            parts.append(f"11={cl_ord_id}\x01")
-        parts.append(f"14={qty(view.executed_steps)}\x0117={exec_id}\x01")
-        if view.post_only:
-            parts.append("18=6\x01")
-        if fill is not None:
-            parts.append(f"31={texts.price(fill[0])}\x0132={qty(fill[1])}\x01")
-        parts.append(f"37={view.order_id}\x01")
-        if view.qty_steps:
-            parts.append(f"38={qty(view.qty_steps)}\x01")
-        parts.append(f"39={ORD_STATUS.get(status, '0')}\x0140={'2' if limit else '1'}\x01")
-        if orig is not None:
-            parts.append(f"41={orig}\x01")
-        if limit:
-            parts.append(f"44={texts.price(view.price_ticks)}\x01")
-        parts.append(f"54={FIX_SIDE[view.side]}\x0155={view.symbol}\x01")
-        if text is not None:
-            parts.append(f"58={text}\x01")
-        leaves = max(view.qty_steps - view.executed_steps, 0) if live else 0
-        parts.append(f"59={FIX_TIF.get(view.tif, '1')}\x0160={self.times.millis(ts_us or self.wall_us())}\x01"
-                     f"150={exec_type}\x01151={qty(leaves)}\x01")
-        if not view.qty_steps and view.quote_qty:
-            parts.append(f"152={spec.format_quote(view.quote_qty)}\x01")
-        return "".join(parts).encode("latin-1")
-
-    def _report(self, view: OrderView, exec_type: str, exec_id: str, extra: list[Field], ts_us: int = 0) -> list[Field]:
-        spec = self.engine.venue.specs[view.symbol]
-        live = view.status in ("New", PARTIALLY_FILLED)
-        leaves = max(view.qty_steps - view.executed_steps, 0) if live else 0
-        status = ORD_STATUS.get(view.status, "0")
-        body: list[Field] = [
-            (1, str(view.account_id)), (6, _avg_px(spec, view)), (14, spec.format_qty(view.executed_steps)),
-            (17, exec_id), (37, str(view.order_id)), (39, status), (40, "2" if view.order_type == LIMIT else "1"),
-            (54, FIX_SIDE[view.side]), (55, view.symbol), (59, FIX_TIF.get(view.tif, "1")), (150, exec_type),
-            (151, spec.format_qty(leaves)), (60, self.times.millis(ts_us or self.wall_us())),
-        ]
-        cl_ord_id = self.ids.cl_ord_id(view.order_id)
-        if cl_ord_id is None and view.client_id != NO_CLIENT_ID:
-            cl_ord_id = str(view.client_id)
-        if cl_ord_id:
-            body.append((11, cl_ord_id))
-        if view.qty_steps:
-            body.append((38, spec.format_qty(view.qty_steps)))
-        elif view.quote_qty:
-            body.append((152, spec.format_quote(view.quote_qty)))
-        if view.order_type == LIMIT:
-            body.append((44, spec.format_price(view.price_ticks)))
-        if view.post_only:
-            body.append((18, "6"))
-        body.extend(extra)
-        return body
-
-
-class _Texts:
-    """A market's quantities and prices as report text, remembered (orders repeat the same few sizes and prices)."""
-
-    __slots__ = ("prices", "qtys", "spec", "zero")
-
-    def __init__(self, spec: MarketSpec) -> None:
-        self.spec = spec
-        self.qtys: dict[int, str] = {}
-        self.prices: dict[int, str] = {}
-        self.zero = spec.format_qty(0)
-
-    def qty(self, steps: int) -> str:
-        text = self.qtys.get(steps)
-        return text if text is not None else _remember(self.qtys, steps, self.spec.format_qty)
-
-    def price(self, ticks: int) -> str:
-        text = self.prices.get(ticks)
-        return text if text is not None else _remember(self.prices, ticks, self.spec.format_price)
-
-
-def _remember(texts: dict[int, str], value: int, render: Callable[[int], str]) -> str:
-    """Render and keep ``value``'s text; a full cache starts over (bounded memory)."""
-    if len(texts) >= TEXTS_KEEP:
-        texts.clear()
-    text = texts[value] = render(value)
-    return text
-
-
-def _avg_px(spec: MarketSpec, view: OrderView) -> str:
-    """Quantity-weighted average fill price, exact to the tick scale plus a few decimals (half-up)."""
-    if not view.executed_steps:
-        return "0"
-    scale = spec.tick_scale + AVG_PX_EXTRA_DECIMALS
-    # price units (10**-scale) = quote atoms / (steps * quote per tick-step) * tick_units * 10**extra
-    numerator = view.executed_quote * spec.tick_units * 10**AVG_PX_EXTRA_DECIMALS
-    denominator = view.executed_steps * spec.quote_per_tick_step
-    units = (2 * numerator + denominator) // (2 * denominator)
-    text = str(units).rjust(scale + 1, "0")
-    whole, frac = text[:-scale], text[-scale:].rstrip("0")
-    return f"{whole}.{frac}" if frac else whole
-
 
 def _last_quote_sized_fills(updates: list[Any]) -> set[int]:
     """Indexes of the last fill of each market order sized by quote that did not expire.

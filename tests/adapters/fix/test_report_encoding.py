@@ -1,4 +1,4 @@
-"""The ExecutionReport fast encoder writes the same bytes as the generic field-list encoder."""
+"""The ExecutionReport writers (``adapters.fix.reports.Reports``) give the same bytes for the same facts."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ async def test_fast_execution_report_bytes_match_the_field_list_encoding(venue: 
                 extra.append((58, text))
             if orig is not None:
                 extra.append((41, orig))
-            expected = encode_body(app._report(view, "F", "x1", extra, 1_700_000_000_123_456))
-            assert app._report_bytes(view, "F", "x1", 1_700_000_000_123_456, fill, text, orig) == expected
+            expected = encode_body(app.reports.fields(view, "F", "x1", extra, 1_700_000_000_123_456))
+            assert app.reports.execution(view, "F", "x1", 1_700_000_000_123_456, fill, text, orig) == expected
 
 
 async def test_acknowledgement_template_matches_the_report_of_the_accepted_view(venue: FixVenue) -> None:
@@ -75,5 +75,5 @@ async def test_acknowledgement_template_matches_the_report_of_the_accepted_view(
         events, (7, 8), (NO_CLIENT_ID, 42), (False, True), (BID, ASK),
     ):
         placed = attrs.evolve(event, order_id=order_id, client_id=client_id, post_only=post_only, side=side)
-        expected = app._report_bytes(accepted_view(placed), "0", f"{order_id}N", placed.ts_us, None, None, None)
-        assert app._ack_bytes(placed) == expected
+        expected = app.reports.execution(accepted_view(placed), "0", f"{order_id}N", placed.ts_us, None, None, None)
+        assert app.reports.acknowledgement(placed) == expected
