@@ -29,7 +29,8 @@ from typing import Final
 
 import trio
 
-from adapters.fix.session import LOGOUT_TIMEOUT_S, SHUTTING_DOWN, Acceptor, Connection
+from adapters.fix.connection import Acceptor, Connection
+from adapters.fix.session import LOGOUT_TIMEOUT_S, SHUTTING_DOWN
 
 log = logging.getLogger("satchel.fix")
 

@@ -20,10 +20,11 @@ import trio
 
 from adapters.fix.auth import make_authenticator
 from adapters.fix.cl_ord_ids import ClOrdIds
+from adapters.fix.connection import Acceptor
 from adapters.fix.echo import EchoApplication
 from adapters.fix.exchange import ExchangeApplication
 from adapters.fix.server import FixServer, wall_clock_us
-from adapters.fix.session import Acceptor, Application, Session, SessionConfig
+from adapters.fix.session import Application, Session, SessionConfig
 from adapters.fix.store import FileStore
 from engine.publisher import Publisher, acquire
 from engine.runtime import Engine

@@ -1,9 +1,10 @@
 """The FIX 4.4 session layer as a sans-IO state machine (no sockets, no trio, no clock reads).
 
-``Acceptor`` knows the configured sessions; one ``Connection`` per TCP
-connection turns bytes into messages and, once a Logon is accepted, hands them
-to its ``Session``. A ``Session`` outlives connections: its sequence numbers
-and sent messages live in a store (``store.py``). Output is appended to the
+``connection.Acceptor`` knows the configured sessions; one
+``connection.Connection`` per TCP connection turns bytes into messages and,
+once a Logon is accepted, hands them to its ``Session`` (this module). A
+``Session`` outlives connections: its sequence numbers and sent messages live
+in a store (``store.py``). Output is appended to the
 connection's ``outbox``; the I/O layer writes it, calls ``poll`` at
 ``next_deadline()`` and closes the socket when ``closing`` is set.
 
@@ -33,17 +34,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
 
 from adapters.fix.codec import (
     BEGIN_STRING,
     Field,
-    Framer,
     Garbled,
     Message,
-    Overflow,
     Timestamps,
     decode,
     encode_body,
@@ -56,13 +55,14 @@ from adapters.fix.dictionary import SessionReject, Validated, validate
 from adapters.fix.shapes import ShapeCache
 from adapters.fix.store import MemoryStore
 
+if TYPE_CHECKING:
+    from adapters.fix.connection import Connection
+
 log = logging.getLogger("satchel.fix")
 
-LOGON_TIMEOUT_S: Final = 10.0
 LOGOUT_TIMEOUT_S: Final = 2.0
 SHUTTING_DOWN: Final = "Server shutting down"
 MAX_LATENCY_US: Final = 120_000_000
-MAX_OUTBOX_BYTES: Final = 16 * 1024 * 1024
 MAX_QUEUED: Final = 10_000
 
 # Header fields the session writes itself; everything else in an echoed header is kept.
@@ -96,185 +96,6 @@ class Application(Protocol):
 
 
 Authenticator = Callable[[Message, SessionConfig], str | None]
-
-
-class Intake(Protocol):
-    """Brackets the messages of one read (``Engine.hold_markets``/``release_markets``): the orders
-    of a read reach the market as one batch, decided in the reader's own step when it is idle."""
-
-    def hold_markets(self) -> bool: ...
-
-    def release_markets(self) -> None: ...
-
-
-class Acceptor:
-    """The configured sessions and the application behind them."""
-
-    def __init__(
-        self, sessions: list[Session], *, authenticate: Authenticator | None = None, intake: Intake | None = None,
-    ) -> None:
-        self.sessions = {(s.config.target_comp_id, s.config.sender_comp_id): s for s in sessions}
-        self.authenticate = authenticate
-        self.intake = intake
-        self.stopping = False  # the server is shutting down: Logons are refused (``log_out_all``)
-
-    def log_out_all(self, text: str, now: float) -> None:
-        """The server is shutting down: every logged-on session gets a Logout; new Logons are refused."""
-        self.stopping = True
-        for session in self.sessions.values():
-            if session.logged_on:
-                session.logout(text, now)
-
-    def close(self) -> None:
-        """Flush and close every session's store (the server is stopping)."""
-        for session in self.sessions.values():
-            session.store.close()
-
-    def find(self, sender: str | None, target: str | None) -> Session | None:
-        return self.sessions.get((sender or "", target or ""))
-
-
-class Connection:
-    """One TCP connection: framing, the pre-logon gate, and the session once bound."""
-
-    def __init__(self, acceptor: Acceptor, now: float, wall_us: Callable[[], int]) -> None:
-        self.acceptor = acceptor
-        self.framer = Framer()
-        self.session: Session | None = None
-        self.outbox: list[bytes] = []
-        self.outbox_bytes = 0
-        self.closing = False
-        self.close_reason = ""
-        self.opened = now
-        self.wall_us = wall_us
-        self.wakeup: Callable[[], None] = _nothing
-        # set by the I/O layer: write the outbox now if the socket takes it (no task switch); else the writer does
-        self.flush_hook: Callable[[], None] = _nothing
-        self.holding = False  # inside receive(): replies are written by the caller afterwards
-
-    # --- I/O entry points ----------------------------------------------------------
-
-    def receive(self, data: bytes, now: float) -> None:
-        """Bytes from the socket; outputs land in ``outbox`` (the caller writes them: no wake-up per reply)."""
-        self.framer.feed(data)
-        self.holding = True
-        intake = self.acceptor.intake
-        batch = intake is not None and intake.hold_markets()
-        try:
-            for frame in self.framer.frames():
-                if self.closing:
-                    return
-                if self.session is None:
-                    self._pre_logon(frame, now)
-                else:
-                    self.session.on_frame(frame, now)
-        except Overflow as exc:
-            self.close(str(exc))
-        finally:
-            self.holding = False
-            if batch:
-                intake.release_markets()  # type: ignore[union-attr]
-
-    def poll(self, now: float) -> None:
-        if self.session is not None:
-            self.session.poll(now)
-        elif now - self.opened >= LOGON_TIMEOUT_S:
-            self.close("no Logon")
-
-    def next_deadline(self) -> float:
-        if self.session is not None:
-            return self.session.next_deadline()
-        return self.opened + LOGON_TIMEOUT_S
-
-    def disconnected(self) -> None:
-        """The socket is gone (either side closed it)."""
-        self.closing = True
-        if self.session is not None:
-            session, self.session = self.session, None
-            session.detach()
-
-    def take_output(self) -> bytes:
-        data = b"".join(self.outbox)
-        self.outbox.clear()
-        self.outbox_bytes = 0
-        return data
-
-    def unsent(self, rest: bytes) -> None:
-        """The socket took only part of ``take_output()``: ``rest`` goes out first, by the writer."""
-        self.outbox.insert(0, rest)
-        self.outbox_bytes += len(rest)
-        self.wakeup()
-
-    def flush_output(self) -> None:
-        """A burst of output is complete: hand it to the socket now rather than at the writer's next turn."""
-        if self.outbox:
-            self.flush_hook()
-            if self.outbox:  # the socket did not take it all (or there is no hook): the writer's turn
-                self.wakeup()
-
-    # --- used by the session -----------------------------------------------------------
-
-    def emit(self, raw: bytes, *, wake: bool = True) -> None:
-        """Queue ``raw``; ``wake=False``: the caller ends its burst with ``flush_output`` (no task switch per message)."""
-        if self.closing:
-            return
-        self.outbox.append(raw)
-        self.outbox_bytes += len(raw)
-        if self.outbox_bytes > MAX_OUTBOX_BYTES:
-            self.close("slow consumer: outbox full")
-        if wake and not self.holding:
-            self.wakeup()
-
-    def close(self, reason: str) -> None:
-        if not self.closing:
-            self.closing = True
-            self.close_reason = reason
-            self.wakeup()
-
-    # --- before Logon -------------------------------------------------------------------
-
-    def _pre_logon(self, frame: bytes, now: float) -> None:
-        try:
-            message = decode(frame)
-        except Garbled as exc:
-            self.close(f"garbled message before Logon: {exc}")
-            return
-        if message.get(8) != BEGIN_STRING or message.msg_type != "A":
-            self.close("first message is not a FIX.4.4 Logon")
-            return
-        session = self.acceptor.find(message.get(49), message.get(56))
-        if session is None:
-            self.close(f"unknown session {message.get(49)!r} -> {message.get(56)!r}")
-            return
-        if session.connection is not None:
-            self.close(f"session {session.name} is already logged on")
-            return
-        if self.acceptor.stopping:
-            self.emit(session.unsequenced_logout(SHUTTING_DOWN))
-            self.close(SHUTTING_DOWN)
-            return
-        try:
-            validate(message)
-        except SessionReject as exc:
-            self.close(f"invalid Logon: {exc.text} ({exc.tag})")
-            return
-        sent = parse_utc_timestamp(message.get(52) or "")
-        if sent is None or abs(self.wall_us() - sent) > MAX_LATENCY_US:
-            self.close("Logon SendingTime is not within 120 s of ours")
-            return
-        if session.config.require_signature and self.acceptor.authenticate is not None:
-            problem = self.acceptor.authenticate(message, session.config)
-            if problem is not None:
-                self.emit(session.unsequenced_logout(problem))
-                self.close(problem)
-                return
-        self.session = session
-        session.attach(self, now)
-        session.on_logon(message, now)
-
-
-def _nothing() -> None:
-    return None
 
 
 class Session:

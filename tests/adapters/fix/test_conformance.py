@@ -16,10 +16,11 @@ import pytest
 import trio
 import trio.testing
 
+from adapters.fix.connection import Acceptor
 from adapters.fix.echo import EchoApplication
 from adapters.fix.server import FixServer, wall_clock_us
 from adapters.fix.service import serve_fix
-from adapters.fix.session import Acceptor, Session, SessionConfig
+from adapters.fix.session import Session, SessionConfig
 from engine.config import DEFAULT, parse_config
 from engine.runtime import Engine
 from tests.adapters.fix.conformance import DEFINITIONS, run_definition, substitute_time

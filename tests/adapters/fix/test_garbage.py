@@ -6,8 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.fix.codec import Timestamps, encode_body, frame_message
+from adapters.fix.connection import Acceptor, Connection
 from adapters.fix.echo import EchoApplication
-from adapters.fix.session import Acceptor, Connection, Session, SessionConfig
+from adapters.fix.session import Session, SessionConfig
 
 WALL_US = 1_700_000_000_000_000
 STAMP = Timestamps().millis(WALL_US)

@@ -8,9 +8,10 @@ import pytest
 import trio
 import trio.testing
 
+from adapters.fix.connection import Acceptor
 from adapters.fix.echo import EchoApplication
 from adapters.fix.server import FixServer, wall_clock_us
-from adapters.fix.session import Acceptor, Session, SessionConfig
+from adapters.fix.session import Session, SessionConfig
 from adapters.fix.store import FileStore
 from tests.adapters.fix.client import RawClient
 
