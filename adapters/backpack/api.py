@@ -26,9 +26,10 @@ from typing import Any, Final
 
 import attrs
 
-from adapters.backpack import wire
+from adapters.backpack import param, wire
 from adapters.backpack.auth import RATE_PER_MINUTE, RateLimiter, Signed, Verifier, wall_ms
 from adapters.backpack.errors import ApiError, bad_request
+from adapters.backpack.param import HISTORY_LIMIT_MAX
 from engine.actors import Sink
 from engine.messages import CLIENT_ID_MAX, LIMIT, MARKET, OrderView, PlaceOrder, Rejection
 from engine.publisher import INTERVALS, FillRecord, Publisher
@@ -41,7 +42,6 @@ from engine.views import withdrawal_json
 log = logging.getLogger("satchel.adapters.backpack")
 
 DEPTH_LIMITS: Final = (5, 10, 20, 50, 100, 500, 1000)
-HISTORY_LIMIT_MAX: Final = 1000
 BATCH_MAX: Final = 20
 ORDER_TYPES: Final = {"Limit": LIMIT, "Market": MARKET, "LIMIT": LIMIT, "MARKET": MARKET}
 ORDER_FIELDS: Final = frozenset({
@@ -67,7 +67,6 @@ INTERNAL_ERROR: Final = "Internal error; the request may not have been applied, 
 HISTORY_FIELDS: Final = frozenset({
     "limit", "offset", "sortDirection", "sort_direction", "marketType", "symbol", "orderId", "strategyId",
 })
-MARKET_TYPES: Final = ("SPOT", "PERP", "IPERP", "DATED", "PREDICTION", "RFQ")
 
 
 @attrs.frozen
@@ -263,7 +262,7 @@ class BackpackApi:
         return [wire.asset_json(a) for a in self.engine.venue.assets.values()]
 
     async def markets(self, call: Call) -> Any:
-        if not _spot_wanted(call.params, "SPOT"):
+        if not param.spot_wanted(call.params, "SPOT"):
             return []
         return [self._market_json(spec) for spec in self.engine.venue.specs.values()]
 
@@ -278,7 +277,7 @@ class BackpackApi:
     async def depth(self, call: Call) -> Any:
         spec = self.spec(call.params)
         assert spec is not None
-        limit = _int(call.params, "limit", 1000)
+        limit = param.integer(call.params, "limit", 1000)
         if limit not in DEPTH_LIMITS:
             raise bad_request(f"Invalid limit {limit}: expected one of {', '.join(map(str, DEPTH_LIMITS))}")
         bids, asks, update_id = self.publisher.depth(spec.symbol, limit)
@@ -287,11 +286,11 @@ class BackpackApi:
     async def ticker(self, call: Call) -> Any:
         spec = self.spec(call.params)
         assert spec is not None
-        window = _window(call.params)
+        window = param.window(call.params)
         return wire.ticker_json(spec, self.publisher.ticker(spec.symbol, self.clock_ms() * 1000, window))
 
     async def tickers(self, call: Call) -> Any:
-        window = _window(call.params)
+        window = param.window(call.params)
         now_us = self.clock_ms() * 1000
         return [wire.ticker_json(spec, self.publisher.ticker(s, now_us, window)) for s, spec in self.engine.venue.specs.items()]
 
@@ -304,15 +303,15 @@ class BackpackApi:
         price_type = call.params.get("priceType", "Last")
         if price_type != "Last":
             raise bad_request(f"priceType {price_type!r} is not available on spot markets (only Last)")
-        start_s = _int(call.params, "startTime", 0)
-        end_s = _int(call.params, "endTime", self.clock_ms() // 1000)
+        start_s = param.integer(call.params, "startTime", 0)
+        end_s = param.integer(call.params, "endTime", self.clock_ms() // 1000)
         return [wire.kline_json(spec, c) for c in self.publisher.klines(spec.symbol, interval, start_s, end_s)]
 
     async def trades(self, call: Call) -> Any:
         spec = self.spec(call.params)
         assert spec is not None
-        limit = _int(call.params, "limit", 100, 1, HISTORY_LIMIT_MAX)
-        offset = _int(call.params, "offset", 0, 0)
+        limit = param.integer(call.params, "limit", 100, 1, HISTORY_LIMIT_MAX)
+        offset = param.integer(call.params, "offset", 0, 0)
         newest_first = self.publisher.trades(spec.symbol, limit, offset)
         return [wire.trade_json(spec, t) for t in reversed(newest_first)]
 
@@ -362,8 +361,8 @@ class BackpackApi:
     async def withdrawals(self, call: Call) -> Any:
         """Queued requests (pending, confirmed, declined) and operator withdrawals, newest first."""
         p = call.params
-        start, end = _int(p, "from", 0, 0), _int(p, "to", 2**63, 0)
-        wanted_id = _int(p, "id", 0, 0)
+        start, end = param.integer(p, "from", 0, 0), param.integer(p, "to", 2**63, 0)
+        wanted_id = param.integer(p, "id", 0, 0)
         wanted_client = p.get("clientId")
         decimals = self.decimals
         rows = [(r.created_us, withdrawal_json(r, decimals[r.asset])) for r in self.publisher.withdrawal_requests(call.account_id)]
@@ -374,14 +373,14 @@ class BackpackApi:
             and (wanted_client is None or row["clientId"] == str(wanted_client))
         ]
         rows.sort(key=lambda item: item[0], reverse=True)
-        return [row for _, row in _page(p, rows)]
+        return [row for _, row in param.page(p, rows)]
 
     def _funds(self, call: Call, kind: str) -> Any:
         records = self.publisher.funds(call.account_id, kind)
-        start, end = _int(call.params, "from", 0, 0), _int(call.params, "to", 2**63, 0)
+        start, end = param.integer(call.params, "from", 0, 0), param.integer(call.params, "to", 2**63, 0)
         records = [r for r in records if start <= r.ts_us // 1000 <= end]
         records.reverse()
-        page = _page(call.params, records)
+        page = param.page(call.params, records)
         return [wire.funds_json(r, self.decimals[r.asset]) for r in page]
 
     async def withdraw(self, call: Call) -> Any:
@@ -402,7 +401,7 @@ class BackpackApi:
         client_id = p.get("clientId")
         if type(client_id) is int:
             client_id = str(client_id)
-        quantity = _decimal(p, "quantity")
+        quantity = param.decimal(p, "quantity")
         assert quantity is not None  # a required field
         result = await self.engine.request_withdrawal(
             call.account_id, symbol, quantity, p["address"], p["blockchain"], client_id,
@@ -416,7 +415,7 @@ class BackpackApi:
     async def order_query(self, call: Call) -> Any:
         spec = self.spec(call.params)
         assert spec is not None
-        order_id, client_id = _target(call.params)
+        order_id, client_id = param.target(call.params)
         view = self.publisher.open_order(call.account_id, spec.symbol, order_id, client_id)
         if view is None:
             raise ApiError("RESOURCE_NOT_FOUND", "Order not found (only resting orders are returned; see /wapi/v1/history/orders)")
@@ -424,7 +423,7 @@ class BackpackApi:
 
     async def orders_query(self, call: Call) -> Any:
         spec = self.spec(call.params, required=False)
-        if not _spot_wanted(call.params, "SPOT"):
+        if not param.spot_wanted(call.params, "SPOT"):
             return []
         views = self.publisher.open_orders(call.account_id, spec.symbol if spec else None)
         specs = self.engine.venue.specs
@@ -479,7 +478,7 @@ class BackpackApi:
                 if value is not None and not (name in NOT_YET_FLAGS and (value is False or value == "false")):
                     raise ApiError("NOT_IMPLEMENTED", f"{name}: {NOT_YET[name]} are not available on this venue yet")
         if "brokerId" in p:  # attribution only: checked, then not needed
-            _int(p, "brokerId", 0, 0, BROKER_ID_MAX)
+            param.integer(p, "brokerId", 0, 0, BROKER_ID_MAX)
         self.spec(p)
         order_type = ORDER_TYPES.get(p["orderType"]) if isinstance(p["orderType"], str) else None
         if order_type is None:
@@ -491,8 +490,8 @@ class BackpackApi:
             raise bad_request("clientId must be an unsigned 32-bit integer")
         built = self.engine.build_order(
             account_id, p["symbol"], p["side"], order_type,
-            quantity=_decimal(p, "quantity"), quote_quantity=_decimal(p, "quoteQuantity"), price=_decimal(p, "price"),
-            time_in_force=p.get("timeInForce"), post_only=_bool(p, "postOnly"),
+            quantity=param.decimal(p, "quantity"), quote_quantity=param.decimal(p, "quoteQuantity"), price=param.decimal(p, "price"),
+            time_in_force=p.get("timeInForce"), post_only=param.boolean(p, "postOnly"),
             self_trade_prevention=p.get("selfTradePrevention"), client_id=client_id,
         )
         if isinstance(built, Rejection):
@@ -502,7 +501,7 @@ class BackpackApi:
     async def order_cancel(self, call: Call) -> Any:
         spec = self.spec(call.params)
         assert spec is not None
-        order_id, client_id = _target(call.params)
+        order_id, client_id = param.target(call.params)
         result = await self.engine.cancel_order(call.account_id, spec.symbol, order_id=order_id, client_id=client_id)
         return self.order_payload(result, spec.symbol)
 
@@ -524,14 +523,14 @@ class BackpackApi:
     async def order_history(self, call: Call) -> Any:
         p = call.params
         spec = self.spec(p, required=False)
-        order_id = _int(p, "orderId", 0, 0)
+        order_id = param.integer(p, "orderId", 0, 0)
         views: list[OrderView] = []
-        if _spot_wanted(p) and not _strategy_filter(p):  # every order here is a spot order, none a strategy's
+        if param.spot_wanted(p) and not param.strategy_filter(p):  # every order here is a spot order, none a strategy's
             views = self.publisher.closed_orders(call.account_id) + self.publisher.open_orders(call.account_id)
         views = [v for v in views if (spec is None or v.symbol == spec.symbol) and (not order_id or v.order_id == order_id)]
-        views.sort(key=lambda v: (v.created_us, v.order_id), reverse=_descending(p))
+        views.sort(key=lambda v: (v.created_us, v.order_id), reverse=param.descending(p))
         specs = self.engine.venue.specs
-        return [wire.history_order_json(v, specs[v.symbol]) for v in _page(p, views)]
+        return [wire.history_order_json(v, specs[v.symbol]) for v in param.page(p, views)]
 
     async def fill_history(self, call: Call) -> Any:
         p = call.params
@@ -540,21 +539,21 @@ class BackpackApi:
         if fill_type not in ("User", "BookLiquidation", "Adl", "Backstop", "Liquidation", "AllLiquidation",
                              "CollateralConversion", "CollateralConversionAndSpotLiquidation"):
             raise bad_request(f"Invalid fillType {fill_type!r}")
-        order_id = _int(p, "orderId", 0, 0)
-        start, end = _int(p, "from", 0, 0), _int(p, "to", 2**63, 0)
+        order_id = param.integer(p, "orderId", 0, 0)
+        start, end = param.integer(p, "from", 0, 0), param.integer(p, "to", 2**63, 0)
         fills: list[FillRecord] = []
-        if fill_type == "User" and _spot_wanted(p) and not _strategy_filter(p):  # user fills of spot orders only
+        if fill_type == "User" and param.spot_wanted(p) and not param.strategy_filter(p):  # user fills of spot orders only
             fills = self.publisher.fills(call.account_id)
         fills = [
             f for f in fills
             if (spec is None or f.symbol == spec.symbol) and (not order_id or f.order_id == order_id)
             and start <= f.ts_us // 1000 <= end
         ]
-        if _descending(p):
+        if param.descending(p):
             fills.reverse()
         specs = self.engine.venue.specs
         decimals = self.decimals
-        return [wire.fill_json(specs[f.symbol], decimals[f.fill.fee_asset], f) for f in _page(p, fills)]
+        return [wire.fill_json(specs[f.symbol], decimals[f.fill.fee_asset], f) for f in param.page(p, fills)]
 
 
 # --- parameter helpers ---------------------------------------------------------------------------
@@ -583,90 +582,3 @@ def _check_fields(route: Route, params: dict[str, Any]) -> None:
         if params.get(field) in (None, ""):
             missing = [f for f in route.required if params.get(f) in (None, "")]
             raise bad_request(f"Missing required field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-
-
-def _int(params: dict[str, Any], name: str, default: int, low: int | None = None, high: int | None = None) -> int:
-    value = params.get(name)
-    if value is None:
-        return default
-    if isinstance(value, str) and is_integer_text(value):
-        value = int(value)
-    if type(value) is not int:
-        raise bad_request(f"{name} must be an integer, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise bad_request(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _decimal(params: dict[str, Any], name: str) -> str | None:
-    value = params.get(name)
-    if value is None:
-        return None
-    if type(value) is int:
-        return str(value)
-    if not isinstance(value, str):
-        raise bad_request(f"{name} must be a decimal string, got {value!r}")
-    return value
-
-
-def _bool(params: dict[str, Any], name: str) -> bool:
-    value = params.get(name, False)
-    if value is True or value == "true":  # not ``in (True, ...)``: 1 == True would pass
-        return True
-    if value is False or value is None or value == "false":
-        return False
-    raise bad_request(f"{name} must be true or false, got {value!r}")
-
-
-def _target(params: dict[str, Any]) -> tuple[int | None, int | None]:
-    order_id = params.get("orderId")
-    client_id = params.get("clientId")
-    if order_id is not None and client_id is not None:
-        raise bad_request("Give exactly one of orderId or clientId")
-    if order_id is None and client_id is None:
-        raise bad_request("Missing orderId or clientId")
-    if order_id is not None:
-        return _int(params, "orderId", 0, 1), None
-    return None, _int(params, "clientId", 0, 0, CLIENT_ID_MAX)
-
-
-def _window(params: dict[str, Any]) -> str:
-    interval = params.get("interval", "1d")
-    if interval not in ("1d", "1w"):
-        raise bad_request(f"Invalid interval {interval!r}: expected 1d or 1w")
-    return str(interval)
-
-
-def _spot_wanted(params: dict[str, Any], default: str | None = None) -> bool:
-    """Whether the ``marketType`` filter (one value, or an array: ``marketType=SPOT&marketType=PERP``)
-    lets spot markets through, the only kind this venue has; absent, ``default`` (None: every type)."""
-    wanted = params.get("marketType", default)
-    if wanted is None:
-        return True
-    values = wanted if isinstance(wanted, list) else [wanted]
-    if not values or not all(isinstance(v, str) and v.upper() in MARKET_TYPES for v in values):
-        raise bad_request(f"Invalid marketType {wanted!r}: expected one or more of {', '.join(MARKET_TYPES)}")
-    return any(v.upper() == "SPOT" for v in values)
-
-
-def _strategy_filter(params: dict[str, Any]) -> bool:
-    """Whether a ``strategyId`` filter is given (it matches nothing: this venue runs no strategies)."""
-    strategy_id = params.get("strategyId")
-    if strategy_id is None:
-        return False
-    if not isinstance(strategy_id, str | int) or isinstance(strategy_id, bool) or strategy_id == "":
-        raise bad_request(f"strategyId must be a strategy id, got {strategy_id!r}")
-    return True
-
-
-def _descending(params: dict[str, Any]) -> bool:
-    direction = params.get("sortDirection", params.get("sort_direction", "Desc"))
-    if direction not in ("Asc", "Desc"):
-        raise bad_request(f"Invalid sortDirection {direction!r}: expected Asc or Desc")
-    return bool(direction == "Desc")
-
-
-def _page(params: dict[str, Any], rows: list[Any]) -> list[Any]:
-    limit = _int(params, "limit", 100, 1, HISTORY_LIMIT_MAX)
-    offset = _int(params, "offset", 0, 0)
-    return rows[offset:offset + limit]
