@@ -16,10 +16,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from engine import signing, snapshot
 from engine.audit import AuditError, Progress, dump_journal, is_control, verify_journal
+from engine.cli import main
 from engine.codec import encode_events
 from engine.config import DEFAULT, parse_config
-from engine.cli import main
-from engine.journal import ZERO_HASH, JournalCorrupt, JournalWriter, Record, frame, frame_records, read_records, segments
+from engine.journal import (
+    ZERO_HASH,
+    JournalCorrupt,
+    JournalWriter,
+    Record,
+    frame,
+    frame_records,
+    read_records,
+    segments,
+)
 from engine.messages import AccountCreated, Deposited
 from engine.replica import ReplicaError
 from engine.runtime import Engine, StartupError
