@@ -95,6 +95,9 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "colour" in proc.stderr
 
 
+FIX_SESSION = '\n[[adapters.fix.sessions]]\nsender_comp_id = "SATCHEL"\ntarget_comp_id = "ACME"\naccount = 1\n'
+
+
 def rest_listen(text: str, address: str) -> str:
     return text.replace('[adapters.rest]\nlisten = "127.0.0.1:0"', f'[adapters.rest]\nlisten = "{address}"')
 
@@ -124,6 +127,8 @@ def ws_listen(text: str, address: str) -> str:
             "adapters.rest.listen: cannot listen on 192.0.2.1:0: no interface of this host has that address", id="a listen address not on this host"),
         pytest.param(lambda t, d, p: ws_listen(t, f"127.0.0.1:{p}"),
             "adapters.websocket.listen: cannot listen on 127.0.0.1:{p}: Address already in use", id="a listen port in use"),
+        pytest.param(lambda t, d, p: t.replace('"127.0.0.1:8402"', f'"127.0.0.1:{p}"') + FIX_SESSION,
+            "adapters.fix.listen: cannot listen on 127.0.0.1:{p}: Address already in use", id="the FIX port in use"),
     ],
 )
 def test_start_up_mistakes_stop_it_with_the_key_and_the_problem(config: Path, edit: Any, message: str) -> None:
