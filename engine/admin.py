@@ -440,6 +440,6 @@ def request(socket_path: Path, token: str, command: str, args: dict[str, Any], t
         answer = orjson.loads(data)
     except orjson.JSONDecodeError:
         answer = None
-    if not isinstance(answer, dict) or not data.endswith(b"\n"):
+    if not isinstance(answer, dict):
         raise NoAnswer("daemon's answer is garbled")
     return answer

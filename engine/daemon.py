@@ -5,9 +5,9 @@ still takes commands (the FIX acceptor logs its sessions out and cancels the
 orders of cancel-on-disconnect sessions), bounded by ``SERVICE_STOP_TIMEOUT_S``;
 then stop intake (services close; the admin socket takes no new connections
 and answers the ones it accepted; the engine refuses new commands), drain what
-is in flight, final fsync, exit 0. A full disk that halts the engine still
-answers the admin clients waiting on it (``SERVER_ERROR ... not recorded``). A second signal while
-stopping is ignored; the drain is bounded by the engine's timeout.
+is in flight, final fsync, exit 0. A second signal while stopping is ignored;
+the drain is bounded by the engine's timeout. A full disk that halts the engine
+still answers the admin clients waiting on it (``SERVER_ERROR ... not recorded``).
 """
 
 from __future__ import annotations
