@@ -303,8 +303,7 @@ class Engine(WithdrawalApi):
         try:
             venue.check_invariants()
         except InvariantViolation as exc:
-            raise StartupError(f"the state the journal replays to breaks an invariant ({exc}); "
-                               "`satchel verify` names the first record where it does") from None
+            raise StartupError(f"the journal replays to a state that breaks an invariant: {exc}") from None
         last = replayer.last
         seq, last_hash = (last.seq, last.hash) if last is not None else (0, ZERO_HASH)
         writer = JournalWriter(directory, self.config.journal.segment_bytes, seq, last_hash)

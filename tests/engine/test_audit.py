@@ -29,7 +29,7 @@ from engine.journal import (
     read_records,
     segments,
 )
-from engine.messages import AccountCreated, Deposited
+from engine.messages import AccountCreated, Deposited, Withdrawn
 from engine.replica import ReplicaError
 from engine.runtime import Engine, StartupError
 from tests.engine.helpers import NOW_US
@@ -424,6 +424,17 @@ def test_a_record_that_does_not_replay_is_named_by_verify_and_refused_at_start(
     assert main(["verify", str(journal)]) == 1
     failure = orjson.loads(capsys.readouterr().out)
     assert failure["ok"] is False and (failure["segment"], failure["offset"], failure["seq"]) == (bad.segment.name, bad.offset, 4)
+
+
+def test_a_history_that_replays_to_a_broken_invariant_is_refused(journal: Path) -> None:
+    # Regression: start-up died with an InvariantViolation traceback (verify already said so)
+    last = records(journal)[-1]
+    with last.segment.open("ab") as f:  # a withdrawal of more than the account holds
+        f.write(frame(last.seq + 1, last.hash, encode_events([Withdrawn(7, 1, "USDC", 10**15, NOW_US)]))[0])
+    with pytest.raises(StartupError, match="the journal replays to a state that breaks an invariant: account 1 USDC"):
+        recover(journal)
+    with pytest.raises(AuditError, match="invariant broken at the end of the journal: account 1 USDC"):
+        verify_journal(journal, progress=False)
 
 
 def test_a_first_record_that_is_not_a_genesis_object_is_refused(journal: Path) -> None:
