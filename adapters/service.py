@@ -17,7 +17,7 @@ from adapters.backpack.api import BackpackApi
 from adapters.rest import serve_rest
 from adapters.websocket import serve_websocket
 from engine.publisher import acquire
-from engine.runtime import Engine
+from engine.runtime import Engine, listening
 
 
 async def serve_backpack(
@@ -30,6 +30,10 @@ async def serve_backpack(
     async with trio.open_nursery() as nursery:
         publisher = await acquire(engine, nursery)
         api = BackpackApi(engine, publisher, **kwargs)  # type: ignore[arg-type]
-        rest = await nursery.start(serve_rest, api, rest_listen or adapters.rest.listen)
-        ws = await nursery.start(partial(serve_websocket, api, ws_listen or adapters.websocket.listen, **(ws_options or {})))
+        rest_address = rest_listen or adapters.rest.listen
+        with listening("adapters.rest.listen", rest_address):
+            rest = await nursery.start(serve_rest, api, rest_address)
+        ws_address = ws_listen or adapters.websocket.listen
+        with listening("adapters.websocket.listen", ws_address):
+            ws = await nursery.start(partial(serve_websocket, api, ws_address, **(ws_options or {})))
         task_status.started({"rest": rest, "websocket": ws, "publisher": publisher, "api": api})

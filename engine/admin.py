@@ -10,11 +10,13 @@ A malformed or unauthenticated request gets an error answer and changes nothing.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import os
 import secrets
 import socket as stdsocket
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
@@ -22,9 +24,9 @@ from typing import Any, Final
 import orjson
 import trio
 
-from engine.messages import WITHDRAWAL_STATES, OrderView
+from engine.messages import WITHDRAWAL_STATES, OrderView, Withdrawn
 from engine.results import Result
-from engine.runtime import Engine
+from engine.runtime import Engine, StartupError
 from engine.views import iso_naive, order_json, withdrawal_json
 from engine.withdrawals import WithdrawalRequest
 
@@ -32,6 +34,10 @@ log = logging.getLogger("satchel.admin")
 
 MAX_REQUEST_BYTES: Final = 64 * 1024
 REQUEST_TIMEOUT_S: Final = 30.0
+ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY_S: Final = 0.1
+CLOSE_TIMEOUT_S: Final = 5.0  # at shutdown: for a request still arriving, then for answers still being sent
+SHUTTING_DOWN: Final = {"ok": False, "error": {"code": "MAINTENANCE", "message": "Satchel is shutting down; the request was not taken"}}
 STATES: Final = {
     "halt": "Closed", "resume": "Open", "cancel-only": "CancelOnly",
     "post-only": "PostOnly", "limit-only": "LimitOnly",
@@ -62,6 +68,13 @@ class AdminServer:
         self.engine = engine
         self.socket_path = socket_path
         self.token = token
+        self._scope = trio.CancelScope()  # everything: ``finish`` ends what is left
+        self._accepting = trio.CancelScope()  # the accept loop: ``close`` ends it
+        self._reading: set[trio.CancelScope] = set()  # connections receiving their request
+        self._waiting: set[trio.CancelScope] = set()  # connections whose command is with the engine
+        self._closing = False
+        self._gone: dict[str, Any] | None = None  # the answer for commands the engine ended without answering
+        self._done = trio.Event()  # ``serve`` has returned: every connection is over
         self.handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "status": self._status,
             "account.create": self._account_create,
@@ -85,44 +98,134 @@ class AdminServer:
         }
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        path = self.socket_path
-        if path.exists() or path.is_symlink():
-            path.unlink()
-        plain = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
-        # the umask is process-wide: bound synchronously, so no other task (or the replica child a
-        # worker thread spawns) runs while it is narrowed; the socket is never world-reachable
-        old_umask = os.umask(0o177)
-        try:
-            plain.bind(str(path))
-        finally:
-            os.umask(old_umask)
-        os.chmod(path, 0o600)
-        plain.listen(64)
+        """Serve until ``close`` or ``finish``; every connection accepted by then is answered first."""
+        plain = self._bind()
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(plain))
         try:
-            async with trio.open_nursery() as nursery:
-                task_status.started()
-                await trio.serve_listeners(self._connection, [listener], handler_nursery=nursery)
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    task_status.started()
+                    with self._accepting:
+                        await self._accept(listener, nursery)
+                    # intake closed: no client can find the socket now; those the kernel queued are served too
+                    self.socket_path.unlink(missing_ok=True)
+                    for stream in _queued(plain):
+                        nursery.start_soon(self._connection, stream)
         finally:
+            listener.socket.close()
+            self.socket_path.unlink(missing_ok=True)
+            self._done.set()
+
+    async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # out of file descriptors: wait for connections to end (as trio.serve_listeners)
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                log.error("admin socket cannot accept: %s; retrying", exc.strerror)
+                await trio.sleep(ACCEPT_RETRY_S)
+                continue
+            nursery.start_soon(self._connection, stream)
+
+    def _bind(self) -> stdsocket.socket:
+        """The listening socket, owner-only; a path that cannot take it is a StartupError naming admin.socket."""
+        path = self.socket_path
+        try:
+            if path.exists() and not stat.S_ISSOCK(path.stat().st_mode):
+                raise StartupError(f"admin.socket: {path} exists and is not a socket (left as it is)")
             path.unlink(missing_ok=True)
+            plain = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+            # the umask is process-wide: bound synchronously, so no other task (or the replica child a
+            # worker thread spawns) runs while it is narrowed; the socket is never world-reachable
+            old_umask = os.umask(0o177)
+            try:
+                plain.bind(str(path))
+            except OSError:
+                plain.close()
+                raise
+            finally:
+                os.umask(old_umask)
+            os.chmod(path, 0o600)
+            plain.listen(64)
+        except OSError as exc:  # a missing directory, a path too long for a Unix socket, no permission
+            raise StartupError(f"admin.socket: cannot listen on {path}: {exc.strerror or exc}") from None
+        return plain
+
+    async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Stop taking connections and let every accepted one have its answer, while the engine still runs.
+
+        For the daemon's shutdown, before it stops the engine. A client that has not sent
+        its whole request within ``timeout_s`` is told the request was not taken; one
+        whose command is with the engine keeps waiting (the engine's drain answers it).
+        """
+        self._closing = True
+        self._accepting.cancel()
+        with trio.move_on_after(timeout_s):
+            await self._done.wait()
+        for scope in list(self._reading):
+            scope.cancel()
+
+    async def finish(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """The engine has ended: send the answers it gave, and end the connections it will never answer.
+
+        After a full disk those commands were not recorded, and their clients are told
+        so (``SERVER_ERROR``, as the journal tells the batch it could not write); after
+        anything else their outcome is unknown, and the connection closes without an
+        answer (the CLI says so). Bounded: a client that does not read its answer is cut.
+        """
+        self._closing = True
+        if self.engine.halted is not None:
+            self._gone = {"ok": False, "error": {"code": "SERVER_ERROR",
+                                                 "message": f"{self.engine.halted}; not recorded, intake stopped"}}
+        self._accepting.cancel()
+        for scope in [*self._reading, *self._waiting]:
+            scope.cancel()
+        with trio.move_on_after(timeout_s):
+            await self._done.wait()
+        self._scope.cancel()
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         """One request, one answer. A client that goes away (Ctrl-C, a timeout) ends only its
         own connection: what it asked for is still done, the answer is dropped."""
         async with stream:
-            buffer = b""
             try:
-                with trio.move_on_after(REQUEST_TIMEOUT_S):
-                    while b"\n" not in buffer and len(buffer) <= MAX_REQUEST_BYTES:
-                        chunk = await stream.receive_some(65536)
-                        if not chunk:
-                            break
-                        buffer += chunk
-                answer = await self.handle(buffer.split(b"\n", 1)[0])
-                with trio.move_on_after(REQUEST_TIMEOUT_S):
-                    await stream.send_all(orjson.dumps(answer) + b"\n")
+                line = await self._receive(stream)
+                answer = SHUTTING_DOWN if line is None else await self._answer(line)
+                if answer is not None:
+                    with trio.move_on_after(REQUEST_TIMEOUT_S):
+                        await stream.send_all(orjson.dumps(answer) + b"\n")
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 log.info("admin client went away before its answer: %s", exc)
+
+    async def _receive(self, stream: trio.SocketStream) -> bytes | None:
+        """The request line (what arrived of it by the timeout); None when shutdown cut it short."""
+        buffer = b""
+        scope = trio.CancelScope(deadline=trio.current_time() + REQUEST_TIMEOUT_S)
+        self._reading.add(scope)
+        try:
+            with scope:
+                while b"\n" not in buffer and len(buffer) <= MAX_REQUEST_BYTES:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        break
+                    buffer += chunk
+        finally:
+            self._reading.discard(scope)
+        if scope.cancelled_caught and self._closing:
+            return None
+        return buffer.split(b"\n", 1)[0]
+
+    async def _answer(self, line: bytes) -> dict[str, Any] | None:
+        """The engine's answer; after ``finish`` cut the wait, what the client is told instead (None: nothing)."""
+        scope = trio.CancelScope()
+        self._waiting.add(scope)
+        try:
+            with scope:
+                return await self.handle(line)
+        finally:
+            self._waiting.discard(scope)
+        return self._gone
 
     async def handle(self, line: bytes) -> dict[str, Any]:
         try:
@@ -189,8 +292,10 @@ class AdminServer:
 
     async def _withdraw(self, args: dict[str, Any]) -> Any:
         account_id = self._account(args)
-        self._unwrap(await self.engine.withdraw(account_id, args["asset"], args["amount"]))
-        return self.engine.venue.balances(account_id)
+        result = self._unwrap(await self.engine.withdraw(account_id, args["asset"], args["amount"]))
+        withdrawn = result.events[0]
+        assert isinstance(withdrawn, Withdrawn)
+        return {"withdrawal_id": withdrawn.withdrawal_id, "balances": self.engine.venue.balances(account_id)}
 
     async def _transfer(self, args: dict[str, Any]) -> Any:
         source = self._account(args, "from")
@@ -295,17 +400,46 @@ class AdminServer:
         return self._withdrawal(result.value)
 
 
+def _queued(plain: stdsocket.socket) -> list[trio.SocketStream]:
+    """Connections the kernel has accepted and the accept loop has not taken yet (taken without waiting)."""
+    streams: list[trio.SocketStream] = []
+    while True:
+        try:
+            conn, _ = plain.accept()
+        except OSError:  # BlockingIOError: none left
+            return streams
+        streams.append(trio.SocketStream(trio.socket.from_stdlib_socket(conn)))
+
+
+class NoAnswer(ConnectionError):
+    """The daemon took the request but the connection ended without a usable answer: the outcome is unknown."""
+
+
 def request(socket_path: Path, token: str, command: str, args: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
-    """Blocking client: send one request, return the decoded answer."""
+    """Blocking client: send one request, return the decoded answer.
+
+    OSError when the daemon cannot be reached; NoAnswer once the request may have
+    reached it (the daemon stopped, the connection broke, the answer is garbled).
+    """
     with stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         sock.connect(str(socket_path))
-        sock.sendall(orjson.dumps({"token": token, "command": command, "args": args}) + b"\n")
         data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    answer: dict[str, Any] = orjson.loads(data)
+        try:
+            sock.sendall(orjson.dumps({"token": token, "command": command, "args": args}) + b"\n")
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as exc:
+            raise NoAnswer(f"the connection to the daemon broke ({exc.strerror or exc})") from None
+    if not data:
+        raise NoAnswer("daemon closed the connection")
+    try:
+        answer = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise NoAnswer("daemon's answer is garbled")
     return answer

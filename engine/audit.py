@@ -119,12 +119,22 @@ def read_genesis(directory: Path) -> dict[str, Any]:
     if not files:
         raise AuditError(f"no journal segments in {directory}")
     for record in read_records(directory, repair=False, upto=1):
-        genesis: dict[str, Any] = orjson.loads(record.payload)
-        if genesis.get("type") != GENESIS or genesis.get("format") not in READABLE_FORMATS:
-            raise AuditError(f"record 1 is not a genesis record of format {' or '.join(map(str, READABLE_FORMATS))}",
-                             segment=record.segment, offset=record.offset, seq=1)
+        genesis = genesis_of(record)
+        if genesis.get("format") not in READABLE_FORMATS:
+            raise AuditError.at(record, f"record 1 is not a genesis record of format {' or '.join(map(str, READABLE_FORMATS))}")
         return genesis
     raise AuditError(f"journal in {directory} is empty")
+
+
+def genesis_of(record: Record) -> dict[str, Any]:
+    """Record 1's genesis object, or an AuditError naming the record when it is not one."""
+    try:
+        genesis = orjson.loads(record.payload) if is_control(record.payload) else None
+    except orjson.JSONDecodeError:
+        genesis = None
+    if type(genesis) is not dict or genesis.get("type") != GENESIS:
+        raise AuditError.at(record, "record 1 is not a genesis record")
+    return genesis
 
 
 class Replayer:
@@ -156,7 +166,10 @@ class Replayer:
                 rows = decode_rows(payload)  # checked as decode_events checks, without building events
             except CodecError as exc:
                 raise AuditError(str(exc), segment=record.segment, offset=record.offset, seq=record.seq) from None
-            self.venue.replay_rows(rows)
+            try:
+                self.venue.replay_rows(rows)
+            except Exception as exc:  # a well-framed, well-chained record that is not a possible history
+                raise AuditError.at(record, f"record does not replay ({type(exc).__name__}: {exc})") from exc
             self.events += len(rows)
         hashes = self.hashes
         hashes[record.seq] = record.hash
@@ -396,12 +409,24 @@ def journal_events(directory: Path) -> Iterator[tuple[int, Any]]:
 
 
 def dump_journal(directory: Path, start: int = 1, stop: int | None = None) -> Iterator[dict[str, Any]]:
-    """Every event (and control record) in [start, stop] as a named JSON object, for auditors."""
+    """Every event (and control record) in [start, stop] as a named JSON object, for auditors.
+
+    A ``stop`` below ``start`` (``--to 0``) is an empty range: nothing. A directory
+    with no journal segments (or a path that is not a directory) is an AuditError.
+    """
+    if not segments(directory):
+        raise AuditError(f"no journal segments in {directory}")
     for record in read_records(directory, repair=False, upto=stop):
+        if stop is not None and record.seq > stop:
+            return
         if record.seq < start:
             continue
         if is_control(record.payload):
-            yield {"seq": record.seq, "hash": record.hash.hex(), **orjson.loads(record.payload)}
+            try:
+                control = orjson.loads(record.payload)
+            except orjson.JSONDecodeError as exc:
+                raise AuditError.at(record, f"control record is not JSON: {exc}") from None
+            yield {"seq": record.seq, "hash": record.hash.hex(), **control}
             continue
         try:
             events = decode_events(record.payload)

@@ -154,7 +154,11 @@ def _init(path: Path, force: bool) -> int:
     if path.exists() and not force:
         print(f"satchel: {path} exists; use --force to overwrite", file=sys.stderr)
         return 2
-    path.write_text(render_default(), encoding="utf-8")
+    try:
+        path.write_text(render_default(), encoding="utf-8")
+    except OSError as exc:  # no such directory, a directory, no permission
+        print(f"satchel: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     _print({"written": str(path)})
     return 0
 
@@ -174,19 +178,22 @@ def _run(config_path: Path) -> int:
     except (ConfigError, PluginError) as exc:
         print(f"satchel: config error: {exc}", file=sys.stderr)
         return 2
-    except (StartupError, JournalCorrupt) as exc:
-        print(f"satchel: cannot start: {exc}", file=sys.stderr)
-        return 1
-    except EngineHalted as exc:
-        print(f"satchel: stopped: {exc}", file=sys.stderr)
-        return 1
-    except BaseExceptionGroup as group:
+    except BaseExceptionGroup as group:  # what the daemon's nurseries raise
         known = group.subgroup((EngineHalted, StartupError, JournalCorrupt))
         if known is None:
             raise
-        print(f"satchel: stopped: {first_leaf(known)}", file=sys.stderr)
-        return 1
+        return _stopped(first_leaf(known))
+    except (StartupError, JournalCorrupt, EngineHalted) as exc:
+        return _stopped(exc)
     return 0
+
+
+def _stopped(exc: BaseException) -> int:
+    """One line for why the daemon did not start (a StartupError names the config key) or stopped itself."""
+    from engine.runtime import EngineHalted
+
+    print(f"satchel: {'stopped' if isinstance(exc, EngineHalted) else 'cannot start'}: {exc}", file=sys.stderr)
+    return 1
 
 
 def _journal_dir(args: argparse.Namespace) -> Path:
@@ -239,7 +246,7 @@ def _journal_dump(args: argparse.Namespace) -> int:
             out.write(orjson.dumps(row) + b"\n")
     except (AuditError, JournalCorrupt) as exc:
         out.flush()
-        print(f"satchel: journal dump stopped: {exc}", file=sys.stderr)
+        print(f"satchel: journal dump: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0
@@ -275,7 +282,7 @@ _OFFLINE = {"pubkey": _pubkey, "verify": _verify, "journal": _journal_dump, "por
 
 
 def _operate(args: argparse.Namespace) -> int:
-    from engine.admin import request
+    from engine.admin import NoAnswer, request
     from engine.daemon import admin_socket_path
 
     config_path = Path(args.config)
@@ -291,6 +298,9 @@ def _operate(args: argparse.Namespace) -> int:
     try:
         token = token_path.read_text().strip()
         answer = request(socket_path, token, command, payload)
+    except NoAnswer as exc:
+        print(f"satchel: {exc}; outcome unknown", file=sys.stderr)
+        return 3
     except OSError as exc:
         print(f"satchel: daemon not reachable at {socket_path}: {exc.strerror or exc}", file=sys.stderr)
         return 3

@@ -3,9 +3,11 @@
 Shutdown on SIGINT/SIGTERM: first each service's own stop, while the engine
 still takes commands (the FIX acceptor logs its sessions out and cancels the
 orders of cancel-on-disconnect sessions), bounded by ``SERVICE_STOP_TIMEOUT_S``;
-then stop intake (services and admin socket close, the engine refuses new
-commands), drain what is in flight, final fsync, exit 0. A second signal while
-stopping is ignored; the drain is bounded by the engine's timeout.
+then stop intake (services close; the admin socket takes no new connections
+and answers the ones it accepted; the engine refuses new commands), drain what
+is in flight, final fsync, exit 0. A second signal while stopping is ignored;
+the drain is bounded by the engine's timeout. A full disk that halts the engine
+still answers the admin clients waiting on it (``SERVER_ERROR ... not recorded``).
 """
 
 from __future__ import annotations
@@ -41,31 +43,34 @@ async def serve(config: Config, base: Path) -> None:
     directory = config.journal_dir(base)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         engine = Engine(config, directory)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.run)
-            token = ensure_token(directory / "admin.token")
-            admin = AdminServer(engine, admin_socket_path(config, base), token)
-            admin_scope = trio.CancelScope()
-
-            async def run_admin(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-                with admin_scope:
-                    await admin.serve(task_status=task_status)
-
-            await nursery.start(run_admin)
-            services_scopes: list[trio.CancelScope] = []
-            stops: list[Callable[[], Awaitable[None]]] = []
-            bound = await _start_services(nursery, engine, services_scopes, stops)
-            listening = "".join(f", {name} {address}" for name, address in bound.items())
-            print(f"satchel ready: venue {config.venue.name}, journal {directory}, "
-                  f"admin socket {admin.socket_path}{listening}", file=sys.stderr, flush=True)
-            async for signum in signals:
-                log.info("received %s: stopping the services, then intake; draining", signal.Signals(signum).name)
-                break
-            await _stop_services(stops)
-            for scope in services_scopes:
-                scope.cancel()
-            admin_scope.cancel()
-            engine.stop()
+        # The admin socket lives outside the engine's nursery: when the engine ends (a signal, a full
+        # disk) the connections it accepted still get their answers (AdminServer.finish).
+        async with trio.open_nursery() as outer:
+            admin: AdminServer | None = None
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(engine.run)
+                    token = ensure_token(directory / "admin.token")
+                    server = AdminServer(engine, admin_socket_path(config, base), token)
+                    await outer.start(server.serve)
+                    admin = server
+                    services_scopes: list[trio.CancelScope] = []
+                    stops: list[Callable[[], Awaitable[None]]] = []
+                    bound = await _start_services(nursery, engine, services_scopes, stops)
+                    listening = "".join(f", {name} {address}" for name, address in bound.items())
+                    print(f"satchel ready: venue {config.venue.name}, journal {directory}, "
+                          f"admin socket {admin.socket_path}{listening}", file=sys.stderr, flush=True)
+                    async for signum in signals:
+                        log.info("received %s: stopping the services, then intake; draining", signal.Signals(signum).name)
+                        break
+                    await _stop_services(stops)
+                    for scope in services_scopes:
+                        scope.cancel()
+                    await admin.close()  # no new connections; the accepted ones are answered while the engine runs
+                    engine.stop()
+            finally:
+                if admin is not None:
+                    await admin.finish()
     print("satchel stopped cleanly", file=sys.stderr, flush=True)
 
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import fcntl
 import gc
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -69,7 +71,7 @@ from engine.plugin_api import AccountProfile, manifest, plugin_manager
 from engine.results import Result
 from engine.spec import MarketSpec
 from engine.units import MAX_AMOUNT, DecimalError, parse_units
-from engine.venue import Venue
+from engine.venue import InvariantViolation, Venue
 from engine.withdrawal_api import WithdrawalApi
 
 log = logging.getLogger("satchel.engine")
@@ -88,6 +90,31 @@ def first_leaf(group: BaseException) -> BaseException:
     while isinstance(group, BaseExceptionGroup):
         group = group.exceptions[0]
     return group
+
+
+@contextlib.contextmanager
+def listening(key: str, address: str) -> Iterator[None]:
+    """Around a service's start: a failure to listen on ``address`` (the config's ``key``) becomes a
+    StartupError naming both, also when the service's own nursery wrapped the OSError in a group."""
+    try:
+        yield
+    except OSError as exc:
+        raise StartupError(f"{key}: cannot listen on {address}: {_listen_problem(exc)}") from None
+    except BaseExceptionGroup as group:
+        failed, rest = group.split(OSError)
+        if failed is None or rest is not None:
+            raise
+        leaf = first_leaf(failed)
+        assert isinstance(leaf, OSError)
+        raise StartupError(f"{key}: cannot listen on {address}: {_listen_problem(leaf)}") from None
+
+
+def _listen_problem(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"the host does not resolve ({exc.strerror})"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "no interface of this host has that address"
+    return str(exc.strerror or exc)
 
 
 class EngineHalted(Exception):
@@ -148,6 +175,7 @@ class Engine(WithdrawalApi):
         self.key: signing.VenueKey
         self.checkpointer: Checkpointer
         self.recovered_seq = 0
+        self.halted: str | None = None  # why the engine stopped itself (a full disk): nothing after it was recorded
         self.held_markets: dict[MarketActor, None] | None = None  # markets with commands of a held batch
 
     # --- lifecycle -------------------------------------------------------------
@@ -188,6 +216,7 @@ class Engine(WithdrawalApi):
             self.accepting = False
             exc = first_leaf(full)
             assert isinstance(exc, DiskFull)
+            self.halted = str(exc)
             raise EngineHalted(
                 f"{exc.strerror}; intake stopped. Every acknowledged command is on disk; "
                 "free space and restart the daemon."
@@ -201,6 +230,18 @@ class Engine(WithdrawalApi):
             finally:
                 writer.close()
                 os.close(self._lock_fd)
+
+    def _final_checkpoint(self, writer: JournalWriter) -> None:
+        """The signed shutdown checkpoint. A full disk leaves it out (``EngineHalted`` says so): it
+        only vouches for what the journal already holds, and every acknowledged command is there."""
+        body = audit.checkpoint_body(writer.seq, writer.hash, self.venue.state_hash(), self.clock(), "shutdown")
+        try:
+            writer.append([audit.checkpoint_payload(self.key, body)])
+        except DiskFull as exc:
+            raise EngineHalted(
+                f"the shutdown checkpoint was not written ({exc.strerror}); every acknowledged command is on disk. "
+                "Free space before the next start."
+            ) from None
 
     def stop(self) -> None:
         """Stop intake now; ``run`` drains what is in flight, syncs and returns."""
@@ -238,12 +279,17 @@ class Engine(WithdrawalApi):
     def _recover(self) -> JournalWriter:
         """Newest valid snapshot + replay of the tail; every record's CRC, chain and signature checked."""
         directory = self.directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        if directory.exists() and not directory.is_dir():
+            raise StartupError(f"journal.dir: {directory} is not a directory")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._lock()
+        except OSError as exc:  # read-only file system, no permission, a parent that is a file
+            raise StartupError(f"journal.dir: cannot use {directory}: {exc.strerror or exc}") from None
         try:
             self.key = signing.load_or_create(signing.key_path(directory, self.config.journal.signing_key))
         except signing.KeyError_ as exc:
-            raise StartupError(str(exc)) from None
+            raise StartupError(f"journal.signing_key: {exc}") from None
         started = time.monotonic()
         with audit.collector_paused():
             found = snapshot.newest_valid(directory, self.config)
@@ -254,12 +300,15 @@ class Engine(WithdrawalApi):
                 self.venue = Venue(self.config)
                 replayer = self._replay(None)
         venue = self.venue
+        try:
+            venue.check_invariants()
+        except InvariantViolation as exc:
+            raise StartupError(f"the journal replays to a state that breaks an invariant: {exc}") from None
         last = replayer.last
         seq, last_hash = (last.seq, last.hash) if last is not None else (0, ZERO_HASH)
         writer = JournalWriter(directory, self.config.journal.segment_bytes, seq, last_hash)
         if seq == 0:
             writer.append([self._genesis()])
-        venue.check_invariants()
         self.next_order_id = venue.next_order_id
         self.next_withdrawal_id = venue.next_withdrawal_id
         self.recovered_seq = writer.seq
@@ -288,7 +337,7 @@ class Engine(WithdrawalApi):
         try:
             for record in read_records(directory):
                 if record.seq == 1:
-                    self._check_genesis(record.payload)
+                    self._check_genesis(audit.genesis_of(record))
                 replayer.feed(record)
                 if record.seq == base and found is not None and record.hash.hex() != found[0].chain_hash:
                     raise _SnapshotMismatch(f"snapshot {found[0].path.name} does not match the journal at seq {base}")
@@ -319,12 +368,7 @@ class Engine(WithdrawalApi):
             "venue_key": self.key.public_b64,
         }, option=orjson.OPT_SORT_KEYS)
 
-    def _final_checkpoint(self, writer: JournalWriter) -> None:
-        body = audit.checkpoint_body(writer.seq, writer.hash, self.venue.state_hash(), self.clock(), "shutdown")
-        writer.append([audit.checkpoint_payload(self.key, body)])
-
-    def _check_genesis(self, payload: bytes) -> None:
-        genesis = orjson.loads(payload)
+    def _check_genesis(self, genesis: dict[str, Any]) -> None:
         if genesis.get("format") not in READABLE_FORMATS:
             raise StartupError(f"journal format {genesis.get('format')} is not supported "
                                f"(this version reads {' and '.join(map(str, READABLE_FORMATS))})")
@@ -333,14 +377,14 @@ class Engine(WithdrawalApi):
                 f"the venue signing key ({self.key.public_b64}) is not the one pinned in the journal "
                 f"({genesis.get('venue_key')}); start with the journal's key"
             )
-        if genesis["config_hash"] != self.config.fingerprint():
+        if genesis.get("config_hash") != self.config.fingerprint():
             raise StartupError(
                 f"the config differs from the one pinned in the journal at {self.directory} "
-                f"(journal {genesis['config_hash'][:16]}, config {self.config.fingerprint()[:16]}); "
+                f"(journal {str(genesis.get('config_hash'))[:16]}, config {self.config.fingerprint()[:16]}); "
                 "start with the config the journal was written with, or a new journal dir"
             )
-        if genesis["plugins"] != manifest(self.pm):
-            raise StartupError(f"enabled plugins {manifest(self.pm)} differ from the journal's {genesis['plugins']}")
+        if genesis.get("plugins") != manifest(self.pm):
+            raise StartupError(f"enabled plugins {manifest(self.pm)} differ from the journal's {genesis.get('plugins')}")
 
     # --- delivery ---------------------------------------------------------------------
 
@@ -630,6 +674,8 @@ class Engine(WithdrawalApi):
         return await self._journal_call([event], Result(events=[event], value=event.account_id))
 
     async def add_api_key(self, account_id: int, public_key: str) -> Result:
+        if not self.accepting:
+            return Result(rejection=Rejection("MAINTENANCE", "Satchel is not accepting commands"))
         if account_id not in self.venue.accounts or account_id == 0:
             return Result(rejection=Rejection("RESOURCE_NOT_FOUND", f"Account {account_id} not found"))
         try:
@@ -645,6 +691,8 @@ class Engine(WithdrawalApi):
         return await self._journal_call([event], Result(events=[event]))
 
     async def set_market_state(self, symbol: str, state: str) -> Result:
+        if not self.accepting:
+            return Result(rejection=Rejection("MAINTENANCE", "Satchel is not accepting commands"))
         actor = self.market_actors.get(symbol)
         if actor is None:
             return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"Invalid market symbol: {symbol!r}"))

@@ -93,6 +93,8 @@ def load_or_create(path: Path, *, create: bool = True) -> VenueKey:
         if not create:
             raise KeyError_(f"no venue signing key at {path}") from None
         return _create(path)
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not text
+        raise KeyError_(f"cannot read venue signing key {path}: {getattr(exc, 'strerror', None) or exc}") from None
     seed = _key_bytes(text, f"venue signing key {path} (an Ed25519 seed)")
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
@@ -101,6 +103,13 @@ def load_or_create(path: Path, *, create: bool = True) -> VenueKey:
 
 
 def _create(path: Path) -> VenueKey:
+    try:
+        return _write_new(path)
+    except OSError as exc:  # its directory cannot be made or written
+        raise KeyError_(f"cannot create venue signing key {path}: {exc.strerror or exc}") from None
+
+
+def _write_new(path: Path) -> VenueKey:
     private = Ed25519PrivateKey.generate()
     text = base64.b64encode(private.private_bytes_raw()).decode() + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,8 @@ class MarketSpec:
         for side in ("base", "quote"):
             if getattr(market, side) not in assets:
                 raise ConfigError(f"{key}.{side}: unknown asset {getattr(market, side)!r}")
+        if market.base == market.quote:
+            raise ConfigError(f"{key}.quote: must differ from base ({market.base}); a market trades one asset for another")
         if symbol != f"{market.base}_{market.quote}":
             raise ConfigError(f"{key}: spot symbol must be BASE_QUOTE, i.e. {market.base}_{market.quote}")
         base_dec, quote_dec = assets[market.base].decimals, assets[market.quote].decimals

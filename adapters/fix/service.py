@@ -27,7 +27,7 @@ from adapters.fix.server import FixServer, wall_clock_us
 from adapters.fix.session import Application, Session, SessionConfig
 from adapters.fix.store import FileStore
 from engine.publisher import Publisher, acquire
-from engine.runtime import Engine
+from engine.runtime import Engine, listening
 
 CL_ORD_IDS_FILE = "clordids.log"
 DRAIN_POLL_S = 0.001
@@ -52,7 +52,8 @@ async def serve_fix(
     if not configs:
         task_status.started({})
         return
-    host, _, port = (listen or fix.listen).rpartition(":")
+    configured = listen or fix.listen
+    host, _, port = configured.rpartition(":")
     store_dir = engine.directory / "fix"
     exchange: ExchangeApplication | None = None
     try:
@@ -77,7 +78,8 @@ async def serve_fix(
             authenticate = make_authenticator(publisher.account_for_key) if publisher is not None else None
             acceptor = Acceptor(sessions, authenticate=authenticate, intake=engine if exchange is not None else None)
             server = FixServer(acceptor, host, int(port))
-            address = await nursery.start(server.serve)
+            with listening("adapters.fix.listen", configured):
+                address = await nursery.start(server.serve)
 
             async def stop() -> None:
                 """The daemon's shutdown, while the engine still takes commands: Logouts, then the

@@ -16,10 +16,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from engine import signing, snapshot
 from engine.audit import AuditError, Progress, dump_journal, is_control, verify_journal
+from engine.cli import main
 from engine.codec import encode_events
 from engine.config import DEFAULT, parse_config
-from engine.journal import JournalCorrupt, JournalWriter, Record, frame, read_records
-from engine.messages import Deposited
+from engine.journal import (
+    ZERO_HASH,
+    JournalCorrupt,
+    JournalWriter,
+    Record,
+    frame,
+    frame_records,
+    read_records,
+    segments,
+)
+from engine.messages import AccountCreated, Deposited, Withdrawn
 from engine.replica import ReplicaError
 from engine.runtime import Engine, StartupError
 from tests.engine.helpers import NOW_US
@@ -89,6 +99,17 @@ def rechain(directory: Path, start_seq: int, edit: dict[int, bytes]) -> None:
         framed, prev = frame(rec.seq, prev, payload)
         data += framed
     path.write_bytes(data)
+
+
+def unsigned_history(directory: Path, edit: dict[int, bytes]) -> None:
+    """Rewrite the journal as its genesis and event records with payload edits (by seq), every CRC and
+    link recomputed and no checkpoint left to contradict them: a well-framed history only replay can judge."""
+    payloads = [r.payload for r in records(directory) if not (is_control(r.payload) and r.seq > 1)]
+    for seq, payload in edit.items():
+        payloads[seq - 1] = payload
+    for segment in segments(directory):
+        segment.unlink()
+    (directory / f"{1:020d}.seg").write_bytes(frame_records(payloads, 0, ZERO_HASH)[0])
 
 
 def refused(journal: Path, match: str) -> JournalCorrupt:
@@ -388,6 +409,39 @@ def test_dump_names_every_event_and_honours_the_range(journal: Path) -> None:
     assert {"AccountCreated", "Deposited", "OrderPlaced"} <= kinds
     some = list(dump_journal(journal, 3, 4))
     assert {r["seq"] for r in some} == {3, 4}
+    # Regression (audit 12): --to 0 dumped the whole journal
+    assert list(dump_journal(journal, 1, 0)) == [] and list(dump_journal(journal, 4, 3)) == []
+
+
+def test_a_record_that_does_not_replay_is_named_by_verify_and_refused_at_start(
+    journal: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Regression (audit 11): a deposit to an account never created gave KeyError tracebacks
+    unsigned_history(journal, {4: encode_events([Deposited(99, "USDC", 10**9, NOW_US)])})
+    bad = records(journal)[3]
+    error = refused(journal, r"record does not replay \(KeyError: 99\)")
+    assert (error.seq, error.offset) == (4, bad.offset)
+    assert main(["verify", str(journal)]) == 1
+    failure = orjson.loads(capsys.readouterr().out)
+    assert failure["ok"] is False and (failure["segment"], failure["offset"], failure["seq"]) == (bad.segment.name, bad.offset, 4)
+
+
+def test_a_history_that_replays_to_a_broken_invariant_is_refused(journal: Path) -> None:
+    # Regression: start-up died with an InvariantViolation traceback (verify already said so)
+    last = records(journal)[-1]
+    with last.segment.open("ab") as f:  # a withdrawal of more than the account holds
+        f.write(frame(last.seq + 1, last.hash, encode_events([Withdrawn(7, 1, "USDC", 10**15, NOW_US)]))[0])
+    with pytest.raises(StartupError, match="the journal replays to a state that breaks an invariant: account 1 USDC"):
+        recover(journal)
+    with pytest.raises(AuditError, match="invariant broken at the end of the journal: account 1 USDC"):
+        verify_journal(journal, progress=False)
+
+
+def test_a_first_record_that_is_not_a_genesis_object_is_refused(journal: Path) -> None:
+    # Regression (audit 11): AttributeError ('list' object has no attribute 'get') from verify and start-up
+    unsigned_history(journal, {1: encode_events([AccountCreated(1, -1, "DE", "retail", NOW_US)])})
+    error = refused(journal, "record 1 is not a genesis record")
+    assert (error.seq, error.offset) == (1, 0)
 
 
 def test_progress_prints_plain_lines_when_not_a_terminal() -> None:

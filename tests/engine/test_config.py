@@ -98,6 +98,7 @@ def test_structural_errors_name_the_key(path: str, value: Any, message: str) -> 
         ("markets.SOL_USDC.base", "DOGE", "markets.SOL_USDC.base: unknown asset 'DOGE'"),
         ("markets.SOL_USDC.quote", "EUR", "markets.SOL_USDC.quote: unknown asset 'EUR'"),
         ("markets.SOL_USDC.quote", "BTC", "markets.SOL_USDC: spot symbol must be BASE_QUOTE, i.e. SOL_BTC"),
+        ("markets.SOL_USDC.quote", "SOL", "markets.SOL_USDC.quote: must differ from base (SOL)"),
         # 0.0001 x 0.01 = 0.000001 is fine; 0.0001 x 0.001 = 1e-7 is finer than USDC's 6 decimals
         ("markets.SOL_USDC.tick_size", "0.0001", None),
         ("markets.SOL_USDC.tick_size", "0.01x", "markets.SOL_USDC.tick_size: markets.SOL_USDC.tick_size is not a decimal"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
 import shutil
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from engine import admin
 from engine.audit import journal_events
 from engine.journal import read_records
-from engine.messages import OrderPlaced
+from engine.messages import Deposited, OrderPlaced, Withdrawn
 
 pytestmark = pytest.mark.slow
 SATCHEL = [sys.executable, "-m", "engine.cli"]
@@ -94,6 +95,55 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "colour" in proc.stderr
 
 
+FIX_SESSION = '\n[[adapters.fix.sessions]]\nsender_comp_id = "SATCHEL"\ntarget_comp_id = "ACME"\naccount = 1\n'
+
+
+def rest_listen(text: str, address: str) -> str:
+    return text.replace('[adapters.rest]\nlisten = "127.0.0.1:0"', f'[adapters.rest]\nlisten = "{address}"')
+
+
+def ws_listen(text: str, address: str) -> str:
+    return text.replace('[adapters.websocket]\nlisten = "127.0.0.1:0"', f'[adapters.websocket]\nlisten = "{address}"')
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(lambda t, d, p: t.replace('dir = "./var"', 'dir = "./config.toml"'),
+            "journal.dir: {d}/config.toml is not a directory", id="journal.dir names a file"),
+        pytest.param(lambda t, d, p: t.replace('dir = "./var"', 'dir = "./config.toml/var"'),
+            "journal.dir: cannot use {d}/config.toml/var: Not a directory", id="journal.dir under a file"),
+        pytest.param(lambda t, d, p: t.replace('signing_key = ""', f'signing_key = "{d}"'),
+            "journal.signing_key: cannot read venue signing key {d}: Is a directory", id="journal.signing_key names a directory"),
+        pytest.param(lambda t, d, p: t.replace('socket = ""', f'socket = "{d}/missing/admin.sock"'),
+            "admin.socket: cannot listen on {d}/missing/admin.sock: No such file or directory", id="admin.socket in a missing directory"),
+        pytest.param(lambda t, d, p: t.replace('socket = ""', f'socket = "{d}/{"a" * 120}"'),
+            "admin.socket: cannot listen on {d}/" + "a" * 120 + ": AF_UNIX path too long", id="admin.socket path too long"),
+        pytest.param(lambda t, d, p: t.replace('socket = ""', 'socket = "config.toml"'),
+            "admin.socket: {d}/config.toml exists and is not a socket (left as it is)", id="admin.socket names a file"),
+        pytest.param(lambda t, d, p: rest_listen(t, "no.such.host.invalid:0"),
+            "adapters.rest.listen: cannot listen on no.such.host.invalid:0: the host does not resolve (", id="a listen host that does not resolve"),
+        pytest.param(lambda t, d, p: rest_listen(t, "192.0.2.1:0"),
+            "adapters.rest.listen: cannot listen on 192.0.2.1:0: no interface of this host has that address", id="a listen address not on this host"),
+        pytest.param(lambda t, d, p: ws_listen(t, f"127.0.0.1:{p}"),
+            "adapters.websocket.listen: cannot listen on 127.0.0.1:{p}: Address already in use", id="a listen port in use"),
+        pytest.param(lambda t, d, p: t.replace('"127.0.0.1:8402"', f'"127.0.0.1:{p}"') + FIX_SESSION,
+            "adapters.fix.listen: cannot listen on 127.0.0.1:{p}: Address already in use", id="the FIX port in use"),
+    ],
+)
+def test_start_up_mistakes_stop_it_with_the_key_and_the_problem(config: Path, edit: Any, message: str) -> None:
+    # Regression (audit 9): each of these stopped start-up with 40-60 lines of tracebacks
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(edit(config.read_text(), config.parent, port))
+        proc = subprocess.run([*SATCHEL, "run", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("satchel: cannot start: " + message.format(d=config.parent, p=port))
+    assert config.exists()
+
+
 def test_operator_cli_end_to_end(config: Path) -> None:
     daemon = Daemon(config)
     try:
@@ -122,9 +172,12 @@ def test_operator_cli_end_to_end(config: Path) -> None:
         assert cli(config, "market", "cancel-only", "SOL_USDC")[0] == 0
         code, out = cli(config, "order", "cancel", "2", "SOL_USDC", "--client-id", "5")
         assert code == 0 and out["status"] == "Cancelled"
-        assert cli(config, "withdraw", "2", "USDC", "250")[0] == 0
+        code, withdrawal = cli(config, "withdraw", "2", "USDC", "250")
+        assert code == 0 and withdrawal["balances"] == {}  # all 250 USDC gone; an empty balance is not listed
     finally:
         assert daemon.stop() == 0
+    withdrawn = [e for _, e in journal_events(config.parent / "var") if isinstance(e, Withdrawn)]
+    assert [(e.withdrawal_id, e.account_id, e.amount) for e in withdrawn] == [(withdrawal["withdrawal_id"], 2, 250_000_000)]
     daemon = Daemon(config)  # state survives a clean restart
     try:
         assert cli(config, "balances", "1")[1]["USDC"]["available"] == "750"
@@ -153,18 +206,32 @@ def test_admin_socket_rejects_bad_requests_and_survives(config: Path) -> None:
         assert daemon.stop() == 0
 
 
-def load(daemon: Daemon, accounts: list[int], acknowledged: set[int], stop: threading.Event, seed: float) -> list[threading.Thread]:
-    """One thread per account placing crossing limit orders until ``stop`` or the daemon goes away."""
+def load(daemon: Daemon, accounts: list[int], acknowledged: set[int], stop: threading.Event, seed: float,
+         answers: list[tuple[int, Any]] | None = None) -> list[threading.Thread]:
+    """One thread per account placing crossing limit orders until ``stop`` or the daemon goes away.
+
+    ``answers`` collects (clientId, answer) for every request the daemon took, the answer being
+    the exception's text when the connection ended without one (admin.NoAnswer).
+    """
 
     def trade(account: int, seed: float) -> None:
         r = random.Random(seed)
-        while not stop.is_set():
-            args = {"account_id": account, "symbol": "SOL_USDC", "side": r.choice(["Bid", "Ask"]),
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            client_id = account * 1_000_000 + n
+            args = {"account_id": account, "symbol": "SOL_USDC", "side": r.choice(["Bid", "Ask"]), "client_id": client_id,
                     "order_type": "Limit", "price": str(r.randint(95, 105)), "quantity": "0.5"}
             try:
                 answer = admin.request(daemon.directory / "admin.sock", daemon.token, "order.place", args, 5)
-            except (OSError, ValueError):
+            except admin.NoAnswer as exc:
+                if answers is not None:
+                    answers.append((client_id, str(exc)))
                 return
+            except OSError:  # not reachable: the daemon is gone or takes no new connections
+                return
+            if answers is not None:
+                answers.append((client_id, answer))
             if answer.get("ok"):
                 acknowledged.add(int(answer["result"]["id"]))
 
@@ -180,10 +247,7 @@ def kill_under_load(config: Path, rng: random.Random, acknowledged: set[int], tr
     Every order the daemon acknowledged before the kill is added to ``acknowledged``.
     """
     daemon = Daemon(config)
-    accounts = [daemon.call("account.create")["account_id"] for _ in range(traders)]
-    for account in accounts:
-        daemon.call("deposit", account_id=account, asset="USDC", amount="100000")
-        daemon.call("deposit", account_id=account, asset="SOL", amount="1000")
+    accounts = funded_accounts(daemon, traders)
     stop = threading.Event()
     threads = load(daemon, accounts, acknowledged, stop, rng.random())
     time.sleep(rng.uniform(*seconds))
@@ -217,6 +281,63 @@ def test_sigkill_under_load_loses_no_acknowledged_order(config: Path) -> None:
     code, summary = cli(config, "verify", str(directory))
     assert code == 0 and summary["ok"] and summary["state_hash"] == live  # live state = offline replay
     assert summary["claims_checked"] > 6
+
+
+def placed_client_ids(directory: Path, accounts: list[int]) -> set[int]:
+    return {e.client_id for _, e in journal_events(directory) if isinstance(e, OrderPlaced) and e.account_id in accounts}
+
+
+def funded_accounts(daemon: Daemon, count: int) -> list[int]:
+    accounts = [daemon.call("account.create")["account_id"] for _ in range(count)]
+    for account in accounts:
+        daemon.call("deposit", account_id=account, asset="USDC", amount="100000")
+        daemon.call("deposit", account_id=account, asset="SOL", amount="1000")
+    return accounts
+
+
+def test_sigterm_answers_every_admin_request_it_accepted(config: Path) -> None:
+    # Regression (audit 7): the connections of commands in flight were closed without their answers
+    daemon = Daemon(config)
+    accounts = funded_accounts(daemon, 4)
+    sock = daemon.directory / "admin.sock"
+    late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    late.settimeout(30)
+    late.connect(str(sock))
+    deposit = {"token": daemon.token, "command": "deposit", "args": {"account_id": accounts[0], "asset": "USDC", "amount": "7"}}
+    request = json.dumps(deposit).encode() + b"\n"
+    late.sendall(request[:20])  # accepted; the rest of its request arrives after the signal
+    acknowledged: set[int] = set()
+    answers: list[tuple[int, Any]] = []
+    stop = threading.Event()
+    threads = load(daemon, accounts, acknowledged, stop, 5.0, answers)
+    time.sleep(1.0)
+    daemon.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while sock.exists():  # the daemon takes no new connection once it is stopping
+        assert time.monotonic() < deadline, "the admin socket stayed"
+        time.sleep(0.01)
+    with pytest.raises((FileNotFoundError, ConnectionRefusedError)):
+        admin.request(sock, daemon.token, "status", {})
+    with late:
+        late.sendall(request[20:])
+        reply = b""
+        while not reply.endswith(b"\n") and (chunk := late.recv(65536)):
+            reply += chunk
+    assert json.loads(reply)["ok"] is True  # the engine still ran: done and answered
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    code = daemon.proc.wait(timeout=30)
+    assert daemon.proc.stderr is not None
+    err = daemon.proc.stderr.read()
+    daemon.proc.stderr.close()
+    assert code == 0 and "satchel stopped cleanly" in err
+    assert answers and [a for _, a in answers if not isinstance(a, dict)] == []  # nobody left without an answer
+    journaled = placed_client_ids(daemon.directory, accounts)
+    assert journaled <= {client_id for client_id, _ in answers}
+    assert {c for c, a in answers if a["ok"]} <= journaled
+    assert any(isinstance(e, Deposited) and e.account_id == accounts[0] and e.amount == 7_000_000
+               for _, e in journal_events(daemon.directory))
 
 
 def test_audit_commands_end_to_end(config: Path, tmp_path: Path) -> None:
@@ -289,13 +410,11 @@ def test_full_disk_stops_intake_and_loses_nothing_acknowledged(config: Path) -> 
         resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, resource.RLIM_INFINITY))
 
     daemon = Daemon(config, preexec_fn=small_disk)
-    accounts = [daemon.call("account.create")["account_id"] for _ in range(4)]
-    for account in accounts:
-        daemon.call("deposit", account_id=account, asset="USDC", amount="100000")
-        daemon.call("deposit", account_id=account, asset="SOL", amount="1000")
+    accounts = funded_accounts(daemon, 4)
     acknowledged: set[int] = set()
+    answers: list[tuple[int, Any]] = []
     stop = threading.Event()
-    threads = load(daemon, accounts, acknowledged, stop, 3.0)
+    threads = load(daemon, accounts, acknowledged, stop, 3.0, answers)
     code = daemon.proc.wait(timeout=120)  # the load runs until the disk is full
     stop.set()
     for t in threads:
@@ -305,8 +424,32 @@ def test_full_disk_stops_intake_and_loses_nothing_acknowledged(config: Path) -> 
     daemon.proc.stderr.close()
     assert code == 1 and "disk full" in err and "intake stopped" in err
     assert acknowledged
+    # Regression (audit 7): the clients waiting when the disk filled got a closed connection
+    assert [a for _, a in answers if not isinstance(a, dict)] == []
+    refused = {c: a["error"]["message"] for c, a in answers if not a["ok"] and a["error"]["code"] == "SERVER_ERROR"}
+    assert refused and all("not recorded" in message for message in refused.values())
+    directory = config.parent / "var"
+    assert not placed_client_ids(directory, accounts) & set(refused)  # and indeed they were not
+
+    # Regression (audit 14): restarted on the still-full disk, SIGTERM gave a DiskFull traceback
+    segment = max(directory.glob("*.seg"))
+    full = segment.stat().st_size
+
+    def still_full() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (full, resource.RLIM_INFINITY))
+
+    restarted = Daemon(config, preexec_fn=still_full)
+    restarted.proc.send_signal(signal.SIGTERM)
+    code = restarted.proc.wait(timeout=30)
+    assert restarted.proc.stderr is not None
+    err = restarted.proc.stderr.read()
+    restarted.proc.stderr.close()
+    assert code == 1 and "Traceback" not in err, err
+    assert err.splitlines()[-1].startswith("satchel: stopped: the shutdown checkpoint was not written (")
+    assert err.splitlines()[-1].endswith("every acknowledged command is on disk. Free space before the next start.")
+
     survivor = Daemon(config)
     assert survivor.stop() == 0
-    journaled = {e.order_id for _, e in journal_events(config.parent / "var") if isinstance(e, OrderPlaced)}
+    journaled = {e.order_id for _, e in journal_events(directory) if isinstance(e, OrderPlaced)}
     assert acknowledged <= journaled
-    assert cli(config, "verify", str(config.parent / "var"))[0] == 0
+    assert cli(config, "verify", str(directory))[0] == 0
