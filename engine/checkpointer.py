@@ -138,5 +138,4 @@ def load_tree(directory: Path, seq: int | None = None) -> tuple[int, por.SumTree
     if not files:
         raise por.PorError("no proof-of-reserves publication found" + (f" at seq {seq}" if seq else ""))
     doc = orjson.loads(files[-1].read_bytes())
-    leaves = [(int(a), bytes.fromhex(s), [int(v) for v in atoms]) for a, s, atoms in doc["leaves"]]
-    return int(doc["seq"]), por.SumTree(list(doc["assets"]), leaves)
+    return int(doc["seq"]), por.from_leaves(doc)

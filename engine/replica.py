@@ -134,17 +134,12 @@ class Replica:
     def _build_por(self, seq: int, salt: bytes) -> dict[str, Any]:
         venue = self.venue
         tree = por.venue_tree(venue, salt, seq)
-        assets = tree.assets
         totals = liabilities(venue)
-        assert tree.totals == [totals[a] for a in assets]
-        doc = {"scheme": por.SCHEME, "seq": seq, "root": tree.root.hex(), "assets": assets,
-               "totals": [str(v) for v in tree.totals], "accounts": len(tree.leaves)}
+        assert tree.assets == list(totals) and tree.totals == list(totals.values())
         folder = self.directory / POR_DIR
         folder.mkdir(exist_ok=True)
-        leaves_doc = {"scheme": por.SCHEME, "seq": seq, "assets": assets,
-                      "leaves": [[a, s.hex(), [str(v) for v in atoms]] for a, s, atoms in tree.leaves]}
-        write_private(folder / f"{seq:020d}.leaves", orjson.dumps(leaves_doc))
-        return doc
+        write_private(folder / f"{seq:020d}.leaves", orjson.dumps(tree.leaves_doc(seq)))
+        return tree.publication(seq)
 
 
 def write_private(path: Path, data: bytes) -> None:

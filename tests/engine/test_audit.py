@@ -361,7 +361,7 @@ async def test_periodic_checkpoints_cover_exact_positions(tmp_path: Path) -> Non
 
 async def test_por_publication_is_signed_and_its_totals_are_verified(tmp_path: Path) -> None:
     from engine.checkpointer import load_tree
-    from engine.por import verify_proof
+    from engine.por import check_proof, verify_proof
 
     directory = tmp_path / "j"
     async with trio.open_nursery() as nursery:
@@ -378,6 +378,9 @@ async def test_por_publication_is_signed_and_its_totals_are_verified(tmp_path: P
     assert seq == doc["seq"]
     for account in (buyer, seller):
         assert verify_proof(tree.proof(account, seq), doc["root"])["ok"]
+        # what a user can check offline with the proof, the publication and the venue key alone
+        assert check_proof(tree.proof(account, seq), publication=public, pubkey=engine.key.public_b64)["ok"]
+    assert public["accounts"] == 2 and public["assets"] == ["BTC", "ETH", "SOL", "USDC"]
     assert verify_journal(directory, progress=False)["ok"]  # replayed liabilities equal the signed totals
 
 
