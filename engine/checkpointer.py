@@ -51,7 +51,7 @@ class Checkpointer:
         journal = engine.config.journal
         self.every_records = journal.checkpoint_every_records
         self.every_s = journal.checkpoint_every_s
-        self.replica = ReplicaProcess(engine.config, engine.directory, journal.snapshot_every_events)
+        self.replica = ReplicaProcess(engine.config, engine.directory, journal.snapshot_every_events, key.public_b64)
         self.requests: list[tuple[str, Sink]] = []
         self.wake = trio.Event()
         self.covered = engine.recovered_seq  # seq named by the newest checkpoint (or recovery point)

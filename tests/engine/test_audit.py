@@ -517,7 +517,7 @@ async def test_a_replica_that_cannot_follow_the_journal_stops_the_engine_with_it
             await engine.wait_idle()
             replica = engine.checkpointer.replica
             await trio.to_thread.run_sync(replica.close)  # the next one starts pointed at an empty directory
-            replica.setup = (CONFIG, str(tmp_path / "nowhere"), 10**9)
+            replica.setup = (CONFIG, str(tmp_path / "nowhere"), 10**9, engine.key.public_b64)
             answers.append(await engine.checkpoint("snapshot"))
             await trio.sleep_forever()
 
