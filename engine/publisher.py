@@ -324,9 +324,10 @@ class Publisher:
     async def rebuild(cls, engine: Engine) -> Publisher:
         """The state saved at the last clean stop plus the journal after it (or all of it), then subscribe.
 
-        See ``publisher_state`` for the saved state, used only when a signed checkpoint vouches for it. The bulk is read in a
-        worker thread (nothing else touches this publisher yet, and it has no
-        listeners), pass after pass while the engine keeps writing; the last
+        See ``publisher_state`` for the saved state, used only when a signed
+        checkpoint vouches for it. The bulk is read in a worker thread (nothing
+        else touches this publisher yet, and it has no listeners), pass after
+        pass while the engine keeps writing; the last
         short stretch is read in the trio thread in the same step as
         ``subscribe()``, so the first live batch is the one right after the
         last event read: no gap, no duplicate.
