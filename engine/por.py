@@ -3,23 +3,26 @@
 Scheme ``satchel-por-v2`` (documented in README):
 
 * Every user account (the venue's fee account is the venue's own money, not a
-  liability, and is left out) becomes ``PARTS`` leaves. Per asset, the account's
-  total balance (available + locked, in atoms) is cut at ``PARTS - 1`` points drawn
-  uniformly from [0, balance]: the parts are random, non-negative, and add up to the
-  balance exactly. A negative balance is refused: the tree is not built.
-* The leaves of all accounts are put in a random order (each sorted by a drawn key),
-  so a leaf's neighbours are parts of accounts no proof names.
+  liability, and is left out) is one leaf: its total balance per asset
+  (available + locked, in atoms). A negative balance is refused: the tree is not
+  built.
+* The leaves are in the order of their hashes, which the secret salts make random
+  and new at every publication, so a leaf's neighbours are accounts no proof names
+  (scheme 1 kept account-id order, so every proof showed the next account's exact
+  balances).
 * ``sums`` are packed as 16-byte big-endian lanes, one per asset.
   ``leaf = blake2b-256("satchel/por/leaf/v2" | account_id u64 BE | part u32 BE | salt(16) | sums)``
   ``node = blake2b-256("satchel/por/node/v1" | left.hash | left.sums | right.hash | right.sums)``
   with ``node.sums = left.sums + right.sums`` lane by lane. A level of odd length
   pairs its last node with ``pad = blake2b-256("satchel/por/pad/v1" | level u32 BE)``,
   sums zero. Hashing the sums into every node means a venue cannot shave a
-  liability off one branch without changing the root.
-* The cut points, the order keys and each leaf's 16-byte salt are drawn from
-  SHAKE-256 over a secret derived from the venue key, the seq and the account id:
-  the venue can rebuild the same tree; nobody without the key can predict it, and
-  a sibling's hash (salted) does not give away whose part it is.
+  liability off one branch without changing the root. ``part`` is 0: the format
+  (a proof lists its account's parts) leaves room for a later scheme that splits
+  an account into several leaves.
+* A leaf's 16-byte salt is ``blake2b-128("satchel/por/salt/v2" | secret | seq | account_id)``,
+  the secret derived from the venue key: the venue can rebuild the same tree; nobody
+  without the key can predict it, and a sibling's hash (salted) does not give away
+  whose leaf it is.
 * The root hash, the totals, the asset list (every asset of the venue) and the
   number of accounts go into a checkpoint signed with the venue key; the
   publication ``por/<seq>.json`` carries that signed checkpoint.
@@ -31,25 +34,22 @@ salt and balances and, from the bottom up, each sibling's side, hash and sums.
 balances and that every path reaches the same root; ``check_proof`` also checks
 that root and its totals against the venue's signed publication.
 
-What a proof shows its holder about other accounts: the first sibling of each path
-is one random part of one account the proof does not name (a random fraction of
-its balance per asset); the siblings above it are totals of random sets of parts.
-What it does not hide: the published totals and number of accounts; which assets a
-neighbouring part holds (a zero lane is zero); that some account holds at least a
-sibling part's amount (a large account's parts are large); and whatever a holder
-shares. Hiding amounts entirely needs commitments with range proofs (DAPOL, Summa),
-which a plain sum tree does not have.
+What a proof shows its holder about other accounts: the first sibling is the exact
+balances of one account the proof does not name, a different one at every
+publication; the siblings above it are totals of random groups of accounts.
+Splitting each account into random shares hid the first sibling's amounts too, but
+two shares made a million-account publication 5x slower (35 s against 6.5 s), far
+past its 10 s budget; hiding amounts entirely needs commitments with range proofs
+(DAPOL, Summa), which a plain sum tree does not have.
 
-Scheme ``satchel-por-v1`` (one leaf per account, in account-id order, leaf tag
-``leaf/v1`` without the part) gave every proof a neighbour's exact balances. Its
-publications in older journals still verify, and its proofs still check.
+Scheme ``satchel-por-v1`` (account-id order, leaf tag ``leaf/v1`` without the
+part) still verifies in older journals, and its proofs still check.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
@@ -63,16 +63,14 @@ LEAF_V1: Final = b"satchel/por/leaf/v1"
 LEAF: Final = b"satchel/por/leaf/v2"
 NODE: Final = b"satchel/por/node/v1"
 PAD: Final = b"satchel/por/pad/v1"
-DRAW: Final = b"satchel/por/draw/v2"
+DRAW: Final = b"satchel/por/salt/v2"
 LANE_BYTES: Final = 16
 LANE_MAX: Final = 1 << 120  # far above any real total; lanes can never carry into each other
 SCHEME_V1: Final = "satchel-por-v1"
-SCHEME: Final = "satchel-por-v2"  # what new publications are: 2 split each account into shuffled parts
+SCHEME: Final = "satchel-por-v2"  # what new publications are: 2 places the leaves in a drawn order
 SCHEMES: Final = (SCHEME_V1, SCHEME)  # what verify and `satchel por verify` read
-PARTS: Final = 4  # leaves per account (scheme 2)
+PARTS: Final = 1  # leaves per account; the format has room for more (each a share of the balances)
 SALT_BYTES: Final = 16
-ORDER_BYTES: Final = 8
-DRAW_BYTES: Final = 24  # per cut point: 192 bits, so taking it modulo a balance below LANE_MAX is unbiased to 2**-72
 MAX_PATH: Final = 64  # steps: a tree of 2**64 leaves
 
 
@@ -125,33 +123,41 @@ def pad_hash(level: int) -> bytes:
 class SumTree:
     """The whole tree, kept level by level so any account's proof can be read off it."""
 
-    def __init__(self, assets: list[str], leaves: list[Leaf], scheme: str = SCHEME) -> None:
-        """``leaves`` in tree order; each (account, part) at most once (``from_leaves`` checks a file's)."""
+    def __init__(self, assets: list[str], leaves: list[Leaf], scheme: str = SCHEME,
+                 hashed: tuple[list[bytes], list[int]] | None = None) -> None:
+        """``leaves`` in tree order; each (account, part) at most once (``from_leaves`` checks a file's).
+        ``hashed``: the leaves' hashes and packed sums, when the caller has them (``build``)."""
         self.assets = assets
         self.scheme = scheme
         self.leaves = leaves
         lanes = len(assets)
         self.width = width = LANE_BYTES * lanes
-        hashes: list[bytes] = []
-        sums: list[int] = []
-        for leaf in leaves:
-            if len(leaf.atoms) != lanes:
-                raise PorError(f"account {leaf.account_id}: {len(leaf.atoms)} balances for {lanes} assets")
-            try:
-                packed = pack(leaf.atoms)
-            except PorError as exc:
-                raise PorError(f"account {leaf.account_id}: {exc}") from None
-            hashes.append(leaf_hash(leaf, packed, width, scheme))
-            sums.append(packed)
+        if hashed is not None:
+            hashes, sums = hashed
+        else:
+            hashes, sums = [], []
+            for leaf in leaves:
+                if len(leaf.atoms) != lanes:
+                    raise PorError(f"account {leaf.account_id}: {len(leaf.atoms)} balances for {lanes} assets")
+                try:
+                    packed = pack(leaf.atoms)
+                except PorError as exc:
+                    raise PorError(f"account {leaf.account_id}: {exc}") from None
+                hashes.append(leaf_hash(leaf, packed, width, scheme))
+                sums.append(packed)
         self.levels: list[tuple[list[bytes], list[int]]] = [(hashes, sums)]
+        blake = hashlib.blake2b
         level = 0
         while len(hashes) > 1:
             if len(hashes) % 2:
                 hashes = [*hashes, pad_hash(level)]
                 sums = [*sums, 0]
                 self.levels[-1] = (hashes, sums)
+            # ``node_hash`` inline: a million-account tree has two million nodes
+            raw = [s.to_bytes(width, "big") for s in sums]
             up_s = [sums[j] + sums[j + 1] for j in range(0, len(sums), 2)]
-            hashes = [node_hash(hashes[j], sums[j], hashes[j + 1], sums[j + 1], width) for j in range(0, len(hashes), 2)]
+            hashes = [blake(NODE + hashes[j] + raw[j] + hashes[j + 1] + raw[j + 1], digest_size=32).digest()
+                      for j in range(0, len(hashes), 2)]
             sums = up_s
             self.levels.append((hashes, sums))
             level += 1
@@ -238,45 +244,46 @@ def from_leaves(doc: dict[str, Any]) -> SumTree:
     return SumTree(assets, leaves, scheme)
 
 
-def split(total: int, draws: list[int]) -> list[int]:
-    """``total`` cut at ``draws`` (each taken modulo total + 1): non-negative parts that add up to it."""
-    m = total + 1
-    cuts = sorted([d % m for d in draws])
-    return [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
-
-
-_HEAD: Final = PARTS * (ORDER_BYTES + SALT_BYTES)  # a stream's order keys and salts, then its draws
-_ZERO_LANE: Final = [0] * PARTS
-
-
-def account_leaves(secret: bytes, seq: int, account_id: int, balances: list[int]) -> list[tuple[bytes, Leaf]]:
-    """An account's ``PARTS`` leaves, each with the key that places it in the tree."""
-    cuts = PARTS - 1
-    stream = hashlib.shake_256(DRAW + len(secret).to_bytes(2, "big") + secret + seq.to_bytes(8, "big")
-                               + account_id.to_bytes(8, "big")).digest(_HEAD + len(balances) * cuts * DRAW_BYTES)
-    lanes = []
-    at = _HEAD
-    for total in balances:
-        if total > 0:
-            lanes.append(split(total, [int.from_bytes(stream[o:o + DRAW_BYTES], "big")
-                                       for o in range(at, at + cuts * DRAW_BYTES, DRAW_BYTES)]))
-        elif total == 0:
-            lanes.append(_ZERO_LANE)
-        else:
-            raise PorError(f"account {account_id}: negative liability {total}")
-        at += cuts * DRAW_BYTES
-    step = ORDER_BYTES + SALT_BYTES
-    return [(stream[o:o + ORDER_BYTES], Leaf(account_id, part, stream[o + ORDER_BYTES:o + step], list(atoms)))
-            for part, (o, atoms) in enumerate(zip(range(0, _HEAD, step), zip(*lanes, strict=True), strict=True))]
+_PART_0: Final = bytes(4)  # the part field of a scheme-2 leaf (``leaf_hash``), written in one piece
 
 
 def build(assets: list[str], balances: Iterable[tuple[int, list[int]]], secret: bytes, seq: int) -> SumTree:
-    """The tree over (account id, atoms per asset in ``assets`` order) pairs: each account's parts, in drawn order."""
-    keyed: list[tuple[bytes, Leaf]] = []
+    """The tree over (account id, atoms per asset in ``assets`` order) pairs: one leaf per account, in leaf-hash order.
+
+    Each leaf's salt is drawn from the secret, so its hash, and with it its place in
+    the tree, is unpredictable without the key and new at every publication. This is
+    the whole cost of a publication (a million accounts), so the leaves are hashed
+    here, in one pass, not by ``SumTree``. Ordering them makes it take about 1.5 times as
+    long (the sort, and the tree then reads its leaves out of memory order).
+    """
+    lanes = len(assets)
+    width = LANE_BYTES * lanes
+    bits = LANE_BYTES * 8
+    # the salt: BLAKE2b over the secret (a fixed-length prefix) and the account; BLAKE2 has no length extension,
+    # so this is as sound as its keyed mode, and one call where the keyed hasher needs a copy and an update
+    salted = DRAW + len(secret).to_bytes(2, "big") + secret + seq.to_bytes(8, "big")
+    blake, new_leaf = hashlib.blake2b, tuple.__new__  # a Leaf without its Python-level __new__
+    leaves: list[Leaf] = []
+    hashes: list[bytes] = []
+    sums: list[int] = []
     for account_id, atoms in balances:
-        keyed.extend(account_leaves(secret, seq, account_id, atoms))
-    keyed.sort(key=itemgetter(0))  # order keys are 64 random bits: ties (and their input order) all but never matter
-    return SumTree(assets, [leaf for _, leaf in keyed])
+        if len(atoms) != lanes:
+            raise PorError(f"account {account_id}: {len(atoms)} balances for {lanes} assets")
+        account = account_id.to_bytes(8, "big")
+        salt = blake(salted + account, digest_size=SALT_BYTES).digest()
+        packed = 0
+        for total in atoms:
+            if total < 0:
+                raise PorError(f"account {account_id}: negative liability {total}")
+            if total >= LANE_MAX:
+                raise PorError(f"account {account_id}: liability {total} is out of range")
+            packed = (packed << bits) | total
+        leaves.append(new_leaf(Leaf, (account_id, 0, salt, atoms)))
+        hashes.append(blake(LEAF + account + _PART_0 + salt + packed.to_bytes(width, "big"), digest_size=32).digest())
+        sums.append(packed)
+    # tree order: by leaf hash, which the secret salt makes unpredictable (no separate draw to sort by)
+    order = sorted(range(len(hashes)), key=hashes.__getitem__)
+    return SumTree(assets, [leaves[i] for i in order], SCHEME, hashed=([hashes[i] for i in order], [sums[i] for i in order]))
 
 
 def venue_tree(venue: Venue, secret: bytes, seq: int) -> SumTree:
