@@ -5,8 +5,8 @@ cancels mixed in, one record per group commit). A real ``Engine`` recovers it
 (snapshot at 90 % of the events, as the daemon would find one), then
 ``Publisher.rebuild`` replays every event from genesis through the publisher's
 normal path, as ``satchel run`` does before the adapters open their ports
-when it has no saved state; then the state is saved (as at a clean stop) and
-loaded again (the next start after a clean stop, with no tail to replay).
+when it has no saved state; then the state is saved and signed for (as at a clean
+stop) and loaded again (the next start after a clean stop, with no tail to replay).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ async def _rebuild(directory: Path) -> dict[str, Any]:
         started = time.perf_counter()
         path = publisher_state.save(publisher, directory)
         saved = time.perf_counter() - started
+        assert (await engine.checkpoint("checkpoint")).ok  # a clean stop ends in one: it vouches for the saved state
         started = time.perf_counter()
         again = await Publisher.rebuild(engine)
         loaded = time.perf_counter() - started

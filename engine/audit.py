@@ -30,7 +30,7 @@ from typing import IO, Any, Final
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from engine import signing, snapshot
+from engine import por, signing, snapshot
 from engine.codec import CodecError, decode_events, decode_rows, to_dict
 from engine.config import Config, ConfigError, parse_config
 from engine.journal import JournalCorrupt, Record, read_records, records_end, segments
@@ -282,6 +282,32 @@ def liabilities(venue: Venue) -> dict[str, int]:
     return totals
 
 
+def por_problem(claim: Any, owed: dict[str, int], accounts: int) -> str | None:
+    """Why a signed proof-of-reserves claim does not state the replayed liabilities of every asset and
+    the number of user accounts (None when it does). ``owed`` is ``liabilities``, every asset of the venue."""
+    if type(claim) is not dict:
+        return "the claim is not an object"
+    if claim.get("scheme") not in por.SCHEMES:
+        return f"unknown scheme {claim.get('scheme')!r}"
+    assets, expected = claim.get("assets"), list(owed)
+    if assets != expected:
+        listed = assets if type(assets) is list else []
+        missing = [a for a in expected if a not in listed]
+        unknown = [a for a in listed if not (type(a) is str and a in owed)]
+        return (f"its assets {assets!r} are not the venue's {expected}"
+                + (f"; missing {missing}" if missing else "") + (f"; unknown {unknown}" if unknown else ""))
+    totals = claim.get("totals")
+    if totals != [str(owed[a]) for a in expected]:
+        shown = totals if type(totals) is list and len(totals) == len(expected) else None
+        if shown is None:
+            return f"its totals {totals!r} are not one amount per asset"
+        wrong = [f"{a} {t!r} (replay gives {owed[a]})" for a, t in zip(expected, shown, strict=True) if t != str(owed[a])]
+        return "its totals differ from the replayed liabilities: " + ", ".join(wrong)
+    if claim.get("accounts") != accounts:
+        return f"it counts {claim.get('accounts')!r} accounts, the journal has {accounts}"
+    return None
+
+
 def verify_journal(directory: Path, pubkey: str | None = None, *, progress: bool = True,
                    stream: IO[str] | None = None) -> dict[str, Any]:
     """Check a journal offline (see ``_verify``); any damage is an AuditError naming its position."""
@@ -351,11 +377,11 @@ def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str]
                                         f"{claim['state_hash'][:16]}, replay gives {state_hash[:16]}".replace("  ", " "))
                 if claim["chain_hash"] != record.hash.hex():
                     raise AuditError.at(at, f"{kind} for seq {seq} names a different chain hash")
-                por = claim.get("por")
-                if por is not None:
+                if "por" in claim:
                     totals = totals or liabilities(venue)
-                    if por.get("totals") != [str(totals[a]) for a in por.get("assets", [])]:
-                        raise AuditError.at(at, f"proof-of-reserves totals at seq {seq} differ from the replayed liabilities")
+                    problem = por_problem(claim["por"], totals, len(venue.accounts) - (FEE_ACCOUNT_ID in venue.accounts))
+                    if problem is not None:
+                        raise AuditError.at(at, f"proof-of-reserves publication at seq {seq}: {problem}")
                 checked += 1
             try:
                 venue.check_invariants()

@@ -51,7 +51,7 @@ class Checkpointer:
         journal = engine.config.journal
         self.every_records = journal.checkpoint_every_records
         self.every_s = journal.checkpoint_every_s
-        self.replica = ReplicaProcess(engine.config, engine.directory, journal.snapshot_every_events)
+        self.replica = ReplicaProcess(engine.config, engine.directory, journal.snapshot_every_events, key.public_b64)
         self.requests: list[tuple[str, Sink]] = []
         self.wake = trio.Event()
         self.covered = engine.recovered_seq  # seq named by the newest checkpoint (or recovery point)
@@ -138,5 +138,4 @@ def load_tree(directory: Path, seq: int | None = None) -> tuple[int, por.SumTree
     if not files:
         raise por.PorError("no proof-of-reserves publication found" + (f" at seq {seq}" if seq else ""))
     doc = orjson.loads(files[-1].read_bytes())
-    leaves = [(int(a), bytes.fromhex(s), [int(v) for v in atoms]) for a, s, atoms in doc["leaves"]]
-    return int(doc["seq"]), por.SumTree(list(doc["assets"]), leaves)
+    return int(doc["seq"]), por.from_leaves(doc)

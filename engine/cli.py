@@ -116,9 +116,13 @@ def _audit_parsers(sub: Any) -> None:
     proof.add_argument("account_id", type=int)
     proof.add_argument("--seq", type=int, help="publication seq (default: the newest)")
     proof.add_argument("--dir", help="journal dir (default: from the config)")
-    check = por.add_parser("verify", parents=[_COMMON], help="check an inclusion proof against a published root")
+    check = por.add_parser("verify", parents=[_COMMON],
+                           help="check an inclusion proof against the venue's signed publication (or a root)")
     check.add_argument("proof")
-    check.add_argument("--root", required=True)
+    against = check.add_mutually_exclusive_group(required=True)
+    against.add_argument("--publication", help="the venue's publication por/<seq>.json; needs --pubkey")
+    against.add_argument("--root", help="a root hash you already trust")
+    check.add_argument("--pubkey", help="the venue's public key (base64), from a source you trust")
 
 
 def _order_parsers(sub: Any) -> None:
@@ -256,15 +260,12 @@ def _journal_dump(args: argparse.Namespace) -> int:
 
 def _por(args: argparse.Namespace) -> int:
     from engine.checkpointer import load_tree
-    from engine.por import PorError, verify_proof
+    from engine.por import PorError, check_proof, read_json
 
     try:
         if args.action == "verify":
-            try:
-                proof = orjson.loads(Path(args.proof).read_bytes())
-            except (OSError, orjson.JSONDecodeError) as exc:
-                raise PorError(f"cannot read proof {args.proof}: {exc}") from None
-            _print(verify_proof(proof, args.root))
+            publication = read_json(args.publication, "publication") if args.publication else None
+            _print(check_proof(read_json(args.proof, "proof"), root=args.root, publication=publication, pubkey=args.pubkey))
             return 0
         directory = Path(args.dir) if args.dir else _journal_dir(args)
         seq, tree = load_tree(directory, args.seq)

@@ -1,53 +1,91 @@
 """Proof of reserves: a Merkle sum tree over every account's liabilities per asset.
 
-Scheme ``satchel-por-v1`` (documented in README):
+Scheme ``satchel-por-v2`` (documented in README):
 
-* Leaves are user accounts (the venue's fee account is the venue's own money, not a
-  liability, and is left out), in account-id order. A leaf's liabilities are its
-  total balance per asset (available + locked), in atoms, in the published asset
-  order. A negative balance is refused: the tree is not built.
+* Every user account (the venue's fee account is the venue's own money, not a
+  liability, and is left out) is one leaf: its total balance per asset
+  (available + locked, in atoms). A negative balance is refused: the tree is not
+  built.
+* The leaves are in the order of their hashes, which the secret salts make random
+  and new at every publication, so a leaf's neighbours are accounts no proof names
+  (scheme 1 kept account-id order, so every proof showed the next account's exact
+  balances).
 * ``sums`` are packed as 16-byte big-endian lanes, one per asset.
-  ``leaf = blake2b-256("satchel/por/leaf/v1" | account_id u64 BE | salt(16) | sums)``
+  ``leaf = blake2b-256("satchel/por/leaf/v2" | account_id u64 BE | part u32 BE | salt(16) | sums)``
   ``node = blake2b-256("satchel/por/node/v1" | left.hash | left.sums | right.hash | right.sums)``
   with ``node.sums = left.sums + right.sums`` lane by lane. A level of odd length
   pairs its last node with ``pad = blake2b-256("satchel/por/pad/v1" | level u32 BE)``,
   sums zero. Hashing the sums into every node means a venue cannot shave a
-  liability off one branch without changing the root.
-* ``salt`` is derived from the venue's secret key, the checkpoint seq and the
-  account id, and given to the account in its proof: siblings' hashes in a proof
-  reveal nothing a neighbour could brute-force.
-* The root hash and the totals are put in a checkpoint signed with the venue key.
+  liability off one branch without changing the root. ``part`` is 0: the format
+  (a proof lists its account's parts) leaves room for a later scheme that splits
+  an account into several leaves.
+* A leaf's 16-byte salt is ``blake2b-128("satchel/por/salt/v2" | secret | seq | account_id)``,
+  the secret derived from the venue key: the venue can rebuild the same tree; nobody
+  without the key can predict it, and a sibling's hash (salted) does not give away
+  whose leaf it is.
+* The root hash, the totals, the asset list (every asset of the venue) and the
+  number of accounts go into a checkpoint signed with the venue key; the
+  publication ``por/<seq>.json`` carries that signed checkpoint.
 
-A proof lists the leaf (account id, salt, balances) and, from the bottom up, each
-sibling's side, hash and sums. ``verify_proof`` recomputes the path, refuses a
-negative or oversized sibling sum (the classic trick to hide liabilities), and
-compares with the published root.
+A proof names the account, its balances and, for each of its parts, the part's
+salt and balances and, from the bottom up, each sibling's side, hash and sums.
+``verify_proof`` recomputes every path, refuses a negative or oversized sibling sum
+(the classic trick to hide liabilities), checks that the parts add up to the
+balances and that every path reaches the same root; ``check_proof`` also checks
+that root and its totals against the venue's signed publication.
+
+What a proof shows its holder about other accounts: the first sibling is the exact
+balances of one account the proof does not name, a different one at every
+publication; the siblings above it are totals of random groups of accounts.
+Splitting each account into random shares hid the first sibling's amounts too, but
+two shares made a million-account publication 5x slower (35 s against 6.5 s), far
+past its 10 s budget; hiding amounts entirely needs commitments with range proofs
+(DAPOL, Summa), which a plain sum tree does not have.
+
+Scheme ``satchel-por-v1`` (account-id order, leaf tag ``leaf/v1`` without the
+part) still verifies in older journals, and its proofs still check.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+import orjson
 
 from engine.messages import FEE_ACCOUNT_ID
 
 if TYPE_CHECKING:
     from engine.venue import Venue
 
-LEAF: Final = b"satchel/por/leaf/v1"
+LEAF_V1: Final = b"satchel/por/leaf/v1"
+LEAF: Final = b"satchel/por/leaf/v2"
 NODE: Final = b"satchel/por/node/v1"
 PAD: Final = b"satchel/por/pad/v1"
+DRAW: Final = b"satchel/por/salt/v2"
 LANE_BYTES: Final = 16
 LANE_MAX: Final = 1 << 120  # far above any real total; lanes can never carry into each other
-SCHEME: Final = "satchel-por-v1"
+SCHEME_V1: Final = "satchel-por-v1"
+SCHEME: Final = "satchel-por-v2"  # what new publications are: 2 places the leaves in a drawn order
+SCHEMES: Final = (SCHEME_V1, SCHEME)  # what verify and `satchel por verify` read
+PARTS: Final = 1  # leaves per account; the format has room for more (each a share of the balances)
+SALT_BYTES: Final = 16
+MAX_PATH: Final = 64  # steps: a tree of 2**64 leaves
 
 
 class PorError(ValueError):
     """A tree that must not be built, or a proof that does not hold; the message says why."""
 
 
-def pack(values: Iterable[int]) -> int:
+class Leaf(NamedTuple):
+    account_id: int
+    part: int  # 0 .. PARTS - 1 (always 0 in scheme 1)
+    salt: bytes
+    atoms: list[int]  # per asset, in the tree's asset order
+
+
+def pack(values: list[int]) -> int:
     """Per-asset atoms -> one int with a 128-bit lane per asset (first asset highest)."""
     out = 0
     for v in values:
@@ -64,12 +102,14 @@ def unpack(packed: int, lanes: int) -> list[int]:
     return [(packed >> (LANE_BYTES * 8 * (lanes - 1 - i))) & mask for i in range(lanes)]
 
 
-def salt_for(secret: bytes, seq: int, account_id: int) -> bytes:
-    return hashlib.blake2b(seq.to_bytes(8, "big") + account_id.to_bytes(8, "big"), key=secret, digest_size=16).digest()
+def leaf_hash(leaf: Leaf, packed: int, width: int, scheme: str = SCHEME) -> bytes:
+    account = leaf.account_id.to_bytes(8, "big")
+    head = LEAF_V1 + account if scheme == SCHEME_V1 else LEAF + account + leaf.part.to_bytes(4, "big")
+    return hashlib.blake2b(head + leaf.salt + packed.to_bytes(width, "big"), digest_size=32).digest()
 
 
-def leaf_hash(account_id: int, salt: bytes, packed: int, width: int) -> bytes:
-    return hashlib.blake2b(LEAF + account_id.to_bytes(8, "big") + salt + packed.to_bytes(width, "big"),
+def node_hash(left: bytes, left_sums: int, right: bytes, right_sums: int, width: int) -> bytes:
+    return hashlib.blake2b(NODE + left + left_sums.to_bytes(width, "big") + right + right_sums.to_bytes(width, "big"),
                            digest_size=32).digest()
 
 
@@ -77,78 +117,173 @@ def pad_hash(level: int) -> bytes:
     return hashlib.blake2b(PAD + level.to_bytes(4, "big"), digest_size=32).digest()
 
 
+# --- building ------------------------------------------------------------------------------
+
+
 class SumTree:
     """The whole tree, kept level by level so any account's proof can be read off it."""
 
-    def __init__(self, assets: list[str], leaves: list[tuple[int, bytes, list[int]]]) -> None:
-        """``leaves``: (account_id, salt, atoms per asset), any order; ids must be unique."""
+    def __init__(self, assets: list[str], leaves: list[Leaf], scheme: str = SCHEME,
+                 hashed: tuple[list[bytes], list[int]] | None = None) -> None:
+        """``leaves`` in tree order; each (account, part) at most once (``from_leaves`` checks a file's).
+        ``hashed``: the leaves' hashes and packed sums, when the caller has them (``build``)."""
         self.assets = assets
+        self.scheme = scheme
+        self.leaves = leaves
         lanes = len(assets)
         self.width = width = LANE_BYTES * lanes
-        leaves = sorted(leaves, key=lambda leaf: leaf[0])
-        self.index: dict[int, int] = {}
-        hashes: list[bytes] = []
-        sums: list[int] = []
-        for i, (account_id, salt, atoms) in enumerate(leaves):
-            if len(atoms) != lanes:
-                raise PorError(f"account {account_id}: {len(atoms)} balances for {lanes} assets")
-            try:
-                packed = pack(atoms)
-            except PorError as exc:
-                raise PorError(f"account {account_id}: {exc}") from None
-            if account_id in self.index:
-                raise PorError(f"account {account_id} appears twice")
-            self.index[account_id] = i
-            hashes.append(leaf_hash(account_id, salt, packed, width))
-            sums.append(packed)
-        self.leaves = leaves
+        if hashed is not None:
+            hashes, sums = hashed
+        else:
+            hashes, sums = [], []
+            for leaf in leaves:
+                if len(leaf.atoms) != lanes:
+                    raise PorError(f"account {leaf.account_id}: {len(leaf.atoms)} balances for {lanes} assets")
+                try:
+                    packed = pack(leaf.atoms)
+                except PorError as exc:
+                    raise PorError(f"account {leaf.account_id}: {exc}") from None
+                hashes.append(leaf_hash(leaf, packed, width, scheme))
+                sums.append(packed)
         self.levels: list[tuple[list[bytes], list[int]]] = [(hashes, sums)]
-        blake, node = hashlib.blake2b, NODE
+        blake = hashlib.blake2b
         level = 0
         while len(hashes) > 1:
             if len(hashes) % 2:
                 hashes = [*hashes, pad_hash(level)]
                 sums = [*sums, 0]
                 self.levels[-1] = (hashes, sums)
-            up_h: list[bytes] = []
-            up_s: list[int] = []
-            for j in range(0, len(hashes), 2):
-                ls, rs = sums[j], sums[j + 1]
-                up_h.append(blake(node + hashes[j] + ls.to_bytes(width, "big") + hashes[j + 1] + rs.to_bytes(width, "big"),
-                                  digest_size=32).digest())
-                up_s.append(ls + rs)
-            hashes, sums = up_h, up_s
+            # ``node_hash`` inline: a million-account tree has two million nodes
+            raw = [s.to_bytes(width, "big") for s in sums]
+            up_s = [sums[j] + sums[j + 1] for j in range(0, len(sums), 2)]
+            hashes = [blake(NODE + hashes[j] + raw[j] + hashes[j + 1] + raw[j + 1], digest_size=32).digest()
+                      for j in range(0, len(hashes), 2)]
+            sums = up_s
             self.levels.append((hashes, sums))
             level += 1
         if not hashes:
             self.root, self.root_sums = pad_hash(0), 0
         else:
             self.root, self.root_sums = hashes[0], sums[0]
+        self._index: dict[int, list[int]] | None = None
+
+    @property
+    def index(self) -> dict[int, list[int]]:
+        """Account id -> its leaves' positions (built when first asked: publishing needs no proof)."""
+        if self._index is None:
+            index: dict[int, list[int]] = {}
+            for i, leaf in enumerate(self.leaves):
+                index.setdefault(leaf.account_id, []).append(i)
+            self._index = index
+        return self._index
 
     @property
     def totals(self) -> list[int]:
         return unpack(self.root_sums, len(self.assets))
 
+    @property
+    def accounts(self) -> int:
+        return len({leaf.account_id for leaf in self.leaves})
+
+    def publication(self, seq: int) -> dict[str, Any]:
+        """What the signed checkpoint carries: root, every asset's total, the number of accounts."""
+        return {"scheme": self.scheme, "seq": seq, "root": self.root.hex(), "assets": self.assets,
+                "totals": [str(v) for v in self.totals], "accounts": self.accounts}
+
+    def leaves_doc(self, seq: int) -> dict[str, Any]:
+        """The private leaves file (salts and balances of every account), from which ``from_leaves`` rebuilds the tree."""
+        if self.scheme == SCHEME_V1:
+            rows: list[list[Any]] = [[f.account_id, f.salt.hex(), [str(v) for v in f.atoms]] for f in self.leaves]
+        else:
+            rows = [[f.account_id, f.part, f.salt.hex(), [str(v) for v in f.atoms]] for f in self.leaves]
+        return {"scheme": self.scheme, "seq": seq, "assets": self.assets, "leaves": rows}
+
     def proof(self, account_id: int, seq: int) -> dict[str, Any]:
-        i = self.index.get(account_id)
-        if i is None:
+        positions = self.index.get(account_id)
+        if positions is None:
             raise PorError(f"account {account_id} has no leaf in the tree at seq {seq}")
-        _, salt, atoms = self.leaves[i]
+        head = {"scheme": self.scheme, "seq": seq, "account_id": account_id, "assets": self.assets}
+        tail = {"root": self.root.hex(), "totals": [str(v) for v in self.totals]}
+        if self.scheme == SCHEME_V1:
+            (i,) = positions
+            leaf = self.leaves[i]
+            return {**head, "salt": leaf.salt.hex(), "balances": [str(v) for v in leaf.atoms],
+                    "path": self._path(i), **tail}
+        ordered = sorted(positions, key=lambda i: self.leaves[i].part)
+        parts = [{"part": self.leaves[i].part, "salt": self.leaves[i].salt.hex(),
+                  "balances": [str(v) for v in self.leaves[i].atoms], "path": self._path(i)} for i in ordered]
+        balances = [sum(self.leaves[i].atoms[k] for i in positions) for k in range(len(self.assets))]
+        return {**head, "balances": [str(v) for v in balances], "parts": parts, **tail}
+
+    def _path(self, i: int) -> list[dict[str, Any]]:
         lanes = len(self.assets)
         path = []
         for hashes, sums in self.levels[:-1]:
             sibling = i ^ 1
-            path.append({
-                "side": "L" if sibling < i else "R",
-                "hash": hashes[sibling].hex(),
-                "sums": [str(v) for v in unpack(sums[sibling], lanes)],
-            })
+            path.append({"side": "L" if sibling < i else "R", "hash": hashes[sibling].hex(),
+                         "sums": [str(v) for v in unpack(sums[sibling], lanes)]})
             i //= 2
-        return {
-            "scheme": SCHEME, "seq": seq, "account_id": account_id, "salt": salt.hex(), "assets": self.assets,
-            "balances": [str(v) for v in atoms], "path": path,
-            "root": self.root.hex(), "totals": [str(v) for v in self.totals],
-        }
+        return path
+
+
+def from_leaves(doc: dict[str, Any]) -> SumTree:
+    """The tree of a leaves file (``SumTree.leaves_doc``), of either scheme."""
+    scheme = doc.get("scheme", SCHEME_V1)
+    if scheme not in SCHEMES:
+        raise PorError(f"leaves file of unknown scheme {scheme!r}")
+    try:
+        if scheme == SCHEME_V1:
+            leaves = [Leaf(int(a), 0, bytes.fromhex(s), [int(v) for v in atoms]) for a, s, atoms in doc["leaves"]]
+        else:
+            leaves = [Leaf(int(a), int(p), bytes.fromhex(s), [int(v) for v in atoms]) for a, p, s, atoms in doc["leaves"]]
+        assets = list(doc["assets"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PorError(f"leaves file is malformed: {exc}") from None
+    if len({(leaf.account_id, leaf.part) for leaf in leaves}) != len(leaves):
+        raise PorError("leaves file lists an account's leaf twice")
+    return SumTree(assets, leaves, scheme)
+
+
+_PART_0: Final = bytes(4)  # the part field of a scheme-2 leaf (``leaf_hash``), written in one piece
+
+
+def build(assets: list[str], balances: Iterable[tuple[int, list[int]]], secret: bytes, seq: int) -> SumTree:
+    """The tree over (account id, atoms per asset in ``assets`` order) pairs: one leaf per account, in leaf-hash order.
+
+    Each leaf's salt is drawn from the secret, so its hash, and with it its place in
+    the tree, is unpredictable without the key and new at every publication. This is
+    the whole cost of a publication (a million accounts), so the leaves are hashed
+    here, in one pass, not by ``SumTree``. Ordering them makes it take about 1.5 times as
+    long (the sort, and the tree then reads its leaves out of memory order).
+    """
+    lanes = len(assets)
+    width = LANE_BYTES * lanes
+    bits = LANE_BYTES * 8
+    # the salt: BLAKE2b over the secret (a fixed-length prefix) and the account; BLAKE2 has no length extension,
+    # so this is as sound as its keyed mode, and one call where the keyed hasher needs a copy and an update
+    salted = DRAW + len(secret).to_bytes(2, "big") + secret + seq.to_bytes(8, "big")
+    blake, new_leaf = hashlib.blake2b, tuple.__new__  # a Leaf without its Python-level __new__
+    leaves: list[Leaf] = []
+    hashes: list[bytes] = []
+    sums: list[int] = []
+    for account_id, atoms in balances:
+        if len(atoms) != lanes:
+            raise PorError(f"account {account_id}: {len(atoms)} balances for {lanes} assets")
+        account = account_id.to_bytes(8, "big")
+        salt = blake(salted + account, digest_size=SALT_BYTES).digest()
+        packed = 0
+        for total in atoms:
+            if total < 0:
+                raise PorError(f"account {account_id}: negative liability {total}")
+            if total >= LANE_MAX:
+                raise PorError(f"account {account_id}: liability {total} is out of range")
+            packed = (packed << bits) | total
+        leaves.append(new_leaf(Leaf, (account_id, 0, salt, atoms)))
+        hashes.append(blake(LEAF + account + _PART_0 + salt + packed.to_bytes(width, "big"), digest_size=32).digest())
+        sums.append(packed)
+    # tree order: by leaf hash, which the secret salt makes unpredictable (no separate draw to sort by)
+    order = sorted(range(len(hashes)), key=hashes.__getitem__)
+    return SumTree(assets, [leaves[i] for i in order], SCHEME, hashed=([hashes[i] for i in order], [sums[i] for i in order]))
 
 
 def venue_tree(venue: Venue, secret: bytes, seq: int) -> SumTree:
@@ -157,61 +292,164 @@ def venue_tree(venue: Venue, secret: bytes, seq: int) -> SumTree:
 
     assets = sorted(venue.assets)
     with collector_paused():  # millions of short tuples and hashes: no cycles, all kept until done
-        leaves = []
-        for account_id, account in venue.accounts.items():
-            if account_id == FEE_ACCOUNT_ID:
-                continue
-            balances = account.balances
-            leaves.append((account_id, salt_for(secret, seq, account_id), [balances.get(a, 0) for a in assets]))
-        return SumTree(assets, leaves)
+        return build(assets, ((account_id, [account.balances.get(a, 0) for a in assets])
+                              for account_id, account in venue.accounts.items() if account_id != FEE_ACCOUNT_ID),
+                     secret, seq)
 
 
-def verify_proof(proof: dict[str, Any], root_hex: str) -> dict[str, Any]:
-    """Recompute a proof's path; return the account's balances, or raise PorError naming the problem."""
+# --- checking ------------------------------------------------------------------------------
+
+
+def verify_proof(proof: Any, root_hex: Any) -> dict[str, Any]:
+    """Recompute a proof's paths; return the account's balances, or raise PorError naming the problem."""
+    proof = _object(proof, "the proof")
+    scheme = proof.get("scheme")
+    if scheme not in SCHEMES:
+        raise PorError(f"unknown scheme {scheme!r} (this version reads {', '.join(SCHEMES)})")
+    root = _hex(root_hex, "the root", 32)
+    assets = _assets(proof.get("assets"))
+    account_id = _account_id(proof.get("account_id"))
+    parts = [proof] if scheme == SCHEME_V1 else _parts(proof.get("parts"))
+    balances = [0] * len(assets)
+    totals: list[int] = []
+    for part in parts:
+        index = 0 if scheme == SCHEME_V1 else part["part"]
+        leaf = Leaf(account_id, index, _hex(part.get("salt"), "the salt", SALT_BYTES),
+                    _amounts(part.get("balances"), "balance", len(assets)))
+        what = "proof" if scheme == SCHEME_V1 else f"part {index} of the proof"
+        digest, totals = _climb(leaf, part.get("path"), len(assets), scheme, what)
+        if digest != root:
+            raise PorError(f"{what} leads to root {digest.hex()}, not the published {root.hex()}")
+        balances = [b + a for b, a in zip(balances, leaf.atoms, strict=True)]
+    if _amounts(proof.get("balances"), "balance", len(assets)) != balances:
+        raise PorError(f"the proof's parts add up to {[str(v) for v in balances]}, not the balances it states")
+    if _hex(proof.get("root"), "the proof's root", 32) != root:
+        raise PorError(f"the proof states root {proof['root']}, but its paths lead to {root.hex()}")
+    if _amounts(proof.get("totals"), "total", len(assets)) != totals:
+        raise PorError(f"the proof states totals {proof['totals']}, but its paths add up to {[str(v) for v in totals]}")
+    return {"ok": True, "account_id": account_id, "seq": proof.get("seq"), "root": root.hex(),
+            "assets": assets, "balances": [str(b) for b in balances], "totals": [str(v) for v in totals]}
+
+
+def signed_claim(publication: Any, pubkey: str) -> dict[str, Any]:
+    """The proof-of-reserves claim of a publication (``por/<seq>.json``) whose checkpoint the venue key signed."""
+    from engine import signing
+    from engine.audit import CHECKPOINT, canonical
+
+    doc = _object(publication, "the publication")
+    body = _object(doc.get("checkpoint"), "the publication's checkpoint")
     try:
-        if proof.get("scheme") != SCHEME:
-            raise PorError(f"unknown scheme {proof.get('scheme')!r} (expected {SCHEME})")
-        assets = list(proof["assets"])
-        lanes = len(assets)
-        width = LANE_BYTES * lanes
-        account_id = int(proof["account_id"])
-        salt = bytes.fromhex(proof["salt"])
-        balances = [_atoms(v, "balance") for v in proof["balances"]]
-        if len(balances) != lanes:
-            raise PorError("balances do not match the asset list")
-        packed = pack(balances)
-        digest = leaf_hash(account_id, salt, packed, width)
-        for step in proof["path"]:
-            sums = [_atoms(v, "sibling sum") for v in step["sums"]]
-            if len(sums) != lanes:
-                raise PorError("a sibling's sums do not match the asset list")
-            sib_sums = pack(sums)
-            sib_hash = bytes.fromhex(step["hash"])
-            if len(sib_hash) != 32:
-                raise PorError("a sibling hash is not 32 bytes")
-            if step["side"] == "L":
-                digest = hashlib.blake2b(NODE + sib_hash + sib_sums.to_bytes(width, "big") + digest
-                                         + packed.to_bytes(width, "big"), digest_size=32).digest()
-            elif step["side"] == "R":
-                digest = hashlib.blake2b(NODE + digest + packed.to_bytes(width, "big") + sib_hash
-                                         + sib_sums.to_bytes(width, "big"), digest_size=32).digest()
-            else:
-                raise PorError(f"side {step['side']!r} is not L or R")
-            packed += sib_sums
-            if packed >= 1 << (width * 8) or any(v >= LANE_MAX for v in unpack(packed, lanes)):
-                raise PorError("sums overflow")
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, PorError):
-            raise
-        raise PorError(f"malformed proof: {exc}") from None
-    if digest.hex() != root_hex.lower():
-        raise PorError(f"proof leads to root {digest.hex()}, not the published {root_hex}")
-    return {"ok": True, "account_id": account_id, "seq": proof.get("seq"), "root": digest.hex(),
-            "assets": assets, "balances": [str(b) for b in balances],
-            "totals": [str(v) for v in unpack(packed, lanes)]}
+        public = signing.load_public(pubkey.strip())
+    except signing.KeyError_ as exc:
+        raise PorError(str(exc)) from None
+    signature = doc.get("signature")
+    if type(signature) is not str or not signing.verify(public, CHECKPOINT, canonical(body), signature):
+        raise PorError("the publication's signature does not verify with the given venue key")
+    claim = _object(body.get("por"), "the signed checkpoint's proof-of-reserves claim")
+    if claim.get("seq") != body.get("seq"):
+        raise PorError(f"the signed claim names seq {claim.get('seq')!r}, its checkpoint seq {body.get('seq')!r}")
+    return claim
+
+
+def check_proof(proof: Any, *, root: str | None = None, publication: Any = None, pubkey: str | None = None) -> dict[str, Any]:
+    """``verify_proof`` against a root the user trusts, or against the root and totals the venue signed."""
+    if publication is None:
+        return verify_proof(proof, root)
+    if not pubkey:
+        raise PorError("checking a publication needs the venue's public key (--pubkey), from a source you trust")
+    claim = signed_claim(publication, pubkey)
+    checked = verify_proof(proof, claim.get("root"))
+    for field, value in (("scheme", proof.get("scheme")), ("seq", checked["seq"]), ("assets", checked["assets"]),
+                         ("totals", checked["totals"])):
+        if claim.get(field) != value:
+            raise PorError(f"the proof's {field} {value!r} is not the signed publication's {claim.get(field)!r}")
+    return {**checked, "publication": "signature verified with the given venue key"}
+
+
+def read_json(path: str, what: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return orjson.loads(f.read())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise PorError(f"cannot read {what} {path}: {exc}") from None
+
+
+def _climb(leaf: Leaf, path: Any, lanes: int, scheme: str, what: str) -> tuple[bytes, list[int]]:
+    """The root hash and sums a leaf's path leads to."""
+    width = LANE_BYTES * lanes
+    packed = pack(leaf.atoms)
+    digest = leaf_hash(leaf, packed, width, scheme)
+    steps = _list(path, f"the path of the {what}")
+    if len(steps) > MAX_PATH:
+        raise PorError(f"the path of the {what} has {len(steps)} steps (at most {MAX_PATH})")
+    for step in steps:
+        step = _object(step, "a path step")
+        sib_sums = pack(_amounts(step.get("sums"), "sibling sum", lanes))
+        sib_hash = _hex(step.get("hash"), "a sibling hash", 32)
+        side = step.get("side")
+        if side == "L":
+            digest = node_hash(sib_hash, sib_sums, digest, packed, width)
+        elif side == "R":
+            digest = node_hash(digest, packed, sib_hash, sib_sums, width)
+        else:
+            raise PorError(f"side {side!r} is not L or R")
+        packed += sib_sums
+        if packed >= 1 << (width * 8) or any(v >= LANE_MAX for v in unpack(packed, lanes)):
+            raise PorError("sums overflow")
+    return digest, unpack(packed, lanes)
+
+
+def _parts(value: Any) -> list[dict[str, Any]]:
+    parts = [_object(p, "a part") for p in _list(value, "the proof's parts")]
+    indexes = [p.get("part") for p in parts]
+    if sorted(i for i in indexes if type(i) is int) != list(range(PARTS)) or len(indexes) != PARTS:
+        raise PorError(f"the proof's parts are numbered {indexes!r}, not 0 to {PARTS - 1} once each")
+    return parts
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise PorError(f"{what} is not a JSON object")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if type(value) is not list:
+        raise PorError(f"{what} is not a list")
+    return value
+
+
+def _assets(value: Any) -> list[str]:
+    assets = _list(value, "the proof's asset list")
+    if not all(type(a) is str for a in assets):
+        raise PorError("the proof's assets are not all names")
+    return assets
+
+
+def _account_id(value: Any) -> int:
+    if type(value) is not int or not 0 <= value < 1 << 64:
+        raise PorError(f"account id {value!r} is not an integer from 0 to 2**64 - 1")
+    return value
+
+
+def _hex(value: Any, what: str, size: int) -> bytes:
+    try:
+        raw = bytes.fromhex(value) if type(value) is str else None
+    except ValueError:
+        raw = None
+    if raw is None or len(raw) != size:
+        raise PorError(f"{what} {value!r} is not {size} bytes of hex")
+    return raw
+
+
+def _amounts(value: Any, what: str, lanes: int) -> list[int]:
+    values = _list(value, f"the {what}s")
+    if len(values) != lanes:
+        raise PorError(f"{len(values)} {what}s do not match the {lanes} assets")
+    return [_atoms(v, what) for v in values]
 
 
 def _atoms(value: Any, what: str) -> int:
-    if type(value) is not str or not value.isdigit():
+    if type(value) is not str or not (value.isascii() and value.isdigit()):
         raise PorError(f"{what} {value!r} is not a non-negative integer of atoms")
     return int(value)

@@ -324,26 +324,21 @@ class Publisher:
     async def rebuild(cls, engine: Engine) -> Publisher:
         """The state saved at the last clean stop plus the journal after it (or all of it), then subscribe.
 
-        See ``publisher_state`` for the saved state. The bulk is read in a
-        worker thread (nothing else touches this publisher yet, and it has no
-        listeners), pass after pass while the engine keeps writing; the last
+        See ``publisher_state`` for the saved state, used only when a signed
+        checkpoint vouches for it. The bulk is read in a worker thread (nothing
+        else touches this publisher yet, and it has no listeners), pass after
+        pass while the engine keeps writing; the last
         short stretch is read in the trio thread in the same step as
         ``subscribe()``, so the first live batch is the one right after the
         last event read: no gap, no duplicate.
         """
-        from engine import publisher_state
-
         started = time.monotonic()
         with collector_paused():
-            try:
-                loaded = publisher_state.load(engine.directory, engine.config)
-            except publisher_state.StateInvalid as exc:
-                log.warning("publisher state unusable (%s); replaying the journal from genesis", exc)
-                loaded = None
+            loaded = await trio.to_thread.run_sync(_saved_state, engine, engine.journal.durable_seq)
             if loaded is not None:
-                publisher, seq, prev_hash, skip = loaded
+                publisher, reader = loaded
                 try:
-                    await publisher._replay(engine, JournalReader(engine.directory, seq, prev_hash), skip)
+                    await publisher._replay(engine, reader, 0)
                 except (JournalCorrupt, PositionMismatch) as exc:
                     log.warning("publisher state does not fit this journal (%s); replaying from genesis", exc)
                     loaded = None
@@ -852,6 +847,23 @@ async def serve_publisher(engine: Engine, *, share: bool = True,
             # shielded, because it runs exactly when the services are being cancelled
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(_save_state, publisher, engine)
+
+
+def _saved_state(engine: Engine, upto: int) -> tuple[Publisher, JournalReader] | None:
+    """The saved state, once a signed checkpoint vouches for it, and a reader where it stands; None to replay
+    from genesis (no file, or one that cannot be used or trusted). Blocking: run in a worker thread."""
+    from engine import publisher_state
+
+    try:
+        loaded = publisher_state.load(engine.directory, engine.config)
+        if loaded is None:
+            return None
+        publisher, seq, prev_hash, skip = loaded
+        reader = publisher_state.vouch(publisher, engine.directory, engine.key.public, (seq, prev_hash, skip), upto)
+    except (publisher_state.StateInvalid, JournalCorrupt, PositionMismatch) as exc:
+        log.warning("publisher state unusable (%s); replaying the journal from genesis", exc)
+        return None
+    return publisher, reader
 
 
 def _save_state(publisher: Publisher, engine: Engine) -> None:

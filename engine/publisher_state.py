@@ -13,6 +13,15 @@ reader checks the hash chain from its position on). A daemon that crashed uses t
 a missing, damaged or foreign file means a replay from genesis. Either way the
 result is the same state.
 
+Trust: the file is a cache of replay, like a snapshot, and carries no signature.
+Its venue is what the checkpoint replica goes on to hash and the daemon signs, and
+what the adapters show as balances, so a loaded state is used only once ``vouch``
+has carried it to the first signed checkpoint covering its position and found the
+state hash that checkpoint signs; otherwise it is discarded for a replay from
+genesis. Limit: the derived part (trades, klines, histories) is in no checkpoint's
+hash, so a forger who leaves the venue alone could still show false histories;
+they are never signed and never move money.
+
 Layout: a JSON header line ``{"format", "seq", "hash", "skip", "events",
 "funds_seq", "venue_bytes", "derived_bytes", "blake2b"}``, then the shadow venue
 exactly as ``snapshot.dump`` writes it, then the derived data as JSON arrays.
@@ -30,11 +39,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from engine import snapshot
-from engine.audit import collector_paused
+from engine import signing, snapshot
+from engine.audit import CHECKPOINT, canonical, collector_paused, is_control
+from engine.codec import CodecError, decode_rows
 from engine.config import Config
-from engine.journal import HEADER, fsync_dir, record_hash, segments
+from engine.journal import HEADER, JournalReader, Record, fsync_dir, record_hash, segments
 from engine.messages import OrderView
 
 if TYPE_CHECKING:
@@ -154,6 +165,75 @@ def load(directory: Path, config: Config) -> tuple[Publisher, int, bytes, int] |
         raise
     except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
         raise StateInvalid(f"malformed: {exc}") from None
+
+
+def vouch(publisher: Publisher, directory: Path, public: Ed25519PublicKey, position: tuple[int, bytes, int],
+          upto: int) -> JournalReader:
+    """Trust a loaded state only as far as the journal's signatures do; return a reader at where it now stands.
+
+    As start-up does with a snapshot: the saved venue is a cache of replay, so it is
+    used only if a signed checkpoint vouches for it. ``position`` is what ``load``
+    read: (seq, hash, events applied after seq). The first verified checkpoint in
+    the journal (through ``upto``, a durable seq) that covers that position or a later
+    one names a state hash; the state is replayed to that checkpoint's seq and must
+    hash to it. In the normal cases that is a short step: the replica saves its state
+    at a seq its next checkpoint covers, and a clean stop ends in a checkpoint. A
+    forged file (hashes recomputed) hashes differently, and one no checkpoint covers
+    yet (a crash right after it was written) is not trusted: StateInvalid, and the
+    caller replays from genesis.
+    """
+    at, at_hash, covered, state_hash = _first_covering_checkpoint(directory, public, position, upto)
+    reader = JournalReader(directory, at, at_hash)
+    publisher.catch_up(reader, covered, quiet=True)
+    if publisher.venue.state_hash() != state_hash:
+        raise StateInvalid(f"carried to seq {covered}, it is not the state the journal's checkpoint signs there")
+    return reader
+
+
+def _first_covering_checkpoint(directory: Path, public: Ed25519PublicKey, position: tuple[int, bytes, int],
+                               upto: int) -> tuple[int, bytes, int, str]:
+    """(seq and hash of the record the state ends at, seq and state hash of the first checkpoint covering it)."""
+    at, at_hash, skip = position
+    hashes = {at: at_hash}  # records from the state's end on: the checkpoint's chain hash is checked against them
+    for record in JournalReader(directory, at, at_hash).read(upto):
+        if skip:  # events the state already holds: find the record they end with
+            if not is_control(record.payload):
+                try:
+                    skip -= len(decode_rows(record.payload))
+                except CodecError as exc:
+                    raise StateInvalid(f"record {record.seq} does not decode: {exc}") from None
+                if skip < 0:
+                    raise StateInvalid(f"its event count ends inside record {record.seq}")
+                at, at_hash = record.seq, record.hash
+                hashes = {at: at_hash}
+            continue
+        hashes[record.seq] = record.hash
+        body = _signed_checkpoint(record, public)
+        if body is None or type(body.get("seq")) is not int or body["seq"] < at:
+            continue
+        covered = body["seq"]
+        if covered not in hashes or hashes[covered].hex() != body.get("chain_hash"):
+            raise StateInvalid(f"the checkpoint at seq {record.seq} does not name the journal's record {covered}")
+        return at, at_hash, covered, str(body.get("state_hash"))
+    if skip:
+        raise StateInvalid(f"it holds {skip} more events than the journal through seq {upto}")
+    raise StateInvalid(f"no signed checkpoint through seq {upto} covers its position (seq {at})")
+
+
+def _signed_checkpoint(record: Record, public: Ed25519PublicKey) -> dict[str, Any] | None:
+    """A checkpoint record's body if its signature verifies with ``public``; None for any other control record."""
+    if not is_control(record.payload):
+        return None
+    try:
+        doc = orjson.loads(record.payload)
+    except orjson.JSONDecodeError:
+        raise StateInvalid(f"control record {record.seq} is not JSON") from None
+    if type(doc) is not dict or doc.get("type") != CHECKPOINT:
+        return None
+    body, signature = doc.get("body"), doc.get("signature")
+    if type(body) is not dict or type(signature) is not str or not signing.verify(public, CHECKPOINT, canonical(body), signature):
+        raise StateInvalid(f"the checkpoint at seq {record.seq} does not verify with the venue key")
+    return body
 
 
 def genesis_hash(directory: Path) -> str:

@@ -35,7 +35,7 @@ from typing import Any, Final
 import attrs
 import orjson
 
-from engine import por, publisher_state, snapshot
+from engine import por, publisher_state, signing, snapshot
 from engine.audit import liabilities
 from engine.config import Config
 from engine.journal import JournalCorrupt, JournalReader
@@ -75,14 +75,19 @@ class Replica:
     a daemon that crashed replays at most one snapshot interval of journal into
     its publisher before the adapters listen, not everything since its last
     clean stop. It starts from the newest publisher state file, or from genesis.
+    What it hashes is signed, so a state loaded from the file is checked against
+    the journal's signed checkpoints (``publisher_state.vouch``, at the first
+    request: that names a durable seq to look up to) before anything is hashed.
     """
 
-    def __init__(self, config: Config, directory: Path, snapshot_every: int) -> None:
+    def __init__(self, config: Config, directory: Path, snapshot_every: int, venue_key: str) -> None:
         self.config = config
         self.directory = directory
         self.snapshot_every = snapshot_every
+        self.public = signing.load_public(venue_key)
         self.from_state = False
         self.publisher, self.reader, self.skip = self._start()
+        self.vouched = not self.from_state
         self.events_at_snapshot = self.publisher.events
 
     def _start(self, *, from_genesis: bool = False) -> tuple[Publisher, JournalReader, int]:
@@ -104,13 +109,18 @@ class Replica:
 
     def advance(self, target: int, kinds: frozenset[str], now_us: int, por_salt: bytes | None) -> Advanced:
         try:
+            if not self.vouched:
+                position = (self.reader.seq, self.reader.hash, self.skip)
+                self.reader = publisher_state.vouch(self.publisher, self.directory, self.public, position, target)
+                self.skip, self.vouched = 0, True
             self.publisher.catch_up(self.reader, target, self.skip, quiet=True)
-        except (JournalCorrupt, PositionMismatch) as exc:
+        except (JournalCorrupt, PositionMismatch, publisher_state.StateInvalid) as exc:
             if not self.from_state:
                 raise  # the journal itself is damaged: nothing to fall back to
-            # a saved state that does not fit this journal: the whole journal is the truth
-            log.warning("publisher state does not fit the journal (%s); the replica replays from genesis", exc)
+            # a saved state that does not fit this journal, or that no signature vouches for: the journal is the truth
+            log.warning("publisher state not usable (%s); the replica replays from genesis", exc)
             self.publisher, self.reader, self.skip = self._start(from_genesis=True)
+            self.vouched = True
             self.publisher.catch_up(self.reader, target, 0, quiet=True)
         self.skip = 0
         publisher, venue, chain = self.publisher, self.venue, self.reader.hash
@@ -134,17 +144,12 @@ class Replica:
     def _build_por(self, seq: int, salt: bytes) -> dict[str, Any]:
         venue = self.venue
         tree = por.venue_tree(venue, salt, seq)
-        assets = tree.assets
         totals = liabilities(venue)
-        assert tree.totals == [totals[a] for a in assets]
-        doc = {"scheme": por.SCHEME, "seq": seq, "root": tree.root.hex(), "assets": assets,
-               "totals": [str(v) for v in tree.totals], "accounts": len(tree.leaves)}
+        assert tree.assets == list(totals) and tree.totals == list(totals.values())
         folder = self.directory / POR_DIR
         folder.mkdir(exist_ok=True)
-        leaves_doc = {"scheme": por.SCHEME, "seq": seq, "assets": assets,
-                      "leaves": [[a, s.hex(), [str(v) for v in atoms]] for a, s, atoms in tree.leaves]}
-        write_private(folder / f"{seq:020d}.leaves", orjson.dumps(leaves_doc))
-        return doc
+        write_private(folder / f"{seq:020d}.leaves", orjson.dumps(tree.leaves_doc(seq)))
+        return tree.publication(seq)
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -165,12 +170,12 @@ def child_main(conn: multiprocessing.connection.Connection) -> None:
     """The child process: read its setup, build the replica lazily, answer requests until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle; it closes our pipe
     try:
-        config, directory, snapshot_every = conn.recv()
+        config, directory, snapshot_every, venue_key = conn.recv()
     except (EOFError, OSError):
         return
     replica: Replica | None = None
     try:  # warm up before the first request: load the saved state, or start the replay from genesis
-        replica = Replica(config, Path(directory), snapshot_every)
+        replica = Replica(config, Path(directory), snapshot_every, venue_key)
     except Exception as exc:  # reported with the first request's answer, rebuilt then
         log.warning("checkpoint replica could not start yet: %s", exc)
     while True:
@@ -180,7 +185,7 @@ def child_main(conn: multiprocessing.connection.Connection) -> None:
             return
         try:
             if replica is None:
-                replica = Replica(config, Path(directory), snapshot_every)
+                replica = Replica(config, Path(directory), snapshot_every, venue_key)
             answer: tuple[str, Any] = ("ok", replica.advance(*request))
         except Exception as exc:  # every failure goes back to the parent, which decides
             answer = ("error", f"{type(exc).__name__}: {exc}")
@@ -200,8 +205,8 @@ class ReplicaProcess:
     script, which breaks any unguarded script that runs an Engine.
     """
 
-    def __init__(self, config: Config, directory: Path, snapshot_every: int) -> None:
-        self.setup = (config, str(directory), snapshot_every)
+    def __init__(self, config: Config, directory: Path, snapshot_every: int, venue_key: str) -> None:
+        self.setup = (config, str(directory), snapshot_every, venue_key)  # venue_key: the public key, base64
         self.process: subprocess.Popen[bytes] | None = None
         self.conn: multiprocessing.connection.Connection | None = None
 

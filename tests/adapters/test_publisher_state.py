@@ -6,15 +6,20 @@ import copy
 import os
 from pathlib import Path
 
+import pytest
 import trio
 
+from engine import publisher_state
+from engine.audit import verify_journal
 from engine.config import DEFAULT, parse_config
 from engine.journal import JournalReader
 from engine.messages import ASK, BID
 from engine.publisher import Publisher, serve_publisher
 from engine.publisher_state import STATE_FILE
+from engine.replica import Replica
 from engine.runtime import Engine
 from engine.venue import Venue
+from tests.engine.helpers import NOW_US
 
 CONFIG = parse_config(copy.deepcopy(DEFAULT))
 SOL = "SOL_USDC"
@@ -176,8 +181,6 @@ async def test_a_snapshot_saves_the_publisher_state_so_a_crash_replays_only_the_
 
 
 async def test_an_older_state_never_replaces_a_newer_one(tmp_path: Path) -> None:
-    from engine import publisher_state
-
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
@@ -193,4 +196,91 @@ async def test_an_older_state_never_replaces_a_newer_one(tmp_path: Path) -> None
             publisher_state.save(older, tmp_path)
             assert (tmp_path / STATE_FILE).read_bytes() == saved
             assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+            engine.stop()
+
+
+def forge_state(directory: Path, account: int) -> None:
+    """Rewrite the state file as a forger would: ``account`` holds 1,000,000 USDC more (deposits and supply
+    moved with it, so every invariant holds), same journal position, digest recomputed."""
+    loaded = publisher_state.load(directory, CONFIG)
+    assert loaded is not None
+    publisher, seq, prev_hash, skip = loaded
+    venue, extra = publisher.venue, 10**12
+    venue.accounts[account].balances["USDC"] += extra
+    venue.accounts[account].net_deposits["USDC"] += extra
+    venue.supply["USDC"] += extra
+    publisher.at_position(seq, prev_hash)
+    publisher._followed = skip
+    publisher_state.save(publisher, directory)
+
+
+async def saved_by_a_clean_stop(directory: Path) -> list[int]:
+    """A journal whose shared publisher saved its state at a clean stop, with more written after it."""
+    async with trio.open_nursery() as nursery:
+        engine: Engine = await nursery.start(Engine(CONFIG, directory).run)
+        scope = trio.CancelScope()
+        await nursery.start(run_shared, engine, scope)
+        ids = await two_funded_accounts(engine)
+        await trade(engine, *ids, rounds=4, start=0)
+        await engine.wait_idle()
+        await trio.sleep(0.01)
+        scope.cancel()
+        await trio.sleep(0.05)
+        await trade(engine, *ids, rounds=2, start=4)  # after the publisher stopped: the shutdown checkpoint covers it
+        engine.stop()
+    return ids
+
+
+def replica_of(directory: Path, engine: Engine) -> Replica:
+    return Replica(CONFIG, directory, 10**9, engine.key.public_b64)
+
+
+async def test_a_forged_state_file_is_trusted_neither_by_the_publisher_nor_by_the_replica(tmp_path: Path) -> None:
+    """Before, both loaded it as it was: users saw the forged balance and the replica signed its state hash."""
+    with trio.fail_after(60):
+        ids = await saved_by_a_clean_stop(tmp_path)
+        forge_state(tmp_path, ids[0])
+        async with trio.open_nursery() as nursery:
+            engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
+            truth = engine.venue.state_hash()
+            loaded = await Publisher.rebuild(engine)
+            assert loaded.source == "replayed from genesis" and loaded.venue.state_hash() == truth
+            replica = replica_of(tmp_path, engine)
+            assert replica.from_state  # it read the file ...
+            found = replica.advance(engine.journal.durable_seq, frozenset(), NOW_US, None)
+            assert found.state_hash == truth and not replica.from_state  # ... and threw it away
+            signed = await engine.checkpoint("checkpoint")  # the replica process the daemon runs
+            assert signed.value["state_hash"] == engine.venue.state_hash()
+            engine.stop()
+    assert verify_journal(tmp_path, progress=False)["ok"]
+
+
+async def test_a_state_file_the_journal_signed_is_used_as_is(tmp_path: Path) -> None:
+    """The normal start stays fast: a state saved at a clean stop (events after it included) is carried to the
+    shutdown checkpoint, matches it, and only the tail is replayed, by the publisher and the replica alike."""
+    with trio.fail_after(60):
+        await saved_by_a_clean_stop(tmp_path)
+        async with trio.open_nursery() as nursery:
+            engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
+            loaded = await Publisher.rebuild(engine)
+            assert loaded.source == "saved state + tail"
+            assert loaded.venue.state_hash() == engine.venue.state_hash()
+            replica = replica_of(tmp_path, engine)
+            found = replica.advance(engine.journal.durable_seq, frozenset(), NOW_US, None)
+            assert replica.from_state and found.state_hash == engine.venue.state_hash()
+            engine.stop()
+
+
+async def test_a_state_no_checkpoint_covers_yet_is_not_used(tmp_path: Path) -> None:
+    """A state saved past the last signed checkpoint (a crash right after it was written) has nothing to vouch for it."""
+    with trio.fail_after(60):
+        await saved_by_a_clean_stop(tmp_path)
+        async with trio.open_nursery() as nursery:
+            engine: Engine = await nursery.start(Engine(CONFIG, tmp_path).run)
+            publisher = await from_genesis(engine)  # through the shutdown checkpoint's own record
+            publisher_state.save(publisher, tmp_path)
+            position = (*publisher._base, 0)
+            with pytest.raises(publisher_state.StateInvalid, match="no signed checkpoint"):
+                publisher_state.vouch(publisher, tmp_path, engine.key.public, position, engine.journal.durable_seq)
+            assert (await Publisher.rebuild(engine)).source == "replayed from genesis"
             engine.stop()

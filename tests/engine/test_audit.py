@@ -7,15 +7,27 @@ import hashlib
 import io
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from engine import signing, snapshot
-from engine.audit import AuditError, Progress, dump_journal, is_control, verify_journal
+from engine import por, signing, snapshot
+from engine.audit import (
+    AuditError,
+    Progress,
+    Replayer,
+    checkpoint_body,
+    checkpoint_payload,
+    dump_journal,
+    is_control,
+    replay_records,
+    verify_journal,
+)
 from engine.cli import main
 from engine.codec import encode_events
 from engine.config import DEFAULT, parse_config
@@ -32,6 +44,7 @@ from engine.journal import (
 from engine.messages import AccountCreated, Deposited, Withdrawn
 from engine.replica import ReplicaError
 from engine.runtime import Engine, StartupError
+from engine.venue import Venue
 from tests.engine.helpers import NOW_US
 
 CONFIG = parse_config(DEFAULT)
@@ -382,7 +395,7 @@ async def test_periodic_checkpoints_cover_exact_positions(tmp_path: Path) -> Non
 
 async def test_por_publication_is_signed_and_its_totals_are_verified(tmp_path: Path) -> None:
     from engine.checkpointer import load_tree
-    from engine.por import verify_proof
+    from engine.por import check_proof, verify_proof
 
     directory = tmp_path / "j"
     async with trio.open_nursery() as nursery:
@@ -399,7 +412,52 @@ async def test_por_publication_is_signed_and_its_totals_are_verified(tmp_path: P
     assert seq == doc["seq"]
     for account in (buyer, seller):
         assert verify_proof(tree.proof(account, seq), doc["root"])["ok"]
+        # what a user can check offline with the proof, the publication and the venue key alone
+        assert check_proof(tree.proof(account, seq), publication=public, pubkey=engine.key.public_b64)["ok"]
+    assert public["accounts"] == 2 and public["assets"] == ["BTC", "ETH", "SOL", "USDC"]
     assert verify_journal(directory, progress=False)["ok"]  # replayed liabilities equal the signed totals
+
+
+def sign_por_claim(journal: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Append a PoR checkpoint at the journal's end, signed with the venue's own key (the party PoR checks
+    is the one that signs), its claim first edited by ``edit``."""
+    venue = Venue(CONFIG)
+    replayer = Replayer(venue, None)
+    replay_records(journal, replayer, repair=False)
+    last = replayer.last
+    assert last is not None
+    claim = por.venue_tree(venue, b"k" * 32, last.seq).publication(last.seq)
+    edit(claim)
+    key = signing.load_or_create(journal / "venue.key", create=False)
+    body = checkpoint_body(last.seq, last.hash, venue.state_hash(), NOW_US, "por", claim)
+    writer = JournalWriter(journal, CONFIG.journal.segment_bytes, last.seq, last.hash)
+    writer.append([checkpoint_payload(key, body)])
+    writer.close()
+
+
+def omit_usdc(claim: dict[str, Any]) -> None:
+    claim["assets"], claim["totals"] = claim["assets"][:-1], claim["totals"][:-1]
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    (omit_usdc, r"missing \['USDC'\]"),  # audit finding 6: it passed, the omitted asset never compared
+    (lambda c: c.update(assets=[*c["assets"], "XYZ"], totals=[*c["totals"], "0"]), r"unknown \['XYZ'\]"),
+    (lambda c: c.update(assets="BTC"), "are not the venue's"),
+    (lambda c: c.update(accounts=c["accounts"] + 1), "counts 3 accounts, the journal has 2"),
+    (lambda c: c["totals"].__setitem__(-1, "1"), "USDC '1' .replay gives 9999975800"),
+    (lambda c: c.update(totals=None), "not one amount per asset"),
+    (lambda c: c.update(scheme="satchel-por-v0"), "unknown scheme"),
+])
+def test_verify_fails_a_por_claim_that_does_not_state_every_liability(journal: Path, edit: Any, problem: str) -> None:
+    sign_por_claim(journal, edit)
+    with pytest.raises(AuditError, match=f"proof-of-reserves publication at seq .*{problem}"):
+        verify_journal(journal, progress=False)
+
+
+@pytest.mark.parametrize("scheme", ["satchel-por-v1", "satchel-por-v2"])
+def test_verify_accepts_a_full_por_claim_of_either_scheme(journal: Path, scheme: str) -> None:
+    sign_por_claim(journal, lambda claim: claim.update(scheme=scheme))  # older journals hold scheme 1 claims
+    assert verify_journal(journal, progress=False)["claims_checked"] == 2
 
 
 def test_dump_names_every_event_and_honours_the_range(journal: Path) -> None:
@@ -513,7 +571,7 @@ async def test_a_replica_that_cannot_follow_the_journal_stops_the_engine_with_it
             await engine.wait_idle()
             replica = engine.checkpointer.replica
             await trio.to_thread.run_sync(replica.close)  # the next one starts pointed at an empty directory
-            replica.setup = (CONFIG, str(tmp_path / "nowhere"), 10**9)
+            replica.setup = (CONFIG, str(tmp_path / "nowhere"), 10**9, engine.key.public_b64)
             answers.append(await engine.checkpoint("snapshot"))
             await trio.sleep_forever()
 

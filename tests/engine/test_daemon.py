@@ -362,9 +362,13 @@ def test_audit_commands_end_to_end(config: Path, tmp_path: Path) -> None:
     proof_file.write_text(json.dumps(proof))
     code, checked = cli(config, "por", "verify", str(proof_file), "--root", root)
     assert code == 0 and checked["ok"] and checked["account_id"] == buyer
-    proof["balances"][3] = "400000000"
+    signed = ("--publication", published["por"]["published"], "--pubkey", key["venue_key"])
+    code, checked = cli(config, "por", "verify", str(proof_file), *signed)  # the user's offline check
+    assert code == 0 and checked["ok"] and checked["totals"] == published["por"]["totals"]
+    part = proof["parts"][0]
+    part["balances"][3] = str(int(part["balances"][3]) + 1)
     proof_file.write_text(json.dumps(proof))
-    code, checked = cli(config, "por", "verify", str(proof_file), "--root", root)
+    code, checked = cli(config, "por", "verify", str(proof_file), *signed)
     assert code == 1 and not checked["ok"] and "not the published" in checked["error"]
     directory = config.parent / "var"
     code, summary = cli(config, "verify", str(directory), "--pubkey", key["venue_key"])
