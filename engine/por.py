@@ -258,7 +258,6 @@ def build(assets: list[str], balances: Iterable[tuple[int, list[int]]], secret: 
     """
     lanes = len(assets)
     width = LANE_BYTES * lanes
-    bits = LANE_BYTES * 8
     # the salt: BLAKE2b over the secret (a fixed-length prefix) and the account; BLAKE2 has no length extension,
     # so this is as sound as its keyed mode, and one call where the keyed hasher needs a copy and an update
     salted = DRAW + len(secret).to_bytes(2, "big") + secret + seq.to_bytes(8, "big")
@@ -271,13 +270,10 @@ def build(assets: list[str], balances: Iterable[tuple[int, list[int]]], secret: 
             raise PorError(f"account {account_id}: {len(atoms)} balances for {lanes} assets")
         account = account_id.to_bytes(8, "big")
         salt = blake(salted + account, digest_size=SALT_BYTES).digest()
-        packed = 0
-        for total in atoms:
-            if total < 0:
-                raise PorError(f"account {account_id}: negative liability {total}")
-            if total >= LANE_MAX:
-                raise PorError(f"account {account_id}: liability {total} is out of range")
-            packed = (packed << bits) | total
+        try:
+            packed = pack(atoms)
+        except PorError as exc:
+            raise PorError(f"account {account_id}: {exc}") from None
         leaves.append(new_leaf(Leaf, (account_id, 0, salt, atoms)))
         hashes.append(blake(LEAF + account + _PART_0 + salt + packed.to_bytes(width, "big"), digest_size=32).digest())
         sums.append(packed)
