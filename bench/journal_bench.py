@@ -26,6 +26,7 @@ from bench.engine_bench import engine_config
 from bench.workload import generate
 from engine import por, snapshot
 from engine.actors import JournalActor
+from engine.audit import checkpoint_body, checkpoint_payload
 from engine.codec import encode_events
 from engine.messages import (
     BID,
@@ -129,7 +130,12 @@ def history(n_events: int, directory: Path, snapshot_at: int | None = None) -> d
                 written += len(pending)
                 pending = []
             flush(force=True)
-            snapshot.write(directory, venue, writer.seq, writer.hash, venue.state_hash(), NOW_US)
+            # as the daemon makes one: the snapshot, and a checkpoint signing its state (recovery uses only a
+            # snapshot a signed checkpoint vouches for)
+            state_hash = venue.state_hash()
+            snapshot.write(directory, venue, writer.seq, writer.hash, state_hash, NOW_US)
+            body = checkpoint_body(writer.seq, writer.hash, state_hash, NOW_US, "snapshot")
+            writer.append([checkpoint_payload(engine.key, body)])
             snap_done = True
     if pending:
         batch.append(encode_events(pending))
