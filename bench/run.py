@@ -197,7 +197,7 @@ def run_journal(base_dir: str | None, n_events: int, n_accounts: int, runs: int)
                  "every record, replay the tail", **at_most(recovery, 2.0))
     seconds, _ = journal_bench.por_build_s(n_accounts)
     emit("por_build_s_for_1m_accounts", round(seconds, 3), "s", accounts=n_accounts,
-         how="por.venue_tree: salt + leaf hash per account, leaves in leaf-hash order, Merkle sum tree over 3 of 4 "
+         how="por.venue_tree: salt + leaf hash per account, leaves in salt order, Merkle sum tree over 3 of 4 "
              "assets non-zero",
          **at_most(seconds, 10.0))
 

@@ -6,10 +6,10 @@ Scheme ``satchel-por-v2`` (documented in README):
   liability, and is left out) is one leaf: its total balance per asset
   (available + locked, in atoms). A negative balance is refused: the tree is not
   built.
-* The leaves are in the order of their hashes, which the secret salts make random
-  and new at every publication, so a leaf's neighbours are accounts no proof names
-  (scheme 1 kept account-id order, so every proof showed the next account's exact
-  balances).
+* The leaves are in the order of their salts, which are drawn from the secret, so
+  the order is random and new at every publication: a leaf's neighbours are
+  accounts no proof names (scheme 1 kept account-id order, so every proof showed
+  the next account's exact balances).
 * ``sums`` are packed as 16-byte big-endian lanes, one per asset.
   ``leaf = blake2b-256("satchel/por/leaf/v2" | account_id u64 BE | part u32 BE | salt(16) | sums)``
   ``node = blake2b-256("satchel/por/node/v1" | left.hash | left.sums | right.hash | right.sums)``
@@ -19,10 +19,11 @@ Scheme ``satchel-por-v2`` (documented in README):
   liability off one branch without changing the root. ``part`` is 0: the format
   (a proof lists its account's parts) leaves room for a later scheme that splits
   an account into several leaves.
-* A leaf's 16-byte salt is ``blake2b-128("satchel/por/salt/v2" | secret | seq | account_id)``,
-  the secret derived from the venue key: the venue can rebuild the same tree; nobody
-  without the key can predict it, and a sibling's hash (salted) does not give away
-  whose leaf it is.
+* The salts are one SHAKE-256 stream over ``"satchel/por/salt/v2" | secret length
+  u16 BE | secret | seq u64 BE``, 16 bytes per account in the order the accounts
+  are given (account-id order), the secret derived from the venue key: the venue
+  can rebuild the same tree; nobody without the key can predict it, and a
+  sibling's hash (salted) does not give away whose leaf it is.
 * The root hash, the totals, the asset list (every asset of the venue) and the
   number of accounts go into a checkpoint signed with the venue key; the
   publication ``por/<seq>.json`` carries that signed checkpoint.
@@ -39,8 +40,8 @@ balances of one account the proof does not name, a different one at every
 publication; the siblings above it are totals of random groups of accounts.
 Splitting each account into random shares hid the first sibling's amounts too, but
 two shares made a million-account publication 5x slower (35 s against 6.5 s), far
-past its 10 s budget; hiding amounts entirely needs commitments with range proofs
-(DAPOL, Summa), which a plain sum tree does not have.
+past its 10 s budget (the order alone costs 1.2x); hiding amounts entirely needs
+commitments with range proofs (DAPOL, Summa), which a plain sum tree does not have.
 
 Scheme ``satchel-por-v1`` (account-id order, leaf tag ``leaf/v1`` without the
 part) still verifies in older journals, and its proofs still check.
@@ -63,7 +64,7 @@ LEAF_V1: Final = b"satchel/por/leaf/v1"
 LEAF: Final = b"satchel/por/leaf/v2"
 NODE: Final = b"satchel/por/node/v1"
 PAD: Final = b"satchel/por/pad/v1"
-DRAW: Final = b"satchel/por/salt/v2"
+SALT_STREAM: Final = b"satchel/por/salt/v2"
 LANE_BYTES: Final = 16
 LANE_MAX: Final = 1 << 120  # far above any real total; lanes can never carry into each other
 SCHEME_V1: Final = "satchel-por-v1"
@@ -248,38 +249,40 @@ _PART_0: Final = bytes(4)  # the part field of a scheme-2 leaf (``leaf_hash``), 
 
 
 def build(assets: list[str], balances: Iterable[tuple[int, list[int]]], secret: bytes, seq: int) -> SumTree:
-    """The tree over (account id, atoms per asset in ``assets`` order) pairs: one leaf per account, in leaf-hash order.
+    """The tree over (account id, atoms per asset in ``assets`` order) pairs: one leaf per account, in salt order.
 
-    Each leaf's salt is drawn from the secret, so its hash, and with it its place in
-    the tree, is unpredictable without the key and new at every publication. This is
-    the whole cost of a publication (a million accounts), so the leaves are hashed
-    here, in one pass, not by ``SumTree``. Ordering them makes it take about 1.5 times as
-    long (the sort, and the tree then reads its leaves out of memory order).
+    The salts are drawn from the secret, so a leaf's place in the tree is
+    unpredictable without the key and new at every publication. This is the whole
+    cost of a publication (a million accounts), so the leaves are hashed here, in one
+    pass in tree order (the tree then reads objects laid out in its own order), not by
+    ``SumTree``. Ordering them still makes it take about 1.3 times as long as account
+    order: the sort, and reading the accounts out of memory order.
     """
     lanes = len(assets)
     width = LANE_BYTES * lanes
-    # the salt: BLAKE2b over the secret (a fixed-length prefix) and the account; BLAKE2 has no length extension,
-    # so this is as sound as its keyed mode, and one call where the keyed hasher needs a copy and an update
-    salted = DRAW + len(secret).to_bytes(2, "big") + secret + seq.to_bytes(8, "big")
+    accounts = list(balances)
+    # every salt in one SHAKE-256 stream over the secret and the seq, the n-th for the n-th account given
+    stream = hashlib.shake_256(SALT_STREAM + len(secret).to_bytes(2, "big") + secret + seq.to_bytes(8, "big")).digest(
+        SALT_BYTES * len(accounts))
+    salts = [stream[at:at + SALT_BYTES] for at in range(0, len(stream), SALT_BYTES)]
     blake, new_leaf = hashlib.blake2b, tuple.__new__  # a Leaf without its Python-level __new__
     leaves: list[Leaf] = []
     hashes: list[bytes] = []
     sums: list[int] = []
-    for account_id, atoms in balances:
+    for index in sorted(range(len(salts)), key=salts.__getitem__):
+        account_id, atoms = accounts[index]
         if len(atoms) != lanes:
             raise PorError(f"account {account_id}: {len(atoms)} balances for {lanes} assets")
-        account = account_id.to_bytes(8, "big")
-        salt = blake(salted + account, digest_size=SALT_BYTES).digest()
         try:
             packed = pack(atoms)
         except PorError as exc:
             raise PorError(f"account {account_id}: {exc}") from None
+        salt = salts[index]
         leaves.append(new_leaf(Leaf, (account_id, 0, salt, atoms)))
-        hashes.append(blake(LEAF + account + _PART_0 + salt + packed.to_bytes(width, "big"), digest_size=32).digest())
+        hashes.append(blake(LEAF + account_id.to_bytes(8, "big") + _PART_0 + salt + packed.to_bytes(width, "big"),
+                            digest_size=32).digest())
         sums.append(packed)
-    # tree order: by leaf hash, which the secret salt makes unpredictable (no separate draw to sort by)
-    order = sorted(range(len(hashes)), key=hashes.__getitem__)
-    return SumTree(assets, [leaves[i] for i in order], SCHEME, hashed=([hashes[i] for i in order], [sums[i] for i in order]))
+    return SumTree(assets, leaves, SCHEME, hashed=(hashes, sums))
 
 
 def venue_tree(venue: Venue, secret: bytes, seq: int) -> SumTree:
