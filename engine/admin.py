@@ -52,15 +52,18 @@ class AdminError(Exception):
 
 
 def ensure_token(path: Path) -> str:
-    """Read the admin token, creating it (0600) on first use."""
+    """Read the admin token, creating it (0600) on first use; a StartupError naming it when neither works."""
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        token = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-        return token
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            token = secrets.token_hex(32)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token + "\n")
+            return token
+    except OSError as exc:  # a directory in its place, no permission, a full disk
+        raise StartupError(f"journal.dir: cannot use the admin token {path}: {exc.strerror or exc}") from None
 
 
 class AdminServer:

@@ -121,6 +121,8 @@ def ws_listen(text: str, address: str) -> str:
             "admin.socket: cannot listen on {d}/" + "a" * 120 + ": AF_UNIX path too long", id="admin.socket path too long"),
         pytest.param(lambda t, d, p: t.replace('socket = ""', 'socket = "config.toml"'),
             "admin.socket: {d}/config.toml exists and is not a socket (left as it is)", id="admin.socket names a file"),
+        pytest.param(lambda t, d, p: (d / "var" / "admin.token").mkdir(parents=True) or t,
+            "journal.dir: cannot use the admin token {d}/var/admin.token: Is a directory", id="admin.token is a directory"),
         pytest.param(lambda t, d, p: rest_listen(t, "no.such.host.invalid:0"),
             "adapters.rest.listen: cannot listen on no.such.host.invalid:0: the host does not resolve (", id="a listen host that does not resolve"),
         pytest.param(lambda t, d, p: rest_listen(t, "192.0.2.1:0"),
