@@ -214,7 +214,7 @@ def append_events_per_s(base: Path, n_events: int = 300_000) -> float:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def por_build_s(n_accounts: int) -> tuple[float, str]:
+def por_build_s(n_accounts: int, workers: int = por.WORKERS) -> tuple[float, str]:
     from engine.account import Account
 
     venue = Venue(engine_config(Path("/nonexistent")))
@@ -226,7 +226,7 @@ def por_build_s(n_accounts: int) -> tuple[float, str]:
             account.balances["BTC"] = rng.randrange(10**9)
         venue.accounts[account_id] = account
     started = time.perf_counter()
-    tree = por.venue_tree(venue, b"k" * 32, 1)
+    tree = por.venue_tree(venue, b"k" * 32, 1, workers)
     elapsed = time.perf_counter() - started
     return elapsed, tree.root.hex()
 

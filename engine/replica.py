@@ -143,7 +143,7 @@ class Replica:
 
     def _build_por(self, seq: int, salt: bytes) -> dict[str, Any]:
         venue = self.venue
-        tree = por.venue_tree(venue, salt, seq)
+        tree = por.venue_tree(venue, salt, seq, por.WORKERS)
         totals = liabilities(venue)
         assert tree.assets == list(totals) and tree.totals == list(totals.values())
         folder = self.directory / POR_DIR

@@ -4,6 +4,8 @@ shows its holder nothing exact about another account."""
 from __future__ import annotations
 
 import copy
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine import por
 from engine.audit import checkpoint_body, checkpoint_payload
 from engine.cli import main
 from engine.por import (
@@ -154,6 +157,47 @@ def test_the_leaves_file_rebuilds_the_same_tree() -> None:
     tree = tree_of(BOOK)
     again = from_leaves(orjson.loads(orjson.dumps(tree.leaves_doc(7))))
     assert again.root == tree.root and again.proof(4, 7) == tree.proof(4, 7)
+
+
+@pytest.fixture
+def small_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fork workers for any tree, with runs of whole 4-leaf subtrees, so small trees cut the way a million does."""
+    monkeypatch.setattr(por, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(por, "SPLIT_LEVELS", 2)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 5, 8, 9, 12, 13, 16, 17, 31, 33])
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_tree_built_in_several_processes_is_the_one_built_in_one(small_runs: None, n: int, workers: int) -> None:
+    """Each run climbs its own subtrees in a forked process; only the last run pads, as the whole level would."""
+    balances = {i: [i, 2 * i + 1, 3 * i] for i in range(1, n + 1)}
+    alone = build(ASSETS, balances.items(), SECRET, 7)
+    split = build(ASSETS, balances.items(), SECRET, 7, workers)
+    assert (split.root, split.root_sums, split.levels, split.leaves) == (alone.root, alone.root_sums, alone.levels,
+                                                                        alone.leaves)
+    for account_id in balances:
+        assert split.proof(account_id, 7) == alone.proof(account_id, 7)
+        verify_proof(split.proof(account_id, 7), split.root.hex())
+
+
+def test_a_bad_balance_in_a_forked_run_is_refused_naming_the_account(small_runs: None) -> None:
+    balances = {i: [1, 1, 1] for i in range(1, 20)}
+    for account_id in (1, 19):  # whichever run (this process's or a child's) holds it
+        with pytest.raises(PorError, match=f"account {account_id}: negative liability"):
+            build(ASSETS, {**balances, account_id: [1, -1, 1]}.items(), SECRET, 7, 3)
+
+
+def test_a_worker_that_dies_fails_the_build_and_says_so(small_runs: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    parent, hash_run = os.getpid(), por._hash_run
+
+    def dying(*args: Any) -> Any:
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return hash_run(*args)
+
+    monkeypatch.setattr(por, "_hash_run", dying)
+    with pytest.raises(PorError, match=r"proof-of-reserves worker \(pid \d+\) failed"):
+        build(ASSETS, {i: [1, 1, 1] for i in range(1, 20)}.items(), SECRET, 7, 2)
 
 
 def test_scheme_1_trees_and_proofs_still_check() -> None:
