@@ -16,9 +16,9 @@ from typing import Any, Final
 
 from bench.workload import EXPECTED_FILLS, Order
 from engine.book import OrderBook
+from engine.interpreter import GC_THRESHOLD, tuned_interpreter
 from engine.market import Market
 from engine.messages import BID, NO_CLIENT_ID, REJECT_TAKER, PlaceOrder
-from engine.runtime import GC_THRESHOLD, tuned_interpreter
 
 ENGINE_GC: Final = (f"engine runtime settings: gc.freeze() after a collect and after every pass, "
                     f"gc.set_threshold{GC_THRESHOLD}")
@@ -128,7 +128,7 @@ def run_lightmatchingengine(orders: list[Order]) -> tuple[float, int, int]:
 def engine_interpreter() -> Iterator[None]:
     """Run under the interpreter settings the engine applies at start, then restore the defaults.
 
-    ``engine.runtime._tune_interpreter`` (called by ``Engine`` before it serves) freezes
+    ``engine.interpreter.tune_interpreter`` (called by ``Engine`` before it serves) freezes
     what is alive and sets the collector's thresholds (``GC_THRESHOLD``): the book
     never runs under the default (700, 10, 10) in the product. Measuring it under the default
     would count collections the engine does not make (each gen-0 pass walks the

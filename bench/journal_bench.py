@@ -28,6 +28,7 @@ from engine import por, snapshot
 from engine.actors import JournalActor
 from engine.audit import checkpoint_body, checkpoint_payload
 from engine.codec import encode_events
+from engine.interpreter import tune_interpreter
 from engine.messages import (
     BID,
     GTC,
@@ -40,7 +41,7 @@ from engine.messages import (
     PlaceOrder,
     Rejection,
 )
-from engine.runtime import Engine, _tune_interpreter
+from engine.runtime import Engine
 from engine.venue import Venue
 
 EVENTS_PER_RECORD: Final = 128
@@ -177,7 +178,7 @@ async def _append(directory: Path, n_events: int, producers: int, per_message: i
     engine = Engine(config, directory)
     writer = engine._recover()
     journal = JournalActor(writer, lambda sink, value: None)
-    _tune_interpreter()  # the settings Engine.run applies before intake opens
+    tune_interpreter()  # the settings Engine.run applies before intake opens
 
     per_producer = n_events // producers // per_message
     # the events exist before the clock starts: this measures the journal, not event construction

@@ -73,7 +73,8 @@ from adapters.httpserver import Begin, HttpServer, Later, Request, Response
 from adapters.rest import JSON_TYPE, SIGNING_HEADERS, RestApp, error_response, serve_http
 from adapters.service import serve_backpack
 from engine.config import DEFAULT, parse_config
-from engine.runtime import Engine, _tune_interpreter
+from engine.interpreter import tune_interpreter
+from engine.runtime import Engine
 
 CLIENT = [sys.executable, str(Path(__file__).with_name("rest_ws_client.py"))]  # stdlib + orjson only: runs from any directory
 CONNS = 64
@@ -145,13 +146,13 @@ def verifying_begin(key: bytes, signatures: SignatureThread) -> Begin:
 
 
 def tune_like_the_engine() -> None:
-    """The interpreter settings ``Engine.run`` applies (engine/runtime.py ``_tune_interpreter``).
+    """The interpreter settings ``Engine.run`` applies (engine/interpreter.py ``tune_interpreter``).
 
     The platform servers run without an engine; without these they would pay the
     default collector thresholds on the server's per-request garbage and read slower
     than the real adapter, which is no ceiling at all.
     """
-    _tune_interpreter()
+    tune_interpreter()
 
 
 async def platform_once(n: int, verify: bool, conns: int | None = None, pipeline: int | None = None) -> dict[str, Any]:

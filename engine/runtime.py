@@ -6,10 +6,10 @@ and registry commands return a ``Result`` once the journal has made its events
 durable. ``submit`` is the non-waiting form for adapters that pipeline: the
 result goes to a ``Sink`` later, and a full inbox is refused at once.
 
-Intake validates syntax against the market's static spec (tick, step, minimum
-size and notional, field combinations) and refuses with Backpack's error codes
-before anything is queued; everything that depends on state is decided by the
-owning actor.
+Intake (``engine/intake.py``) validates syntax against the market's static spec
+(tick, step, minimum size and notional, field combinations) and refuses with
+Backpack's error codes before anything is queued; everything that depends on
+state is decided by the owning actor.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ import binascii
 import contextlib
 import errno
 import fcntl
-import gc
 import logging
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,21 +37,26 @@ from engine.actors import CMD, AccountActor, JournalActor, MarketActor, Sink
 from engine.audit import JOURNAL_FORMAT, READABLE_FORMATS, AuditError, Replayer
 from engine.checkpointer import Checkpointer
 from engine.config import Config, _converter
+from engine.intake import (
+    OWN_SIDE,
+    OWN_STP,
+    OWN_TIF,
+    Invalid,
+    MarketIntake,
+    checked_order,
+    new_place_order,
+    order_target,
+)
+from engine.interpreter import tune_interpreter
 from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, Record, read_records
-from engine.market import _builder, below_min_notional
 from engine.messages import (
     CLIENT_ID_MAX,
     FEE_ACCOUNT_ID,
     GTC,
     LIMIT,
-    MARKET,
     MARKET_STATES,
     NO_CLIENT_ID,
-    ORDER_TYPES,
     REJECT_TAKER,
-    SIDES,
-    STP_MODES,
-    TIME_IN_FORCE,
     AccountCreated,
     AmendOrder,
     ApiKeyAdded,
@@ -190,7 +193,7 @@ class Engine(WithdrawalApi):
             raise
         self.journal = JournalActor(writer, self.deliver, self.delivered)
         self.checkpointer = Checkpointer(self, self.key)
-        _tune_interpreter()
+        tune_interpreter()
         clean = False
         try:
             async with trio.open_nursery() as nursery:
@@ -483,9 +486,9 @@ class Engine(WithdrawalApi):
             try:
                 price_ticks = market.ticks[price]
                 qty_steps = market.steps[quantity]
-                side = _SIDE[side]  # the engine's own string objects, not the request's copies
-                tif = _TIF[time_in_force] if time_in_force else GTC
-                stp = _STP[self_trade_prevention] if self_trade_prevention else REJECT_TAKER
+                side = OWN_SIDE[side]  # the engine's own string objects, not the request's copies
+                tif = OWN_TIF[time_in_force] if time_in_force else GTC
+                stp = OWN_STP[self_trade_prevention] if self_trade_prevention else REJECT_TAKER
             except (KeyError, TypeError):  # not seen yet, not a string, not a valid value: the full path explains
                 pass
             else:
@@ -495,7 +498,7 @@ class Engine(WithdrawalApi):
                 ):
                     order_id = self.next_order_id
                     self.next_order_id = order_id + 1
-                    return _place_order(
+                    return new_place_order(
                         order_id, account_id, market.symbol, side, LIMIT, tif, price_ticks, qty_steps, 0,
                         False, stp, NO_CLIENT_ID if client_id is None else client_id, 0,
                     )
@@ -512,49 +515,11 @@ class Engine(WithdrawalApi):
         self, spec: MarketSpec, account_id: int, symbol: str, side: str, order_type: str, tif: str, stp: str,
         quantity: str | None, quote_quantity: str | None, price: str | None, post_only: bool, client_id: int | None,
     ) -> PlaceOrder | Rejection:
-        problem = _enum_problem(side, order_type, tif, stp, client_id)
-        if problem is not None:
-            return problem
-        if type(post_only) is not bool:
-            return Rejection("INVALID_CLIENT_REQUEST", "postOnly must be true or false")
-        try:
-            if order_type == LIMIT:
-                if price is None or quantity is None:
-                    return Rejection("INVALID_ORDER", "Limit orders require price and quantity")
-                if quote_quantity is not None:
-                    return Rejection("INVALID_ORDER", "quoteQuantity is only for market orders")
-                if post_only and tif != GTC:
-                    return Rejection("INVALID_ORDER", "postOnly orders must be GTC")
-                intake = self.intake[spec.symbol]
-                price_ticks, qty_steps, quote = intake.price(price), intake.qty(quantity), 0
-                notional = spec.notional(price_ticks, qty_steps)
-            else:
-                if price is not None:
-                    return Rejection("INVALID_ORDER", "Market orders take no price")
-                if post_only:
-                    return Rejection("INVALID_ORDER", "Market orders cannot be postOnly")
-                if (quantity is None) == (quote_quantity is None):
-                    return Rejection("INVALID_ORDER", "Market orders need exactly one of quantity or quoteQuantity")
-                price_ticks = 0
-                qty_steps = self.intake[spec.symbol].qty(quantity) if quantity is not None else 0
-                quote = _quote(spec, quote_quantity) if quote_quantity is not None else 0
-                notional = quote or spec.min_notional_quote
-        except _Invalid as bad:
-            return bad.rejection
-        if qty_steps and qty_steps < spec.min_qty_steps:
-            return Rejection("INVALID_QUANTITY", f"Quantity is below the minimum {spec.format_qty(spec.min_qty_steps)}")
-        small = below_min_notional(spec, notional)
-        if small is not None:
-            return small
-        if notional >= MAX_AMOUNT or qty_steps * spec.base_per_step >= MAX_AMOUNT:
-            return Rejection("INVALID_QUANTITY", "Order is too large")
-        order_id = self.next_order_id
-        self.next_order_id += 1
-        side, tif, stp = _SIDE[side], _TIF[tif], _STP[stp]  # the engine's own string objects
-        return PlaceOrder(
-            order_id, account_id, spec.symbol, side, LIMIT if order_type == LIMIT else MARKET, tif,
-            price_ticks, qty_steps, quote, post_only, stp, NO_CLIENT_ID if client_id is None else client_id,
-        )
+        built = checked_order(spec, self.intake[spec.symbol], self.next_order_id, account_id, side, order_type, tif,
+                              stp, quantity, quote_quantity, price, post_only, client_id)
+        if type(built) is PlaceOrder:
+            self.next_order_id += 1
+        return built
 
     # --- client API: orders --------------------------------------------------------------
 
@@ -570,7 +535,7 @@ class Engine(WithdrawalApi):
     ) -> Result:
         if symbol not in self.venue.specs:
             return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"Invalid market symbol: {symbol!r}"))
-        target = _target(order_id, client_id)
+        target = order_target(order_id, client_id)
         if isinstance(target, Rejection):
             return Result(rejection=target)
         return await self._call(account_id, CancelOrder(account_id, symbol, *target))
@@ -591,7 +556,7 @@ class Engine(WithdrawalApi):
         spec = self.venue.specs.get(symbol)
         if spec is None:
             return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"Invalid market symbol: {symbol!r}"))
-        target = _target(order_id, client_id)
+        target = order_target(order_id, client_id)
         if isinstance(target, Rejection):
             return Result(rejection=target)
         if price is None and quantity is None:
@@ -600,7 +565,7 @@ class Engine(WithdrawalApi):
             intake = self.intake[spec.symbol]
             price_ticks = intake.price(price) if price is not None else 0
             qty_steps = intake.qty(quantity) if quantity is not None else 0
-        except _Invalid as bad:
+        except Invalid as bad:
             return Result(rejection=bad.rejection)
         if qty_steps and qty_steps < spec.min_qty_steps:
             return Result(rejection=Rejection("INVALID_QUANTITY", f"Quantity is below the minimum {spec.format_qty(spec.min_qty_steps)}"))
@@ -747,168 +712,6 @@ class Engine(WithdrawalApi):
         return out
 
 
-# The collector's thresholds while serving. A young-generation pass walks every young
-# object, so its pause grows with the first threshold: measured at 20k orders/s offered
-# (journal on tmpfs), 50,000 gave 16-22 ms pauses and 22-38 ms worst acks; 5,000 gives
-# 2.8-3.4 ms pauses and 6-9 ms worst acks for the same total GC time (ten times as many
-# passes, each a tenth). The older generations stay empty (``_freeze_survivors``), so
-# their thresholds only decide how often an almost free pass runs.
-GC_THRESHOLD: Final = (5_000, 50, 1_000)
-
-
-def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
-    """A ``gc.callbacks`` hook: after every pass, freeze what survived it.
-
-    What outlives a young-generation pass is the engine's long-lived state
-    (resting orders, accounts, histories), freed by reference counting when it
-    goes, never by the collector. Left in the older generations it made every
-    middle pass walk all of it: 20-80 ms inside the 20k/s latency run, one or
-    two per five seconds, the largest stalls in its ack tail. Frozen, it is
-    never walked again; a young pass still collects the cycles that die young.
-    The cost is a cycle that survives one pass and dies later: the collector
-    never frees it. Measured: none per order (the engine and FIX runs leave the
-    same cyclic garbage at any length, 65-340 objects of start-up class
-    building), so this bounds nothing that grows with the traffic.
-    """
-    if phase == "stop":
-        gc.freeze()
-
-
-def _tune_interpreter() -> None:
-    """Process-wide settings the engine's latency depends on (reference/performance.md §4.1).
-
-    * Recovered state is long-lived: ``gc.freeze()`` moves it out of the
-      collector's sight, and ``_freeze_survivors`` does the same for what the
-      engine builds while it serves.
-    * ``GC_THRESHOLD``: see there.
-    * The journal's fsync thread needs the GIL back the moment the disk answers;
-      the default 5 ms switch interval would add up to 5 ms to every ack under load.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
-    if _freeze_survivors not in gc.callbacks:
-        gc.callbacks.append(_freeze_survivors)
-    sys.setswitchinterval(0.0005)
-
-
-@contextlib.contextmanager
-def tuned_interpreter() -> Iterator[None]:
-    """``_tune_interpreter`` for a block, then the settings from before it (benchmarks that also
-    measure code under the interpreter's defaults, and tests)."""
-    threshold, switch_interval = gc.get_threshold(), sys.getswitchinterval()
-    _tune_interpreter()
-    try:
-        yield
-    finally:
-        if _freeze_survivors in gc.callbacks:
-            gc.callbacks.remove(_freeze_survivors)
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
-        sys.setswitchinterval(switch_interval)
-
-
 async def _fail(exc: BaseException) -> None:
     """Raise in the engine's nursery: a bug in a market pass run by an adapter stops the engine (fail-stop)."""
     raise exc
-
-
-class _Invalid(Exception):
-    def __init__(self, rejection: Rejection) -> None:
-        self.rejection = rejection
-
-
-# Parsed prices and quantities, per market (``MarketIntake``): order flow repeats the same
-# few thousand strings, and a dict hit costs ~0.1 us against ~2 us for parsing. Only
-# successful parses are cached, keyed by the exact input text.
-_PARSE_CACHE_MAX: Final = 65_536
-# valid side, timeInForce, selfTradePrevention -> the same value as the engine's constant: a
-# resting order keeps these strings for its lifetime, one shared object each instead of a copy
-# per request parsed off the wire. One str-keyed lookup per field: a (side, tif, stp) tuple key
-# cost ~500 instructions per order more (tuple built, hashed, compared item by item, freed).
-_SIDE: Final = {s: s for s in SIDES}
-_TIF: Final = {t: t for t in TIME_IN_FORCE}
-_STP: Final = {p: p for p in STP_MODES}
-# PlaceOrder(...) as a plain function (engine.market._builder, same object): the intake builds one per order
-_place_order: Final = _builder(PlaceOrder, defaults=True)
-
-
-class MarketIntake:
-    """What ``Engine.build_order``'s plain-limit path reads of one market, in one object.
-
-    Its spec's symbol, factors and filters, and the engine's parse caches for
-    the market (``ticks``, ``steps``, filled by ``price``/``qty``): one dict
-    lookup per order instead of the spec, two caches keyed by symbol and five
-    spec attributes (~350 instructions per order). The caches belong to the
-    engine, so engines with different tick or step sizes for one symbol (in
-    one process: tests, tools) never share a parse.
-    """
-
-    __slots__ = ("base_per_step", "min_notional_quote", "min_qty_steps", "quote_per_tick_step", "spec", "steps",
-                 "symbol", "ticks")
-
-    def __init__(self, spec: MarketSpec) -> None:
-        self.spec = spec
-        self.symbol = spec.symbol
-        self.quote_per_tick_step = spec.quote_per_tick_step
-        self.base_per_step = spec.base_per_step
-        self.min_qty_steps = spec.min_qty_steps
-        self.min_notional_quote = spec.min_notional_quote
-        self.ticks: dict[Any, int] = {}
-        self.steps: dict[Any, int] = {}
-
-    def price(self, text: Any) -> int:
-        return _parse_cached(self.ticks, self.spec.price_ticks, "INVALID_PRICE", text)
-
-    def qty(self, text: Any) -> int:
-        return _parse_cached(self.steps, self.spec.qty_steps, "INVALID_QUANTITY", text)
-
-
-def _parse_cached(cache: dict[Any, int], parse: Callable[[Any], int], code: str, text: Any) -> int:
-    try:
-        return cache[text]
-    except (KeyError, TypeError):  # TypeError: unhashable input, refused by parse below
-        pass
-    try:
-        value = parse(text)
-    except DecimalError as exc:
-        raise _Invalid(Rejection(code, str(exc))) from None
-    if type(text) is str:  # never cache a non-string that happens to hash like one (1 == 1.0 == True)
-        if len(cache) >= _PARSE_CACHE_MAX:
-            cache.clear()
-        cache[text] = value
-    return value
-
-
-def _quote(spec: MarketSpec, text: Any) -> int:
-    try:
-        return spec.quote_amount(text)
-    except DecimalError as exc:
-        raise _Invalid(Rejection("INVALID_QUANTITY", str(exc))) from None
-
-
-def _enum_problem(side: str, order_type: str, tif: str, stp: str, client_id: Any) -> Rejection | None:
-    if side not in SIDES:
-        return Rejection("INVALID_ORDER", f"Invalid side {side!r}: expected Bid or Ask")
-    if order_type not in ORDER_TYPES:
-        return Rejection("INVALID_ORDER", f"Invalid orderType {order_type!r}: expected Limit or Market")
-    if tif not in TIME_IN_FORCE:
-        return Rejection("INVALID_ORDER", f"Invalid timeInForce {tif!r}: expected GTC, IOC or FOK")
-    if stp not in STP_MODES:
-        return Rejection("INVALID_ORDER", f"Invalid selfTradePrevention {stp!r}: expected RejectTaker, RejectMaker or RejectBoth")
-    if client_id is not None and (type(client_id) is not int or not 0 <= client_id <= CLIENT_ID_MAX):
-        return Rejection("INVALID_CLIENT_REQUEST", "clientId must be an unsigned 32-bit integer")
-    return None
-
-
-def _target(order_id: Any, client_id: Any) -> tuple[int, int] | Rejection:
-    if (order_id is None) == (client_id is None):
-        return Rejection("INVALID_CLIENT_REQUEST", "Give exactly one of orderId or clientId")
-    if order_id is not None:
-        if type(order_id) is not int or order_id <= 0:
-            return Rejection("INVALID_CLIENT_REQUEST", "orderId must be a positive integer")
-        return order_id, NO_CLIENT_ID
-    if type(client_id) is not int or not 0 <= client_id <= CLIENT_ID_MAX:
-        return Rejection("INVALID_CLIENT_REQUEST", "clientId must be an unsigned 32-bit integer")
-    return -1, client_id
-

@@ -1,4 +1,4 @@
-"""The interpreter settings the engine serves under (engine/runtime.py ``_tune_interpreter``)."""
+"""The interpreter settings the engine serves under (engine/interpreter.py ``tune_interpreter``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.runtime import GC_THRESHOLD, _freeze_survivors, _tune_interpreter, tuned_interpreter
+from engine.interpreter import GC_THRESHOLD, freeze_survivors, tune_interpreter, tuned_interpreter
 
 
 class _Node:
@@ -65,7 +65,7 @@ def test_a_frozen_cycle_is_not_collected_until_unfrozen(tuned: None) -> None:
 def test_tuning_twice_registers_the_hook_once_and_the_block_restores_the_settings() -> None:
     threshold, switch = gc.get_threshold(), sys.getswitchinterval()
     with tuned_interpreter():
-        _tune_interpreter()  # as a second engine in the process does
-        assert gc.callbacks.count(_freeze_survivors) == 1
-    assert _freeze_survivors not in gc.callbacks
+        tune_interpreter()  # as a second engine in the process does
+        assert gc.callbacks.count(freeze_survivors) == 1
+    assert freeze_survivors not in gc.callbacks
     assert gc.get_threshold() == threshold and sys.getswitchinterval() == switch and gc.get_freeze_count() == 0

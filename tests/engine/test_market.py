@@ -791,7 +791,7 @@ def test_cached_band_accepts_exactly_the_prices_of_the_band_rule(
 
 def test_place_order_builder_builds_what_attrs_builds() -> None:
     """The intake builds PlaceOrder through a generated constructor (defaults passed positionally)."""
-    from engine.runtime import _place_order
+    from engine.intake import new_place_order as _place_order
 
     args = (9, 2, "SOL_USDC", BID, "Limit", "GTC", 10_000, 5, 0, False, REJECT_TAKER, -1, 0)
     built = _place_order(*args)
