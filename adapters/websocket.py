@@ -51,8 +51,8 @@ from trio_websocket import serve_websocket as _serve_ws
 from adapters.backpack import wire
 from adapters.backpack.api import INTERNAL_ERROR, BackpackApi
 from adapters.backpack.errors import ApiError
-from engine.publisher import INTERVALS, BalanceUpdate, BookTop, DepthUpdate, OrderUpdate, TradeRecord, Update
 from engine.results import Result
+from engine.updates import INTERVALS, BalanceUpdate, BookTop, DepthUpdate, OrderUpdate, TradeRecord, Update
 
 log = logging.getLogger("satchel.websocket")
 

@@ -27,8 +27,8 @@ import trio
 import trio.lowlevel
 
 from bench import rest_bench
-from engine.publisher import DepthUpdate, TradeRecord
 from engine.runtime import Engine
+from engine.updates import DepthUpdate, TradeRecord
 
 SUBSCRIBERS = 100
 CLIENT = rest_bench.CLIENT

@@ -12,7 +12,7 @@ orders, balances, fills) comes from here, which is how "durable before visible"
 holds for queries as well as for streams. One publisher serves every adapter of
 an engine (``serve_publisher``/``shared``).
 
-What it derives, per batch, in journal order:
+What it derives, per batch, in journal order (the records are in ``engine/updates.py``):
     * per market, one ``DepthUpdate`` with absolute level sizes and the update
       ids it covers: every event that changes a market's book takes the next
       id of that market's counter, so ``first_id == previous last_id + 1`` and
@@ -45,11 +45,9 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
-import attrs
 import trio
 
 from engine.audit import collector_paused, is_control
@@ -74,6 +72,27 @@ from engine.messages import (
     WithdrawalRequested,
     Withdrawn,
 )
+from engine.updates import (
+    ACCEPTED,
+    CANCELLED_KIND,
+    EXPIRED_KIND,
+    FILL,
+    INTERVALS,
+    MODIFIED,
+    BalanceUpdate,
+    BookTop,
+    Candle,
+    DepthUpdate,
+    FillInfo,
+    FillRecord,
+    FundsRecord,
+    Listener,
+    OrderUpdate,
+    TickerStats,
+    TradeRecord,
+    Update,
+    bucket,
+)
 from engine.venue import Venue
 from engine.withdrawals import WithdrawalRequest
 
@@ -88,150 +107,6 @@ KLINES_KEEP: Final = 1_500  # candles per market and interval (1m covers the 24 
 HISTORY_KEEP: Final = 10_000  # fills, closed orders, deposits, withdrawals per account
 SYNC_TAIL_RECORDS: Final = 256  # at most this many records are read on the event loop at the boundary
 MAX_THREADED_PASSES: Final = 8  # then the boundary step reads whatever is left (the engine outran us)
-
-# Kline intervals in seconds; "1month" is calendar months (0 marks it).
-INTERVALS: Final[dict[str, int]] = {
-    "1s": 1, "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
-    "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400, "3d": 259200, "1w": 604800,
-    "1month": 0,
-}
-_WEEK_OFFSET_S: Final = 4 * 86400  # 1970-01-01 was a Thursday; weeks start on Monday 00:00 UTC
-
-# OrderUpdate kinds (Backpack's event names are the most widely understood spelling)
-ACCEPTED: Final = "orderAccepted"
-FILL: Final = "orderFill"
-CANCELLED_KIND: Final = "orderCancelled"
-EXPIRED_KIND: Final = "orderExpired"
-MODIFIED: Final = "orderModified"
-
-
-# --- updates (protocol-neutral) -------------------------------------------------
-
-
-@attrs.define(slots=True)
-class DepthUpdate:
-    symbol: str
-    first_id: int
-    last_id: int
-    bids: list[tuple[int, int]]  # (price_ticks, qty_steps); qty 0 removes the level
-    asks: list[tuple[int, int]]
-    ts_us: int
-
-
-@attrs.define(slots=True)
-class TradeRecord:
-    symbol: str
-    trade_id: int
-    price_ticks: int
-    qty_steps: int
-    quote: int  # quote atoms
-    buyer_order_id: int
-    seller_order_id: int
-    is_buyer_maker: bool
-    ts_us: int
-
-
-@attrs.define(slots=True)
-class BookTop:
-    symbol: str
-    bid_ticks: int  # 0 when the side is empty
-    bid_steps: int
-    ask_ticks: int
-    ask_steps: int
-    update_id: int
-    ts_us: int
-
-
-@attrs.define(slots=True)
-class FillInfo:
-    trade_id: int
-    price_ticks: int
-    qty_steps: int
-    is_maker: bool
-    fee: int
-    fee_asset: str
-
-
-@attrs.define(slots=True)
-class OrderUpdate:
-    account_id: int
-    kind: str
-    view: OrderView
-    ts_us: int
-    fill: FillInfo | None = None
-
-
-@attrs.define(slots=True)
-class BalanceUpdate:
-    account_id: int
-    asset: str
-    available: int
-    locked: int
-    ts_us: int
-
-
-@attrs.define(slots=True)
-class FillRecord:
-    account_id: int
-    symbol: str
-    order_id: int
-    client_id: int
-    side: str
-    fill: FillInfo
-    ts_us: int
-
-
-@attrs.define(slots=True)
-class FundsRecord:
-    account_id: int
-    asset: str
-    amount: int
-    kind: str  # "deposit" | "withdrawal"
-    record_id: int  # the wire id: a deposit's running number; a withdrawal's id, shared with requests
-    ts_us: int
-
-
-@attrs.define(slots=True)
-class Candle:
-    start_s: int
-    end_s: int
-    open: int
-    high: int
-    low: int
-    close: int
-    volume_steps: int = 0
-    quote: int = 0
-    trades: int = 0
-
-
-@attrs.define(slots=True)
-class TickerStats:
-    symbol: str
-    first: int  # ticks; 0 when the market never traded
-    last: int
-    high: int
-    low: int
-    volume_steps: int
-    quote: int
-    trades: int
-
-
-Update = DepthUpdate | TradeRecord | BookTop | OrderUpdate | BalanceUpdate
-Listener = Callable[[list[Update]], None]
-
-
-def bucket(ts_s: int, interval: str) -> tuple[int, int]:
-    """The [start, end) seconds of the candle of ``interval`` that contains ``ts_s``."""
-    seconds = INTERVALS[interval]
-    if seconds == 0:
-        day = datetime.fromtimestamp(ts_s, UTC)
-        first = datetime(day.year, day.month, 1, tzinfo=UTC)
-        after = datetime(day.year + day.month // 12, day.month % 12 + 1, 1, tzinfo=UTC)
-        return int(first.timestamp()), int(after.timestamp())
-    offset = _WEEK_OFFSET_S if interval == "1w" else 0
-    start = (ts_s - offset) // seconds * seconds + offset
-    return start, start + seconds
-
 
 class PositionMismatch(Exception):
     """The journal holds fewer events after a position than the publisher had applied there."""

@@ -72,7 +72,7 @@ def save(publisher: Publisher, directory: Path) -> Path:
 
 
 def _save(publisher: Publisher, directory: Path) -> Path:
-    from engine.publisher import Candle, FillInfo, FundsRecord, TradeRecord
+    from engine.updates import Candle, FillInfo, FundsRecord, TradeRecord
 
     trade_row, candle_row, view_row = _row(TradeRecord), _row(Candle), _row(OrderView)
     info_row, funds_row = _row(FillInfo), _row(FundsRecord)
@@ -127,7 +127,8 @@ def _events_in(path: Path) -> int:
 
 def load(directory: Path, config: Config) -> tuple[Publisher, int, bytes, int] | None:
     """(publisher, seq, hash, skip) from the state file, or None when there is none; StateInvalid if unusable."""
-    from engine.publisher import Candle, FillInfo, FillRecord, FundsRecord, Publisher, TradeRecord, _Histories
+    from engine.publisher import Publisher, _Histories
+    from engine.updates import Candle, FillInfo, FillRecord, FundsRecord, TradeRecord
 
     path = directory / STATE_FILE
     if not path.exists():

@@ -32,11 +32,12 @@ from adapters.backpack.errors import ApiError, bad_request
 from adapters.backpack.param import HISTORY_LIMIT_MAX
 from engine.actors import Sink
 from engine.messages import CLIENT_ID_MAX, LIMIT, MARKET, OrderView, PlaceOrder, Rejection
-from engine.publisher import INTERVALS, FillRecord, Publisher
+from engine.publisher import Publisher
 from engine.results import Result
 from engine.runtime import Engine, Reply
 from engine.spec import MarketSpec
 from engine.units import is_integer_text
+from engine.updates import INTERVALS, FillRecord
 from engine.views import withdrawal_json
 
 log = logging.getLogger("satchel.adapters.backpack")

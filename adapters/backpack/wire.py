@@ -13,7 +13,9 @@ from typing import Any
 
 from engine.config import MarketConfig
 from engine.messages import LIMIT, NO_CLIENT_ID, OrderView
-from engine.publisher import (
+from engine.spec import AssetSpec, MarketSpec
+from engine.units import format_units
+from engine.updates import (
     BalanceUpdate,
     BookTop,
     Candle,
@@ -24,8 +26,6 @@ from engine.publisher import (
     TickerStats,
     TradeRecord,
 )
-from engine.spec import AssetSpec, MarketSpec
-from engine.units import format_units
 from engine.views import order_json
 
 PERCENT_SCALE = 8

@@ -74,21 +74,11 @@ from engine.messages import (
     PlaceOrder,
     Rejection,
 )
-from engine.publisher import (
-    ACCEPTED,
-    CANCELLED_KIND,
-    EXPIRED_KIND,
-    FILL,
-    MODIFIED,
-    DepthUpdate,
-    OrderUpdate,
-    Publisher,
-    TradeRecord,
-    accepted_view,
-)
+from engine.publisher import Publisher, accepted_view
 from engine.results import Result
 from engine.spec import MarketSpec
 from engine.units import DecimalError
+from engine.updates import ACCEPTED, CANCELLED_KIND, EXPIRED_KIND, FILL, MODIFIED, DepthUpdate, OrderUpdate, TradeRecord
 
 log = logging.getLogger("satchel.fix.exchange")
 

@@ -28,7 +28,8 @@ from typing import Any, Final
 from adapters.fix.codec import Field, Message, is_number
 from adapters.fix.dictionary import Validated
 from adapters.fix.session import Session
-from engine.publisher import DepthUpdate, Publisher, TradeRecord
+from engine.publisher import Publisher
+from engine.updates import DepthUpdate, TradeRecord
 
 MAX_MD_SUBSCRIPTIONS: Final = 100
 FULL_BOOK: Final = 1_000_000  # levels: "all of them" for MarketDepth 0

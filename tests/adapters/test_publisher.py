@@ -6,15 +6,8 @@ import copy
 from datetime import UTC, datetime
 
 from engine.messages import ASK, BID, ApiKeyAdded, Deposited
-from engine.publisher import (
-    BalanceUpdate,
-    BookTop,
-    DepthUpdate,
-    OrderUpdate,
-    Publisher,
-    TradeRecord,
-    bucket,
-)
+from engine.publisher import Publisher
+from engine.updates import BalanceUpdate, BookTop, DepthUpdate, OrderUpdate, TradeRecord, bucket
 from tests.engine.helpers import (
     NOW_US,
     atoms,

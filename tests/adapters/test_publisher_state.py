@@ -100,7 +100,7 @@ async def test_saved_state_plus_tail_equals_a_replay_from_genesis(tmp_path: Path
 
 
 async def test_a_dropped_publisher_catches_up_from_disk_without_gap_or_duplicate(tmp_path: Path) -> None:
-    from engine.publisher import ACCEPTED, OrderUpdate
+    from engine.updates import ACCEPTED, OrderUpdate
 
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 
 from engine.messages import WithdrawalApproved, WithdrawalRejected, WithdrawalRequested
-from engine.publisher import BalanceUpdate, Publisher
+from engine.publisher import Publisher
+from engine.updates import BalanceUpdate
 from tests.engine.helpers import NOW_US, atoms, fund, make_venue, open_account
 
 ADDRESS = "5Yq3kP9cFq2s7wWbJ8xYpA1nR4tLmZvD6hGe3uKsQ2Nf"
