@@ -25,10 +25,10 @@ import trio
 from bench.engine_bench import engine_config
 from bench.workload import generate
 from engine import por, snapshot
-from engine.actors import JournalActor
 from engine.audit import checkpoint_body, checkpoint_payload
 from engine.codec import encode_events
 from engine.interpreter import tune_interpreter
+from engine.journal_actor import JournalActor
 from engine.messages import (
     BID,
     GTC,

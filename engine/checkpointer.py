@@ -34,7 +34,7 @@ from engine.replica import POR, POR_DIR, SNAPSHOT, Advanced, ReplicaProcess, wri
 from engine.results import Result
 
 if TYPE_CHECKING:
-    from engine.actors import Sink
+    from engine.channels import Sink
     from engine.runtime import Engine
     from engine.signing import VenueKey
 

@@ -97,7 +97,7 @@ from engine.venue import Venue
 from engine.withdrawals import WithdrawalRequest
 
 if TYPE_CHECKING:
-    from engine.actors import JournalActor
+    from engine.journal_actor import JournalActor
     from engine.runtime import Engine
 
 log = logging.getLogger("satchel.publisher")

@@ -33,8 +33,9 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from engine import audit, signing, snapshot
-from engine.actors import CMD, AccountActor, JournalActor, MarketActor, Sink
+from engine.actors import CMD, AccountActor, MarketActor
 from engine.audit import JOURNAL_FORMAT, READABLE_FORMATS, AuditError, Replayer
+from engine.channels import Sink
 from engine.checkpointer import Checkpointer
 from engine.config import Config, _converter
 from engine.intake import (
@@ -49,6 +50,7 @@ from engine.intake import (
 )
 from engine.interpreter import tune_interpreter
 from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, Record, read_records
+from engine.journal_actor import JournalActor
 from engine.messages import (
     CLIENT_ID_MAX,
     FEE_ACCOUNT_ID,

@@ -30,7 +30,7 @@ from adapters.backpack import param, wire
 from adapters.backpack.auth import RATE_PER_MINUTE, RateLimiter, Signed, Verifier, wall_ms
 from adapters.backpack.errors import ApiError, bad_request
 from adapters.backpack.param import HISTORY_LIMIT_MAX
-from engine.actors import Sink
+from engine.channels import Sink
 from engine.messages import CLIENT_ID_MAX, LIMIT, MARKET, OrderView, PlaceOrder, Rejection
 from engine.publisher import Publisher
 from engine.results import Result

@@ -1,4 +1,4 @@
-"""The journal actor's group commit through its sync thread (engine/actors.py JournalActor).
+"""The journal actor's group commit through its sync thread (engine/journal_actor.py).
 
 Real files and real fdatasync; a writer subclass only slows the disk down or
 fills it up, so the pipeline (framing while an fsync runs) is exercised for sure.
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine import actors
-from engine.actors import JournalActor
+from engine import journal_actor
 from engine.codec import decode_events
 from engine.journal import ZERO_HASH, DiskFull, JournalWriter, read_records
+from engine.journal_actor import JournalActor
 from engine.messages import Deposited
 from engine.results import Result
 
@@ -110,7 +110,7 @@ async def test_a_slow_disk_moves_syncs_to_the_thread_which_commits_what_arrived_
 async def test_a_fast_disk_syncs_on_the_loops_thread_and_a_fast_thread_sync_brings_it_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(actors, "INLINE_SYNC_MAX_S", 60.0)  # every fsync counts as fast, whatever this disk does now
+    monkeypatch.setattr(journal_actor, "INLINE_SYNC_MAX_S", 60.0)  # every fsync counts as fast, whatever this disk does now
     writer = SlowDisk(tmp_path, delay=0.0)
     log = Log(tmp_path)
     journal = JournalActor(writer, lambda sink, value: sink.set(value))
