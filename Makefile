@@ -2,19 +2,26 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
 .PHONY: run test bench lint install clean
 
-$(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
+# the daemon's own dependencies: all `make run` needs (no compiler, no test tools)
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+# plus the test and benchmark tools (the quickfix peer compiles once, ~5 minutes, without a cached wheel)
+$(STAMP): pyproject.toml $(RUN_STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/satchel run --config config.toml
 
 lint: $(STAMP)

@@ -8,6 +8,7 @@ so a typo cannot silently fall back to a default.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Final
@@ -165,7 +166,13 @@ _converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _names)
 def _fix_sessions(value: Any, _: Any) -> tuple[FixSessionConfig, ...]:
     if not isinstance(value, list):
         raise TypeError(f"expected a list of session tables, got {value!r}")
-    return tuple(_converter.structure(item, FixSessionConfig) for item in value)
+    sessions = []
+    for i, item in enumerate(value):
+        try:
+            sessions.append(_converter.structure(item, FixSessionConfig))
+        except cattrs.BaseValidationError as exc:  # this hook is not told its path: name the session here
+            raise _Located(_problems(exc, f"adapters.fix.sessions[{i}]")) from None
+    return tuple(sessions)
 
 
 _converter.register_structure_hook_func(lambda t: t == tuple[FixSessionConfig, ...], _fix_sessions)
@@ -180,10 +187,43 @@ def parse_config(data: dict[str, Any]) -> Config:
     try:
         config = _converter.structure(data, Config)
     except cattrs.BaseValidationError as exc:
-        problems = cattrs.transform_error(exc, path="config")
-        raise ConfigError("; ".join(p.replace("@ $.", "@ ") for p in problems)) from None
+        raise ConfigError(_problems(exc, "")) from None
     _validate(config)
     return config
+
+
+def _problems(exc: cattrs.BaseValidationError, path: str) -> str:
+    """cattrs' errors as ``key: problem``, the form of every other config error (``assets.USDC.decimals: ...``)."""
+    out = []
+    for problem in cattrs.transform_error(exc, path=path, format_exception=_problem):
+        text, _, where = problem.rpartition(" @ ")
+        if text.startswith(_LOCATED):
+            out.append(text.removeprefix(_LOCATED))
+            continue
+        key = re.sub(r"\['([^']*)'\]", r".\1", where).lstrip(".")
+        out.append(f"{key}: {text}" if key else text)
+    return "; ".join(out)
+
+
+class _Located(ValueError):
+    """Problems already written as ``key: problem`` by a hook that knows the key."""
+
+
+_LOCATED: Final = "\x00"  # marks a _Located message in cattrs' output: printed as it is, without cattrs' path
+
+
+def _problem(exc: BaseException, kind: Any) -> str:
+    if isinstance(exc, _Located):
+        return _LOCATED + str(exc)
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unknown key{'s' if len(exc.extra_fields) > 1 else ''} {', '.join(sorted(exc.extra_fields))}"
+    if isinstance(exc, KeyError):
+        return "required key missing"
+    if isinstance(exc, TypeError | ValueError) and str(exc).startswith("expected "):
+        return str(exc)  # this module's own checks (``_strict``, ``_names``) say what they got
+    if kind is not None and attrs.has(kind):
+        return "expected a table"
+    return cattrs.v.format_exception(exc, kind)
 
 
 def load_config(path: str | Path) -> Config:

@@ -121,7 +121,7 @@ class Verifier:
             raise ApiError("UNAUTHORIZED", f"Missing {', '.join(missing)}: this endpoint needs a signed request")
         account_id = self.account_for_key(api_key)
         if account_id is None:
-            raise ApiError("UNAUTHORIZED", "Unknown API key: register it with `satchel api-key add` first")
+            raise ApiError("UNAUTHORIZED", "Unknown API key: register it with `satchel key add ACCOUNT_ID PUBLIC_KEY` first")
         window_text = window if window else DEFAULT_WINDOW_TEXT
         window_ms = int(window_text) if is_integer_text(window_text) else 0
         if not 0 < window_ms <= MAX_WINDOW_MS:

@@ -79,15 +79,20 @@ def test_fingerprint_changes_with_any_setting() -> None:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("markets.SOL_USDC.tickk", "0.01", r"extra fields found \(tickk\) @ config\.markets\['SOL_USDC'\]"),
-        ("bogus", {}, r"extra fields found \(bogus\) @ config"),
-        ("assets.SOL.decimals", "nine", r"expected int @ config\.assets\['SOL'\]\.decimals"),
-        ("journal.segment_bytes", [1], r"expected int @ config\.journal\.segment_bytes"),
-        ("markets.SOL_USDC.maker_fee_bps", "two", r"expected int @ config\.markets\['SOL_USDC'\]\.maker_fee_bps"),
-        ("markets.SOL_USDC.base", ..., r"required field missing @ config\.markets\['SOL_USDC'\]\.base"),
+        ("markets.SOL_USDC.tickk", "0.01", r"^markets\.SOL_USDC: unknown key tickk$"),
+        ("bogus", {}, r"^unknown key bogus$"),
+        ("assets.SOL.decimals", "nine", r"^assets\.SOL\.decimals: expected int, got str 'nine'$"),
+        ("journal.segment_bytes", [1], r"^journal\.segment_bytes: expected int, got list \[1\]$"),
+        ("markets.SOL_USDC.maker_fee_bps", "two", r"^markets\.SOL_USDC\.maker_fee_bps: expected int, got str 'two'$"),
+        ("markets.SOL_USDC.base", ..., r"^markets\.SOL_USDC\.base: required key missing$"),
+        ("journal", 5, r"^journal: expected a table$"),
+        ("adapters.fix.sessions", [{"sender_comp_id": "A", "target_comp_id": "B", "account": 1},
+                                   {"sender_comp_id": "A", "target_comp_id": "B", "account": "x", "zz": 1}],
+         r"^adapters\.fix\.sessions\[1\]\.account: expected int, got str 'x'; adapters\.fix\.sessions\[1\]: unknown key zz$"),
     ],
 )
 def test_structural_errors_name_the_key(path: str, value: Any, message: str) -> None:
+    """In the form of every other config error: ``key: problem``, the key as the TOML file spells it."""
     with pytest.raises(ConfigError, match=message):
         parse_config(patched(path, value))
 
