@@ -182,6 +182,31 @@ def canonical_json(config: Config) -> bytes:
     return orjson.dumps(_converter.unstructure(config), option=orjson.OPT_SORT_KEYS)
 
 
+def pinned_differences(journal: Any, config: dict[str, Any]) -> list[str]:
+    """``key: journal value -> config value`` for each pinned setting (``Config.fingerprint``) that differs
+    between the config a journal's genesis recorded and ``config`` (both unstructured)."""
+    journal = journal if isinstance(journal, dict) else {}
+    out: list[str] = []
+
+    def walk(old: Any, new: Any, key: str) -> None:
+        if isinstance(old, dict) and isinstance(new, dict):
+            for name in sorted(old.keys() | new.keys()):
+                walk(old.get(name, _ABSENT), new.get(name, _ABSENT), f"{key}.{name}" if key else name)
+        elif old != new:
+            out.append(f"{key}: {_shown(old)} in the journal, {_shown(new)} in the config")
+
+    for section in sorted(PINNED_SECTIONS):
+        walk(journal.get(section, _ABSENT), config.get(section, _ABSENT), section)
+    return out
+
+
+_ABSENT: Final = object()
+
+
+def _shown(value: Any) -> str:
+    return "absent" if value is _ABSENT else orjson.dumps(value).decode()
+
+
 def parse_config(data: dict[str, Any]) -> Config:
     """Structure and validate a TOML document; raises ConfigError naming the key."""
     try:

@@ -37,7 +37,7 @@ from engine.actors import CMD, AccountActor, MarketActor
 from engine.audit import JOURNAL_FORMAT, READABLE_FORMATS, AuditError, Replayer
 from engine.channels import Sink
 from engine.checkpointer import Checkpointer
-from engine.config import Config, _converter
+from engine.config import Config, _converter, pinned_differences
 from engine.intake import (
     OWN_SIDE,
     OWN_STP,
@@ -49,7 +49,7 @@ from engine.intake import (
     order_target,
 )
 from engine.interpreter import tune_interpreter
-from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, Record, read_records
+from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, Record, read_records, segments
 from engine.journal_actor import JournalActor
 from engine.messages import (
     CLIENT_ID_MAX,
@@ -292,7 +292,9 @@ class Engine(WithdrawalApi):
         except OSError as exc:  # read-only file system, no permission, a parent that is a file
             raise StartupError(f"journal.dir: cannot use {directory}: {exc.strerror or exc}") from None
         try:
-            self.key = signing.load_or_create(signing.key_path(directory, self.config.journal.signing_key))
+            # a journal that has history was signed with a key of its own: never make a new one for it
+            self.key = signing.load_or_create(signing.key_path(directory, self.config.journal.signing_key),
+                                              create=not segments(directory))
         except signing.KeyError_ as exc:
             raise StartupError(f"journal.signing_key: {exc}") from None
         started = time.monotonic()
@@ -383,9 +385,11 @@ class Engine(WithdrawalApi):
                 f"({genesis.get('venue_key')}); start with the journal's key"
             )
         if genesis.get("config_hash") != self.config.fingerprint():
+            changed = pinned_differences(genesis.get("config"), _converter.unstructure(self.config))
+            shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
             raise StartupError(
-                f"the config differs from the one pinned in the journal at {self.directory} "
-                f"(journal {str(genesis.get('config_hash'))[:16]}, config {self.config.fingerprint()[:16]}); "
+                f"the config differs from the one pinned in the journal at {self.directory}: "
+                f"{shown or 'the journal does not record which setting'}; "
                 "start with the config the journal was written with, or a new journal dir"
             )
         if genesis.get("plugins") != manifest(self.pm):

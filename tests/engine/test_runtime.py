@@ -258,8 +258,27 @@ async def test_changed_config_is_refused(tmp_path: Path) -> None:
         async with trio.open_nursery() as nursery:
             (await start(nursery, tmp_path)).stop()
         other = parse_config({**DEFAULT, "venue": {"name": "elsewhere"}})
-        with pytest.raises(StartupError, match="config differs"):
+        with pytest.raises(StartupError, match=r'config differs .*: venue.name: "satchel-local" in the journal, '
+                                               r'"elsewhere" in the config; start with'):
             await Engine(other, tmp_path).run()
+        markets = copy.deepcopy(DEFAULT["markets"])
+        markets["SOL_USDC"]["maker_fee_bps"] = 3
+        del markets["ETH_USDC"]
+        other = parse_config({**DEFAULT, "markets": markets})
+        with pytest.raises(StartupError, match=r"markets.ETH_USDC: \{.*\} in the journal, absent in the config; "
+                                               r"markets.SOL_USDC.maker_fee_bps: 2 in the journal, 3 in the config;"):
+            await Engine(other, tmp_path).run()
+
+
+async def test_a_journal_whose_key_is_missing_is_refused_and_no_new_key_is_made(tmp_path: Path) -> None:
+    """A new key could never sign this journal's history: name the missing file rather than leave a stray key."""
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            (await start(nursery, tmp_path)).stop()
+        moved = parse_config({**DEFAULT, "journal": {**DEFAULT["journal"], "signing_key": "elsewhere.key"}})
+        with pytest.raises(StartupError, match=r"journal.signing_key: no venue signing key at .*elsewhere.key"):
+            await Engine(moved, tmp_path).run()
+        assert not (tmp_path / "elsewhere.key").exists()
 
 
 async def test_failed_fsync_stops_the_engine_and_acknowledges_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
