@@ -24,7 +24,7 @@ from typing import Any, Final
 import orjson
 import trio
 
-from engine.messages import WITHDRAWAL_STATES, OrderView, Withdrawn
+from engine.messages import FEE_ACCOUNT_ID, WITHDRAWAL_STATES, OrderView, Withdrawn
 from engine.results import Result
 from engine.runtime import Engine, StartupError
 from engine.views import iso_naive, order_json, withdrawal_json
@@ -257,9 +257,10 @@ class AdminServer:
 
     # --- handlers -----------------------------------------------------------------
 
-    def _account(self, args: dict[str, Any], key: str = "account_id") -> int:
+    def _account(self, args: dict[str, Any], key: str = "account_id", *, fee_account: bool = False) -> int:
+        """A user account named in ``args``; the fee account (0) only where ``fee_account`` (it is read, never moved)."""
         value = args.get(key)
-        if type(value) is not int or value not in self.engine.venue.accounts or value == 0:
+        if type(value) is not int or value not in self.engine.venue.accounts or (value == FEE_ACCOUNT_ID and not fee_account):
             raise AdminError("RESOURCE_NOT_FOUND", f"Account {value} not found")
         return value
 
@@ -307,11 +308,14 @@ class AdminServer:
         return {"from": self.engine.venue.balances(source), "to": self.engine.venue.balances(target)}
 
     async def _balances(self, args: dict[str, Any]) -> Any:
-        return self.engine.venue.balances(self._account(args))
+        return self.engine.venue.balances(self._account(args, fee_account=True))
 
     async def _orders(self, args: dict[str, Any]) -> Any:
         account_id = self._account(args)
-        return [self._order(v) for v in self.engine.open_orders(account_id, args.get("symbol"))]
+        symbol = args.get("symbol")
+        if symbol is not None and symbol not in self.engine.venue.specs:
+            raise AdminError("INVALID_CLIENT_REQUEST", f"Invalid market symbol: {symbol!r}")
+        return [self._order(v) for v in self.engine.open_orders(account_id, symbol)]
 
     async def _order_place(self, args: dict[str, Any]) -> Any:
         account_id = self._account(args)

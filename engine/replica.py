@@ -245,6 +245,9 @@ class ReplicaProcess:
             process = subprocess.Popen(
                 [sys.executable, "-m", "engine.replica", str(theirs.fileno())], pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
+                # its own process group: a terminal's Ctrl-C is the daemon's to handle (it closes our pipe); it
+                # reached the child too, and one that was still importing died with a KeyboardInterrupt traceback
+                process_group=0,
             )
         finally:
             theirs.close()  # only the child holds its end now: its exit shows here as EOF

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Final
 
-from adapters.fix.mapped_log import MappedLog
+from adapters.fix.mapped_log import MappedLog, private
 
 MAX_PER_ACCOUNT: Final = 100_000
 COMPACT_FACTOR: Final = 4
@@ -118,7 +118,7 @@ class ClOrdIds:
         if self._log is not None:
             self._log.close()
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as out:
+        with open(tmp, "wb", opener=private) as out:
             for account, known in self.by_account.items():
                 for cl_ord_id, order_id in known.items():
                     if "\n" not in cl_ord_id:

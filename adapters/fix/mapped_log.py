@@ -68,8 +68,9 @@ class MappedLog:
 
     def _map_from(self, previous: mmap.mmap | None, needed: int = 0) -> None:
         """Map a window from the page of the current end to ``GROW_BYTES`` past ``needed`` more bytes."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            os.fchmod(fd, 0o600)  # a session's orders and reports: the operator's eyes only (logs of older versions too)
             if previous is None:
                 self._end = os.fstat(fd).st_size
             else:
@@ -92,3 +93,8 @@ class MappedLog:
             self._map = None
             self.closed = True
             os.truncate(self.path, self._end)
+
+
+def private(path: str | os.PathLike[str], flags: int) -> int:
+    """``open(..., opener=private)``: a file created readable by its owner only, as ``MappedLog`` makes them."""
+    return os.open(path, flags, 0o600)

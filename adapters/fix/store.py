@@ -29,7 +29,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Final
 
-from adapters.fix.mapped_log import MappedLog
+from adapters.fix.mapped_log import MappedLog, private
 
 MAX_STORED: Final = 100_000
 COMPACT_RECORDS: Final = 1_000_000
@@ -148,7 +148,7 @@ class FileStore(MemoryStore):
         self._target_dirty = False  # the compacted log ends with the current T
         self._log.close()
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as out:
+        with open(tmp, "wb", opener=private) as out:
             out.write(b"R\n")
             for seq, raw in self.messages.items():
                 out.write(b"S %d %d\n" % (seq, len(raw)))

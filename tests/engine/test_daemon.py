@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import random
 import shutil
 import signal
@@ -186,6 +187,40 @@ def test_operator_cli_end_to_end(config: Path) -> None:
         assert cli(config, "status")[1]["markets"]["SOL_USDC"]["state"] == "CancelOnly"
     finally:
         assert daemon.stop(signal.SIGINT) == 0
+
+
+def test_the_fee_account_can_be_read_not_moved_and_a_wrong_symbol_is_refused(config: Path) -> None:
+    daemon = Daemon(config)
+    try:
+        for _ in range(2):
+            cli(config, "account", "create")
+        cli(config, "deposit", "1", "USDC", "1000")
+        cli(config, "deposit", "2", "SOL", "10")
+        cli(config, "order", "place", "2", "SOL_USDC", "Ask", "Limit", "--price", "20", "--quantity", "5")
+        cli(config, "order", "place", "1", "SOL_USDC", "Bid", "Limit", "--price", "21", "--quantity", "2")
+        code, fees = cli(config, "balances", "0")  # the README's "fee account (account 0)": 5 bps taker, 2 bps maker
+        assert code == 0 and fees == {"SOL": {"available": "0.001", "locked": "0", "staked": "0"},
+                                      "USDC": {"available": "0.008", "locked": "0", "staked": "0"}}
+        for moved in (["deposit", "0", "USDC", "1"], ["withdraw", "0", "USDC", "0.001"], ["orders", "0"]):
+            assert cli(config, *moved) == (1, {"code": "RESOURCE_NOT_FOUND", "message": "Account 0 not found"})
+        for symbol in ("sol_usdc", "FOO"):  # not "you have no orders": the same refusal as every other command
+            assert cli(config, "orders", "2", "--symbol", symbol) == (
+                1, {"code": "INVALID_CLIENT_REQUEST", "message": f"Invalid market symbol: {symbol!r}"})
+        assert [o["symbol"] for o in cli(config, "orders", "2", "--symbol", "SOL_USDC")[1]] == ["SOL_USDC"]
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_ctrl_c_at_a_terminal_right_after_ready_stops_it_without_a_traceback(config: Path) -> None:
+    """A terminal sends Ctrl-C's SIGINT to the whole foreground process group, children included."""
+    daemon = Daemon(config, preexec_fn=os.setpgrp)  # the daemon leads its group, as a shell's foreground job does
+    os.killpg(daemon.proc.pid, signal.SIGINT)  # at once: the checkpoint replica is still starting
+    assert daemon.proc.wait(timeout=30) == 0
+    assert daemon.proc.stderr is not None
+    rest = daemon.proc.stderr.read()
+    daemon.proc.stderr.close()
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
+    assert "satchel stopped cleanly" in rest
 
 
 def test_admin_socket_rejects_bad_requests_and_survives(config: Path) -> None:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.fix import store as store_module
+from adapters.fix.cl_ord_ids import ClOrdIds
 from adapters.fix.codec import (
     Framer,
     Garbled,
@@ -60,6 +61,23 @@ def test_store_keeps_the_newest_messages_and_drops_the_oldest_in_constant_time(
     again = FileStore(tmp_path / "s.log")  # the log holds them all; the reload keeps the same newest 50
     assert [seq for seq in range(1, 1001) if again.get(seq) is not None] == kept
     again.close()
+
+
+def test_session_files_are_readable_by_their_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every order and report of a session is in them: 0600 like the journal, when made, compacted or inherited."""
+    monkeypatch.setattr(store_module, "COMPACT_RECORDS", 5)
+    store = FileStore(tmp_path / "s.log")
+    for seq in range(1, 20):  # compacts on the way
+        store.record_sent(seq, b"m%d" % seq)
+    store.close()
+    ids = ClOrdIds(tmp_path / "clordids.log")  # compacts at start
+    ids.close()
+    older = tmp_path / "older.log"  # a log an older version made 0644
+    older.write_bytes(b"")
+    older.chmod(0o644)
+    FileStore(older).close()
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {
+        "s.log": "0o600", "clordids.log": "0o600", "older.log": "0o600"}
 
 
 def test_framer_swallows_the_next_message_after_an_overlong_body_length() -> None:
