@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 POLL_S: Final = 0.25
 INTERVAL: Final = "interval"
+OPERATOR: Final = "operator"  # `satchel checkpoint`: asked for, not due
 POR_SALT_LABEL: Final = b"satchel/por/salt"
 
 
@@ -94,7 +95,7 @@ class Checkpointer:
             self.busy = True
             try:
                 found = await trio.to_thread.run_sync(self.replica.advance, target, kinds, now_us, salt)
-                payload, value = await trio.to_thread.run_sync(self._sign, found, now_us)
+                payload, value = await trio.to_thread.run_sync(self._sign, found, now_us, bool(requests))
             except BaseException as exc:
                 for _, sink in requests:
                     self.engine.deliver(sink, Result(value={"error": str(exc)}))
@@ -106,9 +107,10 @@ class Checkpointer:
             deliveries = [(sink, Result(value=value)) for _, sink in requests]
             await journal.submit(payload, deliveries)
 
-    def _sign(self, found: Advanced, now_us: int) -> tuple[bytes, dict[str, Any]]:
+    def _sign(self, found: Advanced, now_us: int, asked: bool) -> tuple[bytes, dict[str, Any]]:
         """The signed checkpoint record for what the replica found, and the reply for requesters."""
-        reason = POR if found.por is not None else SNAPSHOT if found.snapshot is not None else INTERVAL
+        reason = (POR if found.por is not None else SNAPSHOT if found.snapshot is not None
+                  else OPERATOR if asked else INTERVAL)
         body = checkpoint_body(found.seq, found.chain_hash, found.state_hash, now_us, reason, found.por)
         payload = checkpoint_payload(self.key, body)
         value: dict[str, Any] = {"seq": found.seq, "state_hash": found.state_hash}

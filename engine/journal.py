@@ -198,17 +198,18 @@ def read_records(directory: Path, *, repair: bool = True, upto: int | None = Non
             if torn is not None:
                 if not last_file or (_record_follows(data, offset, end, seq + 2) and not _lost_write(data, offset, end)):
                     raise JournalCorrupt(path, offset, seq + 1, torn)
-                _truncate(path, data, offset, end, torn, repair)
+                _truncate(path, data, offset, end, torn, repair, seq + 1)
                 return
             length, crc, rec_seq, rec_prev = HEADER.unpack_from(data, offset)
             start = offset + HEADER.size
             payload = data[start:start + length]
             if zlib.crc32(payload, zlib.crc32(data[offset + 8:start])) != crc:
                 if last_file and start + length >= end and not _record_follows(data, offset, end, seq + 2):
-                    _truncate(path, data, offset, end, "last record fails its CRC (torn write)", repair)
+                    _truncate(path, data, offset, end, "last record fails its CRC (torn write)", repair, seq + 1)
                     return
                 if last_file and _lost_write(data, offset, end):
-                    _truncate(path, data, offset, end, "zeroed sectors of an unsynced write (out-of-order write)", repair)
+                    _truncate(path, data, offset, end, "zeroed sectors of an unsynced write (out-of-order write)", repair,
+                              seq + 1)
                     return
                 raise JournalCorrupt(path, offset, rec_seq, "CRC mismatch")
             if rec_seq != seq + 1:
@@ -281,10 +282,11 @@ def _record_follows(data: bytes, offset: int, end: int, next_seq: int) -> bool:
     return False
 
 
-def _truncate(path: Path, data: bytes, offset: int, end: int, reason: str, repair: bool) -> None:
-    """Cut the torn tail at ``offset``, keeping its bytes (the bad record, not the zeros after it) in ``.broken``."""
+def _truncate(path: Path, data: bytes, offset: int, end: int, reason: str, repair: bool, seq: int) -> None:
+    """Cut the torn tail at ``offset`` (where record ``seq`` would be), keeping its bytes (the bad record, not the
+    zeros after it) in ``.broken``."""
     if not repair:
-        raise JournalCorrupt(path, offset, -1, f"torn tail ({reason}); run the daemon once to repair it")
+        raise JournalCorrupt(path, offset, seq, f"torn tail ({reason}); run the daemon once to repair it")
     extent = offset + HEADER.size
     length = int.from_bytes(data[offset:offset + 4], "little") if len(data) - offset >= 4 else 0
     if length <= MAX_PAYLOAD:

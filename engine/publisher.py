@@ -751,7 +751,7 @@ def _save_state(publisher: Publisher, engine: Engine) -> None:
     except OSError as exc:  # the next start replays from genesis instead; never fail a shutdown
         log.warning("could not save the publisher state: %s", exc)
         return
-    log.info("publisher state saved to %s at journal seq %d in %.2fs", path.name, publisher._base[0],
+    log.info("publisher state saved to %s at journal seq %d in %.2fs", path.name, publisher.applied_seq,
              time.monotonic() - started)
 
 

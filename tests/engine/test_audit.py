@@ -184,6 +184,10 @@ def test_torn_last_record_is_cut_at_every_byte_offset(journal: Path, tmp_path: P
         segment = work / last.segment.name
         with open(segment, "r+b") as f:
             f.truncate(last.offset + cut)
+        if cut:  # verify (which never repairs) names where the torn record would be
+            with pytest.raises(JournalCorrupt) as torn:
+                list(read_records(work, repair=False))
+            assert (torn.value.seq, torn.value.offset) == (last.seq, last.offset), cut
         engine = recover(work)
         assert engine.recovered_seq == last.seq - 1, cut
         assert segment.stat().st_size == last.offset  # only the torn tail went
@@ -386,10 +390,11 @@ async def test_periodic_checkpoints_cover_exact_positions(tmp_path: Path) -> Non
         with trio.fail_after(10):
             while not any(is_control(r.payload) and b'"interval"' in r.payload for r in records(directory)):  # noqa: ASYNC110
                 await trio.sleep(0.05)
+            await engine.checkpoint("checkpoint")  # `satchel checkpoint`: asked for, so not "interval"
         engine.stop()
     summary = verify_journal(directory, progress=False)
     reasons = [orjson.loads(r.payload)["body"]["reason"] for r in records(directory) if r.seq > 1 and is_control(r.payload)]
-    assert "interval" in reasons and reasons[-1] == "shutdown"
+    assert "interval" in reasons and reasons[-2:] == ["operator", "shutdown"]
     assert summary["claims_checked"] == len(reasons)
 
 
