@@ -292,7 +292,7 @@ def build(assets: list[str], balances: Iterable[tuple[int, list[int]]], secret: 
     share = -(-len(order) // max(1, workers) // subtree) * subtree if len(order) >= PARALLEL_MIN else len(order)
     runs = [order[start:start + share] for start in range(0, len(order), max(1, share))] or [order]
     stop = SPLIT_LEVELS if len(runs) > 1 else 0
-    forked = [_forked(_hash_run, accounts, salts, run, lanes, width, stop) for run in runs[1:]]
+    forked = [_forked(accounts, salts, run, lanes, width, stop) for run in runs[1:]]
     try:
         levels, hashes, sums = _hash_run(accounts, salts, runs[0], lanes, width, stop)
         new_leaf = tuple.__new__  # a Leaf without its Python-level __new__
@@ -327,56 +327,63 @@ def _hash_run(accounts: list[tuple[int, list[int]]], salts: list[bytes], run: li
     return _grow(hashes, sums, width, 0, stop, 0)
 
 
-def _forked(work: Callable[..., _Grown], *args: Any) -> Callable[[], _Grown]:
-    """Run ``work(*args)`` in a forked child (it sees this process's memory as it is now); returns the function
-    that waits for the child and gives its result, or raises its PorError.
+def _forked(accounts: list[tuple[int, list[int]]], salts: list[bytes], run: list[int], lanes: int, width: int,
+            stop: int) -> Callable[[], _Grown]:
+    """``_hash_run`` of these arguments in a forked child (it sees this process's memory as it is now); returns the
+    function that waits for the child and gives its result, or raises its PorError.
 
     Only for a single-threaded process (the replica's, a CLI's): a fork copies the calling thread alone.
     """
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
-        status = 1
+        code = 1
         try:
             os.close(read_fd)
             try:
-                levels, hashes, sums = work(*args)
-                width = args[4]
-                blobs = [blob for level in levels for blob in level]
-                blobs += [b"".join(hashes), b"".join(s.to_bytes(width, "big") for s in sums)]
-                payload = b"".join((b"+", struct.pack(f">{len(blobs) + 1}Q", len(blobs), *map(len, blobs)), *blobs))
+                payload = b"+" + _packed(_hash_run(accounts, salts, run, lanes, width, stop), width)
             except PorError as exc:
                 payload = b"!" + str(exc).encode()
             with open(write_fd, "wb") as out:
                 out.write(payload)
-            status = 0
+            code = 0
         finally:
-            os._exit(status)
+            os._exit(code)
     os.close(write_fd)
 
     def result() -> _Grown:
         with open(read_fd, "rb") as pipe:
             data = pipe.read()
-        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         if data[:1] == b"!":
             raise PorError(data[1:].decode())
-        if status != 0 or data[:1] != b"+":
-            raise PorError(f"a proof-of-reserves worker (pid {pid}) failed: exit status {status}")
-        view = memoryview(data)
-        (count,) = struct.unpack_from(">Q", view, 1)
-        sizes = struct.unpack_from(f">{count}Q", view, 9)
-        at = 9 + 8 * count
-        blobs = []
-        for size in sizes:
-            blobs.append(bytes(view[at:at + size]))
-            at += size
-        width = args[4]
-        top, top_sums = blobs[-2], blobs[-1]
-        return ([(blobs[i], blobs[i + 1]) for i in range(0, count - 2, 2)],
-                [top[i:i + 32] for i in range(0, len(top), 32)],
-                [int.from_bytes(top_sums[i:i + width], "big") for i in range(0, len(top_sums), width)])
+        if code != 0 or data[:1] != b"+":
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            raise PorError(f"a proof-of-reserves worker (pid {pid}) failed: {how}")
+        return _unpacked(memoryview(data)[1:], width)
 
     return result
+
+
+def _packed(grown: _Grown, width: int) -> bytes:
+    """A run's levels and top nodes as bytes for the pipe: the blob count and sizes (u64 BE), then the blobs."""
+    levels, hashes, sums = grown
+    blobs = [blob for level in levels for blob in level]
+    blobs += [b"".join(hashes), b"".join(s.to_bytes(width, "big") for s in sums)]
+    return b"".join((struct.pack(f">{len(blobs) + 1}Q", len(blobs), *map(len, blobs)), *blobs))
+
+
+def _unpacked(data: memoryview, width: int) -> _Grown:
+    (count,) = struct.unpack_from(">Q", data)
+    at = 8 + 8 * count
+    blobs = []
+    for size in struct.unpack_from(f">{count}Q", data, 8):
+        blobs.append(bytes(data[at:at + size]))
+        at += size
+    top, top_sums = blobs[-2], blobs[-1]
+    return ([(blobs[i], blobs[i + 1]) for i in range(0, count - 2, 2)],
+            [top[i:i + 32] for i in range(0, len(top), 32)],
+            [int.from_bytes(top_sums[i:i + width], "big") for i in range(0, len(top_sums), width)])
 
 
 def venue_tree(venue: Venue, secret: bytes, seq: int, workers: int = 1) -> SumTree:

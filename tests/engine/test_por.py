@@ -196,7 +196,7 @@ def test_a_worker_that_dies_fails_the_build_and_says_so(small_runs: None, monkey
         return hash_run(*args)
 
     monkeypatch.setattr(por, "_hash_run", dying)
-    with pytest.raises(PorError, match=r"proof-of-reserves worker \(pid \d+\) failed"):
+    with pytest.raises(PorError, match=r"proof-of-reserves worker \(pid \d+\) failed: killed by signal 9"):
         build(ASSETS, {i: [1, 1, 1] for i in range(1, 20)}.items(), SECRET, 7, 2)
 
 
