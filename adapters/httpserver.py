@@ -17,13 +17,17 @@ MagicStack's httptools); this module only keeps connections, buffers and timers:
   Any other request waits for every earlier answer, as if run one by one;
 * bounded: a request head over ``MAX_HEAD_BYTES`` gets 431, a body over the
   handler's limit 413 before it is read (declared ``Content-Length``) or as soon
-  as it passes the limit (chunked), at most ``MAX_CONNECTIONS`` connections;
+  as it passes the limit (chunked; the bytes of chunk framing and extensions
+  count too, within ``MAX_FRAMING_BYTES``), at most ``MAX_CONNECTIONS``
+  connections and ``adapters.admission.PER_PEER_DEFAULT`` from one address
+  (more get a 503 and are closed);
 * ``Expect: 100-continue`` is answered once the earlier answers are out (curl
   sends it for bodies over 1 KiB and would otherwise wait a second);
 * timeouts: an idle keep-alive connection closes after ``keep_alive_s``; a
   request that is not complete within ``request_timeout_s`` of its first byte
-  gets 408; an answer the client does not read within ``send_timeout_s`` closes
-  the connection;
+  gets 408, however it trickles in (the deadline is set at the first byte, not
+  moved by later ones); an answer the client does not read within
+  ``send_timeout_s`` closes the connection;
 * malformed HTTP (or an Upgrade) gets a clean 400 naming the parser's reason,
   after any complete requests before it are answered; then the connection closes.
 
@@ -34,6 +38,7 @@ spawned per request: the connection's task runs them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -48,11 +53,14 @@ import attrs
 import httptools
 import trio
 
+from adapters.admission import Admission, peer_of
+
 log = logging.getLogger("satchel.http")
 
 RECV_BYTES: Final = 65_536
 MAX_HEAD_BYTES: Final = 16_384
 MAX_CONNECTIONS: Final = 4096
+MAX_FRAMING_BYTES: Final = 65_536  # chunk sizes, extensions and trailers a body may carry beyond its own bytes
 HEADER_NAMES_MAX: Final = 1024  # spellings of header names remembered (clients repeat the same few)
 DEADLINE_SLACK_S: Final = 1.0
 UPGRADE_REFUSED: Final = "Connection upgrades are not supported on this port"
@@ -142,6 +150,8 @@ class _Parsing:
         self.names = names if names is not None else {}  # header names as clients spell them -> key or ""
         self.max_body = max_body
         self.ready: deque[tuple[Request, bool]] = deque()
+        self.started = 0.0  # trio time of the current request's first byte: its deadline counts from here
+        self.body_wire = 0  # bytes read in its body phase, framing included
         self.parser = httptools.HttpRequestParser(self)
         self.in_message = False
         self.head_done = False
@@ -156,6 +166,8 @@ class _Parsing:
         self.in_message = True
         self.head_done = False
         self.head_bytes = 0
+        self.body_wire = 0
+        self.started = trio.current_time()
         self._url = b""
         self._headers = {}
         self._body = []
@@ -221,10 +233,15 @@ class _Parsing:
             if isinstance(cause, Refused):
                 return cause
             return Refused(400, f"Malformed HTTP request: {exc}")
-        if self.in_message and not self.head_done:
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD_BYTES:
-                return Refused(431, f"Request head too large: limit is {MAX_HEAD_BYTES} bytes")
+        if self.in_message:
+            if not self.head_done:
+                self.head_bytes += len(data)
+                if self.head_bytes > MAX_HEAD_BYTES:
+                    return Refused(431, f"Request head too large: limit is {MAX_HEAD_BYTES} bytes")
+            else:  # a chunked body's framing (sizes, extensions) is not body, but it is read all the same
+                self.body_wire += len(data)
+                if self.body_wire > self.max_body + MAX_FRAMING_BYTES + RECV_BYTES:  # + the read it began in
+                    return Refused(413, f"Body too large: limit is {self.max_body} bytes, with its framing")
         return None
 
 
@@ -253,9 +270,13 @@ class HttpServer:
         self.error_body = error_body
         self.wanted = {**wanted_headers, b"content-length": "content-length", b"expect": "expect"}
         self.limits = limits or Limits()
-        self.connections = 0
+        self.admission = Admission(MAX_CONNECTIONS)
         self._date = _Date()
         self._names: dict[bytes, str] = {}  # shared by the connections' parsers: saves a lower() per header
+
+    @property
+    def connections(self) -> int:
+        return self.admission.open
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
         await trio.serve_listeners(self.connection, listeners)
@@ -276,9 +297,13 @@ class HttpServer:
         """
         sock = socket.socket(fileno=stream.socket.detach())
         with sock:
-            if self.connections >= MAX_CONNECTIONS:
+            peer = peer_of(sock)
+            refused = self.admission.admit(peer)
+            if refused is not None:
+                status, body, content_type = self.error_body(503, f"Service unavailable: {refused}")
+                with contextlib.suppress(OSError):  # one try, never a wait: the slot is not ours
+                    sock.send(self.head(status, len(body), content_type, True) + body)
                 return
-            self.connections += 1
             connection = _Connection(sock, _Parsing(self.wanted, self.limits.max_body_bytes, self._names), self.limits)
             try:
                 with trio.CancelScope() as connection.deadline:
@@ -290,7 +315,7 @@ class HttpServer:
             except OSError:
                 pass  # the client went away (reset, broken pipe)
             finally:
-                self.connections -= 1
+                self.admission.release(peer)
 
     async def _serve_connection(self, connection: _Connection) -> None:
         parsing = connection.parsing
@@ -396,16 +421,18 @@ class _Connection:
         self.limits = limits
         self.deadline = trio.CancelScope()
 
-    def _expire_in(self, seconds: float) -> None:
-        target = trio.current_time() + seconds
+    def _expire_at(self, target: float) -> None:
         current = self.deadline.deadline
         if current > target or current < target - DEADLINE_SLACK_S:
             self.deadline.deadline = target
 
     async def receive(self) -> bytes:
         """The next bytes (b"" at end of stream); yields to trio once either way."""
-        limits = self.limits
-        self._expire_in(limits.request_timeout_s if self.parsing.in_message else limits.keep_alive_s)
+        limits, parsing = self.limits, self.parsing
+        if parsing.in_message:  # from the request's first byte, however slowly the rest arrives
+            self._expire_at(parsing.started + limits.request_timeout_s)
+        else:
+            self._expire_at(trio.current_time() + limits.keep_alive_s)
         try:
             data = self.sock.recv(RECV_BYTES)
         except BlockingIOError:

@@ -45,9 +45,9 @@ from typing import Any, Final
 
 import orjson
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
-from trio_websocket import serve_websocket as _serve_ws
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
 
+from adapters.admission import PER_PEER_DEFAULT, Admission, peer_of
 from adapters.backpack import wire
 from adapters.backpack.api import INTERNAL_ERROR, BackpackApi
 from adapters.backpack.errors import ApiError
@@ -66,6 +66,8 @@ PONG_TIMEOUT_S: Final = 120.0
 AGGREGATES_MS: Final = (200, 600, 1000)
 TICK_S: Final = 0.2
 CLOSE_GRACE_S: Final = 1.0
+MAX_CONNECTIONS: Final = 4096  # per port; and at most adapters.admission.PER_PEER_DEFAULT from one address
+HANDSHAKE_TIMEOUT_S: Final = 10.0  # a connection that has not completed its opening handshake by then is closed
 
 E_BAD_REQUEST: Final = 4000
 E_UNAUTHORIZED: Final = 4001
@@ -172,6 +174,7 @@ class StreamServer:
         self.private: dict[int, set[Connection]] = {}
         self.watched: set[str] = set()  # symbols with a market-data subscriber; updates for others are skipped at once
         self.connections: set[Connection] = set()
+        self.admission = Admission(MAX_CONNECTIONS)  # TCP connections, counted from accept (handshakes included)
         self._aggregates: dict[tuple[int, str], list[Any]] = {}
         self._kline_sent: dict[str, tuple[int, int]] = {}
         self.frames_sent = 0
@@ -552,12 +555,67 @@ class _OrderReply:
 
 async def serve_websocket(
     api: BackpackApi, listen: str, *, ping_interval_s: float = PING_INTERVAL_S, pong_timeout_s: float = PONG_TIMEOUT_S,
-    outbox_max: int = OUTBOX_MAX, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    outbox_max: int = OUTBOX_MAX, max_connections: int = MAX_CONNECTIONS, per_peer: int = PER_PEER_DEFAULT,
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; reports the bound ``host:port``."""
     host, _, port = listen.rpartition(":")
     server = StreamServer(api, ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s, outbox_max=outbox_max)
+    server.admission = Admission(max_connections, per_peer)
+    listeners = await trio.open_tcp_listeners(int(port), host=host)
+    bound = listeners[0].socket.getsockname()[1]
+    admitted = [AdmittingListener(listener, server.admission) for listener in listeners]
+    ws = WebSocketServer(server.handle, admitted, max_message_size=MAX_MESSAGE_BYTES,  # type: ignore[arg-type]
+                         connect_timeout=handshake_timeout_s)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.ticker_loop)
-        ws = await nursery.start(partial(_serve_ws, server.handle, host, int(port), None, max_message_size=MAX_MESSAGE_BYTES))
-        task_status.started(f"{host}:{ws.port}")
+        await nursery.start(ws.run)
+        task_status.started(f"{host}:{bound}")
+
+
+class AdmittingListener(trio.abc.Listener[trio.abc.HalfCloseableStream]):
+    """A TCP listener that hands on only the connections ``admission`` takes; the others are closed at once,
+    before any handshake work (trio-websocket's server has no connection limit of its own)."""
+
+    def __init__(self, inner: trio.SocketListener, admission: Admission) -> None:
+        self.inner = inner
+        self.admission = admission
+
+    async def accept(self) -> trio.abc.HalfCloseableStream:
+        while True:
+            stream = await self.inner.accept()
+            peer = peer_of(stream.socket)
+            if self.admission.admit(peer) is None:
+                return _Admitted(stream, self.admission, peer)
+            stream.socket.close()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _Admitted(trio.abc.HalfCloseableStream):
+    """An admitted connection's stream: gives its slot back when it closes, once."""
+
+    def __init__(self, stream: trio.SocketStream, admission: Admission, peer: str) -> None:
+        self.stream = stream
+        self.socket = stream.socket
+        self.admission: Admission | None = admission
+        self.peer = peer
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        admission, self.admission = self.admission, None
+        if admission is not None:
+            admission.release(self.peer)
+        await self.stream.aclose()

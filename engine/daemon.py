@@ -13,6 +13,7 @@ still answers the admin clients waiting on it (``SERVER_ERROR ... not recorded``
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,9 @@ from engine.runtime import Engine, StartupError
 log = logging.getLogger("satchel.daemon")
 
 SERVICE_STOP_TIMEOUT_S: Final = 5.0
+# descriptors the connection caps can take (REST 4,096, WebSocket 4,096, FIX 1,000, admin) plus a reserve for the
+# journal, snapshots and the replica; below this a flood of clients can leave the journal unable to open a file
+DESCRIPTORS_WANTED: Final = 12_000
 
 
 def admin_socket_path(config: Config, base: Path) -> Path:
@@ -39,8 +43,26 @@ def admin_socket_path(config: Config, base: Path) -> Path:
     return config.journal_dir(base) / "admin.sock"
 
 
+def raise_descriptor_limit() -> int:
+    """Lift this process's soft limit on open files to its hard limit (as servers do at start); the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    if soft != resource.RLIM_INFINITY and soft < DESCRIPTORS_WANTED:
+        log.warning("the open-file limit is %d, below the %d the connection caps and the journal can need: a flood "
+                    "of clients could stop the journal opening a file; raise it (ulimit -n, LimitNOFILE)",
+                    soft, DESCRIPTORS_WANTED)
+    return soft
+
+
 async def serve(config: Config, base: Path) -> None:
     directory = config.journal_dir(base)
+    raise_descriptor_limit()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         engine = Engine(config, directory)
         # The admin socket lives outside the engine's nursery: when the engine ends (a signal, a full

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 
 import orjson
@@ -9,6 +10,7 @@ import pytest
 import trio
 import trio.lowlevel
 
+from adapters.admission import Admission
 from adapters.httpserver import MAX_HEAD_BYTES, HttpServer, Later, Limits, Request, Response
 from adapters.rest import JSON_TYPE, error_response, serve_http
 
@@ -151,6 +153,77 @@ async def test_idle_and_slow_clients_are_cut_off() -> None:
         await slow.send_all(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
         data = await read_to_eof(slow)
         assert data.startswith(b"HTTP/1.1 408") and b"Request not completed in time" in data
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_request_that_trickles_in_gets_408_counted_from_its_first_byte() -> None:
+    """A slowloris sends a byte well within every gap: the deadline still falls where the first byte set it."""
+    limits = Limits(request_timeout_s=1.5)
+    async with trio.open_nursery() as nursery:
+        slow = await start(nursery, limits)
+        head = b"GET /x HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 40
+        started = trio.current_time()
+
+        async def trickle() -> None:
+            for byte in head:
+                await slow.send_all(bytes([byte]))
+                await trio.sleep(0.3)
+
+        nursery.start_soon(trickle)
+        with trio.fail_after(10):
+            data = await read_to_eof(slow)
+        assert data.startswith(b"HTTP/1.1 408") and trio.current_time() - started < 3.5
+        nursery.cancel_scope.cancel()
+
+
+async def test_one_address_cannot_take_every_connection_slot() -> None:
+    server = HttpServer(echo, error_response, WANTED, Limits())
+    server.admission = Admission(total=100, per_peer=2)
+    async with trio.open_nursery() as nursery:
+        first = await start(nursery, server=server)
+        second = await trio.open_tcp_stream(*server_address(first))
+        third = await trio.open_tcp_stream(*server_address(first))
+        nursery.start_soon(close_at_end, third)
+        with trio.fail_after(5):
+            data = await read_to_eof(third)
+        assert data.startswith(b"HTTP/1.1 503") and b"too many connections from 127.0.0.1 (at most 2)" in data
+        await second.send_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")  # the two it holds still work
+        head, _ = await read_answer(second, bytearray())
+        assert head.startswith(b"HTTP/1.1 200")
+        await second.aclose()
+        with trio.fail_after(5):
+            while server.connections > 1:  # noqa: ASYNC110 - polling the server's own count
+                await trio.sleep(0.02)
+        fourth = await trio.open_tcp_stream(*server_address(first))  # a freed slot is taken again
+        nursery.start_soon(close_at_end, fourth)
+        await fourth.send_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = await read_answer(fourth, bytearray())
+        assert head.startswith(b"HTTP/1.1 200")
+        assert server.admission.by_peer == {"127.0.0.1": 2}
+        nursery.cancel_scope.cancel()
+
+
+def server_address(client: trio.SocketStream) -> tuple[str, int]:
+    host, port = client.socket.getpeername()[:2]
+    return host, port
+
+
+async def test_chunk_extensions_count_toward_the_body_limit() -> None:
+    """One-byte chunks carrying 60 KB extensions: the body stays tiny, the bytes read do not."""
+    async with trio.open_nursery() as nursery:
+        stream = await start(nursery)  # max_body_bytes 100
+        await stream.send_all(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"1;e=" + b"v" * 60_000 + b"\r\nx\r\n"
+
+        async def flood() -> None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                for _ in range(200):  # 12 MB, if nothing stops it
+                    await stream.send_all(chunk)
+
+        nursery.start_soon(flood)
+        with trio.fail_after(10):
+            data = await read_to_eof(stream)
+        assert data.startswith(b"HTTP/1.1 413") and b"with its framing" in data
         nursery.cancel_scope.cancel()
 
 

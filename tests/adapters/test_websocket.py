@@ -170,6 +170,49 @@ async def test_no_pong_closes_the_connection(venue: LiveVenue) -> None:
             assert b"\x89" in data and b"no pong" in data  # pings were sent, then a close with the reason
 
 
+def test_one_address_cannot_hold_every_websocket_connection(tmp_path: Path) -> None:
+    """Every TCP connection counts from accept, handshake or not, and gives its slot back however it ends."""
+    options = {"per_peer": 3, "handshake_timeout_s": 0.5}
+    with LiveVenue(tmp_path, ws_kwargs=options) as live:
+        host, port = live.info["websocket"].rsplit(":", 1)
+
+        async def refused() -> bool:
+            """A connection over the share is closed before its handshake is read."""
+            stream = await trio.open_tcp_stream(host, int(port))
+            async with stream:
+                await stream.send_all(handshake(host))
+                with trio.fail_after(5):
+                    return await stream.receive_some() == b""
+
+        async def scenario() -> None:
+            async with open_websocket_url(live.ws_url) as first, open_websocket_url(live.ws_url):
+                silent = await trio.open_tcp_stream(host, int(port))  # never handshakes: counts until it is cut off
+                assert await refused()
+                await first.send_message('{"method": "SUBSCRIBE", "params": ["trade.SOL_USDC"]}')  # the three work
+                with trio.fail_after(5):
+                    assert await silent.receive_some() == b""  # cut off after the handshake timeout: a slot again
+                await silent.aclose()
+                async with open_websocket_url(live.ws_url):
+                    assert await refused()
+            for _ in range(3):  # closed, reset or cut off, every slot came back
+                with trio.fail_after(5):
+                    while True:
+                        try:
+                            async with open_websocket_url(live.ws_url), open_websocket_url(live.ws_url), \
+                                    open_websocket_url(live.ws_url):
+                                break
+                        except Exception:  # a slot of the last scenario may still be on its way back
+                            await trio.sleep(0.05)
+
+        live.run(scenario)
+
+
+def handshake(host: str) -> bytes:
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    return (f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
 async def test_signed_request_with_non_object_params_is_refused_and_the_server_stays_up(venue: LiveVenue) -> None:
     # Regression: params that are not objects reached the signing string builder and the TypeError
     # escaped the request task, which took the whole daemon down (a registered key was all it needed)

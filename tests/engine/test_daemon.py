@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -221,6 +222,20 @@ def test_ctrl_c_at_a_terminal_right_after_ready_stops_it_without_a_traceback(con
     daemon.proc.stderr.close()
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
     assert "satchel stopped cleanly" in rest
+
+
+def test_the_daemon_lifts_its_open_file_limit_and_warns_when_the_hard_one_is_low() -> None:
+    """Connection caps mean nothing if the process runs out of descriptors first (a shell's default soft limit
+    is often 1,024)."""
+    probe = ("import logging, resource; logging.basicConfig(format='%(message)s'); "
+             "from engine.daemon import raise_descriptor_limit as lift; "
+             "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, {hard})); print(lift())")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard >= 12_000:
+        run = subprocess.run([sys.executable, "-c", probe.format(hard=hard)], capture_output=True, text=True, check=True)
+        assert run.stdout.strip() == str(hard) and "open-file limit" not in run.stderr
+    run = subprocess.run([sys.executable, "-c", probe.format(hard=2048)], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "2048" and "the open-file limit is 2048, below the 12000" in run.stderr
 
 
 def test_admin_socket_rejects_bad_requests_and_survives(config: Path) -> None:
