@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from adapters.fix.service import serve_fix
-from bench.engine_bench import steady_journal
+from bench.engine_bench import BENCH_LIMITS, steady_journal
 from engine.config import DEFAULT, parse_config
 from engine.runtime import Engine
 
@@ -56,6 +56,7 @@ def _config() -> Any:
     data["adapters"]["fix"]["sessions"] = [
         {"sender_comp_id": "SATCHEL", "target_comp_id": "BENCH", "account": 1, "reset_on_logon": True},
     ]
+    data["limits"] = BENCH_LIMITS
     return parse_config(data)
 
 

@@ -72,6 +72,7 @@ from adapters.backpack.sigthread import SignatureThread
 from adapters.httpserver import Begin, HttpServer, Later, Request, Response
 from adapters.rest import JSON_TYPE, SIGNING_HEADERS, RestApp, error_response, serve_http
 from adapters.service import serve_backpack
+from bench.engine_bench import BENCH_LIMITS
 from engine.config import DEFAULT, parse_config
 from engine.interpreter import tune_interpreter
 from engine.runtime import Engine
@@ -246,7 +247,7 @@ def _request(raw: bytes) -> Request:
 async def with_venue(body: Callable[[Engine, dict[str, Any]], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
     """An engine on a temporary journal with the Backpack adapters on port 0, rate limits off."""
     with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(parse_config(DEFAULT), Path(tmp))
+        engine = Engine(parse_config({**DEFAULT, "limits": BENCH_LIMITS}), Path(tmp))
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
             scope = trio.CancelScope()

@@ -132,6 +132,9 @@ class Account:
         cid = cmd.client_id
         if cid != NO_CLIENT_ID and (cid in self.client_ids or cid in self.pending_client_ids):
             return Rejection("INVALID_ORDER", f"Order with client ID already exists: {cid}")
+        if len(self.orders) + len(self.holds) >= spec.max_open_orders:  # holds: orders in flight (and amends)
+            return Rejection("INVALID_ORDER", f"Too many open orders: at most {spec.max_open_orders} per account, "
+                                              "counting orders in flight; cancel some first")
         bid = cmd.side == BID
         asset = spec.quote if bid else spec.base
         available = self.balances.get(asset, 0) - self.locked.get(asset, 0) - self.held.get(asset, 0)  # available(), inlined
@@ -164,7 +167,7 @@ class Account:
         cid = cmd.client_id
         if cmd.order_type == LIMIT and (cid == NO_CLIENT_ID or (
             cid not in self.client_ids and cid not in self.pending_client_ids
-        )):
+        )) and len(self.orders) + len(self.holds) < spec.max_open_orders:
             if cmd.side == BID:
                 asset = spec.quote
                 need = cmd.price_ticks * cmd.qty_steps * spec.quote_per_tick_step

@@ -61,6 +61,12 @@ class JournalConfig:
 
 
 @attrs.frozen
+class LimitsConfig:
+    # open orders plus orders in flight, over all markets: a new order beyond it is refused
+    max_open_orders_per_account: int = 1000
+
+
+@attrs.frozen
 class AdminConfig:
     # Empty means "<journal.dir>/admin.sock".
     socket: str = ""
@@ -119,6 +125,7 @@ class Config:
     markets: dict[str, MarketConfig]
     venue: VenueConfig = VenueConfig()
     journal: JournalConfig = JournalConfig()
+    limits: LimitsConfig = LimitsConfig()
     admin: AdminConfig = AdminConfig()
     adapters: AdaptersConfig = AdaptersConfig()
     plugins: PluginsConfig = PluginsConfig()
@@ -274,12 +281,14 @@ def _validate(config: Config) -> None:
     for symbol, market in config.markets.items():
         from engine.spec import MarketSpec  # spec depends on config types
 
-        MarketSpec.build(symbol, market, config.assets)
+        MarketSpec.build(symbol, market, config.assets, config.limits.max_open_orders_per_account)
     if config.journal.segment_bytes < 4096:
         raise ConfigError("journal.segment_bytes: must be at least 4096")
     for key in ("checkpoint_every_records", "checkpoint_every_s", "snapshot_every_events"):
         if getattr(config.journal, key) < 1:
             raise ConfigError(f"journal.{key}: must be at least 1")
+    if config.limits.max_open_orders_per_account < 1:
+        raise ConfigError("limits.max_open_orders_per_account: must be at least 1")
     for name in ("rest", "websocket", "fix"):
         listen = getattr(config.adapters, name).listen
         host, _, port = listen.rpartition(":")
@@ -339,6 +348,7 @@ DEFAULT: Final[dict[str, Any]] = {
         "dir": "./var", "segment_bytes": 64 * 1024 * 1024, "signing_key": "",
         "checkpoint_every_records": 1000, "checkpoint_every_s": 60, "snapshot_every_events": 1_000_000,
     },
+    "limits": {"max_open_orders_per_account": 1000},
     "admin": {"socket": ""},
     "assets": {
         "USDC": {"decimals": 6, "display_name": "USD Coin"},
@@ -382,6 +392,11 @@ _COMMENTS: Final[dict[str, str]] = {
         "# A signed checkpoint is written every checkpoint_every_records records or checkpoint_every_s\n"
         "# seconds (when anything changed), on every snapshot and at shutdown; a snapshot every\n"
         "# snapshot_every_events events."
+    ),
+    "limits": (
+        "What one account may hold. max_open_orders_per_account counts its open orders and the orders\n"
+        "# it has in flight, over all markets (each sub-account has its own); a new order beyond it is\n"
+        "# refused. Not pinned in the journal: it never changes what happened, only what is accepted."
     ),
     "admin": 'Operator socket; "" means <journal.dir>/admin.sock (owner-only, token-authenticated).',
     "assets": "Assets: `decimals` is the ledger's atomic unit (amounts are integers of 10^-decimals).",

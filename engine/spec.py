@@ -50,9 +50,11 @@ class MarketSpec:
     maker_fee_bps: int
     taker_fee_bps: int
     initial_state: str
+    max_open_orders: int  # per account, over all markets (``[limits]``; the same in every spec): read where a spec is
 
     @classmethod
-    def build(cls, symbol: str, market: MarketConfig, assets: dict[str, AssetConfig]) -> MarketSpec:
+    def build(cls, symbol: str, market: MarketConfig, assets: dict[str, AssetConfig],
+              max_open_orders: int) -> MarketSpec:
         from engine.config import MARKET_STATES, ConfigError, check_decimal, check_ratio, check_scale
 
         key = f"markets.{symbol}"
@@ -103,7 +105,7 @@ class MarketSpec:
             min_qty_steps=min_qty // step_units, min_notional_quote=min_notional,
             band_min=band_min, band_max=band_max,
             maker_fee_bps=market.maker_fee_bps, taker_fee_bps=market.taker_fee_bps,
-            initial_state=market.state,
+            initial_state=market.state, max_open_orders=max_open_orders,
         )
 
     # --- conversions between wire decimals and engine integers -------------

@@ -63,7 +63,8 @@ class Venue:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.assets = {s: AssetSpec(s, a.decimals, a.display_name) for s, a in config.assets.items()}
-        self.specs = {s: MarketSpec.build(s, m, config.assets) for s, m in config.markets.items()}
+        self.specs = {s: MarketSpec.build(s, m, config.assets, config.limits.max_open_orders_per_account)
+                      for s, m in config.markets.items()}
         self.markets = {s: Market(spec) for s, spec in self.specs.items()}
         self.accounts: dict[int, Account] = {FEE_ACCOUNT_ID: Account(FEE_ACCOUNT_ID, -1, "", "venue", 0)}
         self.api_keys: dict[str, int] = {}  # public key (base64) -> account id

@@ -34,14 +34,14 @@ def test_default_config_parses_to_the_documented_markets() -> None:
     assert config.venue.name == "satchel-local"
     assert sorted(config.assets) == ["BTC", "ETH", "SOL", "USDC"]
     assert sorted(config.markets) == ["BTC_USDC", "ETH_USDC", "SOL_USDC"]
-    sol = MarketSpec.build("SOL_USDC", config.markets["SOL_USDC"], config.assets)
+    sol = MarketSpec.build("SOL_USDC", config.markets["SOL_USDC"], config.assets, 1000)
     assert (sol.base, sol.quote, sol.base_decimals, sol.quote_decimals) == ("SOL", "USDC", 9, 6)
     assert sol.format_tick() == "0.01" and sol.format_step() == "0.01"
     assert sol.base_per_step == 10_000_000  # 0.01 SOL in 1e-9 atoms
     assert sol.quote_per_tick_step == 100  # 0.01 USDC x 0.01 = 0.0001 USDC
     assert (sol.maker_fee_bps, sol.taker_fee_bps) == (2, 5)
     assert sol.band_min == (75, 100) and sol.band_max == (125, 100)
-    btc = MarketSpec.build("BTC_USDC", config.markets["BTC_USDC"], config.assets)
+    btc = MarketSpec.build("BTC_USDC", config.markets["BTC_USDC"], config.assets, 1000)
     assert btc.base_per_step == 1_000  # 0.00001 BTC in 1e-8 atoms
     assert btc.quote_per_tick_step == 1  # 0.1 x 0.00001 = 0.000001 USDC, one atom
     assert config.adapters.rest.listen == "127.0.0.1:8400"
@@ -144,8 +144,8 @@ def test_config_decimals_forgive_whitespace_around_them() -> None:
     data["markets"]["SOL_USDC"]["min_notional"] = "1\n"
     data["markets"]["SOL_USDC"]["price_band_max_multiplier"] = "\t1.25"
     config = parse_config(data)
-    assert MarketSpec.build("SOL_USDC", config.markets["SOL_USDC"], config.assets) == \
-        MarketSpec.build("SOL_USDC", parse_config(DEFAULT).markets["SOL_USDC"], config.assets)
+    assert MarketSpec.build("SOL_USDC", config.markets["SOL_USDC"], config.assets, 1000) == \
+        MarketSpec.build("SOL_USDC", parse_config(DEFAULT).markets["SOL_USDC"], config.assets, 1000)
 
 
 def test_load_config_reports_unreadable_and_invalid_files(tmp_path: Path) -> None:

@@ -195,8 +195,11 @@ async def test_built_orders_keep_the_engines_strings_not_the_requests(engine: En
         assert order.side is BID and order.stp is REJECT_MAKER
 
 
-async def test_overload_is_answered_at_once(engine: Engine) -> None:
+async def test_overload_is_answered_at_once(nursery: trio.Nursery, tmp_path: Path) -> None:
     """Flooding without yielding: the excess is refused synchronously, inside submit()."""
+    # one account floods the market's whole queue: lift the per-account cap, which would refuse it first
+    config = parse_config({**DEFAULT, "limits": {"max_open_orders_per_account": 100_000}})
+    engine: Engine = await nursery.start(Engine(config, tmp_path).run)
     with trio.fail_after(20):
         buyer, _ = await funded(engine)
         answers: list[Result] = []
@@ -246,6 +249,35 @@ async def test_restart_rebuilds_the_same_state(tmp_path: Path) -> None:
             assert again.venue.state_hash() == before
             assert again.next_order_id == engine.next_order_id
             again.stop()
+
+
+async def test_an_account_holds_at_most_the_configured_open_orders(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """Counted over all markets, orders in flight included; the refusal names the cap and changes nothing."""
+    config = parse_config({**DEFAULT, "limits": {"max_open_orders_per_account": 3}})
+    engine: Engine = await nursery.start(Engine(config, tmp_path).run)
+    buyer, _ = await funded(engine)
+    assert (await engine.deposit(buyer, "BTC", "1")).ok
+    for symbol, price in (("SOL_USDC", "10"), ("SOL_USDC", "11")):
+        assert (await engine.place_order(buyer, symbol, BID, "Limit", price=price, quantity="1")).ok
+    sink = _Collect()
+    ask = engine.build_order(buyer, "BTC_USDC", "Ask", "Limit", price="90000", quantity="0.001")
+    assert engine.submit(buyer, ask, sink) is None
+    refused = await engine.place_order(buyer, "SOL_USDC", BID, "Limit", price="12", quantity="1")  # the ask in flight
+    assert refused.rejection == Rejection(
+        "INVALID_ORDER", "Too many open orders: at most 3 per account, counting orders in flight; cancel some first")
+    await engine.wait_idle()
+    assert sink.results[0].ok
+    before = engine.venue.balances(buyer), engine.venue.state_hash()
+    for kind, fields in (("Limit", {"price": "12", "quantity": "1"}), ("Market", {"quantity": "1"})):
+        again = await engine.place_order(buyer, "SOL_USDC", BID, kind, **fields)
+        assert again.rejection is not None and again.rejection.message.startswith("Too many open orders")
+    assert (engine.venue.balances(buyer), engine.venue.state_hash()) == before
+    sub = (await engine.create_account(parent_id=buyer)).value  # a sub-account has its own
+    assert (await engine.transfer(buyer, sub, "USDC", "100")).ok
+    assert (await engine.place_order(sub, "SOL_USDC", BID, "Limit", price="10", quantity="1")).ok
+    first = engine.open_orders(buyer, "SOL_USDC")[0]
+    assert (await engine.cancel_order(buyer, "SOL_USDC", order_id=first.order_id)).ok
+    assert (await engine.place_order(buyer, "SOL_USDC", BID, "Limit", price="12", quantity="1")).ok
 
 
 async def test_second_engine_on_the_same_journal_is_refused(engine: Engine) -> None:
