@@ -6,6 +6,12 @@ session asks for it) Logon for a configured session that is not connected
 elsewhere, and closes the connection without a reply otherwise; once bound, it
 hands every frame to its ``Session``. Replies are appended to ``outbox``: the
 I/O layer (``server.py``) writes them, after the whole read for replies to it.
+
+Bounds: a connection that has not logged on within ``LOGON_TIMEOUT_S`` is
+closed; the outbox holds at most ``MAX_OUTBOX_BYTES`` (past that the peer is a
+slow consumer and the connection closes); while a resend is produced, messages
+it holds back (``hold``) count against the same bound. The I/O layer drops a
+peer that takes nothing for ``send_timeout_s()`` (its HeartBtInt).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from adapters.fix.codec import BEGIN_STRING, Framer, Garbled, Overflow, decode, 
 from adapters.fix.dictionary import SessionReject, validate
 from adapters.fix.session import MAX_LATENCY_US, SHUTTING_DOWN, Authenticator, Session
 
-LOGON_TIMEOUT_S: Final = 10.0
+LOGON_TIMEOUT_S: Final = 3.0
 MAX_OUTBOX_BYTES: Final = 16 * 1024 * 1024
 
 
@@ -74,6 +80,9 @@ class Connection:
         # set by the I/O layer: write the outbox now if the socket takes it (no task switch); else the writer does
         self.flush_hook: Callable[[], None] = _nothing
         self.holding = False  # inside receive(): replies are written by the caller afterwards
+        self.on_close: Callable[[], None] = _nothing  # set by the I/O layer: stop waiting on a blocked send
+        self.held: list[bytes] | None = None  # a resend is being produced: messages sequenced meanwhile wait here
+        self.held_bytes = 0
 
     # --- I/O entry points ----------------------------------------------------------
 
@@ -109,6 +118,21 @@ class Connection:
             return self.session.next_deadline()
         return self.opened + LOGON_TIMEOUT_S
 
+    def send_timeout_s(self) -> float:
+        """How long the peer may take none of our bytes before it is dropped: its HeartBtInt once logged on."""
+        if self.session is not None and self.session.logged_on:
+            return self.session.heartbeat_s
+        return LOGON_TIMEOUT_S
+
+    def producing(self) -> bool:
+        """A long answer (``session.Backlog``) has slices left to produce."""
+        return self.session is not None and bool(self.session.backlog) and not self.closing
+
+    def produce(self) -> None:
+        """Queue the next slice of the long answer (the outbox was written)."""
+        if self.session is not None:
+            self.session.produce()
+
     def disconnected(self) -> None:
         """The socket is gone (either side closed it)."""
         self.closing = True
@@ -141,6 +165,9 @@ class Connection:
         """Queue ``raw``; ``wake=False``: the caller ends its burst with ``flush_output`` (no task switch per message)."""
         if self.closing:
             return
+        if self.held is not None:
+            self._hold(raw)
+            return
         self.outbox.append(raw)
         self.outbox_bytes += len(raw)
         if self.outbox_bytes > MAX_OUTBOX_BYTES:
@@ -148,11 +175,50 @@ class Connection:
         if wake and not self.holding:
             self.wakeup()
 
+    def emit_resent(self, raw: bytes) -> None:
+        """Queue a resent message or gap fill: ahead of anything ``hold`` holds."""
+        if self.closing:
+            return
+        self.outbox.append(raw)
+        self.outbox_bytes += len(raw)
+        if self.outbox_bytes > MAX_OUTBOX_BYTES:
+            self.close("slow consumer: outbox full")
+        if not self.holding:
+            self.wakeup()
+
+    def hold(self) -> None:
+        """A resend starts: messages sequenced from now on wait until ``release`` (the wire stays in order)."""
+        if self.held is None:
+            self.held = []
+            self.held_bytes = 0
+
+    def release(self) -> None:
+        """The resend is done (or abandoned): what it held back follows it."""
+        held = self.held
+        if held is None:
+            return
+        self.held = None
+        self.held_bytes = 0
+        if held:
+            self.outbox.extend(held)
+            self.outbox_bytes += sum(len(raw) for raw in held)
+            if not self.holding:
+                self.wakeup()
+
+    def _hold(self, raw: bytes) -> None:
+        assert self.held is not None
+        self.held.append(raw)
+        self.held_bytes += len(raw)
+        if self.outbox_bytes + self.held_bytes > MAX_OUTBOX_BYTES:
+            self.close("slow consumer: outbox full")
+
     def close(self, reason: str) -> None:
         if not self.closing:
+            self.release()  # a Logout sent while a resend was produced still goes out
             self.closing = True
             self.close_reason = reason
             self.wakeup()
+            self.on_close()
 
     # --- before Logon -------------------------------------------------------------------
 

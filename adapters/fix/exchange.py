@@ -26,6 +26,10 @@ market orders, CashOrderQty 152. ExecIDs are derived from the facts
 (``<order>N``, ``<trade>T<order>``, ``<order>C``, ``<order>X``,
 ``<order>R<time>``) so they stay unique across restarts.
 
+OrderMassStatusRequest answers the oldest ``MAX_STATUS_REPORTS`` open orders (the last
+report's Text says how many were left out) as a ``session.Backlog``: a slice at a time,
+each report reading the order as it is when the slice is built.
+
 SecurityListRequest and MarketDataRequest are served by ``market_data.py``
 from the same durable batches; the reports' text is written by ``reports.py``.
 
@@ -52,7 +56,7 @@ from adapters.fix.dictionary import STP_TAG, Validated
 from adapters.fix.market_data import MarketData
 from adapters.fix.modifications import CANCEL, REPLACE, InFlight, Modification
 from adapters.fix.reports import FIX_SIDE, FIX_TIF, ORD_STATUS, Reports
-from adapters.fix.session import Session
+from adapters.fix.session import MAX_BACKLOG, Session
 from engine.messages import (
     ASK,
     BID,
@@ -83,6 +87,7 @@ from engine.updates import ACCEPTED, CANCELLED_KIND, EXPIRED_KIND, FILL, MODIFIE
 log = logging.getLogger("satchel.fix.exchange")
 
 MAX_DEFERRED: Final = 10_000  # requests held while the publisher catches up (``_defer``)
+MAX_STATUS_REPORTS: Final = 1_000  # reports in one OrderMassStatusRequest answer (the oldest orders)
 SIDES: Final = {"1": BID, "2": ASK}
 ORD_TYPES: Final = {"1": MARKET, "2": LIMIT}
 TIFS: Final = {"0": GTC, "1": GTC, "3": IOC, "4": FOK}
@@ -545,21 +550,57 @@ class ExchangeApplication:
         return None
 
     def _mass_status(self, session: Session, m: Message, parts: Validated) -> None:
+        """OrderMassStatusRequest: the oldest ``MAX_STATUS_REPORTS`` open orders, a slice at a time (``_MassStatus``)."""
         account = session.config.account_id
         symbol = m.get(55) if m.get(585) == "1" else None
-        views = self.publisher.open_orders(account, symbol)
+        order_ids = self._open_order_ids(account, symbol)
         req_id = m.get(584) or ""
-        if not views:
+        if not order_ids:
             session.send("8", [
                 (37, "NONE"), (17, self._status_exec_id(0)), (150, "I"), (39, "8"), (55, symbol or "NONE"), (54, "1"),
                 (151, "0"), (14, "0"), (6, "0"), (584, req_id), (911, "0"), (912, "Y"), (58, "No open orders"),
             ])
             return
-        for index, view in enumerate(views, 1):
-            extra: list[Field] = [(584, req_id), (911, str(len(views)))]
-            if index == len(views):
+        job = _MassStatus(self, account, req_id, order_ids[:MAX_STATUS_REPORTS], len(order_ids))
+        if not session.add_backlog(job):
+            session.business_reject(m, 0, f"Too many long answers in progress ({MAX_BACKLOG}); retry later", req_id)
+
+    def _open_order_ids(self, account: int, symbol: str | None) -> list[int]:
+        """The account's open orders (in ``symbol``'s market, or all), oldest first: ids only, no views built."""
+        state = self.publisher.venue.accounts.get(account)
+        if state is None:
+            return []
+        if symbol is None:
+            return sorted(state.orders)
+        return sorted(order_id for order_id, order in state.orders.items() if order.symbol == symbol)
+
+    def _mass_status_step(self, session: Session, job: _MassStatus) -> bool:
+        """One slice of a mass status answer; each report reads the order as it is now (an order closed since the
+        request is reported closed, from the history), so no report contradicts one sent before it."""
+        order_ids = job.order_ids
+        count = len(order_ids)
+        sent = 0
+        while job.index < count:
+            if session.slice_full(sent):
+                return False
+            order_id = order_ids[job.index]
+            job.index += 1
+            extra: list[Field] = [(584, job.req_id), (911, str(count))]
+            if job.index == count:
                 extra.append((912, "Y"))
-            session.send("8", self.reports.fields(view, "I", self._status_exec_id(view.order_id), extra))
+                if job.total > count:
+                    extra.append((58, f"Only the oldest {count} of {job.total} open orders are reported"))
+            view = (self.publisher.open_order(job.account, None, order_id, None)
+                    or self._closed_order(job.account, order_id))
+            if view is not None:
+                session.send("8", self.reports.fields(view, "I", self._status_exec_id(order_id), extra))
+            else:  # closed since the request and already beyond the bounded history
+                session.send("8", [
+                    (37, str(order_id)), (17, self._status_exec_id(order_id)), (150, "I"), (39, "8"), (55, "NONE"),
+                    (54, "1"), (151, "0"), (14, "0"), (6, "0"), *extra[:3], (58, "Unknown order"),
+                ])
+            sent += 1
+        return True
 
     def _mass_cancel(self, session: Session, m: Message, parts: Validated) -> None:
         account = session.config.account_id
@@ -690,6 +731,23 @@ class ExchangeApplication:
         encoded = self.reports.execution(view, exec_type, exec_id, update.ts_us, fill, text, orig)
         for session in sessions:
             session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch
+
+class _MassStatus:
+    """An OrderMassStatusRequest being answered (``session.Backlog``): the order ids to report, and how far it got."""
+
+    __slots__ = ("account", "app", "index", "order_ids", "req_id", "total")
+
+    def __init__(self, app: ExchangeApplication, account: int, req_id: str, order_ids: list[int], total: int) -> None:
+        self.app = app
+        self.account = account
+        self.req_id = req_id
+        self.order_ids = order_ids
+        self.total = total  # open orders when asked (more than ``order_ids`` when capped)
+        self.index = 0
+
+    def step(self, session: Session) -> bool:
+        return self.app._mass_status_step(session, self)
+
 
 def _last_quote_sized_fills(updates: list[Any]) -> set[int]:
     """Indexes of the last fill of each market order sized by quote that did not expire.

@@ -13,9 +13,21 @@ gets a Logout "Server shutting down" and its connection closes when the peer
 answers, or after the session's Logout timeout; the application's
 ``on_disconnect`` runs for each then, while the engine still takes commands.
 
+A long answer (a resend, a mass status) is produced by the writer a slice at
+a time, each slice once the previous one is written (``Connection.produce``),
+with a checkpoint between slices: other connections run in between, and a
+peer that does not read gets nothing more built for it.
+
 Bounds: reads of at most ``READ_BYTES``; the outbox is bounded by the session
-layer (a slow consumer is disconnected); at most ``MAX_CONNECTIONS``
-connections at once (more are closed on accept).
+layer (a slow consumer is disconnected); a peer that takes none of our bytes
+for its HeartBtInt (``Connection.send_timeout_s``; ``LOGON_TIMEOUT_S`` before
+Logon) is disconnected, and once a connection is closing its last bytes get
+at most ``CLOSE_TIMEOUT_S``; either way the socket is reset (nothing lingers in
+the kernel) and the session's disconnect (cancel-on-disconnect) runs. At most
+``MAX_CONNECTIONS`` connections at once (more are closed on accept), of which at
+most ``max_pre_logon`` (``MAX_PRE_LOGON``) have not logged on: when they are
+all taken, the oldest is closed to make room, so idle connections cannot keep
+a configured session from logging on.
 """
 
 from __future__ import annotations
@@ -23,7 +35,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
+import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
@@ -36,6 +51,7 @@ log = logging.getLogger("satchel.fix")
 
 READ_BYTES: Final = 65_536
 MAX_CONNECTIONS: Final = 1_000
+MAX_PRE_LOGON: Final = 900  # the rest of MAX_CONNECTIONS is for logged-on sessions
 CLOSE_TIMEOUT_S: Final = 1.0
 STOP_POLL_S: Final = 0.01
 
@@ -47,13 +63,16 @@ def wall_clock_us() -> int:
 class FixServer:
     """Serves an ``Acceptor`` on a TCP address; ``address`` is the bound (host, port)."""
 
-    def __init__(self, acceptor: Acceptor, host: str, port: int, *, wall_us: Callable[[], int] = wall_clock_us) -> None:
+    def __init__(self, acceptor: Acceptor, host: str, port: int, *, wall_us: Callable[[], int] = wall_clock_us,
+                 max_pre_logon: int = MAX_PRE_LOGON) -> None:
         self.acceptor = acceptor
         self.host = host
         self.port = port
         self.wall_us = wall_us
+        self.max_pre_logon = max_pre_logon
         self.address: tuple[str, int] = (host, port)
         self.connections = 0
+        self.pre_logon: OrderedDict[Connection, None] = OrderedDict()  # not (yet) logged on, oldest first
 
     async def serve(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
@@ -75,13 +94,15 @@ class FixServer:
                 await trio.sleep(STOP_POLL_S)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        if self.connections >= MAX_CONNECTIONS:
+        if self.connections >= MAX_CONNECTIONS or not self._make_room():
             await stream.aclose()
             return
         self.connections += 1
         connection = Connection(self.acceptor, trio.current_time(), self.wall_us)
+        self.pre_logon[connection] = None
         output = _Output(stream, connection)
         connection.flush_hook = output.write_now
+        connection.on_close = output.closing
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read, stream, connection, output)
@@ -91,11 +112,23 @@ class FixServer:
             log.exception("FIX connection failed")
         finally:
             log.info("FIX connection closed: %s", connection.close_reason)
+            self.pre_logon.pop(connection, None)
             connection.disconnected()
             self.connections -= 1
             with trio.move_on_after(CLOSE_TIMEOUT_S) as cleanup:
                 cleanup.shield = True
+                if output.aborted:  # a reset: the kernel keeps nothing for a peer that does not read
+                    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 await stream.aclose()
+
+    def _make_room(self) -> bool:
+        """Room for one more connection before Logon: the oldest one waiting for its Logon is closed if needed."""
+        pre_logon = self.pre_logon
+        while pre_logon and len(pre_logon) >= self.max_pre_logon:
+            oldest, _ = pre_logon.popitem(last=False)  # logged-on ones leave the pool as they are met
+            if oldest.session is None and not oldest.closing:
+                oldest.close("pre-logon connections full: the oldest is dropped")
+        return len(pre_logon) < self.max_pre_logon
 
     async def _write(self, stream: trio.SocketStream, connection: Connection, output: _Output) -> None:
         """Flush the outbox, run the timers, and stop when the session closes or the peer is gone."""
@@ -106,9 +139,15 @@ class FixServer:
                 await output.flush()
                 if connection.closing:
                     return
-                output.deadline = connection.next_deadline()
-                await wake.wait_until(output.deadline)
-                output.deadline = -math.inf  # awake: the next read must wake it again if timers moved
+                if connection.producing():  # a long answer: the next slice, after the other tasks had a turn
+                    await trio.lowlevel.checkpoint()
+                    connection.produce()
+                    if trio.current_time() < connection.next_deadline():
+                        continue
+                else:
+                    output.deadline = connection.next_deadline()
+                    await wake.wait_until(output.deadline)
+                    output.deadline = -math.inf  # awake: the next read must wake it again if timers moved
                 connection.poll(trio.current_time())
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             connection.close("peer gone")
@@ -133,8 +172,9 @@ class FixServer:
                 if connection.session is not None:
                     connection.session.store.flush()
                 output.write_now()  # the replies to this read (acks, rejects) in one write
-                if connection.outbox or connection.closing or connection.next_deadline() < output.deadline:
-                    connection.wakeup()  # output left, closing, or a timer moved earlier; else no task switch
+                if (connection.outbox or connection.closing or connection.next_deadline() < output.deadline
+                        or connection.producing()):
+                    connection.wakeup()  # output left, closing, a timer moved earlier or a long answer; else no switch
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         connection.close(connection.close_reason or "peer closed the connection")
@@ -152,7 +192,7 @@ class _Output:
     everything to it so bytes never go out of order.
     """
 
-    __slots__ = ("busy", "connection", "deadline", "fd", "stream")
+    __slots__ = ("aborted", "busy", "close_deadline", "connection", "deadline", "fd", "send_scope", "stream")
 
     def __init__(self, stream: trio.SocketStream, connection: Connection) -> None:
         self.stream = stream
@@ -160,6 +200,15 @@ class _Output:
         self.fd = stream.socket.fileno()
         self.busy = False
         self.deadline = -math.inf  # what the writer task sleeps until (-inf: it is not asleep on the timers)
+        self.send_scope: trio.CancelScope | None = None  # the writer's wait for a writable socket
+        self.close_deadline = math.inf  # the connection is closing: its last bytes are given until then
+        self.aborted = False  # bytes were left unsent: the socket is reset, not closed gracefully
+
+    def closing(self) -> None:
+        """The connection is closing (``Connection.on_close``): a blocked send waits ``CLOSE_TIMEOUT_S`` at most."""
+        self.close_deadline = trio.current_time() + CLOSE_TIMEOUT_S
+        if self.send_scope is not None:
+            self.send_scope.deadline = min(self.send_scope.deadline, self.close_deadline)
 
     def write_now(self) -> None:
         connection = self.connection
@@ -187,9 +236,46 @@ class _Output:
                 session.store.flush()
             self.busy = True
             try:
-                await self.stream.send_all(connection.take_output())
+                await self._send(connection.take_output())
             finally:
                 self.busy = False
+
+    async def _send(self, data: bytes) -> None:
+        """Write ``data``, waiting for the socket; the session timers run meanwhile. A peer that takes nothing
+        for ``send_timeout_s()``, or a closing connection past ``close_deadline``, is given up on."""
+        connection = self.connection
+        sock = self.stream.socket
+        view = memoryview(data)
+        stalled_at = trio.current_time() + connection.send_timeout_s()
+        while True:
+            try:
+                sent = os.write(self.fd, view)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                connection.close(f"peer gone: {exc.strerror}")
+                self.aborted = True
+                return
+            if sent == len(view):
+                await trio.lowlevel.checkpoint()  # as ``send_all`` does: a long answer never holds the loop
+                return
+            now = trio.current_time()
+            if sent:
+                view = view[sent:]
+                stalled_at = now + connection.send_timeout_s()
+            give_up = min(stalled_at, self.close_deadline)
+            if now >= give_up:
+                if not connection.closing:
+                    connection.close(f"slow consumer: nothing sent for {connection.send_timeout_s():g} s")
+                self.aborted = True
+                return
+            wake_at = give_up if connection.closing else min(give_up, connection.next_deadline())
+            with trio.move_on_at(wake_at) as self.send_scope:
+                await trio.lowlevel.wait_writable(sock)
+            self.send_scope = None
+            now = trio.current_time()
+            if now >= connection.next_deadline() and not connection.closing:
+                connection.poll(now)  # heartbeats and the peer's timeout, even while the socket is full
 
 
 class _Wake:

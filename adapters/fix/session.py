@@ -21,7 +21,15 @@ acceptance suite looks (reference/fix.md §2):
   is dropped (or rejected without OrigSendingTime / with OrigSendingTime later
   than SendingTime);
 * ResendRequest and Logout skip the sequence checks; a ResendRequest is answered
-  from the store, admin messages replaced by SequenceReset-GapFill;
+  from the store, admin messages replaced by SequenceReset-GapFill (one per run
+  of sequence numbers with nothing stored);
+* long answers (a ResendRequest, the exchange's OrderMassStatusRequest) are
+  ``Backlog`` jobs: one slice (``SLICE_MESSAGES`` messages or ``SLICE_BYTES``)
+  is produced at once, the rest by ``produce``, which the I/O layer calls each
+  time the previous slice is written, so other connections run in between and
+  nothing is built for a peer that does not read. At most ``MAX_BACKLOG`` wait
+  per session; more are refused. While a resend is produced, newly sequenced
+  messages wait behind it (``Connection.hold``), so the wire stays in order;
 * Heartbeat after HeartBtInt of silence, TestRequest ``TEST`` after 1.2 x
   HeartBtInt without input, disconnect after 2.4 x; after our own Logout we wait
   2 s for the peer's;
@@ -33,6 +41,7 @@ acceptance suite looks (reference/fix.md §2):
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -63,7 +72,16 @@ log = logging.getLogger("satchel.fix")
 LOGOUT_TIMEOUT_S: Final = 2.0
 SHUTTING_DOWN: Final = "Server shutting down"
 MAX_LATENCY_US: Final = 120_000_000
+# Messages that arrive ahead of a gap wait for the resend that fills it: at most MAX_QUEUED of them and
+# MAX_QUEUED_BYTES of their frames (past either they are not kept: the peer is asked for them again later).
+# A message more than MAX_SEQ_AHEAD past the gap (or past the next expected number) is a broken peer: Logout.
 MAX_QUEUED: Final = 10_000
+MAX_QUEUED_BYTES: Final = 2 * 1024 * 1024
+MAX_SEQ_AHEAD: Final = MAX_QUEUED
+# Long answers are produced a slice at a time (``Backlog``), at most MAX_BACKLOG waiting per session.
+MAX_BACKLOG: Final = 4
+SLICE_MESSAGES: Final = 100
+SLICE_BYTES: Final = 64 * 1024
 
 # Header fields the session writes itself; everything else in an echoed header is kept.
 SESSION_HEADER: Final = frozenset({8, 9, 35, 34, 43, 49, 52, 56, 122, 10})
@@ -96,6 +114,30 @@ class Application(Protocol):
 
 
 Authenticator = Callable[[Message, SessionConfig], str | None]
+
+
+class Backlog(Protocol):
+    """A long answer sent a slice at a time (``Session.add_backlog``)."""
+
+    def step(self, session: Session) -> bool:
+        """Send the next slice, stopping when ``session.slice_full(sent)`` says so; True when the answer is complete."""
+        ...
+
+
+class _Resend:
+    """A ResendRequest being answered: the stored sequence numbers in its range, and how far it has got."""
+
+    __slots__ = ("begin", "cursor", "end", "index", "seqs")
+
+    def __init__(self, begin: int, end: int) -> None:
+        self.begin = begin
+        self.end = end  # 0: everything sent so far (fixed when the answer starts)
+        self.seqs: list[int] | None = None  # the stored messages in the range, once started
+        self.index = 0
+        self.cursor = begin  # the first sequence number not answered yet
+
+    def step(self, session: Session) -> bool:
+        return session._resend_step(self)
 
 
 class Session:
@@ -131,6 +173,8 @@ class Session:
         self.logout_deadline: float | None = None
         self.resend_range: tuple[int, int] | None = None
         self.queue: dict[int, Message | None] = {}
+        self.queued_bytes = 0
+        self.backlog: deque[Backlog] = deque()
 
     # --- connection binding ------------------------------------------------------------
 
@@ -165,6 +209,7 @@ class Session:
         reset_requested = message.get(141) == "Y"
         if config.reset_on_logon or reset_requested:
             self.store.reset()
+            self._drop_backlog()
         seq = message.seq_num()
         if seq < self.store.next_target:
             self._too_low_logout(seq)
@@ -207,14 +252,24 @@ class Session:
         while self.queue and self.connection is not None and not self.connection.closing:
             expected = self.store.next_target
             for stale in [seq for seq in self.queue if seq < expected]:
-                del self.queue[stale]
+                self._unqueue(stale)
             if expected not in self.queue:
                 return
-            queued = self.queue.pop(expected)
+            queued = self._unqueue(expected)
             if queued is None or queued.msg_type in ("A", "2"):
                 self.store.set_next_target(expected + 1)
             else:
                 self._process(queued, now)
+
+    def _unqueue(self, seq: int) -> Message | None:
+        queued = self.queue.pop(seq)
+        if queued is not None:
+            self.queued_bytes -= len(queued.raw)
+        return queued
+
+    def _clear_queue(self) -> None:
+        self.queue.clear()
+        self.queued_bytes = 0
 
     def _process(self, message: Message, now: float, parts: Validated | None = None) -> None:
         """``parts``: the message is already validated (a compiled shape matched it)."""
@@ -269,10 +324,7 @@ class Session:
         seq = int(value) if value.isdigit() and value.isascii() else 0
         expected = self.store.next_target
         if check_high and seq > expected:
-            if len(self.queue) < MAX_QUEUED:
-                self.queue[seq] = message
-            if self.resend_range is None or seq < self.resend_range[0]:
-                self._request_resend(seq)
+            self._too_high(message, seq, expected)
             return False
         if check_low and seq < expected:
             self._too_low(message, seq, now)
@@ -282,6 +334,23 @@ class Session:
         self.last_received = now
         self.test_requests = 0
         return True
+
+    def _too_high(self, message: Message, seq: int, expected: int) -> None:
+        """Queue ``message`` for after the gap (within the bounds) and ask for the gap once."""
+        requested = self.resend_range
+        edge = expected if requested is None else max(expected, requested[1])
+        if seq - edge > MAX_SEQ_AHEAD:
+            text = (f"MsgSeqNum too high, expecting {expected} but received {seq}: "
+                    f"more than {MAX_SEQ_AHEAD} past what a resend can fill")
+            self.send("5", [(58, text)])
+            self._close(text)
+            return
+        size = len(message.raw)
+        if len(self.queue) < MAX_QUEUED and self.queued_bytes + size <= MAX_QUEUED_BYTES and seq not in self.queue:
+            self.queue[seq] = message
+            self.queued_bytes += size
+        if requested is None or seq < requested[0]:
+            self._request_resend(seq)
 
     def _too_low(self, message: Message, seq: int, now: float) -> None:
         if message.get(43) != "Y":
@@ -329,7 +398,7 @@ class Session:
             return
         begin = int(message.get(7) or "0")
         end = int(message.get(16) or "0")
-        self._resend(max(begin, 1), end)
+        self._resend(message, max(begin, 1), end)
         self._advance(message)
 
     def _on_reject(self, message: Message, now: float) -> None:
@@ -359,7 +428,8 @@ class Session:
             self._close("Logon on an established session")
             return
         self.store.reset()
-        self.queue.clear()
+        self._clear_queue()
+        self._drop_backlog()
         self.resend_range = None
         self.send("A", [(98, "0"), (108, message.get(108) or "30"), (141, "Y")])
         self.store.set_next_target(message.seq_num() + 1)
@@ -423,23 +493,79 @@ class Session:
         self.send("5", [(58, text)] if text else [])
         self.logout_deadline = now + LOGOUT_TIMEOUT_S
 
-    def _resend(self, begin: int, end: int) -> None:
-        last = self.store.next_sender - 1
-        if end == 0 or end > last:
-            end = last
-        gap_start: int | None = None
-        for seq in range(begin, end + 1):
-            raw = self.store.get(seq)
-            if raw is None:
-                if gap_start is None:
-                    gap_start = seq
+    def _resend(self, message: Message, begin: int, end: int) -> None:
+        if not self.add_backlog(_Resend(begin, end)):
+            self.reject(message, 99, None, f"ResendRequest refused: {MAX_BACKLOG} long answers are still being sent")
+
+    def _resend_step(self, job: _Resend) -> bool:
+        """One slice of a resend; its range ends at the last message sent when the answer starts."""
+        connection = self.connection
+        assert connection is not None  # ``produce`` runs jobs only while connected
+        store = self.store
+        if job.seqs is None:
+            last = store.next_sender - 1
+            if job.end == 0 or job.end > last:
+                job.end = last
+            if job.begin > job.end:
+                return True
+            job.seqs = store.stored_between(job.begin, job.end)
+            connection.hold()  # messages sequenced from now on follow the resent ones
+        seqs = job.seqs
+        sent = 0
+        while job.index < len(seqs):
+            if self.slice_full(sent):
+                return False
+            seq = seqs[job.index]
+            job.index += 1
+            raw = store.get(seq)
+            if raw is None:  # dropped from the store since the answer started: part of the next gap fill
                 continue
-            if gap_start is not None:
-                self._gap_fill(gap_start, seq)
-                gap_start = None
+            if seq > job.cursor:
+                self._gap_fill(job.cursor, seq)
+                sent += 1
             self._resend_one(seq, raw)
-        if gap_start is not None:
-            self._gap_fill(gap_start, end + 1)
+            sent += 1
+            job.cursor = seq + 1
+        if job.cursor <= job.end:
+            self._gap_fill(job.cursor, job.end + 1)
+        connection.release()
+        return True
+
+    # --- long answers ------------------------------------------------------------------------------
+
+    def add_backlog(self, job: Backlog) -> bool:
+        """Start ``job`` (its first slice now, if nothing is ahead of it); False when ``MAX_BACKLOG`` are waiting."""
+        backlog = self.backlog
+        if len(backlog) >= MAX_BACKLOG:
+            return False
+        backlog.append(job)
+        if len(backlog) == 1:
+            self.produce()
+        connection = self.connection
+        if backlog and connection is not None and not connection.holding:
+            connection.wakeup()  # the writer produces the rest
+        return True
+
+    def produce(self) -> None:
+        """The next slice of the oldest long answer (the I/O layer calls this once the last slice is written)."""
+        backlog = self.backlog
+        connection = self.connection
+        if connection is None or connection.closing:
+            self._drop_backlog()
+            return
+        if backlog and backlog[0].step(self):
+            backlog.popleft()
+
+    def slice_full(self, sent: int) -> bool:
+        """Whether a slice that has sent ``sent`` messages must stop (the rest waits for the socket to take it)."""
+        connection = self.connection
+        return (connection is None or connection.closing or sent >= SLICE_MESSAGES
+                or connection.outbox_bytes >= SLICE_BYTES)
+
+    def _drop_backlog(self) -> None:
+        self.backlog.clear()
+        if self.connection is not None:
+            self.connection.release()
 
     def _gap_fill(self, seq: int, new_seq: int) -> None:
         now_text = self.times.millis(self.wall_us())
@@ -472,8 +598,9 @@ class Session:
             self.connection.flush_output()
 
     def _emit_raw(self, raw: bytes) -> None:
+        """A resent message or gap fill: it goes out ahead of what ``Connection.hold`` holds."""
         if self.connection is not None:
-            self.connection.emit(raw)
+            self.connection.emit_resent(raw)
             self.last_sent = self.monotonic()
 
     # --- timers -----------------------------------------------------------------------------------

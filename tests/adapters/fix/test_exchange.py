@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import trio
 
+from adapters.fix.exchange import MAX_STATUS_REPORTS
 from tests.adapters.fix.client import RawClient
 from tests.adapters.fix.venue import NOW, SOL, FixVenue, fields, order, signed_logon
 
@@ -424,3 +427,72 @@ async def test_the_services_stop_logs_every_session_out_and_cancels_cancel_on_di
         assert venue.engine.open_orders(taker_id) == [] and len(venue.engine.open_orders(maker_id)) == 1
         store = venue.info["server"].acceptor.find("TAKER", "SATCHEL").store
         assert b"\x0111=k2\x01" in store.get(store.next_sender - 1) and b"\x01150=4\x01" in store.get(store.next_sender - 1)
+
+
+async def test_mass_status_reports_the_oldest_1000_orders_a_slice_at_a_time(venue: FixVenue) -> None:
+    """Regression: OrderMassStatusRequest built a report for every open order in one synchronous call
+    (tens of thousands: seconds with the event loop stalled); now at most 1,000, the oldest, produced a
+    slice at a time while other connections are served, the last saying how many were left out."""
+    with trio.fail_after(60):
+        account = await venue.account(USDC="100000")
+        client = await venue.logon("MAKER", account)
+        total = MAX_STATUS_REPORTS + 20
+        await client.send_raw(b"".join(client.build("D", order(f"o{n}", "1", "1", "50")) for n in range(total)))
+        for _ in range(total):
+            await client.expect("8")
+        other = await venue.logon("MAKERDC", account)
+        await client.send("AF", [(584, "all"), (585, "7")])
+        await other.send("1", [(112, "meanwhile")])
+        assert (await other.expect("0")).get(112) == "meanwhile"
+        session = venue.info["server"].acceptor.find("MAKER", "SATCHEL")
+        assert session.backlog  # the other session was answered before the mass status was done
+        reports = [await client.expect("8") for _ in range(MAX_STATUS_REPORTS)]
+        assert [r.get(11) for r in reports] == [f"o{n}" for n in range(MAX_STATUS_REPORTS)]
+        assert {(r.get(150), r.get(584), r.get(911)) for r in reports} == {("I", "all", str(MAX_STATUS_REPORTS))}
+        assert [r.get(912) for r in reports].count("Y") == 1 and reports[-1].get(912) == "Y"
+        assert reports[-1].get(58) == f"Only the oldest {MAX_STATUS_REPORTS} of {total} open orders are reported"
+        await client.send("1", [(112, "after")])
+        assert (await client.expect("0")).get(112) == "after"  # nothing more came
+
+
+@pytest.mark.parametrize(("heartbeat", "requests", "reason"), [
+    (2, 150, "slow consumer: nothing sent for 2 s"),  # 9 MB: stuck in the kernel's buffers, taken for 2 s
+    (30, 330, "slow consumer: outbox full"),  # 20 MB: past the 16 MiB outbox; the close aborts the blocked send
+])
+async def test_a_peer_that_stops_reading_is_dropped_and_its_orders_cancelled(
+    venue: FixVenue, heartbeat: int, requests: int, reason: str,
+) -> None:
+    """Regression: the writer waited forever in a send to a peer that stopped reading: its session never timed
+    out, a new Logon was refused as 'already logged on', and cancel-on-disconnect never ran."""
+    with trio.fail_after(30):
+        await venue.account()
+        account = await venue.account(USDC="1000")
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect(venue.address)
+        client = RawClient(trio.SocketStream(sock), "TAKER", "SATCHEL")
+        await client.send_raw(signed_logon(client, venue.keys[account], venue.public_key(account), heartbeat))
+        await client.expect("A")
+        await client.send("D", order("rest", "1", "1", "90"))
+        await client.expect("8")
+        assert len(venue.engine.open_orders(account)) == 1
+        session = venue.info["server"].acceptor.find("TAKER", "SATCHEL")
+        connection = session.connection
+        padding = "x" * 60_000
+        try:
+            for _ in range(requests):  # each is answered by a 60 KB Heartbeat that is never read
+                await client.send("1", [(112, padding)])
+        except trio.BrokenResourceError:
+            pass  # dropped (reset) before the last ones were sent
+        stopped = trio.current_time()
+        while session.connection is not None:  # noqa: ASYNC110 - sans-IO state
+            await trio.sleep(0.05)
+        assert connection.close_reason == reason
+        assert trio.current_time() - stopped < 10
+        await trio.sleep(0.2)
+        await venue.engine.wait_idle()
+        assert venue.engine.open_orders(account) == []  # cancel-on-disconnect ran
+        again = await RawClient.connect(venue.address, sender="TAKER", target="SATCHEL")
+        again.seq = session.store.next_target
+        await again.send_raw(signed_logon(again, venue.keys[account], venue.public_key(account)))
+        await again.expect("A")

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from adapters.fix.connection import Acceptor
+from adapters.fix.codec import Framer, Message, Timestamps, decode, encode_body, frame_message
+from adapters.fix.connection import LOGON_TIMEOUT_S, Acceptor, Connection
 from adapters.fix.echo import EchoApplication
 from adapters.fix.server import FixServer, wall_clock_us
-from adapters.fix.session import Session, SessionConfig
+from adapters.fix.session import (
+    MAX_BACKLOG,
+    MAX_QUEUED_BYTES,
+    MAX_SEQ_AHEAD,
+    SLICE_MESSAGES,
+    Session,
+    SessionConfig,
+)
 from adapters.fix.store import FileStore
 from tests.adapters.fix.client import RawClient
 
@@ -134,3 +143,127 @@ async def test_silent_peer_gets_heartbeat_test_request_then_disconnect(
     assert test_request.get(112) == "TEST"
     assert await client.read(wait_s=60) is None
     assert trio.current_time() - start_time == 12
+
+
+# --- limits: long answers, the out-of-sequence queue, connections before Logon -----------------------------------
+
+
+def _frame(msg_type: str, seq: int, body: list[tuple[int, str]] | None = None) -> bytes:
+    header = [(34, str(seq)), (49, "TW44"), (52, Timestamps().millis(wall_clock_us())), (56, "ISLD")]
+    return frame_message(msg_type, header, encode_body(body or []))
+
+
+def _messages(data: bytes) -> list[Message]:
+    framer = Framer()
+    framer.feed(data)
+    return [decode(frame) for frame in framer.frames()]
+
+
+def _logged_on() -> tuple[Session, Connection]:
+    """A session driven without sockets (the session layer is sans-IO), logged on with HeartBtInt 30."""
+    session = Session(SessionConfig("ISLD", "TW44"), EchoApplication(), wall_us=wall_clock_us, monotonic=lambda: 0.0)
+    connection = Connection(Acceptor([session]), 0.0, wall_clock_us)
+    connection.receive(_frame("A", 1, [(98, "0"), (108, "30")]), 0.0)
+    assert [m.msg_type for m in _messages(connection.take_output())] == ["A"]
+    return session, connection
+
+
+async def test_a_resend_over_millions_of_sequence_numbers_is_sliced_and_fills_the_empty_stretch_at_once() -> None:
+    """Regression: a ResendRequest was answered in one synchronous call that walked every sequence number of
+    the range (and built every frame), stalling every connection for seconds; now one slice is built at once,
+    the rest each time the previous slice is written, and what is sent meanwhile follows the resend."""
+    session, connection = _logged_on()
+    session.store.record_sent(5_000_000, None)  # millions of admin messages before: nothing stored for them
+    for n in range(250):
+        session.send("B", [(148, f"news {n}")])
+    connection.take_output()
+    started = time.perf_counter()
+    connection.receive(_frame("2", 2, [(7, "1"), (16, "0")]) + _frame("1", 3, [(112, "during")]), 0.0)
+    assert time.perf_counter() - started < 0.5
+    first = _messages(connection.take_output())
+    assert len(first) == SLICE_MESSAGES  # one gap fill and 99 news; nothing else yet
+    assert (first[0].msg_type, first[0].get(34), first[0].get(36), first[0].get(123)) == ("4", "1", "5000001", "Y")
+    answer = first
+    while connection.producing():
+        connection.produce()
+        answer += _messages(connection.take_output())
+    assert [m.get(34) for m in answer[1:251]] == [str(5_000_001 + n) for n in range(250)]
+    assert all(m.get(43) == "Y" for m in answer[:251])
+    heartbeat = answer[251]  # the reply to the TestRequest that came during the resend: after it, in order
+    assert (heartbeat.msg_type, heartbeat.get(112), heartbeat.get(34)) == ("0", "during", "5000251")
+    assert len(answer) == 252
+
+
+async def test_a_resend_stops_when_the_connection_closes_and_more_than_four_waiting_are_refused() -> None:
+    session, connection = _logged_on()
+    for n in range(1000):
+        session.send("B", [(148, f"news {n}")])
+    connection.take_output()
+    requests = b"".join(_frame("2", seq, [(7, "1"), (16, "0")]) for seq in range(2, 2 + MAX_BACKLOG + 1))
+    connection.receive(requests, 0.0)
+    assert len(session.backlog) == MAX_BACKLOG
+    connection.close("peer gone")
+    assert not connection.producing()
+    out = _messages(connection.take_output())  # the first slice, then what waited behind the resend
+    assert len(out) == SLICE_MESSAGES + 1
+    refused = out[-1]
+    assert (refused.msg_type, refused.get(45), refused.get(373)) == ("3", str(2 + MAX_BACKLOG), "99")
+    assert refused.get(58) == f"ResendRequest refused: {MAX_BACKLOG} long answers are still being sent"
+    connection.produce()
+    assert connection.outbox == [] and not session.backlog  # nothing more is built for a closed connection
+
+
+async def test_messages_ahead_of_a_gap_are_queued_within_a_byte_bound() -> None:
+    """Regression: 10,000 messages of 64 KB each could wait ahead of a gap (1.2 GB); now at most
+    MAX_QUEUED_BYTES of frames wait, and the rest is asked for again once the gap is filled."""
+    session, connection = _logged_on()
+    frames = [_frame("1", seq, [(112, f"{seq:06d}" + "x" * 60_000)]) for seq in range(3, 103)]
+    connection.receive(b"".join(frames), 0.0)
+    kept = MAX_QUEUED_BYTES // len(frames[0])
+    assert len(session.queue) == kept and session.queued_bytes <= MAX_QUEUED_BYTES
+    assert [(m.msg_type, m.get(7)) for m in _messages(connection.take_output())] == [("2", "2")]
+    connection.receive(_frame("4", 2, [(123, "Y"), (36, "3")]), 0.0)
+    echoed = [m.get(112)[:6] for m in _messages(connection.take_output()) if m.msg_type == "0"]  # type: ignore[index]
+    assert echoed == [f"{seq:06d}" for seq in range(3, 3 + kept)]
+    assert session.store.next_target == 3 + kept and not session.queue and session.queued_bytes == 0
+    connection.receive(_frame("0", 103), 0.0)
+    assert [(m.msg_type, m.get(7)) for m in _messages(connection.take_output())] == [("2", str(3 + kept))]
+
+
+async def test_a_message_further_ahead_than_a_resend_can_fill_logs_out() -> None:
+    session, connection = _logged_on()
+    connection.receive(_frame("0", 2 + MAX_SEQ_AHEAD), 0.0)
+    assert [(m.msg_type, m.get(7)) for m in _messages(connection.take_output())] == [("2", "2")]
+    connection.receive(_frame("0", 3 + 2 * MAX_SEQ_AHEAD), 0.0)
+    logout = _messages(connection.take_output())
+    assert [m.msg_type for m in logout] == ["5"]
+    assert logout[0].get(58) == (f"MsgSeqNum too high, expecting 2 but received {3 + 2 * MAX_SEQ_AHEAD}: "
+                                 f"more than {MAX_SEQ_AHEAD} past what a resend can fill")
+    assert connection.closing and session.store.next_target == 2
+
+
+async def test_a_connection_that_sends_no_logon_is_closed_after_3_s(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    address = await start(nursery, reset=True)
+    client = await RawClient.connect(address)
+    opened = trio.current_time()
+    assert await client.read(wait_s=60) is None
+    assert trio.current_time() - opened == LOGON_TIMEOUT_S == 3.0
+
+
+async def test_idle_connections_before_logon_cannot_keep_a_session_from_logging_on(nursery: trio.Nursery) -> None:
+    """Regression: connections that never log on held every slot, so a configured session's Logon was closed
+    unanswered; when the pre-logon slots are all taken the oldest idle connection now makes room."""
+    session = Session(SessionConfig("ISLD", "TW44", reset_on_logon=True), EchoApplication(),
+                      wall_us=wall_clock_us, monotonic=trio.current_time)
+    server = FixServer(Acceptor([session]), "127.0.0.1", 0, max_pre_logon=4)
+    address = await nursery.start(server.serve)
+    with trio.fail_after(5):
+        idle = [await RawClient.connect(address) for _ in range(4)]
+        await trio.sleep(0.1)
+        client = await RawClient.connect(address)
+        assert (await client.logon()).get(34) == "1"
+        assert await idle[0].read() is None  # the oldest idle one made room
+        await client.send("1", [(112, "still here")])
+        assert (await client.expect("0")).get(112) == "still here"
