@@ -63,6 +63,8 @@ MAX_CONNECTIONS: Final = 4096
 MAX_FRAMING_BYTES: Final = 65_536  # chunk sizes, extensions and trailers a body may carry beyond its own bytes
 HEADER_NAMES_MAX: Final = 1024  # spellings of header names remembered (clients repeat the same few)
 DEADLINE_SLACK_S: Final = 1.0
+LINGER_S: Final = 1.0  # after a refusal, unread input is drained this long (at most LINGER_BYTES) before the close
+LINGER_BYTES: Final = 1 << 20
 UPGRADE_REFUSED: Final = "Connection upgrades are not supported on this port"
 REASONS: Final = {s.value: s.phrase.encode() for s in HTTPStatus}
 METHODS: Final = {m.encode(): m for m in ("GET", "POST", "DELETE", "PATCH", "PUT", "HEAD", "OPTIONS")}  # no decode per request
@@ -329,6 +331,7 @@ class HttpServer:
                 return
             if refused is not None:
                 await self._refuse(connection, refused)
+                await connection.linger()
                 return
             if parsing.expect_continue:  # every earlier answer is out, so this one is next in order
                 parsing.expect_continue = False
@@ -446,6 +449,22 @@ class _Connection:
                 return self.sock.recv(RECV_BYTES)
             except BlockingIOError:
                 continue
+
+    async def linger(self) -> None:
+        """Half-close, then read and drop what the client is still sending, briefly.
+
+        Closing a socket with unread input makes the kernel answer with a reset,
+        which can destroy the refusal just sent before the client reads it (a client
+        still uploading the body a 413 refuses); draining first lets it arrive.
+        """
+        with contextlib.suppress(OSError), trio.move_on_after(LINGER_S):
+            self.sock.shutdown(socket.SHUT_WR)
+            drained = 0
+            while drained < LINGER_BYTES:
+                data = await self.receive()
+                if not data:
+                    return
+                drained += len(data)
 
     async def send(self, data: bytes) -> None:
         """Write all of ``data``; waits (with the send timeout) only if the kernel buffer is full."""

@@ -28,6 +28,7 @@ SESSIONS = [
 
 def fix_config(sessions: list[dict[str, Any]] | None = None) -> Any:
     data = copy.deepcopy(DEFAULT)
+    data["limits"] = {"max_open_orders_per_account": 10_000}  # the mass-status test rests 1,020 orders on one account
     data["adapters"]["fix"]["sessions"] = copy.deepcopy(SESSIONS if sessions is None else sessions)
     return parse_config(data)
 
