@@ -9,8 +9,11 @@ when a level it holds empties; trades as 279=0 269=2). Each subscription keeps
 the levels it has sent, so an action always fits the client's book. With
 MDUpdateType 265=0 the updates are full W snapshots instead.
 
-MarketDepth 264: 0 is the full book; N is the best N levels per side, in the
-snapshot and in the updates. For N the subscription remembers the levels it
+MarketDepth 264: 0 is the full book, except that a W snapshot carries at most
+the best ``MAX_SNAPSHOT_LEVELS`` per side (on a book of tens of thousands of
+levels one full-book subscriber made every durable batch rebuild and send
+megabytes); its increments carry every level that changes. N is the best N
+levels per side, in the snapshot and in the updates, at most that many too. For N the subscription remembers the levels it
 last reported and sends the difference: 279=2 for a level that left the top N
 (emptied, or pushed out by a better one), 279=0 for a level that entered it,
 279=1 for a new size; deletes come first, so a client keeping N levels never
@@ -32,7 +35,7 @@ from engine.publisher import Publisher
 from engine.updates import DepthUpdate, TradeRecord
 
 MAX_MD_SUBSCRIPTIONS: Final = 100
-FULL_BOOK: Final = 1_000_000  # levels: "all of them" for MarketDepth 0
+MAX_SNAPSHOT_LEVELS: Final = 1000  # per side, in a W for MarketDepth 0; the largest MarketDepth N
 
 
 class _Subscription:
@@ -103,6 +106,8 @@ class MarketData:
             problem = ("8", "Supported MDEntryType values are 0 (bid), 1 (offer) and 2 (trade)")
         elif not is_number(m.get(264) or "0"):
             problem = ("5", "MarketDepth (264) must be 0 (full book) or a number of levels")
+        elif int(m.get(264) or "0") > MAX_SNAPSHOT_LEVELS:
+            problem = ("5", f"MarketDepth (264) is at most {MAX_SNAPSHOT_LEVELS} levels per side")
         elif kind == "1" and req_id in subs:
             problem = ("1", f"Duplicate MDReqID {req_id!r}")
         elif kind == "1" and len(subs) >= MAX_MD_SUBSCRIPTIONS:
@@ -120,7 +125,7 @@ class MarketData:
     def _snapshot(self, sub: _Subscription, symbol: str) -> list[Field]:
         types = sub.types
         spec = self.engine.venue.specs[symbol]
-        bids, asks, _ = self.publisher.depth(symbol, sub.depth or FULL_BOOK)
+        bids, asks, _ = self.publisher.depth(symbol, sub.depth or MAX_SNAPSHOT_LEVELS)
         if sub.depth or not sub.full:
             sub.sent[symbol] = (dict(bids), dict(asks))
         entries: list[list[Field]] = []

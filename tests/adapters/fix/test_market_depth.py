@@ -6,8 +6,11 @@ import pytest
 import trio
 
 from adapters.fix.codec import Message
+from adapters.fix.market_data import MAX_SNAPSHOT_LEVELS
 from tests.adapters.fix.client import RawClient
 from tests.adapters.fix.venue import SOL, FixVenue, order
+
+BTC = "BTC_USDC"
 
 pytestmark = pytest.mark.usefixtures("_close_clients")
 
@@ -99,3 +102,24 @@ async def test_full_book_updates_say_new_for_a_level_the_client_does_not_hold(ve
         assert entries(await next_of(taker, "X")) == [("2", "1", "100", None)]
         await place(maker, order("a4", "2", "1", "100"))  # the level is back: New again
         assert entries(await next_of(taker, "X")) == [("0", "1", "100", "1")]
+
+
+async def test_a_full_book_snapshot_carries_at_most_the_best_1000_levels_per_side(venue: FixVenue) -> None:
+    """A W for MarketDepth 0 on a deep book is bounded (it was rebuilt and sent whole for every batch a full-refresh
+    subscriber saw); a MarketDepth above the bound is refused, naming it."""
+    with trio.fail_after(60):
+        maker = await venue.logon("MAKER", await venue.account(USDC="1000000"))
+        levels = MAX_SNAPSHOT_LEVELS + 5
+        bids = [[(55, BTC) if t == 55 else (t, v) for t, v in order(f"b{i}", "1", "0.01", f"{1000 + i}")]
+                for i in range(levels)]
+        await maker.send_raw(b"".join(maker.build("D", body) for body in bids))
+        for _ in range(levels):
+            assert (await next_of(maker, "8")).get(150) == "0"
+        await maker.send("V", [(262, "deep"), (263, "0"), (264, "0"), (267, [[(269, "0")]]), (146, [[(55, BTC)]])])
+        prices = [e[2] for e in entries(await next_of(maker, "W"))]
+        assert prices == [str(1000 + i) for i in range(levels - 1, levels - 1 - MAX_SNAPSHOT_LEVELS, -1)]  # best first
+        await maker.send("V", [(262, "deeper"), (263, "0"), (264, str(MAX_SNAPSHOT_LEVELS + 1)), (267, [[(269, "0")]]),
+                               (146, [[(55, BTC)]])])
+        refused = await next_of(maker, "Y")
+        assert (refused.get(262), refused.get(281), refused.get(58)) == (
+            "deeper", "5", f"MarketDepth (264) is at most {MAX_SNAPSHOT_LEVELS} levels per side")
