@@ -217,15 +217,19 @@ class _Output:
         if connection.session is not None:
             connection.session.store.flush()
         data = connection.take_output()
-        try:
-            sent = os.write(self.fd, data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            connection.close(f"peer gone: {exc.strerror}")
-            return
-        if sent < len(data):
+        sent = self._write(data)
+        if sent is not None and sent < len(data):
             connection.unsent(data[sent:])
+
+    def _write(self, data: bytes | memoryview) -> int | None:
+        """What the socket takes of ``data`` now, without waiting; None (the connection closed) if the peer is gone."""
+        try:
+            return os.write(self.fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self.connection.close(f"peer gone: {exc.strerror}")
+            return None
 
     async def flush(self) -> None:
         """Write everything queued, waiting for the socket as needed (the writer task)."""
@@ -248,12 +252,8 @@ class _Output:
         view = memoryview(data)
         stalled_at = trio.current_time() + connection.send_timeout_s()
         while True:
-            try:
-                sent = os.write(self.fd, view)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                connection.close(f"peer gone: {exc.strerror}")
+            sent = self._write(view)
+            if sent is None:
                 self.aborted = True
                 return
             if sent == len(view):
