@@ -26,9 +26,7 @@ market orders, CashOrderQty 152. ExecIDs are derived from the facts
 (``<order>N``, ``<trade>T<order>``, ``<order>C``, ``<order>X``,
 ``<order>R<time>``) so they stay unique across restarts.
 
-OrderMassStatusRequest answers the oldest ``MAX_STATUS_REPORTS`` open orders (the last
-report's Text says how many were left out) as a ``session.Backlog``: a slice at a time,
-each report reading the order as it is when the slice is built.
+OrderStatusRequest and OrderMassStatusRequest are answered by ``status.py``.
 
 SecurityListRequest and MarketDataRequest are served by ``market_data.py``
 from the same durable batches; the reports' text is written by ``reports.py``.
@@ -51,12 +49,13 @@ from typing import Any, Final
 import attrs
 
 from adapters.fix.cl_ord_ids import ClOrdIds
-from adapters.fix.codec import Field, Message, is_number
+from adapters.fix.codec import Field, Message
 from adapters.fix.dictionary import STP_TAG, Validated
 from adapters.fix.market_data import MarketData
 from adapters.fix.modifications import CANCEL, REPLACE, InFlight, Modification
 from adapters.fix.reports import FIX_SIDE, FIX_TIF, ORD_STATUS, Reports
-from adapters.fix.session import MAX_BACKLOG, Session
+from adapters.fix.session import Session
+from adapters.fix.status import OrderStatus
 from engine.messages import (
     ASK,
     BID,
@@ -87,7 +86,6 @@ from engine.updates import ACCEPTED, CANCELLED_KIND, EXPIRED_KIND, FILL, MODIFIE
 log = logging.getLogger("satchel.fix.exchange")
 
 MAX_DEFERRED: Final = 10_000  # requests held while the publisher catches up (``_defer``)
-MAX_STATUS_REPORTS: Final = 1_000  # reports in one OrderMassStatusRequest answer (the oldest orders)
 SIDES: Final = {"1": BID, "2": ASK}
 ORD_TYPES: Final = {"1": MARKET, "2": LIMIT}
 TIFS: Final = {"0": GTC, "1": GTC, "3": IOC, "4": FOK}
@@ -140,7 +138,7 @@ class ExchangeApplication:
         self.market_data = MarketData(engine, publisher, wall_us)
         self.rejects = 0
         self.boot_us = wall_us()
-        self.status_answers = 0  # status answers so far: part of their ExecIDs
+        self.status = OrderStatus(engine, publisher, self.reports, self.ids, self.pending, self.boot_us)
         self.placing = 0  # NewOrderSingles submitted whose Result has not come back...
         self.inflight: dict[int, None] = {}  # ...their order ids, oldest first (ids grow in submission order)
         self.amends = 0  # replace reports so far: part of their ExecIDs (two amends may share a timestamp)
@@ -374,9 +372,9 @@ class ExchangeApplication:
     def _modify(self, session: Session, m: Message, *, replace: bool) -> None:
         account = session.config.account_id
         orig = m.get(41) or ""
-        view = self._find(account, None, orig, m.get(37))
+        view = self.status.find(account, None, orig, m.get(37))
         if view is None:
-            closed = self._find_closed(account, m.get(37), orig)
+            closed = self.status.find_closed(account, m.get(37), orig)
             if closed is not None:
                 self._too_late(session, m, replace, closed)
             else:
@@ -477,7 +475,7 @@ class ExchangeApplication:
             if self.publisher.open_order(view.account_id, view.symbol, view.order_id, None) is not None:
                 waiting.append((session, m, view, replace))
                 continue
-            closed = self._closed_order(view.account_id, view.order_id)
+            closed = self.status.closed_order(view.account_id, view.order_id)
             if closed is not None:
                 self._too_late(session, m, replace, closed)
             else:  # beyond the bounded history: its final status is not known here
@@ -497,110 +495,11 @@ class ExchangeApplication:
         ]
         session.send("9", body)
 
-    def _find(self, account: int, symbol: str | None, cl_ord_id: str, order_id_text: str | None) -> OrderView | None:
-        """An open order by OrderID (37), else by ClOrdID; in ``symbol``'s market, or any (None)."""
-        if symbol is not None and symbol not in self.engine.venue.specs:
-            return None
-        if order_id_text and is_number(order_id_text):
-            return self.publisher.open_order(account, symbol, int(order_id_text), None)
-        order_id = self._order_id(account, cl_ord_id)
-        if order_id is not None:
-            return self.publisher.open_order(account, symbol, order_id, None)
-        if is_number(cl_ord_id):  # orders placed elsewhere with a Satchel client id
-            return self.publisher.open_order(account, symbol, None, int(cl_ord_id))
-        return None
-
     def _status(self, session: Session, m: Message, parts: Validated) -> None:
-        account = session.config.account_id
-        view = self._find(account, m.get(55) or "", m.get(11) or "", m.get(37)) or self._find_closed(
-            account, m.get(37), m.get(11) or "")
-        if view is None:
-            body: list[Field] = [
-                (37, m.get(37) or "NONE"), (11, m.get(11) or ""), (17, self._status_exec_id(0)), (150, "I"), (39, "8"),
-                (55, m.get(55) or ""), (54, m.get(54) or "1"), (151, "0"), (14, "0"), (6, "0"), (58, "Unknown order"),
-            ]
-            if m.get(790):
-                body.append((790, m.get(790) or ""))
-            session.send("8", body)
-            return
-        extra: list[Field] = [(790, m.get(790) or "")] if m.get(790) else []
-        session.send("8", self.reports.fields(view, "I", self._status_exec_id(view.order_id), extra))
-
-    def _status_exec_id(self, order_id: int) -> str:
-        """Unique within and across runs: the start time of this process and a counter."""
-        self.status_answers += 1
-        return f"{order_id}S{self.boot_us}-{self.status_answers}"
-
-    def _find_closed(self, account: int, order_id_text: str | None, cl_ord_id: str) -> OrderView | None:
-        """A filled, cancelled or expired order, by OrderID (37) else ClOrdID, from the publisher's bounded history."""
-        order_id = int(order_id_text) if order_id_text and is_number(order_id_text) else None
-        if order_id is None:
-            order_id = self._order_id(account, cl_ord_id)
-        return self._closed_order(account, order_id) if order_id is not None else None
-
-    def _order_id(self, account: int, cl_ord_id: str) -> int | None:
-        """The order a ClOrdID names: one a cancel or replace in flight gives it, or one it has had."""
-        order_id = self.pending.order_id(account, cl_ord_id)
-        return order_id if order_id is not None else self.ids.order_id(account, cl_ord_id)
-
-    def _closed_order(self, account: int, order_id: int) -> OrderView | None:
-        for view in reversed(self.publisher.closed_orders(account)):
-            if view.order_id == order_id:
-                return view
-        return None
+        self.status.order_status(session, m)
 
     def _mass_status(self, session: Session, m: Message, parts: Validated) -> None:
-        """OrderMassStatusRequest: the oldest ``MAX_STATUS_REPORTS`` open orders, a slice at a time (``_MassStatus``)."""
-        account = session.config.account_id
-        symbol = m.get(55) if m.get(585) == "1" else None
-        order_ids = self._open_order_ids(account, symbol)
-        req_id = m.get(584) or ""
-        if not order_ids:
-            session.send("8", [
-                (37, "NONE"), (17, self._status_exec_id(0)), (150, "I"), (39, "8"), (55, symbol or "NONE"), (54, "1"),
-                (151, "0"), (14, "0"), (6, "0"), (584, req_id), (911, "0"), (912, "Y"), (58, "No open orders"),
-            ])
-            return
-        job = _MassStatus(self, account, req_id, order_ids[:MAX_STATUS_REPORTS], len(order_ids))
-        if not session.add_backlog(job):
-            session.business_reject(m, 0, f"Too many long answers in progress ({MAX_BACKLOG}); retry later", req_id)
-
-    def _open_order_ids(self, account: int, symbol: str | None) -> list[int]:
-        """The account's open orders (in ``symbol``'s market, or all), oldest first: ids only, no views built."""
-        state = self.publisher.venue.accounts.get(account)
-        if state is None:
-            return []
-        if symbol is None:
-            return sorted(state.orders)
-        return sorted(order_id for order_id, order in state.orders.items() if order.symbol == symbol)
-
-    def _mass_status_step(self, session: Session, job: _MassStatus) -> bool:
-        """One slice of a mass status answer; each report reads the order as it is now (an order closed since the
-        request is reported closed, from the history), so no report contradicts one sent before it."""
-        order_ids = job.order_ids
-        count = len(order_ids)
-        sent = 0
-        while job.index < count:
-            if session.slice_full(sent):
-                return False
-            order_id = order_ids[job.index]
-            job.index += 1
-            extra: list[Field] = [(584, job.req_id), (911, str(count))]
-            if job.index == count:
-                extra.append((912, "Y"))
-                if job.total > count:
-                    extra.append((58, f"Only the oldest {count} of {job.total} open orders are reported"))
-            view = (self.publisher.open_order(job.account, None, order_id, None)
-                    or self._closed_order(job.account, order_id))
-            if view is not None:
-                session.send("8", self.reports.fields(view, "I", self._status_exec_id(order_id), extra))
-            else:  # closed since the request and already beyond the bounded history
-                session.send("8", [
-                    (37, str(order_id)), (17, self._status_exec_id(order_id)), (150, "I"), (39, "8"), (55, "NONE"),
-                    (54, "1"), (151, "0"), (14, "0"), (6, "0"), *extra[:3], (58, "Unknown order"),
-                ])
-            sent += 1
-        return True
+        self.status.mass_status(session, m)
 
     def _mass_cancel(self, session: Session, m: Message, parts: Validated) -> None:
         account = session.config.account_id
@@ -731,23 +630,6 @@ class ExchangeApplication:
         encoded = self.reports.execution(view, exec_type, exec_id, update.ts_us, fill, text, orig)
         for session in sessions:
             session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch
-
-class _MassStatus:
-    """An OrderMassStatusRequest being answered (``session.Backlog``): the order ids to report, and how far it got."""
-
-    __slots__ = ("account", "app", "index", "order_ids", "req_id", "total")
-
-    def __init__(self, app: ExchangeApplication, account: int, req_id: str, order_ids: list[int], total: int) -> None:
-        self.app = app
-        self.account = account
-        self.req_id = req_id
-        self.order_ids = order_ids
-        self.total = total  # open orders when asked (more than ``order_ids`` when capped)
-        self.index = 0
-
-    def step(self, session: Session) -> bool:
-        return self.app._mass_status_step(session, self)
-
 
 def _last_quote_sized_fills(updates: list[Any]) -> set[int]:
     """Indexes of the last fill of each market order sized by quote that did not expire.

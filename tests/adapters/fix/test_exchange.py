@@ -7,7 +7,7 @@ import socket
 import pytest
 import trio
 
-from adapters.fix.exchange import MAX_STATUS_REPORTS
+from adapters.fix.status import MAX_STATUS_REPORTS
 from tests.adapters.fix.client import RawClient
 from tests.adapters.fix.venue import NOW, SOL, FixVenue, fields, order, signed_logon
 
