@@ -161,11 +161,12 @@ class Connection:
 
     # --- used by the session -----------------------------------------------------------
 
-    def emit(self, raw: bytes, *, wake: bool = True) -> None:
-        """Queue ``raw``; ``wake=False``: the caller ends its burst with ``flush_output`` (no task switch per message)."""
+    def emit(self, raw: bytes, *, wake: bool = True, resent: bool = False) -> None:
+        """Queue ``raw``; ``wake=False``: the caller ends its burst with ``flush_output`` (no task switch per message).
+        ``resent``: a resent message or gap fill, which goes ahead of anything ``hold`` holds back."""
         if self.closing:
             return
-        if self.held is not None:
+        if self.held is not None and not resent:
             self._hold(raw)
             return
         self.outbox.append(raw)
@@ -173,17 +174,6 @@ class Connection:
         if self.outbox_bytes > MAX_OUTBOX_BYTES:
             self.close("slow consumer: outbox full")
         if wake and not self.holding:
-            self.wakeup()
-
-    def emit_resent(self, raw: bytes) -> None:
-        """Queue a resent message or gap fill: ahead of anything ``hold`` holds."""
-        if self.closing:
-            return
-        self.outbox.append(raw)
-        self.outbox_bytes += len(raw)
-        if self.outbox_bytes > MAX_OUTBOX_BYTES:
-            self.close("slow consumer: outbox full")
-        if not self.holding:
             self.wakeup()
 
     def hold(self) -> None:

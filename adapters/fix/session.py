@@ -600,7 +600,7 @@ class Session:
     def _emit_raw(self, raw: bytes) -> None:
         """A resent message or gap fill: it goes out ahead of what ``Connection.hold`` holds."""
         if self.connection is not None:
-            self.connection.emit_resent(raw)
+            self.connection.emit(raw, resent=True)
             self.last_sent = self.monotonic()
 
     # --- timers -----------------------------------------------------------------------------------
