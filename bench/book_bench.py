@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
+from bench.platform_bench import paced
 from bench.workload import EXPECTED_FILLS, Order
 from engine.book import OrderBook
 from engine.interpreter import GC_THRESHOLD, tuned_interpreter
@@ -140,26 +141,39 @@ def engine_interpreter() -> Iterator[None]:
 
 def repeat(
     fn: Callable[[list[Order]], tuple[float, int, int]], orders: list[Order], runs: int, *, engine_gc: bool = True,
+    pace: bool = False,
 ) -> dict[str, Any]:
     """Run ``fn`` ``runs`` times after one warm-up; orders/s median and best, fills checked each run.
 
     ``engine_gc`` (the default) runs under the engine's interpreter settings
     (``engine_interpreter``); the platform probe turns it off to stay comparable to
     the reference VM's figures, which were taken with the interpreter's defaults.
+    ``pace`` probes the box's speed before and after every run (``platform_bench.paced``)
+    and returns the speeds as ``speeds``.
     """
     if engine_gc:
         with engine_interpreter():
-            return {**_repeat(fn, orders, runs), "gc": ENGINE_GC}
-    return {**_repeat(fn, orders, runs), "gc": DEFAULT_GC}
+            return {**_repeat(fn, orders, runs, pace), "gc": ENGINE_GC}
+    return {**_repeat(fn, orders, runs, pace), "gc": DEFAULT_GC}
 
 
-def _repeat(fn: Callable[[list[Order]], tuple[float, int, int]], orders: list[Order], runs: int) -> dict[str, Any]:
+def _repeat(
+    fn: Callable[[list[Order]], tuple[float, int, int]], orders: list[Order], runs: int, pace: bool,
+) -> dict[str, Any]:
     fn(orders)  # warm-up
-    rates = []
+    rates, speeds = [], []
     fills = resting = 0
-    for _ in range(runs):
+
+    def once() -> tuple[float, int, int]:
         gc.collect()
-        elapsed, fills, resting = fn(orders)
+        return fn(orders)
+
+    for _ in range(runs):
+        if pace:
+            (elapsed, fills, resting), speed = paced(once, orders)
+            speeds.append(speed)
+        else:
+            elapsed, fills, resting = once()
         if fills != EXPECTED_FILLS:
             raise AssertionError(f"{fn.__name__}: {fills} fills, expected {EXPECTED_FILLS}")
         rates.append(len(orders) / elapsed)
@@ -167,6 +181,8 @@ def _repeat(fn: Callable[[list[Order]], tuple[float, int, int]], orders: list[Or
         "median": statistics.median(rates),
         "best": max(rates),
         "runs": [round(r) for r in rates],
+        "rates": rates,
+        "speeds": speeds,
         "fills": fills,
         "resting": resting,
     }

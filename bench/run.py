@@ -3,6 +3,9 @@
 Every figure has ``name``, ``value`` and ``unit``; most also carry ``target``
 and ``meets`` (the issue's targets, set on the reference VM of
 reference/performance.md §0), ``median_of`` and the individual ``runs``.
+The throughput figures with a target also carry ``reference_vm_equivalent``
+and ``meets_at_reference_speed``: each run divided by this box's speed, probed
+beside it (``platform_bench.paced``).
 Values are medians: the machine is noisy, so best-of figures are kept beside
 them, and the ``platform_*`` figures printed first say how fast and how
 quiet this box was during the run.
@@ -29,7 +32,7 @@ from bench import book_bench, engine_bench, fix_bench, platform_bench, rest_ws_b
 from bench.workload import EXPECTED_CROSSING, EXPECTED_FILLS, EXPECTED_RESTING, N_ORDERS, SEED, generate
 
 GROUPS = ("platform", "book", "peer", "engine", "latency", "rss", "journal", "publisher", "adapters", "fix")
-REFERENCE_HEAP_BOOK = 2_000_000  # performance.md §2.3/§4: plain heap book, 1.96-2.14 M orders/s on the reference VM
+REFERENCE_HEAP_BOOK = platform_bench.REFERENCE_HEAP_BOOK
 
 
 def emit(name: str, value: float, unit: str, **extra: Any) -> None:
@@ -52,8 +55,9 @@ def run_platform(orders: list[Any], runs: int) -> None:
         "platform_heap_book_orders_per_s", round(result["median"]), "orders/s",
         median_of=runs, best=round(result["best"]), runs=result["runs"], fills=result["fills"], gc=result["gc"],
         reference_vm=REFERENCE_HEAP_BOOK, speed_vs_reference_vm=round(result["median"] / REFERENCE_HEAP_BOOK, 3),
-        note="plain dict+deque+heapq book of performance.md §4; the targets were set on the reference VM, "
-             "multiply one by speed_vs_reference_vm for the same bar on this machine",
+        note="plain dict+deque+heapq book of performance.md §4, against the reference VM's median run; the targets "
+             "were set on that VM. The box's speed moves within minutes, so the throughput figures are scaled by "
+             "probes taken beside each of their runs (reference_vm_equivalent), not by this one",
         python=platform.python_version(), cpus=os.cpu_count(),
     )
     stall = platform_bench.stalls(1.0)
@@ -70,13 +74,14 @@ def run_book(orders: list[Any], runs: int) -> dict[str, Any]:
         orders=N_ORDERS, seed=SEED, crossing_orders=EXPECTED_CROSSING, resting_at_end=EXPECTED_RESTING,
         note="performance.md §2.2 workload; every book below is checked against these counts on every run",
     )
-    book = book_bench.repeat(book_bench.run_book, orders, runs)
+    book = book_bench.repeat(book_bench.run_book, orders, runs, pace=True)
     emit(
         "book_orders_per_s", round(book["median"]), "orders/s", median_of=runs, best=round(book["best"]),
         runs=book["runs"], fills=book["fills"], resting=book["resting"], gc=book["gc"],
         how="engine.book.OrderBook as Market drives it: place() an order that cannot cross; else match_limit() (walk and "
             "fill in one pass), place() the remainder; GTC limits, one account per order",
         **at_least(book["median"], 1_000_000),
+        **platform_bench.at_reference_speed(book["rates"], book["speeds"], 1_000_000),
     )
     market = book_bench.repeat(book_bench.run_market, orders, runs)
     emit(
@@ -106,7 +111,11 @@ def run_peer(orders: list[Any], runs: int, book: dict[str, Any] | None) -> None:
 
 
 def run_engine(orders: list[Any], runs: int, base_dir: str | None) -> None:
-    results = [trio.run(engine_bench.throughput_once, orders, base_dir) for _ in range(runs)]
+    paced = [
+        platform_bench.paced(functools.partial(trio.run, engine_bench.throughput_once, orders, base_dir), orders)
+        for _ in range(runs)
+    ]
+    results = [result for result, _ in paced]
     rates = [r.orders_per_s for r in results]
     value = statistics.median(rates)
     codes: dict[str, int] = {}
@@ -124,6 +133,7 @@ def run_engine(orders: list[Any], runs: int, base_dir: str | None) -> None:
         fills_note="fills differ from 54071 because the engine keeps order only per account: "
                    "orders from different accounts reach the market in a different interleaving",
         **at_least(value, 100_000),
+        **platform_bench.at_reference_speed(rates, [speed for _, speed in paced], 100_000),
     )
 
 
