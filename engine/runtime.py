@@ -49,8 +49,9 @@ from engine.intake import (
     order_target,
 )
 from engine.interpreter import tune_interpreter
-from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, Record, read_records, segments
+from engine.journal import ZERO_HASH, JournalCorrupt, Record, read_records, segments
 from engine.journal_actor import JournalActor
+from engine.journal_writer import DiskFull, JournalWriter
 from engine.messages import (
     CLIENT_ID_MAX,
     FEE_ACCOUNT_ID,
