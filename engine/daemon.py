@@ -26,7 +26,8 @@ import trio
 from engine.admin import AdminServer, ensure_token
 from engine.config import Config
 from engine.publisher import serve_publisher
-from engine.runtime import Engine, StartupError
+from engine.recovery import StartupError
+from engine.runtime import Engine
 
 log = logging.getLogger("satchel.daemon")
 

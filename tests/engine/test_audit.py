@@ -42,8 +42,9 @@ from engine.journal import (
 )
 from engine.journal_writer import JournalWriter
 from engine.messages import AccountCreated, Deposited, Withdrawn
+from engine.recovery import StartupError
 from engine.replica import ReplicaError
-from engine.runtime import Engine, StartupError
+from engine.runtime import Engine
 from engine.venue import Venue
 from tests.engine.helpers import NOW_US
 
