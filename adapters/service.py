@@ -2,7 +2,7 @@
 
 ``engine/daemon.py`` finds this through the ``satchel.services`` entry point (so
 ``engine`` never imports ``adapters``) and starts it after the engine and the
-shared publisher (``engine.publisher.serve_publisher``, rebuilt from the
+shared publisher (``engine.publisher_service.serve_publisher``, rebuilt from the
 journal); run on its own, the service starts a private publisher.
 """
 
@@ -16,7 +16,7 @@ import trio
 from adapters.backpack.api import BackpackApi
 from adapters.rest import serve_rest
 from adapters.websocket import serve_websocket
-from engine.publisher import acquire
+from engine.publisher_service import acquire
 from engine.runtime import Engine, listening
 
 

@@ -30,7 +30,7 @@ import trio.lowlevel
 
 from bench.workload import Order, price_text, qty_text
 from engine.config import DEFAULT, parse_config
-from engine.journal import SegmentPreparer
+from engine.journal_writer import SegmentPreparer
 from engine.messages import BID, Rejection
 from engine.results import Result
 from engine.runtime import Engine
@@ -62,7 +62,7 @@ def steady_journal(directory: Path, segment_bytes: int) -> None:
     """Give a fresh journal directory the pre-zeroed next segment a running daemon has.
 
     A daemon writes into pre-zeroed segments once its journal passes its first MiB
-    and keeps the prepared one across restarts (engine/journal.py); without this a
+    and keeps the prepared one across restarts (engine/journal_writer.py); without this a
     benchmark's fresh journal would measure only a new venue's first, appended MiB.
     """
     directory.mkdir(parents=True, exist_ok=True)

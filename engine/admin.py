@@ -25,8 +25,9 @@ import orjson
 import trio
 
 from engine.messages import FEE_ACCOUNT_ID, WITHDRAWAL_STATES, OrderView, Withdrawn
+from engine.recovery import StartupError
 from engine.results import Result
-from engine.runtime import Engine, StartupError
+from engine.runtime import Engine
 from engine.views import iso_naive, order_json, withdrawal_json
 from engine.withdrawals import WithdrawalRequest
 

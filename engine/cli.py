@@ -173,7 +173,8 @@ def _run(config_path: Path) -> int:
     from engine.daemon import serve
     from engine.journal import JournalCorrupt
     from engine.plugin_api import PluginError
-    from engine.runtime import EngineHalted, StartupError, first_leaf
+    from engine.recovery import StartupError
+    from engine.runtime import EngineHalted, first_leaf
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

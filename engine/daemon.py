@@ -25,8 +25,9 @@ import trio
 
 from engine.admin import AdminServer, ensure_token
 from engine.config import Config
-from engine.publisher import serve_publisher
-from engine.runtime import Engine, StartupError
+from engine.publisher_service import serve_publisher
+from engine.recovery import StartupError
+from engine.runtime import Engine
 
 log = logging.getLogger("satchel.daemon")
 

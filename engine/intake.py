@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from engine.market import _builder, below_min_notional
+from engine.builders import builder
+from engine.market import below_min_notional
 from engine.messages import (
     CLIENT_ID_MAX,
     GTC,
@@ -47,8 +48,8 @@ _PARSE_CACHE_MAX: Final = 65_536
 OWN_SIDE: Final = {s: s for s in SIDES}
 OWN_TIF: Final = {t: t for t in TIME_IN_FORCE}
 OWN_STP: Final = {p: p for p in STP_MODES}
-# PlaceOrder(...) as a plain function (engine.market._builder, same object): the intake builds one per order
-new_place_order: Final = _builder(PlaceOrder, defaults=True)
+# PlaceOrder(...) as a plain function (engine.builders, same object): the intake builds one per order
+new_place_order: Final = builder(PlaceOrder, defaults=True)
 
 
 class MarketIntake:

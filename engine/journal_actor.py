@@ -20,12 +20,13 @@ import trio
 
 from engine.channels import Delivery, Sink, drain, send
 from engine.codec import encode_events
-from engine.journal import DiskFull, SyncThread, frame_records
+from engine.journal import frame_records
+from engine.journal_writer import DiskFull, SyncThread
 from engine.messages import Event, Rejection
 from engine.results import Result
 
 if TYPE_CHECKING:
-    from engine.journal import JournalWriter
+    from engine.journal_writer import JournalWriter
 
 log = logging.getLogger("satchel.journal")
 

@@ -7,10 +7,9 @@ histories (and every market's update id) are what they were before the
 restart; then it subscribes to ``JournalActor.subscribe()`` at exactly the
 record it stopped reading (see ``rebuild``). It applies events with the same
 ``Venue.apply`` replay uses, so its books, balances and open orders are exactly
-the durable state, never ahead of it. Every read an adapter serves (depth, open
-orders, balances, fills) comes from here, which is how "durable before visible"
-holds for queries as well as for streams. One publisher serves every adapter of
-an engine (``serve_publisher``/``shared``).
+the durable state, never ahead of it; adapters read that state through
+``PublisherReads`` (``engine/publisher_reads.py``). One publisher serves every
+adapter of an engine (``engine/publisher_service.py``).
 
 What it derives, per batch, in journal order (the records are in ``engine/updates.py``):
     * per market, one ``DepthUpdate`` with absolute level sizes and the update
@@ -30,10 +29,9 @@ Listeners (the WebSocket adapter, later FIX drop copies) get each batch's
 updates once, synchronously; they must not block. No sockets and no wire
 formats live here.
 
-Limits: histories, trades and klines are bounded by the ``*_KEEP`` constants.
-The rebuild reads the whole journal (about as fast as recovery's replay from
-genesis; bench/publisher_bench.py), because no shorter tail is guaranteed to
-hold an account's newest ``HISTORY_KEEP`` fills. If the journal drops the
+Limits: the rebuild reads the whole journal (about as fast as recovery's replay
+from genesis; bench/publisher_bench.py), because no shorter tail is guaranteed
+to hold an account's newest ``HISTORY_KEEP`` fills. If the journal drops the
 publisher for falling behind, it catches up from disk from the exact event it
 had reached, so listeners see every update once and update ids never jump.
 """
@@ -42,14 +40,13 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from engine import publisher_state
 from engine.audit import collector_paused, is_control
 from engine.codec import decode_events
 from engine.journal import ZERO_HASH, JournalCorrupt, JournalReader
@@ -72,12 +69,12 @@ from engine.messages import (
     WithdrawalRequested,
     Withdrawn,
 )
+from engine.publisher_reads import Histories, MarketData, PublisherReads, top_of
 from engine.updates import (
     ACCEPTED,
     CANCELLED_KIND,
     EXPIRED_KIND,
     FILL,
-    INTERVALS,
     MODIFIED,
     BalanceUpdate,
     BookTop,
@@ -88,13 +85,11 @@ from engine.updates import (
     FundsRecord,
     Listener,
     OrderUpdate,
-    TickerStats,
     TradeRecord,
     Update,
     bucket,
 )
 from engine.venue import Venue
-from engine.withdrawals import WithdrawalRequest
 
 if TYPE_CHECKING:
     from engine.journal_actor import JournalActor
@@ -102,9 +97,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("satchel.publisher")
 
-TRADES_KEEP: Final = 10_000  # per market
-KLINES_KEEP: Final = 1_500  # candles per market and interval (1m covers the 24 h ticker)
-HISTORY_KEEP: Final = 10_000  # fills, closed orders, deposits, withdrawals per account
 SYNC_TAIL_RECORDS: Final = 256  # at most this many records are read on the event loop at the boundary
 MAX_THREADED_PASSES: Final = 8  # then the boundary step reads whatever is left (the engine outran us)
 
@@ -112,28 +104,7 @@ class PositionMismatch(Exception):
     """The journal holds fewer events after a position than the publisher had applied there."""
 
 
-class _MarketData:
-    """Per-market derived data the book itself does not keep."""
-
-    __slots__ = ("klines", "top", "trades", "update_id")
-
-    def __init__(self) -> None:
-        self.update_id = 0
-        self.trades: deque[TradeRecord] = deque(maxlen=TRADES_KEEP)
-        self.klines: dict[str, deque[Candle]] = {name: deque(maxlen=KLINES_KEEP) for name in INTERVALS}
-        self.top = (0, 0, 0, 0)
-
-
-class _Histories:
-    __slots__ = ("fills", "funds", "orders")
-
-    def __init__(self) -> None:
-        self.fills: deque[FillRecord] = deque(maxlen=HISTORY_KEEP)
-        self.orders: deque[OrderView] = deque(maxlen=HISTORY_KEEP)
-        self.funds: deque[FundsRecord] = deque(maxlen=HISTORY_KEEP)
-
-
-class Publisher:
+class Publisher(PublisherReads):
     """Derived, durable-only state plus fan-out to listeners. See the module docstring."""
 
     def __init__(self, venue: Venue) -> None:
@@ -153,14 +124,13 @@ class Publisher:
         self._base = (0, ZERO_HASH)  # journal position where the live subscription starts
         self._followed = 0  # events applied from the subscription since ``_base``
         self._funds_seq = 0
-        self._histories: dict[int, _Histories] = {}
         self._rx: trio.MemoryReceiveChannel[tuple[int, list[Event]]] | None = None
         # The journal record through which every event is applied here, while following the
         # journal; reads wait for it (``reached``) so they see every answer already sent.
         self.applied_seq = 0
         self._advanced: trio.Event | None = None  # set when applied_seq moves, if a read waits
         self._sent_balances: dict[tuple[int, str], tuple[int, int]] = {}  # only changes are published
-        self._reset(venue)
+        super().__init__(venue)
 
     def narrow(self, listener: Listener, *, depth: Callable[[], bool]) -> None:
         """Declare what ``listener`` (already in ``listeners``) needs: no balance updates, and depth only while ``depth()``.
@@ -187,12 +157,6 @@ class Publisher:
             depth = depth or wants()
         return depth, False
 
-    def _reset(self, venue: Venue) -> None:
-        self.venue = venue
-        self._data: dict[str, _MarketData] = {symbol: _MarketData() for symbol in venue.markets}
-        for symbol, market in venue.markets.items():
-            self._data[symbol].top = _top(market.book)
-
     # --- running against an engine -------------------------------------------------
 
     @classmethod
@@ -209,7 +173,7 @@ class Publisher:
         """
         started = time.monotonic()
         with collector_paused():
-            loaded = await trio.to_thread.run_sync(_saved_state, engine, engine.journal.durable_seq)
+            loaded = await trio.to_thread.run_sync(publisher_state.resume, engine, engine.journal.durable_seq)
             if loaded is not None:
                 publisher, reader = loaded
                 try:
@@ -389,7 +353,7 @@ class Publisher:
     def settle_tops(self) -> None:
         """Best bid/ask as of now, so the first live batch reports only real changes."""
         for symbol, market in self.venue.markets.items():
-            self._data[symbol].top = _top(market.book)
+            self._data[symbol].top = top_of(market.book)
 
     def apply_batch(self, events: Sequence[Event]) -> list[Update]:
         """Apply one durable batch, notify listeners once, and return its updates."""
@@ -539,7 +503,7 @@ class Publisher:
         elif t is WithdrawalRequested or t is WithdrawalApproved or t is WithdrawalRejected:
             balances[e.account_id, e.asset] = e.ts_us  # type: ignore[union-attr]  # reserved counts as locked
 
-    def _kline(self, data: _MarketData, price: int, steps: int, quote: int, ts_us: int) -> None:
+    def _kline(self, data: MarketData, price: int, steps: int, quote: int, ts_us: int) -> None:
         ts_s = ts_us // 1_000_000
         klines = data.klines
         newest = klines["1s"]
@@ -575,7 +539,7 @@ class Publisher:
             bids = sorted((p, steps.get((BID, p), 0)) for side, p in levels if side == BID)
             asks = sorted((p, steps.get((ASK, p), 0)) for side, p in levels if side == ASK)
             updates.append(DepthUpdate(symbol, first_id, data.update_id, bids, asks, ts_us))
-            top = _top(market.book)
+            top = top_of(market.book)
             if top != data.top:
                 data.top = top
                 updates.append(BookTop(symbol, *top, data.update_id, ts_us))
@@ -589,184 +553,11 @@ class Publisher:
                 self._sent_balances[account_id, asset] = now
                 updates.append(BalanceUpdate(account_id, asset, now[0], now[1], ts_us))
 
-    def _history(self, account_id: int) -> _Histories:
+    def _history(self, account_id: int) -> Histories:
         history = self._histories.get(account_id)
         if history is None:
-            history = self._histories[account_id] = _Histories()
+            history = self._histories[account_id] = Histories()
         return history
-
-    # --- reads ---------------------------------------------------------------------------
-
-    def depth(self, symbol: str, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
-        """Best ``limit`` levels per side (best first) and the update id they reflect."""
-        book = self.venue.markets[symbol].book
-        return book.depth(BID, limit), book.depth(ASK, limit), self._data[symbol].update_id
-
-    def update_id(self, symbol: str) -> int:
-        return self._data[symbol].update_id
-
-    def book_top(self, symbol: str) -> BookTop:
-        data = self._data[symbol]
-        return BookTop(symbol, *data.top, data.update_id, 0)
-
-    def trades(self, symbol: str, limit: int, offset: int = 0) -> list[TradeRecord]:
-        """Newest first, skipping ``offset`` newer trades."""
-        ring = self._data[symbol].trades
-        end = len(ring) - offset
-        return [ring[i] for i in range(end - 1, max(end - limit, 0) - 1, -1)] if end > 0 else []
-
-    def klines(self, symbol: str, interval: str, start_s: int, end_s: int) -> list[Candle]:
-        """Candles that start within [start_s, end_s], both ends included: clients send
-        ``endTime`` as the current second rounded down (ccxt does), and a candle that opened
-        in that very second is one they expect to see."""
-        return [c for c in self._data[symbol].klines[interval] if start_s <= c.start_s <= end_s]
-
-    def current_candle(self, symbol: str, interval: str) -> Candle | None:
-        candles = self._data[symbol].klines[interval]
-        return candles[-1] if candles else None
-
-    def candles_since(self, symbol: str, interval: str, start_s: int) -> list[Candle]:
-        """The candles that started at or after ``start_s``, oldest first (a walk back from the newest)."""
-        out: list[Candle] = []
-        for candle in reversed(self._data[symbol].klines[interval]):
-            if candle.start_s < start_s:
-                break
-            out.append(candle)
-        out.reverse()
-        return out
-
-    def ticker(self, symbol: str, now_us: int, window: str = "1d") -> TickerStats:
-        """Rolling statistics over the last day (1m candles) or week (1h candles)."""
-        interval, span_s = ("1h", 7 * 86400) if window == "1w" else ("1m", 86400)
-        since = now_us // 1_000_000 - span_s
-        last = self.venue.markets[symbol].last_price
-        stats = TickerStats(symbol, 0, last, 0, 0, 0, 0, 0)
-        for c in self._data[symbol].klines[interval]:
-            if c.end_s <= since:
-                continue
-            if not stats.trades:
-                stats.first, stats.high, stats.low = c.open, c.high, c.low
-            stats.high = max(stats.high, c.high)
-            stats.low = min(stats.low, c.low)
-            stats.volume_steps += c.volume_steps
-            stats.quote += c.quote
-            stats.trades += c.trades
-        if not stats.trades:
-            stats.first = stats.high = stats.low = last
-        return stats
-
-    def account_for_key(self, public_key: str) -> int | None:
-        """The account a durable API key belongs to."""
-        return self.venue.api_keys.get(public_key)
-
-    def balances(self, account_id: int) -> dict[str, tuple[int, int]]:
-        """asset -> (available, locked) atoms, for every asset the account ever held."""
-        account = self.venue.accounts.get(account_id)
-        if account is None:
-            return {}
-        out = {}
-        for asset in sorted(set(account.balances) | set(account.locked)):
-            locked = account.locked.get(asset, 0) + account.reserved.get(asset, 0)  # withdrawals count as locked
-            out[asset] = (account.balances.get(asset, 0) - locked, locked)
-        return out
-
-    def open_orders(self, account_id: int, symbol: str | None = None) -> list[OrderView]:
-        return self.venue.open_orders(account_id, symbol)
-
-    def open_order(self, account_id: int, symbol: str | None, order_id: int | None,
-                   client_id: int | None) -> OrderView | None:
-        return self.venue.open_order(account_id, symbol, order_id, client_id)
-
-    def fills(self, account_id: int) -> list[FillRecord]:
-        history = self._histories.get(account_id)
-        return list(history.fills) if history else []
-
-    def closed_orders(self, account_id: int) -> list[OrderView]:
-        history = self._histories.get(account_id)
-        return list(history.orders) if history else []
-
-    def withdrawal_requests(self, account_id: int) -> list[WithdrawalRequest]:
-        """The account's durable withdrawal requests (pending and decided), oldest first."""
-        return self.venue.withdrawal_requests(account_id)
-
-    def funds(self, account_id: int, kind: str) -> list[FundsRecord]:
-        history = self._histories.get(account_id)
-        return [r for r in history.funds if r.kind == kind] if history else []
-
-
-# --- one publisher per engine ----------------------------------------------------------------
-
-_SHARED: weakref.WeakKeyDictionary[Engine, Publisher] = weakref.WeakKeyDictionary()
-
-
-async def serve_publisher(engine: Engine, *, share: bool = True,
-                          task_status: trio.TaskStatus[Publisher] = trio.TASK_STATUS_IGNORED) -> None:
-    """Rebuild a publisher from the journal and keep it current until cancelled.
-
-    With ``share`` it is the engine's publisher for every adapter (``shared``)
-    while it runs: the daemon starts it once before the services, so each
-    durable event is applied to one shadow venue, not one per protocol. An
-    adapter run on its own (tests, benchmarks) starts a private one instead,
-    so no adapter's lifetime decides another's. The shared one saves its state
-    when it stops (``publisher_state``), so the next start replays only the tail.
-    """
-    publisher = await Publisher.rebuild(engine)
-    if share:
-        _SHARED[engine] = publisher
-    try:
-        await publisher.run(engine, task_status=task_status)
-    finally:
-        if _SHARED.get(engine) is publisher:
-            del _SHARED[engine]
-            # seconds for large histories: off the event loop, so the engine drains meanwhile;
-            # shielded, because it runs exactly when the services are being cancelled
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_save_state, publisher, engine)
-
-
-def _saved_state(engine: Engine, upto: int) -> tuple[Publisher, JournalReader] | None:
-    """The saved state, once a signed checkpoint vouches for it, and a reader where it stands; None to replay
-    from genesis (no file, or one that cannot be used or trusted). Blocking: run in a worker thread."""
-    from engine import publisher_state
-
-    try:
-        loaded = publisher_state.load(engine.directory, engine.config)
-        if loaded is None:
-            return None
-        publisher, seq, prev_hash, skip = loaded
-        reader = publisher_state.vouch(publisher, engine.directory, engine.key.public, (seq, prev_hash, skip), upto)
-    except (publisher_state.StateInvalid, JournalCorrupt, PositionMismatch) as exc:
-        log.warning("publisher state unusable (%s); replaying the journal from genesis", exc)
-        return None
-    return publisher, reader
-
-
-def _save_state(publisher: Publisher, engine: Engine) -> None:
-    """The shared publisher's state for the next start (nothing applies batches to it any more)."""
-    from engine import publisher_state
-
-    started = time.monotonic()
-    try:
-        path = publisher_state.save(publisher, engine.directory)
-    except OSError as exc:  # the next start replays from genesis instead; never fail a shutdown
-        log.warning("could not save the publisher state: %s", exc)
-        return
-    log.info("publisher state saved to %s at journal seq %d in %.2fs", path.name, publisher.applied_seq,
-             time.monotonic() - started)
-
-
-def shared(engine: Engine) -> Publisher | None:
-    """The publisher ``serve_publisher`` runs for ``engine``, if one is running."""
-    return _SHARED.get(engine)
-
-
-async def acquire(engine: Engine, nursery: trio.Nursery) -> Publisher:
-    """The engine's shared publisher, or a private one run in ``nursery`` when none is shared."""
-    found = shared(engine)
-    if found is not None:
-        return found
-    private: Publisher = await nursery.start(partial(serve_publisher, engine, share=False))
-    return private
 
 
 def accepted_view(e: OrderPlaced) -> OrderView:
@@ -789,9 +580,3 @@ def _progress(view: OrderView, executed_steps: int, executed_quote: int, status:
         view.qty_steps, view.quote_qty, executed_steps, executed_quote, status, view.expiry_reason, view.post_only,
         view.stp, view.client_id, view.created_us,
     )
-
-
-def _top(book: Any) -> tuple[int, int, int, int]:
-    bid, ask = book.best_bid(), book.best_ask()
-    steps = book.level_steps
-    return (bid, steps.get((BID, bid), 0) if bid else 0, ask, steps.get((ASK, ask), 0) if ask else 0)

@@ -34,6 +34,7 @@ import hashlib
 import logging
 import operator
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -45,11 +46,12 @@ from engine import signing, snapshot
 from engine.audit import CHECKPOINT, canonical, collector_paused, is_control
 from engine.codec import CodecError, decode_rows
 from engine.config import Config
-from engine.journal import HEADER, JournalReader, Record, fsync_dir, record_hash, segments
+from engine.journal import HEADER, JournalCorrupt, JournalReader, Record, fsync_dir, record_hash, segments
 from engine.messages import OrderView
 
 if TYPE_CHECKING:
     from engine.publisher import Publisher
+    from engine.runtime import Engine
 
 log = logging.getLogger("satchel.publisher")
 
@@ -116,6 +118,18 @@ def _save(publisher: Publisher, directory: Path) -> Path:
     return final
 
 
+def save_at_stop(publisher: Publisher, engine: Engine) -> None:
+    """The shared publisher's state for the next start (nothing applies batches to it any more)."""
+    started = time.monotonic()
+    try:
+        path = save(publisher, engine.directory)
+    except OSError as exc:  # the next start replays from genesis instead; never fail a shutdown
+        log.warning("could not save the publisher state: %s", exc)
+        return
+    log.info("publisher state saved to %s at journal seq %d in %.2fs", path.name, publisher.applied_seq,
+             time.monotonic() - started)
+
+
 def _events_in(path: Path) -> int:
     """How many journal events (from genesis) a state file covers; -1 when there is none or it is unreadable."""
     try:
@@ -125,9 +139,27 @@ def _events_in(path: Path) -> int:
         return -1
 
 
+def resume(engine: Engine, upto: int) -> tuple[Publisher, JournalReader] | None:
+    """The saved state, once a signed checkpoint vouches for it, and a reader where it stands; None to replay
+    from genesis (no file, or one that cannot be used or trusted). Blocking: run in a worker thread."""
+    from engine.publisher import PositionMismatch
+
+    try:
+        loaded = load(engine.directory, engine.config)
+        if loaded is None:
+            return None
+        publisher, seq, prev_hash, skip = loaded
+        reader = vouch(publisher, engine.directory, engine.key.public, (seq, prev_hash, skip), upto)
+    except (StateInvalid, JournalCorrupt, PositionMismatch) as exc:
+        log.warning("publisher state unusable (%s); replaying the journal from genesis", exc)
+        return None
+    return publisher, reader
+
+
 def load(directory: Path, config: Config) -> tuple[Publisher, int, bytes, int] | None:
     """(publisher, seq, hash, skip) from the state file, or None when there is none; StateInvalid if unusable."""
-    from engine.publisher import Publisher, _Histories
+    from engine.publisher import Publisher
+    from engine.publisher_reads import Histories
     from engine.updates import Candle, FillInfo, FillRecord, FundsRecord, TradeRecord
 
     path = directory / STATE_FILE
@@ -156,7 +188,7 @@ def load(directory: Path, config: Config) -> tuple[Publisher, int, bytes, int] |
             for name, candles in klines.items():
                 market.klines[name].extend(Candle(*row) for row in candles)
         for account_id, fills, orders, funds in histories:
-            history = publisher._histories[account_id] = _Histories()
+            history = publisher._histories[account_id] = Histories()
             history.fills.extend(FillRecord(a, s, o, c, side, FillInfo(*info), ts) for a, s, o, c, side, info, ts in fills)
             history.orders.extend(OrderView(*row) for row in orders)
             history.funds.extend(FundsRecord(*row) for row in funds)

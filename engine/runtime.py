@@ -1,15 +1,17 @@
-"""The engine in one trio nursery: recovery, actors, and the in-process client API.
+"""The engine in one trio nursery: actors, intake, and the in-process client API.
 
 Adapters, the admin socket and tests all talk to the venue through ``Engine``:
-``place_order``/``cancel_order``/``cancel_all``/``amend_order`` and the funds
-and registry commands return a ``Result`` once the journal has made its events
-durable. ``submit`` is the non-waiting form for adapters that pipeline: the
-result goes to a ``Sink`` later, and a full inbox is refused at once.
+``place_order``/``cancel_order``/``cancel_all``/``amend_order``, the funds
+commands (``engine/funds_api.py``) and the registry commands return a ``Result``
+once the journal has made its events durable. ``submit`` is the non-waiting form
+for adapters that pipeline: the result goes to a ``Sink`` later, and a full inbox
+is refused at once.
 
 Intake (``engine/intake.py``) validates syntax against the market's static spec
 (tick, step, minimum size and notional, field combinations) and refuses with
 Backpack's error codes before anything is queued; everything that depends on
-state is decided by the owning actor.
+state is decided by the owning actor. At start ``run`` recovers the venue from
+the journal (``engine/recovery.py``) before any actor starts.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import binascii
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import socket
 import time
@@ -27,17 +28,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 import pluggy
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from engine import audit, signing, snapshot
+from engine import audit, signing
 from engine.actors import CMD, AccountActor, MarketActor
-from engine.audit import JOURNAL_FORMAT, READABLE_FORMATS, AuditError, Replayer
 from engine.channels import Sink
 from engine.checkpointer import Checkpointer
-from engine.config import Config, _converter, pinned_differences
+from engine.config import Config
+from engine.funds_api import FundsApi
 from engine.intake import (
     OWN_SIDE,
     OWN_STP,
@@ -49,8 +49,8 @@ from engine.intake import (
     order_target,
 )
 from engine.interpreter import tune_interpreter
-from engine.journal import ZERO_HASH, DiskFull, JournalCorrupt, JournalWriter, Record, read_records, segments
 from engine.journal_actor import JournalActor
+from engine.journal_writer import DiskFull, JournalWriter
 from engine.messages import (
     CLIENT_ID_MAX,
     FEE_ACCOUNT_ID,
@@ -64,30 +64,21 @@ from engine.messages import (
     ApiKeyAdded,
     CancelAllOrders,
     CancelOrder,
-    Deposit,
     OrderView,
     PlaceOrder,
     Rejection,
     SetMarketState,
-    Transfer,
-    Withdraw,
 )
-from engine.plugin_api import AccountProfile, manifest, plugin_manager
+from engine.plugin_api import AccountProfile, plugin_manager
+from engine.recovery import StartupError, recover
 from engine.results import Result
 from engine.spec import MarketSpec
-from engine.units import MAX_AMOUNT, DecimalError, parse_units
-from engine.venue import InvariantViolation, Venue
-from engine.withdrawal_api import WithdrawalApi
-
-log = logging.getLogger("satchel.engine")
+from engine.units import MAX_AMOUNT
+from engine.venue import Venue
 
 CATEGORIES: Final = ("retail", "professional", "eligible_counterparty")
 DRAIN_TIMEOUT_S: Final = 10.0
 ORDER_COMMANDS: Final = frozenset({PlaceOrder, CancelOrder, CancelAllOrders, AmendOrder})
-
-
-class _SnapshotMismatch(Exception):
-    """The newest snapshot does not belong to this journal; recovery falls back to genesis."""
 
 
 def first_leaf(group: BaseException) -> BaseException:
@@ -126,10 +117,6 @@ class EngineHalted(Exception):
     """The engine stopped itself (disk full) rather than run on with state the journal lacks."""
 
 
-class StartupError(Exception):
-    """The engine cannot start from this journal and config; the message says why."""
-
-
 class Reply:
     """A one-shot sink an in-process caller awaits."""
 
@@ -153,7 +140,7 @@ def wall_clock_us() -> int:
     return time.time_ns() // 1000
 
 
-class Engine(WithdrawalApi):
+class Engine(FundsApi):
     def __init__(
         self, config: Config, directory: Path, *, clock: Callable[[], int] = wall_clock_us,
         plugins: pluggy.PluginManager | None = None,
@@ -282,7 +269,10 @@ class Engine(WithdrawalApi):
             raise StartupError(f"journal dir {self.directory} is in use by another Satchel process") from None
 
     def _recover(self) -> JournalWriter:
-        """Newest valid snapshot + replay of the tail; every record's CRC, chain and signature checked."""
+        """Lock the journal dir for this engine and recover the venue from it (``engine.recovery``).
+
+        Returns the writer that appends after the journal's last record.
+        """
         directory = self.directory
         if directory.exists() and not directory.is_dir():
             raise StartupError(f"journal.dir: {directory} is not a directory")
@@ -291,109 +281,11 @@ class Engine(WithdrawalApi):
             self._lock()
         except OSError as exc:  # read-only file system, no permission, a parent that is a file
             raise StartupError(f"journal.dir: cannot use {directory}: {exc.strerror or exc}") from None
-        try:
-            # a journal that has history was signed with a key of its own: never make a new one for it
-            self.key = signing.load_or_create(signing.key_path(directory, self.config.journal.signing_key),
-                                              create=not segments(directory))
-        except signing.KeyError_ as exc:
-            raise StartupError(f"journal.signing_key: {exc}") from None
-        started = time.monotonic()
-        with audit.collector_paused():
-            found = snapshot.newest_valid(directory, self.config)
-            try:
-                replayer = self._replay(found)
-            except _SnapshotMismatch as exc:
-                log.warning("%s; replaying from genesis instead", exc)
-                self.venue = Venue(self.config)
-                replayer = self._replay(None)
-        venue = self.venue
-        try:
-            venue.check_invariants()
-        except InvariantViolation as exc:
-            raise StartupError(f"the journal replays to a state that breaks an invariant: {exc}") from None
-        last = replayer.last
-        seq, last_hash = (last.seq, last.hash) if last is not None else (0, ZERO_HASH)
-        writer = JournalWriter(directory, self.config.journal.segment_bytes, seq, last_hash)
-        if seq == 0:
-            writer.append([self._genesis()])
-        self.next_order_id = venue.next_order_id
-        self.next_withdrawal_id = venue.next_withdrawal_id
+        self.venue, self.key, writer = recover(self.config, directory, self.pm, self.venue)
+        self.next_order_id = self.venue.next_order_id
+        self.next_withdrawal_id = self.venue.next_withdrawal_id
         self.recovered_seq = writer.seq
-        base = f" from snapshot at seq {found[0].seq}" if found is not None and replayer.apply_from else ""
-        log.info("recovered %d journal records (%d events replayed%s) in %.2fs",
-                 writer.seq, replayer.events, base, time.monotonic() - started)
         return writer
-
-    def _replay(self, found: tuple[snapshot.SnapshotHeader, Venue] | None) -> Replayer:
-        base = 0
-        if found is not None:
-            header, self.venue = found
-            base = header.seq
-        # what the journal's signed checkpoints say the state at the snapshot's seq is: a snapshot is
-        # a cache of replay, so it is used only when one vouches for it and none contradicts it
-        signed: set[str] = set()
-
-        def vouch(_record: Record, body: dict[str, Any]) -> None:
-            if body.get("seq") == base:
-                signed.add(str(body.get("state_hash")))
-
-        replayer = Replayer(self.venue, self.key.public, apply_from=base, on_checkpoint=vouch if found else None)
-        directory = self.directory
-        progress = audit.Progress("recovery", audit.journal_bytes(directory), min_s=2.0)
-        done = 0
-        try:
-            for record in read_records(directory):
-                if record.seq == 1:
-                    self._check_genesis(audit.genesis_of(record))
-                replayer.feed(record)
-                if record.seq == base and found is not None and record.hash.hex() != found[0].chain_hash:
-                    raise _SnapshotMismatch(f"snapshot {found[0].path.name} does not match the journal at seq {base}")
-                done += len(record.payload) + 48
-                if not record.seq & 1023:
-                    progress.update(done, record.seq)
-        except AuditError as exc:
-            if exc.segment is None:
-                raise StartupError(str(exc)) from None
-            raise JournalCorrupt(exc.segment, exc.offset, exc.seq, exc.problem) from None
-        if progress.shown:
-            progress.update(done, replayer.records, final=True)
-        if found is not None and (replayer.last is None or replayer.last.seq < base):
-            raise _SnapshotMismatch(f"snapshot {found[0].path.name} is ahead of the journal")
-        if found is not None and signed != {found[0].state_hash}:
-            problem = "no signed checkpoint covers it" if not signed else "its state hash is not the one the journal signed"
-            raise _SnapshotMismatch(f"snapshot {found[0].path.name} is not vouched for: {problem}")
-        return replayer
-
-    def _genesis(self) -> bytes:
-        return orjson.dumps({
-            "type": audit.GENESIS,
-            "format": JOURNAL_FORMAT,
-            "venue": self.config.venue.name,
-            "config_hash": self.config.fingerprint(),
-            "config": _converter.unstructure(self.config),
-            "plugins": manifest(self.pm),
-            "venue_key": self.key.public_b64,
-        }, option=orjson.OPT_SORT_KEYS)
-
-    def _check_genesis(self, genesis: dict[str, Any]) -> None:
-        if genesis.get("format") not in READABLE_FORMATS:
-            raise StartupError(f"journal format {genesis.get('format')} is not supported "
-                               f"(this version reads {' and '.join(map(str, READABLE_FORMATS))})")
-        if genesis.get("venue_key") != self.key.public_b64:
-            raise StartupError(
-                f"the venue signing key ({self.key.public_b64}) is not the one pinned in the journal "
-                f"({genesis.get('venue_key')}); start with the journal's key"
-            )
-        if genesis.get("config_hash") != self.config.fingerprint():
-            changed = pinned_differences(genesis.get("config"), _converter.unstructure(self.config))
-            shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
-            raise StartupError(
-                f"the config differs from the one pinned in the journal at {self.directory}: "
-                f"{shown or 'the journal does not record which setting'}; "
-                "start with the config the journal was written with, or a new journal dir"
-            )
-        if genesis.get("plugins") != manifest(self.pm):
-            raise StartupError(f"enabled plugins {manifest(self.pm)} differ from the journal's {genesis.get('plugins')}")
 
     # --- delivery ---------------------------------------------------------------------
 
@@ -583,43 +475,7 @@ class Engine(WithdrawalApi):
     def get_order(self, account_id: int, symbol: str, *, order_id: int | None = None, client_id: int | None = None) -> OrderView | None:
         return self.venue.open_order(account_id, symbol, order_id, client_id)
 
-    # --- client API: funds, accounts, markets --------------------------------------------------
-
-    async def deposit(self, account_id: int, asset: str, amount: str) -> Result:
-        parsed = self._amount(asset, amount)
-        if isinstance(parsed, Rejection):
-            return Result(rejection=parsed)
-        return await self._call(account_id, Deposit(account_id, asset, parsed))
-
-    async def withdraw(self, account_id: int, asset: str, amount: str) -> Result:
-        parsed = self._amount(asset, amount)
-        if isinstance(parsed, Rejection):
-            return Result(rejection=parsed)
-        withdrawal_id = self.next_withdrawal_id  # one id space with requests (request_withdrawal)
-        self.next_withdrawal_id += 1
-        return await self._call(account_id, Withdraw(account_id, asset, parsed, withdrawal_id))
-
-    async def transfer(self, from_account_id: int, to_account_id: int, asset: str, amount: str) -> Result:
-        parsed = self._amount(asset, amount)
-        if isinstance(parsed, Rejection):
-            return Result(rejection=parsed)
-        if to_account_id not in self.venue.accounts:
-            return Result(rejection=Rejection("RESOURCE_NOT_FOUND", f"Account {to_account_id} not found"))
-        if to_account_id == from_account_id:
-            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", "Cannot transfer to the same account"))
-        return await self._call(from_account_id, Transfer(from_account_id, to_account_id, asset, parsed))
-
-    def _amount(self, asset: str, amount: str) -> int | Rejection:
-        spec = self.venue.assets.get(asset)
-        if spec is None:
-            return Rejection("INVALID_ASSET", f"Unknown asset {asset!r}")
-        try:
-            value = parse_units(amount, spec.decimals, what="amount")
-        except DecimalError as exc:
-            return Rejection("INVALID_QUANTITY", str(exc))
-        if value <= 0:
-            return Rejection("INVALID_QUANTITY", "amount must be positive")
-        return value
+    # --- client API: accounts, markets (funds: FundsApi) --------------------------------------
 
     async def create_account(self, *, country: str = "", category: str = "retail", parent_id: int | None = None) -> Result:
         if not self.accepting:

@@ -26,7 +26,8 @@ from adapters.fix.exchange import ExchangeApplication
 from adapters.fix.server import FixServer, wall_clock_us
 from adapters.fix.session import Application, Session, SessionConfig
 from adapters.fix.store import FileStore
-from engine.publisher import Publisher, acquire
+from engine.publisher import Publisher
+from engine.publisher_service import acquire
 from engine.runtime import Engine, listening
 
 CL_ORD_IDS_FILE = "clordids.log"

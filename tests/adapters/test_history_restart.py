@@ -13,7 +13,8 @@ import trio
 
 from engine.config import DEFAULT, parse_config
 from engine.messages import ASK, BID
-from engine.publisher import Publisher, serve_publisher, shared
+from engine.publisher import Publisher
+from engine.publisher_service import serve_publisher, shared
 from engine.runtime import Engine
 from tests.adapters.live import LiveVenue, Trader
 

@@ -14,7 +14,8 @@ from engine.audit import verify_journal
 from engine.config import DEFAULT, parse_config
 from engine.journal import JournalReader
 from engine.messages import ASK, BID
-from engine.publisher import Publisher, serve_publisher
+from engine.publisher import Publisher
+from engine.publisher_service import serve_publisher
 from engine.publisher_state import STATE_FILE
 from engine.replica import Replica
 from engine.runtime import Engine

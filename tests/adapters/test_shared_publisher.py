@@ -10,7 +10,7 @@ import trio
 
 from engine.config import DEFAULT, parse_config
 from engine.daemon import _start_services
-from engine.publisher import shared
+from engine.publisher_service import shared
 from engine.runtime import Engine
 from tests.adapters.fix.venue import SESSIONS
 

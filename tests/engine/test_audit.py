@@ -34,16 +34,17 @@ from engine.config import DEFAULT, parse_config
 from engine.journal import (
     ZERO_HASH,
     JournalCorrupt,
-    JournalWriter,
     Record,
     frame,
     frame_records,
     read_records,
     segments,
 )
+from engine.journal_writer import JournalWriter
 from engine.messages import AccountCreated, Deposited, Withdrawn
+from engine.recovery import StartupError
 from engine.replica import ReplicaError
-from engine.runtime import Engine, StartupError
+from engine.runtime import Engine
 from engine.venue import Venue
 from tests.engine.helpers import NOW_US
 
@@ -527,7 +528,7 @@ def test_disk_full_rolls_back_the_partial_write(tmp_path: Path) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, hard))
     try:
-        from engine.journal import DiskFull
+        from engine.journal_writer import DiskFull
 
         with pytest.raises(DiskFull, match="disk full"):
             writer.append([b"[" + b"0," * 200 + b"0]"])

@@ -6,7 +6,8 @@ import hashlib
 import zlib
 from pathlib import Path
 
-from engine.journal import HASH_DOMAIN, HEADER, ZERO_HASH, JournalWriter, frame, read_records, record_hash
+from engine.journal import HASH_DOMAIN, HEADER, ZERO_HASH, frame, read_records, record_hash
+from engine.journal_writer import JournalWriter
 
 
 def test_record_hash_is_the_documented_blake2b_over_domain_seq_prev_and_payload() -> None:

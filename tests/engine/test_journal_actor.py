@@ -16,8 +16,9 @@ import trio
 
 from engine import journal_actor
 from engine.codec import decode_events
-from engine.journal import ZERO_HASH, DiskFull, JournalWriter, read_records
+from engine.journal import ZERO_HASH, read_records
 from engine.journal_actor import JournalActor
+from engine.journal_writer import DiskFull, JournalWriter
 from engine.messages import Deposited
 from engine.results import Result
 

@@ -1,4 +1,4 @@
-"""Pre-zeroed journal segments (engine/journal.py): the zero tail is the end, torn writes into zeros, the roll.
+"""Pre-zeroed journal segments (engine/journal_writer.py, engine/journal.py): the zero tail is the end, torn writes into zeros, the roll.
 
 Journals here are written with ``JournalWriter`` directly (small segments, so rolls
 and preparations happen within a few records); the last test runs the engine on them.
@@ -16,21 +16,20 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine import journal
+from engine import journal, journal_writer
 from engine.audit import verify_journal
 from engine.config import DEFAULT, parse_config
 from engine.journal import (
     HEADER,
-    PREPARED_NAME,
     ZERO_HASH,
     JournalCorrupt,
     JournalReader,
-    JournalWriter,
     Record,
     read_records,
     records_end,
     segments,
 )
+from engine.journal_writer import PREPARED_NAME, JournalWriter
 from engine.runtime import Engine
 
 SEGMENT = 16 * 1024
@@ -258,7 +257,7 @@ def test_the_writer_never_has_more_than_the_unsynced_limit_written_past_its_last
 ) -> None:
     """The bound _lost_write relies on, for batches and single records larger than the limit."""
     limit = 4096
-    monkeypatch.setattr(journal, "UNSYNCED_LIMIT", limit)
+    monkeypatch.setattr(journal_writer, "UNSYNCED_LIMIT", limit)
     writer = JournalWriter(tmp_path, 1 << 20, 0, ZERO_HASH)
     widest = 0
     real_pwrite, real_fdatasync = os.pwrite, os.fdatasync
@@ -274,8 +273,8 @@ def test_the_writer_never_has_more_than_the_unsynced_limit_written_past_its_last
         real_fdatasync(fd)
         synced = os.fstat(fd).st_size
 
-    monkeypatch.setattr(journal.os, "pwrite", pwrite)
-    monkeypatch.setattr(journal.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(journal_writer.os, "pwrite", pwrite)
+    monkeypatch.setattr(journal_writer.os, "fdatasync", fdatasync)
     writer.append([b"[%d]" % i for i in range(2000)])  # one batch of ~100 KiB
     writer.append([b"[" + b"1" * 20_000 + b"]"])  # one record of five limits
     writer.close()
@@ -394,7 +393,7 @@ def test_a_length_flip_that_runs_past_the_end_of_a_plain_segment_is_refused_not_
 def test_a_plain_segment_rolls_early_into_a_prepared_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A new journal's first segment grows; once it holds EARLY_ROLL_BYTES the next write after the
     preparation finishes goes to a pre-zeroed segment, long before the first one is full."""
-    monkeypatch.setattr(journal, "EARLY_ROLL_BYTES", 1024)
+    monkeypatch.setattr(journal_writer, "EARLY_ROLL_BYTES", 1024)
     writer = JournalWriter(tmp_path, SEGMENT, 0, ZERO_HASH)
     i = 0
     while writer._size < 1024:

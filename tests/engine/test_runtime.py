@@ -16,8 +16,9 @@ from engine.actors import MARKET_QUEUE_MAX
 from engine.audit import journal_events
 from engine.config import DEFAULT, parse_config
 from engine.messages import BID, REJECT_MAKER, OrderPlaced, PlaceOrder, Rejection
+from engine.recovery import StartupError
 from engine.results import Result
-from engine.runtime import Engine, StartupError
+from engine.runtime import Engine
 
 CONFIG = parse_config(DEFAULT)
 

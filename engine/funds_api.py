@@ -1,12 +1,14 @@
-"""The Engine's client API for withdrawal requests (a mixin of ``engine.runtime.Engine``).
+"""The Engine's client API for funds: deposits, withdrawals, transfers and withdrawal requests.
 
-Intake checks syntax (known asset, positive exact amount, address, blockchain and
-text lengths) and refuses with Backpack's error codes before anything is queued;
-the owning account actor decides everything that depends on state (funds, whether a
-request is still pending). Results arrive once the journal made the fact durable,
-with ``Result.value`` holding a copy of the request as that fact left it.
+A mixin of ``engine.runtime.Engine``. Intake checks syntax (known asset, positive
+exact amount; for a request also address, blockchain and text lengths) and refuses
+with Backpack's error codes before anything is queued; the owning account actor
+decides everything that depends on state (funds, whether a request is still
+pending). Results arrive once the journal made the fact durable; for a request,
+``Result.value`` holds a copy of the request as that fact left it. Withdrawals and
+withdrawal requests take their ids from one counter (``next_withdrawal_id``).
 
-Kept apart from runtime.py so the engine's core file stays about orders and recovery.
+Kept apart from runtime.py so the engine's core file stays about actors and orders.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from typing import TYPE_CHECKING, Any, Final
 from engine.messages import (
     WITHDRAWAL_TEXT_MAX,
     ApproveWithdrawal,
+    Deposit,
     Rejection,
     RejectWithdrawal,
     RequestWithdrawal,
+    Transfer,
+    Withdraw,
 )
 from engine.results import Result
+from engine.units import DecimalError, parse_units
 from engine.withdrawals import WithdrawalRequest
 
 if TYPE_CHECKING:
@@ -36,13 +42,36 @@ BLOCKCHAINS: Final = frozenset((
 ))
 
 
-class WithdrawalApi:
+class FundsApi:
     if TYPE_CHECKING:
         venue: Venue
         next_withdrawal_id: int
 
         async def _call(self, account_id: int, command: Any) -> Result: ...
-        def _amount(self, asset: str, amount: str) -> int | Rejection: ...
+
+    async def deposit(self, account_id: int, asset: str, amount: str) -> Result:
+        parsed = self._amount(asset, amount)
+        if isinstance(parsed, Rejection):
+            return Result(rejection=parsed)
+        return await self._call(account_id, Deposit(account_id, asset, parsed))
+
+    async def withdraw(self, account_id: int, asset: str, amount: str) -> Result:
+        parsed = self._amount(asset, amount)
+        if isinstance(parsed, Rejection):
+            return Result(rejection=parsed)
+        withdrawal_id = self.next_withdrawal_id  # one id space with requests (request_withdrawal)
+        self.next_withdrawal_id += 1
+        return await self._call(account_id, Withdraw(account_id, asset, parsed, withdrawal_id))
+
+    async def transfer(self, from_account_id: int, to_account_id: int, asset: str, amount: str) -> Result:
+        parsed = self._amount(asset, amount)
+        if isinstance(parsed, Rejection):
+            return Result(rejection=parsed)
+        if to_account_id not in self.venue.accounts:
+            return Result(rejection=Rejection("RESOURCE_NOT_FOUND", f"Account {to_account_id} not found"))
+        if to_account_id == from_account_id:
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", "Cannot transfer to the same account"))
+        return await self._call(from_account_id, Transfer(from_account_id, to_account_id, asset, parsed))
 
     async def request_withdrawal(
         self, account_id: int, asset: str, amount: str, address: str, blockchain: str, client_id: str | None = None,
@@ -92,6 +121,18 @@ class WithdrawalApi:
         Live state: use the publisher's copy for anything shown to users (durable only).
         """
         return self.venue.withdrawal_requests(account_id, status)
+
+    def _amount(self, asset: str, amount: str) -> int | Rejection:
+        spec = self.venue.assets.get(asset)
+        if spec is None:
+            return Rejection("INVALID_ASSET", f"Unknown asset {asset!r}")
+        try:
+            value = parse_units(amount, spec.decimals, what="amount")
+        except DecimalError as exc:
+            return Rejection("INVALID_QUANTITY", str(exc))
+        if value <= 0:
+            return Rejection("INVALID_QUANTITY", "amount must be positive")
+        return value
 
     def _owner(self, request_id: Any) -> int | Rejection:
         if type(request_id) is not int or request_id <= 0:
