@@ -6,7 +6,7 @@ a default config opens no FIX port. Sequence stores live in
 in ``<journal dir>/fix/clordids.log`` (``cl_ord_ids``). Reports
 ``{"fix": "host:port"}`` so a port of 0 is discoverable from the ready line.
 The exchange application reads the daemon's shared publisher
-(``engine.publisher.acquire``). Also reports ``stop``, which the daemon awaits
+(``engine.publisher_service.acquire``). Also reports ``stop``, which the daemon awaits
 at shutdown before it stops intake: every session logged out, and the orders
 of cancel-on-disconnect sessions cancelled (``FixServer.stop``,
 ``ExchangeApplication.drained``).
