@@ -224,7 +224,9 @@ class ExchangeApplication:
 
     def _waits(self, message: Message) -> bool:
         """Whether a request must wait for the orders placed before it (``_defer``)."""
-        return bool(self.deferred) or (message.msg_type != "D" and (bool(self.inflight) or self.acks_published < self.acks_sent))
+        if self.deferred:
+            return True
+        return message.msg_type != "D" and (bool(self.inflight) or self.acks_published < self.acks_sent)
 
     def _refuse(self, session: Session, m: Message, text: str) -> None:
         """A request over the rate limit: D -> ExecutionReport 150=8 103=99; F, G -> OrderCancelReject 102=99 with

@@ -14,8 +14,8 @@ from tests.adapters.fix.venue import NOW, SOL, FixVenue, fields, order, start_ve
 
 RATE = 2  # messages a second: low, so the time a test takes cannot refill the bucket by a whole message
 BURST = 10
-REFUSED = f"Rate limit: at most {RATE} messages per second on this session (bursts of {BURST})"
-FLOOD = f"Rate limit: more than {FLOOD_FACTOR * RATE} messages per second on this session, {FLOOD_FACTOR} times the limit of {RATE}"
+REFUSED = "Rate limit: at most 2 messages per second on this session (bursts of 10)"
+FLOOD = "Rate limit: more than 8 messages per second on this session, 4 times the limit of 2"
 SESSIONS = [{"sender_comp_id": "SATCHEL", "target_comp_id": "SLOW", "account": 1, "heartbeat_min_s": 1,
              "cancel_on_disconnect": True, "max_messages_per_s": RATE, "burst_messages": BURST}]
 
@@ -44,16 +44,16 @@ async def _venue(nursery: trio.Nursery, tmp_path: Path) -> tuple[FixVenue, int, 
     return venue, account, await venue.logon("SLOW", account)
 
 
-def _exhaust(client: RawClient, over: str = "over") -> bytes:
-    """``BURST`` resting bids (10 USDC each) and one NewOrderSingle more, in one write."""
-    bids = [client.build("D", order(f"o{n}", "1", "1", "10")) for n in range(BURST)]
-    return b"".join([*bids, client.build("D", order(over, "1", "1", "10"))])
+def _exhaust(client: RawClient) -> bytes:
+    """``BURST`` resting bids (o0..o9, 10 USDC each) and one NewOrderSingle more ("over"), in one write."""
+    return b"".join(client.build("D", order(name, "1", "1", "10")) for name in [*(f"o{n}" for n in range(BURST)), "over"])
 
 
-async def _acks_and_refusal(client: RawClient, over: str = "over") -> dict[str, Message]:
+async def _acks_and_refusal(client: RawClient) -> dict[str, Message]:
+    """The answers to ``_exhaust``, by ClOrdID: the burst acknowledged, "over" refused naming the limit."""
     reports = {m.get(11) or "": m for m in [await client.expect("8") for _ in range(BURST + 1)]}
-    assert {r.get(150) for n, r in reports.items() if n != over} == {"0"}
-    assert fields(reports[over], 150, 39, 103, 58) == ("8", "8", "99", REFUSED)
+    assert {name: r.get(150) for name, r in reports.items() if name != "over"} == {f"o{n}": "0" for n in range(BURST)}
+    assert fields(reports["over"], 150, 39, 103, 58) == ("8", "8", "99", REFUSED)
     return reports
 
 
@@ -61,12 +61,15 @@ async def _acks_and_refusal(client: RawClient, over: str = "over") -> dict[str, 
 async def test_a_burst_over_the_limit_gets_each_types_rejection_and_reaches_nothing(
     nursery: trio.Nursery, tmp_path: Path,
 ) -> None:
+    """Every request type past the burst is answered with its own rejection naming the limit, its sequence number
+    consumed; the engine sees none of them (no order, cancel, replace, mass cancel or subscription)."""
     with trio.fail_after(20):
         venue, account, client = await _venue(nursery, tmp_path)
         first = client.seq
         burst = _exhaust(client) + b"".join([
             client.build("F", [(41, "o0"), (11, "c0"), (55, SOL), (54, "1"), (60, NOW), (38, "1")]),
-            client.build("G", [(41, "o0"), (11, "r0"), (55, SOL), (54, "1"), (60, NOW), (38, "2"), (40, "2"), (44, "11")]),
+            client.build("G", [(41, "o0"), (11, "r0"), (55, SOL), (54, "1"), (60, NOW), (38, "2"), (40, "2"),
+                               (44, "11")]),
             client.build("V", [(262, "md"), (263, "1"), (264, "0"), (267, [[(269, "0")]]), (146, [[(55, SOL)]])]),
             client.build("H", [(11, "o1"), (55, SOL), (54, "1")]),
             client.build("x", [(320, "sl"), (559, "4")]),
@@ -84,14 +87,15 @@ async def test_a_burst_over_the_limit_gets_each_types_rejection_and_reaches_noth
         assert fields(replace, 11, 41, 37, 39, 434, 102, 58) == ("r0", "o0", order_id, "0", "2", "99", REFUSED)
         assert fields(market_data, 262, 281, 58) == ("md", "2", REFUSED)
         assert fields(mass_cancel, 11, 530, 531, 532, 533, 58) == ("mc", "7", "0", "99", "0", REFUSED)
-        rejects = [status, securities, mass_status, other]
-        assert [fields(m, 45, 372, 380, 58) for m in rejects] == [
-            (str(first + BURST + n), msg_type, "0", REFUSED) for n, msg_type in ((4, "H"), (5, "x"), (6, "AF"), (8, "E"))]
+        rejects = [fields(m, 45, 372, 380, 58) for m in (status, securities, mass_status, other)]
+        assert rejects == [(str(first + BURST + n), msg_type, "0", REFUSED)
+                           for n, msg_type in ((4, "H"), (5, "x"), (6, "AF"), (8, "E"))]
         await client.send("1", [(112, "after")])
         assert (await client.expect("0")).get(112) == "after"  # every MsgSeqNum was consumed, nothing else came
         await venue.engine.wait_idle()
         resting = venue.engine.open_orders(account)
-        assert sorted((v.price_ticks, v.qty_steps) for v in resting) == [(1000, 100)] * BURST  # none cancelled, replaced
+        # none cancelled or replaced, no other placed: 10 x 1 SOL at 10 USDC (ticks of 0.01, steps of 0.01)
+        assert sorted((v.price_ticks, v.qty_steps) for v in resting) == [(1000, 100)] * BURST
         assert venue.engine.venue.balances(account)["USDC"] == {"available": "900", "locked": "100", "staked": "0"}
         exchange = venue.info["application"]
         assert exchange.ids.order_id(account, "over") is None  # the refused order never reached the application
@@ -100,6 +104,7 @@ async def test_a_burst_over_the_limit_gets_each_types_rejection_and_reaches_noth
 
 @pytest.mark.usefixtures("_close_clients")
 async def test_the_bucket_refills_at_the_rate(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """After the burst, RATE more messages a second are accepted, and no more."""
     with trio.fail_after(20):
         _, _, client = await _venue(nursery, tmp_path)
         sent_at = trio.current_time()
@@ -114,6 +119,8 @@ async def test_the_bucket_refills_at_the_rate(nursery: trio.Nursery, tmp_path: P
 
 @pytest.mark.usefixtures("_close_clients")
 async def test_session_messages_are_never_refused(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """With the rate bucket empty: TestRequest, Heartbeat, Reject, ResendRequest, SequenceReset and Logout
+    all do what they do, and their sequence numbers line up."""
     with trio.fail_after(20):
         venue, _, client = await _venue(nursery, tmp_path)
         await client.send_raw(_exhaust(client))
