@@ -24,6 +24,7 @@ from adapters.fix.codec import Timestamps, encode_body, frame_message
 
 WINDOW = 100
 ER = b"\x0135=8\x01"
+REJECTED = b"\x01150=8\x01"  # no order here may be refused (the rate limit, the open-order cap): it would count
 
 
 def main(argv: list[str]) -> None:
@@ -69,6 +70,8 @@ def pipelined(sock: socket.socket, orders: list[bytes]) -> dict[str, float]:
         if not data:
             raise SystemExit("acceptor closed the connection")
         chunk = tail + data
+        if REJECTED in chunk:
+            raise SystemExit(f"an order was rejected: {chunk[-400:]!r}")
         acked += chunk.count(ER)
         tail = chunk[-8:]
         acked -= tail.count(ER)  # counted again with the next chunk
@@ -86,6 +89,8 @@ def rtt(sock: socket.socket, orders: list[bytes]) -> dict[str, list[float]]:
             if not chunk:  # else this loop spins on a closed socket forever
                 raise SystemExit(f"acceptor closed the connection: {data[-200:]!r}")
             data += chunk
+        if REJECTED in data:
+            raise SystemExit(f"an order was rejected: {data[-400:]!r}")
         out.append((time.perf_counter_ns() - started) / 1000)
     return {"rtt_us": out}
 

@@ -78,6 +78,13 @@ class ListenConfig:
 
 
 FIX_APPLICATIONS: Final = ("exchange", "echo")
+# A FIX session's inbound application messages (adapters/fix/throttle.py). Binance's Spot FIX order-entry
+# sessions allow 10,000 messages every 10 s per connection, 1,000 a second (github.com/binance/
+# binance-spot-api-docs, fix-api.md, "Message Limits"); Coinbase Exchange's token buckets burst to twice their
+# rate (private REST: 15 a second, bursts of 30); its FIX 5 sessions get 100 requests a second and are
+# disconnected past 200 messages a second (docs.cdp.coinbase.com/exchange/introduction/rate-limits-overview).
+FIX_MAX_MESSAGES_PER_S: Final = 1_000
+FIX_BURST_MESSAGES: Final = 2_000
 
 
 @attrs.frozen
@@ -93,6 +100,8 @@ class FixSessionConfig:
     require_signature: bool = True  # Binance-style Ed25519 Logon (Username 553 + RawData 96)
     drop_copy: bool = False  # receives a copy of every execution report of the account; cannot trade
     cancel_on_disconnect: bool = False
+    max_messages_per_s: int = FIX_MAX_MESSAGES_PER_S  # application messages from the client; over it: refused
+    burst_messages: int = FIX_BURST_MESSAGES  # how many of them may come at once
 
 
 @attrs.frozen
@@ -313,6 +322,9 @@ def _validate_fix(fix: FixConfig) -> None:
             raise ConfigError(f"{key}.account: must be a trading account id (>= 1)")
         if not 1 <= session.heartbeat_min_s <= session.heartbeat_max_s <= 3600:
             raise ConfigError(f"{key}: need 1 <= heartbeat_min_s <= heartbeat_max_s <= 3600")
+        for name in ("max_messages_per_s", "burst_messages"):  # no off switch: a trusted peer gets a high limit
+            if getattr(session, name) < 1:
+                raise ConfigError(f"{key}.{name}: must be at least 1, got {getattr(session, name)}")
 
 
 # Config values are typed by people: whitespace around a number is forgiven here (the parser itself is strict).
@@ -411,7 +423,9 @@ _COMMENTS: Final[dict[str, str]] = {
         "# FIX: application is \"exchange\" (or \"echo\" for the QuickFIX acceptance suite); the\n"
         "# acceptor starts when sessions are configured. Add one [[adapters.fix.sessions]] table per\n"
         "# session: sender_comp_id (the venue's), target_comp_id (the client's), account, and optional\n"
-        "# heartbeat_min_s/heartbeat_max_s, reset_on_logon, require_signature, drop_copy, cancel_on_disconnect."
+        "# heartbeat_min_s/heartbeat_max_s, reset_on_logon, require_signature, drop_copy, cancel_on_disconnect,\n"
+        f"# max_messages_per_s (default {FIX_MAX_MESSAGES_PER_S}) and burst_messages (default {FIX_BURST_MESSAGES}):\n"
+        "# application messages beyond that rate are refused; far beyond it the session is logged out."
     ),
     "plugins": "Jurisdiction plugins to enable, by name.",
 }

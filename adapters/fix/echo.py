@@ -3,8 +3,8 @@
 NewOrderSingle, SecurityDefinition and Email are sent back unchanged (body
 re-sorted by tag, header fields other than the session's own kept). A
 NewOrderSingle with PossResend=Y whose ClOrdID was already seen in this logon is
-dropped. Anything else is answered with BusinessMessageReject 380=3. Only used
-to run the conformance suite (``[adapters.fix] application = "echo"``).
+dropped. Anything else is answered with BusinessMessageReject 380=3, and so is
+a message over the session's rate limit (380=0). Only used to run the conformance suite (``[adapters.fix] application = "echo"``).
 """
 
 from __future__ import annotations
@@ -41,3 +41,6 @@ class EchoApplication:
             seen.add(cl_ord_id)
         header = [(tag, value) for tag, value in parts.header if tag not in SESSION_HEADER]
         session.send(msg_type, parts.body, header)
+
+    def refuse(self, session: Session, message: Message, text: str) -> None:
+        session.business_reject(message, 0, text)

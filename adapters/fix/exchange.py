@@ -28,6 +28,9 @@ market orders, CashOrderQty 152. ExecIDs are derived from the facts
 
 OrderStatusRequest and OrderMassStatusRequest are answered by ``status.py``.
 
+A request over the session's rate limit (``throttle.py``) reaches ``refuse``: it is
+answered in its turn with its type's rejection naming the limit, and nothing else.
+
 SecurityListRequest and MarketDataRequest are served by ``market_data.py``
 from the same durable batches; the reports' text is written by ``reports.py``.
 
@@ -145,7 +148,8 @@ class ExchangeApplication:
         self.acked: set[int] = set()  # orders acknowledged from their Result, not yet seen in a publisher batch
         self.acks_sent = 0  # acknowledgements from Results so far...
         self.acks_published = 0  # ...and how many of them the publisher has reached (the same order: the journal's)
-        # [newest order in flight then, acks to wait for (None until those orders are answered), the request]
+        # [newest order in flight then, acks to wait for (None until those orders are answered), the answer
+        # (``_dispatch`` or ``_refuse``), the session, the request, the answer's third argument]
         self.deferred: deque[list[Any]] = deque()
         publisher.listeners.append(self.on_updates)
         publisher.narrow(self.on_updates, depth=self.market_data.subscribed)  # FIX sends no balances
@@ -207,10 +211,40 @@ class ExchangeApplication:
         if message.msg_type == "D" and not self.deferred and not session.config.drop_copy:
             self._new_order(session, message, parts)  # the common case, without the dispatch below
             return
-        if self.deferred or (message.msg_type != "D" and (self.inflight or self.acks_published < self.acks_sent)):
-            self._defer(session, message, parts)
+        if self._waits(message):
+            self._defer(self._dispatch, session, message, parts)
             return
         self._dispatch(session, message, parts)
+
+    def refuse(self, session: Session, message: Message, text: str) -> None:
+        if self._waits(message):
+            self._defer(self._refuse, session, message, text)
+        else:
+            self._refuse(session, message, text)
+
+    def _waits(self, message: Message) -> bool:
+        """Whether a request must wait for the orders placed before it (``_defer``)."""
+        if self.deferred:
+            return True
+        return message.msg_type != "D" and (bool(self.inflight) or self.acks_published < self.acks_sent)
+
+    def _refuse(self, session: Session, m: Message, text: str) -> None:
+        """A request over the rate limit: D -> ExecutionReport 150=8 103=99; F, G -> OrderCancelReject 102=99 with
+        the order's OrderID and status where known; V -> MarketDataRequestReject 281=2 (insufficient bandwidth);
+        q -> OrderMassCancelReport 531=0; anything else -> BusinessMessageReject 380=0; ``text`` in 58."""
+        msg_type = m.msg_type
+        if msg_type == "D":
+            self._reject_order(session, m, text, 99)
+        elif msg_type in ("F", "G"):
+            account, orig, order_id = session.config.account_id, m.get(41) or "", m.get(37)
+            view = self.status.find(account, None, orig, order_id) or self.status.find_closed(account, order_id, orig)
+            self._cancel_reject(session, m, text, 99, msg_type == "G", view)
+        elif msg_type == "V":
+            self.market_data.reject(session, m, "2", text)
+        elif msg_type == "q":
+            self._mass_cancel_report(session, m, "0", 0, text)
+        else:
+            session.business_reject(m, 0, text)
 
     def _dispatch(self, session: Session, message: Message, parts: Validated) -> None:
         msg_type = message.msg_type
@@ -222,7 +256,8 @@ class ExchangeApplication:
             return
         _HANDLERS[msg_type](self, session, message, parts)
 
-    def _defer(self, session: Session, message: Message, parts: Validated) -> None:
+    def _defer(self, answer: Callable[[Session, Message, Any], None], session: Session, message: Message,
+               arg: Any) -> None:
         """Hold a request until the orders placed before it are answered and the publisher has them.
 
         Cancels, replaces and queries read the publisher. A NewOrderSingle that
@@ -239,7 +274,7 @@ class ExchangeApplication:
             session.business_reject(message, 0, "Too many requests waiting for the order state; retry")
             return
         newest = next(reversed(self.inflight)) if self.inflight else 0
-        self.deferred.append([newest, None if newest else self.acks_sent, session, message, parts])
+        self.deferred.append([newest, None if newest else self.acks_sent, answer, session, message, arg])
 
     def _run_deferred(self) -> None:
         """The held requests whose earlier orders are answered and published, in arrival order."""
@@ -253,9 +288,9 @@ class ExchangeApplication:
                 head[1] = self.acks_sent  # all answered: now wait for the publisher to reach their acks
             if head[1] > self.acks_published:
                 return
-            _, _, session, message, parts = deferred.popleft()
+            _, _, answer, session, message, arg = deferred.popleft()
             try:
-                self._dispatch(session, message, parts)
+                answer(session, message, arg)
             except Exception:  # as Session._process does: a bug answers this request, nothing more
                 log.exception("FIX application failed on %s from %s", message.msg_type, session.name)
                 session.business_reject(message, 0, "Internal error processing the message")

@@ -113,7 +113,7 @@ class MarketData:
         elif kind == "1" and len(subs) >= MAX_MD_SUBSCRIPTIONS:
             problem = ("2", f"At most {MAX_MD_SUBSCRIPTIONS} market data subscriptions per session")
         if problem is not None:
-            session.send("Y", [(262, req_id), (281, problem[0]), (58, problem[1])])
+            self.reject(session, m, *problem)
             return
         depth = int(m.get(264) or "0")
         sub = _Subscription(req_id, symbols, depth, types, m.get(265) == "0")
@@ -121,6 +121,10 @@ class MarketData:
             session.send("W", self._snapshot(sub, symbol))
         if kind == "1":
             subs[req_id] = sub
+
+    def reject(self, session: Session, m: Message, reason: str, text: str) -> None:
+        """MarketDataRequestReject Y: MDReqRejReason 281 and the reason in 58."""
+        session.send("Y", [(262, m.get(262) or ""), (281, reason), (58, text)])
 
     def _snapshot(self, sub: _Subscription, symbol: str) -> list[Field]:
         types = sub.types

@@ -39,6 +39,7 @@ def session_configs(engine: Engine) -> list[SessionConfig]:
         SessionConfig(
             s.sender_comp_id, s.target_comp_id, s.account, s.heartbeat_min_s, s.heartbeat_max_s,
             s.reset_on_logon, s.require_signature, s.drop_copy, s.cancel_on_disconnect,
+            max_messages_per_s=s.max_messages_per_s, burst_messages=s.burst_messages,
         )
         for s in engine.config.adapters.fix.sessions
     ]

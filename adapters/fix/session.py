@@ -34,6 +34,9 @@ acceptance suite looks (reference/fix.md §2):
   HeartBtInt without input, disconnect after 2.4 x; after our own Logout we wait
   2 s for the peer's;
 * garbled frames are ignored and consume no sequence number;
+* rate limits (``throttle.py``): an application message over the rate consumes
+  its MsgSeqNum and goes to ``Application.refuse``; admin messages are never
+  refused; a peer far over the rate gets a Logout naming it and is disconnected;
 * while the server stops (``Acceptor.log_out_all``) every logged-on session
   gets a Logout "Server shutting down" and a Logon gets only that Logout.
 """
@@ -63,6 +66,8 @@ from adapters.fix.codec import (
 from adapters.fix.dictionary import SessionReject, Validated, validate
 from adapters.fix.shapes import ShapeCache
 from adapters.fix.store import MemoryStore
+from adapters.fix.throttle import Throttle
+from engine.config import FIX_BURST_MESSAGES, FIX_MAX_MESSAGES_PER_S
 
 if TYPE_CHECKING:
     from adapters.fix.connection import Connection
@@ -101,6 +106,8 @@ class SessionConfig:
     require_signature: bool = False
     drop_copy: bool = False
     cancel_on_disconnect: bool = False
+    max_messages_per_s: int = FIX_MAX_MESSAGES_PER_S  # application messages from the peer (``throttle.py``)
+    burst_messages: int = FIX_BURST_MESSAGES
 
 
 class Application(Protocol):
@@ -111,6 +118,9 @@ class Application(Protocol):
     def on_disconnect(self, session: Session) -> None: ...
 
     def on_message(self, session: Session, message: Message, parts: Validated) -> None: ...
+
+    def refuse(self, session: Session, message: Message, text: str) -> None:
+        """Answer an application message over the session's rate limit (``text`` names it), and nothing else."""
 
 
 Authenticator = Callable[[Message, SessionConfig], str | None]
@@ -162,6 +172,7 @@ class Session:
         self._our_id = f"\x0149={config.sender_comp_id}\x0152="
         self._their_id = f"\x0156={config.target_comp_id}\x01"
         self.connection: Connection | None = None
+        self.throttle = Throttle(config.max_messages_per_s, config.burst_messages)  # outlives connections too
         self._reset_connection_state()
 
     def _reset_connection_state(self) -> None:
@@ -236,6 +247,9 @@ class Session:
     # --- inbound -----------------------------------------------------------------------------
 
     def on_frame(self, frame: bytes, now: float) -> None:
+        if not self.throttle.admit(now):
+            self._flood()
+            return
         known = self.shapes.decode(frame)
         if known is not None:  # a familiar shape: decoded and validated by one match (shapes.py)
             self._process(known[0], now, known[1])
@@ -295,7 +309,10 @@ class Session:
         if self._verify(message, now, True, True):
             self.store.set_next_target(self.store.next_target + 1)
             try:
-                self.application.on_message(self, message, parts)
+                if self.throttle.take():
+                    self.application.on_message(self, message, parts)
+                else:
+                    self.application.refuse(self, message, self.throttle.refusal_text)
             except Exception:  # a bug in the application must not take the acceptor down
                 log.exception("FIX application failed on %s from %s", msg_type, self.name)
                 self.business_reject(message, 0, "Internal error processing the message")
@@ -367,6 +384,13 @@ class Session:
         if original_us is None or sent_us is None or original_us > sent_us:
             self.reject(message, 10, None, "SendingTime accuracy problem")
             self.logout(None, now)
+
+    def _flood(self) -> None:
+        """The peer emptied the rate limit's ceiling: Logout naming the limit, and disconnect (``throttle.py``)."""
+        text = self.throttle.flood_text
+        log.warning("FIX session %s: %s", self.name, text)
+        self.send("5", [(58, text)])
+        self._close(text)
 
     def _too_low_logout(self, seq: int) -> None:
         text = f"MsgSeqNum too low, expecting {self.store.next_target} but received {seq}"

@@ -13,6 +13,7 @@ from engine.config import DEFAULT, Config, ConfigError, load_config, parse_confi
 from engine.spec import MarketSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SESSION = {"sender_comp_id": "A", "target_comp_id": "B", "account": 1}
 
 
 def patched(path: str, value: Any) -> dict[str, Any]:
@@ -70,6 +71,16 @@ def test_omitted_optional_sections_take_defaults() -> None:
     assert config.adapters.fix.listen == "127.0.0.1:8402"
 
 
+def test_fix_sessions_default_to_the_documented_rate_limit() -> None:
+    """1,000 application messages a second, bursts of 2,000 (Binance's 10,000 per 10 s; see engine/config.py)."""
+    config = parse_config(patched("adapters.fix.sessions", [SESSION, {**SESSION, "target_comp_id": "C",
+                                                                       "max_messages_per_s": 50, "burst_messages": 7}]))
+    default, chosen = config.adapters.fix.sessions
+    assert (default.max_messages_per_s, default.burst_messages) == (1000, 2000)
+    assert (chosen.max_messages_per_s, chosen.burst_messages) == (50, 7)
+    assert "# max_messages_per_s (default 1000) and burst_messages (default 2000):\n" in render_default()
+
+
 def test_fingerprint_changes_with_any_setting() -> None:
     base = parse_config(DEFAULT).fingerprint()
     assert parse_config(patched("markets.SOL_USDC.taker_fee_bps", 6)).fingerprint() != base
@@ -89,6 +100,10 @@ def test_fingerprint_changes_with_any_setting() -> None:
         ("adapters.fix.sessions", [{"sender_comp_id": "A", "target_comp_id": "B", "account": 1},
                                    {"sender_comp_id": "A", "target_comp_id": "B", "account": "x", "zz": 1}],
          r"^adapters\.fix\.sessions\[1\]\.account: expected int, got str 'x'; adapters\.fix\.sessions\[1\]: unknown key zz$"),
+        ("adapters.fix.sessions", [SESSION, {**SESSION, "target_comp_id": "C", "max_messages_per_s": "fast"}],
+         r"^adapters\.fix\.sessions\[1\]\.max_messages_per_s: expected int, got str 'fast'$"),
+        ("adapters.fix.sessions", [{**SESSION, "burst_messages": 2.5}],
+         r"^adapters\.fix\.sessions\[0\]\.burst_messages: expected int, got float 2\.5$"),
     ],
 )
 def test_structural_errors_name_the_key(path: str, value: Any, message: str) -> None:
@@ -125,6 +140,10 @@ def test_structural_errors_name_the_key(path: str, value: Any, message: str) -> 
         ("adapters.websocket.listen", "127.0.0.1:http", "adapters.websocket.listen: expected HOST:PORT"),
         ("adapters.fix.listen", "127.0.0.1:65536", "adapters.fix.listen: expected HOST:PORT, got '127.0.0.1:65536'"),
         ("adapters.fix.listen", ":8402", "adapters.fix.listen: expected HOST:PORT"),
+        ("adapters.fix.sessions", [SESSION, {**SESSION, "target_comp_id": "C", "max_messages_per_s": 0}],
+         "adapters.fix.sessions[1].max_messages_per_s: must be at least 1, got 0"),
+        ("adapters.fix.sessions", [SESSION, {**SESSION, "target_comp_id": "C", "burst_messages": -5}],
+         "adapters.fix.sessions[1].burst_messages: must be at least 1, got -5"),
     ],
 )
 def test_semantic_errors_name_the_key(path: str, value: Any, message: str | None) -> None:
