@@ -10,6 +10,7 @@ A malformed or unauthenticated request gets an error answer and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hmac
 import logging
@@ -38,6 +39,9 @@ REQUEST_TIMEOUT_S: Final = 30.0
 ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_RETRY_S: Final = 0.1
 CLOSE_TIMEOUT_S: Final = 5.0  # at shutdown: for a request still arriving, then for answers still being sent
+INTERNAL_ERROR: Final = {"ok": False, "error": {"code": "SERVER_ERROR", "message": (
+    "internal error answering the request (see the daemon's log); check with status, balances or orders "
+    "whether it was done")}}
 SHUTTING_DOWN: Final = {"ok": False, "error": {"code": "MAINTENANCE", "message": "Satchel is shutting down; the request was not taken"}}
 STATES: Final = {
     "halt": "Closed", "resume": "Open", "cancel-only": "CancelOnly",
@@ -201,6 +205,10 @@ class AdminServer:
                         await stream.send_all(orjson.dumps(answer) + b"\n")
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 log.info("admin client went away before its answer: %s", exc)
+            except Exception:  # a bug answering one request closes its connection, never the daemon
+                log.exception("admin request failed")
+                with trio.move_on_after(REQUEST_TIMEOUT_S), contextlib.suppress(trio.BrokenResourceError):
+                    await stream.send_all(orjson.dumps(INTERNAL_ERROR) + b"\n")
 
     async def _receive(self, stream: trio.SocketStream) -> bytes | None:
         """The request line (what arrived of it by the timeout); None when shutdown cut it short."""

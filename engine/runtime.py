@@ -480,6 +480,10 @@ class Engine(FundsApi):
     async def create_account(self, *, country: str = "", category: str = "retail", parent_id: int | None = None) -> Result:
         if not self.accepting:
             return Result(rejection=Rejection("MAINTENANCE", "Satchel is not accepting commands"))
+        if type(country) is not str or type(category) is not str:
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", "country and category must be strings"))
+        if parent_id is not None and type(parent_id) is not int:  # a bool is not an account id (True == 1)
+            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"parent must be an account id, got {parent_id!r}"))
         country = country.upper()
         if country and (len(country) != 2 or not country.isalpha()):
             return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", f"country must be an ISO 3166 alpha-2 code, got {country!r}"))

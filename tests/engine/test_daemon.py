@@ -253,9 +253,25 @@ def test_admin_socket_rejects_bad_requests_and_survives(config: Path) -> None:
                     client.connect(str(sock))
                     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
                     client.sendall(request)
+        # Regression (style review 1): a parent of true (== 1) was journaled as a bool, and the journal then
+        # refused to replay; a country of 5 raised past the handler and took the daemon down
+        daemon.call("account.create")
+        for args, message in (
+            ({"parent": True}, "parent must be an account id, got True"),
+            ({"parent": 1.0}, "parent must be an account id, got 1.0"),
+            ({"country": 5}, "country and category must be strings"),
+            ({"category": ["retail"]}, "country and category must be strings"),
+        ):
+            answer = admin.request(sock, daemon.token, "account.create", args)
+            assert answer["error"] == {"code": "INVALID_CLIENT_REQUEST", "message": message}, args
         assert daemon.call("status")["ready"] is True
     finally:
         assert daemon.stop() == 0
+    restarted = Daemon(config)  # the journal replays: nothing malformed was written
+    try:
+        assert restarted.call("account.create", parent=1)["account_id"] == 2
+    finally:
+        assert restarted.stop() == 0
 
 
 def load(daemon: Daemon, accounts: list[int], acknowledged: set[int], stop: threading.Event, seed: float,
