@@ -31,6 +31,7 @@ from adapters.backpack.auth import Signed
 from adapters.backpack.errors import ApiError, bad_request
 from adapters.backpack.sigthread import SignatureThread
 from adapters.httpserver import HttpServer, Later, Limits, Request, Response
+from engine.config import address_text, split_listen
 from engine.results import Result
 
 log = logging.getLogger("satchel.rest")
@@ -212,12 +213,12 @@ async def serve_http(
     server: HttpServer, listen: str, *, shutdown: trio.Event | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    host, _, port = listen.rpartition(":")
-    listeners = await trio.open_tcp_listeners(int(port), host=host.strip("[]") or None)
+    host, port = split_listen(listen)
+    listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.serve, listeners)
-        task_status.started(f"{bound[0]}:{bound[1]}")
+        task_status.started(address_text(bound[0], bound[1]))
         if shutdown is not None:
             await shutdown.wait()
             nursery.cancel_scope.cancel()

@@ -51,6 +51,7 @@ from adapters.admission import PER_PEER_DEFAULT, Admission, peer_of
 from adapters.backpack import wire
 from adapters.backpack.api import INTERNAL_ERROR, BackpackApi
 from adapters.backpack.errors import ApiError
+from engine.config import address_text, split_listen
 from engine.results import Result
 from engine.updates import INTERVALS, BalanceUpdate, BookTop, DepthUpdate, OrderUpdate, TradeRecord, Update
 
@@ -104,7 +105,7 @@ class Connection:
         self.last_pong = clock()
         self.sending = False  # the writer holds frames taken from the outbox and not yet written
         stream = ws._stream
-        self.fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self.fd = stream.socket.fileno() if isinstance(stream, (trio.SocketStream, _Admitted)) else -1
 
     def push(self, frame: bytes) -> None:
         if self.close_reason:
@@ -559,18 +560,18 @@ async def serve_websocket(
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; reports the bound ``host:port``."""
-    host, _, port = listen.rpartition(":")
+    host, port = split_listen(listen)
     server = StreamServer(api, ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s, outbox_max=outbox_max)
     server.admission = Admission(max_connections, per_peer)
-    listeners = await trio.open_tcp_listeners(int(port), host=host)
-    bound = listeners[0].socket.getsockname()[1]
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound = listeners[0].socket.getsockname()
     admitted = [AdmittingListener(listener, server.admission) for listener in listeners]
     ws = WebSocketServer(server.handle, admitted, max_message_size=MAX_MESSAGE_BYTES,  # type: ignore[arg-type]
                          connect_timeout=handshake_timeout_s)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.ticker_loop)
         await nursery.start(ws.run)
-        task_status.started(f"{host}:{bound}")
+        task_status.started(address_text(bound[0], bound[1]))
 
 
 class AdmittingListener(trio.abc.Listener[trio.abc.HalfCloseableStream]):

@@ -301,9 +301,20 @@ def _validate(config: Config) -> None:
     for name in ("rest", "websocket", "fix"):
         listen = getattr(config.adapters, name).listen
         host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        if not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"adapters.{name}.listen: expected HOST:PORT, got {listen!r}")
     _validate_fix(config.adapters.fix)
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """An adapter's ``HOST:PORT`` (an IPv6 host in brackets, ``[::1]:8400``) as the host and port to bind."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def address_text(host: str, port: int) -> str:
+    """A bound address as it is written in the config: ``127.0.0.1:8400``, ``[::1]:8400``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _validate_fix(fix: FixConfig) -> None:

@@ -26,6 +26,7 @@ from adapters.fix.exchange import ExchangeApplication
 from adapters.fix.server import FixServer, wall_clock_us
 from adapters.fix.session import Application, Session, SessionConfig
 from adapters.fix.store import FileStore
+from engine.config import address_text, split_listen
 from engine.publisher import Publisher
 from engine.publisher_service import acquire
 from engine.runtime import Engine, listening
@@ -55,7 +56,7 @@ async def serve_fix(
         task_status.started({})
         return
     configured = listen or fix.listen
-    host, _, port = configured.rpartition(":")
+    host, port = split_listen(configured)
     store_dir = engine.directory / "fix"
     exchange: ExchangeApplication | None = None
     try:
@@ -79,7 +80,7 @@ async def serve_fix(
             # the echo profile only runs the QuickFIX acceptance suite: no keys, no signatures
             authenticate = make_authenticator(publisher.account_for_key) if publisher is not None else None
             acceptor = Acceptor(sessions, authenticate=authenticate, intake=engine if exchange is not None else None)
-            server = FixServer(acceptor, host, int(port))
+            server = FixServer(acceptor, host, port)
             with listening("adapters.fix.listen", configured):
                 address = await nursery.start(server.serve)
 
@@ -90,7 +91,7 @@ async def serve_fix(
                 while exchange is not None and not exchange.drained():  # noqa: ASYNC110 - sans-IO state
                     await trio.sleep(DRAIN_POLL_S)
 
-            task_status.started({"fix": f"{address[0]}:{address[1]}", "server": server, "application": application,
+            task_status.started({"fix": address_text(*address), "server": server, "application": application,
                                  "stop": stop})
     finally:
         if exchange is not None:

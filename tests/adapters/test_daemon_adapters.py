@@ -6,8 +6,10 @@ import base64
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import ccxt
@@ -55,6 +57,35 @@ def test_daemon_serves_rest_and_websocket_on_free_ports(tmp_path: Path) -> None:
             assert exchange.fetch_balance()["USDC"]["used"] == 100.0
         finally:
             exchange.session.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_ipv6_listen_addresses_are_served_and_named_in_brackets(tmp_path: Path) -> None:
+    # Regression (style review 5): "[::1]:0" started REST but the WebSocket server refused the bracketed host
+    config = tmp_path / "config.toml"
+    cli(config, "init", str(config))
+    config.write_text(config.read_text().replace('"127.0.0.1:8400"', '"[::1]:0"').replace('"127.0.0.1:8401"', '"[::1]:0"'))
+    proc = subprocess.Popen([*SATCHEL, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        ready = ""
+        for line in proc.stderr:
+            if "satchel ready" in line or "Error" in line or "cannot" in line:
+                ready = line
+                break
+        rest = re.search(r"rest (\[::1\]:\d+)", ready)
+        ws = re.search(r"websocket \[::1\]:(\d+)", ready)
+        assert rest and ws, ready
+        with urllib.request.urlopen(f"http://{rest.group(1)}/api/v1/markets", timeout=10) as answer:
+            assert b"SOL_USDC" in answer.read()
+        with socket.create_connection(("::1", int(ws.group(1))), timeout=10) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.1 101")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

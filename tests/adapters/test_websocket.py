@@ -315,3 +315,26 @@ def test_kline_stream_closes_every_candle_that_changed_between_two_ticks() -> No
     frames.data.clear()
     server._periodic(NOW_US + 6 * second + 500_000)
     assert frames.data == []
+
+
+async def test_answers_are_written_straight_to_an_admitted_connections_socket(
+    venue: LiveVenue, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (style review 6): every served stream is wrapped for admission, and the direct write of an
+    # answer (Connection.reply) only knew a bare SocketStream, so it never ran
+    import adapters.websocket as websocket
+
+    fds: list[int] = []
+    init = websocket.Connection.__init__
+
+    def recording(self: websocket.Connection, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        fds.append(self.fd)
+
+    monkeypatch.setattr(websocket.Connection, "__init__", recording)
+    with trio.fail_after(10):
+        async with open_websocket_url(venue.ws_url) as ws:
+            await ws.send_message(orjson.dumps({"id": 7, "method": "orderQuery", "params": {}}).decode())
+            answer = orjson.loads(await ws.get_message())
+    assert answer["id"] == 7
+    assert len(fds) == 1 and fds[0] >= 0
