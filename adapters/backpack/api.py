@@ -65,6 +65,7 @@ NOT_YET_FLAGS: Final = frozenset({"autoLend", "autoLendRedeem", "autoBorrow", "a
 BROKER_ID_MAX: Final = 2**16 - 1
 ORDER_PATH: Final = "/api/v1/order"
 INTERNAL_ERROR: Final = "Internal error; the request may not have been applied, check open orders"
+READ_FAILED: Final = "Internal error while reading; nothing was changed"
 HISTORY_FIELDS: Final = frozenset({
     "limit", "offset", "sortDirection", "sort_direction", "marketType", "symbol", "orderId", "strategyId",
 })
@@ -128,7 +129,7 @@ class BackpackApi:
             raise
         except Exception:
             log.exception("handler for %s %s failed", route.method, route.path)
-            raise ApiError("SERVER_ERROR", INTERNAL_ERROR) from None
+            raise ApiError("SERVER_ERROR", READ_FAILED if route.method == "GET" else INTERNAL_ERROR) from None
 
     def admit(
         self, route: Route, params: Any, api_key: str | None, signature: str | None,
@@ -299,7 +300,7 @@ class BackpackApi:
         spec = self.spec(call.params)
         assert spec is not None
         interval = call.params["interval"]
-        if interval not in INTERVALS:
+        if not isinstance(interval, str) or interval not in INTERVALS:
             raise bad_request(f"Invalid interval {interval!r}: expected one of {', '.join(INTERVALS)}")
         price_type = call.params.get("priceType", "Last")
         if price_type != "Last":

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from adapters.backpack.auth import RateLimiter
+from engine.updates import INTERVALS
 from tests.adapters.live import Http, LiveVenue, Trader
 
 SOL = "SOL_USDC"
@@ -58,6 +59,9 @@ def test_public_refusals(http: Http) -> None:
     assert status == 400 and "Unknown field" in body["message"] and "colour" in body["message"]
     status, body = http.request("GET", "/api/v1/klines?symbol=SOL_USDC")
     assert status == 400 and "interval" in body["message"]
+    # Regression (style review 3): a repeated interval arrived as a list and the membership test raised (500)
+    status, body = http.request("GET", "/api/v1/klines?symbol=SOL_USDC&interval=1m&interval=1h&startTime=0")
+    assert (status, body["message"]) == (400, "Invalid interval ['1m', '1h']: expected one of " + ", ".join(INTERVALS))
 
 
 def test_ticker_of_an_untraded_market_is_all_strings(http: Http) -> None:
