@@ -12,9 +12,13 @@ A record's payload is either a batch of events (a JSON array, see ``codec``) or 
   signature is Ed25519 over the canonical body (sorted-key orjson) with the
   domain ``satchel/checkpoint/v1``.
 
-``Replayer`` is the one loop that recovery, the checkpointer's replica and
-``satchel verify`` all drive: it checks every checkpoint's signature and chain
-hash as it passes, and applies event batches to a ``Venue``.
+``Replayer`` is the loop that recovery and ``satchel verify`` drive: it checks
+every checkpoint's signature and chain hash as it passes, and applies event
+batches to a ``Venue``. The checkpointer's replica does not use it: it follows
+the journal through ``Publisher.catch_up`` (engine/replica.py), whose
+``JournalReader`` checks every record's CRC, sequence and chain hash but passes
+over checkpoint records unverified; only a saved replica state is vouched for
+by a checkpoint signature (``publisher_state.vouch``).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Live state is spread over many actors and is always a little ahead of the disk
 (markets apply before the journal syncs), so no moment of it is "the state at
 seq S". The checkpointer therefore keeps its own *replica*: a ``Venue`` that
-follows the durable journal on disk, record by record, through the same
-``Replayer`` recovery uses. At seq S the replica is exactly the state after S,
+follows the durable journal on disk, record by record (``Publisher.catch_up``
+over a ``JournalReader``, which checks CRC, sequence and chain hash as recovery
+does; the checkpoints it passes are not re-verified there). At seq S the replica is exactly the state after S,
 so its state hash, snapshot and proof-of-reserves tree are taken through the
 event order, never by pausing intake.
 
@@ -134,10 +135,14 @@ class Checkpointer:
 def load_tree(directory: Path, seq: int | None = None) -> tuple[int, por.SumTree]:
     """Rebuild the PoR tree of the newest (or given) publication from its private leaves file."""
     folder = directory / POR_DIR
-    files = sorted(folder.glob("*.leaves")) if folder.is_dir() else []
+    # a publication's files are named by its seq in 20 digits (so they sort by seq); anything else is not one
+    files = sorted(f for f in folder.glob("*.leaves") if len(f.stem) == 20 and f.stem.isdigit()) if folder.is_dir() else []
     if seq is not None:
         files = [f for f in files if int(f.stem) == seq]
     if not files:
         raise por.PorError("no proof-of-reserves publication found" + (f" at seq {seq}" if seq else ""))
-    doc = orjson.loads(files[-1].read_bytes())
-    return int(doc["seq"]), por.from_leaves(doc)
+    try:
+        doc = orjson.loads(files[-1].read_bytes())
+        return int(doc["seq"]), por.from_leaves(doc)
+    except (OSError, orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise por.PorError(f"proof-of-reserves leaves file {files[-1]} is unreadable: {exc!r}") from None

@@ -3,7 +3,7 @@
 A snapshot is a cache of replay, never a source of truth. Its file
 ``snapshots/<seq, 20 digits>.snap`` is one JSON header line then the body::
 
-    {"format":1,"seq":S,"chain_hash":H,"state_hash":X,"time_us":T,"body_blake2b":B,"body_bytes":N}\\n
+    {"format":2,"seq":S,"chain_hash":H,"state_hash":X,"time_us":T,"body_blake2b":B,"body_bytes":N}\\n
     [head, accounts, markets]
 
 ``seq`` and ``chain_hash`` name the journal record it covers; ``state_hash`` is

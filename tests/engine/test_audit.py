@@ -401,7 +401,7 @@ async def test_periodic_checkpoints_cover_exact_positions(tmp_path: Path) -> Non
 
 async def test_por_publication_is_signed_and_its_totals_are_verified(tmp_path: Path) -> None:
     from engine.checkpointer import load_tree
-    from engine.por import check_proof, verify_proof
+    from engine.por import PorError, check_proof, verify_proof
 
     directory = tmp_path / "j"
     async with trio.open_nursery() as nursery:
@@ -422,6 +422,15 @@ async def test_por_publication_is_signed_and_its_totals_are_verified(tmp_path: P
         assert check_proof(tree.proof(account, seq), publication=public, pubkey=engine.key.public_b64)["ok"]
     assert public["accounts"] == 2 and public["assets"] == ["BTC", "ETH", "SOL", "USDC"]
     assert verify_journal(directory, progress=False)["ok"]  # replayed liabilities equal the signed totals
+    # Regression (style review 4): a stray file was taken as the newest publication, a damaged one gave a traceback
+    folder = Path(doc["published"]).parent
+    (folder / "old.leaves").write_bytes(b"not json")
+    assert load_tree(directory)[0] == seq
+    newest = folder / f"{seq:020d}.leaves"
+    for damage in (b"not json", b"[1, 2]", b'{"seq": 5}', b'{"seq": "x", "leaves": [], "assets": []}'):
+        newest.write_bytes(damage)
+        with pytest.raises(PorError, match="leaves file"):
+            load_tree(directory)
 
 
 def sign_por_claim(journal: Path, edit: Callable[[dict[str, Any]], None]) -> None:
