@@ -178,7 +178,6 @@ class StreamServer:
         self.admission = Admission(MAX_CONNECTIONS)  # TCP connections, counted from accept (handshakes included)
         self._aggregates: dict[tuple[int, str], list[Any]] = {}
         self._kline_sent: dict[str, tuple[int, int]] = {}
-        self.frames_sent = 0
         api.publisher.listeners.append(self.on_updates)
 
     # --- streams -----------------------------------------------------------------------------
@@ -207,7 +206,6 @@ class StreamServer:
             frame = envelope(stream, build())
             for conn in subs:
                 conn.push(frame)
-            self.frames_sent += len(subs)
 
     def on_updates(self, updates: list[Update]) -> None:
         """Publisher listener: encode each update once per stream name, push to subscribers."""
@@ -250,7 +248,6 @@ class StreamServer:
                     if frame is None:
                         frame = frames[name] = envelope(name, self._private_json(u, now_us))
                     conn.push(frame)
-                    self.frames_sent += 1
 
     def _private_json(self, u: OrderUpdate | BalanceUpdate, now_us: int) -> dict[str, Any]:
         decimals = self.api.decimals

@@ -194,10 +194,6 @@ def _fix_sessions(value: Any, _: Any) -> tuple[FixSessionConfig, ...]:
 _converter.register_structure_hook_func(lambda t: t == tuple[FixSessionConfig, ...], _fix_sessions)
 
 
-def canonical_json(config: Config) -> bytes:
-    return orjson.dumps(_converter.unstructure(config), option=orjson.OPT_SORT_KEYS)
-
-
 def pinned_differences(journal: Any, config: dict[str, Any]) -> list[str]:
     """``key: journal value -> config value`` for each pinned setting (``Config.fingerprint``) that differs
     between the config a journal's genesis recorded and ``config`` (both unstructured)."""

@@ -141,9 +141,6 @@ class MarketSpec:
     def format_quote(self, quote: int) -> str:
         return format_units(quote, self.quote_decimals)
 
-    def format_base(self, base: int) -> str:
-        return format_units(base, self.base_decimals)
-
     def format_tick(self) -> str:
         return format_units(self.tick_units, self.tick_scale)
 
