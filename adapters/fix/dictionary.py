@@ -34,6 +34,8 @@ HEADER_TAGS: Final = frozenset({
     212, 213, 347, 369, 627, 628, 629, 630,
 })
 HEADER_REQUIRED: Final = (8, 9, 34, 35, 49, 52, 56)
+# Header fields the session writes itself; everything else in an echoed or resent header is kept.
+SESSION_HEADER: Final = frozenset({8, 9, 35, 34, 43, 49, 52, 56, 122, 10})
 TRAILER_TAGS: Final = frozenset({93, 89, 10})
 MAX_STANDARD_TAG: Final = 956
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Final
 
 from adapters.fix.codec import Message
-from adapters.fix.dictionary import Validated
-from adapters.fix.session import SESSION_HEADER, Session
+from adapters.fix.dictionary import SESSION_HEADER, Validated
+from adapters.fix.session import Session
 
 ECHOED: Final = frozenset({"D", "d", "C"})
 

@@ -34,12 +34,12 @@ answered in its turn with its type's rejection naming the limit, and nothing els
 SecurityListRequest and MarketDataRequest are served by ``market_data.py``
 from the same durable batches; the reports' text is written by ``reports.py``.
 
-Cancels and replaces sent to the engine, and the ClOrdID chain they make
-while unanswered, are kept in ``modifications.InFlight``: a request names the
-ClOrdID of the one before it in 41, and a request that does not is refused
-(102=3). ClOrdIDs are kept in ``cl_ord_ids.ClOrdIds`` (a file under the FIX store
-directory when the service runs), so an order placed before a daemon restart is
-still cancelled, replaced and queried by its ClOrdID after it.
+OrderCancelRequest and OrderCancelReplaceRequest are answered by
+``cancel_replace.py``; the ClOrdID chain they make while the engine has not
+answered them is kept in ``modifications.InFlight``. ClOrdIDs are kept in
+``cl_ord_ids.ClOrdIds`` (a file under the FIX store directory when the service
+runs), so an order placed before a daemon restart is still cancelled, replaced
+and queried by its ClOrdID after it.
 """
 
 from __future__ import annotations
@@ -51,48 +51,30 @@ from typing import Any, Final
 
 import attrs
 
+from adapters.fix import reports
+from adapters.fix.cancel_replace import CancelReplace, Closing, cancel_reject
 from adapters.fix.cl_ord_ids import ClOrdIds
 from adapters.fix.codec import Field, Message
 from adapters.fix.dictionary import STP_TAG, Validated
 from adapters.fix.market_data import MarketData
-from adapters.fix.modifications import CANCEL, REPLACE, InFlight, Modification
-from adapters.fix.reports import FIX_SIDE, FIX_TIF, ORD_STATUS, Reports
+from adapters.fix.modifications import CANCEL, REPLACE, InFlight
+from adapters.fix.reports import Reports
 from adapters.fix.session import Session
 from adapters.fix.status import OrderStatus
-from engine.messages import (
-    ASK,
-    BID,
-    FILLED,
-    FOK,
-    GTC,
-    IOC,
-    LIMIT,
-    MARKET,
-    NO_CLIENT_ID,
-    REJECT_BOTH,
-    REJECT_MAKER,
-    REJECT_TAKER,
-    AmendOrder,
-    CancelAllOrders,
-    CancelOrder,
-    OrderPlaced,
-    OrderView,
-    PlaceOrder,
-    Rejection,
-)
+from engine.messages import FILLED, CancelAllOrders, OrderPlaced, PlaceOrder, Rejection
 from engine.publisher import Publisher, accepted_view
 from engine.results import Result
-from engine.spec import MarketSpec
-from engine.units import DecimalError
 from engine.updates import ACCEPTED, CANCELLED_KIND, EXPIRED_KIND, FILL, MODIFIED, DepthUpdate, OrderUpdate, TradeRecord
 
 log = logging.getLogger("satchel.fix.exchange")
 
 MAX_DEFERRED: Final = 10_000  # requests held while the publisher catches up (``_defer``)
-SIDES: Final = {"1": BID, "2": ASK}
-ORD_TYPES: Final = {"1": MARKET, "2": LIMIT}
-TIFS: Final = {"0": GTC, "1": GTC, "3": IOC, "4": FOK}
-STP: Final = {"1": REJECT_TAKER, "2": REJECT_MAKER, "3": REJECT_BOTH}
+# ``_build``'s tables, bound here rather than imported by name: CPython 3.11 compiles ``NAME.get(...)`` of an
+# imported name as an attribute load, which makes a bound method per call, four per order
+SIDES: Final = reports.SIDES
+ORD_TYPES: Final = reports.ORD_TYPES
+TIFS: Final = reports.TIFS
+STP: Final = reports.STP
 SUPPORTED: Final = frozenset({"D", "F", "G", "H", "q", "AF", "x", "V"})
 
 
@@ -135,13 +117,14 @@ class ExchangeApplication:
         self.ids = cl_ord_ids if cl_ord_ids is not None else ClOrdIds()
         self.reports = Reports(engine, self.ids, wall_us)
         self.pending = InFlight()  # cancels and replaces sent to the engine, per order (``modifications``)
-        # cancels and replaces refused because their order closed meanwhile: [(session, request, order, replace)]
-        self.closing: list[tuple[Session, Message, OrderView, bool]] = []
+        self.closing: Closing = []  # cancels and replaces refused because their order closed meanwhile
         self.disconnect_cancels = 0  # cancel-on-disconnect CancelAllOrders without their Result (``drained``)
         self.market_data = MarketData(engine, publisher, wall_us)
         self.rejects = 0
         self.boot_us = wall_us()
         self.status = OrderStatus(engine, publisher, self.reports, self.ids, self.pending, self.boot_us)
+        self.cancel_replace = CancelReplace(engine, publisher, self.ids, self.status, self.pending, self.closing,
+                                            self._live)
         self.placing = 0  # NewOrderSingles submitted whose Result has not come back...
         self.inflight: dict[int, None] = {}  # ...their order ids, oldest first (ids grow in submission order)
         self.amends = 0  # replace reports so far: part of their ExecIDs (two amends may share a timestamp)
@@ -238,7 +221,7 @@ class ExchangeApplication:
         elif msg_type in ("F", "G"):
             account, orig, order_id = session.config.account_id, m.get(41) or "", m.get(37)
             view = self.status.find(account, None, orig, order_id) or self.status.find_closed(account, order_id, orig)
-            self._cancel_reject(session, m, text, 99, msg_type == "G", view)
+            cancel_reject(session, m, text, 99, msg_type == "G", view)
         elif msg_type == "V":
             self.market_data.reject(session, m, "2", text)
         elif msg_type == "q":
@@ -398,137 +381,10 @@ class ExchangeApplication:
                 body.append((tag, value))
         session.send("8", body)
 
-    def _cancel(self, session: Session, m: Message, parts: Validated) -> None:
-        self._modify(session, m, replace=False)
-
-    def _replace(self, session: Session, m: Message, parts: Validated) -> None:
-        self._modify(session, m, replace=True)
-
-    def _modify(self, session: Session, m: Message, *, replace: bool) -> None:
-        account = session.config.account_id
-        orig = m.get(41) or ""
-        view = self.status.find(account, None, orig, m.get(37))
-        if view is None:
-            closed = self.status.find_closed(account, m.get(37), orig)
-            if closed is not None:
-                self._too_late(session, m, replace, closed)
-            else:
-                self._cancel_reject(session, m, "Unknown order", 1, replace)
-            return
-        problem = _changed_identity(view, m, replace)
-        if problem is not None:
-            self._cancel_reject(session, m, problem, 99, replace, view)
-            return
-        new = m.get(11) or ""
-        if self._taken(account, new, view.order_id):
-            self._cancel_reject(session, m, f"Duplicate ClOrdID {new!r} of a live order", 6, replace, view)
-            return
-        problem = self._out_of_chain(view.order_id, orig)
-        if problem is not None:
-            self._cancel_reject(session, m, problem, 3, replace, view)
-            return
-        command: AmendOrder | CancelOrder
-        if replace:
-            amend = self._amend_command(account, self.engine.venue.specs[view.symbol], view, m)
-            if isinstance(amend, Rejection):
-                self._cancel_reject(session, m, amend.message, 99, replace, view)
-                return
-            command = amend
-            modification = Modification(REPLACE, new, orig, amend.price_ticks, amend.qty_steps)
-        else:
-            command = CancelOrder(account, view.symbol, view.order_id, NO_CLIENT_ID)
-            modification = Modification(CANCEL, new, orig)
-        if self.pending.latest(view.order_id) is None:  # 41 may be an older name: report the one it replaces
-            modification.orig = self.ids.cl_ord_id(view.order_id) or orig
-        self.pending.add(account, view.order_id, modification)
-        refused = self.engine.submit(
-            account, command, _Sink(lambda r: self._modified(session, m, view, replace, modification, r)))
-        if refused is not None:
-            self.pending.refused(account, view.order_id, modification)
-            self._cancel_reject(session, m, refused.message, 99, replace, view)
-
     def _live(self, account: int, order_id: int) -> bool:
         """Whether the order is in flight, acknowledged, or open in any market."""
         return (order_id in self.inflight or order_id in self.acked
                 or self.publisher.open_order(account, None, order_id, None) is not None)
-
-    def _taken(self, account: int, cl_ord_id: str, order_id: int) -> bool:
-        """Whether a cancel or replace may not give ``order_id`` this ClOrdID: a request in flight gives it,
-        or another live order has it (accepted, the ClOrdID would leave that order and name this one)."""
-        if self.pending.order_id(account, cl_ord_id) is not None:
-            return True
-        other = self.ids.order_id(account, cl_ord_id)
-        return other is not None and other != order_id and self._live(account, other)
-
-    def _out_of_chain(self, order_id: int, orig: str) -> str | None:
-        """Why a request cannot follow the cancel or replace of this order still in flight (102=3): it must
-        name that request's ClOrdID in 41 (FIX: the last non-rejected ClOrdID), and nothing follows a cancel."""
-        latest = self.pending.latest(order_id)
-        if latest is None:
-            return None
-        if latest.kind == CANCEL:
-            return f"A cancel of this order is pending (ClOrdID {latest.cl_ord_id!r})"
-        if orig != latest.cl_ord_id:
-            return f"A replace of this order is pending: OrigClOrdID (41) must be its ClOrdID {latest.cl_ord_id!r}"
-        return None
-
-    def _amend_command(self, account: int, spec: MarketSpec, view: OrderView, m: Message) -> AmendOrder | Rejection:
-        """The engine's amendment for a G: the new price and total quantity as asked (0 where absent), so the
-        result is the same whatever replaces in flight before it do (``InFlight.price_and_qty``)."""
-        if (m.get(40) or "2") != "2":
-            return Rejection("INVALID_ORDER", "Only limit orders can be replaced (40=2)")
-        try:
-            price = spec.price_ticks(m.get(44)) if m.get(44) else 0
-            qty = spec.qty_steps(m.get(38)) if m.get(38) else 0
-        except DecimalError as exc:
-            return Rejection("INVALID_ORDER", str(exc))
-        now = self.pending.price_and_qty(view.order_id, view.price_ticks, view.qty_steps)
-        if (price or now[0], qty or now[1]) == now:
-            return Rejection("INVALID_ORDER", "Replace changes neither price (44) nor quantity (38)")
-        return AmendOrder(account, spec.symbol, view.order_id, NO_CLIENT_ID, price, qty)
-
-    def _modified(self, session: Session, m: Message, view: OrderView, replace: bool, modification: Modification,
-                  result: Result) -> None:
-        if result.rejection is not None:
-            self.pending.refused(view.account_id, view.order_id, modification)
-            if result.rejection.code == "RESOURCE_NOT_FOUND":  # it was open when found: it closed meanwhile
-                self.closing.append((session, m, view, replace))
-                self._answer_closing()
-            else:
-                self._cancel_reject(session, m, result.rejection.message, 99, replace, view)
-
-    def _answer_closing(self) -> None:
-        """Answer the cancels and replaces whose order closed (a fill, an expiry, another cancel) before the engine
-        reached them: too late, with the order's final status, once the publisher has the fact that closed it.
-
-        The engine's refusal can arrive before the publisher applies that fact (it is
-        durable already, so it comes in the publisher's next batches): the answer waits
-        until the publisher no longer lists the order as open.
-        """
-        waiting = []
-        for session, m, view, replace in self.closing:
-            if self.publisher.open_order(view.account_id, view.symbol, view.order_id, None) is not None:
-                waiting.append((session, m, view, replace))
-                continue
-            closed = self.status.closed_order(view.account_id, view.order_id)
-            if closed is not None:
-                self._too_late(session, m, replace, closed)
-            else:  # beyond the bounded history: its final status is not known here
-                self._cancel_reject(session, m, "Unknown order", 1, replace)
-        self.closing = waiting
-
-    def _too_late(self, session: Session, m: Message, replace: bool, closed: OrderView) -> None:
-        """OrderCancelReject for a filled, cancelled or expired order: its OrderID, its OrdStatus (2, 4, C), 102=0."""
-        self._cancel_reject(session, m, f"Too late to cancel: the order is {closed.status.lower()}", 0, replace, closed)
-
-    def _cancel_reject(self, session: Session, m: Message, text: str, reason: int, replace: bool,
-                       view: OrderView | None = None) -> None:
-        status = ORD_STATUS.get(view.status, "0") if view is not None else "8"
-        body: list[Field] = [
-            (37, str(view.order_id) if view is not None else "NONE"), (11, m.get(11) or ""), (41, m.get(41) or ""),
-            (39, status), (434, "2" if replace else "1"), (102, str(reason)), (58, text),
-        ]
-        session.send("9", body)
 
     def _status(self, session: Session, m: Message, parts: Validated) -> None:
         self.status.order_status(session, m)
@@ -591,7 +447,7 @@ class ExchangeApplication:
             self.acks_published = self.acks_sent
         finally:
             if self.closing:
-                self._answer_closing()
+                self.cancel_replace.answer_closing()
             if self.deferred:
                 self._run_deferred()
             self._write_reports()
@@ -684,20 +540,6 @@ def _last_quote_sized_fills(updates: list[Any]) -> set[int]:
     return {index for order_id, index in last.items() if order_id not in expired}
 
 
-def _changed_identity(view: OrderView, m: Message, replace: bool) -> str | None:
-    """Why a cancel or replace cannot go ahead: it names the order with another Symbol or Side, or
-    (a replace) asks for another TimeInForce. FIX lets a replace change price and quantity only;
-    accepting the rest silently would leave the client believing in an order the venue does not have."""
-    if m.get(55) != view.symbol:
-        return f"Symbol (55) must be the order's, {view.symbol}"
-    if SIDES.get(m.get(54) or "") != view.side:
-        return f"Side (54) cannot be changed: the order's is {FIX_SIDE[view.side]}"
-    tif = m.get(59)
-    if replace and tif is not None and TIFS.get(tif) != view.tif:
-        return f"TimeInForce (59) cannot be changed: the order's is {FIX_TIF.get(view.tif, '1')}"
-    return None
-
-
 def _ord_rej_reason(rejection: Rejection) -> int:
     if rejection.code == "INSUFFICIENT_FUNDS":
         return 0
@@ -708,8 +550,8 @@ def _ord_rej_reason(rejection: Rejection) -> int:
 
 _HANDLERS: Final[dict[str, Callable[[ExchangeApplication, Session, Message, Validated], None]]] = {
     "D": ExchangeApplication._new_order,
-    "F": ExchangeApplication._cancel,
-    "G": ExchangeApplication._replace,
+    "F": lambda app, session, m, parts: app.cancel_replace.modify(session, m, replace=False),
+    "G": lambda app, session, m, parts: app.cancel_replace.modify(session, m, replace=True),
     "H": ExchangeApplication._status,
     "q": ExchangeApplication._mass_cancel,
     "AF": ExchangeApplication._mass_status,

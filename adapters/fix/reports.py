@@ -10,7 +10,8 @@ one template, with no OrderView built at all.
 Quantities and prices repeat (orders use a few sizes and prices), so each
 market's recent texts are remembered (``_Texts``). ExecIDs are the caller's;
 ClOrdIDs come from the ClOrdID file (``cl_ord_ids.ClOrdIds``), else from the
-order's Satchel client id.
+order's Satchel client id. The FIX codes of sides, order types, times in force
+and self-trade prevention are kept here both ways (``FIX_SIDE``, ``SIDES``...).
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ from engine.messages import (
     GTC,
     IOC,
     LIMIT,
+    MARKET,
     NO_CLIENT_ID,
     PARTIALLY_FILLED,
+    REJECT_BOTH,
+    REJECT_MAKER,
+    REJECT_TAKER,
     OrderPlaced,
     OrderView,
 )
@@ -43,6 +48,11 @@ SOH: Final = "\x01"
 FIX_SIDE: Final = {BID: "1", ASK: "2"}
 FIX_TIF: Final = {GTC: "1", IOC: "3", FOK: "4"}
 ORD_STATUS: Final = {"New": "0", PARTIALLY_FILLED: "1", FILLED: "2", CANCELLED: "4", EXPIRED: "C"}
+# and the other way, for requests (the mapping is in ``exchange``'s docstring)
+SIDES: Final = {"1": BID, "2": ASK}
+ORD_TYPES: Final = {"1": MARKET, "2": LIMIT}
+TIFS: Final = {"0": GTC, "1": GTC, "3": IOC, "4": FOK}
+STP: Final = {"1": REJECT_TAKER, "2": REJECT_MAKER, "3": REJECT_BOTH}
 
 
 class Reports:

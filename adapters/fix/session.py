@@ -21,8 +21,7 @@ acceptance suite looks (reference/fix.md §2):
   is dropped (or rejected without OrigSendingTime / with OrigSendingTime later
   than SendingTime);
 * ResendRequest and Logout skip the sequence checks; a ResendRequest is answered
-  from the store, admin messages replaced by SequenceReset-GapFill (one per run
-  of sequence numbers with nothing stored);
+  from the store (``resend.py``);
 * long answers (a ResendRequest, the exchange's OrderMassStatusRequest) are
   ``Backlog`` jobs: one slice (``SLICE_MESSAGES`` messages or ``SLICE_BYTES``)
   is produced at once, the rest by ``produce``, which the I/O layer calls each
@@ -61,9 +60,9 @@ from adapters.fix.codec import (
     frame_message,
     frame_text,
     parse_utc_timestamp,
-    split_fields,
 )
 from adapters.fix.dictionary import SessionReject, Validated, validate
+from adapters.fix.resend import Resend
 from adapters.fix.shapes import ShapeCache
 from adapters.fix.store import MemoryStore
 from adapters.fix.throttle import Throttle
@@ -87,9 +86,6 @@ MAX_SEQ_AHEAD: Final = MAX_QUEUED
 MAX_BACKLOG: Final = 4
 SLICE_MESSAGES: Final = 100
 SLICE_BYTES: Final = 64 * 1024
-
-# Header fields the session writes itself; everything else in an echoed header is kept.
-SESSION_HEADER: Final = frozenset({8, 9, 35, 34, 43, 49, 52, 56, 122, 10})
 REVERSE_ROUTE: Final = ((115, 128), (116, 129), (144, 145), (128, 115), (129, 116), (145, 144))
 
 
@@ -132,22 +128,6 @@ class Backlog(Protocol):
     def step(self, session: Session) -> bool:
         """Send the next slice, stopping when ``session.slice_full(sent)`` says so; True when the answer is complete."""
         ...
-
-
-class _Resend:
-    """A ResendRequest being answered: the stored sequence numbers in its range, and how far it has got."""
-
-    __slots__ = ("begin", "cursor", "end", "index", "seqs")
-
-    def __init__(self, begin: int, end: int) -> None:
-        self.begin = begin
-        self.end = end  # 0: everything sent so far (fixed when the answer starts)
-        self.seqs: list[int] | None = None  # the stored messages in the range, once started
-        self.index = 0
-        self.cursor = begin  # the first sequence number not answered yet
-
-    def step(self, session: Session) -> bool:
-        return session._resend_step(self)
 
 
 class Session:
@@ -518,42 +498,8 @@ class Session:
         self.logout_deadline = now + LOGOUT_TIMEOUT_S
 
     def _resend(self, message: Message, begin: int, end: int) -> None:
-        if not self.add_backlog(_Resend(begin, end)):
+        if not self.add_backlog(Resend(begin, end)):
             self.reject(message, 99, None, f"ResendRequest refused: {MAX_BACKLOG} long answers are still being sent")
-
-    def _resend_step(self, job: _Resend) -> bool:
-        """One slice of a resend; its range ends at the last message sent when the answer starts."""
-        connection = self.connection
-        assert connection is not None  # ``produce`` runs jobs only while connected
-        store = self.store
-        if job.seqs is None:
-            last = store.next_sender - 1
-            if job.end == 0 or job.end > last:
-                job.end = last
-            if job.begin > job.end:
-                return True
-            job.seqs = store.stored_between(job.begin, job.end)
-            connection.hold()  # messages sequenced from now on follow the resent ones
-        seqs = job.seqs
-        sent = 0
-        while job.index < len(seqs):
-            if self.slice_full(sent):
-                return False
-            seq = seqs[job.index]
-            job.index += 1
-            raw = store.get(seq)
-            if raw is None:  # dropped from the store since the answer started: part of the next gap fill
-                continue
-            if seq > job.cursor:
-                self._gap_fill(job.cursor, seq)
-                sent += 1
-            self._resend_one(seq, raw)
-            sent += 1
-            job.cursor = seq + 1
-        if job.cursor <= job.end:
-            self._gap_fill(job.cursor, job.end + 1)
-        connection.release()
-        return True
 
     # --- long answers ------------------------------------------------------------------------------
 
@@ -591,28 +537,6 @@ class Session:
         if self.connection is not None:
             self.connection.release()
 
-    def _gap_fill(self, seq: int, new_seq: int) -> None:
-        now_text = self.times.millis(self.wall_us())
-        header = [(34, str(seq)), (43, "Y"), (49, self.config.sender_comp_id), (52, now_text),
-                  (56, self.config.target_comp_id), (122, now_text)]
-        self._emit_raw(frame_message("4", header, encode_body([(36, str(new_seq)), (123, "Y")])))
-
-    def _resend_one(self, seq: int, raw: bytes) -> None:
-        fields = split_fields(raw)
-        msg_type = fields[2][1]
-        original_time = next((value for tag, value in fields if tag == 52), "")
-        header = [(34, str(seq)), (43, "Y"), (49, self.config.sender_comp_id),
-                  (52, self.times.millis(self.wall_us())), (56, self.config.target_comp_id), (122, original_time)]
-        pos = raw.find(b"\x01", raw.find(b"\x0135=") + 1) + 1
-        for tag, value in fields[3:-1]:
-            if tag not in _ALL_HEADER:
-                break
-            if tag in _HEADER_EXTRA:
-                header.append((tag, value))
-            pos = raw.find(b"\x01", raw.find(b"=", pos)) + 1
-        body = raw[pos:raw.rfind(b"\x0110=") + 1]
-        self._emit_raw(frame_message(msg_type, header, body))
-
     def flush_output(self) -> None:
         """See ``Connection.flush_output``; nothing when not connected."""
         if self.connection is not None:
@@ -620,12 +544,6 @@ class Session:
                 self._unstamped = False
                 self.last_sent = self.monotonic()
             self.connection.flush_output()
-
-    def _emit_raw(self, raw: bytes) -> None:
-        """A resent message or gap fill: it goes out ahead of what ``Connection.hold`` holds."""
-        if self.connection is not None:
-            self.connection.emit(raw, resent=True)
-            self.last_sent = self.monotonic()
 
     # --- timers -----------------------------------------------------------------------------------
 
@@ -669,11 +587,6 @@ def reverse_route(message: Message) -> list[tuple[int, str]]:
 
 
 _ADMIN_TYPES: Final = frozenset({"0", "1", "2", "3", "4", "5", "A"})
-_ALL_HEADER: Final = frozenset({
-    8, 9, 35, 49, 56, 115, 128, 90, 91, 34, 50, 142, 57, 143, 116, 144, 129, 145, 43, 97, 52, 122,
-    212, 213, 347, 369, 627, 628, 629, 630,
-})
-_HEADER_EXTRA: Final = _ALL_HEADER - SESSION_HEADER
 _ADMIN_HANDLERS: Final[dict[str, Callable[[Session, Message, float], None]]] = {
     "0": Session._on_heartbeat,
     "1": Session._on_test_request,
