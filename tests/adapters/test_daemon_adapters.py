@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import ccxt
@@ -26,18 +28,30 @@ def cli(config: Path, *args: str) -> dict[str, object]:
     return dict(json.loads(proc.stdout))
 
 
-def test_daemon_serves_rest_and_websocket_on_free_ports(tmp_path: Path) -> None:
-    config = tmp_path / "config.toml"
+@contextlib.contextmanager
+def running(config: Path, listen: str) -> Iterator[str]:
+    """``satchel run`` on a fresh config whose REST and WebSocket listen on ``listen``; yields its ready line."""
     cli(config, "init", str(config))
-    config.write_text(config.read_text().replace(":8400", ":0").replace(":8401", ":0"))
+    config.write_text(config.read_text().replace('"127.0.0.1:8400"', f'"{listen}"').replace('"127.0.0.1:8401"', f'"{listen}"'))
     proc = subprocess.Popen([*SATCHEL, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
         ready = ""
         for line in proc.stderr:
-            if "satchel ready" in line:
+            if "satchel ready" in line or "cannot" in line:
                 ready = line
                 break
+        yield ready
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_daemon_serves_rest_and_websocket_on_free_ports(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    with running(config, "127.0.0.1:0") as ready:
         rest = re.search(r"rest (127\.0\.0\.1:\d+)", ready)
         ws = re.search(r"websocket (127\.0\.0\.1:\d+)", ready)
         assert rest and ws, ready
@@ -57,26 +71,11 @@ def test_daemon_serves_rest_and_websocket_on_free_ports(tmp_path: Path) -> None:
             assert exchange.fetch_balance()["USDC"]["used"] == 100.0
         finally:
             exchange.session.close()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def test_ipv6_listen_addresses_are_served_and_named_in_brackets(tmp_path: Path) -> None:
     # Regression (style review 5): "[::1]:0" started REST but the WebSocket server refused the bracketed host
-    config = tmp_path / "config.toml"
-    cli(config, "init", str(config))
-    config.write_text(config.read_text().replace('"127.0.0.1:8400"', '"[::1]:0"').replace('"127.0.0.1:8401"', '"[::1]:0"'))
-    proc = subprocess.Popen([*SATCHEL, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        ready = ""
-        for line in proc.stderr:
-            if "satchel ready" in line or "Error" in line or "cannot" in line:
-                ready = line
-                break
+    with running(tmp_path / "config.toml", "[::1]:0") as ready:
         rest = re.search(r"rest (\[::1\]:\d+)", ready)
         ws = re.search(r"websocket \[::1\]:(\d+)", ready)
         assert rest and ws, ready
@@ -86,8 +85,3 @@ def test_ipv6_listen_addresses_are_served_and_named_in_brackets(tmp_path: Path) 
             client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
             assert client.recv(4096).startswith(b"HTTP/1.1 101")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        if proc.stderr is not None:
-            proc.stderr.close()
