@@ -8,11 +8,15 @@ run in the main thread; ``LiveVenue.run`` calls into the trio thread for set-up
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import http.client
+import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -168,3 +172,26 @@ def started(directory: Path, **kwargs: Any) -> LiveVenue:
 
 
 __all__ = ["Http", "LiveVenue", "Trader", "partial", "started"]
+
+
+@contextlib.contextmanager
+def running_daemon(config: Path) -> Iterator[str]:
+    """``satchel run --config CONFIG`` in a child process; yields its ready line, then stops it with SIGTERM
+    and asserts a clean exit (0)."""
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--config", str(config)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        said = []
+        for line in proc.stderr:
+            if "satchel ready" in line:
+                break
+            said.append(line)
+        else:
+            raise AssertionError(f"daemon exited with {proc.wait()}: {''.join(said[-5:])}")
+        yield line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -6,7 +6,6 @@ import base64
 import contextlib
 import json
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from pathlib import Path
 import ccxt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.adapters.live import running_daemon
 
 pytestmark = pytest.mark.slow
 SATCHEL = [sys.executable, "-m", "engine.cli"]
@@ -33,20 +34,8 @@ def running(config: Path, listen: str) -> Iterator[str]:
     """``satchel run`` on a fresh config whose REST and WebSocket listen on ``listen``; yields its ready line."""
     cli(config, "init", str(config))
     config.write_text(config.read_text().replace('"127.0.0.1:8400"', f'"{listen}"').replace('"127.0.0.1:8401"', f'"{listen}"'))
-    proc = subprocess.Popen([*SATCHEL, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        ready = ""
-        for line in proc.stderr:
-            if "satchel ready" in line or "cannot" in line:
-                ready = line
-                break
+    with running_daemon(config) as ready:
         yield ready
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def test_daemon_serves_rest_and_websocket_on_free_ports(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 import ccxt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.adapters.live import running_daemon
 
 pytestmark = pytest.mark.slow
 SATCHEL = [sys.executable, "-m", "engine.cli"]
@@ -35,31 +36,19 @@ def ok(config: Path, *args: str) -> Any:
     return out
 
 
-def start(config: Path) -> tuple[subprocess.Popen[str], str]:
-    """The daemon and its REST address, from the ready line."""
-    proc = subprocess.Popen([*SATCHEL, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "satchel ready" in line:
-            rest = re.search(r"rest (127\.0\.0\.1:\d+)", line)
-            assert rest, line
-            return proc, f"http://{rest.group(1)}"
-    raise AssertionError(f"daemon exited with {proc.wait()}")
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
-    if proc.stderr is not None:
-        proc.stderr.close()
+def rest_url(ready: str) -> str:
+    """The REST address the ready line names."""
+    rest = re.search(r"rest (127\.0\.0\.1:\d+)", ready)
+    assert rest, ready
+    return f"http://{rest.group(1)}"
 
 
 def test_requests_decided_by_the_operator_survive_restart_and_verify(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     ok(config, "init", str(config))
     config.write_text(config.read_text().replace(":8400", ":0").replace(":8401", ":0"))
-    proc, url = start(config)
-    try:
+    with running_daemon(config) as ready:
+        url = rest_url(ready)
         private = Ed25519PrivateKey.generate()
         key = base64.b64encode(private.public_key().public_bytes_raw()).decode()
         account = ok(config, "account", "create")["account_id"]
@@ -96,14 +85,9 @@ def test_requests_decided_by_the_operator_survive_restart_and_verify(tmp_path: P
         listing = ok(config, "withdrawals", "list", "--account", str(account))
         state = ok(config, "status", "--state-hash")["stateHash"]
         assert state
-    finally:
-        stop(proc)
     journal = tmp_path / "var"
     verified = ok(config, "verify", str(journal))
     assert verified["state_hash"] == state and verified["liabilities"]["USDC"] == "70"
-    proc, _ = start(config)
-    try:
+    with running_daemon(config):
         assert ok(config, "status", "--state-hash")["stateHash"] == state
         assert ok(config, "withdrawals", "list", "--account", str(account)) == listing
-    finally:
-        stop(proc)
