@@ -97,23 +97,24 @@ class FundsApi:
 
     async def approve_withdrawal(self, request_id: int, tx_hash: str = "") -> Result:
         """Approve a pending request: the reserved amount leaves the account."""
-        problem = _text_problem("transaction hash", tx_hash)
-        if problem is not None:
-            return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", problem))
-        owner = self._owner(request_id)
-        if isinstance(owner, Rejection):
-            return Result(rejection=owner)
-        return await self._call(owner, ApproveWithdrawal(owner, request_id, tx_hash))
+        return await self._decide(request_id, "transaction hash", tx_hash, ApproveWithdrawal)
 
     async def reject_withdrawal(self, request_id: int, reason: str = "") -> Result:
         """Decline a pending request: its reservation is released, nothing leaves."""
-        problem = _text_problem("reason", reason)
+        return await self._decide(request_id, "reason", reason, RejectWithdrawal)
+
+    async def _decide(
+        self, request_id: int, what: str, text: str,
+        command: type[ApproveWithdrawal] | type[RejectWithdrawal],
+    ) -> Result:
+        """The operator's decision on a request, sent to the account that made it (``text`` is ``what``)."""
+        problem = _text_problem(what, text)
         if problem is not None:
             return Result(rejection=Rejection("INVALID_CLIENT_REQUEST", problem))
         owner = self._owner(request_id)
         if isinstance(owner, Rejection):
             return Result(rejection=owner)
-        return await self._call(owner, RejectWithdrawal(owner, request_id, reason))
+        return await self._call(owner, command(owner, request_id, text))
 
     def withdrawals(self, account_id: int | None = None, status: str | None = None) -> list[WithdrawalRequest]:
         """Requests (of one account, or all), optionally in one status, oldest first.
