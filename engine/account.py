@@ -253,8 +253,11 @@ class Account:
             )
         return asset, need
 
-    def _short_of(self, what: str, asset: str, amount: int, decimals: int) -> Rejection | None:
-        """The rejection for moving more than is available, or None."""
+    def short_of(self, what: str, asset: str, amount: int, decimals: int) -> Rejection | None:
+        """The rejection for moving ``amount`` out (``what``: "withdrawal", "transfer") when less is available, or None.
+
+        The one funds rule for withdrawals (direct or requested, engine/withdrawals.py) and transfers.
+        """
         available = self.available(asset)
         if amount <= available:
             return None
@@ -265,7 +268,7 @@ class Account:
         )
 
     def decide_withdraw(self, cmd: Withdraw, now_us: int, decimals: int) -> Withdrawn | Rejection:
-        short = self._short_of("withdrawal", cmd.asset, cmd.amount, decimals)
+        short = self.short_of("withdrawal", cmd.asset, cmd.amount, decimals)
         if short is not None:
             return short
         return Withdrawn(cmd.withdrawal_id, self.account_id, cmd.asset, cmd.amount, now_us)
@@ -282,7 +285,7 @@ class Account:
         related = self.parent_id == cmd.to_account_id or other_parent == self.account_id
         if not related:
             return Rejection("FORBIDDEN", "Transfers are only allowed between a main account and its sub-accounts")
-        short = self._short_of("transfer", cmd.asset, cmd.amount, decimals)
+        short = self.short_of("transfer", cmd.asset, cmd.amount, decimals)
         if short is not None:
             return short
         return Transferred(self.account_id, cmd.to_account_id, cmd.asset, cmd.amount, now_us)

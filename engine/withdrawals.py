@@ -40,7 +40,6 @@ from engine.messages import (
     WithdrawalRejected,
     WithdrawalRequested,
 )
-from engine.units import format_units
 
 
 class WithdrawalRequest:
@@ -83,13 +82,9 @@ def decide(
 
 
 def decide_request(account: Account, cmd: RequestWithdrawal, now_us: int, decimals: int) -> WithdrawalRequested | Rejection:
-    available = account.available(cmd.asset)
-    if cmd.amount > available:
-        return Rejection(
-            "INSUFFICIENT_FUNDS",
-            f"Insufficient funds: withdrawal of {format_units(cmd.amount, decimals)} {cmd.asset} "
-            f"exceeds available {format_units(available, decimals)} {cmd.asset}",
-        )
+    short = account.short_of("withdrawal", cmd.asset, cmd.amount, decimals)
+    if short is not None:
+        return short
     if cmd.request_id in account.withdrawals:
         return Rejection("INVALID_CLIENT_REQUEST", f"Withdrawal {cmd.request_id} already exists")
     return WithdrawalRequested(
