@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from engine import por, signing, snapshot
 from engine.codec import CodecError, decode_events, decode_rows, to_dict
 from engine.config import Config, ConfigError, parse_config
-from engine.journal import JournalCorrupt, Record, read_records, records_end, segments
+from engine.journal import HEADER, JournalCorrupt, Record, read_records, records_end, segments
 from engine.messages import FEE_ACCOUNT_ID
 from engine.units import format_units
 from engine.venue import InvariantViolation, Venue
@@ -260,16 +260,27 @@ def journal_bytes(directory: Path) -> int:
     return sum(p.stat().st_size for p in files[:-1]) + records_end(files[-1])
 
 
-def replay_records(directory: Path, replayer: Replayer, *, repair: bool, progress: Progress | None = None,
-                   upto: int | None = None) -> None:
+def replayed(directory: Path, replayer: Replayer, *, repair: bool, progress: Progress | None = None,
+             upto: int | None = None) -> Iterator[Record]:
+    """Feed every record to ``replayer``, yielding each once it is fed; report progress every 1024 records.
+
+    The final progress line is drawn only when the caller reads to the end (not when it stops on a problem).
+    """
     done = 0
     for record in read_records(directory, repair=repair, upto=upto):
         replayer.feed(record)
-        done += len(record.payload) + 48
+        done += len(record.payload) + HEADER.size
         if progress is not None and not replayer.records & 1023:
             progress.update(done, replayer.records)
+        yield record
     if progress is not None and (progress.shown or progress.tty):
         progress.update(done, replayer.records, final=True)
+
+
+def replay_records(directory: Path, replayer: Replayer, *, repair: bool, progress: Progress | None = None,
+                   upto: int | None = None) -> None:
+    for _ in replayed(directory, replayer, repair=repair, progress=progress, upto=upto):
+        pass
 
 
 # --- verify -------------------------------------------------------------------------------
@@ -323,6 +334,11 @@ def verify_journal(directory: Path, pubkey: str | None = None, *, progress: bool
                          segment=exc.segment, offset=exc.offset, seq=exc.seq) from None
 
 
+# what a checkpoint or snapshot states about the journal at one seq: (kind, the claim, the
+# checkpoint record that makes it, or None for a snapshot)
+Claim = tuple[str, dict[str, Any], Record | None]
+
+
 def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str] | None) -> dict[str, Any]:
     """Check a journal offline and rebuild its state; raise AuditError at the first bad position.
 
@@ -332,19 +348,67 @@ def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str]
     """
     genesis = read_genesis(directory)
     config = genesis_config(genesis)
-    venue_key = genesis.get("venue_key", "")
+    venue_key = _venue_key(genesis, pubkey)
+    public = signing.load_public(venue_key)
+    total = journal_bytes(directory)
+    claims: dict[int, list[Claim]] = {}
+    chain = _check_chain(directory, public, claims, Progress("verify: chain", total, stream) if progress else None)
+    snapshots = _snapshot_claims(directory, config, claims)
+    # the key vouches for the history through the last seq a checkpoint covers, and for nothing after
+    signed_through = max((seq for seq, found in claims.items() if any(k == "checkpoint" for k, _, _ in found)), default=0)
+    venue = Venue(config)
+    replay = Replayer(venue, None)
+    checked, unsigned = _check_replay(directory, replay, claims, signed_through,
+                                      Progress("verify: replay", total, stream) if progress else None)
+    _check_invariants(venue, "at the end of the journal")
+    last = replay.last
+    summary: dict[str, Any] = {
+        "ok": True,
+        "records": replay.records,
+        "events": replay.events,
+        "last_seq": last.seq if last else 0,
+        "chain_hash": last.hash.hex() if last else "",
+        "state_hash": venue.state_hash(),
+        "checkpoints": chain.checkpoints,
+        "claims_checked": checked,
+        "snapshots": snapshots,
+        "venue": genesis.get("venue"),
+        "venue_key": venue_key,
+        "accounts": len(venue.accounts) - 1,
+        "liabilities": {a: format_units(v, venue.assets[a].decimals) for a, v in liabilities(venue).items()},
+        "signed_through_seq": signed_through,
+        "unsigned_records": unsigned,
+    }
+    if unsigned and pubkey is not None:
+        # asked whether this key vouches for the history: not for records no checkpoint covers (a
+        # crash or a live journal between checkpoints leaves such a tail; so would a forger)
+        summary["ok"] = False
+        summary["problem"] = _unsigned_problem(unsigned, signed_through)
+    return summary
+
+
+def _venue_key(genesis: dict[str, Any], pubkey: str | None) -> str:
+    """The venue key the genesis record pins, which must be ``pubkey`` when one is given."""
+    venue_key: str = genesis.get("venue_key", "")
     if pubkey is not None and pubkey.strip() != venue_key:
         raise AuditError(f"journal was signed by venue key {venue_key}, not the given {pubkey.strip()}")
-    public = signing.load_public(venue_key)
+    return venue_key
 
-    claims: dict[int, list[tuple[str, dict[str, Any], Record | None]]] = {}
+
+def _check_chain(directory: Path, public: Ed25519PublicKey, claims: dict[int, list[Claim]],
+                 progress: Progress | None) -> Replayer:
+    """First pass: CRCs, the chain and every checkpoint signature; adds each checkpoint's claim to ``claims``."""
 
     def collect(record: Record, body: dict[str, Any]) -> None:
         claims.setdefault(body["seq"], []).append(("checkpoint", body, record))
 
-    total = journal_bytes(directory)
-    first = Replayer(None, public, on_checkpoint=collect)
-    replay_records(directory, first, repair=False, progress=Progress("verify: chain", total, stream) if progress else None)
+    chain = Replayer(None, public, on_checkpoint=collect)
+    replay_records(directory, chain, repair=False, progress=progress)
+    return chain
+
+
+def _snapshot_claims(directory: Path, config: Config, claims: dict[int, list[Claim]]) -> list[str]:
+    """Adds each snapshot's claim to ``claims``; returns the snapshots' file names."""
     snapshots = []
     for path in snapshot.snapshot_files(directory):
         try:
@@ -354,77 +418,59 @@ def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str]
         claims.setdefault(header.seq, []).append(("snapshot", {"state_hash": header.state_hash,
                                                                "chain_hash": header.chain_hash, "path": path.name}, None))
         snapshots.append(path.name)
+    return snapshots
 
-    # the key vouches for the history through the last seq a checkpoint covers, and for nothing after
-    signed_through = max((seq for seq, found in claims.items() if any(k == "checkpoint" for k, _, _ in found)), default=0)
-    unsigned = 0
-    venue = Venue(config)
-    second = Replayer(venue, None)
-    checked = 0
+
+def _check_replay(directory: Path, replayer: Replayer, claims: dict[int, list[Claim]], signed_through: int,
+                  progress: Progress | None) -> tuple[int, int]:
+    """Second pass: replay from genesis, checking the claims and the invariants at each seq claimed.
+
+    Returns how many claims were checked and how many event records lie after ``signed_through``.
+    """
+    assert replayer.venue is not None
+    checked = unsigned = 0
     pending = sorted(claims)
-    prog = Progress("verify: replay", total, stream) if progress else None
-    done = 0
-    for record in read_records(directory, repair=False):
-        second.feed(record)
+    for record in replayed(directory, replayer, repair=False, progress=progress):
         if record.seq > signed_through and not is_control(record.payload):
             unsigned += 1
-        done += len(record.payload) + 48
-        if prog is not None and not second.records & 1023:
-            prog.update(done, second.records)
-        while pending and pending[0] == record.seq:
+        if pending and pending[0] == record.seq:
             seq = pending.pop(0)
-            state_hash = venue.state_hash()
-            totals = None
-            for kind, claim, at in claims[seq]:
-                if claim["state_hash"] != state_hash:
-                    raise AuditError.at(at, f"{kind} {claim.get('path', '')} for seq {seq} claims state hash "
-                                        f"{claim['state_hash'][:16]}, replay gives {state_hash[:16]}".replace("  ", " "))
-                if claim["chain_hash"] != record.hash.hex():
-                    raise AuditError.at(at, f"{kind} for seq {seq} names a different chain hash")
-                if "por" in claim:
-                    totals = totals or liabilities(venue)
-                    problem = por_problem(claim["por"], totals, len(venue.accounts) - (FEE_ACCOUNT_ID in venue.accounts))
-                    if problem is not None:
-                        raise AuditError.at(at, f"proof-of-reserves publication at seq {seq}: {problem}")
-                checked += 1
-            try:
-                venue.check_invariants()
-            except InvariantViolation as exc:
-                raise AuditError(f"invariant broken at seq {seq}: {exc}") from None
-    if prog is not None and (prog.shown or prog.tty):
-        prog.update(done, second.records, final=True)
+            _check_claims(replayer.venue, record, claims[seq])
+            checked += len(claims[seq])
+            _check_invariants(replayer.venue, f"at seq {seq}")
+    return checked, unsigned
+
+
+def _check_claims(venue: Venue, record: Record, found: list[Claim]) -> None:
+    """Every claim about ``record``'s seq states the replayed state hash, chain hash and PoR totals."""
+    seq = record.seq
+    state_hash = venue.state_hash()
+    totals = None
+    for kind, claim, at in found:
+        if claim["state_hash"] != state_hash:
+            raise AuditError.at(at, f"{kind} {claim.get('path', '')} for seq {seq} claims state hash "
+                                f"{claim['state_hash'][:16]}, replay gives {state_hash[:16]}".replace("  ", " "))
+        if claim["chain_hash"] != record.hash.hex():
+            raise AuditError.at(at, f"{kind} for seq {seq} names a different chain hash")
+        if "por" in claim:
+            totals = totals or liabilities(venue)
+            problem = por_problem(claim["por"], totals, len(venue.accounts) - (FEE_ACCOUNT_ID in venue.accounts))
+            if problem is not None:
+                raise AuditError.at(at, f"proof-of-reserves publication at seq {seq}: {problem}")
+
+
+def _check_invariants(venue: Venue, where: str) -> None:
     try:
         venue.check_invariants()
     except InvariantViolation as exc:
-        raise AuditError(f"invariant broken at the end of the journal: {exc}") from None
-    last = second.last
-    owed = {a: format_units(v, venue.assets[a].decimals) for a, v in liabilities(venue).items()}
-    summary: dict[str, Any] = {
-        "ok": True,
-        "records": second.records,
-        "events": second.events,
-        "last_seq": last.seq if last else 0,
-        "chain_hash": last.hash.hex() if last else "",
-        "state_hash": venue.state_hash(),
-        "checkpoints": first.checkpoints,
-        "claims_checked": checked,
-        "snapshots": snapshots,
-        "venue": genesis.get("venue"),
-        "venue_key": venue_key,
-        "accounts": len(venue.accounts) - 1,
-        "liabilities": owed,
-        "signed_through_seq": signed_through,
-        "unsigned_records": unsigned,
-    }
-    if unsigned and pubkey is not None:
-        # asked whether this key vouches for the history: not for records no checkpoint covers (a
-        # crash or a live journal between checkpoints leaves such a tail; so would a forger)
-        summary["ok"] = False
-        summary["problem"] = (f"{unsigned} record(s) after seq {signed_through} are covered by no checkpoint "
-                              "signature: the key vouches only for the state at seq "
-                              f"{signed_through}" if signed_through else
-                              f"no checkpoint signature covers any of the {unsigned} record(s)")
-    return summary
+        raise AuditError(f"invariant broken {where}: {exc}") from None
+
+
+def _unsigned_problem(unsigned: int, signed_through: int) -> str:
+    if not signed_through:
+        return f"no checkpoint signature covers any of the {unsigned} record(s)"
+    return (f"{unsigned} record(s) after seq {signed_through} are covered by no checkpoint signature: "
+            f"the key vouches only for the state at seq {signed_through}")
 
 
 def journal_events(directory: Path) -> Iterator[tuple[int, Any]]:
