@@ -361,47 +361,25 @@ def check_scale(key: str, text: str) -> int:
 # ---------------------------------------------------------------------------
 # The embedded default venue, written by `satchel init` and shipped as config.toml.
 
-DEFAULT: Final[dict[str, Any]] = {
-    "venue": {"name": "satchel-local"},
-    "journal": {
-        "dir": "./var", "segment_bytes": 64 * 1024 * 1024, "signing_key": "",
-        "checkpoint_every_records": 1000, "checkpoint_every_s": 60, "snapshot_every_events": 1_000_000,
+# The venue's own settings; every other one is its class's default.
+_DEFAULT_VENUE: Final = Config(
+    venue=VenueConfig("satchel-local"),
+    assets={
+        "USDC": AssetConfig(decimals=6, display_name="USD Coin"),
+        "SOL": AssetConfig(decimals=9, display_name="Solana"),
+        "BTC": AssetConfig(decimals=8, display_name="Bitcoin"),
+        "ETH": AssetConfig(decimals=8, display_name="Ethereum"),
     },
-    "limits": {"max_open_orders_per_account": 1000},
-    "admin": {"socket": ""},
-    "assets": {
-        "USDC": {"decimals": 6, "display_name": "USD Coin"},
-        "SOL": {"decimals": 9, "display_name": "Solana"},
-        "BTC": {"decimals": 8, "display_name": "Bitcoin"},
-        "ETH": {"decimals": 8, "display_name": "Ethereum"},
+    markets={
+        "SOL_USDC": MarketConfig(base="SOL", quote="USDC", tick_size="0.01", step_size="0.01",
+                                 min_quantity="0.01", min_notional="1"),
+        "BTC_USDC": MarketConfig(base="BTC", quote="USDC", tick_size="0.1", step_size="0.00001",
+                                 min_quantity="0.00001", min_notional="1"),
+        "ETH_USDC": MarketConfig(base="ETH", quote="USDC", tick_size="0.01", step_size="0.0001",
+                                 min_quantity="0.0001", min_notional="1"),
     },
-    "markets": {
-        "SOL_USDC": {
-            "base": "SOL", "quote": "USDC", "tick_size": "0.01", "step_size": "0.01",
-            "min_quantity": "0.01", "min_notional": "1",
-            "price_band_min_multiplier": "0.75", "price_band_max_multiplier": "1.25",
-            "maker_fee_bps": 2, "taker_fee_bps": 5, "state": "Open",
-        },
-        "BTC_USDC": {
-            "base": "BTC", "quote": "USDC", "tick_size": "0.1", "step_size": "0.00001",
-            "min_quantity": "0.00001", "min_notional": "1",
-            "price_band_min_multiplier": "0.75", "price_band_max_multiplier": "1.25",
-            "maker_fee_bps": 2, "taker_fee_bps": 5, "state": "Open",
-        },
-        "ETH_USDC": {
-            "base": "ETH", "quote": "USDC", "tick_size": "0.01", "step_size": "0.0001",
-            "min_quantity": "0.0001", "min_notional": "1",
-            "price_band_min_multiplier": "0.75", "price_band_max_multiplier": "1.25",
-            "maker_fee_bps": 2, "taker_fee_bps": 5, "state": "Open",
-        },
-    },
-    "adapters": {
-        "rest": {"listen": "127.0.0.1:8400"},
-        "websocket": {"listen": "127.0.0.1:8401"},
-        "fix": {"listen": "127.0.0.1:8402", "application": "exchange"},
-    },
-    "plugins": {"enabled": []},
-}
+)
+
 
 _COMMENTS: Final[dict[str, str]] = {
     "venue": "The venue's name, pinned in the journal's first record.",
@@ -436,6 +414,17 @@ _COMMENTS: Final[dict[str, str]] = {
     ),
     "plugins": "Jurisdiction plugins to enable, by name.",
 }
+
+
+def _default_document() -> dict[str, Any]:
+    """``_DEFAULT_VENUE`` as a TOML document, its sections in the order ``_COMMENTS`` lists them."""
+    tables = _converter.unstructure(_DEFAULT_VENUE)
+    # no `sessions = []`: an operator adds [[adapters.fix.sessions]] tables, which could not follow it
+    del tables["adapters"]["fix"]["sessions"]
+    return {section: tables[section] for section in _COMMENTS}
+
+
+DEFAULT: Final[dict[str, Any]] = _default_document()
 
 
 def render_default() -> str:
