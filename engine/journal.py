@@ -262,14 +262,6 @@ def _truncate(path: Path, data: bytes, offset: int, end: int, reason: str, repai
         os.fsync(f.fileno())
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def records_end(path: Path) -> int:
     """Offset just past the last record in a segment already checked by recovery (its zero tail excluded).
 

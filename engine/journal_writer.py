@@ -42,7 +42,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from engine.journal import HEADER, SEGMENT_SUFFIX, UNSYNCED_LIMIT, frame_records, fsync_dir, records_end, segments
+from engine.durable import fsync_dir
+from engine.journal import HEADER, SEGMENT_SUFFIX, UNSYNCED_LIMIT, frame_records, records_end, segments
 
 log = logging.getLogger("satchel.journal")
 

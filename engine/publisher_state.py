@@ -42,11 +42,11 @@ import attrs
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from engine import signing, snapshot
+from engine import durable, signing, snapshot
 from engine.audit import CHECKPOINT, canonical, collector_paused, is_control
 from engine.codec import CodecError, decode_rows
 from engine.config import Config
-from engine.journal import HEADER, JournalCorrupt, JournalReader, Record, fsync_dir, record_hash, segments
+from engine.journal import HEADER, JournalCorrupt, JournalReader, Record, record_hash, segments
 from engine.messages import OrderView
 
 if TYPE_CHECKING:
@@ -103,18 +103,11 @@ def _save(publisher: Publisher, directory: Path) -> Path:
     # replica's process with each snapshot. Each writes its own tmp file, and an older
     # position never replaces a newer one (more tail to replay next time, never less truth).
     tmp = final.with_name(f"{STATE_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # every account's balances, keys and orders: the operator's eyes only (as snapshots)
-    with os.fdopen(fd, "wb") as out:
-        for part in (header, b"\n", venue, b"\n", derived):
-            out.write(part)
-        out.flush()
-        os.fsync(out.fileno())
+    durable.write_synced(tmp, (header, b"\n", venue, b"\n", derived))
     if _events_in(final) > publisher.events:
         tmp.unlink()
         return final
-    os.replace(tmp, final)
-    fsync_dir(directory)
+    durable.install(tmp, final)
     return final
 
 

@@ -35,7 +35,7 @@ from typing import Any, Final
 import attrs
 import orjson
 
-from engine import por, publisher_state, signing, snapshot
+from engine import durable, por, publisher_state, signing, snapshot
 from engine.audit import liabilities
 from engine.config import Config
 from engine.journal import JournalCorrupt, JournalReader
@@ -155,14 +155,7 @@ class Replica:
 def write_private(path: Path, data: bytes) -> None:
     """Write a file readable by the operator only: tmp, fsync, rename."""
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    durable.write_synced(tmp, (data,))
     os.replace(tmp, path)
 
 

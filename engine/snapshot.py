@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
 import orjson
 
-from engine import withdrawals
+from engine import durable, withdrawals
 from engine.account import Account, OpenOrder
 from engine.book import Order
 from engine.config import Config
-from engine.journal import fsync_dir
 from engine.messages import BID
 from engine.venue import Venue, account_state, market_state
 
@@ -118,21 +116,8 @@ def write(directory: Path, venue: Venue, seq: int, chain_hash: bytes, state_hash
     }, option=orjson.OPT_SORT_KEYS)
     final = folder / f"{seq:020d}{SUFFIX}"
     tmp = final.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        for part in (header, b"\n", body):
-            view = memoryview(part)
-            while view:
-                view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except OSError:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    else:
-        os.close(fd)
-    os.replace(tmp, final)
-    fsync_dir(folder)
+    durable.write_synced(tmp, (header, b"\n", body))
+    durable.install(tmp, final)
     for old in snapshot_files(directory)[:-KEEP]:
         old.unlink()
     return final
