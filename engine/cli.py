@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from engine.config import ConfigError, load_config, render_default
+from engine.config import Config, ConfigError, load_config, render_default
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,8 +181,7 @@ def _run(config_path: Path) -> int:
         config = load_config(config_path)
         trio.run(serve, config, config_path.resolve().parent)
     except (ConfigError, PluginError) as exc:
-        print(f"satchel: config error: {exc}", file=sys.stderr)
-        return 2
+        return _config_error(exc)
     except BaseExceptionGroup as group:  # what the daemon's nurseries raise
         known = group.subgroup((EngineHalted, StartupError, JournalCorrupt))
         if known is None:
@@ -201,23 +200,31 @@ def _stopped(exc: BaseException) -> int:
     return 1
 
 
-def _journal_dir(args: argparse.Namespace) -> Path:
+def _config_error(exc: Exception) -> int:
+    print(f"satchel: config error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _config(args: argparse.Namespace) -> tuple[Config, Path]:
+    """The config ``--config`` names, and the directory its relative paths start from."""
     config_path = Path(getattr(args, "config", "config.toml"))
-    config = load_config(config_path)
-    return config.journal_dir(config_path.resolve().parent)
+    return load_config(config_path), config_path.resolve().parent
+
+
+def _journal_dir(args: argparse.Namespace) -> Path:
+    config, base = _config(args)
+    return config.journal_dir(base)
 
 
 def _pubkey(args: argparse.Namespace) -> int:
     from engine import signing
 
     try:
-        config_path = Path(getattr(args, "config", "config.toml"))
-        config = load_config(config_path)
-        path = signing.key_path(_journal_dir(args), config.journal.signing_key)
+        config, base = _config(args)
+        path = signing.key_path(config.journal_dir(base), config.journal.signing_key)
         _print({"venue_key": signing.load_or_create(path, create=False).public_b64, "path": str(path)})
     except ConfigError as exc:
-        print(f"satchel: config error: {exc}", file=sys.stderr)
-        return 2
+        return _config_error(exc)
     except signing.KeyError_ as exc:
         _print({"code": "RESOURCE_NOT_FOUND", "message": f"{exc} (the daemon creates it on first start)"})
         return 1
@@ -273,8 +280,7 @@ def _por(args: argparse.Namespace) -> int:
         _print(tree.proof(args.account_id, seq))
         return 0
     except ConfigError as exc:
-        print(f"satchel: config error: {exc}", file=sys.stderr)
-        return 2
+        return _config_error(exc)
     except PorError as exc:
         _print({"ok": False, "error": str(exc)})
         return 1
@@ -287,13 +293,10 @@ def _operate(args: argparse.Namespace) -> int:
     from engine.admin import NoAnswer, request
     from engine.daemon import admin_socket_path
 
-    config_path = Path(args.config)
     try:
-        config = load_config(config_path)
+        config, base = _config(args)
     except ConfigError as exc:
-        print(f"satchel: config error: {exc}", file=sys.stderr)
-        return 2
-    base = config_path.resolve().parent
+        return _config_error(exc)
     socket_path = Path(args.socket) if args.socket else admin_socket_path(config, base)
     token_path = config.journal_dir(base) / "admin.token"
     command, payload = _request_of(args)
@@ -336,10 +339,9 @@ def _request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return c, {}
     if c == "por":
         return "por.publish", {}
-    if c == "withdrawals":
-        payload = {k: v for k, v in vars(args).items() if k not in ("command", "action", "config", "socket")}
-        return f"withdrawals.{args.action}", payload
     payload = {k: v for k, v in vars(args).items() if k not in ("command", "action", "config", "socket")}
+    if c == "withdrawals":
+        return f"withdrawals.{args.action}", payload
     for name in ("price", "quantity", "quote_quantity"):
         if payload.get(name) is not None:
             payload[name] = _decimal(payload[name])
