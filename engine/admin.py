@@ -39,10 +39,16 @@ REQUEST_TIMEOUT_S: Final = 30.0
 ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_RETRY_S: Final = 0.1
 CLOSE_TIMEOUT_S: Final = 5.0  # at shutdown: for a request still arriving, then for answers still being sent
-INTERNAL_ERROR: Final = {"ok": False, "error": {"code": "SERVER_ERROR", "message": (
-    "internal error answering the request (see the daemon's log); check with status, balances or orders "
-    "whether it was done")}}
-SHUTTING_DOWN: Final = {"ok": False, "error": {"code": "MAINTENANCE", "message": "Satchel is shutting down; the request was not taken"}}
+
+
+def _failure(code: str, message: str) -> dict[str, Any]:
+    """The answer to a request that was refused or failed."""
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+INTERNAL_ERROR: Final = _failure("SERVER_ERROR", "internal error answering the request (see the daemon's log); "
+                                "check with status, balances or orders whether it was done")
+SHUTTING_DOWN: Final = _failure("MAINTENANCE", "Satchel is shutting down; the request was not taken")
 STATES: Final = {
     "halt": "Closed", "resume": "Open", "cancel-only": "CancelOnly",
     "post-only": "PostOnly", "limit-only": "LimitOnly",
@@ -184,8 +190,7 @@ class AdminServer:
         """
         self._closing = True
         if self.engine.halted is not None:
-            self._gone = {"ok": False, "error": {"code": "SERVER_ERROR",
-                                                 "message": f"{self.engine.halted}; not recorded, intake stopped"}}
+            self._gone = _failure("SERVER_ERROR", f"{self.engine.halted}; not recorded, intake stopped")
         self._accepting.cancel()
         for scope in [*self._reading, *self._waiting]:
             scope.cancel()
@@ -260,9 +265,9 @@ class AdminServer:
                 raise AdminError("INVALID_CLIENT_REQUEST", "args must be an object")
             return {"ok": True, "result": await handler(args)}
         except AdminError as exc:
-            return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+            return _failure(exc.code, exc.message)
         except (KeyError, TypeError, ValueError) as exc:
-            return {"ok": False, "error": {"code": "INVALID_CLIENT_REQUEST", "message": f"bad arguments: {exc}"}}
+            return _failure("INVALID_CLIENT_REQUEST", f"bad arguments: {exc}")
 
     # --- handlers -----------------------------------------------------------------
 
