@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
-import os
 import signal
 import socket
 import subprocess
@@ -153,10 +152,11 @@ class Replica:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a file readable by the operator only: tmp, fsync, rename."""
+    """Write a file readable by the operator only: tmp, fsync, rename, fsync the directory (the journal
+    already names the publication these files hold: after a crash the rename must be there too)."""
     tmp = path.with_suffix(".tmp")
     durable.write_synced(tmp, (data,))
-    os.replace(tmp, path)
+    durable.install(tmp, path)
 
 
 def child_main(conn: multiprocessing.connection.Connection) -> None:
