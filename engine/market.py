@@ -405,10 +405,10 @@ class Market:
         last = self.last_price
         if bid and ask and last:
             return _median3(bid, ask, last), 1
-        present = [v for v in (bid, ask, last) if v]
+        present = (bid > 0) + (ask > 0) + (last > 0)  # the absent ones are 0: the sum is of those present
         if not present:
             return None
-        return sum(present), len(present)  # one value, or the mean of two
+        return bid + ask + last, present  # one value, or the mean of two
 
     def _in_band(self, price_ticks: int) -> bool:
         book = self.book
