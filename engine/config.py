@@ -75,6 +75,9 @@ class AdminConfig:
 @attrs.frozen
 class ListenConfig:
     listen: str
+    # PEM files: both set, the adapter serves TLS (https, wss); both empty, plaintext (adapters/tls.py)
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 FIX_APPLICATIONS: Final = ("exchange", "echo")
@@ -107,6 +110,8 @@ class FixSessionConfig:
 @attrs.frozen
 class FixConfig:
     listen: str = "127.0.0.1:8402"
+    tls_cert: str = ""  # as ListenConfig: FIX over TLS when both are set
+    tls_key: str = ""
     application: str = "exchange"  # "echo" only runs the QuickFIX acceptance suite
     sessions: tuple[FixSessionConfig, ...] = ()
 
@@ -299,6 +304,10 @@ def _validate(config: Config) -> None:
         host, _, port = listen.rpartition(":")
         if not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"adapters.{name}.listen: expected HOST:PORT, got {listen!r}")
+        section = getattr(config.adapters, name)
+        if bool(section.tls_cert) != bool(section.tls_key):
+            raise ConfigError(f"adapters.{name}: tls_cert and tls_key go together (a PEM certificate chain and its "
+                              "private key); set both for TLS, or neither for plaintext")
     _validate_fix(config.adapters.fix)
 
 
@@ -410,7 +419,9 @@ _COMMENTS: Final[dict[str, str]] = {
         "# session: sender_comp_id (the venue's), target_comp_id (the client's), account, and optional\n"
         "# heartbeat_min_s/heartbeat_max_s, reset_on_logon, require_signature, drop_copy, cancel_on_disconnect,\n"
         f"# max_messages_per_s (default {FIX_MAX_MESSAGES_PER_S}) and burst_messages (default {FIX_BURST_MESSAGES}):\n"
-        "# application messages beyond that rate are refused; far beyond it the session is logged out."
+        "# application messages beyond that rate are refused; far beyond it the session is logged out.\n"
+        "# tls_cert/tls_key (each adapter): PEM files of the certificate chain and its private key; set\n"
+        "# both to serve TLS 1.2+ (https, wss, FIX over TLS), leave both empty for plaintext."
     ),
     "plugins": "Jurisdiction plugins to enable, by name.",
 }

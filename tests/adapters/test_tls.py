@@ -1,0 +1,80 @@
+"""adapters.tls: the context an adapter serves TLS with, and the start-up errors for bad files."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from adapters.tls import server_context
+from engine.config import DEFAULT as DEFAULT_CONFIG
+from engine.config import ConfigError, parse_config
+from tests.adapters.tls_certs import make_pki
+
+
+def test_no_files_is_plaintext() -> None:
+    assert server_context("rest", "", "") is None
+
+
+def test_a_client_trusting_the_ca_completes_a_tls_12_or_13_handshake(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    context = server_context("rest", str(pki.cert_file), str(pki.key_file))
+    assert context is not None
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with context.wrap_socket(conn, server_side=True) as tls:
+                tls.sendall(tls.recv(100).upper())
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        client = ssl.create_default_context(cafile=str(pki.ca_file))
+        with socket.create_connection(("127.0.0.1", port)) as raw, client.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"ping")
+            assert tls.recv(100) == b"PING"
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        thread.join()
+
+
+def test_tls_below_1_2_is_refused(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    context = server_context("fix", str(pki.cert_file), str(pki.key_file))
+    assert context is not None
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+@pytest.mark.parametrize("problem", ["missing", "mismatched", "encrypted", "not pem"])
+def test_bad_files_stop_start_up_naming_the_key(tmp_path: Path, problem: str) -> None:
+    pki = make_pki(tmp_path)
+    key_file = pki.key_file
+    if problem == "missing":
+        key_file = tmp_path / "nope.key"
+    elif problem == "mismatched":
+        other = ec.generate_private_key(ec.SECP256R1())
+        key_file.write_bytes(other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+    elif problem == "encrypted":
+        other = ec.generate_private_key(ec.SECP256R1())
+        key_file.write_bytes(other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.BestAvailableEncryption(b"secret")))
+    else:
+        key_file.write_bytes(b"this is not a key\n")
+    with pytest.raises(ConfigError, match=r"^adapters\.websocket") as info:
+        server_context("websocket", str(pki.cert_file), str(key_file))
+    if problem == "missing":
+        assert str(info.value) == f"adapters.websocket.tls_key: cannot read {str(key_file)!r}: No such file or directory"
+    else:
+        assert "are not a PEM certificate chain and its matching unencrypted private key" in str(info.value)
+
+
+def test_the_config_wants_both_files_or_neither() -> None:
+    data = {**DEFAULT_CONFIG, "adapters": {**DEFAULT_CONFIG["adapters"], "rest": {"listen": "127.0.0.1:0", "tls_cert": "a.pem"}}}
+    with pytest.raises(ConfigError, match=r"adapters\.rest: tls_cert and tls_key go together"):
+        parse_config(data)
