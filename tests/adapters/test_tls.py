@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -11,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters.tls import server_context
+from adapters.tls import TlsError, TlsSession, server_context
 from engine.config import DEFAULT as DEFAULT_CONFIG
 from engine.config import ConfigError, parse_config
 from tests.adapters.tls_certs import make_pki
@@ -78,3 +79,62 @@ def test_the_config_wants_both_files_or_neither() -> None:
     data = {**DEFAULT_CONFIG, "adapters": {**DEFAULT_CONFIG["adapters"], "rest": {"listen": "127.0.0.1:0", "tls_cert": "a.pem"}}}
     with pytest.raises(ConfigError, match=r"adapters\.rest: tls_cert and tls_key go together"):
         parse_config(data)
+
+
+def _pair(tmp_path: Path) -> tuple[TlsSession, ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+    """A server TlsSession and a client SSLObject over memory (the bytes between them passed by hand)."""
+    pki = make_pki(tmp_path)
+    context = server_context("fix", str(pki.cert_file), str(pki.key_file))
+    assert context is not None
+    client_in, client_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = ssl.create_default_context(cafile=str(pki.ca_file)).wrap_bio(client_in, client_out, server_hostname="localhost")
+    return TlsSession(context), client, client_in, client_out
+
+
+def _handshake(server: TlsSession, client: ssl.SSLObject, client_in: ssl.MemoryBIO, client_out: ssl.MemoryBIO) -> None:
+    for _ in range(10):
+        with contextlib.suppress(ssl.SSLWantReadError):
+            client.do_handshake()
+        assert server.receive(client_out.read()) == b""
+        client_in.write(server.outgoing())
+        if server.handshaken:
+            client.do_handshake()
+            return
+    raise AssertionError("no handshake")
+
+
+def test_tls_session_carries_plaintext_both_ways_in_pieces(tmp_path: Path) -> None:
+    server, client, client_in, client_out = _pair(tmp_path)
+    _handshake(server, client, client_in, client_out)
+    client.write(b"8=FIX.4.4\x019=5\x0135=0\x0110=163\x01" * 3)
+    wire = client_out.read()
+    got = b"".join(server.receive(wire[i:i + 7]) for i in range(0, len(wire), 7))  # a record split over reads
+    assert got == b"8=FIX.4.4\x019=5\x0135=0\x0110=163\x01" * 3
+    server.send(b"reply")
+    server.send(b" and more")
+    client_in.write(server.outgoing())
+    assert server.outgoing() == b""
+    assert client.read(100) + client.read(100) in (b"reply and more", b"reply")
+
+
+def test_tls_session_garbage_is_a_tls_error(tmp_path: Path) -> None:
+    server, _client, _in, _out = _pair(tmp_path)
+    with pytest.raises(TlsError, match="TLS failed"):
+        server.receive(b"8=FIX.4.4\x019=5\x0135=A\x01" * 20)  # plaintext FIX to a TLS port
+
+
+def test_tls_session_close_notify_both_ways(tmp_path: Path) -> None:
+    server, client, client_in, client_out = _pair(tmp_path)
+    _handshake(server, client, client_in, client_out)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        client.unwrap()
+    assert server.receive(client_out.read()) == b""
+    assert server.closed
+    (tmp_path / "second").mkdir()
+    server2, client2, in2, out2 = _pair(tmp_path / "second")
+    _handshake(server2, client2, in2, out2)
+    with pytest.raises(ssl.SSLWantReadError):
+        client2.read(10)  # nothing yet
+    server2.close()
+    in2.write(server2.outgoing())
+    assert client2.read(10) == b""  # the clean end: our close_notify arrived
