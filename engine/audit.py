@@ -344,7 +344,9 @@ def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str]
 
     Two passes: the first checks CRCs, the chain and every checkpoint signature and
     collects the positions checkpoints and snapshots claim; the second replays from
-    genesis and compares the state hash (and PoR totals) at each of them.
+    genesis and compares the state hash (and PoR totals) at each of them. A claim at a
+    seq the replay never reaches (a snapshot beyond the journal's end, a journal cut
+    short between the passes) cannot be checked: the summary names it and is not ok.
     """
     genesis = read_genesis(directory)
     config = genesis_config(genesis)
@@ -358,8 +360,8 @@ def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str]
     signed_through = max((seq for seq, found in claims.items() if any(k == "checkpoint" for k, _, _ in found)), default=0)
     venue = Venue(config)
     replay = Replayer(venue, None)
-    checked, unsigned = _check_replay(directory, replay, claims, signed_through,
-                                      Progress("verify: replay", total, stream) if progress else None)
+    checked, unsigned, unreached = _check_replay(directory, replay, claims, signed_through,
+                                                 Progress("verify: replay", total, stream) if progress else None)
     _check_invariants(venue, "at the end of the journal")
     last = replay.last
     summary: dict[str, Any] = {
@@ -371,6 +373,7 @@ def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str]
         "state_hash": venue.state_hash(),
         "checkpoints": chain.checkpoints,
         "claims_checked": checked,
+        "claims_unchecked": len(unreached),
         "snapshots": snapshots,
         "venue": genesis.get("venue"),
         "venue_key": venue_key,
@@ -379,11 +382,14 @@ def _verify(directory: Path, pubkey: str | None, progress: bool, stream: IO[str]
         "signed_through_seq": signed_through,
         "unsigned_records": unsigned,
     }
+    problems = list(unreached)
     if unsigned and pubkey is not None:
         # asked whether this key vouches for the history: not for records no checkpoint covers (a
         # crash or a live journal between checkpoints leaves such a tail; so would a forger)
+        problems.append(_unsigned_problem(unsigned, signed_through))
+    if problems:
         summary["ok"] = False
-        summary["problem"] = _unsigned_problem(unsigned, signed_through)
+        summary["problem"] = "; ".join(problems)
     return summary
 
 
@@ -422,23 +428,31 @@ def _snapshot_claims(directory: Path, config: Config, claims: dict[int, list[Cla
 
 
 def _check_replay(directory: Path, replayer: Replayer, claims: dict[int, list[Claim]], signed_through: int,
-                  progress: Progress | None) -> tuple[int, int]:
+                  progress: Progress | None) -> tuple[int, int, list[str]]:
     """Second pass: replay from genesis, checking the claims and the invariants at each seq claimed.
 
-    Returns how many claims were checked and how many event records lie after ``signed_through``.
+    Returns how many claims were checked, how many event records lie after ``signed_through``,
+    and a problem naming each claim at a seq no replayed record has (the claims after it are
+    still checked).
     """
     assert replayer.venue is not None
     checked = unsigned = 0
-    pending = sorted(claims)
+    pending = sorted(claims, reverse=True)  # the next seq claimed is last
+    unreached: list[int] = []
     for record in replayed(directory, replayer, repair=False, progress=progress):
         if record.seq > signed_through and not is_control(record.payload):
             unsigned += 1
-        if pending and pending[0] == record.seq:
-            seq = pending.pop(0)
+        while pending and pending[-1] <= record.seq:
+            seq = pending.pop()
+            if seq < record.seq:  # before the first record: nothing to compare it with
+                unreached.append(seq)
+                continue
             _check_claims(replayer.venue, record, claims[seq])
             checked += len(claims[seq])
             _check_invariants(replayer.venue, f"at seq {seq}")
-    return checked, unsigned
+    unreached.extend(reversed(pending))  # after the last record
+    last_seq = replayer.last.seq if replayer.last is not None else 0
+    return checked, unsigned, [_unreached_problem(seq, claim, last_seq) for seq in unreached for claim in claims[seq]]
 
 
 def _check_claims(venue: Venue, record: Record, found: list[Claim]) -> None:
@@ -464,6 +478,14 @@ def _check_invariants(venue: Venue, where: str) -> None:
         venue.check_invariants()
     except InvariantViolation as exc:
         raise AuditError(f"invariant broken {where}: {exc}") from None
+
+
+def _unreached_problem(seq: int, claim: Claim, last_seq: int) -> str:
+    kind, found, at = claim
+    source = f"checkpoint at seq {at.seq}" if at is not None else f"{kind} {found.get('path')}"
+    if seq > last_seq:
+        return f"{source} claims seq {seq} but the journal ends at seq {last_seq}"
+    return f"{source} claims seq {seq}, which no journal record has (records start at seq 1)"
 
 
 def _unsigned_problem(unsigned: int, signed_through: int) -> str:

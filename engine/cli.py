@@ -245,7 +245,7 @@ def _verify(args: argparse.Namespace) -> int:
         _print(failure)
         return 1
     _print(summary)
-    return 0 if summary["ok"] else 1  # --pubkey and a tail no signature covers
+    return 0 if summary["ok"] else 1  # a claim it could not check; with --pubkey, a tail no signature covers
 
 
 def _journal_dump(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from engine import por, signing, snapshot
+from engine import audit, por, signing, snapshot
 from engine.audit import (
     AuditError,
     Progress,
@@ -473,6 +473,64 @@ def test_verify_fails_a_por_claim_that_does_not_state_every_liability(journal: P
 def test_verify_accepts_a_full_por_claim_of_either_scheme(journal: Path, scheme: str) -> None:
     sign_por_claim(journal, lambda claim: claim.update(scheme=scheme))  # older journals hold scheme 1 claims
     assert verify_journal(journal, progress=False)["claims_checked"] == 2
+
+
+def cut_before(journal: Path, seq: int) -> None:
+    """Cut the journal just before record ``seq``, at a record boundary: a history that ends at ``seq - 1``."""
+    record = records(journal)[seq - 1]
+    with open(record.segment, "r+b") as f:
+        f.truncate(record.offset)
+
+
+async def test_verify_fails_a_snapshot_beyond_the_journals_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Regression: the journal's tail gone behind its snapshot, verify said OK with the snapshot never checked
+    directory = tmp_path / "j"
+    await make_journal(directory, snapshot_midway=True)
+    name = snapshot.snapshot_files(directory)[0].name
+    cut_before(directory, 11)  # the snapshot is of seq 11; its checkpoint (seq 12) goes with the tail
+    assert name == f"{11:020d}.snap"
+    summary = verify_journal(directory, progress=False)
+    assert not summary["ok"] and (summary["last_seq"], summary["claims_checked"], summary["claims_unchecked"]) == (10, 0, 1)
+    assert summary["problem"] == f"snapshot {name} claims seq 11 but the journal ends at seq 10"
+    assert main(["verify", str(directory)]) == 1
+    printed = orjson.loads(capsys.readouterr().out)
+    assert printed["ok"] is False and printed["problem"] == summary["problem"]
+
+
+def test_a_claim_no_record_can_meet_does_not_hide_the_claims_after_it(journal: Path) -> None:
+    # Regression: a snapshot of seq 0 (self-consistent, so it loads) stayed first in line and every later
+    # claim went unchecked: verify said OK with claims_checked 0, even over a PoR claim with wrong totals
+    empty = Venue(CONFIG)
+    snapshot.write(journal, empty, 0, ZERO_HASH, empty.state_hash(), NOW_US)
+    summary = verify_journal(journal, progress=False)
+    assert not summary["ok"] and (summary["claims_checked"], summary["claims_unchecked"]) == (1, 1)  # the shutdown checkpoint's
+    assert summary["problem"] == f"snapshot {0:020d}.snap claims seq 0, which no journal record has (records start at seq 1)"
+    sign_por_claim(journal, omit_usdc)
+    with pytest.raises(AuditError, match=r"proof-of-reserves publication at seq .*missing \['USDC'\]"):
+        verify_journal(journal, progress=False)
+
+
+async def test_verify_fails_a_checkpoint_claim_the_replay_never_reaches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression: the journal cut short between verify's passes (the chain pass saw the shutdown checkpoint,
+    # the replay stopped before the seq it covers): verify said OK with that claim never checked
+    directory = tmp_path / "j"
+    await make_journal(directory, snapshot_midway=True)
+    shutdown = records(directory)[-1]
+    assert (shutdown.seq, orjson.loads(shutdown.payload)["body"]["seq"]) == (21, 20)
+    snapshot_claims = audit._snapshot_claims
+
+    def then_cut(*args: Any) -> list[str]:  # runs between the two passes
+        cut_before(directory, 20)
+        return snapshot_claims(*args)
+
+    monkeypatch.setattr(audit, "_snapshot_claims", then_cut)
+    summary = verify_journal(directory, progress=False)
+    assert not summary["ok"] and (summary["claims_checked"], summary["claims_unchecked"]) == (2, 1)  # seq 11's two
+    assert summary["problem"] == "checkpoint at seq 21 claims seq 20 but the journal ends at seq 19"
 
 
 def test_dump_names_every_event_and_honours_the_range(journal: Path) -> None:
