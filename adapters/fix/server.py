@@ -18,6 +18,17 @@ a time, each slice once the previous one is written (``Connection.produce``),
 with a checkpoint between slices: other connections run in between, and a
 peer that does not read gets nothing more built for it.
 
+With a TLS context (``[adapters.fix] tls_cert``/``tls_key``) every connection
+runs through a ``TlsSession`` (``_read_tls``, ``_TlsOutput``): a read is
+decrypted before the connection sees it and its replies (handshake records
+included) are encrypted where they are written; the plaintext path is chosen
+once per connection and does no TLS work. Ciphertext is produced once: what a
+write does not take waits, in order, for the writer task (``_TlsOutput.backlog``)
+and is never encrypted again. A handshake that fails, or bytes that are not
+TLS, close that connection only; one that never completes is a connection
+without a Logon (``LOGON_TIMEOUT_S``). A connection that closes cleanly sends
+its close_notify, best effort.
+
 Bounds: reads of at most ``READ_BYTES``; the outbox is bounded by the session
 layer (a slow consumer is disconnected); a peer that takes none of our bytes
 for its HeartBtInt (``Connection.send_timeout_s``; ``LOGON_TIMEOUT_S`` before
@@ -32,10 +43,13 @@ a configured session from logging on.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import os
 import socket
+import ssl
 import struct
 import time
 from collections import OrderedDict
@@ -46,6 +60,7 @@ import trio
 
 from adapters.fix.connection import Acceptor, Connection
 from adapters.fix.session import LOGOUT_TIMEOUT_S, SHUTTING_DOWN
+from adapters.tls import TlsError, TlsSession
 
 log = logging.getLogger("satchel.fix")
 
@@ -61,11 +76,12 @@ def wall_clock_us() -> int:
 
 
 class FixServer:
-    """Serves an ``Acceptor`` on a TCP address; ``address`` is the bound (host, port)."""
+    """Serves an ``Acceptor`` on a TCP address (over TLS with ``tls``); ``address`` is the bound (host, port)."""
 
     def __init__(self, acceptor: Acceptor, host: str, port: int, *, wall_us: Callable[[], int] = wall_clock_us,
-                 max_pre_logon: int = MAX_PRE_LOGON) -> None:
+                 max_pre_logon: int = MAX_PRE_LOGON, tls: ssl.SSLContext | None = None) -> None:
         self.acceptor = acceptor
+        self.tls = tls
         self.host = host
         self.port = port
         self.wall_us = wall_us
@@ -78,7 +94,7 @@ class FixServer:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         sockname = listeners[0].socket.getsockname()
         self.address = (sockname[0], sockname[1])
-        log.info("FIX acceptor listening on %s:%d", *self.address)
+        log.info("FIX acceptor listening on %s:%d%s", *self.address, " (TLS)" if self.tls is not None else "")
         task_status.started(self.address)
         try:
             await trio.serve_listeners(self._handle, listeners)
@@ -100,12 +116,18 @@ class FixServer:
         self.connections += 1
         connection = Connection(self.acceptor, trio.current_time(), self.wall_us)
         self.pre_logon[connection] = None
-        output = _Output(stream, connection)
+        output: _Output
+        if self.tls is None:
+            output = _Output(stream, connection)
+            read = functools.partial(self._read, stream, connection, output)
+        else:
+            output = tls_output = _TlsOutput(stream, connection, TlsSession(self.tls))
+            read = functools.partial(self._read_tls, stream, connection, tls_output)
         connection.flush_hook = output.write_now
         connection.on_close = output.closing
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read, stream, connection, output)
+                nursery.start_soon(read)
                 await self._write(stream, connection, output)
                 nursery.cancel_scope.cancel()
         except Exception:  # a bug closes this connection, never the acceptor
@@ -119,6 +141,8 @@ class FixServer:
                 cleanup.shield = True
                 if output.aborted:  # a reset: the kernel keeps nothing for a peer that does not read
                     stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                else:
+                    output.finish()
                 await stream.aclose()
 
     def _make_room(self) -> bool:
@@ -175,6 +199,42 @@ class FixServer:
                 if (connection.outbox or connection.closing or connection.next_deadline() < output.deadline
                         or connection.producing()):
                     connection.wakeup()  # output left, closing, a timer moved earlier or a long answer; else no switch
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        connection.close(connection.close_reason or "peer closed the connection")
+
+    async def _read_tls(self, stream: trio.SocketStream, connection: Connection, output: _TlsOutput) -> None:
+        """``_read`` through TLS: each read is decrypted first, and what it completes (plaintext, handshake
+        replies) is answered in one write; bytes that are not TLS close the connection."""
+        sock = stream.socket
+        tls = output.tls
+        try:
+            while not connection.closing:
+                await trio.lowlevel.wait_readable(sock)
+                try:
+                    data = os.read(output.fd, READ_BYTES)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    connection.close(f"peer gone: {exc.strerror}")
+                    break
+                if not data:
+                    break
+                try:
+                    data = tls.receive(data)
+                except TlsError as exc:
+                    connection.close(str(exc))  # the writer still sends the alert OpenSSL queued, if any
+                    break
+                if data:
+                    connection.receive(data, trio.current_time())
+                    if connection.session is not None:
+                        connection.session.store.flush()
+                output.write_now()  # the handshake's replies, or the replies to this read, in one write
+                if (connection.outbox or output.backlog or connection.closing
+                        or connection.next_deadline() < output.deadline or connection.producing()):
+                    connection.wakeup()
+                if tls.closed:  # the peer's close_notify: nothing more comes
+                    break
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         connection.close(connection.close_reason or "peer closed the connection")
@@ -244,7 +304,7 @@ class _Output:
             finally:
                 self.busy = False
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, data: bytes | memoryview) -> None:
         """Write ``data``, waiting for the socket; the session timers run meanwhile. A peer that takes nothing
         for ``send_timeout_s()``, or a closing connection past ``close_deadline``, is given up on."""
         connection = self.connection
@@ -276,6 +336,74 @@ class _Output:
             now = trio.current_time()
             if now >= connection.next_deadline() and not connection.closing:
                 connection.poll(now)  # heartbeats and the peer's timeout, even while the socket is full
+
+    def finish(self) -> None:
+        """The connection closes with everything written (plaintext: nothing more to say)."""
+
+
+class _TlsOutput(_Output):
+    """``_Output`` through a ``TlsSession``: the outbox is encrypted where it is written, once.
+
+    Everything leaves through ``_ciphertext`` (the outbox encrypted after the
+    store is flushed, behind whatever TLS queued itself: handshake records,
+    tickets, alerts), in the order it was produced. A write that takes only part
+    of it leaves the rest in ``backlog`` for the writer task, which sends it
+    before producing more; meanwhile ``write_now`` writes nothing and the outbox
+    keeps the session's plaintext, where ``MAX_OUTBOX_BYTES`` still bounds it.
+    """
+
+    __slots__ = ("backlog", "tls")
+
+    def __init__(self, stream: trio.SocketStream, connection: Connection, tls: TlsSession) -> None:
+        super().__init__(stream, connection)
+        self.tls = tls
+        self.backlog: bytes | memoryview = b""  # ciphertext a write took only part of: it goes out first
+
+    def write_now(self) -> None:
+        if self.busy or self.backlog:
+            return  # the writer is sending: it takes what follows, in order
+        data = self._ciphertext()
+        if not data:
+            return
+        sent = self._write(data)
+        if sent is not None and sent < len(data):
+            self.backlog = memoryview(data)[sent:]
+            self.connection.wakeup()
+
+    def _ciphertext(self) -> bytes:
+        """Encrypt the outbox (the store flushed first) and take every record TLS has queued, in order."""
+        connection = self.connection
+        if connection.outbox:
+            if connection.session is not None:
+                connection.session.store.flush()
+            try:
+                self.tls.send(connection.take_output())
+            except TlsError as exc:  # output before the handshake is done: a bug, but only this connection's
+                connection.close(str(exc))
+        return self.tls.outgoing()
+
+    async def flush(self) -> None:
+        """Write the backlog, then everything queued since, waiting for the socket as needed (the writer task)."""
+        while True:
+            data = self.backlog or self._ciphertext()
+            self.backlog = b""
+            if not data:
+                return
+            self.busy = True
+            try:
+                await self._send(data)
+            finally:
+                self.busy = False
+
+    def finish(self) -> None:
+        """Best effort: our close_notify, if the socket takes it now (the peer may be gone)."""
+        if self.backlog or not self.tls.handshaken:
+            return
+        self.tls.close()
+        data = self.tls.outgoing()
+        if data:
+            with contextlib.suppress(OSError):
+                os.write(self.fd, data)
 
 
 class _Wake:

@@ -10,6 +10,10 @@ The exchange application reads the daemon's shared publisher
 at shutdown before it stops intake: every session logged out, and the orders
 of cancel-on-disconnect sessions cancelled (``FixServer.stop``,
 ``ExchangeApplication.drained``).
+
+With ``tls_cert`` and ``tls_key`` set the acceptor serves FIX over TLS
+(``adapters.tls``); a file it cannot use stops start-up with a StartupError
+naming the key, before the port is opened.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from adapters.fix.exchange import ExchangeApplication
 from adapters.fix.server import FixServer, wall_clock_us
 from adapters.fix.session import Application, Session, SessionConfig
 from adapters.fix.store import FileStore
-from engine.config import address_text, split_listen
+from adapters.tls import server_context
+from engine.config import ConfigError, address_text, split_listen
 from engine.publisher import Publisher
 from engine.publisher_service import acquire
+from engine.recovery import StartupError
 from engine.runtime import Engine, listening
 
 CL_ORD_IDS_FILE = "clordids.log"
@@ -57,6 +63,10 @@ async def serve_fix(
         return
     configured = listen or fix.listen
     host, port = split_listen(configured)
+    try:
+        tls = server_context("fix", fix.tls_cert, fix.tls_key)
+    except ConfigError as exc:  # the daemon reports a StartupError as "cannot start: <the key>: ..."
+        raise StartupError(str(exc)) from None
     store_dir = engine.directory / "fix"
     exchange: ExchangeApplication | None = None
     try:
@@ -80,7 +90,7 @@ async def serve_fix(
             # the echo profile only runs the QuickFIX acceptance suite: no keys, no signatures
             authenticate = make_authenticator(publisher.account_for_key) if publisher is not None else None
             acceptor = Acceptor(sessions, authenticate=authenticate, intake=engine if exchange is not None else None)
-            server = FixServer(acceptor, host, port)
+            server = FixServer(acceptor, host, port, tls=tls)
             with listening("adapters.fix.listen", configured):
                 address = await nursery.start(server.serve)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import trio
 
 from adapters.fix.codec import Field, Framer, Message, Timestamps, decode, encode_body, frame_message
@@ -17,7 +19,7 @@ async def close_all() -> None:
 
 
 class RawClient:
-    def __init__(self, stream: trio.SocketStream, sender: str = "TW44", target: str = "ISLD") -> None:
+    def __init__(self, stream: trio.abc.Stream, sender: str = "TW44", target: str = "ISLD") -> None:
         self.stream = stream
         self.sender = sender
         self.target = target
@@ -30,6 +32,15 @@ class RawClient:
     @classmethod
     async def connect(cls, address: tuple[str, int], sender: str = "TW44", target: str = "ISLD") -> RawClient:
         return cls(await trio.open_tcp_stream(*address), sender, target)
+
+    @classmethod
+    async def connect_tls(cls, address: tuple[str, int], context: ssl.SSLContext, sender: str = "TW44",
+                          target: str = "ISLD", *, sock: trio.socket.SocketType | None = None) -> RawClient:
+        """Over TLS (trio's SSLStream: Python's ssl, i.e. OpenSSL), the handshake done; ``sock``: already connected."""
+        stream = trio.SocketStream(sock) if sock is not None else await trio.open_tcp_stream(*address)
+        tls = trio.SSLStream(stream, context, server_hostname="localhost")
+        await tls.do_handshake()
+        return cls(tls, sender, target)
 
     def build(self, msg_type: str, body: list[Field] | None = None, *, seq: int | None = None,
               header: list[tuple[int, str]] | None = None) -> bytes:
@@ -51,7 +62,7 @@ class RawClient:
             while not self.pending:
                 try:
                     data = await self.stream.receive_some(65536)
-                except trio.BrokenResourceError:
+                except trio.BrokenResourceError:  # a reset, or a TLS connection ended without close_notify
                     data = b""
                 if not data:
                     return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import ssl
 from pathlib import Path
 
 import trio
@@ -105,7 +106,7 @@ def compare(expected: bytes, actual: bytes, patterns: dict[int, re.Pattern[str]]
 
 
 class Peer:
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.framer = Framer()
         self.pending: list[bytes] = []
@@ -123,8 +124,8 @@ class Peer:
         return self.pending.pop(0)
 
 
-async def run_definition(path: Path, host: str, port: int) -> None:
-    """Run one .def script against the acceptor; raise Failure on the first mismatch."""
+async def run_definition(path: Path, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+    """Run one .def script against the acceptor (over TLS with ``tls``); raise Failure on the first mismatch."""
     patterns = field_patterns()
     peers: dict[int, Peer] = {}
     try:
@@ -137,7 +138,7 @@ async def run_definition(path: Path, host: str, port: int) -> None:
                 continue
             command, conn_id, rest = match.group(1), int(match.group(2) or b"1"), match.group(3)
             try:
-                await _step(command, rest, conn_id, peers, host, port, patterns)
+                await _step(command, rest, conn_id, peers, host, port, patterns, tls)
             except Failure as exc:
                 raise Failure(f"{path.name} line {number}: {exc}") from None
     finally:
@@ -147,10 +148,14 @@ async def run_definition(path: Path, host: str, port: int) -> None:
 
 async def _step(
     command: bytes, rest: bytes, conn_id: int, peers: dict[int, Peer], host: str, port: int,
-    patterns: dict[int, re.Pattern[str]],
+    patterns: dict[int, re.Pattern[str]], tls: ssl.SSLContext | None,
 ) -> None:
     if command == b"i" and rest == b"CONNECT":
-        peers[conn_id] = Peer(await trio.open_tcp_stream(host, port))
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        if tls is not None:
+            stream = trio.SSLStream(stream, tls, server_hostname="localhost")
+            await stream.do_handshake()
+        peers[conn_id] = Peer(stream)
     elif command == b"i" and rest == b"DISCONNECT":
         await peers.pop(conn_id).stream.aclose()
     elif command == b"e" and rest == b"DISCONNECT":

@@ -1,6 +1,6 @@
 """The 59 QuickFIX FIX 4.4 acceptance definitions against Satchel's acceptor with the echo application.
 
-Each definition is one test case. They run over real TCP on 127.0.0.1 on trio's
+Each definition is one test case, in plaintext and over TLS. They run over real TCP on 127.0.0.1 on trio's
 MockClock with autojump, so the heartbeat tests (4a, 6) run in well under a
 second instead of 12 s and 34 s of wall time; SendingTime checks still use the
 wall clock, as the definitions' ``<TIME>`` does.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import ssl
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,11 @@ from adapters.fix.echo import EchoApplication
 from adapters.fix.server import FixServer, wall_clock_us
 from adapters.fix.service import serve_fix
 from adapters.fix.session import Session, SessionConfig
+from adapters.tls import server_context
 from engine.config import DEFAULT, parse_config
 from engine.runtime import Engine
 from tests.adapters.fix.conformance import DEFINITIONS, run_definition, substitute_time
+from tests.adapters.tls_certs import make_pki
 
 DEFINITION_FILES = sorted(p.name for p in DEFINITIONS.glob("*.def")) if DEFINITIONS.exists() else []
 
@@ -64,6 +67,18 @@ async def test_quickfix_acceptance(name: str, echo_server: tuple[str, int], auto
     host, port = echo_server
     with trio.fail_after(120):
         await run_definition(DEFINITIONS / name, host, port)
+
+
+@pytest.mark.parametrize("name", DEFINITION_FILES)
+async def test_quickfix_acceptance_over_tls(
+    name: str, nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The same definitions through TLS: disconnects, resends and garbled input behave as in plaintext."""
+    pki = make_pki(tmp_path)
+    server = FixServer(echo_acceptor(), "127.0.0.1", 0, tls=server_context("fix", str(pki.cert_file), str(pki.key_file)))
+    host, port = await nursery.start(server.serve)
+    with trio.fail_after(120):
+        await run_definition(DEFINITIONS / name, host, port, ssl.create_default_context(cafile=str(pki.ca_file)))
 
 
 async def test_the_echo_profile_from_config_passes_a_sample(nursery: trio.Nursery, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""`satchel run` with a FIX session on a free port: signed Logon, an order, and sequence numbers across a restart."""
+"""`satchel run` with a FIX session on a free port: signed Logon, an order, and sequence numbers across a restart;
+FIX over TLS, and a TLS file the daemon cannot read."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.fix.auth import sign_logon
 from adapters.fix.codec import Framer, Message, Timestamps, decode, encode_body, frame_message
+from tests.adapters.tls_certs import make_pki
 
 pytestmark = pytest.mark.slow
 SATCHEL = [sys.executable, "-m", "engine.cli"]
@@ -35,8 +38,9 @@ def cli(config: Path, *args: str) -> dict[str, object]:
 
 
 class Daemon:
-    def __init__(self, config: Path) -> None:
-        self.proc = subprocess.Popen([*SATCHEL, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
+    def __init__(self, config: Path, cwd: Path | None = None) -> None:
+        self.proc = subprocess.Popen([*SATCHEL, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True,
+                                     cwd=cwd)
         assert self.proc.stderr is not None
         ready = ""
         for line in self.proc.stderr:
@@ -63,8 +67,11 @@ class Daemon:
 
 
 class Client:
-    def __init__(self, address: tuple[str, int], key: Ed25519PrivateKey, seq: int) -> None:
+    def __init__(self, address: tuple[str, int], key: Ed25519PrivateKey, seq: int,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.sock = socket.create_connection(address, timeout=10)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
         self.key = key
         self.seq = seq
         self.framer = Framer()
@@ -89,14 +96,22 @@ class Client:
         return decode(self.pending.pop(0))
 
 
-def test_daemon_fix_session_survives_a_restart(tmp_path: Path) -> None:
+def fix_daemon_config(tmp_path: Path, tls_cert: str = "", tls_key: str = "") -> Path:
+    """``satchel init``'s config on free ports, with the ACME session (and ``[adapters.fix]`` TLS files)."""
     config = tmp_path / "config.toml"
     cli(config, "init", str(config))
     # every port free (fixed REST/WebSocket ports collide with other test runs on the box)
     text = config.read_text()
     for port in (":8400", ":8401", ":8402"):
         text = text.replace(port, ":0")
-    config.write_text(text + SESSION)
+    before, fix = text.split("[adapters.fix]\n")
+    fix = fix.replace('tls_cert = ""', f"tls_cert = {tls_cert!r}", 1).replace('tls_key = ""', f"tls_key = {tls_key!r}", 1)
+    config.write_text(f"{before}[adapters.fix]\n{fix}{SESSION}")
+    return config
+
+
+def test_daemon_fix_session_survives_a_restart(tmp_path: Path) -> None:
+    config = fix_daemon_config(tmp_path)
     daemon = Daemon(config)
     try:
         private = Ed25519PrivateKey.generate()
@@ -132,12 +147,8 @@ def test_daemon_fix_session_survives_a_restart(tmp_path: Path) -> None:
 def test_daemon_stop_logs_out_and_cancels_cancel_on_disconnect_orders(tmp_path: Path) -> None:
     """Regression: SIGTERM dropped the FIX sessions without a Logout, and the orders of a
     cancel_on_disconnect session stayed live after the restart (the engine had stopped taking the cancel)."""
-    config = tmp_path / "config.toml"
-    cli(config, "init", str(config))
-    text = config.read_text()
-    for port in (":8400", ":8401", ":8402"):
-        text = text.replace(port, ":0")
-    config.write_text(text + SESSION + "cancel_on_disconnect = true\n")
+    config = fix_daemon_config(tmp_path)
+    config.write_text(config.read_text() + "cancel_on_disconnect = true\n")
     daemon = Daemon(config)
     try:
         private = Ed25519PrivateKey.generate()
@@ -169,3 +180,37 @@ def test_daemon_stop_logs_out_and_cancels_cancel_on_disconnect_orders(tmp_path: 
         client.sock.close()
     finally:
         daemon.stop()
+
+
+def test_daemon_serves_fix_over_tls_with_files_relative_to_its_working_directory(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    (tmp_path / "etc").mkdir()
+    config = fix_daemon_config(tmp_path / "etc", "server.pem", "server.key")  # not beside the config: in the cwd
+    daemon = Daemon(config, cwd=tmp_path)
+    try:
+        private = Ed25519PrivateKey.generate()
+        cli(config, "account", "create")
+        cli(config, "key", "add", "1", base64.b64encode(private.public_key().public_bytes_raw()).decode())
+        cli(config, "deposit", "1", "USDC", "500")
+        with pytest.raises(ssl.SSLError):  # a client that does not trust the test CA refuses the certificate
+            Client(daemon.address, private, 1, ssl.create_default_context())
+        client = Client(daemon.address, private, 1, ssl.create_default_context(cafile=str(pki.ca_file)))
+        assert isinstance(client.sock, ssl.SSLSocket) and client.sock.version() in ("TLSv1.2", "TLSv1.3")
+        client.send("A", [(98, "0"), (108, "30")])
+        assert client.read().msg_type == "A"
+        client.send("D", [(11, "d1"), (55, "SOL_USDC"), (54, "1"), (60, "20240101-00:00:00"), (38, "1"), (40, "2"), (44, "100")])
+        report = client.read()
+        assert (report.msg_type, report.get(150), report.get(11)) == ("8", "0", "d1")
+        client.sock.close()
+    finally:
+        daemon.stop()
+
+
+def test_daemon_does_not_start_with_a_tls_key_it_cannot_read(tmp_path: Path) -> None:
+    make_pki(tmp_path)
+    config = fix_daemon_config(tmp_path, "server.pem", "missing.key")
+    proc = subprocess.run([*SATCHEL, "run", "--config", str(config)], capture_output=True, text=True, timeout=30,
+                          cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "satchel: cannot start: adapters.fix.tls_key: cannot read 'missing.key': No such file or directory")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from adapters.fix.service import serve_fix
 from engine.config import DEFAULT, parse_config
 from engine.runtime import Engine
 from tests.adapters.fix.client import RawClient
+from tests.adapters.tls_certs import TestPki
 
 SESSIONS = [
     {"sender_comp_id": "SATCHEL", "target_comp_id": "MAKER", "account": 1, "heartbeat_min_s": 1},
@@ -26,18 +28,22 @@ SESSIONS = [
 ]
 
 
-def fix_config(sessions: list[dict[str, Any]] | None = None) -> Any:
+def fix_config(sessions: list[dict[str, Any]] | None = None, tls: TestPki | None = None) -> Any:
     data = copy.deepcopy(DEFAULT)
     data["limits"] = {"max_open_orders_per_account": 10_000}  # the mass-status test rests 1,020 orders on one account
     data["adapters"]["fix"]["sessions"] = copy.deepcopy(SESSIONS if sessions is None else sessions)
+    if tls is not None:
+        data["adapters"]["fix"] |= {"tls_cert": str(tls.cert_file), "tls_key": str(tls.key_file)}
     return parse_config(data)
 
 
 class FixVenue:
-    def __init__(self, engine: Engine, address: tuple[str, int], info: dict[str, Any]) -> None:
+    def __init__(self, engine: Engine, address: tuple[str, int], info: dict[str, Any],
+                 tls: ssl.SSLContext | None = None) -> None:
         self.engine = engine
         self.address = address
         self.info = info
+        self.tls = tls  # what clients connect with (trusting the test CA) when the venue serves TLS
         self.keys: dict[int, Ed25519PrivateKey] = {}
 
     async def account(self, **funds: str) -> int:
@@ -55,8 +61,13 @@ class FixVenue:
         raw = self.keys[account].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         return base64.b64encode(raw).decode()
 
+    async def connect(self, comp_id: str) -> RawClient:
+        if self.tls is None:
+            return await RawClient.connect(self.address, sender=comp_id, target="SATCHEL")
+        return await RawClient.connect_tls(self.address, self.tls, sender=comp_id, target="SATCHEL")
+
     async def logon(self, comp_id: str, account: int, *, heartbeat: int = 30) -> RawClient:
-        client = await RawClient.connect(self.address, sender=comp_id, target="SATCHEL")
+        client = await self.connect(comp_id)
         logon = signed_logon(client, self.keys[account], self.public_key(account), heartbeat)
         await client.send_raw(logon)
         await client.expect("A")
@@ -76,12 +87,15 @@ def signed_logon(client: RawClient, key: Ed25519PrivateKey, api_key: str, heartb
     return frame_message("A", header, encode_body(body))
 
 
-async def start_venue(nursery: trio.Nursery, directory: Path, sessions: list[dict[str, Any]] | None = None) -> FixVenue:
-    engine = Engine(fix_config(sessions), directory)
+async def start_venue(nursery: trio.Nursery, directory: Path, sessions: list[dict[str, Any]] | None = None, *,
+                      tls: TestPki | None = None) -> FixVenue:
+    """A venue serving FIX on a free port; with ``tls``, over TLS with that PKI's server certificate."""
+    engine = Engine(fix_config(sessions, tls), directory)
     await nursery.start(engine.run)
     info = await nursery.start(lambda task_status: serve_fix(engine, listen="127.0.0.1:0", task_status=task_status))
     host, _, port = info["fix"].rpartition(":")
-    return FixVenue(engine, (host, int(port)), info)
+    client_tls = None if tls is None else ssl.create_default_context(cafile=str(tls.ca_file))
+    return FixVenue(engine, (host, int(port)), info, client_tls)
 
 
 SOL = "SOL_USDC"
