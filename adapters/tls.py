@@ -6,7 +6,8 @@ starts unattended). The context accepts TLS 1.2 and 1.3 only, with OpenSSL's
 default cipher list for a server (``ssl.create_default_context``); clients are not
 asked for certificates (they authenticate with their API keys, as on Backpack).
 A file that is missing, unreadable, not PEM, or whose key does not match the
-certificate stops start-up with a message naming the config key.
+certificate stops start-up with a message naming the config key. Relative paths
+start from the config file's directory (``engine.config.with_tls_paths``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def server_context(key: str, cert_file: str, key_file: str) -> ssl.SSLContext | 
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION  # a TLS 1.2 client's renegotiations cost the server a handshake each
     for name, path in (("tls_cert", cert_file), ("tls_key", key_file)):
         try:
             with open(path, "rb"):

@@ -277,7 +277,22 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return parse_config(data)
+    return with_tls_paths(parse_config(data), Path(path).resolve().parent)
+
+
+def with_tls_paths(config: Config, base: Path) -> Config:
+    """``config`` with each adapter's relative tls_cert/tls_key made absolute from ``base`` (the config
+    file's directory, where the journal directory's relative path starts too)."""
+
+    def resolved(section: Any) -> Any:
+        def absolute(value: str) -> str:
+            return str(base / value) if value and not Path(value).is_absolute() else value
+
+        return attrs.evolve(section, tls_cert=absolute(section.tls_cert), tls_key=absolute(section.tls_key))
+
+    adapters = config.adapters
+    return attrs.evolve(config, adapters=attrs.evolve(
+        adapters, rest=resolved(adapters.rest), websocket=resolved(adapters.websocket), fix=resolved(adapters.fix)))
 
 
 def _validate(config: Config) -> None:

@@ -19,7 +19,7 @@ with a checkpoint between slices: other connections run in between, and a
 peer that does not read gets nothing more built for it.
 
 With a TLS context (``[adapters.fix] tls_cert``/``tls_key``) every connection
-runs through a ``TlsSession`` (``_read_tls``, ``_TlsOutput``): a read is
+runs through a ``TlsSession`` (``_read``, ``_TlsOutput``): a read is
 decrypted before the connection sees it and its replies (handshake records
 included) are encrypted where they are written; the plaintext path is chosen
 once per connection and does no TLS work. Ciphertext is produced once: what a
@@ -44,7 +44,6 @@ a configured session from logging on.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -116,18 +115,12 @@ class FixServer:
         self.connections += 1
         connection = Connection(self.acceptor, trio.current_time(), self.wall_us)
         self.pre_logon[connection] = None
-        output: _Output
-        if self.tls is None:
-            output = _Output(stream, connection)
-            read = functools.partial(self._read, stream, connection, output)
-        else:
-            output = tls_output = _TlsOutput(stream, connection, TlsSession(self.tls))
-            read = functools.partial(self._read_tls, stream, connection, tls_output)
+        output = _Output(stream, connection) if self.tls is None else _TlsOutput(stream, connection, TlsSession(self.tls))
         connection.flush_hook = output.write_now
         connection.on_close = output.closing
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(read)
+                nursery.start_soon(self._read, stream, connection, output)
                 await self._write(stream, connection, output)
                 nursery.cancel_scope.cancel()
         except Exception:  # a bug closes this connection, never the acceptor
@@ -178,8 +171,11 @@ class FixServer:
 
     async def _read(self, stream: trio.SocketStream, connection: Connection, output: _Output) -> None:
         """Wait until readable, then read (``receive_some`` tries first: one failing ``recv`` per message
-        when orders arrive one at a time, as in the RTT benchmark)."""
+        when orders arrive one at a time, as in the RTT benchmark). Over TLS each read is decrypted first
+        and what it completes (plaintext, handshake replies) is answered in the same write; bytes that are
+        not TLS close the connection."""
         sock = stream.socket
+        tls = output.tls
         try:
             while not connection.closing:
                 await trio.lowlevel.wait_readable(sock)
@@ -192,48 +188,21 @@ class FixServer:
                     break
                 if not data:
                     break
-                connection.receive(data, trio.current_time())
-                if connection.session is not None:
-                    connection.session.store.flush()
-                output.write_now()  # the replies to this read (acks, rejects) in one write
-                if (connection.outbox or connection.closing or connection.next_deadline() < output.deadline
-                        or connection.producing()):
-                    connection.wakeup()  # output left, closing, a timer moved earlier or a long answer; else no switch
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        connection.close(connection.close_reason or "peer closed the connection")
-
-    async def _read_tls(self, stream: trio.SocketStream, connection: Connection, output: _TlsOutput) -> None:
-        """``_read`` through TLS: each read is decrypted first, and what it completes (plaintext, handshake
-        replies) is answered in one write; bytes that are not TLS close the connection."""
-        sock = stream.socket
-        tls = output.tls
-        try:
-            while not connection.closing:
-                await trio.lowlevel.wait_readable(sock)
-                try:
-                    data = os.read(output.fd, READ_BYTES)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    connection.close(f"peer gone: {exc.strerror}")
-                    break
-                if not data:
-                    break
-                try:
-                    data = tls.receive(data)
-                except TlsError as exc:
-                    connection.close(str(exc))  # the writer still sends the alert OpenSSL queued, if any
-                    break
+                if tls is not None:
+                    try:
+                        data = tls.receive(data)
+                    except TlsError as exc:
+                        connection.close(str(exc))  # the writer still sends the alert OpenSSL queued, if any
+                        break
                 if data:
                     connection.receive(data, trio.current_time())
                     if connection.session is not None:
                         connection.session.store.flush()
-                output.write_now()  # the handshake's replies, or the replies to this read, in one write
+                output.write_now()  # the replies to this read (acks, rejects, the handshake's) in one write
                 if (connection.outbox or output.backlog or connection.closing
                         or connection.next_deadline() < output.deadline or connection.producing()):
-                    connection.wakeup()
-                if tls.closed:  # the peer's close_notify: nothing more comes
+                    connection.wakeup()  # output left, closing, a timer moved earlier or a long answer; else no switch
+                if tls is not None and tls.closed:  # the peer's close_notify: nothing more comes
                     break
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -253,6 +222,9 @@ class _Output:
     """
 
     __slots__ = ("aborted", "busy", "close_deadline", "connection", "deadline", "fd", "send_scope", "stream")
+
+    tls: TlsSession | None = None  # plaintext; ``_TlsOutput`` has its session
+    backlog: bytes | memoryview = b""  # ciphertext waiting for the writer (``_TlsOutput`` only)
 
     def __init__(self, stream: trio.SocketStream, connection: Connection) -> None:
         self.stream = stream
@@ -352,11 +324,12 @@ class _TlsOutput(_Output):
     keeps the session's plaintext, where ``MAX_OUTBOX_BYTES`` still bounds it.
     """
 
-    __slots__ = ("backlog", "tls")
+    __slots__ = ("backlog", "session", "tls")
 
     def __init__(self, stream: trio.SocketStream, connection: Connection, tls: TlsSession) -> None:
         super().__init__(stream, connection)
-        self.tls = tls
+        self.tls = tls  # what the reader asks (None on plaintext)
+        self.session = tls
         self.backlog: bytes | memoryview = b""  # ciphertext a write took only part of: it goes out first
 
     def write_now(self) -> None:
@@ -377,10 +350,10 @@ class _TlsOutput(_Output):
             if connection.session is not None:
                 connection.session.store.flush()
             try:
-                self.tls.send(connection.take_output())
+                self.session.send(connection.take_output())
             except TlsError as exc:  # output before the handshake is done: a bug, but only this connection's
                 connection.close(str(exc))
-        return self.tls.outgoing()
+        return self.session.outgoing()
 
     async def flush(self) -> None:
         """Write the backlog, then everything queued since, waiting for the socket as needed (the writer task)."""
@@ -397,10 +370,10 @@ class _TlsOutput(_Output):
 
     def finish(self) -> None:
         """Best effort: our close_notify, if the socket takes it now (the peer may be gone)."""
-        if self.backlog or not self.tls.handshaken:
+        if self.backlog or not self.session.handshaken:
             return
-        self.tls.close()
-        data = self.tls.outgoing()
+        self.session.close()
+        data = self.session.outgoing()
         if data:
             with contextlib.suppress(OSError):
                 os.write(self.fd, data)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from adapters.tls import TlsError, TlsSession, server_context
 from engine.config import DEFAULT as DEFAULT_CONFIG
-from engine.config import ConfigError, parse_config
+from engine.config import ConfigError, load_config, parse_config, render_default
 from tests.adapters.tls_certs import make_pki
 
 
@@ -138,3 +138,17 @@ def test_tls_session_close_notify_both_ways(tmp_path: Path) -> None:
     server2.close()
     in2.write(server2.outgoing())
     assert client2.read(10) == b""  # the clean end: our close_notify arrived
+
+
+def test_relative_tls_paths_start_from_the_config_files_directory(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    text = render_default().replace(
+        '[adapters.rest]\nlisten = "127.0.0.1:8400"\ntls_cert = ""\ntls_key = ""',
+        '[adapters.rest]\nlisten = "127.0.0.1:8400"\ntls_cert = "certs/rest.pem"\ntls_key = "/abs/rest.key"',
+    )
+    assert 'tls_cert = "certs/rest.pem"' in text
+    (tmp_path / "etc" / "config.toml").write_text(text)
+    config = load_config(tmp_path / "etc" / "config.toml")
+    assert config.adapters.rest.tls_cert == str(tmp_path / "etc" / "certs" / "rest.pem")
+    assert config.adapters.rest.tls_key == "/abs/rest.key"
+    assert config.adapters.fix.tls_cert == config.adapters.websocket.tls_key == ""  # plaintext stays plaintext

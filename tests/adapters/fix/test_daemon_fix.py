@@ -182,10 +182,10 @@ def test_daemon_stop_logs_out_and_cancels_cancel_on_disconnect_orders(tmp_path: 
         daemon.stop()
 
 
-def test_daemon_serves_fix_over_tls_with_files_relative_to_its_working_directory(tmp_path: Path) -> None:
-    pki = make_pki(tmp_path)
+def test_daemon_serves_fix_over_tls_with_files_relative_to_its_config(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
-    config = fix_daemon_config(tmp_path / "etc", "server.pem", "server.key")  # not beside the config: in the cwd
+    pki = make_pki(tmp_path / "etc")
+    config = fix_daemon_config(tmp_path / "etc", "server.pem", "server.key")  # beside the config, not in the cwd
     daemon = Daemon(config, cwd=tmp_path)
     try:
         private = Ed25519PrivateKey.generate()
@@ -213,4 +213,4 @@ def test_daemon_does_not_start_with_a_tls_key_it_cannot_read(tmp_path: Path) -> 
                           cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        "satchel: cannot start: adapters.fix.tls_key: cannot read 'missing.key': No such file or directory")
+        f"satchel: cannot start: adapters.fix.tls_key: cannot read {str(tmp_path / 'missing.key')!r}: No such file or directory")
