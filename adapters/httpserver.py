@@ -29,7 +29,16 @@ MagicStack's httptools); this module only keeps connections, buffers and timers:
   moved by later ones); an answer the client does not read within
   ``send_timeout_s`` closes the connection;
 * malformed HTTP (or an Upgrade) gets a clean 400 naming the parser's reason,
-  after any complete requests before it are answered; then the connection closes.
+  after any complete requests before it are answered; then the connection closes;
+* TLS (https) when built with an ``ssl.SSLContext``: each connection gets an
+  ``adapters.tls.TlsSession`` between its socket and the parser (the plaintext
+  path is a different connection class, chosen once per connection). The
+  handshake must complete within ``request_timeout_s`` of the accept, however
+  it trickles in; a failed handshake or a damaged record (a plaintext client on
+  the https port) closes that connection without an answer, as does a refusal
+  for too many connections (a 503 could only be sent after a handshake). Every
+  ciphertext record is written whole and in order, a partial write keeping the
+  rest; a closing connection sends close_notify when nothing is left unsent.
 
 The handler is one coroutine per request: ``Request`` in, ``(status, body,
 content_type)`` out, so the app never builds ASGI dictionaries. No task is
@@ -41,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -54,6 +64,7 @@ import httptools
 import trio
 
 from adapters.admission import Admission, peer_of
+from adapters.tls import TlsError, TlsSession
 
 log = logging.getLogger("satchel.http")
 
@@ -266,9 +277,10 @@ class HttpServer:
     """Serves one handler on trio listeners; see the module docstring for the rules it keeps."""
 
     def __init__(self, handler: Handler, error_body: ErrorBody, wanted_headers: Mapping[bytes, str],
-                 limits: Limits | None = None, begin: Begin | None = None) -> None:
+                 limits: Limits | None = None, begin: Begin | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
         self.begin = begin
+        self.tls = tls  # None: plaintext (http); else every connection is https
         self.error_body = error_body
         self.wanted = {**wanted_headers, b"content-length": "content-length", b"expect": "expect"}
         self.limits = limits or Limits()
@@ -302,20 +314,25 @@ class HttpServer:
             peer = peer_of(sock)
             refused = self.admission.admit(peer)
             if refused is not None:
-                status, body, content_type = self.error_body(503, f"Service unavailable: {refused}")
-                with contextlib.suppress(OSError):  # one try, never a wait: the slot is not ours
-                    sock.send(self.head(status, len(body), content_type, True) + body)
+                if self.tls is None:  # over TLS it could only be said after a handshake: just closed
+                    status, body, content_type = self.error_body(503, f"Service unavailable: {refused}")
+                    with contextlib.suppress(OSError):  # one try, never a wait: the slot is not ours
+                        sock.send(self.head(status, len(body), content_type, True) + body)
                 return
-            connection = _Connection(sock, _Parsing(self.wanted, self.limits.max_body_bytes, self._names), self.limits)
+            parsing = _Parsing(self.wanted, self.limits.max_body_bytes, self._names)
+            if self.tls is None:
+                connection = _Connection(sock, parsing, self.limits)
+            else:
+                connection = _TlsConnection(sock, parsing, self.limits, TlsSession(self.tls))
             try:
                 with trio.CancelScope() as connection.deadline:
                     await self._serve_connection(connection)
-                parsing = connection.parsing
                 if connection.deadline.cancelled_caught and parsing.in_message and not parsing.ready:
                     with trio.move_on_after(1):  # a slow request (not a slow reader): say why, briefly
                         await self._refuse(connection, Refused(408, "Request not completed in time"))
-            except OSError:
-                pass  # the client went away (reset, broken pipe)
+                connection.close()
+            except (OSError, TlsError):
+                pass  # the client went away (reset, broken pipe) or broke its TLS session
             finally:
                 self.admission.release(peer)
 
@@ -461,10 +478,13 @@ class _Connection:
             self.sock.shutdown(socket.SHUT_WR)
             drained = 0
             while drained < LINGER_BYTES:
-                data = await self.receive()
+                data = await _Connection.receive(self)  # the socket's bytes: TLS records are dropped undeciphered
                 if not data:
                     return
                 drained += len(data)
+
+    def close(self) -> None:
+        """The connection ends (its socket closes next): nothing to say in plaintext."""
 
     async def send(self, data: bytes) -> None:
         """Write all of ``data``; waits (with the send timeout) only if the kernel buffer is full."""
@@ -482,3 +502,69 @@ class _Connection:
                 sent += self.sock.send(view[sent:])
             except BlockingIOError:
                 continue
+
+
+class _TlsConnection(_Connection):
+    """A connection over TLS: the socket carries ciphertext, ``receive`` and ``send`` deal in plaintext.
+
+    Every read goes through the session, and what it has to send (handshake
+    records, alerts, session tickets) is written before the plaintext is used.
+    Until the handshake completes, the deadline is the accept plus the request
+    timeout, however the handshake trickles in; then the HTTP deadlines apply.
+    """
+
+    def __init__(self, sock: socket.socket, parsing: _Parsing, limits: Limits, tls: TlsSession) -> None:
+        super().__init__(sock, parsing, limits)
+        self.tls = tls
+        self.accepted = trio.current_time()
+        self.unsent = False  # a write of ciphertext did not finish (cancelled, or the peer went away)
+
+    async def receive(self) -> bytes:
+        """The next plaintext (b"" at the end of the stream, a close_notify or a TLS failure)."""
+        tls = self.tls
+        while not tls.closed:  # after the peer's close_notify nothing more comes: no read waits for it
+            data = await super().receive() if tls.handshaken else await self._handshake_read()
+            try:
+                plaintext = tls.receive(data)
+            except TlsError as exc:
+                log.debug("TLS connection from %s closed: %s", peer_of(self.sock), exc)
+                return b""
+            await self._flush()
+            if plaintext or not data:
+                return plaintext
+        return b""
+
+    async def _handshake_read(self) -> bytes:
+        self._expire_at(self.accepted + self.limits.request_timeout_s)
+        while True:
+            await trio.lowlevel.wait_readable(self.sock)  # a few reads per connection: always a checkpoint
+            try:
+                return self.sock.recv(RECV_BYTES)
+            except BlockingIOError:
+                continue
+
+    async def send(self, data: bytes) -> None:
+        self.tls.send(data)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Write the session's ciphertext whole (a partial write keeps its rest; nothing is encrypted twice)."""
+        ciphertext = self.tls.outgoing()
+        if ciphertext:
+            self.unsent = True
+            await super().send(ciphertext)
+            self.unsent = False
+
+    async def linger(self) -> None:
+        self.close()  # the close_notify goes out before the half-close
+        await super().linger()
+
+    def close(self) -> None:
+        """Best effort, never a wait: close_notify (or the alert of a failed handshake) in one try."""
+        if self.unsent:  # a record cut short: anything after it would be garbage to the peer
+            return
+        self.tls.close()
+        ciphertext = self.tls.outgoing()
+        if ciphertext:
+            with contextlib.suppress(OSError):
+                self.sock.send(ciphertext)

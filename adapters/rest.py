@@ -8,7 +8,8 @@ string; other methods read a JSON body (and any query parameters). The server
 (``adapters.httpserver``: httptools' llhttp parser, keep-alive, pipelining,
 bounded heads and bodies, timeouts) refuses bodies over ``MAX_BODY_BYTES``
 before reading them. It replaced hypercorn's trio worker, which cost ~900 µs of
-CPU per request before the app ran (see ``bench.rest_bench``).
+CPU per request before the app ran (see ``bench.rest_bench``). With a TLS
+context (``adapters.rest.tls_cert``/``tls_key``) the same server speaks https.
 
 New orders (``POST /api/v1/order``) take a faster path (``RestApp.begin``): a
 connection's pipelined orders are checked together, their Ed25519 signatures
@@ -20,6 +21,7 @@ order without waiting for each other, and answered from the engine's reply sink.
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -193,20 +195,21 @@ def _query(raw: bytes) -> dict[str, Any]:
     return out
 
 
-def http_server(api: BackpackApi, signatures: SignatureThread | None = None) -> HttpServer:
+def http_server(api: BackpackApi, signatures: SignatureThread | None = None,
+                tls: ssl.SSLContext | None = None) -> HttpServer:
     app = RestApp(api, signatures)
     return HttpServer(app, error_response, SIGNING_HEADERS,
-                      Limits(max_body_bytes=MAX_BODY_BYTES, keep_alive_s=KEEP_ALIVE_S), begin=app.begin)
+                      Limits(max_body_bytes=MAX_BODY_BYTES, keep_alive_s=KEEP_ALIVE_S), begin=app.begin, tls=tls)
 
 
 async def serve_rest(
-    api: BackpackApi, listen: str, *, shutdown: trio.Event | None = None,
+    api: BackpackApi, listen: str, *, tls: ssl.SSLContext | None = None, shutdown: trio.Event | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled (or ``shutdown`` is set); reports the bound ``host:port``."""
+    """Serve until cancelled (or ``shutdown`` is set), https when ``tls`` is given; reports the bound ``host:port``."""
     signatures = SignatureThread()
     with signatures.running():
-        await serve_http(http_server(api, signatures), listen, shutdown=shutdown, task_status=task_status)
+        await serve_http(http_server(api, signatures, tls), listen, shutdown=shutdown, task_status=task_status)
 
 
 async def serve_http(

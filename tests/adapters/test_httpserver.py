@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 from functools import partial
+from pathlib import Path
 
 import orjson
 import pytest
@@ -13,8 +15,12 @@ import trio.lowlevel
 from adapters.admission import Admission
 from adapters.httpserver import MAX_HEAD_BYTES, HttpServer, Later, Limits, Request, Response
 from adapters.rest import JSON_TYPE, error_response, serve_http
+from adapters.tls import server_context
+from tests.adapters import tls_certs
+from tests.adapters.tls_certs import make_pki
 
 WANTED = {b"x-api-key": "x-api-key"}
+NUMBERS = b"".join(b"%08d\n" % i for i in range(500_000))  # 4.5 MB, every line different: a lost or repeated piece shows
 
 
 async def echo(request: Request) -> Response:
@@ -25,6 +31,8 @@ async def echo(request: Request) -> Response:
         await trio.sleep(0.05)
     if request.path == "/big":
         return 200, b"x" * 4_000_000, JSON_TYPE
+    if request.path == "/numbers":
+        return 200, NUMBERS, JSON_TYPE
     body = orjson.dumps({"method": request.method, "path": request.path, "query": request.query.decode(),
                          "headers": request.headers, "body": request.body.decode()})
     return 200, body, JSON_TYPE
@@ -47,7 +55,7 @@ async def close_at_end(stream: trio.SocketStream) -> None:
         stream.socket.close()
 
 
-async def read_answer(stream: trio.SocketStream, buffer: bytearray) -> tuple[bytes, bytes]:
+async def read_answer(stream: trio.abc.ReceiveStream, buffer: bytearray) -> tuple[bytes, bytes]:
     """One answer (head, body) from ``buffer`` plus whatever the stream sends."""
     while b"\r\n\r\n" not in buffer:
         chunk = await stream.receive_some(65536)
@@ -63,7 +71,7 @@ async def read_answer(stream: trio.SocketStream, buffer: bytearray) -> tuple[byt
     return head, rest[:length]
 
 
-async def read_to_eof(stream: trio.SocketStream) -> bytes:
+async def read_to_eof(stream: trio.abc.ReceiveStream) -> bytes:
     data = b""
     with trio.fail_after(5):
         while chunk := await stream.receive_some(65536):
@@ -303,4 +311,120 @@ async def test_begun_requests_are_offered_together_and_answered_in_order() -> No
         assert [orjson.loads(body).get("order") for _, body in answers] == ["1", None, "3", None, "5", None, "7"]
         assert orjson.loads(answers[3][1])["path"] == "/read"  # run by the handler, after the orders before it
         assert orders.runs[0][:4] == ["/order?1", "/bad?2", "/order?3", "/read?4"]  # offered together, up to the GET
+        nursery.cancel_scope.cancel()
+
+
+# --- https -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tls_certs.TestPki:
+    return make_pki(Path(tmp_path_factory.mktemp("pki")))
+
+
+def https_server(pki: tls_certs.TestPki, limits: Limits | None = None) -> HttpServer:
+    tls = server_context("rest", str(pki.cert_file), str(pki.key_file))
+    return HttpServer(echo, error_response, WANTED, limits or Limits(max_body_bytes=100), tls=tls)
+
+
+async def start_https(nursery: trio.Nursery, server: HttpServer) -> tuple[str, int]:
+    bound = await nursery.start(partial(serve_http, server, "127.0.0.1:0"))
+    host, port = bound.rsplit(":", 1)
+    return host, int(port)
+
+
+async def tls_client(nursery: trio.Nursery, address: tuple[str, int], pki: tls_certs.TestPki) -> trio.SSLStream[trio.SocketStream]:
+    """Python's TLS client trusting the test CA; it insists on close_notify at the end (https_compatible off)."""
+    stream = await trio.open_tcp_stream(*address)
+    nursery.start_soon(close_at_end, stream)
+    return trio.SSLStream(stream, ssl.create_default_context(cafile=str(pki.ca_file)), server_hostname="localhost")
+
+
+async def test_https_answers_in_order_and_a_large_answer_to_a_slow_reader_arrives_intact(pki: tls_certs.TestPki) -> None:
+    async with trio.open_nursery() as nursery:
+        address = await start_https(nursery, https_server(pki))
+        client = await tls_client(nursery, address, pki)
+        with trio.fail_after(20):
+            await client.send_all(b"GET /numbers HTTP/1.1\r\nHost: x\r\n\r\n"
+                                  b"POST /after?i=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+            await trio.sleep(0.5)  # not reading: the server's writes fill the socket buffers and wait
+            buffer = bytearray()
+            head, body = await read_answer(client, buffer)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == NUMBERS
+            _, after = await read_answer(client, buffer)
+            assert orjson.loads(after) == {"method": "POST", "path": "/after", "query": "i=1",
+                                           "headers": {"content-length": "2"}, "body": "ok"}
+            await client.send_all(b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = await read_to_eof(client)  # ends with the server's close_notify, or trio raises BrokenResourceError
+        assert b"connection: close" in data and orjson.loads(data.partition(b"\r\n\r\n")[2])["path"] == "/last"
+        assert client.selected_alpn_protocol() is None and client.version() in ("TLSv1.2", "TLSv1.3")
+        nursery.cancel_scope.cancel()
+
+
+async def test_plaintext_or_broken_tls_closes_that_connection_and_the_next_client_is_served(pki: tls_certs.TestPki) -> None:
+    server = https_server(pki)
+    async with trio.open_nursery() as nursery:
+        address = await start_https(nursery, server)
+        with trio.fail_after(10):
+            plain = await trio.open_tcp_stream(*address)
+            nursery.start_soon(close_at_end, plain)
+            await plain.send_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            with contextlib.suppress(trio.BrokenResourceError):  # a reset is as good as an end
+                assert b"HTTP/1.1" not in await read_to_eof(plain)
+            broken = await tls_client(nursery, address, pki)
+            await broken.do_handshake()
+            await broken.transport_stream.send_all(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # a record that fails its MAC
+            with pytest.raises(trio.BrokenResourceError):
+                await read_to_eof(broken)
+            client = await tls_client(nursery, address, pki)
+            await client.send_all(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+            _, body = await read_answer(client, bytearray())
+            assert orjson.loads(body)["path"] == "/next"
+            assert server.connections == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_tls_handshake_that_trickles_in_is_cut_off_at_the_request_timeout(pki: tls_certs.TestPki) -> None:
+    """Without a complete handshake, the deadline falls at accept + request_timeout_s, not at each byte's keep-alive."""
+    server = https_server(pki, Limits(keep_alive_s=60, request_timeout_s=1.0))
+    async with trio.open_nursery() as nursery:
+        address = await start_https(nursery, server)
+        stream = await trio.open_tcp_stream(*address)
+        nursery.start_soon(close_at_end, stream)
+        started = trio.current_time()
+
+        async def trickle() -> None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                for byte in b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 30:  # a ClientHello's start
+                    await stream.send_all(bytes([byte]))
+                    await trio.sleep(0.2)
+
+        nursery.start_soon(trickle)
+        with trio.fail_after(10):
+            with contextlib.suppress(trio.BrokenResourceError):
+                assert await read_to_eof(stream) == b""
+            assert trio.current_time() - started < 3
+            while server.connections:  # noqa: ASYNC110 - polling the server's own count
+                await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()
+
+
+async def test_https_admission_counts_the_real_peer_and_closes_the_excess_without_a_handshake(pki: tls_certs.TestPki) -> None:
+    server = https_server(pki)
+    server.admission = Admission(total=100, per_peer=2)
+    async with trio.open_nursery() as nursery:
+        address = await start_https(nursery, server)
+        with trio.fail_after(10):
+            first, second = await tls_client(nursery, address, pki), await tls_client(nursery, address, pki)
+            await first.do_handshake()
+            await second.do_handshake()
+            third = await trio.open_tcp_stream(*address)
+            nursery.start_soon(close_at_end, third)
+            with contextlib.suppress(trio.BrokenResourceError):
+                assert await read_to_eof(third) == b""  # no 503 in plaintext on a TLS port: closed
+            assert server.admission.by_peer == {"127.0.0.1": 2}
+            for client in (first, second):
+                await client.send_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+                head, _ = await read_answer(client, bytearray())
+                assert head.startswith(b"HTTP/1.1 200")
         nursery.cancel_scope.cancel()
