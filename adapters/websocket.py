@@ -28,6 +28,14 @@ is full is closed with code 1008 and a reason; the engine never waits for it.
 The server pings every ``PING_INTERVAL_S`` and closes after ``PONG_TIMEOUT_S``
 without a pong.
 
+TLS (wss): with ``tls_cert``/``tls_key`` set, each admitted connection is
+wrapped in trio's ``SSLStream`` before trio-websocket sees it. Admission still
+counts TCP connections by the peer's address, before any TLS work; the opening
+handshake deadline (``HANDSHAKE_TIMEOUT_S``) covers the TLS handshake too; a
+connection whose TLS fails (a plaintext client on the wss port) is closed at
+once. Frames to a TLS connection always go through the stream: the direct
+socket write of answers (``Connection.reply``) is for plaintext sockets only.
+
 Known limit: the batched writer sends pre-built frames through trio-websocket's
 stream under its send lock (private attributes of the pinned 0.12.2; the server
 never negotiates compression, so frames are plain RFC 6455 text frames).
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -105,6 +114,7 @@ class Connection:
         self.last_pong = clock()
         self.sending = False  # the writer holds frames taken from the outbox and not yet written
         stream = ws._stream
+        # the socket itself only for a plaintext stream: a frame written there bypasses TLS
         self.fd = stream.socket.fileno() if isinstance(stream, (trio.SocketStream, _Admitted)) else -1
 
     def push(self, frame: bytes) -> None:
@@ -554,15 +564,16 @@ class _OrderReply:
 async def serve_websocket(
     api: BackpackApi, listen: str, *, ping_interval_s: float = PING_INTERVAL_S, pong_timeout_s: float = PONG_TIMEOUT_S,
     outbox_max: int = OUTBOX_MAX, max_connections: int = MAX_CONNECTIONS, per_peer: int = PER_PEER_DEFAULT,
-    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S, tls: ssl.SSLContext | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; reports the bound ``host:port``."""
+    """Serve until cancelled, wss when ``tls`` is given; reports the bound ``host:port``."""
     host, port = split_listen(listen)
     server = StreamServer(api, ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s, outbox_max=outbox_max)
     server.admission = Admission(max_connections, per_peer)
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()
-    admitted = [AdmittingListener(listener, server.admission) for listener in listeners]
+    admitted = [AdmittingListener(listener, server.admission, tls) for listener in listeners]
     ws = WebSocketServer(server.handle, admitted, max_message_size=MAX_MESSAGE_BYTES,  # type: ignore[arg-type]
                          connect_timeout=handshake_timeout_s)
     async with trio.open_nursery() as nursery:
@@ -571,20 +582,23 @@ async def serve_websocket(
         task_status.started(address_text(bound[0], bound[1]))
 
 
-class AdmittingListener(trio.abc.Listener[trio.abc.HalfCloseableStream]):
+class AdmittingListener(trio.abc.Listener[trio.abc.Stream]):
     """A TCP listener that hands on only the connections ``admission`` takes; the others are closed at once,
-    before any handshake work (trio-websocket's server has no connection limit of its own)."""
+    before any handshake work (trio-websocket's server has no connection limit of its own). With ``tls``,
+    each admitted connection is handed on wrapped in TLS (its handshake runs on the connection's first read)."""
 
-    def __init__(self, inner: trio.SocketListener, admission: Admission) -> None:
+    def __init__(self, inner: trio.SocketListener, admission: Admission, tls: ssl.SSLContext | None = None) -> None:
         self.inner = inner
         self.admission = admission
+        self.tls = tls
 
-    async def accept(self) -> trio.abc.HalfCloseableStream:
+    async def accept(self) -> trio.abc.Stream:
         while True:
             stream = await self.inner.accept()
             peer = peer_of(stream.socket)
             if self.admission.admit(peer) is None:
-                return _Admitted(stream, self.admission, peer)
+                admitted = _Admitted(stream, self.admission, peer)
+                return admitted if self.tls is None else _TlsStream(admitted, self.tls)
             stream.socket.close()
 
     async def aclose(self) -> None:
@@ -617,3 +631,33 @@ class _Admitted(trio.abc.HalfCloseableStream):
         if admission is not None:
             admission.release(self.peer)
         await self.stream.aclose()
+
+
+class _TlsStream(trio.abc.Stream):
+    """trio's ``SSLStream`` over an admitted connection, whose socket is closed as soon as the client's TLS fails.
+
+    trio-websocket keeps a stream that broke before the opening handshake until
+    its connect timeout; closing it at once gives the slot back and tells a
+    plaintext client on the wss port. Neither a SocketStream nor ``_Admitted``,
+    so ``Connection`` never writes frames to its socket directly.
+    """
+
+    def __init__(self, transport: _Admitted, context: ssl.SSLContext) -> None:
+        self.transport = transport
+        self.tls = trio.SSLStream(transport, context, server_side=True)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            return await self.tls.receive_some(max_bytes)
+        except trio.BrokenResourceError:  # a failed handshake, a damaged record, an end without close_notify
+            await trio.aclose_forcefully(self.transport)
+            raise
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.tls.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.tls.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.tls.aclose()  # close_notify (not waiting for the client's), then the socket

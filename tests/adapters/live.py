@@ -1,5 +1,8 @@
 """A real Satchel (engine + publisher + REST + WebSocket on 127.0.0.1 port 0) in a background thread.
 
+With ``tls`` (a test PKI from ``tests.adapters.tls_certs``), REST serves https and
+the WebSocket wss, as a venue configured with ``tls_cert``/``tls_key`` does.
+
 Tests that drive it with blocking or asyncio clients (http.client, ccxt, ccxt.pro)
 run in the main thread; ``LiveVenue.run`` calls into the trio thread for set-up
 (accounts, keys, deposits) through the engine's public API.
@@ -28,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from adapters.service import serve_backpack
 from engine.config import DEFAULT, parse_config
 from engine.runtime import Engine
+from tests.adapters.tls_certs import TestPki
 
 
 class Trader:
@@ -53,8 +57,10 @@ class Trader:
 
 
 class LiveVenue:
-    def __init__(self, directory: Path, *, rate_per_minute: int = 0, ws_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(self, directory: Path, *, rate_per_minute: int = 0, ws_kwargs: dict[str, Any] | None = None,
+                 tls: TestPki | None = None) -> None:
         self.directory = directory
+        self.tls = tls
         self.rate_per_minute = rate_per_minute
         self.ws_kwargs = ws_kwargs or {}
         self._ready = threading.Event()
@@ -80,11 +86,11 @@ class LiveVenue:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.info['websocket']}"
+        return f"{'wss' if self.tls else 'ws'}://{self.info['websocket']}"
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.rest}"
+        return f"{'https' if self.tls else 'http'}://{self.rest}"
 
     def _main(self) -> None:
         try:
@@ -94,7 +100,12 @@ class LiveVenue:
             self._ready.set()
 
     async def _serve(self) -> None:
-        config = parse_config(copy.deepcopy(DEFAULT))
+        data = copy.deepcopy(DEFAULT)
+        if self.tls is not None:
+            files = {"tls_cert": str(self.tls.cert_file), "tls_key": str(self.tls.key_file)}
+            for name in ("rest", "websocket"):
+                data["adapters"][name] = {**data["adapters"][name], **files}
+        config = parse_config(data)
         self.engine = Engine(config, self.directory)
         self._stop = trio.Event()
         async with trio.open_nursery() as nursery:

@@ -9,6 +9,7 @@ import ccxt
 import pytest
 
 from tests.adapters.live import LiveVenue, Trader
+from tests.adapters.tls_certs import make_pki
 
 _clients: list[ccxt.backpack] = []
 
@@ -108,3 +109,34 @@ def test_errors_map_to_ccxt_exceptions(venue: LiveVenue) -> None:
     _clients.append(wrong)
     with pytest.raises(ccxt.AuthenticationError):
         wrong.fetch_balance()
+
+
+def test_signed_requests_over_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ccxt's synchronous client (requests) trusts the venue's CA through REQUESTS_CA_BUNDLE, which requests
+    reads only when ccxt lets its session trust the environment (``requests_trust_env``)."""
+    pki = make_pki(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.ca_file))
+    with LiveVenue(tmp_path / "venue", tls=pki) as venue:
+        assert venue.http_url.startswith("https://127.0.0.1:")
+        trader = venue.trader(USDC="1000")
+        urls = {"api": {"public": venue.http_url, "private": venue.http_url}}
+        ex = ccxt.backpack({"apiKey": trader.key, "secret": trader.secret, "urls": urls, "requests_trust_env": True})
+        _clients.append(ex)
+        ex.load_markets()
+        order = ex.create_order("SOL/USDC", "limit", "buy", 2, 100)
+        assert order["status"] == "open"
+        venue.settle()
+        balance = ex.fetch_balance()
+        assert balance["USDC"]["free"] == 800.0 and balance["USDC"]["used"] == 200.0
+        assert ex.fetch_order_book("SOL/USDC")["bids"] == [[100.0, 2.0]]
+        untrusting = ccxt.backpack({"apiKey": trader.key, "secret": trader.secret, "urls": urls})  # certifi's CAs only
+        _clients.append(untrusting)
+        with pytest.raises(ccxt.NetworkError) as refused:
+            untrusting.fetch_balance()
+        assert "CERTIFICATE_VERIFY_FAILED" in repr(refused.value.__cause__ or refused.value.__context__)
+        plain = {"api": {"public": f"http://{venue.rest}", "private": f"http://{venue.rest}"}}
+        confused = ccxt.backpack({"apiKey": trader.key, "secret": trader.secret, "urls": plain})
+        _clients.append(confused)
+        with pytest.raises(ccxt.NetworkError):  # http:// to the https port: the connection is closed, no answer
+            confused.fetch_balance()
+        assert ex.fetch_balance()["USDC"]["used"] == 200.0  # and the venue serves on

@@ -11,6 +11,7 @@ import ccxt.pro
 import pytest
 
 from tests.adapters.live import LiveVenue, Trader
+from tests.adapters.tls_certs import make_pki
 
 pytestmark = pytest.mark.slow
 SYMBOL = "SOL/USDC"
@@ -23,11 +24,14 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveVenue]:
 
 
 def pro(venue: LiveVenue, trader: Trader) -> Any:
-    return ccxt.pro.backpack({
+    config = {
         "apiKey": trader.key, "secret": trader.secret,
         "urls": {"api": {"public": venue.http_url, "private": venue.http_url,
                          "ws": {"public": venue.ws_url, "private": venue.ws_url}}},
-    })
+    }
+    if venue.tls is not None:  # ccxt's asyncio client builds its TLS context (REST and WebSocket) from ``cafile``
+        config["cafile"] = str(venue.tls.ca_file)
+    return ccxt.pro.backpack(config)
 
 
 def run(coro: Any) -> Any:
@@ -89,3 +93,31 @@ def test_watch_orders_and_balance(venue: LiveVenue) -> None:
             await ex.close()
 
     run(scenario())
+
+
+def test_https_and_wss(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    with LiveVenue(tmp_path / "venue", tls=pki) as venue:
+        maker = venue.trader(SOL="10")
+        taker = venue.trader(USDC="1000")
+        assert venue.ws_url.startswith("wss://") and venue.http_url.startswith("https://")
+
+        async def scenario() -> None:
+            mk, tk = pro(venue, maker), pro(venue, taker)
+            try:
+                await mk.load_markets()
+                await tk.load_markets()
+                trades_task = asyncio.create_task(tk.watch_trades(SYMBOL))
+                balance_task = asyncio.create_task(tk.watch_balance())  # a signed subscription
+                await asyncio.sleep(0.3)
+                await tk.create_order(SYMBOL, "limit", "buy", 2, 100)  # rests: its USDC is locked
+                balance = await balance_task
+                assert balance["USDC"]["free"] == 800.0 and balance["USDC"]["used"] == 200.0
+                await mk.create_order(SYMBOL, "limit", "sell", 2, 100)
+                trades = await trades_task
+                assert (trades[0]["price"], trades[0]["amount"], trades[0]["side"]) == (100.0, 2.0, "sell")
+            finally:
+                await mk.close()
+                await tk.close()
+
+        run(scenario())

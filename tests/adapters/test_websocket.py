@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from adapters.websocket import StreamServer
 from engine.messages import ASK, BID
 from engine.publisher import Publisher
 from tests.adapters.live import Http, LiveVenue, Trader
+from tests.adapters.tls_certs import make_pki
 from tests.engine.helpers import NOW_US, fund, limit, make_venue, market, open_account, place
 
 SOL = "SOL_USDC"
@@ -338,3 +340,81 @@ async def test_answers_are_written_straight_to_an_admitted_connections_socket(
             answer = orjson.loads(await ws.get_message())
     assert answer["id"] == 7
     assert len(fds) == 1 and fds[0] >= 0
+
+
+# --- wss -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wss_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveVenue]:
+    """A venue serving wss (and https): at most two connections per address on the WebSocket port, 3 s to handshake."""
+    pki = make_pki(Path(tmp_path_factory.mktemp("pki")))
+    options = {"per_peer": 2, "handshake_timeout_s": 3.0}
+    with LiveVenue(Path(tmp_path_factory.mktemp("wss")), ws_kwargs=options, tls=pki) as live:
+        yield live
+
+
+def trusting(venue: LiveVenue) -> ssl.SSLContext:
+    assert venue.tls is not None
+    return ssl.create_default_context(cafile=str(venue.tls.ca_file))
+
+
+async def test_wss_streams_and_answers_go_out_encrypted(wss_venue: LiveVenue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers to order entry are written straight to a plaintext socket; over TLS they must go through the stream."""
+    import adapters.websocket as websocket
+
+    fds: list[int] = []
+    init = websocket.Connection.__init__
+
+    def recording(self: websocket.Connection, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        fds.append(self.fd)
+
+    monkeypatch.setattr(websocket.Connection, "__init__", recording)
+    maker = await trader(wss_venue, SOL="5")
+    taker = await trader(wss_venue, USDC="1000")
+    assert wss_venue.ws_url.startswith("wss://127.0.0.1:")
+    with trio.fail_after(10):
+        async with open_websocket_url(wss_venue.ws_url, ssl_context=trusting(wss_venue)) as ws:
+            await ws.send_message(orjson.dumps({"method": "SUBSCRIBE", "params": [f"trade.{SOL}"]}).decode())
+            await trio.sleep(0.1)
+            for i, (who, side) in enumerate([(maker, "Ask"), (taker, "Bid")]):
+                order = {"symbol": SOL, "side": side, "orderType": "Limit", "price": "101", "quantity": "2"}
+                await ws.send_message(orjson.dumps({"id": i, "method": "orderExecute", "params": order,
+                                                    "signature": signature(who, "orderExecute", order)}).decode())
+                reply = await receive(ws)
+                while "stream" in reply:
+                    reply = await receive(ws)
+                assert reply["id"] == i and reply["result"]["status"] in ("New", "Filled")
+            trade = (await receive(ws, f"trade.{SOL}"))["data"]
+            assert trade["p"] == "101" and trade["q"] == "2"
+    assert fds == [-1]
+
+
+async def test_wss_admission_and_clients_that_do_not_complete_tls(wss_venue: LiveVenue) -> None:
+    """A plaintext client on the wss port is closed at once (not at the handshake timeout), a stalled TLS handshake
+    at the handshake timeout, and both give their slots back; the per-address share counts TLS connections by
+    their real address, before any TLS work."""
+    host, port = wss_venue.info["websocket"].rsplit(":", 1)
+    context = trusting(wss_venue)
+    with trio.fail_after(15):
+        plain = await trio.open_tcp_stream(host, int(port))
+        async with plain:
+            await plain.send_all(handshake(host))
+            with trio.fail_after(1):  # the handshake timeout is 3 s
+                assert await plain.receive_some() == b""
+        stalled = await trio.open_tcp_stream(host, int(port))
+        async with stalled:
+            await stalled.send_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's start, no more
+            async with open_websocket_url(wss_venue.ws_url, ssl_context=context) as first:
+                third = await trio.open_tcp_stream(host, int(port))
+                async with third:
+                    with trio.fail_after(1):
+                        assert await third.receive_some() == b""  # over the share: closed before its handshake
+                started = trio.current_time()
+                assert await stalled.receive_some() == b""  # cut off at the handshake timeout
+                assert trio.current_time() - started > 1
+                async with open_websocket_url(wss_venue.ws_url, ssl_context=context) as second:
+                    for ws in (first, second):
+                        await ws.send_message('{"method": "SUBSCRIBE", "params": ["depth.NOPE_USDC"]}')
+                        assert (await receive(ws))["error"]["code"] == 4006
