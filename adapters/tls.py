@@ -62,7 +62,7 @@ class TlsSession:
     rest for the next write, and it is never encrypted again.
     """
 
-    __slots__ = ("_incoming", "_outgoing", "_tls", "closed", "handshaken")
+    __slots__ = ("_incoming", "_outgoing", "_said_goodbye", "_tls", "closed", "handshaken")
 
     def __init__(self, context: ssl.SSLContext) -> None:
         self._incoming = ssl.MemoryBIO()
@@ -70,6 +70,7 @@ class TlsSession:
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self.handshaken = False
         self.closed = False  # the peer sent close_notify (or the socket ended): no more plaintext comes
+        self._said_goodbye = False  # our close_notify is queued
 
     def receive(self, data: bytes) -> bytes:
         """Ciphertext from the socket (``b""``: it reached end of file) -> the plaintext it completes."""
@@ -108,8 +109,10 @@ class TlsSession:
         return self._outgoing.read() if self._outgoing.pending else b""
 
     def close(self) -> None:
-        """Queue a close_notify (the caller writes ``outgoing`` before closing the socket)."""
-        if self.handshaken and not self.closed:
+        """Queue our close_notify, also in answer to the peer's (RFC 8446 §6.1); the caller writes
+        ``outgoing`` before closing the socket."""
+        if self.handshaken and not self._said_goodbye:
+            self._said_goodbye = True
             with contextlib.suppress(ssl.SSLError):  # WantRead: our close_notify is out, the peer's is not in
                 self._tls.unwrap()
         self.closed = True

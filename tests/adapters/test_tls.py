@@ -130,6 +130,11 @@ def test_tls_session_close_notify_both_ways(tmp_path: Path) -> None:
         client.unwrap()
     assert server.receive(client_out.read()) == b""
     assert server.closed
+    server.close()  # answered with ours
+    client_in.write(server.outgoing())
+    client.unwrap()  # the client's shutdown completes: our close_notify arrived
+    server.close()
+    assert server.outgoing() == b""  # once
     (tmp_path / "second").mkdir()
     server2, client2, in2, out2 = _pair(tmp_path / "second")
     _handshake(server2, client2, in2, out2)
