@@ -319,11 +319,8 @@ def test_kline_stream_closes_every_candle_that_changed_between_two_ticks() -> No
     assert frames.data == []
 
 
-async def test_answers_are_written_straight_to_an_admitted_connections_socket(
-    venue: LiveVenue, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Regression (style review 6): every served stream is wrapped for admission, and the direct write of an
-    # answer (Connection.reply) only knew a bare SocketStream, so it never ran
+def socket_fds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The fd each WebSocket connection will write answers to directly (-1: through its stream), as they open."""
     import adapters.websocket as websocket
 
     fds: list[int] = []
@@ -334,6 +331,15 @@ async def test_answers_are_written_straight_to_an_admitted_connections_socket(
         fds.append(self.fd)
 
     monkeypatch.setattr(websocket.Connection, "__init__", recording)
+    return fds
+
+
+async def test_answers_are_written_straight_to_an_admitted_connections_socket(
+    venue: LiveVenue, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (style review 6): every served stream is wrapped for admission, and the direct write of an
+    # answer (Connection.reply) only knew a bare SocketStream, so it never ran
+    fds = socket_fds(monkeypatch)
     with trio.fail_after(10):
         async with open_websocket_url(venue.ws_url) as ws:
             await ws.send_message(orjson.dumps({"id": 7, "method": "orderQuery", "params": {}}).decode())
@@ -361,16 +367,7 @@ def trusting(venue: LiveVenue) -> ssl.SSLContext:
 
 async def test_wss_streams_and_answers_go_out_encrypted(wss_venue: LiveVenue, monkeypatch: pytest.MonkeyPatch) -> None:
     """Answers to order entry are written straight to a plaintext socket; over TLS they must go through the stream."""
-    import adapters.websocket as websocket
-
-    fds: list[int] = []
-    init = websocket.Connection.__init__
-
-    def recording(self: websocket.Connection, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        fds.append(self.fd)
-
-    monkeypatch.setattr(websocket.Connection, "__init__", recording)
+    fds = socket_fds(monkeypatch)
     maker = await trader(wss_venue, SOL="5")
     taker = await trader(wss_venue, USDC="1000")
     assert wss_venue.ws_url.startswith("wss://127.0.0.1:")
