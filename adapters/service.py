@@ -22,9 +22,8 @@ from adapters.backpack.api import BackpackApi
 from adapters.rest import serve_rest
 from adapters.tls import server_context
 from adapters.websocket import serve_websocket
-from engine.config import ConfigError, ListenConfig
+from engine.config import ListenConfig
 from engine.publisher_service import acquire
-from engine.recovery import StartupError
 from engine.runtime import Engine, listening
 
 
@@ -51,7 +50,4 @@ async def serve_backpack(
 
 def _tls(key: str, section: ListenConfig) -> ssl.SSLContext | None:
     """``adapters.<key>``'s TLS context (None: plaintext); a file it cannot use stops start-up naming the key."""
-    try:
-        return server_context(key, section.tls_cert, section.tls_key)
-    except ConfigError as exc:  # raised inside the daemon's nursery, where `satchel run` reports StartupErrors
-        raise StartupError(str(exc)) from None
+    return server_context(key, section.tls_cert, section.tls_key)

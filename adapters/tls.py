@@ -16,6 +16,12 @@ import contextlib
 import ssl
 
 from engine.config import ConfigError
+from engine.recovery import StartupError
+
+
+class TlsFileError(ConfigError, StartupError):
+    """A TLS file the adapter cannot use: a config problem, raised at start-up inside the daemon's nursery,
+    where ``satchel run`` reports a StartupError as "cannot start: <the key>: ..." (no traceback)."""
 
 
 def server_context(key: str, cert_file: str, key_file: str) -> ssl.SSLContext | None:
@@ -30,12 +36,12 @@ def server_context(key: str, cert_file: str, key_file: str) -> ssl.SSLContext | 
             with open(path, "rb"):
                 pass
         except OSError as exc:
-            raise ConfigError(f"adapters.{key}.{name}: cannot read {path!r}: {exc.strerror}") from None
+            raise TlsFileError(f"adapters.{key}.{name}: cannot read {path!r}: {exc.strerror}") from None
     try:
         context.load_cert_chain(cert_file, key_file, password=_no_password)
     except (OSError, ssl.SSLError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise ConfigError(f"adapters.{key}: tls_cert {cert_file!r} and tls_key {key_file!r} are not a PEM "
+        raise TlsFileError(f"adapters.{key}: tls_cert {cert_file!r} and tls_key {key_file!r} are not a PEM "
                           f"certificate chain and its matching unencrypted private key ({reason})") from None
     return context
 

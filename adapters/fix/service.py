@@ -31,10 +31,9 @@ from adapters.fix.server import FixServer, wall_clock_us
 from adapters.fix.session import Application, Session, SessionConfig
 from adapters.fix.store import FileStore
 from adapters.tls import server_context
-from engine.config import ConfigError, address_text, split_listen
+from engine.config import address_text, split_listen
 from engine.publisher import Publisher
 from engine.publisher_service import acquire
-from engine.recovery import StartupError
 from engine.runtime import Engine, listening
 
 CL_ORD_IDS_FILE = "clordids.log"
@@ -63,10 +62,7 @@ async def serve_fix(
         return
     configured = listen or fix.listen
     host, port = split_listen(configured)
-    try:
-        tls = server_context("fix", fix.tls_cert, fix.tls_key)
-    except ConfigError as exc:  # the daemon reports a StartupError as "cannot start: <the key>: ..."
-        raise StartupError(str(exc)) from None
+    tls = server_context("fix", fix.tls_cert, fix.tls_key)  # a TlsFileError stops start-up naming the key
     store_dir = engine.directory / "fix"
     exchange: ExchangeApplication | None = None
     try:
