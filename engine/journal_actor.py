@@ -4,12 +4,15 @@ Market and account actors hand it each batch's events with the replies they
 owe; it sequences and frames them (seq, chain hash), has the sync thread write
 and fdatasync them (group commit), and only when a batch is durable does it
 answer the replies and publish the events to subscribers, in journal order
-(durable before visible; ARCHITECTURE.md §3 rules 1-4).
+(durable before visible; ARCHITECTURE.md §3 rules 1-4). While the disk writes a
+batch in the event loop's step, sinks that can get ahead on their answers
+(``Sink.prepare``) do so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -206,7 +209,7 @@ class JournalActor:
             # so the event loop (timers, heartbeats, fan-out) never waits long on it.
             started = time.perf_counter()
             try:
-                self.writer.write_and_sync(data, first_seq, last_seq, last_hash)
+                self.writer.write_and_sync(data, first_seq, last_seq, last_hash, functools.partial(_prepare, batch))
             except DiskFull as exc:
                 self._refuse_all(batch, str(exc))
                 raise
@@ -295,6 +298,23 @@ def _drain_all(rx: trio.MemoryReceiveChannel[Any]) -> list[Any]:
             out.append(rx.receive_nowait())
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             return out
+
+
+def _prepare(batch: list[Committed]) -> None:
+    """Give each sink that has a ``prepare`` (see ``Sink``) its result while the batch is on its way to the disk
+    (an inline sync: ``set`` follows in the same step, so nothing can change in between).
+
+    A failing ``prepare`` is logged and skipped: it was only a head start, and
+    its sink still gets the result from ``set``.
+    """
+    for _, deliveries in batch:
+        for sink, value in deliveries:
+            prepare = getattr(sink, "prepare", None)
+            if prepare is not None:
+                try:
+                    prepare(value)
+                except Exception:
+                    log.exception("preparing a result for %r failed", sink)
 
 
 def _records(batch: list[Committed]) -> tuple[list[bytes], list[Event]]:

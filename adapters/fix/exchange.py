@@ -91,18 +91,28 @@ class _Sink:
 
 
 class _Placement:
-    """The sink of one NewOrderSingle: the engine's Result (durable, from the journal actor) goes to ``_placed``."""
+    """The sink of one NewOrderSingle: the engine's Result (durable, from the journal actor) goes to ``_placed``.
 
-    __slots__ = ("app", "cmd", "message", "session")
+    ``prepare`` builds the acknowledgement's body while the journal's fdatasync
+    is under way (``Sink``), so only its sequencing and sending wait for the disk.
+    """
+
+    __slots__ = ("ack", "app", "cmd", "message", "session")
 
     def __init__(self, app: ExchangeApplication, session: Session, message: Message, cmd: PlaceOrder) -> None:
         self.app = app
         self.session = session
         self.message = message
         self.cmd = cmd
+        self.ack: bytes | None = None
+
+    def prepare(self, value: Result) -> None:
+        placed = value.events[0] if value.events else None
+        if value.rejection is None and type(placed) is OrderPlaced:
+            self.ack = self.app.reports.acknowledgement(placed)
 
     def set(self, value: Result) -> None:
-        self.app._placed(self.session, self.message, self.cmd, value)
+        self.app._placed(self.session, self.message, self.cmd, value, self.ack)
 
 
 class ExchangeApplication:
@@ -323,8 +333,9 @@ class ExchangeApplication:
         )
         return built
 
-    def _placed(self, session: Session, m: Message, cmd: PlaceOrder, result: Result) -> None:
-        """A placement is durable (the journal actor delivers after its fsync): answer it now.
+    def _placed(self, session: Session, m: Message, cmd: PlaceOrder, result: Result, ack: bytes | None) -> None:
+        """A placement is durable (the journal actor delivers after its fsync): answer it now
+        (``ack``: its acknowledgement's body, when ``_Placement.prepare`` built it).
 
         The acknowledgement (150=0) is the report the publisher would build from
         the same OrderPlaced (``_accepted``), sent here rather than one task
@@ -341,7 +352,7 @@ class ExchangeApplication:
                 self.ids.forget(cmd.account_id, cmd.order_id)
                 self._reject_order(session, m, result.rejection.message, _ord_rej_reason(result.rejection))
             else:
-                self._accepted(result)
+                self._accepted(result, ack)
         except Exception:  # this runs in the journal actor: a bug here must not stop the engine
             log.exception("FIX answer to a placement failed")  # not in ``acked``: the publisher still reports it
         finally:
@@ -350,7 +361,7 @@ class ExchangeApplication:
             if not self.placing:
                 self._write_reports()
 
-    def _accepted(self, result: Result) -> None:
+    def _accepted(self, result: Result, ack: bytes | None) -> None:
         placed = result.events[0] if result.events else None
         if type(placed) is not OrderPlaced:
             return  # not a placement's Result: the publisher reports it
@@ -362,7 +373,7 @@ class ExchangeApplication:
         if pending and order_id in pending:  # never for a new order; the general path handles it
             self._execution_report(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us), sessions)
         else:
-            encoded = self.reports.acknowledgement(placed)
+            encoded = ack if ack is not None else self.reports.acknowledgement(placed)
             for session in sessions:
                 session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch
         self.acked.add(order_id)

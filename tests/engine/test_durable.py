@@ -51,3 +51,15 @@ def test_install_and_write_private_fsync_the_directory(tmp_path: Path, monkeypat
     assert target.read_bytes() == b"leaf data"
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     assert synced == [target.parent]  # the rename is on disk before the caller goes on
+
+
+def test_start_writeback_is_a_hint_that_never_fails_the_caller(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "data", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"x" * 10_000)
+        durable.start_writeback(fd, 0, 10_000)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    durable.start_writeback(fd, 0, 10_000)  # a closed descriptor: the fdatasync that follows would report it
+    assert (tmp_path / "data").read_bytes() == b"x" * 10_000

@@ -149,3 +149,72 @@ async def test_a_full_disk_refuses_what_is_not_durable_and_stops_the_journal(tmp
     assert log.seen[2:] and all(name.endswith(":refused") for name, _ in log.seen[2:])
     writer.close()
     assert [e.account_id for r in read_records(tmp_path) for e in decode_events(r.payload)] == [1, 2]
+
+
+class Steps(JournalWriter):
+    """A journal that notes each write and fdatasync, in order, beside the sinks' notes."""
+
+    def __init__(self, directory: Path, steps: list[str]) -> None:
+        super().__init__(directory, 1 << 20, 0, ZERO_HASH)
+        self.steps = steps
+
+    def write(self, data: bytes, first_seq: int) -> None:
+        super().write(data, first_seq)
+        self.steps.append("write")
+
+    def sync(self, last_seq: int, last_hash: bytes) -> None:
+        super().sync(last_seq, last_hash)
+        self.steps.append("sync")
+
+
+class Preparing:
+    """A sink with ``prepare``: notes both calls and what the journal had made durable at each."""
+
+    def __init__(self, name: str, writer: JournalWriter, steps: list[str], fail: bool = False) -> None:
+        self.name, self.writer, self.steps, self.fail = name, writer, steps, fail
+
+    def prepare(self, value: Result) -> None:
+        self.steps.append(f"prepare {self.name} at seq {self.writer.seq}")
+        if self.fail:
+            raise RuntimeError("a bug in a sink's prepare")
+
+    def set(self, value: Result) -> None:
+        self.steps.append(f"set {self.name} at seq {self.writer.seq}{':refused' if value.rejection else ''}")
+
+
+async def test_an_inline_sync_prepares_each_result_between_the_write_and_the_fdatasync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_actor, "INLINE_SYNC_MAX_S", 60.0)
+    steps: list[str] = []
+    writer = Steps(tmp_path, steps)
+    journal = JournalActor(writer, lambda sink, value: sink.set(value))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        sinks = [Preparing("a", writer, steps), Preparing("broken", writer, steps, fail=True)]
+        assert journal.commit_now([deposit(1)], [(sink, Result()) for sink in sinks])
+        assert steps == [
+            "write", "prepare a at seq 0", "prepare broken at seq 0", "sync",  # a failing prepare is only logged
+            "set a at seq 1", "set broken at seq 1",
+        ]
+
+        steps.clear()  # a sync on the thread: nothing is prepared (the loop runs on between write and set)
+        journal.inline_sync = False
+        await journal.submit([deposit(2)], [(Preparing("b", writer, steps), Result())])
+        while journal.busy or journal.queued:  # noqa: ASYNC110
+            await trio.sleep(0.002)
+        assert steps == ["write", "sync", "set b at seq 2"]
+        nursery.cancel_scope.cancel()
+    writer.close()
+
+
+async def test_a_full_disk_prepares_nothing_and_refuses(tmp_path: Path) -> None:
+    steps: list[str] = []
+    writer = SlowDisk(tmp_path, delay=0.0, full_at_write=1)
+    journal = JournalActor(writer, lambda sink, value: sink.set(value))
+    with pytest.RaisesGroup(DiskFull), trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            journal.commit_now([deposit(1)], [(Preparing("a", writer, steps), Result())])
+    assert steps == ["set a at seq 0:refused"]
+    writer.close()
