@@ -71,8 +71,10 @@ class ClOrdIds:
         if not cl_ord_id:
             return
         self._set(account, cl_ord_id, order_id)
-        if "\n" not in cl_ord_id:
-            self._write(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
+        log = self._log
+        if "\n" not in cl_ord_id and log is not None and not log.closed:  # ``_write``, inlined: once per order
+            self._pending.append(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
+            self.records += 1
 
     def forget(self, account: int, order_id: int) -> None:
         """The order never happened (refused): its ClOrdID may be used again."""
