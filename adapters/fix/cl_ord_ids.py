@@ -11,11 +11,14 @@ session stores (``<journal dir>/fix/clordids.log``), one line per change:
 ClOrdIDs are latin-1 text (as the codec decodes them) and run to the end of the
 line; the rare one holding a newline is kept in memory only.
 
-Records go into the file through a shared mapping (``mapped_log``): in the
-page cache at once, without a system call, so the peer never sees a ClOrdID
-the file could lose in a crash of the process (the same rule as the sequence
-store). No fsync, like the sequence store. A torn last line (or the mapping's
-zero tail after a crash) is ignored on load.
+A change is in memory at once and goes into the file at the next ``flush``,
+with the others of its burst in one copy into a shared mapping
+(``mapped_log``): in the page cache without a system call. Every session
+store's flush calls this one (``FileStore.flush_also``), and the server
+flushes the store before every write to the socket, so the peer never sees a
+ClOrdID the file could lose in a crash of the process (the same rule as the
+sequence store). No fsync, like the sequence store. A torn last line (or the
+mapping's zero tail after a crash) is ignored on load.
 
 Bounds: ``MAX_PER_ACCOUNT`` ClOrdIDs per account (the oldest are forgotten);
 the file is rewritten compactly at start and whenever it holds more than
@@ -44,7 +47,7 @@ class ClOrdIds:
         self.by_account: dict[int, OrderedDict[str, int]] = {}  # account -> ClOrdID -> order id
         self.current: dict[int, str] = {}  # order id -> its current ClOrdID
         self.records = 0
-        self._flushed_records = -1  # ``records`` at the last flush
+        self._pending: list[bytes] = []  # records for the file at the next flush
         self._log: MappedLog | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,9 +72,8 @@ class ClOrdIds:
             return
         self._set(account, cl_ord_id, order_id)
         log = self._log
-        if "\n" not in cl_ord_id and log is not None and log.write(  # ``_write``, once per order
-            b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")),
-        ):
+        if "\n" not in cl_ord_id and log is not None and not log.closed:  # ``_write``, inlined: once per order
+            self._pending.append(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
             self.records += 1
 
     def forget(self, account: int, order_id: int) -> None:
@@ -117,6 +119,7 @@ class ClOrdIds:
         assert self.path is not None
         if self._log is not None:
             self._log.close()
+        self._pending.clear()  # the new file is written from memory, which has them
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb", opener=private) as out:
             for account, known in self.by_account.items():
@@ -125,23 +128,31 @@ class ClOrdIds:
                         out.write(b"+ %d %d %s\n" % (account, order_id, cl_ord_id.encode("latin-1")))
         tmp.replace(self.path)
         self._log = MappedLog(self.path)
-        self.records = sum(len(known) for known in self.by_account.values())
-        self._flushed_records = self.records  # all of it is in the new file; ``records`` only grows from here
+        self.records = self._live()
 
     def _write(self, record: bytes) -> None:
-        if self._log is not None and self._log.write(record):
+        """Keep ``record`` for the next flush (nothing while loading, in memory only, or after close)."""
+        log = self._log
+        if log is not None and not log.closed:
+            self._pending.append(record)
             self.records += 1
 
     def flush(self) -> None:
-        """Compact when due (called once per durable batch); the records are in the file already (``_write``)."""
-        if self._log is None or self._log.closed or self.records == self._flushed_records:
+        """Put the changes since the last flush in the file (one write), compacting instead when due."""
+        pending = self._pending
+        if not pending:
             return
-        self._flushed_records = self.records
-        if self.records > COMPACT_MIN_RECORDS:
-            live = sum(len(known) for known in self.by_account.values())
-            if self.records > COMPACT_FACTOR * live:
-                self._compact()
+        assert self._log is not None  # ``_write`` keeps nothing without a file
+        if self.records > COMPACT_MIN_RECORDS and self.records > COMPACT_FACTOR * self._live():
+            self._compact()  # written from memory: what is pending included
+        else:
+            self._pending = []
+            self._log.write(b"".join(pending))
+
+    def _live(self) -> int:
+        return sum(len(known) for known in self.by_account.values())
 
     def close(self) -> None:
         if self._log is not None:
+            self.flush()
             self._log.close()

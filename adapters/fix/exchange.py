@@ -171,7 +171,9 @@ class ExchangeApplication:
         return False
 
     def register(self, session: Session) -> None:
+        """Serve ``session``; its store's flush, which precedes every write to its socket, writes our ClOrdIDs too."""
         self.sessions.setdefault(session.config.account_id, []).append(session)
+        session.store.flush_also = self.ids.flush
 
     # --- session callbacks -----------------------------------------------------------------
 
@@ -464,14 +466,18 @@ class ExchangeApplication:
             self._write_reports()
 
     def _write_reports(self) -> None:
-        """The batch's reports leave now, in one write per connection (they were queued without a wake-up)."""
-        try:
-            self.ids.flush()  # ClOrdIDs these reports name are in the file before the reports leave
-        except Exception:
-            log.exception("FIX ClOrdID file flush failed")
+        """The batch's reports leave now, in one write per connection (they were queued without a wake-up).
+
+        Each write follows its store's flush, which puts these reports' records and the ClOrdIDs they
+        name in the files. A file that cannot take them (a full disk) costs a log line, never the
+        journal actor or the publisher this runs in.
+        """
         for sessions in self.sessions.values():
             for session in sessions:
-                session.flush_output()
+                try:
+                    session.flush_output()
+                except Exception:
+                    log.exception("FIX output of %s failed", session.name)
 
     def _on_updates(self, updates: list[Any]) -> None:
         depth: list[DepthUpdate] = []

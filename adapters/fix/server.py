@@ -215,7 +215,8 @@ class _Output:
     ``write_now`` runs where a burst of output ends (the replies to one read,
     the execution reports of one durable batch), so a burst costs one write
     and no task switch. The session store is flushed first, as before any
-    write: the peer never sees a sequence number the store could lose.
+    write (and with it the application's ClOrdIDs, ``flush_also``): the peer
+    never sees a sequence number or ClOrdID the files could lose.
     Whatever the socket does not take at once is left to the writer task,
     which waits for the socket; while it is sending, ``write_now`` leaves
     everything to it so bytes never go out of order.

@@ -538,12 +538,15 @@ class Session:
             self.connection.release()
 
     def flush_output(self) -> None:
-        """See ``Connection.flush_output``; nothing when not connected."""
+        """See ``Connection.flush_output``; not connected, the burst's messages (kept for a resend) reach the
+        store's file now, as no write to a socket will flush it."""
         if self.connection is not None:
             if self._unstamped:
                 self._unstamped = False
                 self.last_sent = self.monotonic()
             self.connection.flush_output()
+        else:
+            self.store.flush()
 
     # --- timers -----------------------------------------------------------------------------------
 

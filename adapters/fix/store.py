@@ -9,11 +9,15 @@ daemon restarts. Records:
     T <next target>\\n                 the next MsgSeqNum we expect
     R\\n                               both sequences reset to 1
 
-Records go into the log through a shared mapping (``mapped_log``): in the page
-cache at once, without a system call, so a crash of the process never loses a
-sequence number the peer has seen. The next expected MsgSeqNum is written
-once per ``flush`` (the server calls it before the bytes it covers go on the
-wire and after each read): its last value is all a reload uses. No fsync:
+Records are kept in memory at once (a resend reads them there) and go into
+the log once per ``flush``, all of a burst in one copy into a shared mapping
+(``mapped_log``): in the page cache without a system call. The server flushes
+before every write to the socket (and after each read), so a crash of the
+process never loses a sequence number the peer has seen; the records of a
+burst not yet written are of messages nobody has seen. ``flush`` also runs
+``flush_also``: the application's file the same rule covers (ClOrdIDs, set by
+``ExchangeApplication.register``). The next expected MsgSeqNum is written once
+per ``flush``: its last value is all a reload uses. No fsync:
 after a power loss the peer may see a sequence reset; FIX recovers from that
 with a ResendRequest or ResetSeqNumFlag. A torn last record (or a crashed
 mapping's zero tail) is dropped on load.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -45,6 +50,8 @@ class MemoryStore:
         # oldest first; an OrderedDict so dropping the oldest is O(1): ``del d[next(iter(d))]`` on a plain dict
         # scans every slot deleted before it, which once MAX_STORED is reached made each send cost O(MAX_STORED)
         self.messages: OrderedDict[int, bytes] = OrderedDict()
+        # another file whose records the peer may see in what follows a flush (the application's ClOrdIDs)
+        self.flush_also: Callable[[], None] = _nothing
 
     def record_sent(self, seq: int, raw: bytes | None) -> None:
         self.next_sender = seq + 1
@@ -75,7 +82,8 @@ class MemoryStore:
         return seqs[bisect_left(seqs, begin):bisect_right(seqs, end)]
 
     def flush(self) -> None:
-        """Nothing to persist."""
+        """Nothing of ours to persist; the application's file may have some."""
+        self.flush_also()
 
     def close(self) -> None:
         """Nothing to release."""
@@ -89,6 +97,7 @@ class FileStore(MemoryStore):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.records = 0
+        self._pending: list[bytes] = []  # records (and raw messages) for the log at the next flush
         self._target_dirty = False
         if path.exists():
             self._load(path.read_bytes())  # trims a torn tail: the log appends after the last whole record
@@ -131,24 +140,34 @@ class FileStore(MemoryStore):
 
     def record_sent(self, seq: int, raw: bytes | None) -> None:
         MemoryStore.record_sent(self, seq, raw)
-        if self._log.write(b"A %d\n" % seq if raw is None else b"S %d %d\n%s" % (seq, len(raw), raw)):  # ``_write``
-            self.records += 1
+        if self._log.closed:  # after close (shutdown): the session is memory-only
+            return
+        pending = self._pending
+        if raw is None:
+            pending.append(b"A %d\n" % seq)
+        else:  # the message is not copied into a record of its own: the flush's join copies it once
+            pending.append(b"S %d %d\n" % (seq, len(raw)))
+            pending.append(raw)
+        self.records += 1
 
     def set_next_target(self, value: int) -> None:
         self.next_target = value
         self._target_dirty = True  # one T record per flush: only the last value counts on load
 
-    def _write_target(self) -> None:
+    def _write_pending(self) -> None:
+        """The records since the last flush, and the next expected MsgSeqNum if it changed, in one write."""
+        pending = self._pending
         if self._target_dirty:
             self._target_dirty = False
-            self._write(b"T %d\n" % self.next_target)
-
-    def _write(self, record: bytes) -> None:
-        if self._log.write(record):  # False after close (shutdown): the session is memory-only
+            pending.append(b"T %d\n" % self.next_target)
             self.records += 1
+        if pending:
+            self._pending = []
+            self._log.write(b"".join(pending))
 
     def reset(self) -> None:
         super().reset()
+        self._pending.clear()  # records of the sequences the reset ends
         self._target_dirty = False
         self._log.close()
         self.path.write_bytes(b"R\n")
@@ -156,6 +175,7 @@ class FileStore(MemoryStore):
         self.records = 1
 
     def _compact(self) -> None:
+        self._pending.clear()  # the compacted log is written from memory, which has them
         self._target_dirty = False  # the compacted log ends with the current T
         self._log.close()
         tmp = self.path.with_suffix(".tmp")
@@ -171,14 +191,19 @@ class FileStore(MemoryStore):
         self.records = len(self.messages) + 3
 
     def flush(self) -> None:
-        """Write the next expected MsgSeqNum if it changed (the records before it are in the log already)."""
-        if self._log.closed:
-            return
-        self._write_target()
-        if self.records > COMPACT_RECORDS:
-            self._compact()
+        """Put what the peer may see next in the page cache: our records since the last flush, then the application's."""
+        if not self._log.closed:
+            if self.records > COMPACT_RECORDS:
+                self._compact()  # written from memory: what is pending included
+            else:
+                self._write_pending()
+        self.flush_also()
 
     def close(self) -> None:
         if not self._log.closed:
-            self._write_target()
+            self._write_pending()
             self._log.close()
+
+
+def _nothing() -> None:
+    """``flush_also`` of a store whose application keeps no file."""

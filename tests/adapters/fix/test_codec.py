@@ -23,6 +23,7 @@ from adapters.fix.codec import (
 )
 from adapters.fix.dictionary import SessionReject, validate
 from adapters.fix.gen_dictionary import OUTPUT, default_source, parse_extract, render
+from adapters.fix.mapped_log import MappedLog
 from adapters.fix.store import FileStore
 
 
@@ -206,21 +207,48 @@ def test_the_framers_quick_cut_finds_what_the_search_finds(pieces: list[bytes]) 
         assert Framer._next(b"\x01" + data, 0) == (frame, end + 1)  # a leading byte forces the general search
 
 
-def test_store_records_are_in_the_file_without_a_flush_or_close(tmp_path: Path) -> None:
-    """A crash of the process loses no record: they go straight into the mapped log (past its first mapping too)."""
+def test_store_records_are_in_the_file_once_flushed_without_a_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash of the process loses no record the peer may have seen: the server flushes the store before every
+    write to the socket, and a flush puts the burst's records in the mapped log (past its first mapping too) in
+    one write. A record not flushed yet is of a message nobody has seen; a resend reads it from memory at once."""
+    writes: list[int] = []
+    write = MappedLog.write
+    monkeypatch.setattr(MappedLog, "write", lambda log, record: writes.append(len(record)) or write(log, record))
     path = tmp_path / "s.log"
     store = FileStore(path)
     raw = frame_message("D", [(34, "1")], b"11=a\x01" + b"x" * 300)
     store.record_sent(1, None)
     store.set_next_target(7)
-    store.flush()
     for seq in range(2, 5000):
         store.record_sent(seq, raw)
+    assert store.get(4999) == raw and writes == []
+    store.flush()
+    assert len(writes) == 1
+    store.record_sent(5000, raw)  # sent after the flush: not on the wire yet
     crashed = tmp_path / "crashed.log"
     crashed.write_bytes(path.read_bytes())  # the log as a crash leaves it: the mapping's zero tail included
     assert crashed.read_bytes().endswith(b"\0")
     again = FileStore(crashed)
-    assert (again.next_sender, again.next_target, again.get(1), again.get(4999)) == (5000, 7, None, raw)
+    assert (again.next_target, again.get(1), again.get(4999)) == (7, None, raw)
+    assert again.next_sender >= 5000
     again.close()
     store.close()
-    assert path.read_bytes().endswith(raw)  # close trims the zero tail
+    assert path.read_bytes().endswith(b"S 5000 %d\n%s" % (len(raw), raw))  # close writes what is pending, trims the zeros
+
+
+def test_store_compaction_keeps_what_was_not_flushed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush that compacts writes the log from memory: the records pending at that flush are in it."""
+    monkeypatch.setattr(store_module, "COMPACT_RECORDS", 10)
+    path = tmp_path / "s.log"
+    store = FileStore(path)
+    for seq in range(1, 30):
+        store.record_sent(seq, b"m%d" % seq if seq % 2 else None)
+    store.set_next_target(4)
+    store.flush()
+    assert store.records < 30  # compacted
+    crashed = tmp_path / "crashed.log"
+    crashed.write_bytes(path.read_bytes())  # the log as a crash after that flush leaves it
+    again = FileStore(crashed)
+    assert (again.next_sender, again.next_target, again.get(29), again.get(28)) == (30, 4, b"m29", None)
+    again.close()
+    store.close()

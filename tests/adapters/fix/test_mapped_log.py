@@ -61,3 +61,16 @@ def test_a_full_disk_is_an_error_when_the_window_moves_never_a_signal(tmp_path: 
     with pytest.raises(OSError, match="No space left"):
         log.write(b"y" * 200)  # past the window: it has to move
     assert log.closed and not log.write(b"after\n")
+
+
+def test_a_kernel_that_refuses_to_populate_for_writing_only_costs_faults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``MADV_POPULATE_WRITE`` is Linux >= 5.14: an older kernel's EINVAL leaves appending as it was."""
+    monkeypatch.setattr(mapped_log, "GROW_BYTES", 1000)
+    monkeypatch.setattr(mapped_log, "MADV_POPULATE_WRITE", -1)  # no kernel knows it: EINVAL at every window
+    path = tmp_path / "log"
+    log = MappedLog(path)
+    written = records(500)
+    for record in written:
+        assert log.write(record)
+    log.close()
+    assert path.read_bytes() == b"".join(written)

@@ -8,6 +8,9 @@ import pytest
 import trio
 
 from adapters.fix.cl_ord_ids import ClOrdIds
+from adapters.fix.codec import Message, decode
+from adapters.fix.store import FileStore
+from tests.adapters import tls_certs
 from tests.adapters.fix.client import RawClient
 from tests.adapters.fix.venue import NOW, SOL, FixVenue, fields, order, signed_logon, start_venue
 
@@ -103,18 +106,67 @@ def test_clordid_file_compacts_while_running_and_keeps_what_follows(tmp_path: Pa
     ids.close()
 
 
-def test_clordid_records_are_in_the_file_before_any_flush_or_close(tmp_path: Path) -> None:
-    """A crash of the process loses nothing remembered: records go straight into the mapped file."""
+def test_clordid_records_are_in_the_file_once_flushed_without_a_close(tmp_path: Path) -> None:
+    """A crash of the process loses no ClOrdID the peer may have seen: every session store's flush (before each
+    write to the socket) flushes this file too, and a flush puts the changes since the last in the mapped file."""
     path = tmp_path / "clordids.log"
     ids = ClOrdIds(path)
     for n in range(3000):  # past the first mapping (GROW_BYTES)
         ids.remember(2, f"order-{n}-" + "x" * 400, n)
     ids.forget(2, 5)
+    assert ids.order_id(2, "order-2999-" + "x" * 400) == 2999  # in memory at once
+    ids.flush()
+    ids.remember(2, "after", 3000)  # not flushed: no report has named it yet
     crashed = tmp_path / "crashed.log"
-    crashed.write_bytes(path.read_bytes())  # the file as a crash would leave it: no flush, no close
+    crashed.write_bytes(path.read_bytes())  # the file as a crash would leave it: no close
     assert crashed.read_bytes().endswith(b"\0")
     again = ClOrdIds(crashed)
     assert again.order_id(2, "order-2999-" + "x" * 400) == 2999 and again.order_id(2, "order-5-" + "x" * 400) is None
     again.close()
     ids.close()
-    assert path.read_bytes().endswith(b"- 2 5\n")  # close trims the zero tail
+    assert path.read_bytes().endswith(b"- 2 5\n+ 2 3000 after\n")  # close writes what is pending, trims the zeros
+
+
+@pytest.mark.usefixtures("_close_clients")
+@pytest.mark.parametrize("tls", [False, True], ids=["plaintext", "tls"])
+async def test_the_files_hold_what_a_report_names_when_it_arrives(tmp_path: Path, tls: bool) -> None:
+    """The durability rule seen from the peer: when an ExecutionReport arrives, a crash of the daemon at that
+    instant would keep its ClOrdID (new or replaced) and its MsgSeqNum; a drop copy session that is not
+    connected has the report in its store for a resend."""
+    pki = None
+    if tls:
+        (tmp_path / "pki").mkdir()
+        pki = tls_certs.make_pki(tmp_path / "pki")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            venue = await start_venue(nursery, tmp_path, tls=pki)
+            account = await venue.account(SOL="10")
+            maker = await venue.logon("MAKER", account)
+            await maker.send("D", order("k1", "2", "1", "100"))
+            ack = await maker.expect("8")
+            assert_survives_a_crash(tmp_path, "MAKER", ack, account, "k1")
+            await maker.send("G", [(41, "k1"), (11, "k2"), (55, SOL), (54, "2"), (60, NOW), (38, "1"), (40, "2"), (44, "101")])
+            replaced = await maker.expect("8")
+            assert fields(replaced, 150, 11) == ("5", "k2")
+            assert_survives_a_crash(tmp_path, "MAKER", replaced, account, "k2")
+            assert_survives_a_crash(tmp_path, "MAKERDC", replaced, account, "k2")  # never logged on
+            venue.engine.stop()
+            nursery.cancel_scope.cancel()
+
+
+def assert_survives_a_crash(directory: Path, target: str, report: Message, account: int, cl_ord_id: str) -> None:
+    """Load copies of the FIX files as they are now (a crash leaves them so): ``report``'s facts are in them."""
+    files = directory / "fix"
+    crashed = directory / "crashed"
+    crashed.mkdir(exist_ok=True)
+    for name in ("clordids.log", f"SATCHEL-{target}.log"):
+        (crashed / name).write_bytes((files / name).read_bytes())
+    ids = ClOrdIds(crashed / "clordids.log")
+    store = FileStore(crashed / f"SATCHEL-{target}.log")
+    try:
+        assert ids.order_id(account, cl_ord_id) == int(report.get(37) or "")
+        kept = store.get(store.next_sender - 1)
+        assert kept is not None and decode(kept).get(17) == report.get(17)  # the same report (ExecID)
+    finally:
+        ids.close()
+        store.close()
