@@ -227,6 +227,7 @@ class Session:
     # --- inbound -----------------------------------------------------------------------------
 
     def on_frame(self, frame: bytes, now: float) -> None:
+        """A frame cut from the read: decoded by a compiled shape if one matches it, else field by field."""
         if not self.throttle.admit(now):
             self._flood()
             return
@@ -239,6 +240,15 @@ class Session:
             except Garbled:
                 return  # ignored; consumes no sequence number (the gap is found by the next message)
             self._process(message, now)
+        if self.queue:
+            self._drain_queue(now)
+
+    def on_matched(self, message: Message, parts: Validated, now: float) -> None:
+        """``on_frame`` for a frame a compiled shape matched where it starts in the read (``Connection``)."""
+        if not self.throttle.admit(now):
+            self._flood()
+            return
+        self._process(message, now, parts)
         if self.queue:
             self._drain_queue(now)
 
