@@ -117,6 +117,7 @@ class Connection:
             if self.closing:
                 return
             session = self.session
+            tried = False
             if session is not None and session.shapes.recent:
                 if text is None:
                     text = data.decode("latin-1")
@@ -126,13 +127,15 @@ class Connection:
                     pos += len(message.raw)
                     session.on_matched(message, parts, now)
                     continue
+                tried = True
+            start = pos
             frame, pos = framer.next_frame(data, pos)
             if frame is None:
                 break
             if session is None:
                 self._pre_logon(frame, now)
-            else:
-                session.on_frame(frame, now)
+            else:  # a frame that starts where the shapes just failed would fail them again
+                session.on_frame(frame, now, unshaped=tried and pos - len(frame) == start)
         framer.keep(data, pos)
 
     def poll(self, now: float) -> None:
