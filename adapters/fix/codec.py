@@ -176,12 +176,24 @@ class Framer:
             self._buffer = b""
             raise Overflow(f"no complete FIX message in {MAX_MESSAGE_BYTES} bytes")
 
+    def take(self) -> bytes:
+        """The unread bytes, for a caller that cuts them itself (``next_frame``) and hands back the rest (``keep``)."""
+        data, self._buffer = self._buffer, b""
+        return data
+
+    def keep(self, data: bytes, pos: int) -> None:
+        """``data[pos:]``, the start of a frame not complete yet, waits for the next read; raise Overflow on runaway input."""
+        rest = data[pos:] if pos else data
+        if len(rest) > MAX_MESSAGE_BYTES:
+            raise Overflow(f"no complete FIX message in {MAX_MESSAGE_BYTES} bytes")
+        self._buffer = rest
+
     def _cut(self) -> list[bytes]:
         data = self._buffer
         found: list[bytes] = []
         pos = 0
         while pos < len(data):  # a read of whole messages ends exactly at a frame's end: no search past it
-            frame, pos = self._next(data, pos)
+            frame, pos = self.next_frame(data, pos)
             if frame is None:
                 break
             found.append(frame)
@@ -189,7 +201,7 @@ class Framer:
         return found
 
     @staticmethod
-    def _next(data: bytes, pos: int) -> tuple[bytes | None, int]:
+    def next_frame(data: bytes, pos: int) -> tuple[bytes | None, int]:
         """The frame at or after ``pos`` and where the next search starts; (None, where to keep from) if none."""
         if data.startswith(b"8=FIX.4.4\x019=", pos):  # the usual case: a message right here, its trailer where
             length_end = data.find(SOH, pos + 12)  # BodyLength says (else the search below decides)

@@ -93,19 +93,50 @@ class Connection:
         intake = self.acceptor.intake
         batch = intake is not None and intake.hold_markets()
         try:
-            for frame in self.framer.frames():
-                if self.closing:
-                    return
-                if self.session is None:
-                    self._pre_logon(frame, now)
-                else:
-                    self.session.on_frame(frame, now)
+            self._frames(now)
         except Overflow as exc:
             self.close(str(exc))
         finally:
             self.holding = False
             if batch:
                 intake.release_markets()  # type: ignore[union-attr]
+
+    def _frames(self, now: float) -> None:
+        """Every complete frame read so far, one at a time and in order, to the pre-logon gate or the session.
+
+        Once the session knows compiled shapes, each frame is first matched where it starts in the read
+        (``ShapeCache.match_at``): a match is the frame the framer would cut there, decoded and validated, so it
+        is neither searched for nor read twice. Anything else is cut by the framer and taken by ``on_frame``.
+        A frame that closes the connection drops the rest of the read.
+        """
+        framer = self.framer
+        data = framer.take()
+        text: str | None = None  # the read as latin-1 text, once a shape is tried
+        pos = 0
+        while pos < len(data):  # a read of whole messages ends exactly at a frame's end
+            if self.closing:
+                return
+            session = self.session
+            tried = False
+            if session is not None and session.shapes.recent:
+                if text is None:
+                    text = data.decode("latin-1")
+                known = session.shapes.match_at(data, text, pos)
+                if known is not None:
+                    message, parts = known
+                    pos += len(message.raw)
+                    session.on_matched(message, parts, now)
+                    continue
+                tried = True
+            start = pos
+            frame, pos = framer.next_frame(data, pos)
+            if frame is None:
+                break
+            if session is None:
+                self._pre_logon(frame, now)
+            else:  # a frame that starts where the shapes just failed would fail them again
+                session.on_frame(frame, now, unshaped=tried and pos - len(frame) == start)
+        framer.keep(data, pos)
 
     def poll(self, now: float) -> None:
         if self.session is not None:

@@ -168,7 +168,9 @@ EXTRA_ENUMS: Final[dict[int, tuple[str, ...]]] = {
 # The data formats as regular expressions (no capturing groups), so a whole message can be matched at once (shapes.py).
 FORMAT_PATTERNS: Final[dict[str, str]] = {
     INT: r"-?[0-9]+",
-    FLOAT: r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)",
+    # not ``[0-9]+\.?[0-9]*``: on a run of digits that fails at its end, its two digit runs try every split
+    # (quadratic: a 64 KB price held the acceptor for seconds); this one backtracks a digit at a time
+    FLOAT: r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)",
     BOOL: "[YN]",
     TIMESTAMP: r"[0-9]{8}-[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?",
     DATE: r"[0-9]{8}",

@@ -226,11 +226,13 @@ class Session:
 
     # --- inbound -----------------------------------------------------------------------------
 
-    def on_frame(self, frame: bytes, now: float) -> None:
+    def on_frame(self, frame: bytes, now: float, *, unshaped: bool = False) -> None:
+        """A frame cut from the read: decoded by a compiled shape if one matches it, else field by field;
+        ``unshaped``: the compiled shapes are known not to match it (``Connection`` tried them)."""
         if not self.throttle.admit(now):
             self._flood()
             return
-        known = self.shapes.decode(frame)
+        known = None if unshaped else self.shapes.decode(frame)
         if known is not None:  # a familiar shape: decoded and validated by one match (shapes.py)
             self._process(known[0], now, known[1])
         else:
@@ -239,6 +241,15 @@ class Session:
             except Garbled:
                 return  # ignored; consumes no sequence number (the gap is found by the next message)
             self._process(message, now)
+        if self.queue:
+            self._drain_queue(now)
+
+    def on_matched(self, message: Message, parts: Validated, now: float) -> None:
+        """``on_frame`` for a frame a compiled shape matched where it starts in the read (``Connection``)."""
+        if not self.throttle.admit(now):
+            self._flood()
+            return
+        self._process(message, now, parts)
         if self.queue:
             self._drain_queue(now)
 

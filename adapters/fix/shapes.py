@@ -13,6 +13,10 @@ Python step per field. Anything it does not match takes the general path,
 which explains rejects and garbling; so the shape cache only ever skips work,
 never changes an answer.
 
+The pattern is tried where a frame starts in a read (``match_at``, used by
+``Connection``): a match is also the frame the framer would have cut there, so
+a familiar message is cut, decoded and validated by that one pass.
+
 Left to the general path: shapes with repeating groups or raw data fields,
 values holding '=', and any shape validation does not decide by plan.
 
@@ -28,12 +32,16 @@ from collections.abc import Callable
 from typing import Final
 from zlib import adler32
 
-from adapters.fix.codec import BEGIN_STRING, Message, checksum
+from adapters.fix.codec import BEGIN_STRING, MAX_MESSAGE_BYTES, Message, checksum
 from adapters.fix.dictionary import Validated, shape_validates, value_pattern
 
 MAX_COMPILED: Final = 1024
 MAX_RECENT: Final = 8
 TRAILER_BYTES: Final = 7  # "10=NNN" SOH
+FRAMING_BYTES: Final = 20  # "8=FIX.4.4" SOH "9=" SOH and the trailer: a frame is these, BodyLength's digits and its body
+# CheckSum text -> the byte sum (mod 256) of a whole frame that ends with it and is right: the sum of what CheckSum
+# covers (its value) plus the trailer's own bytes. So a frame is summed in one call, without slicing its trailer off.
+FRAME_SUMS: Final = {f"{n:03d}": (n + sum(b"10=%03d\x01" % n)) & 0xFF for n in range(256)}
 
 
 class Shape:
@@ -42,7 +50,7 @@ class Shape:
     __slots__ = ("body_start", "index", "match", "msg_type", "numbers", "shape")
 
     def __init__(self, message: Message, pattern: str, body_start: int) -> None:
-        self.match = re.compile(pattern).fullmatch
+        self.match = re.compile(pattern).match  # at a position of a read: it ends at the SOH after the CheckSum
         self.numbers = tuple(tag for tag, _ in message.fields)
         self.index = index_builder(self.numbers)
         self.shape = message.shape
@@ -93,28 +101,43 @@ class ShapeCache:
         self.recent: list[Shape] = []
 
     def decode(self, frame: bytes) -> tuple[Message, Validated] | None:
-        """``(decode(frame), validate(...))`` when a known shape matches and both agree; else None."""
-        recent = self.recent
-        if not recent:
+        """``(decode(frame), validate(...))`` when a known shape matches the whole frame and both agree; else None."""
+        if not self.recent:
             return None
-        text = frame.decode("latin-1")
+        known = self.match_at(frame, frame.decode("latin-1"), 0)
+        if known is None or len(known[0].raw) != len(frame):  # or a match that ends inside the frame
+            return None
+        return known
+
+    def match_at(self, data: bytes, text: str, pos: int) -> tuple[Message, Validated] | None:
+        """The frame that starts at ``pos`` in ``data`` (``text`` is ``data`` as latin-1), decoded and validated,
+        when a known shape matches it and its BodyLength and CheckSum agree; else None.
+
+        A match is the frame ``Framer.next_frame`` cuts at ``pos`` (it starts with ``8=FIX.4.4`` SOH ``9=``, ends
+        where its BodyLength, at most MAX_MESSAGE_BYTES, says), so the next frame starts ``len(message.raw)`` on.
+        """
+        recent = self.recent
         for shape in recent:
-            found = shape.match(text)
+            found = shape.match(text, pos)
             if found is not None:
                 break
         else:
             return None
         values = found.groups()
-        if str(len(text) - TRAILER_BYTES - found.end(2) - 1) != values[1]:
+        end = found.end()
+        body_length = end - pos - FRAMING_BYTES - len(values[1])
+        if body_length > MAX_MESSAGE_BYTES or str(body_length) != values[1]:
             return None  # BodyLength disagrees: garbled, which the general path reports
-        summed = frame[:-TRAILER_BYTES]
-        # codec.checksum, inlined for a frame of at most 256 bytes (most are): the low half of Adler-32 is 1 + the sum
-        if (((adler32(summed) & 0xFFFF) - 1) & 0xFF if len(summed) <= 256 else checksum(summed)) != int(values[-1]):
+        raw = data[pos:end]
+        if end - pos <= 256:  # Adler-32 is (high half << 16) + 1 + the byte sum while that stays below 65521
+            if (adler32(raw) - 1) & 0xFF != FRAME_SUMS.get(values[-1]):
+                return None
+        elif checksum(raw[:-TRAILER_BYTES]) != int(values[-1]):
             return None
         if shape is not recent[0]:
             recent.remove(shape)
             recent.insert(0, shape)
-        message = Message.shaped(shape.index(*values), shape.numbers, values, frame, shape.shape, shape.msg_type)
+        message = Message.shaped(shape.index(*values), shape.numbers, values, raw, shape.shape, shape.msg_type)
         return message, Validated.of_shape(message, shape.body_start)
 
     def learn(self, message: Message, parts: Validated) -> None:

@@ -200,11 +200,11 @@ def test_validation_by_shape_agrees_with_validation_field_by_field(msg_type: str
     b"35=0\x01", b"\x0110=", b"123\x01", b"1234\x01", b"8=FIX.4.4\x019=70000\x01", b"8=FIX.4.4\x019=0\x01", b"x",
 ]), max_size=6))
 def test_the_framers_quick_cut_finds_what_the_search_finds(pieces: list[bytes]) -> None:
-    """A frame cut where the stream says it is (``Framer._next``'s first branch) is the one the general search finds."""
+    """A frame cut where the stream says it is (``Framer.next_frame``'s first branch) is the one the general search finds."""
     data = b"".join(pieces)
-    frame, end = Framer._next(data, 0)
+    frame, end = Framer.next_frame(data, 0)
     if frame:
-        assert Framer._next(b"\x01" + data, 0) == (frame, end + 1)  # a leading byte forces the general search
+        assert Framer.next_frame(b"\x01" + data, 0) == (frame, end + 1)  # a leading byte forces the general search
 
 
 def test_store_records_are_in_the_file_once_flushed_without_a_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.fix.codec import Timestamps, encode_body, frame_message
+from adapters.fix.codec import Framer, Message, Timestamps, decode, encode_body, frame_message
 from adapters.fix.connection import Acceptor, Connection
 from adapters.fix.echo import EchoApplication
 from adapters.fix.session import Session, SessionConfig
@@ -80,3 +82,25 @@ def test_a_slow_consumer_is_disconnected_not_buffered_forever() -> None:
             break
     assert connection.closing and connection.close_reason == "slow consumer: outbox full"
     assert connection.outbox_bytes <= 16 * 1024 * 1024 + 2000
+
+
+def replies(connection: Connection) -> list[Message]:
+    framer = Framer()
+    framer.feed(connection.take_output())
+    return [decode(frame) for frame in framer.frames()]
+
+
+def test_a_price_of_60_000_digits_is_rejected_at_once() -> None:
+    """Regression: the float format's two digit runs tried every split of a run that fails at its end
+    (quadratic), so one such price held the acceptor for seconds, before and after its shape was compiled."""
+    connection, session = logged_on()
+    order = [(11, "a"), (21, "1"), (38, "1"), (40, "2"), (44, "1"), (54, "1"), (55, "X"), (60, STAMP[:17])]
+    long_price = [*order[:4], (44, "1" * 60_000 + "x"), *order[5:]]
+    started = time.perf_counter()
+    connection.receive(message("D", 2, long_price), 1.0)  # the field-by-field path
+    connection.receive(message("D", 3, order) + message("D", 4, order), 1.0)
+    assert session.shapes.recent
+    connection.receive(message("D", 5, long_price), 1.0)  # a compiled shape tries it first
+    assert time.perf_counter() - started < 1.0
+    answers = [(m.msg_type, m.get(45), m.get(373), m.get(371)) for m in replies(connection)]
+    assert answers == [("3", "2", "6", "44"), ("D", None, None, None), ("D", None, None, None), ("3", "5", "6", "44")]
