@@ -100,6 +100,9 @@ log = logging.getLogger("satchel.publisher")
 SYNC_TAIL_RECORDS: Final = 256  # at most this many records are read on the event loop at the boundary
 MAX_THREADED_PASSES: Final = 8  # then the boundary step reads whatever is left (the engine outran us)
 
+_ENDED: Final = (FILLED, EXPIRED, CANCELLED)  # statuses after which a placed order does not rest
+
+
 class PositionMismatch(Exception):
     """The journal holds fewer events after a position than the publisher had applied there."""
 
@@ -356,15 +359,38 @@ class Publisher(PublisherReads):
             self._data[symbol].top = top_of(market.book)
 
     def apply_batch(self, events: Sequence[Event]) -> list[Update]:
-        """Apply one durable batch, notify listeners once, and return its updates."""
-        depth: dict[str, tuple[int, set[tuple[str, int]], int]] = {}
+        """Apply one durable batch, notify listeners once, and return its updates.
+
+        What the listeners want (``_wanted``) is asked once, before the batch: nothing
+        in it can change the answer (listeners are called only at its end). Touched
+        levels and balances are collected only when wanted (update ids advance
+        regardless), and an order that rests untouched, most of the flow, is handled
+        in this loop: ``_placed``'s common case written out, without the level list,
+        the depth entry and the balance keys nobody reads (~0.5 us per order).
+        """
+        want_depth, want_balances = self._wanted()
+        depth: dict[str, tuple[int, set[tuple[str, int]], int]] | None = {} if want_depth else None
         balances: dict[tuple[int, str], int] = {}
         updates: list[Update] = []
         self.events += len(events)
+        apply_placed, data = self.venue.apply_placed, self._data
+        reported = self.accepted_reported if len(self.listeners) == 1 else None
         for e in events:
             t = type(e)
             if t is OrderPlaced:
-                self._placed(e, depth, balances, updates)  # type: ignore[arg-type]
+                if e.fills or e.stp_cancelled or e.status in _ENDED or depth is not None:  # type: ignore[union-attr]
+                    self._placed(e, depth, balances, updates)  # type: ignore[arg-type]
+                    continue
+                # rests untouched, no depth wanted: ``_placed``'s common case
+                apply_placed(e)  # type: ignore[arg-type]
+                data[e.symbol].update_id += 1  # type: ignore[union-attr]
+                if reported is None or not reported(e):  # type: ignore[arg-type]
+                    updates.append(OrderUpdate(e.account_id, ACCEPTED, accepted_view(e), e.ts_us))  # type: ignore[arg-type, union-attr]
+                else:
+                    self._skipped_accepts = True
+                if want_balances:
+                    spec = self.venue.specs[e.symbol]  # type: ignore[union-attr]
+                    balances[e.account_id, spec.base] = balances[e.account_id, spec.quote] = e.ts_us  # type: ignore[union-attr]
             elif t is OrderCancelled:
                 self._cancelled(e, depth, balances, updates)  # type: ignore[arg-type]
             elif t is OrderAmended:
@@ -372,18 +398,20 @@ class Publisher(PublisherReads):
             else:
                 self.venue.apply(e)
                 self._funds(e, balances)
-        self._finish(depth, balances, updates)
+        self._finish(depth or {}, balances if want_balances else {}, updates)
         if updates or self._skipped_accepts:
             self._skipped_accepts = False
             for listener in self.listeners:
                 listener(updates)
         return updates
 
-    def _touch(self, depth: dict[str, tuple[int, set[tuple[str, int]], int]], symbol: str,
+    def _touch(self, depth: dict[str, tuple[int, set[tuple[str, int]], int]] | None, symbol: str,
                levels: Iterable[tuple[str, int]], ts_us: int) -> None:
-        """Record the levels an event changes; the event takes the market's next update id."""
+        """Record the levels an event changes (``depth`` None: nobody wants them); the event takes the market's next update id."""
         data = self._data[symbol]
         data.update_id += 1
+        if depth is None:
+            return
         entry = depth.get(symbol)
         if entry is None:
             depth[symbol] = (data.update_id, set(levels), ts_us)
@@ -402,7 +430,7 @@ class Publisher(PublisherReads):
             levels = [(maker_side, f.price_ticks) for f in e.fills] + [(o.side, o.price_ticks) for o in stp]
         else:  # most placements touch no other order: no comprehensions to run
             makers, stp, levels = [], [], []
-        rests = e.status not in (FILLED, EXPIRED, CANCELLED)
+        rests = e.status not in _ENDED
         if rests:
             levels.append((e.side, e.price_ticks))
         self.venue.apply_placed(e)
@@ -527,11 +555,7 @@ class Publisher(PublisherReads):
 
     def _finish(self, depth: dict[str, tuple[int, set[tuple[str, int]], int]],
                 balances: dict[tuple[int, str], int], updates: list[Update]) -> None:
-        want_depth, want_balances = self._wanted()
-        if not want_depth:
-            depth = {}
-        if not want_balances:
-            balances = {}
+        """The batch's depth, top-of-book and balance updates (``apply_batch`` passes only what is wanted)."""
         for symbol, (first_id, levels, ts_us) in depth.items():
             market = self.venue.markets[symbol]
             steps = market.book.level_steps

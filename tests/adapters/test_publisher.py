@@ -180,3 +180,43 @@ def test_a_narrowed_listener_gets_no_depth_or_balances_until_it_wants_depth() ->
     pub.apply_batch([place(venue, limit(venue, taker, BID, "101", "1"))])
     assert {BalanceUpdate, DepthUpdate, OrderUpdate, TradeRecord} <= {type(u) for u in everything}
     assert pub.venue.state_hash() == venue.state_hash()
+
+
+def test_a_narrowed_listener_sees_what_a_full_one_sees_of_orders_and_trades() -> None:
+    """The narrowed batch's shortcut for orders that rest untouched leaves the same state, ids and order updates."""
+    venue, _, maker, taker = setup()
+    fund(venue, maker, "USDC", "10000")
+    fund(venue, taker, "SOL", "100")
+    full, narrow = Publisher(copy.deepcopy(venue)), Publisher(copy.deepcopy(venue))
+    got: list[object] = []
+    everything: list[object] = []
+    full.listeners.append(everything.extend)
+    narrow.listeners.append(got.extend)
+    narrow.narrow(got.extend, depth=lambda: False)
+    asked: list[int] = []
+    narrow.accepted_reported = lambda e: asked.append(e.order_id) is None and e.order_id % 2 == 0
+    batch = [
+        place(venue, limit(venue, maker, ASK, "101", "2", client_id=7)),
+        place(venue, limit(venue, maker, BID, "99", "1")),
+        place(venue, limit(venue, taker, BID, "98", "1", tif="IOC")),  # expires untouched
+        place(venue, limit(venue, taker, BID, "101", "0.5")),  # trades
+        place(venue, limit(venue, taker, ASK, "103", "1", client_id=9)),
+    ]
+    cancelled = cancel(venue, maker, batch[1].order_id)  # type: ignore[union-attr]
+    for pub in (full, narrow):
+        pub.apply_batch(batch)
+        pub.apply_batch([cancelled])
+    assert narrow.venue.state_hash() == full.venue.state_hash() == venue.state_hash()
+    assert narrow.depth("SOL_USDC", 10) == full.depth("SOL_USDC", 10)
+    assert asked == [e.order_id for e in batch]  # type: ignore[union-attr]
+    reported = {i for i in asked if i % 2 == 0}
+
+    def orders(ups: list[object], skip: set[int]) -> list[object]:
+        return [u for u in ups if isinstance(u, TradeRecord) or (isinstance(u, OrderUpdate) and not (
+            u.kind == "orderAccepted" and u.view.order_id in skip))]
+
+    assert orders(got, set()) == orders(everything, reported)
+    for account_id in (maker, taker):
+        assert narrow.fills(account_id) == full.fills(account_id)
+        assert narrow.closed_orders(account_id) == full.closed_orders(account_id)
+        assert narrow.open_orders(account_id) == full.open_orders(account_id)
