@@ -332,20 +332,9 @@ class Account:
             self.pending_client_ids.discard(cid)
         if e.status == "New":
             # ``_rest`` with nothing executed: the order's whole hold, which is its lock
-            # (``reserve_place`` held exactly what the resting quantity needs), becomes locked;
-            # ``rest_open`` written out (a frame less per order)
-            open_order = NewOpenOrder()
-            open_order.symbol = e.symbol
-            open_order.asset = asset
-            open_order.side = e.side
-            open_order.price_ticks = e.price_ticks
-            open_order.lock = atoms
-            open_order.client_id = cid
-            self.orders[order_id] = open_order
-            if cid != NO_CLIENT_ID:
-                self.client_ids[cid] = order_id
-            locked = self.locked
-            locked[asset] = locked.get(asset, 0) + atoms
+            # (``reserve_place`` held exactly what the resting quantity needs), becomes locked
+            rest_open(self, order_id, e.symbol, asset, e.side, e.price_ticks, atoms, cid)
+            self.locked[asset] = self.locked.get(asset, 0) + atoms
 
     def settle_taker(self, e: OrderPlaced, spec: MarketSpec) -> None:
         """``release_hold`` + ``apply_placed`` for this account's own order (the market actor's settlement).
@@ -397,30 +386,8 @@ class Account:
             if e.fills or e.stp_cancelled or e.status != NEW:
                 self._apply_taker(e, spec)
                 return
-            # rests untouched (most orders; the replicas' apply): ``_apply_taker`` -> ``_rest`` ->
-            # ``rest_open`` written out, the same lock, open order and client id in one frame instead of four
-            price, qty = e.price_ticks, e.qty_steps
-            if e.side == BID:
-                asset = spec.quote
-                lock = price * qty * spec.quote_per_tick_step
-            else:
-                asset = spec.base
-                lock = qty * spec.base_per_step
-            if lock == e.lock:
-                lock = e.lock  # share the event's int object, as ``_rest`` does
-            open_order = NewOpenOrder()
-            open_order.symbol = e.symbol
-            open_order.asset = asset
-            open_order.side = e.side
-            open_order.price_ticks = price
-            open_order.lock = lock
-            cid = open_order.client_id = e.client_id
-            order_id = e.order_id
-            self.orders[order_id] = open_order
-            if cid != NO_CLIENT_ID:
-                self.client_ids[cid] = order_id
-            locked = self.locked
-            locked[asset] = locked.get(asset, 0) + lock
+            # rests untouched (most orders; the replicas' apply): ``_apply_taker``'s outcome, straight to ``_rest``
+            self._rest(e, e.qty_steps, spec.quote if e.side == BID else spec.base, spec)
         elif self.account_id == FEE_ACCOUNT_ID:
             self._apply_fees(e, spec)
         else:

@@ -378,19 +378,20 @@ class Publisher(PublisherReads):
         for e in events:
             t = type(e)
             if t is OrderPlaced:
-                if e.fills or e.stp_cancelled or e.status in _ENDED or depth is not None:  # type: ignore[union-attr]
-                    self._placed(e, depth, balances, updates)  # type: ignore[arg-type]
+                placed: OrderPlaced = e  # type: ignore[assignment]  # checked just above, without isinstance's cost
+                if placed.fills or placed.stp_cancelled or placed.status in _ENDED or depth is not None:
+                    self._placed(placed, depth, balances, updates)
                     continue
                 # rests untouched, no depth wanted: ``_placed``'s common case
-                apply_placed(e)  # type: ignore[arg-type]
-                data[e.symbol].update_id += 1  # type: ignore[union-attr]
-                if reported is None or not reported(e):  # type: ignore[arg-type]
-                    updates.append(OrderUpdate(e.account_id, ACCEPTED, accepted_view(e), e.ts_us))  # type: ignore[arg-type, union-attr]
+                apply_placed(placed)
+                data[placed.symbol].update_id += 1
+                if reported is None or not reported(placed):
+                    updates.append(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us))
                 else:
                     self._skipped_accepts = True
                 if want_balances:
-                    spec = self.venue.specs[e.symbol]  # type: ignore[union-attr]
-                    balances[e.account_id, spec.base] = balances[e.account_id, spec.quote] = e.ts_us  # type: ignore[union-attr]
+                    spec = self.venue.specs[placed.symbol]
+                    balances[placed.account_id, spec.base] = balances[placed.account_id, spec.quote] = placed.ts_us
             elif t is OrderCancelled:
                 self._cancelled(e, depth, balances, updates)  # type: ignore[arg-type]
             elif t is OrderAmended:
