@@ -377,7 +377,7 @@ class ExchangeApplication:
         else:
             encoded = ack if ack is not None else self.reports.acknowledgement(placed)
             for session in sessions:
-                session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch
+                session.queue_report(encoded)  # written by flush_output at the end of the batch
         self.acked.add(order_id)
         self.acks_sent += 1
 
@@ -537,7 +537,7 @@ class ExchangeApplication:
                 orig = settled.orig
         encoded = self.reports.execution(view, exec_type, exec_id, update.ts_us, fill, text, orig)
         for session in sessions:
-            session.send_encoded("8", encoded, wake=False)  # written by flush_output at the end of the batch
+            session.queue_report(encoded)  # written by flush_output at the end of the batch
 
 def _last_quote_sized_fills(updates: list[Any]) -> set[int]:
     """Indexes of the last fill of each market order sized by quote that did not expire.

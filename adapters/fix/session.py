@@ -146,7 +146,6 @@ class Session:
         self.shapes = ShapeCache()
         self._last_sending_text = ""
         self._last_sending_us: int | None = None
-        self._unstamped = False  # messages queued without a wake-up since last_sent was set (``flush_output``)
         self.name = f"{config.sender_comp_id}->{config.target_comp_id}"
         # the standard header around MsgSeqNum and SendingTime, as ``send_encoded`` writes it (the config is frozen)
         self._our_id = f"\x0149={config.sender_comp_id}\x0152="
@@ -166,6 +165,8 @@ class Session:
         self.queue: dict[int, Message | None] = {}
         self.queued_bytes = 0
         self.backlog: deque[Backlog] = deque()
+        # the SendingTime of the burst of reports being queued (``queue_report``); "" between bursts
+        self._burst_stamp = ""
 
     # --- connection binding ------------------------------------------------------------
 
@@ -456,11 +457,13 @@ class Session:
         """Sequence, stamp, store and emit one message; returns its MsgSeqNum."""
         return self.send_encoded(msg_type, encode_body(body), extra_header)
 
-    def send_encoded(self, msg_type: str, body: bytes, extra_header: list[tuple[int, str]] | None = None, *,
-                     wake: bool = True) -> int:
+    def send_encoded(self, msg_type: str, body: bytes, extra_header: list[tuple[int, str]] | None = None) -> int:
+        """``send`` of a body already encoded."""
         store = self.store
         seq = store.next_sender
         stamp = self.times.millis(self.wall_us())
+        if self._burst_stamp:  # within a burst of reports: the rest of it is not stamped earlier than this
+            self._burst_stamp = stamp
         if extra_header:
             header = [(34, str(seq)), (49, self.config.sender_comp_id), (52, stamp), (56, self.config.target_comp_id),
                       *extra_header]
@@ -470,11 +473,34 @@ class Session:
         store.record_sent(seq, None if msg_type in _ADMIN_TYPES else raw)
         connection = self.connection
         if connection is not None:
-            connection.emit(raw, wake=wake)
-            if wake:
-                self.last_sent = self.monotonic()
-            else:  # a burst: stamped once, when it ends (``flush_output``)
-                self._unstamped = True
+            connection.emit(raw)
+            self.last_sent = self.monotonic()
+        return seq
+
+    def queue_report(self, body: bytes) -> int:
+        """Sequence, store and queue an ExecutionReport (35=8) of a burst the caller ends with ``flush_output``.
+
+        The burst leaves in one write, so its reports are queued without a wake-up each and share one clock
+        read: the SendingTime of its first report (a message sent in between renews it, so SendingTime never
+        goes back along MsgSeqNum). A burst is the reports of one durable batch and ends with the batch's
+        delivery or, at the latest, with the publisher's batch: the shared stamp is older than each report's
+        own by at most the burst's duration. Not connected, each report is stamped on its own: it waits in
+        the store for a ResendRequest, which gives that stamp as OrigSendingTime. Nothing is deferred: each
+        report takes its MsgSeqNum and its place in the output at once, as with ``send_encoded``.
+        """
+        store = self.store
+        seq = store.next_sender
+        connection = self.connection
+        if connection is None:
+            stamp = self.times.millis(self.wall_us())
+        else:
+            stamp = self._burst_stamp
+            if not stamp:
+                stamp = self._burst_stamp = self.times.millis(self.wall_us())
+        raw = frame_text(f"35=8\x0134={seq}{self._our_id}{stamp}{self._their_id}", body)
+        store.record_sent(seq, raw)
+        if connection is not None:
+            connection.emit(raw, wake=False)
         return seq
 
     def reject(self, message: Message, reason: int, tag: int | None, text: str) -> None:
@@ -552,8 +578,8 @@ class Session:
         """See ``Connection.flush_output``; not connected, the burst's messages (kept for a resend) reach the
         store's file now, as no write to a socket will flush it."""
         if self.connection is not None:
-            if self._unstamped:
-                self._unstamped = False
+            if self._burst_stamp:  # the burst ends: ``last_sent`` is set once for it, the next burst reads the clock
+                self._burst_stamp = ""
                 self.last_sent = self.monotonic()
             self.connection.flush_output()
         else:

@@ -72,6 +72,28 @@ async def test_order_lifecycle_with_maker_fills_from_another_session(venue: FixV
         assert fields(await maker.expect("8"), 150, 39, 14, 151) == ("I", "4", "1.5", "0")
 
 
+async def test_acknowledgements_of_one_read_keep_sequence_order_with_a_reject_among_them(venue: FixVenue) -> None:
+    """The acknowledgements of one durable batch go out as one burst (``Session.queue_report``): a rejection
+    answered during the read takes the MsgSeqNum it was given, and the drop copy gets the same reports in order."""
+    with trio.fail_after(10):
+        account = await venue.account(USDC="1000")
+        maker = await venue.logon("MAKER", account)
+        drop = await venue.logon("MAKERDC", account)
+        orders = [order(f"b{n}", "1", "0.1", str(90 + n)) for n in range(6)]
+        orders[2] = order("bad", "3", "0.1", "90")  # no such side: rejected while the read is handled
+        await maker.send_raw(b"".join(maker.build("D", body) for body in orders))
+        got = [await maker.expect("8") for _ in orders]
+        assert [(m.get(11), m.get(150)) for m in got] == [
+            ("bad", "8"), ("b0", "0"), ("b1", "0"), ("b3", "0"), ("b4", "0"), ("b5", "0")]
+        seqs = [int(m.get(34) or "0") for m in got]
+        assert seqs == list(range(seqs[0], seqs[0] + len(orders)))
+        stamps = [m.get(52) or "" for m in got]
+        assert stamps == sorted(stamps)
+        copies = [await drop.expect("8") for _ in range(5)]
+        assert [m.get(11) for m in copies] == ["b0", "b1", "b3", "b4", "b5"]
+        assert [m.get(17) for m in copies] == [m.get(17) for m in got[1:]]
+
+
 async def test_rejections_carry_satchels_reason(venue: FixVenue) -> None:
     with trio.fail_after(10):
         account = await venue.account(USDC="10")

@@ -267,3 +267,100 @@ async def test_idle_connections_before_logon_cannot_keep_a_session_from_logging_
         assert await idle[0].read() is None  # the oldest idle one made room
         await client.send("1", [(112, "still here")])
         assert (await client.expect("0")).get(112) == "still here"
+
+
+class _Clock:
+    """A wall clock a test moves by hand (microseconds since the epoch)."""
+
+    def __init__(self) -> None:
+        self.us = wall_clock_us()
+
+    def __call__(self) -> int:
+        return self.us
+
+
+def _logged_on_at(clock: _Clock) -> tuple[Session, Connection]:
+    """``_logged_on`` with a wall clock the test moves."""
+    session = Session(SessionConfig("ISLD", "TW44"), EchoApplication(), wall_us=clock, monotonic=lambda: 0.0)
+    connection = Connection(Acceptor([session]), 0.0, clock)
+    connection.receive(_frame("A", 1, [(98, "0"), (108, "30")]), 0.0)
+    connection.take_output()
+    return session, connection
+
+
+def _report(name: str) -> bytes:
+    return encode_body([(17, name), (150, "0")])
+
+
+async def test_a_burst_of_reports_shares_one_sendingtime_and_keeps_its_place_among_other_messages() -> None:
+    """``queue_report`` reads the clock once per burst; every message still takes its MsgSeqNum and its place
+    on the wire when it is sent, and SendingTime never goes back along MsgSeqNum."""
+    clock = _Clock()
+    session, connection = _logged_on_at(clock)
+    start = clock.us
+    session.queue_report(_report("a"))
+    clock.us += 5_000
+    session.queue_report(_report("b"))  # same burst: the first report's stamp
+    clock.us += 5_000
+    session.send("0", [])  # sent in between (a reject or heartbeat would be): stamped now, and renews the burst's
+    clock.us += 5_000
+    session.queue_report(_report("c"))
+    session.flush_output()  # the burst ends
+    clock.us += 5_000
+    session.queue_report(_report("d"))  # a new burst reads the clock
+    session.flush_output()
+    out = _messages(connection.take_output())
+    assert [(m.msg_type, m.get(17), m.get(34)) for m in out] == [
+        ("8", "a", "2"), ("8", "b", "3"), ("0", None, "4"), ("8", "c", "5"), ("8", "d", "6")]
+    stamp = Timestamps()
+    assert [m.get(52) for m in out] == [stamp.millis(start + dt) for dt in (0, 0, 10_000, 10_000, 20_000)]
+    assert session.store.get(5) == out[3].raw  # stored as sent, for a resend
+
+
+async def test_a_burst_stamp_does_not_outlive_its_connection() -> None:
+    """A burst cut short by a disconnect (no ``flush_output``) leaves no stamp for the next connection's reports;
+    a report queued while nobody is connected is stamped on its own (a resend gives it as OrigSendingTime)."""
+    clock = _Clock()
+    session, connection = _logged_on_at(clock)
+    session.queue_report(_report("a"))
+    connection.disconnected()
+    clock.us += 1_000_000
+    session.queue_report(_report("b"))
+    clock.us += 1_000_000
+    session.queue_report(_report("c"))
+    stored = [decode(session.store.get(seq) or b"") for seq in (3, 4)]
+    stamp = Timestamps()
+    assert [m.get(52) for m in stored] == [stamp.millis(clock.us - 1_000_000), stamp.millis(clock.us)]
+    clock.us += 1_000_000
+    connection = Connection(Acceptor([session]), 0.0, clock)
+    connection.receive(_frame("A", 2, [(98, "0"), (108, "30")]), 0.0)
+    session.queue_report(_report("d"))
+    session.flush_output()
+    logon, report = _messages(connection.take_output())
+    assert (logon.msg_type, report.get(17), report.get(34)) == ("A", "d", "6")
+    assert report.get(52) == logon.get(52) == stamp.millis(clock.us)
+
+
+async def test_reports_queued_while_a_resend_is_produced_follow_it_in_sequence_order() -> None:
+    """A burst that starts while a ResendRequest is answered waits behind the resend (``Connection.hold``),
+    interleaved with other messages exactly as they were sequenced."""
+    clock = _Clock()
+    session, connection = _logged_on_at(clock)
+    for n in range(150):
+        session.queue_report(_report(f"old{n}"))
+    session.flush_output()
+    connection.take_output()
+    connection.receive(_frame("2", 2, [(7, "1"), (16, "0")]), 0.0)
+    assert connection.producing()
+    session.queue_report(_report("new1"))
+    session.send("0", [])
+    session.queue_report(_report("new2"))
+    session.flush_output()
+    out = _messages(connection.take_output())
+    while connection.producing():
+        connection.produce()
+        out += _messages(connection.take_output())
+    resent, after = out[:151], out[151:]
+    assert all(m.get(43) == "Y" for m in resent) and [m.get(17) for m in resent[1:]] == [f"old{n}" for n in range(150)]
+    assert [(m.msg_type, m.get(17), m.get(34), m.get(43)) for m in after] == [
+        ("8", "new1", "152", None), ("0", None, "153", None), ("8", "new2", "154", None)]
