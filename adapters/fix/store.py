@@ -139,13 +139,7 @@ class FileStore(MemoryStore):
                 handle.truncate(good)
 
     def record_sent(self, seq: int, raw: bytes | None) -> None:
-        """``MemoryStore.record_sent`` (written out here: one call less per message sent), then the log's record."""
-        self.next_sender = seq + 1
-        messages = self.messages
-        if raw is not None:
-            messages[seq] = raw
-            if len(messages) > MAX_STORED:
-                messages.popitem(last=False)
+        MemoryStore.record_sent(self, seq, raw)
         if self._log.closed:  # after close (shutdown): the session is memory-only
             return
         pending = self._pending
