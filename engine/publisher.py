@@ -385,10 +385,7 @@ class Publisher(PublisherReads):
                 # rests untouched, no depth wanted: ``_placed``'s common case
                 apply_placed(placed)
                 data[placed.symbol].update_id += 1
-                if reported is None or not reported(placed):
-                    updates.append(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us))
-                else:
-                    self._skipped_accepts = True
+                self._accept(placed, reported, updates)
                 if want_balances:
                     spec = self.venue.specs[placed.symbol]
                     balances[placed.account_id, spec.base] = balances[placed.account_id, spec.quote] = placed.ts_us
@@ -405,6 +402,14 @@ class Publisher(PublisherReads):
             for listener in self.listeners:
                 listener(updates)
         return updates
+
+    def _accept(self, e: OrderPlaced, reported: Callable[[OrderPlaced], bool] | None, updates: list[Update]) -> None:
+        """The order's accepted update, unless the one listener sent it already (``reported``: ``accepted_reported``
+        while there is exactly one listener); then the listener still hears of this batch, even if nothing else is in it."""
+        if reported is None or not reported(e):
+            updates.append(OrderUpdate(e.account_id, ACCEPTED, accepted_view(e), e.ts_us))
+        else:
+            self._skipped_accepts = True
 
     def _touch(self, depth: dict[str, tuple[int, set[tuple[str, int]], int]] | None, symbol: str,
                levels: Iterable[tuple[str, int]], ts_us: int) -> None:
@@ -437,11 +442,7 @@ class Publisher(PublisherReads):
         self.venue.apply_placed(e)
         if levels:
             self._touch(depth, e.symbol, levels, e.ts_us)
-        reported = self.accepted_reported
-        if reported is None or len(self.listeners) != 1 or not reported(e):
-            updates.append(OrderUpdate(e.account_id, ACCEPTED, accepted_view(e), e.ts_us))
-        else:
-            self._skipped_accepts = True  # the listener hears of this batch even if nothing else is in it
+        self._accept(e, self.accepted_reported if len(self.listeners) == 1 else None, updates)
         base, quote_asset = spec.base, spec.quote
         if rests and not e.fills and not stp:  # the common case: it rests untouched (no view of its end state)
             balances[e.account_id, base] = balances[e.account_id, quote_asset] = e.ts_us

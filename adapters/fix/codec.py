@@ -379,11 +379,11 @@ def frame_text(head: str, body: bytes) -> bytes:
     """
     out = f"8=FIX.4.4\x019={len(head) + len(body)}\x01{head}".encode("latin-1") + body
     total = ((zlib.adler32(out) & 0xFFFF) - 1) & 0xFF if len(out) <= _ADLER_CHUNK else checksum(out)
-    return out + _TRAILERS[total]
+    return out + TRAILERS[total]
 
 
 # ``10=NNN<SOH>`` for every CheckSum: indexing is ~10x cheaper than formatting one per message sent
-_TRAILERS: Final = tuple(b"10=%03d\x01" % total for total in range(256))
+TRAILERS: Final = tuple(b"10=%03d\x01" % total for total in range(256))
 
 
 class Timestamps:

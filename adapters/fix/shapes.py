@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Final
 from zlib import adler32
 
-from adapters.fix.codec import BEGIN_STRING, MAX_MESSAGE_BYTES, Message, checksum
+from adapters.fix.codec import BEGIN_STRING, MAX_MESSAGE_BYTES, TRAILERS, Message, checksum
 from adapters.fix.dictionary import Validated, shape_validates, value_pattern
 
 MAX_COMPILED: Final = 1024
@@ -41,7 +41,7 @@ TRAILER_BYTES: Final = 7  # "10=NNN" SOH
 FRAMING_BYTES: Final = 20  # "8=FIX.4.4" SOH "9=" SOH and the trailer: a frame is these, BodyLength's digits and its body
 # CheckSum text -> the byte sum (mod 256) of a whole frame that ends with it and is right: the sum of what CheckSum
 # covers (its value) plus the trailer's own bytes. So a frame is summed in one call, without slicing its trailer off.
-FRAME_SUMS: Final = {f"{n:03d}": (n + sum(b"10=%03d\x01" % n)) & 0xFF for n in range(256)}
+FRAME_SUMS: Final = {f"{n:03d}": (n + sum(TRAILERS[n])) & 0xFF for n in range(256)}
 
 
 class Shape:
