@@ -1,8 +1,5 @@
 # Satchel: `make run` starts the daemon on config.toml; `make test` installs and tests.
-# The interpreter the venv is made from: the distribution's python3.11 when the machine has it with venv
-# (Debian builds it with profile-guided and link-time optimization; pyenv's default build has neither, and
-# ran the FIX acceptor's pipelined benchmark ~8% slower in the same sitting), else python3. `make PY=...` overrides.
-PY ?= $(firstword $(foreach p,/usr/bin/python3.11 python3,$(shell $(p) -c 'import ensurepip, venv' 2>/dev/null && echo $(p))) python3)
+PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
@@ -12,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 # the daemon's own dependencies: all `make run` needs (no compiler, no test tools)
 $(RUN_STAMP): pyproject.toml
-	test -x $(BIN)/python || { echo "creating $(VENV) with $(PY)"; $(PY) -m venv $(VENV); }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .
 	touch $(RUN_STAMP)
