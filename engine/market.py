@@ -294,34 +294,38 @@ class Market:
         return _placed_from(cmd, now_us, status, reason, self._fills(cmd.side, walk.fills), walk.stp_cancelled)
 
     def _limit_in_band(self, limit: int, bids: list[int], asks: list[int]) -> bool:
-        """``_in_band`` for a new limit order; the usual case (bid, ask and last all known) from the cached band.
+        """``_in_band`` for a new limit order; the usual case (best bid and ask known) from the cached band.
 
         ``bids`` and ``asks`` are the book's ``bid_keys`` and ``ask_prices`` (best
-        first), which the caller has already read. The active price is the median of best bid, best ask and last;
-        the band in whole ticks is cached per active price (``_band_for``).
+        first), which the caller has already read. The active price is the median of best bid, best ask and last,
+        or the mean of bid and ask before the first trade: twice it is a whole number of ticks either way, and the
+        band in whole ticks is cached per that number (``_band_for``).
         """
-        last = self.last_price
-        if not (last and bids and asks):
+        if not (bids and asks):
             return self._in_band(limit)
         lo, hi = -bids[0], asks[0]
-        if lo > hi:
-            lo, hi = hi, lo
-        active = lo if last <= lo else (hi if last >= hi else last)
-        if active != self._band_at:
-            self._band_for(active)
+        last = self.last_price
+        if last:
+            if lo > hi:
+                lo, hi = hi, lo
+            twice = 2 * (lo if last <= lo else (hi if last >= hi else last))
+        else:
+            twice = lo + hi
+        if twice != self._band_at:
+            self._band_for(twice)
         return self._band_lo <= limit <= self._band_hi
 
-    def _band_for(self, active: int) -> None:
-        """Cache the band around an integer active price as whole ticks.
+    def _band_for(self, twice: int) -> None:
+        """Cache the band around the active price ``twice / 2`` (in ticks) as whole ticks.
 
-        ``lo_num/lo_den * active <= limit`` is ``limit >= ceil(lo_num * active / lo_den)``
-        and ``limit <= hi_num/hi_den * active`` is ``limit <= floor(hi_num * active / hi_den)``
+        ``lo_num/lo_den * twice/2 <= limit`` is ``limit >= ceil(lo_num * twice / (2 * lo_den))``
+        and ``limit <= hi_num/hi_den * twice/2`` is ``limit <= floor(hi_num * twice / (2 * hi_den))``
         (positive denominators), so the cached bounds accept exactly the prices ``_in_band`` does.
         """
         lo_num, lo_den, hi_num, hi_den = self._band
-        self._band_lo = -(-lo_num * active // lo_den)
-        self._band_hi = hi_num * active // hi_den
-        self._band_at = active
+        self._band_lo = -(-lo_num * twice // (2 * lo_den))
+        self._band_hi = hi_num * twice // (2 * hi_den)
+        self._band_at = twice
 
     def _state_refusal(self, cmd: PlaceOrder, state: str) -> Rejection | None:
         sym = self.spec.symbol

@@ -768,17 +768,34 @@ _ratio = st.tuples(st.integers(0, 20), st.integers(1, 20))
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(1, 10**9), st.integers(1, 2 * 10**9), _ratio, _ratio)
+@given(st.integers(1, 2 * 10**9), st.integers(1, 2 * 10**9), _ratio, _ratio)
 def test_cached_band_accepts_exactly_the_prices_of_the_band_rule(
-    active: int, limit: int, low: tuple[int, int], high: tuple[int, int],
+    twice: int, limit: int, low: tuple[int, int], high: tuple[int, int],
 ) -> None:
-    """decide_place's whole-tick band (cached per active price) against the rule lo*active <= limit <= hi*active."""
+    """decide_place's whole-tick band (cached per twice the active price, which may be a half tick) against
+    the rule lo*active <= limit <= hi*active, with active = twice / 2."""
     sol = make_venue().markets[SOL_USDC]
     sol._band = (*low, *high)
-    sol._band_for(active)
-    rule = low[0] * active <= limit * low[1] and limit * high[1] <= high[0] * active
+    sol._band_for(twice)
+    rule = low[0] * twice <= 2 * limit * low[1] and 2 * limit * high[1] <= high[0] * twice
     assert (sol._band_lo <= limit <= sol._band_hi) == rule
 
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 10**6), st.integers(1, 10**6), st.integers(0, 3 * 10**6), st.integers(1, 3 * 10**6),
+       _ratio, _ratio)
+def test_cached_band_path_agrees_with_the_full_band_rule(
+    bid: int, spread: int, last: int, limit: int, low: tuple[int, int], high: tuple[int, int],
+) -> None:
+    """A limit order's band check (``_limit_in_band``: cached, half ticks before the first trade) decides as
+    ``_in_band`` (the median of bid, ask and last, or the mean of those present) on any two-sided book."""
+    sol = make_venue().markets[SOL_USDC]
+    sol._band = (*low, *high)
+    sol.last_price = last  # 0: no trade yet
+    sol.book.place(1, 7, BID, bid, 1, 1, 0, -1, False, REJECT_TAKER, 0)
+    sol.book.place(2, 7, ASK, bid + spread, 1, 1, 0, -1, False, REJECT_TAKER, 0)
+    assert sol._limit_in_band(limit, sol.book.bid_keys, sol.book.ask_prices) == sol._in_band(limit)
 
 def test_place_order_builder_builds_what_attrs_builds() -> None:
     """The intake builds PlaceOrder through a generated constructor (defaults passed positionally)."""
