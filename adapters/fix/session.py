@@ -146,6 +146,9 @@ class Session:
         self.shapes = ShapeCache()
         self._last_sending_text = ""
         self._last_sending_us: int | None = None
+        # the SendingTime last found within MAX_LATENCY_US of the clock, and the read (its time) that found it
+        self._accurate_text = ""
+        self._accurate_at = float("nan")
         self.name = f"{config.sender_comp_id}->{config.target_comp_id}"
         # the standard header around MsgSeqNum and SendingTime, as ``send_encoded`` writes it (the config is frozen)
         self._our_id = f"\x0149={config.sender_comp_id}\x0152="
@@ -319,11 +322,13 @@ class Session:
         """QuickFIX's ``Session::verify``: time, CompIDs, then the sequence number."""
         get = message.get
         text = get(52, "")
-        sent = self._last_sending_us if text == self._last_sending_text else self._sending_time(text)
-        if sent is None or abs(self.wall_us() - sent) > MAX_LATENCY_US:
-            self.reject(message, 10, None, "SendingTime accuracy problem")
-            self.logout(None, now)
-            return False
+        if text != self._accurate_text or now != self._accurate_at:  # the messages of a read share a verdict
+            sent = self._last_sending_us if text == self._last_sending_text else self._sending_time(text)
+            if sent is None or abs(self.wall_us() - sent) > MAX_LATENCY_US:
+                self.reject(message, 10, None, "SendingTime accuracy problem")
+                self.logout(None, now)
+                return False
+            self._accurate_text, self._accurate_at = text, now
         config = self.config
         if get(49) != config.target_comp_id or get(56) != config.sender_comp_id:
             self.reject(message, 9, None, "CompID problem")

@@ -30,7 +30,6 @@ more than ``COMPACT_RECORDS`` records.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -47,18 +46,34 @@ class MemoryStore:
     def __init__(self) -> None:
         self.next_sender = 1
         self.next_target = 1
-        # oldest first; an OrderedDict so dropping the oldest is O(1): ``del d[next(iter(d))]`` on a plain dict
-        # scans every slot deleted before it, which once MAX_STORED is reached made each send cost O(MAX_STORED)
-        self.messages: OrderedDict[int, bytes] = OrderedDict()
+        # oldest first (sequence numbers only grow). A plain dict, whose insert costs half an OrderedDict's: the
+        # oldest is dropped by key (``_drop_oldest``), never found with ``next(iter(d))``, which scans every slot
+        # deleted before it (once MAX_STORED was reached that made each send cost O(MAX_STORED))
+        self.messages: dict[int, bytes] = {}
+        self._oldest = 1  # no stored message has a lower sequence number
         # another file whose records the peer may see in what follows a flush (the application's ClOrdIDs)
         self.flush_also: Callable[[], None] = _nothing
 
     def record_sent(self, seq: int, raw: bytes | None) -> None:
         self.next_sender = seq + 1
         if raw is not None:
-            self.messages[seq] = raw
-            if len(self.messages) > MAX_STORED:
-                self.messages.popitem(last=False)
+            messages = self.messages
+            messages[seq] = raw
+            if len(messages) > MAX_STORED:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        """Forget the stored message with the lowest sequence number."""
+        messages = self.messages
+        oldest = self._oldest
+        for _ in range(64):  # the gaps are admin messages (not stored): a few numbers at a time
+            if oldest in messages:
+                break
+            oldest += 1
+        else:  # a long gap (our SequenceReset): take the first key, one scan
+            oldest = next(iter(messages))
+        del messages[oldest]
+        self._oldest = oldest + 1
 
     def set_next_target(self, value: int) -> None:
         self.next_target = value
@@ -67,6 +82,7 @@ class MemoryStore:
         self.next_sender = 1
         self.next_target = 1
         self.messages.clear()
+        self._oldest = 1
 
     def get(self, seq: int) -> bytes | None:
         return self.messages.get(seq)

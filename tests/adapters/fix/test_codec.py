@@ -24,7 +24,7 @@ from adapters.fix.codec import (
 from adapters.fix.dictionary import SessionReject, validate
 from adapters.fix.gen_dictionary import OUTPUT, default_source, parse_extract, render
 from adapters.fix.mapped_log import MappedLog
-from adapters.fix.store import FileStore
+from adapters.fix.store import FileStore, MemoryStore
 
 
 def test_generated_dictionary_matches_the_reference_extract() -> None:
@@ -62,6 +62,18 @@ def test_store_keeps_the_newest_messages_and_drops_the_oldest_in_constant_time(
     again = FileStore(tmp_path / "s.log")  # the log holds them all; the reload keeps the same newest 50
     assert [seq for seq in range(1, 1001) if again.get(seq) is not None] == kept
     again.close()
+
+
+def test_store_drops_the_oldest_across_a_long_gap_in_sequence_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "MAX_STORED", 3)
+    store = MemoryStore()
+    for seq in (1, 2, 3, 500, 501, 502, 503):  # 4 -> 499: not stored (a SequenceReset of ours skipped them)
+        store.record_sent(seq, b"m%d" % seq)
+    assert store.stored_between(1, 1000) == [501, 502, 503]
+    store.reset()
+    for seq in (1, 2, 3, 4):
+        store.record_sent(seq, b"m%d" % seq)
+    assert store.stored_between(1, 1000) == [2, 3, 4]
 
 
 def test_session_files_are_readable_by_their_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

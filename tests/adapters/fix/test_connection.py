@@ -16,7 +16,7 @@ from adapters.fix.codec import Field, Framer, Message, Overflow, Timestamps, dec
 from adapters.fix.connection import Acceptor, Connection
 from adapters.fix.dictionary import Validated
 from adapters.fix.echo import EchoApplication
-from adapters.fix.session import Session, SessionConfig
+from adapters.fix.session import MAX_LATENCY_US, Session, SessionConfig
 from adapters.fix.shapes import ShapeCache
 
 WALL_US = 1_700_000_000_000_000
@@ -223,3 +223,19 @@ def test_any_stream_gets_the_answers_of_the_frame_by_frame_path(
         data[flip_at] ^= flip
     points = sorted({0, len(data), *(cut for cut in cuts if cut < len(data))})
     both([bytes(data[start:end]) for start, end in pairwise(points)], compiled=False)
+
+
+def test_a_sending_time_is_held_against_the_clock_once_per_read() -> None:
+    """The messages of a read share the verdict on their SendingTime; the next read checks it against the clock again."""
+    wall = [WALL_US]
+    session = Session(SessionConfig("ISLD", "TW44"), EchoApplication(), wall_us=lambda: wall[0],
+                      monotonic=lambda: 0.0)
+    connection = Connection(Acceptor([session]), 0.0, lambda: wall[0])
+    connection.receive(LOGON + order(2) + order(3), 1.0)
+    assert summary(connection.take_output()) == [("A", None), ("D", "c2"), ("D", "c3")]
+    connection.receive(order(4), 2.0)
+    assert summary(connection.take_output()) == [("D", "c4")]
+    assert session.shapes.recent  # the order's shape is compiled: these reads took the matched path
+    wall[0] += MAX_LATENCY_US + 1_000_000
+    connection.receive(order(5), 3.0)
+    assert summary(connection.take_output()) == [("3", "5"), ("5", None)]

@@ -86,6 +86,18 @@ def test_clordid_file_survives_torn_lines_and_compacts(tmp_path: Path) -> None:
     last.close()
 
 
+def test_clordids_past_the_bound_forget_the_oldest_tenth_at_once() -> None:
+    ids = ClOrdIds(per_account=10)
+    for n in range(11):
+        ids.remember(1, f"n{n}", n)
+    assert [ids.order_id(1, f"n{n}") for n in range(11)] == [None, None, *range(2, 11)]
+    ids.remember(1, "n5", 5)  # named again: now the newest
+    ids.remember(1, "n11", 11)
+    ids.remember(1, "n12", 12)  # 11 names: n2 and n3 go, n5 (older than n4 by first use) stays
+    assert [ids.order_id(1, f"n{n}") for n in (2, 3, 4, 5, 12)] == [None, None, 4, 5, 12]
+    assert ids.cl_ord_id(2) is None and ids.cl_ord_id(5) == "n5"
+
+
 def test_clordid_file_compacts_while_running_and_keeps_what_follows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from adapters.fix import cl_ord_ids
 
