@@ -73,24 +73,23 @@ class Reports:
         """``execution(accepted_view(e), "0", "<id>N", ...)`` in one template.
 
         One per new order: no OrderView, OrderUpdate or part list is built for
-        the acknowledgement, only this text.
+        the acknowledgement, only this text. What follows the order's ids
+        depends only on its terms, which orders repeat: it is remembered per
+        market (``_Texts.ack_terms``).
         """
-        spec, texts = self._market(e.symbol)
+        texts = self._market(e.symbol)[1]
         order_id = e.order_id
-        cl_ord_id = self._cl_ord_id(order_id, e.client_id)
-        zero = texts.zero
-        steps = e.qty_steps
-        quantity = (texts.qtys.get(steps) or texts.qty(steps)) if steps else zero
-        limit = e.order_type == LIMIT
-        price = (texts.prices.get(e.price_ticks) or texts.price(e.price_ticks)) if limit else ""
+        cl_ord_id = self.ids.current.get(order_id)  # ``_cl_ord_id``, inlined: once per order
+        if cl_ord_id is None and e.client_id != NO_CLIENT_ID:
+            cl_ord_id = str(e.client_id)
+        key = (e.qty_steps, e.price_ticks, e.side, e.order_type, e.tif, e.quote_qty)
+        terms = texts.acks.get(key)
+        if terms is None:
+            terms = texts.ack_terms(key)
         text = (
-            f"1={e.account_id}\x016=0\x01{f'11={cl_ord_id}{SOH}' if cl_ord_id else ''}14={zero}\x01"
+            f"1={e.account_id}\x016=0\x01{f'11={cl_ord_id}{SOH}' if cl_ord_id else ''}14={texts.zero}\x01"
             f"17={order_id}N\x01{'18=6' + SOH if e.post_only else ''}37={order_id}\x01"
-            f"{f'38={quantity}{SOH}' if steps else ''}39=0\x0140={'2' if limit else '1'}\x01"
-            f"{f'44={price}{SOH}' if limit else ''}54={FIX_SIDE[e.side]}\x0155={e.symbol}\x01"
-            f"59={FIX_TIF.get(e.tif, '1')}\x0160={self.times.millis(e.ts_us or self.wall_us())}\x01150=0\x01"
-            f"151={quantity}\x01"
-            f"{f'152={spec.format_quote(e.quote_qty)}{SOH}' if not steps and e.quote_qty else ''}"
+            f"{terms[0]}{self.times.millis(e.ts_us or self.wall_us())}{terms[1]}"
         )
         return text.encode("latin-1")
 
@@ -174,13 +173,33 @@ class Reports:
 class _Texts:
     """A market's quantities and prices as report text, remembered (orders repeat the same few sizes and prices)."""
 
-    __slots__ = ("prices", "qtys", "spec", "zero")
+    __slots__ = ("acks", "prices", "qtys", "spec", "zero")
 
     def __init__(self, spec: MarketSpec) -> None:
         self.spec = spec
         self.qtys: dict[int, str] = {}
         self.prices: dict[int, str] = {}
         self.zero = spec.format_qty(0)
+        # (qty steps, price ticks, side, order type, time in force, quote qty) -> an acknowledgement's text from
+        # OrderQty (38) to TransactTime's "60=", and after its value
+        self.acks: dict[tuple[int, int, str, str, str, int], tuple[str, str]] = {}
+
+    def ack_terms(self, key: tuple[int, int, str, str, str, int]) -> tuple[str, str]:
+        """The two texts of ``acks[key]``, made and remembered (a full cache starts over)."""
+        steps, ticks, side, order_type, tif, quote_qty = key
+        quantity = self.qty(steps) if steps else self.zero
+        limit = order_type == LIMIT
+        terms = (
+            f"{f'38={quantity}{SOH}' if steps else ''}39=0\x0140={'2' if limit else '1'}\x01"
+            f"{f'44={self.price(ticks)}{SOH}' if limit else ''}54={FIX_SIDE[side]}\x0155={self.spec.symbol}\x01"
+            f"59={FIX_TIF.get(tif, '1')}\x0160=",
+            f"\x01150=0\x01151={quantity}\x01"
+            f"{f'152={self.spec.format_quote(quote_qty)}{SOH}' if not steps and quote_qty else ''}",
+        )
+        if len(self.acks) >= TEXTS_KEEP:
+            self.acks.clear()
+        self.acks[key] = terms
+        return terms
 
     def qty(self, steps: int) -> str:
         text = self.qtys.get(steps)
