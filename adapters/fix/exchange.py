@@ -294,11 +294,28 @@ class ExchangeApplication:
 
     def _new_order(self, session: Session, m: Message, parts: Validated) -> None:
         account = session.config.account_id
-        cl_ord_id = m.get(11) or ""
-        built = self._build(account, m)
+        get = m.get
+        # the order's terms to the engine's (``build_order`` checks them against the market), written out: one per order
+        side = SIDES.get(get(54, ""))
+        ord_type = ORD_TYPES.get(get(40, ""))
+        tif = TIFS.get(get(59, "1"))
+        if side is None:
+            built: PlaceOrder | Rejection = Rejection("INVALID_ORDER", "Side (54) must be 1 (buy) or 2 (sell)")
+        elif ord_type is None:
+            built = Rejection("INVALID_ORDER", "OrdType (40) must be 1 (market) or 2 (limit)")
+        elif tif is None:
+            built = Rejection("INVALID_ORDER", "TimeInForce (59) must be 0/1 (GTC), 3 (IOC) or 4 (FOK)")
+        else:
+            exec_inst = get(18)
+            built = self.engine.build_order(
+                account, get(55, ""), side, ord_type, quantity=get(38), quote_quantity=get(152), price=get(44),
+                time_in_force=tif, post_only=exec_inst is not None and "6" in exec_inst.split(" "),
+                self_trade_prevention=STP.get(get(STP_TAG, "1")),
+            )
         if isinstance(built, Rejection):
             self._reject_order(session, m, built.message, 1 if "symbol" in built.message else 99)
             return
+        cl_ord_id = get(11) or ""
         known = self.ids.order_id(account, cl_ord_id)
         if known is None and self.pending.names:  # the ClOrdID a cancel or replace in flight gives its order
             known = self.pending.names.get((account, cl_ord_id))
@@ -314,26 +331,6 @@ class ExchangeApplication:
             self._reject_order(session, m, refused.message, 99)
         else:
             self.placing += 1
-
-    def _build(self, account: int, m: Message) -> PlaceOrder | Rejection:
-        get = m.get
-        side = SIDES.get(get(54, ""))
-        if side is None:
-            return Rejection("INVALID_ORDER", "Side (54) must be 1 (buy) or 2 (sell)")
-        ord_type = ORD_TYPES.get(get(40, ""))
-        if ord_type is None:
-            return Rejection("INVALID_ORDER", "OrdType (40) must be 1 (market) or 2 (limit)")
-        tif = TIFS.get(get(59, "1"))
-        if tif is None:
-            return Rejection("INVALID_ORDER", "TimeInForce (59) must be 0/1 (GTC), 3 (IOC) or 4 (FOK)")
-        stp = STP.get(get(STP_TAG, "1"))
-        exec_inst = get(18)
-        post_only = exec_inst is not None and "6" in exec_inst.split(" ")
-        built: PlaceOrder | Rejection = self.engine.build_order(
-            account, get(55, ""), side, ord_type, quantity=get(38), quote_quantity=get(152),
-            price=get(44), time_in_force=tif, post_only=post_only, self_trade_prevention=stp,
-        )
-        return built
 
     def _placed(self, session: Session, m: Message, cmd: PlaceOrder, result: Result, ack: bytes | None) -> None:
         """A placement is durable (the journal actor delivers after its fsync): answer it now

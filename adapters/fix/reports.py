@@ -64,6 +64,9 @@ class Reports:
         self.wall_us = wall_us
         self.times = Timestamps()
         self.texts: dict[str, _Texts] = {}  # per symbol: formatted quantities and prices of recent reports
+        # the TransactTime text of the last acknowledgement and its event time (a market pass stamps its events alike)
+        self._acked_at = 0
+        self._acked_text = ""
 
     def now(self) -> str:
         """SendingTime-style text of the current time (for reports of no durable fact: rejections)."""
@@ -86,10 +89,14 @@ class Reports:
         terms = texts.acks.get(key)
         if terms is None:
             terms = texts.ack_terms(key)
+        ts_us = e.ts_us
+        if ts_us != self._acked_at or not ts_us:
+            self._acked_at = ts_us
+            self._acked_text = self.times.millis(ts_us or self.wall_us())
         text = (
             f"1={e.account_id}\x016=0\x01{f'11={cl_ord_id}{SOH}' if cl_ord_id else ''}14={texts.zero}\x01"
             f"17={order_id}N\x01{'18=6' + SOH if e.post_only else ''}37={order_id}\x01"
-            f"{terms[0]}{self.times.millis(e.ts_us or self.wall_us())}{terms[1]}"
+            f"{terms[0]}{self._acked_text}{terms[1]}"
         )
         return text.encode("latin-1")
 

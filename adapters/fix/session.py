@@ -219,7 +219,7 @@ class Session:
             self.queue[seq] = None
             self._request_resend(seq)
         else:
-            self.store.set_next_target(seq + 1)
+            self.store.next_target = seq + 1
         self.application.on_logon(self)
 
     def unsequenced_logout(self, text: str) -> bytes:
@@ -266,7 +266,7 @@ class Session:
                 return
             queued = self._unqueue(expected)
             if queued is None or queued.msg_type in ("A", "2"):
-                self.store.set_next_target(expected + 1)
+                self.store.next_target = expected + 1
             else:
                 self._process(queued, now)
 
@@ -289,7 +289,7 @@ class Session:
                     self._on_logout(message, now)
                     return
                 self.logout("Incorrect BeginString", now)
-                self.store.set_next_target(self.store.next_target + 1)
+                self.store.next_target += 1
                 return
             try:
                 parts = validate(message)
@@ -302,7 +302,7 @@ class Session:
             handler(self, message, now)
             return
         if self._verify(message, now, True, True):
-            self.store.set_next_target(self.store.next_target + 1)
+            self.store.next_target += 1
             try:
                 if self.throttle.take():
                     self.application.on_message(self, message, parts)
@@ -401,7 +401,7 @@ class Session:
 
     def _advance(self, message: Message) -> None:
         if message.seq_num() == self.store.next_target:
-            self.store.set_next_target(self.store.next_target + 1)
+            self.store.next_target += 1
 
     # --- admin messages -------------------------------------------------------------------------
 
@@ -432,7 +432,7 @@ class Session:
             return
         new_seq = int(message.get(36) or "0")
         if new_seq > self.store.next_target:
-            self.store.set_next_target(new_seq)
+            self.store.next_target = new_seq
         elif new_seq < self.store.next_target:
             self.reject(message, 5, None, "Value is incorrect (out of range) for this tag")
 
@@ -453,7 +453,7 @@ class Session:
         self._drop_backlog()
         self.resend_range = None
         self.send("A", [(98, "0"), (108, message.get(108) or "30"), (141, "Y")])
-        self.store.set_next_target(message.seq_num() + 1)
+        self.store.next_target = message.seq_num() + 1
         self.last_received = now
 
     # --- outbound ------------------------------------------------------------------------------
@@ -522,7 +522,7 @@ class Session:
             body.append((371, str(tag)))
         body.append((58, text))
         if msg_type not in ("A", "4") and message.seq_num() == self.store.next_target:
-            self.store.set_next_target(self.store.next_target + 1)
+            self.store.next_target += 1
         self.send("3", body, reverse_route(message))
 
     def business_reject(self, message: Message, reason: int, text: str, ref_id: str | None = None) -> None:

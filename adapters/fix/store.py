@@ -75,9 +75,6 @@ class MemoryStore:
         del messages[oldest]
         self._oldest = oldest + 1
 
-    def set_next_target(self, value: int) -> None:
-        self.next_target = value
-
     def reset(self) -> None:
         self.next_sender = 1
         self.next_target = 1
@@ -114,9 +111,10 @@ class FileStore(MemoryStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.records = 0
         self._pending: list[bytes] = []  # records (and raw messages) for the log at the next flush
-        self._target_dirty = False
         if path.exists():
             self._load(path.read_bytes())  # trims a torn tail: the log appends after the last whole record
+        # the next expected MsgSeqNum the log gives (its last T); a flush adds a T when ``next_target`` moved
+        self._target_logged = self.next_target
         self._log = MappedLog(path)
         if self.records > COMPACT_RECORDS:
             self._compact()
@@ -166,15 +164,11 @@ class FileStore(MemoryStore):
             pending.append(raw)
         self.records += 1
 
-    def set_next_target(self, value: int) -> None:
-        self.next_target = value
-        self._target_dirty = True  # one T record per flush: only the last value counts on load
-
     def _write_pending(self) -> None:
         """The records since the last flush, and the next expected MsgSeqNum if it changed, in one write."""
         pending = self._pending
-        if self._target_dirty:
-            self._target_dirty = False
+        if self.next_target != self._target_logged:  # one T record per flush: only the last value counts on load
+            self._target_logged = self.next_target
             pending.append(b"T %d\n" % self.next_target)
             self.records += 1
         if pending:
@@ -184,7 +178,7 @@ class FileStore(MemoryStore):
     def reset(self) -> None:
         super().reset()
         self._pending.clear()  # records of the sequences the reset ends
-        self._target_dirty = False
+        self._target_logged = 1
         self._log.close()
         self.path.write_bytes(b"R\n")
         self._log = MappedLog(self.path)
@@ -192,7 +186,7 @@ class FileStore(MemoryStore):
 
     def _compact(self) -> None:
         self._pending.clear()  # the compacted log is written from memory, which has them
-        self._target_dirty = False  # the compacted log ends with the current T
+        self._target_logged = self.next_target  # the compacted log ends with the current T
         self._log.close()
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb", opener=private) as out:

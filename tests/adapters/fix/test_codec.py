@@ -38,7 +38,7 @@ def test_torn_store_tail_is_dropped(tmp_path: Path) -> None:
     store = FileStore(path)
     raw = frame_message("D", [(34, "1")], b"11=a\x01")
     store.record_sent(1, raw)
-    store.set_next_target(5)
+    store.next_target = 5
     store.close()
     with open(path, "ab") as handle:
         handle.write(b"S 2 999\n8=FIX")
@@ -167,12 +167,12 @@ def test_store_writes_the_next_target_once_per_flush_and_reloads_the_last_value(
     path = tmp_path / "s.log"
     store = FileStore(path)
     for target in range(2, 50):
-        store.set_next_target(target)
+        store.next_target = target
     store.flush()
     assert path.read_bytes().count(b"T ") == 1
-    store.set_next_target(60)
+    store.next_target = 60
     store.reset()  # a reset drops the pending value with everything else
-    store.set_next_target(3)
+    store.next_target = 3
     store.close()
     again = FileStore(path)
     assert (again.next_target, again.next_sender) == (3, 1)
@@ -230,7 +230,7 @@ def test_store_records_are_in_the_file_once_flushed_without_a_close(tmp_path: Pa
     store = FileStore(path)
     raw = frame_message("D", [(34, "1")], b"11=a\x01" + b"x" * 300)
     store.record_sent(1, None)
-    store.set_next_target(7)
+    store.next_target = 7
     for seq in range(2, 5000):
         store.record_sent(seq, raw)
     assert store.get(4999) == raw and writes == []
@@ -255,7 +255,7 @@ def test_store_compaction_keeps_what_was_not_flushed(tmp_path: Path, monkeypatch
     store = FileStore(path)
     for seq in range(1, 30):
         store.record_sent(seq, b"m%d" % seq if seq % 2 else None)
-    store.set_next_target(4)
+    store.next_target = 4
     store.flush()
     assert store.records < 30  # compacted
     crashed = tmp_path / "crashed.log"
