@@ -385,7 +385,10 @@ class Publisher(PublisherReads):
                 # rests untouched, no depth wanted: ``_placed``'s common case
                 apply_placed(placed)
                 data[placed.symbol].update_id += 1
-                self._accept(placed, reported, updates)
+                if reported is None or not reported(placed):  # ``_accept``, inlined: once per order
+                    updates.append(OrderUpdate(placed.account_id, ACCEPTED, accepted_view(placed), placed.ts_us))
+                else:
+                    self._skipped_accepts = True
                 if want_balances:
                     spec = self.venue.specs[placed.symbol]
                     balances[placed.account_id, spec.base] = balances[placed.account_id, spec.quote] = placed.ts_us

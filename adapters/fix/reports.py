@@ -80,7 +80,9 @@ class Reports:
         depends only on its terms, which orders repeat: it is remembered per
         market (``_Texts.ack_terms``).
         """
-        texts = self._market(e.symbol)[1]
+        texts = self.texts.get(e.symbol)  # ``_market``, inlined: once per order
+        if texts is None or texts.spec is not self.engine.venue.specs[e.symbol]:
+            texts = self._market(e.symbol)[1]
         order_id = e.order_id
         cl_ord_id = self.ids.current.get(order_id)  # ``_cl_ord_id``, inlined: once per order
         if cl_ord_id is None and e.client_id != NO_CLIENT_ID:
