@@ -20,6 +20,15 @@
 * ``disk_fdatasync_us_p50`` (on both): one small append + fdatasync where the
   journal lives, measured just before; the journal syncs every order of the
   RTT run and every batch of the pipelined one, so compare runs with this.
+  ``journal_fdatasync_us_p50`` (on the RTT): the same, written into space
+  already zeroed and synced, as the journal writes (``steady_journal``): the
+  flush an RTT actually waits for, cheaper than an append's (no size change).
+* ``fix_rtt_us_p50_journal_in_memory``: the RTT runs again with the journal on
+  tmpfs (``/dev/shm``; not durable, so a reading aid, never a result): the
+  round trip without the disk (code, loopback, the VM's wake-ups). On the
+  project's machine the RTT on disk was this plus the journal's fdatasync plus
+  ~75 us more: after each flush's wait the same code runs slower (an idle vCPU
+  halts, and comes back with cold caches).
 * ``fix_quickfix_acceptor_*``: the same client against a QuickFIX C++ acceptor
   (PyPI ``quickfix``) that answers each order with an ExecutionReport, as the
   side-by-side anchor (no matching, no journal, so an upper bound for a FIX
@@ -69,8 +78,8 @@ def _config() -> Any:
     return parse_config(data)
 
 
-async def _bench(mode: str, n: int, run: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+async def _bench(mode: str, n: int, run: int, directory: str | None = None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
         config = _config()
         steady_journal(Path(tmp), config.journal.segment_bytes)
         engine = Engine(config, Path(tmp))
@@ -118,6 +127,22 @@ class _Steps(trio.abc.Instrument):
         self.steps[name] = self.steps.get(name, 0) + 1
 
 
+def rtt_in_memory(runs: int = RUNS) -> None:
+    """The RTT runs again with the journal on tmpfs: what a round trip costs apart from the disk."""
+    shm = _tmpfs()
+    if shm is None:
+        emit("fix_rtt_us_p50_journal_in_memory", 0, "us", skipped="no writable tmpfs at /dev/shm")
+        return
+    p50s = []
+    for i in range(runs):
+        samples = sorted(trio.run(_bench, "rtt", RTT_ORDERS, 2 * runs + i, shm)["rtt_us"])
+        p50s.append(samples[len(samples) // 2])
+    emit("fix_rtt_us_p50_journal_in_memory", round(statistics.median(p50s), 1), "us", median_of=runs,
+         runs=[round(v, 1) for v in p50s], orders=RTT_ORDERS,
+         how="fix_rtt_us_p50's runs with the journal on tmpfs (fsync returns at once; not durable, so a reading aid, "
+             "never a result): send to ExecutionReport through the same code, loopback and wake-ups, without the disk")
+
+
 def task_steps(n: int = 1000) -> None:
     """One instrumented RTT run: how many task steps and scheduler passes an order costs, and in which tasks."""
     counter = _Steps()
@@ -136,20 +161,42 @@ def emit(name: str, value: float, unit: str, **extra: Any) -> None:
     sys.stdout.flush()
 
 
-def fdatasync_us_p50(samples: int = 30) -> float:
-    """This machine's fdatasync of a small append where the bench's journal lives: the floor under every RTT here."""
+def fdatasync_us_p50(samples: int = 30, *, prezeroed: bool = False) -> float:
+    """This machine's fdatasync of a small write where the bench's journal lives: the floor under every RTT here.
+
+    An append by default; ``prezeroed``: each write lands in space already
+    zeroed and synced, as a steady journal's records do (``JournalWriter``),
+    so the flush carries the data alone, no file-size change.
+    """
+    record = b"x" * 200
     with tempfile.TemporaryDirectory() as tmp:
-        fd = os.open(Path(tmp) / "probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        fd = os.open(Path(tmp) / "probe", os.O_WRONLY | os.O_CREAT | (0 if prezeroed else os.O_APPEND))
         try:
+            if prezeroed:
+                os.write(fd, bytes(len(record) * samples))
+                os.fsync(fd)
             times = []
-            for _ in range(samples):
-                os.write(fd, b"x" * 200)
+            for i in range(samples):
+                if prezeroed:
+                    os.pwrite(fd, record, i * len(record))
+                else:
+                    os.write(fd, record)
                 started = time.perf_counter_ns()
                 os.fdatasync(fd)
                 times.append((time.perf_counter_ns() - started) / 1000)
         finally:
             os.close(fd)
     return round(statistics.median(times), 1)
+
+
+def _tmpfs(path: str = "/dev/shm") -> str | None:
+    """``path`` when it is a writable tmpfs mount, else None."""
+    try:
+        with open("/proc/mounts") as mounts:
+            found = any(line.split()[1:3] == [path, "tmpfs"] for line in mounts)
+    except OSError:
+        return None
+    return path if found and os.access(path, os.W_OK) else None
 
 
 def run(runs: int = RUNS) -> None:
@@ -177,9 +224,11 @@ def run(runs: int = RUNS) -> None:
         p99s.append(samples[int(len(samples) * 0.99)])
     emit("fix_rtt_us_p50", round(statistics.median(p50s), 1), "us", median_of=runs, best=round(min(p50s), 1),
          runs=[round(v, 1) for v in p50s], disk_fdatasync_us_p50=fdatasync_us_p50(),
+         journal_fdatasync_us_p50=fdatasync_us_p50(prezeroed=True),
          target="<= 300", meets=statistics.median(p50s) <= 300, orders=RTT_ORDERS,
          how="one NewOrderSingle in flight: send to its ExecutionReport, including the journal's fsync")
     emit("fix_rtt_us_p99", round(statistics.median(p99s), 1), "us", median_of=runs, runs=[round(v, 1) for v in p99s])
+    rtt_in_memory()
     task_steps()
     run_quickfix_isolated()
 
