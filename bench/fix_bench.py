@@ -78,7 +78,7 @@ def _config() -> Any:
     return parse_config(data)
 
 
-async def _bench(mode: str, n: int, run: int, directory: str | None = None) -> dict[str, Any]:
+async def _bench(mode: str, n: int, directory: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         config = _config()
         steady_journal(Path(tmp), config.journal.segment_bytes)
@@ -134,8 +134,8 @@ def rtt_in_memory(runs: int = RUNS) -> None:
         emit("fix_rtt_us_p50_journal_in_memory", 0, "us", skipped="no writable tmpfs at /dev/shm")
         return
     p50s = []
-    for i in range(runs):
-        samples = sorted(trio.run(_bench, "rtt", RTT_ORDERS, 2 * runs + i, shm)["rtt_us"])
+    for _ in range(runs):
+        samples = sorted(trio.run(_bench, "rtt", RTT_ORDERS, shm)["rtt_us"])
         p50s.append(samples[len(samples) // 2])
     emit("fix_rtt_us_p50_journal_in_memory", round(statistics.median(p50s), 1), "us", median_of=runs,
          runs=[round(v, 1) for v in p50s], orders=RTT_ORDERS,
@@ -146,7 +146,7 @@ def rtt_in_memory(runs: int = RUNS) -> None:
 def task_steps(n: int = 1000) -> None:
     """One instrumented RTT run: how many task steps and scheduler passes an order costs, and in which tasks."""
     counter = _Steps()
-    trio.run(_bench, "rtt", n, 0, instruments=[counter])
+    trio.run(_bench, "rtt", n, instruments=[counter])
     per_task = {name: round(count / n, 2) for name, count in sorted(counter.steps.items(), key=lambda kv: -kv[1])
                 if count >= n // 10}
     emit("fix_rtt_task_steps_per_order", round(sum(counter.steps.values()) / n, 2), "steps",
@@ -203,8 +203,8 @@ def run(runs: int = RUNS) -> None:
     fsync_us = fdatasync_us_p50()
     probe = generate()
     rates, speeds, server_cpu, client_cpu = [], [], [], []
-    for i in range(runs):
-        result, speed = paced(functools.partial(trio.run, _bench, "pipelined", PIPELINED_ORDERS, i), probe)
+    for _ in range(runs):
+        result, speed = paced(functools.partial(trio.run, _bench, "pipelined", PIPELINED_ORDERS), probe)
         speeds.append(speed)
         rates.append(result["orders"] / result["seconds"])
         server_cpu.append(result["server_cpu_s"] * 1e6 / result["orders"])
@@ -218,8 +218,8 @@ def run(runs: int = RUNS) -> None:
          how="signed Logon; NewOrderSingle limits pipelined (<=100 without their ExecutionReport) from another process "
              "over loopback; validated, journaled (fsync) and acknowledged with 35=8 150=0")
     p50s, p99s = [], []
-    for i in range(runs):
-        samples = sorted(trio.run(_bench, "rtt", RTT_ORDERS, runs + i)["rtt_us"])
+    for _ in range(runs):
+        samples = sorted(trio.run(_bench, "rtt", RTT_ORDERS)["rtt_us"])
         p50s.append(samples[len(samples) // 2])
         p99s.append(samples[int(len(samples) * 0.99)])
     emit("fix_rtt_us_p50", round(statistics.median(p50s), 1), "us", median_of=runs, best=round(min(p50s), 1),
