@@ -18,6 +18,7 @@ import cattrs
 import orjson
 import tomli_w
 
+from engine.host import CPU_LATENCY_DEFAULT, CPU_LATENCY_MAX_US
 from engine.units import DecimalError, parse_units, ratio, scale_of
 
 MARKET_STATES: Final = ("Open", "Closed", "CancelOnly", "LimitOnly", "PostOnly")
@@ -70,6 +71,13 @@ class LimitsConfig:
 class AdminConfig:
     # Empty means "<journal.dir>/admin.sock".
     socket: str = ""
+
+
+@attrs.frozen
+class HostConfig:
+    # The most CPU wake-up latency (us) the daemon accepts while it runs, held through Linux PM QoS
+    # (engine/host.py): 0 = idle CPUs poll instead of halting; -1 = the kernel's idle states.
+    cpu_latency_us: int = CPU_LATENCY_DEFAULT
 
 
 @attrs.frozen
@@ -141,6 +149,7 @@ class Config:
     journal: JournalConfig = JournalConfig()
     limits: LimitsConfig = LimitsConfig()
     admin: AdminConfig = AdminConfig()
+    host: HostConfig = HostConfig()
     adapters: AdaptersConfig = AdaptersConfig()
     plugins: PluginsConfig = PluginsConfig()
 
@@ -314,6 +323,10 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"journal.{key}: must be at least 1")
     if config.limits.max_open_orders_per_account < 1:
         raise ConfigError("limits.max_open_orders_per_account: must be at least 1")
+    latency = config.host.cpu_latency_us
+    if latency != CPU_LATENCY_DEFAULT and not 0 <= latency <= CPU_LATENCY_MAX_US:
+        raise ConfigError(f"host.cpu_latency_us: must be -1 (the kernel's idle states) or 0..{CPU_LATENCY_MAX_US} "
+                          f"microseconds, got {latency}")
     for name in ("rest", "websocket", "fix"):
         listen = getattr(config.adapters, name).listen
         host, _, port = listen.rpartition(":")
@@ -388,6 +401,7 @@ def check_scale(key: str, text: str) -> int:
 # The venue's own settings; every other one is its class's default.
 _DEFAULT_VENUE: Final = Config(
     venue=VenueConfig("satchel-local"),
+    host=HostConfig(cpu_latency_us=0),  # a venue runs latency-tuned; where the machine refuses, it says so and runs on
     assets={
         "USDC": AssetConfig(decimals=6, display_name="USD Coin"),
         "SOL": AssetConfig(decimals=9, display_name="Solana"),
@@ -420,6 +434,13 @@ _COMMENTS: Final[dict[str, str]] = {
         "# refused. Not pinned in the journal: it never changes what happened, only what is accepted."
     ),
     "admin": 'Operator socket; "" means <journal.dir>/admin.sock (owner-only, token-authenticated).',
+    "host": (
+        "What the daemon asks of the machine while it runs. cpu_latency_us: the most wake-up latency\n"
+        "# an idle CPU may add, held through Linux PM QoS (/dev/cpu_dma_latency, needs root or write\n"
+        "# access to it; refused, the daemon logs a warning and runs on). 0 = idle CPUs poll instead of\n"
+        "# halting: ~100 us off each order's round trip on a VM, for a core's power per idle CPU.\n"
+        "# -1 = leave the idle states to the kernel."
+    ),
     "assets": "Assets: `decimals` is the ledger's atomic unit (amounts are integers of 10^-decimals).",
     "markets": (
         "Spot markets. tick_size/step_size/min_quantity/min_notional are decimal strings;\n"

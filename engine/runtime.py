@@ -38,6 +38,7 @@ from engine.channels import Sink
 from engine.checkpointer import Checkpointer
 from engine.config import Config
 from engine.funds_api import FundsApi
+from engine.host import cpu_latency
 from engine.intake import (
     OWN_SIDE,
     OWN_STP,
@@ -169,6 +170,7 @@ class Engine(FundsApi):
         self.recovered_seq = 0
         self.halted: str | None = None  # why the engine stopped itself (a full disk): nothing after it was recorded
         self.held_markets: dict[MarketActor, None] | None = None  # markets with commands of a held batch
+        self.cpu_latency_held = False  # [host] cpu_latency_us is in force while serving (engine/host.py)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -185,22 +187,23 @@ class Engine(FundsApi):
         tune_interpreter()
         clean = False
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                await nursery.start(self.journal.run)
-                await nursery.start(self.checkpointer.run)
-                for symbol, market in self.venue.markets.items():
-                    self.market_actors[symbol] = actor = MarketActor(self, market)
-                    nursery.start_soon(actor.run)
-                for account in self.venue.accounts.values():
-                    self._start_account(account)
-                self.accepting = True
-                task_status.started(self)
-                await self._stop.wait()
-                with trio.move_on_after(DRAIN_TIMEOUT_S):
-                    await self.wait_idle()
-                clean = self.idle()
-                nursery.cancel_scope.cancel()
+            with cpu_latency(self.config.host.cpu_latency_us) as self.cpu_latency_held:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    await nursery.start(self.journal.run)
+                    await nursery.start(self.checkpointer.run)
+                    for symbol, market in self.venue.markets.items():
+                        self.market_actors[symbol] = actor = MarketActor(self, market)
+                        nursery.start_soon(actor.run)
+                    for account in self.venue.accounts.values():
+                        self._start_account(account)
+                    self.accepting = True
+                    task_status.started(self)
+                    await self._stop.wait()
+                    with trio.move_on_after(DRAIN_TIMEOUT_S):
+                        await self.wait_idle()
+                    clean = self.idle()
+                    nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             full = group.subgroup(DiskFull)
             if full is None:
@@ -214,6 +217,7 @@ class Engine(FundsApi):
                 "free space and restart the daemon."
             ) from exc
         finally:
+            self.cpu_latency_held = False  # the with block has withdrawn the request
             # Final signed checkpoint and fsync (synchronous, so no cancellation can cut
             # them). Only after a clean drain: then live state is exactly the journal's.
             try:
@@ -571,6 +575,7 @@ class Engine(FundsApi):
             "accounts": len(self.venue.accounts) - 1,
             "journal": {"dir": str(self.directory), "durableSeq": self.journal.durable_seq},
             "venueKey": self.key.public_b64,
+            "cpuLatencyHeld": self.cpu_latency_held,
         }
         if state_hash:
             # Live state equals the journal's only when nothing is in flight.

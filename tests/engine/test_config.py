@@ -97,6 +97,8 @@ def test_fingerprint_changes_with_any_setting() -> None:
         ("markets.SOL_USDC.maker_fee_bps", "two", r"^markets\.SOL_USDC\.maker_fee_bps: expected int, got str 'two'$"),
         ("markets.SOL_USDC.base", ..., r"^markets\.SOL_USDC\.base: required key missing$"),
         ("journal", 5, r"^journal: expected a table$"),
+        ("host.cpu_latency_us", "0", r"^host\.cpu_latency_us: expected int, got str '0'$"),
+        ("host.idle", "poll", r"^host: unknown key idle$"),
         ("adapters.fix.sessions", [{"sender_comp_id": "A", "target_comp_id": "B", "account": 1},
                                    {"sender_comp_id": "A", "target_comp_id": "B", "account": "x", "zz": 1}],
          r"^adapters\.fix\.sessions\[1\]\.account: expected int, got str 'x'; adapters\.fix\.sessions\[1\]: unknown key zz$"),
@@ -136,6 +138,9 @@ def test_structural_errors_name_the_key(path: str, value: Any, message: str) -> 
         ("assets.SOL.decimals", 13, "assets.SOL.decimals: must be between 0 and 12, got 13"),
         ("assets", {}, "assets: at least one asset is required"),
         ("journal.segment_bytes", 4095, "journal.segment_bytes: must be at least 4096"),
+        ("host.cpu_latency_us", -2, "host.cpu_latency_us: must be -1 (the kernel's idle states) or 0..2000000000 "
+                                    "microseconds, got -2"),
+        ("host.cpu_latency_us", 2_000_000_001, "host.cpu_latency_us: must be -1"),
         ("adapters.rest.listen", "localhost", "adapters.rest.listen: expected HOST:PORT, got 'localhost'"),
         ("adapters.websocket.listen", "127.0.0.1:http", "adapters.websocket.listen: expected HOST:PORT"),
         ("adapters.fix.listen", "127.0.0.1:65536", "adapters.fix.listen: expected HOST:PORT, got '127.0.0.1:65536'"),
