@@ -70,10 +70,10 @@ CLIENT = [sys.executable, "-m", "bench.fix_client"]
 PIPELINED_ORDERS = 100_000
 RTT_ORDERS = 3_000
 RUNS = 3
-# The session's rate limit (adapters/fix/throttle.py) far above what one session reaches here, as BENCH_LIMITS
-# lifts the open-order cap: every order is still checked, so the figures include the check's cost.
 SHIPPED_CPU_LATENCY_US: int = DEFAULT["host"]["cpu_latency_us"]  # config.toml's [host] setting
 KERNEL_IDLE = CPU_LATENCY_DEFAULT
+# The session's rate limit (adapters/fix/throttle.py) far above what one session reaches here, as BENCH_LIMITS
+# lifts the open-order cap: every order is still checked, so the figures include the check's cost.
 BENCH_RATE = {"max_messages_per_s": 10_000_000, "burst_messages": 10_000_000}
 
 
